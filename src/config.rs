@@ -1,0 +1,104 @@
+//! Connection settings, with the defaults PROTOCOL.md §12 lists.
+
+use crate::conn::congestion::Algorithm;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Settings for one connection. Both sides announce the parts the peer must
+/// know in their HANDSHAKE frame (PROTOCOL.md §5.4).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Largest UDP payload sent or accepted (default 1200, the size every
+    /// IPv4 and IPv6 path carries without fragmentation). At least 1200.
+    pub max_datagram_size: usize,
+    /// Largest message accepted from the peer, and sent to it (default 1 MiB).
+    pub max_message_size: usize,
+    /// Bytes of received, undelivered stream data this side buffers at most;
+    /// the flow-control window advertised to the peer (default 4 MiB).
+    pub receive_window: u64,
+    /// Bytes of sent but unacknowledged data, plus unsent data, queued at
+    /// most before `send` pushes back (default 4 MiB).
+    pub send_buffer: u64,
+    /// Longest time this side delays an acknowledgement (default 5 ms).
+    pub max_ack_delay: Duration,
+    /// Silence after which the connection is declared dead (default 30 s).
+    pub idle_timeout: Duration,
+    /// Send a PING after this long without sending anything ack-eliciting, so
+    /// that a quiet but live connection does not hit the idle timeout
+    /// (default: a third of the idle timeout). `None` disables it.
+    pub keep_alive: Option<Duration>,
+    /// RTT assumed before the first sample (default 100 ms; RFC 9002 uses
+    /// 333 ms, which makes handshake loss needlessly slow to repair).
+    pub initial_rtt: Duration,
+    /// Congestion controller (default NewReno).
+    pub congestion: Algorithm,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_datagram_size: 1200,
+            max_message_size: 1 << 20,
+            receive_window: 4 << 20,
+            send_buffer: 4 << 20,
+            max_ack_delay: Duration::from_millis(5),
+            idle_timeout: Duration::from_secs(30),
+            keep_alive: Some(Duration::from_secs(10)),
+            initial_rtt: Duration::from_millis(100),
+            congestion: Algorithm::NewReno,
+        }
+    }
+}
+
+/// A setting that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// The smallest datagram size allowed (PROTOCOL.md §3): large enough for an
+/// INITIAL with its HANDSHAKE frame and for useful ACK frames.
+pub const MIN_DATAGRAM_SIZE: usize = 1200;
+/// The largest datagram size: the largest UDP payload over IPv4.
+pub const MAX_DATAGRAM_SIZE: usize = 65_507;
+
+impl Config {
+    /// Checks that the settings fit together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |s: String| Err(ConfigError(s));
+        if !(MIN_DATAGRAM_SIZE..=MAX_DATAGRAM_SIZE).contains(&self.max_datagram_size) {
+            return err(format!(
+                "max_datagram_size {} is outside {MIN_DATAGRAM_SIZE}..={MAX_DATAGRAM_SIZE}",
+                self.max_datagram_size
+            ));
+        }
+        if self.max_message_size == 0 {
+            return err("max_message_size must be at least 1".into());
+        }
+        // A message is delivered only when whole, so the window must hold the
+        // largest one plus its 8-byte length prefix, or the connection would
+        // stall (PROTOCOL.md §8.3).
+        let needed = self.max_message_size as u64 + 8;
+        if self.receive_window < needed {
+            return err(format!(
+                "receive_window {} must be at least max_message_size + 8 = {needed}",
+                self.receive_window
+            ));
+        }
+        if self.send_buffer < needed {
+            return err(format!(
+                "send_buffer {} must be at least max_message_size + 8 = {needed}",
+                self.send_buffer
+            ));
+        }
+        if self.idle_timeout < Duration::from_millis(10) {
+            return err("idle_timeout must be at least 10 ms".into());
+        }
+        if self.max_ack_delay > Duration::from_secs(1) {
+            return err("max_ack_delay must be at most 1 s".into());
+        }
+        if self.initial_rtt.is_zero() {
+            return err("initial_rtt must be positive".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,957 @@
+//! One connection's protocol logic, without I/O (PROTOCOL.md §6–§9).
+//!
+//! A [`Connection`] is driven from outside. Its inputs are `handle_*`, its
+//! outputs `poll_*`, and every call takes the current time. It never reads a
+//! clock, sleeps or touches a socket, so tests can run it in virtual time.
+//!
+//! Call order, for whoever drives it (the [`crate::endpoint::Endpoint`] does):
+//! 1. feed every datagram for this connection to [`Connection::handle_packet`]
+//!    and, when the deadline from [`Connection::poll_timeout`] passes, call
+//!    [`Connection::handle_timeout`];
+//! 2. after any input (including `send`, `recv`, `close`), call
+//!    [`Connection::poll_transmit`] until it returns `false`, sending each
+//!    datagram it writes;
+//! 3. drain [`Connection::poll_event`], then sleep until `poll_timeout`.
+//!
+//! Parts, one file each: [`ack`] (what we received), [`sent`] (what we sent,
+//! loss detection), [`rtt`], [`congestion`], [`send_stream`],
+//! [`recv_stream`], [`stats`].
+
+pub mod ack;
+pub mod congestion;
+pub mod recv_stream;
+pub mod rtt;
+pub mod send_stream;
+pub mod sent;
+pub mod stats;
+
+use crate::config::Config;
+use crate::error::{ConnectionError, TransportCode};
+use crate::wire::frame::{self, encode_stream_header, MAX_STREAM_HEADER_LEN};
+use crate::wire::packet::seal;
+use crate::wire::{
+    AckFrame, CloseFrame, CloseKind, ConnectionId, Frame, HandshakeParams, Header, PacketType,
+    CHECKSUM_LEN,
+};
+use ack::{AckTracker, Arrival};
+use bytes::Bytes;
+use congestion::Controller;
+use recv_stream::{RecvStream, StreamError};
+use rtt::RttEstimator;
+use send_stream::{SendStream, WriteError};
+use sent::{SentFrames, SentPacket, SentPackets};
+pub use stats::Stats;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// Which end of the connection this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Server,
+}
+
+/// The connection state machine of PROTOCOL.md §6.4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Client: INITIAL sent, no ACCEPT yet. Server: ACCEPT sent, no DATA
+    /// packet from the client yet.
+    Handshake,
+    /// Both sides know each other's connection ID and parameters.
+    Established,
+    /// Graceful close reported (our data all acknowledged, the peer's FIN
+    /// received). Still resending our FIN until it is acknowledged and
+    /// acknowledging the peer's retransmissions, until the idle timeout
+    /// passes with nothing heard (§6.5): like TCP's TIME-WAIT, this outlasts
+    /// any retransmission the peer can still make.
+    Lingering,
+    /// We sent CLOSE; we answer further packets with CLOSE until `until`.
+    Closing { until: Instant },
+    /// The peer sent CLOSE; we stay silent until `until`.
+    Draining { until: Instant },
+    /// Nothing left to do: the connection can be dropped.
+    Closed,
+}
+
+/// Something the application may want to react to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The handshake completed.
+    Connected,
+    /// A message can be read with [`Connection::recv`], or the peer finished.
+    Readable,
+    /// Acknowledgements freed send-buffer space.
+    Writable,
+    /// The connection ended: `Ok` for a graceful close.
+    Closed(Result<(), ConnectionError>),
+}
+
+/// Why [`Connection::send`] refused a message.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SendError {
+    #[error("the send buffer is full")]
+    Blocked,
+    #[error("message of {len} bytes exceeds the peer's limit of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+    #[error("the handshake has not completed")]
+    NotConnected,
+    #[error("the connection is closing or closed")]
+    Closed,
+}
+
+/// A CLOSE frame we must (re)send while closing.
+#[derive(Debug, Clone)]
+struct PendingClose {
+    kind: CloseKind,
+    code: u64,
+    reason: Vec<u8>,
+}
+
+/// Probe packets sent when the probe timeout fires (RFC 9002 §6.2.4: "one or
+/// two"; two make tail loss on a lossy link far less likely to need a
+/// second, doubled timeout).
+const PROBES_PER_PTO: u8 = 2;
+/// Cap on PTO backoff doublings (keeps the multiplication in range).
+const MAX_PTO_BACKOFF: u32 = 16;
+/// The backed-off PTO is at most the idle timeout divided by this (§9.3).
+const PROBES_PER_IDLE_TIMEOUT: u32 = 20;
+
+/// The sans-IO state of one connection.
+#[derive(Debug)]
+pub struct Connection {
+    side: Side,
+    state: State,
+    config: Arc<Config>,
+    local_cid: ConnectionId,
+    /// Zero until the client learns it from an ACCEPT.
+    remote_cid: ConnectionId,
+    peer: Option<HandshakeParams>,
+    /// Server: the client has sent a DATA packet, so it has our ACCEPT.
+    confirmed: bool,
+    next_pn: u64,
+    sent: SentPackets,
+    largest_acked: Option<u64>,
+    acks: AckTracker,
+    rtt: RttEstimator,
+    cc: Box<dyn Controller>,
+    send: SendStream,
+    recv: RecvStream,
+    /// Time-threshold loss timer or probe timeout (RFC 9002 §6.2).
+    loss_timer: Option<Instant>,
+    loss_time: Option<Instant>,
+    pto_count: u32,
+    probes: u8,
+    handshake_pending: bool,
+    max_data_pending: bool,
+    ping_pending: bool,
+    close: Option<PendingClose>,
+    close_send_pending: bool,
+    outcome: Option<Result<(), ConnectionError>>,
+    events: VecDeque<Event>,
+    stats: Stats,
+    max_datagram: usize,
+    idle_timeout: Duration,
+    idle_deadline: Instant,
+    eliciting_since_recv: bool,
+    last_eliciting_sent: Option<Instant>,
+}
+
+impl Connection {
+    /// A client connection; its first `poll_transmit` writes the INITIAL.
+    pub fn client(now: Instant, config: Arc<Config>, local_cid: ConnectionId) -> Self {
+        Self::new(now, Side::Client, config, local_cid, ConnectionId(0))
+    }
+
+    /// A server connection for a client that chose `client_cid`; feed it the
+    /// INITIAL that announced it with [`Self::handle_packet`].
+    pub fn server(
+        now: Instant,
+        config: Arc<Config>,
+        local_cid: ConnectionId,
+        client_cid: ConnectionId,
+    ) -> Self {
+        Self::new(now, Side::Server, config, local_cid, client_cid)
+    }
+
+    fn new(
+        now: Instant,
+        side: Side,
+        config: Arc<Config>,
+        local_cid: ConnectionId,
+        remote_cid: ConnectionId,
+    ) -> Self {
+        Self {
+            side,
+            state: State::Handshake,
+            local_cid,
+            remote_cid,
+            peer: None,
+            confirmed: false,
+            next_pn: 0,
+            sent: SentPackets::default(),
+            largest_acked: None,
+            acks: AckTracker::default(),
+            rtt: RttEstimator::new(config.initial_rtt),
+            cc: config.congestion.build(config.max_datagram_size),
+            send: SendStream::new(config.send_buffer),
+            recv: RecvStream::new(config.receive_window, config.max_message_size as u64),
+            loss_timer: None,
+            loss_time: None,
+            pto_count: 0,
+            probes: 0,
+            handshake_pending: true,
+            max_data_pending: false,
+            ping_pending: false,
+            close: None,
+            close_send_pending: false,
+            outcome: None,
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            max_datagram: config.max_datagram_size,
+            idle_timeout: config.idle_timeout,
+            idle_deadline: now + config.idle_timeout,
+            eliciting_since_recv: false,
+            last_eliciting_sent: None,
+            config,
+        }
+    }
+
+    // ----- Accessors -----------------------------------------------------
+
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn local_cid(&self) -> ConnectionId {
+        self.local_cid
+    }
+
+    pub fn remote_cid(&self) -> ConnectionId {
+        self.remote_cid
+    }
+
+    /// Whether the handshake completed and the connection is usable.
+    pub fn is_established(&self) -> bool {
+        self.state == State::Established || self.peer.is_some() && self.state == State::Handshake
+    }
+
+    /// How the connection ended, once it has: `Ok` for a graceful close.
+    pub fn outcome(&self) -> Option<&Result<(), ConnectionError>> {
+        self.outcome.as_ref()
+    }
+
+    /// Whether the connection can be dropped.
+    pub fn is_drained(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Counters and current estimates.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats.clone();
+        s.smoothed_rtt_us = self.rtt.smoothed().as_micros() as u64;
+        s.min_rtt_us = self.rtt.min().as_micros() as u64;
+        s.rtt_var_us = self.rtt.var().as_micros() as u64;
+        s.congestion_window = self.cc.window();
+        s.bytes_in_flight = self.sent.bytes_in_flight();
+        s
+    }
+
+    /// The server answered our INITIAL with a version negotiation packet that
+    /// excludes our version (§3.5): the connection cannot be made.
+    pub fn on_version_negotiation(&mut self, theirs: Vec<u8>) {
+        if self.side == Side::Client && self.state == State::Handshake {
+            self.finish(Err(ConnectionError::VersionMismatch {
+                ours: crate::wire::VERSION,
+                theirs,
+            }));
+            self.state = State::Closed;
+        }
+    }
+
+    /// Counts a datagram that claimed to be ours but failed its checksum.
+    pub fn on_corrupt_datagram(&mut self) {
+        self.stats.corrupt_dropped += 1;
+    }
+
+    // ----- Application side ----------------------------------------------
+
+    /// Queues one message (PROTOCOL.md §8.1).
+    pub fn send(&mut self, msg: Bytes) -> Result<(), SendError> {
+        if self.outcome.is_some() || self.send.is_finished() {
+            return Err(SendError::Closed);
+        }
+        let Some(peer) = self.peer else {
+            return Err(SendError::NotConnected);
+        };
+        let max = peer.max_message_size.min(usize::MAX as u64) as usize;
+        if msg.len() > max {
+            return Err(SendError::TooLarge {
+                len: msg.len(),
+                max,
+            });
+        }
+        match self.send.write(msg) {
+            Ok(()) => {
+                self.stats.messages_sent += 1;
+                Ok(())
+            }
+            Err(WriteError::Blocked) => Err(SendError::Blocked),
+            Err(WriteError::Finished) => Err(SendError::Closed),
+        }
+    }
+
+    /// Whether a message of `len` bytes would be accepted by `send` now.
+    pub fn can_send(&self, len: usize) -> bool {
+        self.send.has_room_for(len)
+    }
+
+    /// The next whole message from the peer, if one has arrived.
+    pub fn recv(&mut self) -> Option<Bytes> {
+        let msg = self.recv.pop()?;
+        self.stats.messages_received += 1;
+        self.stats.bytes_delivered += msg.len() as u64;
+        if self.recv.max_data_update().is_some() {
+            self.max_data_pending = true;
+        }
+        Some(msg)
+    }
+
+    /// Whether the peer finished its stream and every message was read:
+    /// nothing more will arrive.
+    pub fn is_recv_finished(&self) -> bool {
+        self.recv.is_finished()
+    }
+
+    /// Graceful close (§6.5): everything queued is still delivered, then the
+    /// stream ends. The connection ends once both sides have done this.
+    pub fn close(&mut self) {
+        if self.outcome.is_none() {
+            self.send.finish();
+        }
+    }
+
+    /// Abrupt close with an application error code (§6.6). Undelivered data
+    /// is discarded on both sides.
+    pub fn abort(&mut self, now: Instant, code: u64, reason: &str) {
+        if self.outcome.is_some() {
+            return;
+        }
+        self.start_closing(
+            now,
+            CloseKind::Application,
+            code,
+            reason,
+            Err(ConnectionError::LocallyAborted { code }),
+        );
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn emit(&mut self, e: Event) {
+        if self.events.back() != Some(&e) {
+            self.events.push_back(e);
+        }
+    }
+
+    // ----- Timers ---------------------------------------------------------
+
+    /// The earliest instant at which `handle_timeout` has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Closed => None,
+            State::Closing { until } | State::Draining { until } => Some(until),
+            State::Handshake | State::Established | State::Lingering => [
+                Some(self.idle_deadline),
+                self.loss_timer,
+                self.acks.deadline(),
+                self.keep_alive_deadline(),
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
+        }
+    }
+
+    fn keep_alive_deadline(&self) -> Option<Instant> {
+        if self.state != State::Established || self.send.is_finished() || self.ping_pending {
+            return None;
+        }
+        let interval = self.config.keep_alive?.min(self.idle_timeout / 2);
+        Some(self.last_eliciting_sent? + interval)
+    }
+
+    /// Runs every timer that has expired by `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.state {
+            State::Closed => return,
+            State::Closing { until } | State::Draining { until } => {
+                if now >= until {
+                    self.state = State::Closed;
+                }
+                return;
+            }
+            State::Handshake | State::Established | State::Lingering => {}
+        }
+        if now >= self.idle_deadline {
+            // §9.5: silent close; the peer will time out too. A lingering
+            // connection already reported its graceful outcome.
+            self.finish(Err(ConnectionError::TimedOut(self.idle_timeout)));
+            self.state = State::Closed;
+            return;
+        }
+        if self.loss_timer.is_some_and(|t| now >= t) {
+            self.on_loss_timer(now);
+        }
+        if self.keep_alive_deadline().is_some_and(|t| now >= t) {
+            self.ping_pending = true;
+        }
+    }
+
+    fn pto(&self) -> Duration {
+        let ack_delay = match self.peer {
+            Some(p) if self.state == State::Established => {
+                Duration::from_micros(p.max_ack_delay_micros)
+            }
+            _ => Duration::ZERO,
+        };
+        self.rtt.pto_base() + ack_delay
+    }
+
+    /// RFC 9002 §6.2.1 SetLossDetectionTimer.
+    fn set_loss_timer(&mut self) {
+        if let Some(t) = self.loss_time {
+            self.loss_timer = Some(t);
+            return;
+        }
+        match self.sent.last_eliciting_sent() {
+            Some(last) => {
+                let pto = self.pto();
+                let backed_off = pto * (1u32 << self.pto_count.min(MAX_PTO_BACKOFF));
+                // §9.3: backoff stops at a twentieth of the idle timeout, so a
+                // lossy but live path gets about twenty probes before the
+                // idle timeout declares it dead.
+                let cap = (self.effective_idle_timeout() / PROBES_PER_IDLE_TIMEOUT).max(pto);
+                self.loss_timer = Some(last + backed_off.min(cap));
+            }
+            None => self.loss_timer = None,
+        }
+    }
+
+    /// RFC 9002 §6.2.1 OnLossDetectionTimeout.
+    fn on_loss_timer(&mut self, now: Instant) {
+        if self.loss_time.is_some() {
+            self.detect_lost(now);
+        } else {
+            // Probe timeout: resend the oldest unacknowledged content in up to
+            // two new packets, outside the congestion window (§9.3).
+            self.stats.probe_timeouts += 1;
+            self.pto_count += 1;
+            self.probes = PROBES_PER_PTO;
+            if let Some(p) = self.sent.oldest_eliciting() {
+                let frames = p.frames.clone();
+                self.requeue(&frames);
+            }
+        }
+        self.set_loss_timer();
+    }
+
+    // ----- Receiving ------------------------------------------------------
+
+    /// Takes one packet addressed to this connection whose header the
+    /// endpoint already checked (§10 says in which order).
+    pub fn handle_packet(&mut self, now: Instant, header: &Header, payload: &[u8]) {
+        let frames = match frame::decode_all(payload) {
+            Ok(f) => f,
+            Err(_) => {
+                self.stats.malformed_dropped += 1;
+                return;
+            }
+        };
+        match self.state {
+            State::Closed | State::Draining { .. } => return,
+            State::Closing { .. } => {
+                // §6.6: answer each packet with our CLOSE again.
+                self.close_send_pending = true;
+                return;
+            }
+            _ => {}
+        }
+        if !self.packet_type_allowed(header.ty) {
+            self.stats.malformed_dropped += 1;
+            return;
+        }
+        let eliciting = frames.iter().any(Frame::is_ack_eliciting);
+        let max_ack_delay = self.config.max_ack_delay;
+        if self
+            .acks
+            .on_packet(now, header.pn, eliciting, max_ack_delay)
+            == Arrival::Duplicate
+        {
+            self.stats.duplicates_discarded += 1;
+            return;
+        }
+        self.stats.packets_received += 1;
+        self.stats.bytes_received += (header.ty.header_len() + payload.len() + CHECKSUM_LEN) as u64;
+        self.idle_deadline = now + self.effective_idle_timeout();
+        self.eliciting_since_recv = false;
+
+        // Handshake progress (§6.2). The client completes on an ACCEPT that
+        // carries the server's parameters (every valid one does).
+        let carries_params = frames.iter().any(|f| matches!(f, Frame::Handshake(_)));
+        match (self.side, header.ty) {
+            (Side::Client, PacketType::Accept)
+                if self.state == State::Handshake && carries_params =>
+            {
+                self.remote_cid = header.scid.unwrap_or_default();
+                self.confirmed = true;
+                self.state = State::Established;
+                self.handshake_pending = false;
+                self.acks.request_immediate();
+                self.emit(Event::Connected);
+            }
+            (Side::Server, PacketType::Data) if !self.confirmed => {
+                self.confirmed = true;
+                self.handshake_pending = false;
+                if self.state == State::Handshake {
+                    self.state = State::Established;
+                    self.emit(Event::Connected);
+                }
+            }
+            (_, PacketType::Initial | PacketType::Accept) => self.acks.request_immediate(),
+            _ => {}
+        }
+
+        for f in &frames {
+            if let Err((code, reason)) = self.on_frame(now, f) {
+                self.start_closing(
+                    now,
+                    CloseKind::Transport,
+                    code.to_u64(),
+                    &reason,
+                    Err(ConnectionError::LocalTransportClose {
+                        code,
+                        reason: reason.clone(),
+                    }),
+                );
+                return;
+            }
+            if self.outcome.is_some() {
+                return;
+            }
+        }
+        self.check_graceful_end();
+    }
+
+    fn packet_type_allowed(&self, ty: PacketType) -> bool {
+        match (self.side, ty) {
+            (Side::Server, PacketType::Accept) | (Side::Client, PacketType::Initial) => false,
+            // A client that has no ACCEPT yet cannot use DATA packets: it does
+            // not know the server's parameters.
+            (Side::Client, PacketType::Data) => self.state != State::Handshake,
+            _ => true,
+        }
+    }
+
+    fn on_frame(&mut self, now: Instant, f: &Frame<'_>) -> Result<(), (TransportCode, String)> {
+        match f {
+            Frame::Padding(_) | Frame::Ping => {}
+            Frame::Ack(ack) => self.on_ack(now, ack)?,
+            Frame::Handshake(p) => self.on_handshake(p)?,
+            Frame::Stream(s) => {
+                let new = self
+                    .recv
+                    .on_frame(s.offset, s.data, s.fin)
+                    .map_err(stream_error)?;
+                if (new > 0 || s.fin) && (self.recv.has_message() || self.recv.is_finished()) {
+                    self.emit(Event::Readable);
+                }
+            }
+            Frame::MaxData(max) => self.send.set_max_data(*max),
+            Frame::Close(c) => {
+                let reason = String::from_utf8_lossy(c.reason).into_owned();
+                let err = match c.kind {
+                    CloseKind::Application => ConnectionError::PeerAborted {
+                        code: c.code,
+                        reason,
+                    },
+                    CloseKind::Transport => ConnectionError::PeerTransportClose {
+                        code: TransportCode::from_u64(c.code),
+                        reason,
+                    },
+                };
+                self.state = State::Draining {
+                    until: now + self.pto() * 3,
+                };
+                self.finish(Err(err));
+            }
+        }
+        Ok(())
+    }
+
+    fn on_handshake(&mut self, p: &HandshakeParams) -> Result<(), (TransportCode, String)> {
+        if self.peer.is_some() {
+            return Ok(()); // Repeated in every INITIAL/ACCEPT; the first counts.
+        }
+        if p.max_datagram_size < crate::config::MIN_DATAGRAM_SIZE as u64
+            || p.max_message_size == 0
+            || p.idle_timeout_millis == 0
+            || p.max_ack_delay_micros > 1_000_000
+        {
+            return Err((
+                TransportCode::InvalidParameters,
+                format!("unacceptable transport parameters {p:?}"),
+            ));
+        }
+        self.peer = Some(*p);
+        self.max_datagram = self.max_datagram.min(p.max_datagram_size as usize);
+        self.idle_timeout = self
+            .idle_timeout
+            .min(Duration::from_millis(p.idle_timeout_millis));
+        self.send.set_max_data(p.initial_max_data);
+        Ok(())
+    }
+
+    fn local_params(&self) -> HandshakeParams {
+        HandshakeParams {
+            max_ack_delay_micros: self.config.max_ack_delay.as_micros() as u64,
+            idle_timeout_millis: self.config.idle_timeout.as_millis() as u64,
+            initial_max_data: self.recv.max_data(),
+            max_message_size: self.config.max_message_size as u64,
+            max_datagram_size: self.config.max_datagram_size as u64,
+        }
+    }
+
+    /// The idle timeout, never shorter than three probe timeouts (§9.5), so
+    /// that a slow path is not mistaken for a dead one.
+    fn effective_idle_timeout(&self) -> Duration {
+        self.idle_timeout.max(self.pto() * 3)
+    }
+
+    /// RFC 9002 §6 OnAckReceived.
+    fn on_ack(&mut self, now: Instant, ack: &AckFrame) -> Result<(), (TransportCode, String)> {
+        let largest = ack.largest();
+        if largest >= self.next_pn {
+            return Err((
+                TransportCode::ProtocolViolation,
+                format!("acknowledged packet {largest}, which was never sent"),
+            ));
+        }
+        let mut newly = Vec::new();
+        for r in &ack.ranges {
+            newly.extend(self.sent.take_range(r.clone()));
+        }
+        if newly.is_empty() {
+            return Ok(());
+        }
+        if self.largest_acked.is_none_or(|l| largest > l) {
+            self.largest_acked = Some(largest);
+        }
+        // RTT sample: only from the largest acknowledged, if it is newly
+        // acknowledged and ack-eliciting (RFC 9002 §5.1).
+        if let Some((_, p)) = newly.iter().find(|(pn, _)| *pn == largest) {
+            if p.ack_eliciting {
+                let peer_max =
+                    Duration::from_micros(self.peer.map_or(0, |p| p.max_ack_delay_micros));
+                let delay = Duration::from_micros(ack.delay_micros).min(peer_max);
+                self.rtt
+                    .update(now.saturating_duration_since(p.time_sent), delay);
+            }
+        }
+        let before = self.send.buffered();
+        for (_, p) in &newly {
+            if p.in_flight {
+                self.cc.on_ack(now, p.time_sent, p.size as u64);
+            }
+            self.send.on_acked(&p.frames.stream, p.frames.fin);
+        }
+        if self.send.buffered() < before {
+            self.emit(Event::Writable);
+        }
+        self.detect_lost(now);
+        self.pto_count = 0;
+        self.set_loss_timer();
+        Ok(())
+    }
+
+    /// RFC 9002 §6.1 DetectAndRemoveLostPackets, then the congestion
+    /// response (§7) and requeueing of what the lost packets carried.
+    fn detect_lost(&mut self, now: Instant) {
+        let Some(largest) = self.largest_acked else {
+            return;
+        };
+        let (lost, loss_time) = self.sent.detect_lost(now, largest, self.rtt.loss_delay());
+        self.loss_time = loss_time;
+        if lost.is_empty() {
+            return;
+        }
+        self.stats.packets_lost += lost.len() as u64;
+        let mut newest_in_flight: Option<Instant> = None;
+        for (_, p) in &lost {
+            self.requeue(&p.frames);
+            if p.in_flight {
+                newest_in_flight =
+                    Some(newest_in_flight.map_or(p.time_sent, |t| t.max(p.time_sent)));
+            }
+        }
+        if let Some(sent) = newest_in_flight {
+            let persistent = self.rtt.has_sample()
+                && sent::is_persistent_congestion(
+                    &lost,
+                    congestion::persistent_congestion_duration(self.pto()),
+                );
+            self.cc.on_congestion_event(now, sent, persistent);
+        }
+    }
+
+    /// Puts what a lost (or probed) packet carried back in line to be sent.
+    fn requeue(&mut self, frames: &SentFrames) {
+        self.send.on_lost(&frames.stream, frames.fin);
+        if frames.max_data {
+            self.max_data_pending = true;
+        }
+        if frames.handshake && !self.confirmed {
+            self.handshake_pending = true;
+        }
+    }
+
+    /// §6.5: once every byte we sent is acknowledged, our stream is
+    /// finished and the peer's has fully arrived, the close is graceful. Our
+    /// FIN may still be unacknowledged: it is resent in the background.
+    fn check_graceful_end(&mut self) {
+        if self.state == State::Established
+            && self.send.is_finished()
+            && self.send.is_data_acked()
+            && self.recv.is_fin_received()
+        {
+            self.state = State::Lingering;
+            self.finish(Ok(()));
+        }
+    }
+
+    fn finish(&mut self, outcome: Result<(), ConnectionError>) {
+        if self.outcome.is_none() {
+            self.outcome = Some(outcome.clone());
+            self.emit(Event::Closed(outcome));
+        }
+    }
+
+    fn start_closing(
+        &mut self,
+        now: Instant,
+        kind: CloseKind,
+        code: u64,
+        reason: &str,
+        outcome: Result<(), ConnectionError>,
+    ) {
+        self.close = Some(PendingClose {
+            kind,
+            code,
+            reason: reason.as_bytes().iter().take(256).copied().collect(),
+        });
+        self.close_send_pending = true;
+        self.state = State::Closing {
+            until: now + self.pto() * 3,
+        };
+        self.finish(outcome);
+    }
+
+    // ----- Sending --------------------------------------------------------
+
+    fn packet_type(&self) -> PacketType {
+        match self.side {
+            Side::Client if self.state == State::Handshake => PacketType::Initial,
+            Side::Server if !self.confirmed => PacketType::Accept,
+            _ => PacketType::Data,
+        }
+    }
+
+    /// Writes the next datagram to send into `out` (cleared first) and
+    /// returns true, or returns false if there is nothing to send now.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+        out.clear();
+        match self.state {
+            State::Closed | State::Draining { .. } => return false,
+            State::Closing { .. } => return self.write_close(out),
+            _ => {}
+        }
+        let ty = self.packet_type();
+        let probe = self.probes > 0;
+        let cwnd_open = self.sent.bytes_in_flight() + self.max_datagram as u64 <= self.cc.window();
+        let may_elicit = probe || cwnd_open;
+        let have_data = self.peer.is_some() && self.send.has_sendable();
+        let want_eliciting = may_elicit
+            && ((ty != PacketType::Data && self.handshake_pending)
+                || have_data
+                || self.max_data_pending
+                || self.ping_pending
+                || probe);
+        if !want_eliciting && !self.acks.ack_due(now) {
+            return false;
+        }
+
+        let pn = self.next_pn;
+        self.next_pn += 1;
+        Header {
+            ty,
+            dcid: self.remote_cid,
+            scid: ty.has_source_cid().then_some(self.local_cid),
+            pn,
+        }
+        .encode(out);
+        let limit = self.max_datagram - CHECKSUM_LEN;
+        let mut frames = SentFrames::default();
+        let mut eliciting = false;
+        let mut retransmitted = false;
+
+        if self.acks.has_news() {
+            if let Some(ack) = self.acks.frame(now) {
+                Frame::Ack(ack).encode(out);
+                self.acks.on_ack_sent();
+            }
+        }
+        if ty != PacketType::Data {
+            // Every INITIAL and ACCEPT carries the parameters (§6.2), so any
+            // one of them that arrives completes the handshake.
+            Frame::Handshake(self.local_params()).encode(out);
+            frames.handshake = true;
+            self.handshake_pending = false;
+            eliciting = true;
+        }
+        if want_eliciting {
+            if self.max_data_pending {
+                let max = self.recv.max_data_update().unwrap_or(self.recv.max_data());
+                Frame::MaxData(max).encode(out);
+                self.recv.on_max_data_sent(max);
+                frames.max_data = true;
+                self.max_data_pending = false;
+                eliciting = true;
+            }
+            if self.peer.is_some() {
+                let frontier = self.send_frontier();
+                while let Some(room) = limit.checked_sub(out.len() + MAX_STREAM_HEADER_LEN) {
+                    let Some(chunk) = self.send.next_chunk(room) else {
+                        break;
+                    };
+                    let end = chunk.offset + chunk.len as u64;
+                    encode_stream_header(chunk.offset, chunk.len, chunk.fin, out);
+                    self.send.copy_range(chunk.offset..end, out);
+                    self.send.on_chunk_sent(&chunk);
+                    if chunk.offset < frontier {
+                        retransmitted = true;
+                        self.stats.stream_bytes_retransmitted += frontier.min(end) - chunk.offset;
+                    }
+                    if chunk.len > 0 {
+                        frames.stream.push(chunk.offset..end);
+                    }
+                    frames.fin |= chunk.fin;
+                    eliciting = true;
+                    if chunk.len == 0 {
+                        break;
+                    }
+                }
+            }
+            if !eliciting {
+                Frame::Ping.encode(out);
+                frames.ping = true;
+                eliciting = true;
+            }
+            self.ping_pending = false;
+            self.probes = self.probes.saturating_sub(1);
+        }
+        if ty == PacketType::Initial && out.len() < limit {
+            // §6.2: INITIALs fill the datagram, proving the path carries
+            // full-size datagrams and bounding amplification.
+            Frame::Padding(limit - out.len()).encode(out);
+        }
+        seal(out);
+
+        self.stats.packets_sent += 1;
+        self.stats.bytes_sent += out.len() as u64;
+        if retransmitted {
+            self.stats.packets_retransmitted += 1;
+        }
+        self.sent.on_sent(
+            pn,
+            SentPacket {
+                time_sent: now,
+                size: out.len(),
+                ack_eliciting: eliciting,
+                in_flight: eliciting || ty == PacketType::Initial,
+                frames,
+            },
+        );
+        if eliciting {
+            self.last_eliciting_sent = Some(now);
+            if !self.eliciting_since_recv {
+                // RFC 9000 §10.1: the idle timer restarts on the first
+                // ack-eliciting packet sent after a receipt.
+                self.eliciting_since_recv = true;
+                self.idle_deadline = self.idle_deadline.max(now + self.effective_idle_timeout());
+            }
+            self.set_loss_timer();
+        }
+        true
+    }
+
+    /// Stream offset below which every byte has been sent at least once:
+    /// data below it is a retransmission.
+    fn send_frontier(&self) -> u64 {
+        self.send.sent_offset()
+    }
+
+    fn write_close(&mut self, out: &mut Vec<u8>) -> bool {
+        if !self.close_send_pending {
+            return false;
+        }
+        let Some(close) = self.close.as_ref() else {
+            return false;
+        };
+        self.close_send_pending = false;
+        let ty = self.packet_type();
+        Header {
+            ty,
+            dcid: self.remote_cid,
+            scid: ty.has_source_cid().then_some(self.local_cid),
+            pn: self.next_pn,
+        }
+        .encode(out);
+        self.next_pn += 1;
+        Frame::Close(CloseFrame {
+            kind: close.kind,
+            code: close.code,
+            reason: &close.reason,
+        })
+        .encode(out);
+        seal(out);
+        self.stats.packets_sent += 1;
+        self.stats.bytes_sent += out.len() as u64;
+        true
+    }
+}
+
+fn stream_error(e: StreamError) -> (TransportCode, String) {
+    match e {
+        StreamError::FlowControl { end, limit } => (
+            TransportCode::FlowControl,
+            format!("stream data up to {end} exceeds the limit {limit}"),
+        ),
+        StreamError::FinalSize => (TransportCode::FinalSize, "stream end moved".into()),
+        StreamError::MessageTooLarge { len, max } => (
+            TransportCode::MessageTooLarge,
+            format!("message of {len} bytes exceeds the limit of {max}"),
+        ),
+        StreamError::TruncatedMessage => (
+            TransportCode::ProtocolViolation,
+            "stream ended inside a message".into(),
+        ),
+    }
+}

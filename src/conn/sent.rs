@@ -1,0 +1,212 @@
+//! Packets sent and not yet acknowledged or lost, and loss detection over
+//! them (PROTOCOL.md §9.2; RFC 9002 §6.1).
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+/// RFC 9002 §6.1.1 kPacketThreshold: a packet is lost once a packet sent
+/// this many packet numbers after it is acknowledged.
+pub const PACKET_THRESHOLD: u64 = 3;
+
+/// What a sent packet carried that must be resent if it is lost. Packet
+/// numbers are never reused (§4.2): lost content goes into new packets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SentFrames {
+    /// Stream byte ranges.
+    pub stream: Vec<Range<u64>>,
+    /// Whether a STREAM frame carried the FIN bit.
+    pub fin: bool,
+    pub max_data: bool,
+    pub handshake: bool,
+    pub ping: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct SentPacket {
+    pub time_sent: Instant,
+    pub size: usize,
+    pub ack_eliciting: bool,
+    /// Counts against the congestion window (ack-eliciting or padded).
+    pub in_flight: bool,
+    pub frames: SentFrames,
+}
+
+/// Every packet sent and still unresolved, by packet number. Every packet
+/// is recorded, ack-only ones too, so that a missing number in the map means
+/// "acknowledged": persistent congestion detection relies on it.
+#[derive(Debug, Default)]
+pub struct SentPackets {
+    packets: BTreeMap<u64, SentPacket>,
+    bytes_in_flight: u64,
+    eliciting_in_flight: usize,
+    /// Send time of the newest ack-eliciting packet still in flight.
+    last_eliciting_sent: Option<Instant>,
+}
+
+impl SentPackets {
+    pub fn on_sent(&mut self, pn: u64, packet: SentPacket) {
+        if packet.in_flight {
+            self.bytes_in_flight += packet.size as u64;
+        }
+        if packet.ack_eliciting {
+            self.eliciting_in_flight += 1;
+            self.last_eliciting_sent = Some(packet.time_sent);
+        }
+        self.packets.insert(pn, packet);
+    }
+
+    fn forget(&mut self, packet: &SentPacket) {
+        if packet.in_flight {
+            self.bytes_in_flight -= packet.size as u64;
+        }
+        if packet.ack_eliciting {
+            self.eliciting_in_flight -= 1;
+            if self.eliciting_in_flight == 0 {
+                self.last_eliciting_sent = None;
+            }
+        }
+    }
+
+    /// Removes and returns the packets in `range`, in ascending order.
+    pub fn take_range(&mut self, range: Range<u64>) -> Vec<(u64, SentPacket)> {
+        let pns: Vec<u64> = self.packets.range(range).map(|(&pn, _)| pn).collect();
+        let mut out = Vec::with_capacity(pns.len());
+        for pn in pns {
+            if let Some(p) = self.packets.remove(&pn) {
+                self.forget(&p);
+                out.push((pn, p));
+            }
+        }
+        out
+    }
+
+    /// Declares lost every packet below `largest_acked` that is too far
+    /// behind it in number or time (RFC 9002 §6.1). Returns the lost packets
+    /// and when the next one would pass the time threshold.
+    pub fn detect_lost(
+        &mut self,
+        now: Instant,
+        largest_acked: u64,
+        loss_delay: Duration,
+    ) -> (Vec<(u64, SentPacket)>, Option<Instant>) {
+        let lost_before = now.checked_sub(loss_delay);
+        let mut lost = Vec::new();
+        let mut next_loss_time: Option<Instant> = None;
+        for (&pn, p) in self.packets.range(..largest_acked) {
+            let by_number = largest_acked - pn >= PACKET_THRESHOLD;
+            let by_time = lost_before.is_some_and(|t| p.time_sent <= t);
+            if by_number || by_time {
+                lost.push(pn);
+            } else {
+                let at = p.time_sent + loss_delay;
+                next_loss_time = Some(next_loss_time.map_or(at, |t| t.min(at)));
+            }
+        }
+        let lost = lost
+            .into_iter()
+            .filter_map(|pn| {
+                let p = self.packets.remove(&pn)?;
+                self.forget(&p);
+                Some((pn, p))
+            })
+            .collect();
+        (lost, next_loss_time)
+    }
+
+    /// The oldest ack-eliciting packet in flight: the one a probe resends.
+    pub fn oldest_eliciting(&self) -> Option<&SentPacket> {
+        self.packets.values().find(|p| p.ack_eliciting)
+    }
+
+    pub fn bytes_in_flight(&self) -> u64 {
+        self.bytes_in_flight
+    }
+
+    pub fn has_eliciting_in_flight(&self) -> bool {
+        self.eliciting_in_flight > 0
+    }
+
+    pub fn last_eliciting_sent(&self) -> Option<Instant> {
+        self.last_eliciting_sent
+    }
+
+    pub fn len(&self) -> usize {
+        self.packets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.packets.is_empty()
+    }
+}
+
+/// Whether a batch of lost packets shows persistent congestion (RFC 9002
+/// §7.6.2): two ack-eliciting packets, with every packet numbered between
+/// them lost too, sent further apart than `duration`. `lost` is ascending.
+pub fn is_persistent_congestion(lost: &[(u64, SentPacket)], duration: Duration) -> bool {
+    let mut run_start: Option<Instant> = None;
+    let mut prev_pn: Option<u64> = None;
+    for (pn, p) in lost {
+        if prev_pn.is_some_and(|prev| prev + 1 != *pn) {
+            run_start = None;
+        }
+        prev_pn = Some(*pn);
+        if !p.ack_eliciting {
+            continue;
+        }
+        match run_start {
+            None => run_start = Some(p.time_sent),
+            Some(start) if p.time_sent.saturating_duration_since(start) > duration => return true,
+            Some(_) => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkt(t: Instant) -> SentPacket {
+        SentPacket {
+            time_sent: t,
+            size: 100,
+            ack_eliciting: true,
+            in_flight: true,
+            frames: SentFrames::default(),
+        }
+    }
+
+    #[test]
+    fn packet_and_time_thresholds() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis(1);
+        let mut s = SentPackets::default();
+        for pn in 0..5 {
+            s.on_sent(pn, pkt(t0 + ms * pn as u32));
+        }
+        assert_eq!(s.bytes_in_flight(), 500);
+        let acked = s.take_range(4..5);
+        assert_eq!(acked.len(), 1);
+        // At t0+4ms with a 10 ms loss delay: 0 and 1 are 3+ numbers behind.
+        let (lost, next) = s.detect_lost(t0 + ms * 4, 4, 10 * ms);
+        assert_eq!(lost.iter().map(|l| l.0).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(next, Some(t0 + ms * 2 + 10 * ms));
+        // Later, the time threshold takes the rest.
+        let (lost, next) = s.detect_lost(t0 + ms * 13, 4, 10 * ms);
+        assert_eq!(lost.iter().map(|l| l.0).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(next, None);
+        assert_eq!(s.bytes_in_flight(), 0);
+        assert!(!s.has_eliciting_in_flight());
+    }
+
+    #[test]
+    fn persistent_congestion_needs_an_unbroken_run() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let run = vec![(1, pkt(t0)), (2, pkt(t0 + s)), (3, pkt(t0 + 3 * s))];
+        assert!(is_persistent_congestion(&run, 2 * s));
+        let broken = vec![(1, pkt(t0)), (2, pkt(t0 + s)), (4, pkt(t0 + 3 * s))];
+        assert!(!is_persistent_congestion(&broken, 2 * s));
+    }
+}

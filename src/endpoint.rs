@@ -1,0 +1,461 @@
+//! Many connections behind one socket, without I/O (PROTOCOL.md §3.2, §6.1,
+//! §10).
+//!
+//! The endpoint checks each datagram once, routes it by destination
+//! connection ID to its [`Connection`], creates server connections for new
+//! INITIALs, answers unknown versions, and drops and counts everything else.
+//! It schedules the connections' timers and transmissions so that a driver
+//! only has to move datagrams and call `handle_timeout`:
+//!
+//! 1. `handle_datagram(now, from, bytes)` for each datagram received;
+//!    `handle_timeout(now)` once `poll_timeout()` has passed;
+//! 2. `poll_transmit(now, buf)` until it returns `None`, sending each
+//!    datagram to the address it returns;
+//! 3. `poll_event()` until `None`.
+
+use crate::config::{Config, MIN_DATAGRAM_SIZE};
+use crate::conn::{Connection, Event};
+use crate::wire::packet::{self, decode};
+use crate::wire::{ConnectionId, Datagram, DecodeError, PacketType, VersionNegotiation};
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Names one connection of an endpoint. Never reused by that endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionHandle(pub u64);
+
+/// Endpoint settings.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// Settings for every connection of this endpoint.
+    pub connection: Arc<Config>,
+    /// Whether INITIALs from unknown peers create connections (a server).
+    pub accept_incoming: bool,
+    /// Connections at most; further INITIALs are refused (§6.3).
+    pub max_connections: usize,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        Self {
+            connection: Arc::new(Config::default()),
+            accept_incoming: false,
+            max_connections: 100_000,
+        }
+    }
+}
+
+/// What the endpoint reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointEvent {
+    /// A new server connection was created by an INITIAL.
+    Incoming(ConnectionHandle),
+    /// Something happened on a connection.
+    Connection(ConnectionHandle, Event),
+    /// The connection finished draining and was removed.
+    Drained(ConnectionHandle),
+}
+
+/// Datagrams the endpoint dropped before any connection saw them (§10).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EndpointStats {
+    pub datagrams_received: u64,
+    pub dropped_not_rudp: u64,
+    pub dropped_corrupt: u64,
+    pub dropped_malformed: u64,
+    pub dropped_unknown_connection: u64,
+    pub dropped_wrong_address: u64,
+    pub dropped_small_initial: u64,
+    pub version_negotiations_sent: u64,
+    pub refused: u64,
+    pub connections_accepted: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    conn: Connection,
+    remote: SocketAddr,
+    /// Key in `by_initial`, for server connections.
+    initial_key: Option<(SocketAddr, ConnectionId)>,
+    /// Deadline currently in the timer heap for this connection.
+    timer: Option<Instant>,
+    /// Whether the handle is in `dirty`.
+    dirty: bool,
+}
+
+/// The sans-IO endpoint.
+#[derive(Debug)]
+pub struct Endpoint {
+    config: EndpointConfig,
+    rng: ChaCha8Rng,
+    next_handle: u64,
+    conns: HashMap<ConnectionHandle, Entry>,
+    by_cid: HashMap<ConnectionId, ConnectionHandle>,
+    by_initial: HashMap<(SocketAddr, ConnectionId), ConnectionHandle>,
+    /// Connections that may have something to send.
+    dirty: VecDeque<ConnectionHandle>,
+    timers: BinaryHeap<Reverse<(Instant, ConnectionHandle)>>,
+    /// Replies sent without a connection (version negotiation, refusals).
+    stateless: VecDeque<(SocketAddr, Vec<u8>)>,
+    events: VecDeque<EndpointEvent>,
+    stats: EndpointStats,
+}
+
+impl Endpoint {
+    /// An endpoint whose connection IDs come from a generator seeded with
+    /// `seed`; the tokio layer seeds it from the OS.
+    pub fn new(config: EndpointConfig, seed: u64) -> Self {
+        Self {
+            config,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            next_handle: 0,
+            conns: HashMap::new(),
+            by_cid: HashMap::new(),
+            by_initial: HashMap::new(),
+            dirty: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            stateless: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: EndpointStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &EndpointConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> &EndpointStats {
+        &self.stats
+    }
+
+    /// Open connections.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Starts a client connection to `remote`.
+    pub fn connect(&mut self, now: Instant, remote: SocketAddr) -> ConnectionHandle {
+        let cid = self.new_cid();
+        let conn = Connection::client(now, self.config.connection.clone(), cid);
+        self.insert(conn, remote, None)
+    }
+
+    fn new_cid(&mut self) -> ConnectionId {
+        loop {
+            let cid = ConnectionId(self.rng.next_u64());
+            if cid.0 != 0 && !self.by_cid.contains_key(&cid) {
+                return cid;
+            }
+        }
+    }
+
+    fn insert(
+        &mut self,
+        conn: Connection,
+        remote: SocketAddr,
+        initial_key: Option<(SocketAddr, ConnectionId)>,
+    ) -> ConnectionHandle {
+        let h = ConnectionHandle(self.next_handle);
+        self.next_handle += 1;
+        self.by_cid.insert(conn.local_cid(), h);
+        if let Some(k) = initial_key {
+            self.by_initial.insert(k, h);
+        }
+        self.conns.insert(
+            h,
+            Entry {
+                conn,
+                remote,
+                initial_key,
+                timer: None,
+                dirty: false,
+            },
+        );
+        self.touch(h);
+        h
+    }
+
+    pub fn connection(&self, h: ConnectionHandle) -> Option<&Connection> {
+        self.conns.get(&h).map(|e| &e.conn)
+    }
+
+    /// The peer address of a connection.
+    pub fn remote(&self, h: ConnectionHandle) -> Option<SocketAddr> {
+        self.conns.get(&h).map(|e| e.remote)
+    }
+
+    /// Runs `f` on a connection (to send, receive, close...), then schedules
+    /// whatever that changed. `None` if the connection is gone.
+    pub fn with_connection<R>(
+        &mut self,
+        h: ConnectionHandle,
+        f: impl FnOnce(&mut Connection) -> R,
+    ) -> Option<R> {
+        let r = f(&mut self.conns.get_mut(&h)?.conn);
+        self.touch(h);
+        Some(r)
+    }
+
+    /// Processes one received datagram (§10 gives the order of checks).
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        self.stats.datagrams_received += 1;
+        let (header, payload) = match decode(data) {
+            Ok(Datagram::Packet { header, payload }) => (header, payload),
+            Ok(Datagram::VersionNegotiation(vn)) => return self.on_version_negotiation(from, vn),
+            Err(DecodeError::UnsupportedVersion { scid, .. }) => {
+                return self.answer_unknown_version(from, data.len(), scid)
+            }
+            Err(DecodeError::BadMagic) => {
+                self.stats.dropped_not_rudp += 1;
+                return;
+            }
+            Err(DecodeError::BadChecksum) => {
+                self.stats.dropped_corrupt += 1;
+                // Credit the connection the datagram claims, if the claim
+                // is plausible (its address matches); the bytes are suspect.
+                if let Some(h) = self.route_unverified(from, data) {
+                    if let Some(e) = self.conns.get_mut(&h) {
+                        e.conn.on_corrupt_datagram();
+                    }
+                }
+                return;
+            }
+            Err(_) => {
+                self.stats.dropped_malformed += 1;
+                return;
+            }
+        };
+        let h = match header.ty {
+            PacketType::Initial => {
+                let key = (from, header.scid.unwrap_or_default());
+                match self.by_initial.get(&key) {
+                    Some(&h) => h,
+                    None => match self.accept(now, from, key, data.len()) {
+                        Some(h) => h,
+                        None => return,
+                    },
+                }
+            }
+            PacketType::Accept | PacketType::Data => match self.by_cid.get(&header.dcid) {
+                Some(&h) => h,
+                None => {
+                    self.stats.dropped_unknown_connection += 1;
+                    return;
+                }
+            },
+        };
+        let Some(entry) = self.conns.get_mut(&h) else {
+            return;
+        };
+        if entry.remote != from {
+            // §10: connections do not migrate; a packet from elsewhere is
+            // either spoofed or misrouted.
+            self.stats.dropped_wrong_address += 1;
+            return;
+        }
+        entry.conn.handle_packet(now, &header, payload);
+        self.touch(h);
+    }
+
+    fn route_unverified(&self, from: SocketAddr, data: &[u8]) -> Option<ConnectionHandle> {
+        let dcid = ConnectionId(u64::from_be_bytes(data.get(4..12)?.try_into().ok()?));
+        let h = *self.by_cid.get(&dcid)?;
+        (self.conns.get(&h)?.remote == from).then_some(h)
+    }
+
+    /// A new INITIAL: create a server connection, if we accept and may.
+    fn accept(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        key: (SocketAddr, ConnectionId),
+        len: usize,
+    ) -> Option<ConnectionHandle> {
+        if !self.config.accept_incoming {
+            self.stats.dropped_unknown_connection += 1;
+            return None;
+        }
+        if len < MIN_DATAGRAM_SIZE {
+            // §6.2: an INITIAL fills a full datagram.
+            self.stats.dropped_small_initial += 1;
+            return None;
+        }
+        if self.conns.len() >= self.config.max_connections {
+            self.stats.refused += 1;
+            self.refuse(from, key.1);
+            return None;
+        }
+        let cid = self.new_cid();
+        let conn = Connection::server(now, self.config.connection.clone(), cid, key.1);
+        let h = self.insert(conn, from, Some(key));
+        self.stats.connections_accepted += 1;
+        self.events.push_back(EndpointEvent::Incoming(h));
+        Some(h)
+    }
+
+    /// §6.3: a stateless ACCEPT carrying CLOSE(CONNECTION_REFUSED).
+    fn refuse(&mut self, to: SocketAddr, client_cid: ConnectionId) {
+        use crate::error::TransportCode;
+        use crate::wire::{CloseFrame, CloseKind, Frame, Header};
+        let mut out = Vec::with_capacity(64);
+        Header {
+            ty: PacketType::Accept,
+            dcid: client_cid,
+            scid: Some(ConnectionId(0)),
+            pn: 0,
+        }
+        .encode(&mut out);
+        Frame::Close(CloseFrame {
+            kind: CloseKind::Transport,
+            code: TransportCode::ConnectionRefused.to_u64(),
+            reason: b"server at its connection limit",
+        })
+        .encode(&mut out);
+        packet::seal(&mut out);
+        self.stateless.push_back((to, out));
+    }
+
+    fn answer_unknown_version(&mut self, from: SocketAddr, len: usize, scid: ConnectionId) {
+        // §3.5: only servers answer, and only full-size datagrams, so the
+        // answer is never larger than the question.
+        if !self.config.accept_incoming || len < MIN_DATAGRAM_SIZE {
+            self.stats.dropped_malformed += 1;
+            return;
+        }
+        let mut out = Vec::with_capacity(32);
+        VersionNegotiation {
+            dcid: scid,
+            scid: ConnectionId(0),
+            versions: packet::SUPPORTED_VERSIONS.to_vec(),
+        }
+        .encode(&mut out);
+        self.stats.version_negotiations_sent += 1;
+        self.stateless.push_back((from, out));
+    }
+
+    fn on_version_negotiation(&mut self, from: SocketAddr, vn: VersionNegotiation) {
+        let Some(&h) = self.by_cid.get(&vn.dcid) else {
+            self.stats.dropped_unknown_connection += 1;
+            return;
+        };
+        let Some(entry) = self.conns.get_mut(&h) else {
+            return;
+        };
+        // §3.5: ignored unless it answers our INITIAL and really excludes
+        // our version (a forged one listing our version changes nothing).
+        if entry.remote != from || vn.versions.contains(&packet::VERSION) {
+            self.stats.dropped_malformed += 1;
+            return;
+        }
+        entry.conn.on_version_negotiation(vn.versions);
+        self.touch(h);
+    }
+
+    /// Runs the timers of every connection whose deadline has passed. Each
+    /// connection runs once per call, even if it asks for `now` again.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut expired = Vec::new();
+        while let Some(&Reverse((t, h))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            if let Some(entry) = self.conns.get_mut(&h) {
+                if entry.timer == Some(t) {
+                    entry.timer = None;
+                    expired.push(h);
+                }
+                // Otherwise stale: the connection rescheduled since.
+            }
+        }
+        for h in expired {
+            if let Some(entry) = self.conns.get_mut(&h) {
+                entry.conn.handle_timeout(now);
+            }
+            self.touch(h);
+        }
+    }
+
+    /// The next instant `handle_timeout` must be called.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        while let Some(&Reverse((t, h))) = self.timers.peek() {
+            if self.conns.get(&h).is_some_and(|e| e.timer == Some(t)) {
+                return Some(t);
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
+    /// Writes the next datagram into `buf` and returns where to send it.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        if let Some((to, bytes)) = self.stateless.pop_front() {
+            buf.clear();
+            buf.extend_from_slice(&bytes);
+            return Some(to);
+        }
+        while let Some(&h) = self.dirty.front() {
+            let Some(entry) = self.conns.get_mut(&h) else {
+                self.dirty.pop_front();
+                continue;
+            };
+            if entry.conn.poll_transmit(now, buf) {
+                return Some(entry.remote);
+            }
+            entry.dirty = false;
+            self.dirty.pop_front();
+            self.settle(h);
+        }
+        None
+    }
+
+    pub fn poll_event(&mut self) -> Option<EndpointEvent> {
+        self.events.pop_front()
+    }
+
+    /// After anything touched a connection: collect its events, queue it for
+    /// transmission, and reschedule its timer.
+    fn touch(&mut self, h: ConnectionHandle) {
+        if let Some(entry) = self.conns.get_mut(&h) {
+            if !entry.dirty {
+                entry.dirty = true;
+                self.dirty.push_back(h);
+            }
+        }
+        self.settle(h);
+    }
+
+    fn settle(&mut self, h: ConnectionHandle) {
+        let Some(entry) = self.conns.get_mut(&h) else {
+            return;
+        };
+        while let Some(e) = entry.conn.poll_event() {
+            self.events.push_back(EndpointEvent::Connection(h, e));
+        }
+        if entry.conn.is_drained() {
+            let entry = self.conns.remove(&h);
+            if let Some(entry) = entry {
+                self.by_cid.remove(&entry.conn.local_cid());
+                if let Some(k) = entry.initial_key {
+                    self.by_initial.remove(&k);
+                }
+            }
+            self.events.push_back(EndpointEvent::Drained(h));
+            return;
+        }
+        let t = entry.conn.poll_timeout();
+        if t != entry.timer {
+            entry.timer = t;
+            if let Some(t) = t {
+                self.timers.push(Reverse((t, h)));
+            }
+        }
+    }
+}

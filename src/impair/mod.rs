@@ -1,0 +1,333 @@
+//! A seeded, I/O-free model of a misbehaving network path, for one
+//! direction.
+//!
+//! The simulated-network tests ([`crate::sim`]) and `rudp proxy` both run
+//! datagrams through it, so what the tests exercise is what users get.
+//! Feed datagrams with [`Impairment::process`]; it answers with the
+//! deliveries to make and when. Held-back (reordered) datagrams come out of
+//! later calls, or of [`Impairment::poll_release`] once their hold time ends.
+//!
+//! Each impairment draws from its own random stream, derived from the seed
+//! and the impairment's name, so that turning one impairment on does not
+//! change the decisions of another.
+
+mod spec;
+
+pub use spec::{parse_duration, parse_probability, parse_rate, Blackout, ParseError};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// What to do to the datagrams of one direction.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImpairConfig {
+    /// Share of datagrams lost, 0.0..=1.0.
+    pub loss: f64,
+    /// With a mean burst length (datagrams, > 1), loss comes in bursts
+    /// (Gilbert-Elliott model) at the same average rate `loss`.
+    pub loss_burst: Option<f64>,
+    /// Share of datagrams sent twice.
+    pub duplicate: f64,
+    /// Share of datagrams held back and released after later ones.
+    pub reorder: f64,
+    /// Base one-way delay.
+    pub delay: Duration,
+    /// Uniform random extra delay in 0..=jitter (may reorder datagrams).
+    pub jitter: Duration,
+    /// Share of datagrams with one bit flipped.
+    pub corrupt: f64,
+    /// Bottleneck rate in bytes per second.
+    pub rate: Option<u64>,
+    /// Datagrams the bottleneck queue holds; more are dropped.
+    pub queue: usize,
+    /// Intervals, from the model's start, during which everything is dropped.
+    pub blackouts: Vec<Blackout>,
+}
+
+impl ImpairConfig {
+    /// Whether the configuration changes anything at all.
+    pub fn is_clean(&self) -> bool {
+        *self
+            == Self {
+                queue: self.queue,
+                ..Self::default()
+            }
+    }
+}
+
+/// Default bottleneck queue length, in datagrams.
+pub const DEFAULT_QUEUE: usize = 1000;
+/// Longest a reordered datagram is held when no later datagram comes.
+pub const MAX_HOLD: Duration = Duration::from_millis(20);
+
+/// What the model did, counted per direction.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImpairStats {
+    pub datagrams_in: u64,
+    pub bytes_in: u64,
+    pub forwarded: u64,
+    pub bytes_forwarded: u64,
+    pub dropped_loss: u64,
+    pub dropped_burst: u64,
+    pub dropped_queue: u64,
+    pub dropped_blackout: u64,
+    pub duplicated: u64,
+    pub reordered: u64,
+    pub corrupted: u64,
+}
+
+/// A datagram to deliver at `at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub at: Instant,
+    pub data: Vec<u8>,
+}
+
+/// One random stream per impairment (see the module docs).
+#[derive(Debug, Clone)]
+struct Streams {
+    loss: ChaCha8Rng,
+    duplicate: ChaCha8Rng,
+    reorder: ChaCha8Rng,
+    jitter: ChaCha8Rng,
+    corrupt: ChaCha8Rng,
+}
+
+impl Streams {
+    fn new(seed: u64) -> Self {
+        let stream = |id: u64| {
+            let mut r = ChaCha8Rng::seed_from_u64(seed);
+            r.set_stream(id);
+            r
+        };
+        Self {
+            loss: stream(1),
+            duplicate: stream(2),
+            reorder: stream(3),
+            jitter: stream(4),
+            corrupt: stream(5),
+        }
+    }
+}
+
+/// The Gilbert-Elliott channel state for bursty loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Channel {
+    Good,
+    Bad,
+}
+
+#[derive(Debug, Clone)]
+struct Held {
+    data: Vec<u8>,
+    /// Release after this many later datagrams...
+    after: u32,
+    /// ...or at this instant, whichever comes first.
+    deadline: Instant,
+}
+
+/// The impairment model of one direction.
+#[derive(Debug, Clone)]
+pub struct Impairment {
+    config: ImpairConfig,
+    start: Instant,
+    rng: Streams,
+    channel: Channel,
+    /// Departure times of datagrams in the bottleneck queue.
+    queue: VecDeque<Instant>,
+    held: Vec<Held>,
+    stats: ImpairStats,
+}
+
+impl Impairment {
+    /// A model that starts its clock (for blackouts) at `start`.
+    pub fn new(config: ImpairConfig, seed: u64, start: Instant) -> Self {
+        Self {
+            config,
+            start,
+            rng: Streams::new(seed),
+            channel: Channel::Good,
+            queue: VecDeque::new(),
+            held: Vec::new(),
+            stats: ImpairStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &ImpairConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> &ImpairStats {
+        &self.stats
+    }
+
+    /// Runs one datagram through the model at `now`.
+    pub fn process(&mut self, now: Instant, mut original: Vec<u8>) -> Vec<Delivery> {
+        let data = &original;
+        self.stats.datagrams_in += 1;
+        self.stats.bytes_in += data.len() as u64;
+        let mut out = Vec::new();
+        // Datagrams held for reordering leave after this one passes.
+        self.release_held(now, true, &mut out);
+
+        let since_start = now.saturating_duration_since(self.start);
+        if self
+            .config
+            .blackouts
+            .iter()
+            .any(|b| b.contains(since_start))
+        {
+            self.stats.dropped_blackout += 1;
+            return out;
+        }
+        if let Some(lost) = self.draw_loss() {
+            match lost {
+                LossKind::Random => self.stats.dropped_loss += 1,
+                LossKind::Burst => self.stats.dropped_burst += 1,
+            }
+            return out;
+        }
+        let Some(departure) = self.enqueue(now, data.len()) else {
+            self.stats.dropped_queue += 1;
+            return out;
+        };
+        let copies = if self.rng.duplicate.gen_bool(clamp(self.config.duplicate)) {
+            self.stats.duplicated += 1;
+            2
+        } else {
+            1
+        };
+        for copy in 0..copies {
+            let mut data = if copy + 1 == copies {
+                std::mem::take(&mut original)
+            } else {
+                original.clone()
+            };
+            if self.rng.corrupt.gen_bool(clamp(self.config.corrupt)) && !data.is_empty() {
+                let bit = self.rng.corrupt.gen_range(0..data.len() * 8);
+                data[bit / 8] ^= 1 << (bit % 8);
+                self.stats.corrupted += 1;
+            }
+            let at = departure + self.config.delay + self.draw_jitter();
+            if self.rng.reorder.gen_bool(clamp(self.config.reorder)) {
+                self.stats.reordered += 1;
+                let after = self.rng.reorder.gen_range(1..=3);
+                self.held.push(Held {
+                    data,
+                    after,
+                    deadline: at + MAX_HOLD,
+                });
+                continue;
+            }
+            self.stats.forwarded += 1;
+            self.stats.bytes_forwarded += data.len() as u64;
+            out.push(Delivery { at, data });
+        }
+        out
+    }
+
+    /// Releases held datagrams whose hold time is over.
+    pub fn poll_release(&mut self, now: Instant) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        self.release_held(now, false, &mut out);
+        out
+    }
+
+    /// When [`Self::poll_release`] next has something to release.
+    pub fn next_release(&self) -> Option<Instant> {
+        self.held.iter().map(|h| h.deadline).min()
+    }
+
+    fn release_held(&mut self, now: Instant, one_passed: bool, out: &mut Vec<Delivery>) {
+        let mut i = 0;
+        while i < self.held.len() {
+            let h = &mut self.held[i];
+            if one_passed {
+                h.after = h.after.saturating_sub(1);
+            }
+            if h.after == 0 || h.deadline <= now {
+                let h = self.held.swap_remove(i);
+                self.stats.forwarded += 1;
+                self.stats.bytes_forwarded += h.data.len() as u64;
+                // Leaves just after the datagram that let it go.
+                out.push(Delivery {
+                    at: now + self.config.delay + Duration::from_micros(1),
+                    data: h.data,
+                });
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn draw_loss(&mut self) -> Option<LossKind> {
+        let p = clamp(self.config.loss);
+        match self.config.loss_burst {
+            Some(burst) if burst > 1.0 && p > 0.0 && p < 1.0 => {
+                // Gilbert: lose everything in Bad, nothing in Good. Mean stay
+                // in Bad is `burst`; the Good->Bad probability is chosen so
+                // the share of time in Bad is `p`.
+                let bad_to_good = 1.0 / burst;
+                let good_to_bad = (p * bad_to_good / (1.0 - p)).min(1.0);
+                let flip = match self.channel {
+                    Channel::Good => good_to_bad,
+                    Channel::Bad => bad_to_good,
+                };
+                if self.rng.loss.gen_bool(flip) {
+                    self.channel = match self.channel {
+                        Channel::Good => Channel::Bad,
+                        Channel::Bad => Channel::Good,
+                    };
+                }
+                (self.channel == Channel::Bad).then_some(LossKind::Burst)
+            }
+            _ => self.rng.loss.gen_bool(p).then_some(LossKind::Random),
+        }
+    }
+
+    fn draw_jitter(&mut self) -> Duration {
+        let j = self.config.jitter.as_micros() as u64;
+        if j == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_micros(self.rng.jitter.gen_range(0..=j))
+    }
+
+    /// The bottleneck: returns when the datagram leaves, or `None` if the
+    /// queue is full.
+    fn enqueue(&mut self, now: Instant, len: usize) -> Option<Instant> {
+        let Some(rate) = self.config.rate else {
+            return Some(now);
+        };
+        while self.queue.front().is_some_and(|&t| t <= now) {
+            self.queue.pop_front();
+        }
+        if self.queue.len() >= self.config.queue.max(1) {
+            return None;
+        }
+        let start = self.queue.back().copied().unwrap_or(now).max(now);
+        let serialise = Duration::from_secs_f64(len as f64 / rate.max(1) as f64);
+        let departure = start + serialise;
+        self.queue.push_back(departure);
+        Some(departure)
+    }
+}
+
+enum LossKind {
+    Random,
+    Burst,
+}
+
+fn clamp(p: f64) -> f64 {
+    if p.is_nan() {
+        0.0
+    } else {
+        p.clamp(0.0, 1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests;

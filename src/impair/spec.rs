@@ -1,0 +1,157 @@
+//! Parsing impairment values as users write them: `10%` or `0.1`, `20ms` or
+//! `1.5s`, `10mbit` or `2MB/s`, `5s+2s`.
+
+use std::time::Duration;
+use thiserror::Error;
+
+/// A value that could not be parsed; the message says what is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+/// An interval during which a link drops everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blackout {
+    pub at: Duration,
+    pub length: Duration,
+}
+
+impl Blackout {
+    pub fn contains(&self, t: Duration) -> bool {
+        t >= self.at && t < self.at + self.length
+    }
+}
+
+impl std::str::FromStr for Blackout {
+    type Err = ParseError;
+
+    /// `AT+FOR`, for example `5s+2s`.
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        let (at, length) = s
+            .split_once('+')
+            .ok_or_else(|| ParseError(format!("'{s}' is not AT+FOR (for example 5s+2s)")))?;
+        Ok(Self {
+            at: parse_duration(at)?,
+            length: parse_duration(length)?,
+        })
+    }
+}
+
+/// A probability: `0.1` or `10%`, within 0..=1.
+pub fn parse_probability(s: &str) -> Result<f64, ParseError> {
+    let t = s.trim();
+    let v = match t.strip_suffix('%') {
+        Some(pct) => pct.trim().parse::<f64>().map(|v| v / 100.0),
+        None => t.parse::<f64>(),
+    }
+    .map_err(|_| {
+        ParseError(format!(
+            "'{s}' is not a probability (0 to 1, or 0% to 100%)"
+        ))
+    })?;
+    if !(0.0..=1.0).contains(&v) || v.is_nan() {
+        return Err(ParseError(format!(
+            "'{s}' is outside the range 0 to 1 (0% to 100%)"
+        )));
+    }
+    Ok(v)
+}
+
+/// A duration: a number with a unit `us`, `ms`, `s` or `m` (`20ms`, `1.5s`).
+pub fn parse_duration(s: &str) -> Result<Duration, ParseError> {
+    let t = s.trim();
+    let bad = || {
+        ParseError(format!(
+            "'{s}' is not a duration (a number with a unit: us, ms, s or m, for example 20ms or 1.5s)"
+        ))
+    };
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).ok_or_else(bad)?;
+    let (num, unit) = t.split_at(split);
+    let v: f64 = num.trim().parse().map_err(|_| bad())?;
+    let scale = match unit.trim() {
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" | "min" => 60.0,
+        _ => return Err(bad()),
+    };
+    let secs = v * scale;
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+        return Err(ParseError(format!("'{s}' is outside the range 0 to 1e9 s")));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A rate in bytes per second: `10mbit`, `500kbit`, `2MB/s`, `100kB/s`,
+/// or a plain number of bytes per second.
+pub fn parse_rate(s: &str) -> Result<u64, ParseError> {
+    let t = s.trim();
+    let bad = || {
+        ParseError(format!(
+            "'{s}' is not a rate (for example 10mbit, 500kbit, 2MB/s, 100kB/s)"
+        ))
+    };
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let v: f64 = num.trim().parse().map_err(|_| bad())?;
+    let bytes_per_sec = match unit.trim() {
+        "" | "B/s" => v,
+        "bit" | "bps" => v / 8.0,
+        "kbit" => v * 1e3 / 8.0,
+        "mbit" | "Mbit" => v * 1e6 / 8.0,
+        "gbit" | "Gbit" => v * 1e9 / 8.0,
+        "kB/s" | "KB/s" => v * 1e3,
+        "MB/s" => v * 1e6,
+        "GB/s" => v * 1e9,
+        _ => return Err(bad()),
+    };
+    if !bytes_per_sec.is_finite() || bytes_per_sec < 1.0 {
+        return Err(ParseError(format!(
+            "'{s}' must be at least 1 byte per second"
+        )));
+    }
+    Ok(bytes_per_sec as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probabilities() {
+        assert_eq!(parse_probability("0.1"), Ok(0.1));
+        assert_eq!(parse_probability("10%"), Ok(0.1));
+        assert!(parse_probability("1.5").is_err());
+        assert!(parse_probability("abc").is_err());
+        assert!(parse_probability("-1%").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("20ms"), Ok(Duration::from_millis(20)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert!(parse_duration("20").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("10mbit"), Ok(1_250_000));
+        assert_eq!(parse_rate("2MB/s"), Ok(2_000_000));
+        assert_eq!(parse_rate("100kB/s"), Ok(100_000));
+        assert_eq!(parse_rate("8000"), Ok(8000));
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("0mbit").is_err());
+    }
+
+    #[test]
+    fn blackouts() {
+        let b: Blackout = "5s+2s".parse().unwrap();
+        assert!(!b.contains(Duration::from_millis(4999)));
+        assert!(b.contains(Duration::from_secs(5)));
+        assert!(!b.contains(Duration::from_secs(7)));
+        assert!("5s".parse::<Blackout>().is_err());
+    }
+}

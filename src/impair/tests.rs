@@ -1,0 +1,234 @@
+//! The impairment model measured against its configuration.
+
+use super::*;
+
+const N: usize = 50_000;
+
+fn run(config: ImpairConfig, seed: u64, n: usize) -> (Impairment, Vec<Delivery>) {
+    let t0 = Instant::now();
+    let mut m = Impairment::new(config, seed, t0);
+    let mut out = Vec::new();
+    for i in 0..n {
+        let now = t0 + Duration::from_micros(100 * i as u64);
+        let mut d = (i as u32).to_be_bytes().to_vec();
+        d.resize(100, 0);
+        out.extend(m.process(now, d));
+    }
+    out.extend(m.poll_release(t0 + Duration::from_secs(3600)));
+    (m, out)
+}
+
+fn within(measured: f64, expected: f64, tolerance: f64) {
+    assert!(
+        (measured - expected).abs() <= tolerance,
+        "measured {measured}, expected {expected} ± {tolerance}"
+    );
+}
+
+#[test]
+fn random_loss_rate() {
+    let (m, out) = run(
+        ImpairConfig {
+            loss: 0.3,
+            ..Default::default()
+        },
+        1,
+        N,
+    );
+    within(m.stats().dropped_loss as f64 / N as f64, 0.3, 0.01);
+    assert_eq!(out.len() as u64, m.stats().forwarded);
+}
+
+#[test]
+fn burst_loss_rate_and_length() {
+    let config = ImpairConfig {
+        loss: 0.1,
+        loss_burst: Some(4.0),
+        ..Default::default()
+    };
+    let (m, out) = run(config, 2, N);
+    within(m.stats().dropped_burst as f64 / N as f64, 0.1, 0.015);
+    // Mean length of runs of consecutive missing sequence numbers.
+    let mut seen = vec![false; N];
+    for d in &out {
+        seen[u32::from_be_bytes(d.data[..4].try_into().unwrap()) as usize] = true;
+    }
+    let (mut runs, mut lost, mut prev) = (0, 0, true);
+    for s in seen {
+        if !s {
+            lost += 1;
+            if prev {
+                runs += 1;
+            }
+        }
+        prev = s;
+    }
+    within(lost as f64 / runs as f64, 4.0, 0.4);
+}
+
+#[test]
+fn duplication_and_reordering_rates() {
+    let config = ImpairConfig {
+        duplicate: 0.05,
+        reorder: 0.1,
+        ..Default::default()
+    };
+    let (m, out) = run(config, 3, N);
+    within(m.stats().duplicated as f64 / N as f64, 0.05, 0.005);
+    within(m.stats().reordered as f64 / (N as f64 * 1.05), 0.1, 0.01);
+    assert_eq!(out.len(), N + m.stats().duplicated as usize);
+    // Reordered datagrams really arrive after later ones.
+    let mut sorted = out.clone();
+    sorted.sort_by_key(|d| d.at);
+    let seqs: Vec<u32> = sorted
+        .iter()
+        .map(|d| u32::from_be_bytes(d.data[..4].try_into().unwrap()))
+        .collect();
+    let inversions = seqs.windows(2).filter(|w| w[0] > w[1]).count();
+    assert!(
+        inversions as f64 > N as f64 * 0.05,
+        "{inversions} inversions"
+    );
+}
+
+#[test]
+fn corruption_flips_exactly_one_bit() {
+    let (m, out) = run(
+        ImpairConfig {
+            corrupt: 0.2,
+            ..Default::default()
+        },
+        4,
+        N,
+    );
+    within(m.stats().corrupted as f64 / N as f64, 0.2, 0.01);
+    let flipped = out
+        .iter()
+        .filter(|d| {
+            let seq = u32::from_be_bytes(d.data[..4].try_into().unwrap()) as usize;
+            let mut expect = (seq as u32).to_be_bytes().to_vec();
+            expect.resize(100, 0);
+            let bits: u32 = d
+                .data
+                .iter()
+                .zip(&expect)
+                .map(|(a, b)| (a ^ b).count_ones())
+                .sum();
+            assert!(bits <= 1);
+            bits == 1
+        })
+        .count();
+    // A flip in the sequence number itself can make a datagram look clean.
+    within(flipped as f64 / N as f64, 0.2, 0.02);
+}
+
+#[test]
+fn same_seed_same_decisions_and_independent_streams() {
+    let config = ImpairConfig {
+        loss: 0.2,
+        duplicate: 0.1,
+        reorder: 0.1,
+        jitter: Duration::from_millis(5),
+        ..Default::default()
+    };
+    // Deliveries as (delay from the run's start, bytes): each run has its own
+    // start instant.
+    let relative = |seed| {
+        let t0 = Instant::now();
+        let mut m = Impairment::new(config.clone(), seed, t0);
+        let mut out = Vec::new();
+        for i in 0..5000u32 {
+            let now = t0 + Duration::from_micros(100 * u64::from(i));
+            for d in m.process(now, i.to_be_bytes().to_vec()) {
+                out.push((d.at - t0, d.data));
+            }
+        }
+        out
+    };
+    let (a, b, c) = (relative(7), relative(7), relative(8));
+    assert!(a == b, "same seed, different decisions");
+    assert!(a != c, "different seeds, same decisions");
+    // Turning corruption on leaves the loss decisions unchanged.
+    let (m1, _) = run(config.clone(), 7, 5000);
+    let (m2, _) = run(
+        ImpairConfig {
+            corrupt: 0.5,
+            ..config
+        },
+        7,
+        5000,
+    );
+    assert_eq!(m1.stats().dropped_loss, m2.stats().dropped_loss);
+    assert_eq!(m1.stats().duplicated, m2.stats().duplicated);
+}
+
+#[test]
+fn rate_limit_holds() {
+    // 1000-byte datagrams offered at 10 MB/s into a 1 MB/s bottleneck.
+    let t0 = Instant::now();
+    let config = ImpairConfig {
+        rate: Some(1_000_000),
+        queue: 50,
+        ..Default::default()
+    };
+    let mut m = Impairment::new(config, 5, t0);
+    let mut last = t0;
+    let mut bytes = 0u64;
+    for i in 0..20_000u64 {
+        for d in m.process(t0 + Duration::from_micros(100 * i), vec![0; 1000]) {
+            last = last.max(d.at);
+            bytes += d.data.len() as u64;
+        }
+    }
+    let rate = bytes as f64 / last.duration_since(t0).as_secs_f64();
+    within(rate, 1_000_000.0, 20_000.0);
+    assert!(m.stats().dropped_queue > 15_000);
+}
+
+#[test]
+fn blackout_drops_exactly_its_interval() {
+    let t0 = Instant::now();
+    let config = ImpairConfig {
+        blackouts: vec!["1s+500ms".parse().unwrap()],
+        ..Default::default()
+    };
+    let mut m = Impairment::new(config, 6, t0);
+    for ms in 0..3000u64 {
+        let out = m.process(t0 + Duration::from_millis(ms), vec![1]);
+        let dark = (1000..1500).contains(&ms);
+        assert_eq!(out.is_empty(), dark, "at {ms} ms");
+    }
+    assert_eq!(m.stats().dropped_blackout, 500);
+}
+
+#[test]
+fn delay_and_jitter_bounds() {
+    let t0 = Instant::now();
+    let config = ImpairConfig {
+        delay: Duration::from_millis(10),
+        jitter: Duration::from_millis(5),
+        ..Default::default()
+    };
+    let mut m = Impairment::new(config, 9, t0);
+    for _ in 0..1000 {
+        for d in m.process(t0, vec![0]) {
+            let delay = d.at - t0;
+            assert!(delay >= Duration::from_millis(10) && delay <= Duration::from_millis(15));
+        }
+    }
+}
+
+#[test]
+fn held_datagram_is_released_without_later_traffic() {
+    let t0 = Instant::now();
+    let config = ImpairConfig {
+        reorder: 1.0,
+        ..Default::default()
+    };
+    let mut m = Impairment::new(config, 1, t0);
+    assert!(m.process(t0, vec![1]).is_empty());
+    let at = m.next_release().unwrap();
+    assert!(at <= t0 + MAX_HOLD);
+    assert!(m.poll_release(at - Duration::from_micros(1)).is_empty());
+    assert_eq!(m.poll_release(at).len(), 1);
+}

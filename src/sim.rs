@@ -1,0 +1,251 @@
+//! Two endpoints joined by impaired links, in virtual time.
+//!
+//! Nothing here sleeps or touches a socket: [`Sim::step`] jumps the clock
+//! to the next thing that happens (a datagram arriving, a timer firing, a
+//! held datagram being released), so a connection across a lossy 100 ms
+//! path takes microseconds of real time. The same seed gives the same run.
+
+use crate::endpoint::{Endpoint, EndpointConfig};
+use crate::impair::{ImpairConfig, ImpairStats, Impairment};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Which way a datagram travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Direction {
+    ToServer,
+    ToClient,
+}
+
+/// Decides, before the impairment model, whether to drop a datagram: lets a
+/// test remove exactly the packet it wants. Returns true to drop.
+pub type Filter = Box<dyn FnMut(Instant, Direction, &[u8]) -> bool>;
+
+/// A datagram on the simulated wire: (arrival, sequence number for a stable
+/// order among equal arrivals, direction, bytes).
+type InFlight = (Instant, u64, Direction, Vec<u8>);
+
+/// A client endpoint and a server endpoint joined by one link each way.
+pub struct Sim {
+    now: Instant,
+    start: Instant,
+    pub client: Endpoint,
+    pub server: Endpoint,
+    client_addr: SocketAddr,
+    server_addr: SocketAddr,
+    to_server: Impairment,
+    to_client: Impairment,
+    /// Datagrams on the wire: (arrival, sequence for stable order, way, bytes).
+    wire: BinaryHeap<Reverse<InFlight>>,
+    seq: u64,
+    buf: Vec<u8>,
+    filter: Option<Filter>,
+    trace: bool,
+    outages: [Outage; 2],
+}
+
+/// Tracks how long a direction went without delivering anything while
+/// datagrams were being dropped: an effective cut of the link.
+#[derive(Debug, Clone, Copy)]
+struct Outage {
+    last_delivery: Instant,
+    dropped_since: bool,
+    longest: Duration,
+}
+
+impl Outage {
+    fn new(start: Instant) -> Self {
+        Self {
+            last_delivery: start,
+            dropped_since: false,
+            longest: Duration::ZERO,
+        }
+    }
+
+    fn close_at(&mut self, t: Instant) {
+        if self.dropped_since {
+            self.longest = self
+                .longest
+                .max(t.saturating_duration_since(self.last_delivery));
+        }
+    }
+}
+
+impl Sim {
+    /// A simulation whose every random choice derives from `seed`.
+    pub fn new(
+        seed: u64,
+        client: EndpointConfig,
+        server: EndpointConfig,
+        to_server: ImpairConfig,
+        to_client: ImpairConfig,
+    ) -> Self {
+        let start = Instant::now();
+        Self {
+            now: start,
+            start,
+            client: Endpoint::new(client, seed.wrapping_mul(3).wrapping_add(1)),
+            server: Endpoint::new(server, seed.wrapping_mul(5).wrapping_add(2)),
+            client_addr: "127.0.0.1:1000".parse().unwrap_or_else(|_| unreachable!()),
+            server_addr: "127.0.0.1:2000".parse().unwrap_or_else(|_| unreachable!()),
+            to_server: Impairment::new(to_server, seed ^ 0x5555, start),
+            to_client: Impairment::new(to_client, seed ^ 0xaaaa, start),
+            wire: BinaryHeap::new(),
+            seq: 0,
+            buf: Vec::with_capacity(65536),
+            filter: None,
+            trace: false,
+            outages: [Outage::new(start); 2],
+        }
+    }
+
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Virtual time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    pub fn server_addr(&self) -> SocketAddr {
+        self.server_addr
+    }
+
+    /// Prints every datagram sent and delivered to standard error.
+    pub fn set_trace(&mut self, on: bool) {
+        self.trace = on;
+    }
+
+    pub fn set_filter(&mut self, filter: Filter) {
+        self.filter = Some(filter);
+    }
+
+    /// The longest time each direction (to server, to client) delivered
+    /// nothing while dropping everything it was given: an effective cut.
+    pub fn longest_outages(&self) -> (Duration, Duration) {
+        let mut o = self.outages;
+        for x in o.iter_mut() {
+            x.close_at(self.now);
+        }
+        (o[0].longest, o[1].longest)
+    }
+
+    /// What the link did in each direction.
+    pub fn link_stats(&self) -> (&ImpairStats, &ImpairStats) {
+        (self.to_server.stats(), self.to_client.stats())
+    }
+
+    /// Puts on the wire everything both endpoints want to send now.
+    pub fn flush(&mut self) {
+        for way in [Direction::ToServer, Direction::ToClient] {
+            loop {
+                let ep = match way {
+                    Direction::ToServer => &mut self.client,
+                    Direction::ToClient => &mut self.server,
+                };
+                if ep.poll_transmit(self.now, &mut self.buf).is_none() {
+                    break;
+                }
+                let data = self.buf.clone();
+                if self.trace {
+                    eprintln!(
+                        "{:>12?} send {way:?} {}",
+                        self.now - self.start,
+                        crate::wire::describe(&data)
+                    );
+                }
+                if let Some(f) = self.filter.as_mut() {
+                    if f(self.now, way, &data) {
+                        self.outages[way as usize].dropped_since = true;
+                        continue;
+                    }
+                }
+                let link = match way {
+                    Direction::ToServer => &mut self.to_server,
+                    Direction::ToClient => &mut self.to_client,
+                };
+                let dropped_before = dropped(link.stats());
+                let deliveries = link.process(self.now, data);
+                if dropped(link.stats()) > dropped_before {
+                    self.outages[way as usize].dropped_since = true;
+                }
+                for d in deliveries {
+                    self.seq += 1;
+                    self.wire.push(Reverse((d.at, self.seq, way, d.data)));
+                }
+            }
+        }
+    }
+
+    /// Sends what is pending, then advances the clock to the next event and
+    /// handles it. Returns false when nothing at all is scheduled.
+    pub fn step(&mut self) -> bool {
+        self.flush();
+        let next = [
+            self.wire.peek().map(|Reverse((t, ..))| *t),
+            self.client.poll_timeout(),
+            self.server.poll_timeout(),
+            self.to_server.next_release(),
+            self.to_client.next_release(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let Some(next) = next else {
+            return false;
+        };
+        self.now = self.now.max(next);
+        while let Some(Reverse((t, ..))) = self.wire.peek() {
+            if *t > self.now {
+                break;
+            }
+            let Some(Reverse((_, _, way, data))) = self.wire.pop() else {
+                break;
+            };
+            let outage = &mut self.outages[way as usize];
+            outage.close_at(self.now);
+            outage.last_delivery = self.now;
+            outage.dropped_since = false;
+            if self.trace {
+                eprintln!(
+                    "{:>12?}   recv {way:?} {}",
+                    self.now - self.start,
+                    crate::wire::describe(&data)
+                );
+            }
+            match way {
+                Direction::ToServer => {
+                    self.server
+                        .handle_datagram(self.now, self.client_addr, &data)
+                }
+                Direction::ToClient => {
+                    self.client
+                        .handle_datagram(self.now, self.server_addr, &data)
+                }
+            }
+        }
+        for (way, link) in [
+            (Direction::ToServer, &mut self.to_server),
+            (Direction::ToClient, &mut self.to_client),
+        ] {
+            for d in link.poll_release(self.now) {
+                self.seq += 1;
+                self.wire.push(Reverse((d.at, self.seq, way, d.data)));
+            }
+        }
+        if self.client.poll_timeout().is_some_and(|t| t <= self.now) {
+            self.client.handle_timeout(self.now);
+        }
+        if self.server.poll_timeout().is_some_and(|t| t <= self.now) {
+            self.server.handle_timeout(self.now);
+        }
+        true
+    }
+}
+
+fn dropped(s: &ImpairStats) -> u64 {
+    s.dropped_loss + s.dropped_burst + s.dropped_queue + s.dropped_blackout
+}

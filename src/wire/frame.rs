@@ -1,0 +1,377 @@
+//! Frames (PROTOCOL.md §5). A packet's payload is a sequence of frames, each
+//! a type byte followed by type-specific fields (varints unless noted).
+//!
+//! | type      | name        | ack-eliciting | fields                                   |
+//! |-----------|-------------|---------------|------------------------------------------|
+//! | 0x00      | PADDING     | no            | (none; a run of 0x00 bytes)              |
+//! | 0x01      | PING        | yes           | (none)                                   |
+//! | 0x02      | ACK         | no            | largest, delay, range count, ranges      |
+//! | 0x03      | HANDSHAKE   | yes           | transport parameters                     |
+//! | 0x04/0x05 | STREAM[_FIN]| yes           | offset, length, data                     |
+//! | 0x06      | MAX_DATA    | yes           | maximum stream offset                    |
+//! | 0x07/0x08 | CLOSE       | no            | error code, reason length, reason        |
+
+use super::{varint, DecodeError, Reader};
+use std::ops::Range;
+
+pub const PADDING: u8 = 0x00;
+pub const PING: u8 = 0x01;
+pub const ACK: u8 = 0x02;
+pub const HANDSHAKE: u8 = 0x03;
+pub const STREAM: u8 = 0x04;
+pub const STREAM_FIN: u8 = 0x05;
+pub const MAX_DATA: u8 = 0x06;
+pub const CLOSE_TRANSPORT: u8 = 0x07;
+pub const CLOSE_APPLICATION: u8 = 0x08;
+
+/// An ACK frame (§5.3), with its ranges already turned into absolute packet
+/// numbers: half-open, disjoint, in descending order, never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckFrame {
+    /// The receiver's delay between receiving the largest acknowledged packet
+    /// and sending this frame, in microseconds (§7.2).
+    pub delay_micros: u64,
+    pub ranges: Vec<Range<u64>>,
+}
+
+impl AckFrame {
+    /// Largest packet number acknowledged.
+    pub fn largest(&self) -> u64 {
+        // Never empty: decode rejects empty, and the encoder is only ever
+        // given non-empty range lists.
+        self.ranges.first().map_or(0, |r| r.end - 1)
+    }
+}
+
+/// Transport parameters exchanged in INITIAL and ACCEPT packets (§5.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandshakeParams {
+    /// How long the sender may delay an acknowledgement, in microseconds.
+    pub max_ack_delay_micros: u64,
+    /// The sender's idle timeout in milliseconds; the connection uses the
+    /// smaller of the two sides' values.
+    pub idle_timeout_millis: u64,
+    /// The initial flow-control limit: bytes of stream the peer may send.
+    pub initial_max_data: u64,
+    /// The largest message the sender accepts, in bytes.
+    pub max_message_size: u64,
+    /// The largest UDP payload the sender accepts.
+    pub max_datagram_size: u64,
+}
+
+/// A STREAM frame (§5.5): bytes `offset..offset + data.len()` of the
+/// sender's stream; with `fin`, the stream ends after them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamFrame<'a> {
+    pub offset: u64,
+    pub data: &'a [u8],
+    pub fin: bool,
+}
+
+/// Who closed the connection (§5.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseKind {
+    /// The rudp implementation itself, with a code from §11.
+    Transport,
+    /// The application, with a code of its own choosing.
+    Application,
+}
+
+/// A CLOSE frame (§5.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseFrame<'a> {
+    pub kind: CloseKind,
+    pub code: u64,
+    pub reason: &'a [u8],
+}
+
+/// One decoded frame, borrowing from the datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// A run of this many padding bytes.
+    Padding(usize),
+    Ping,
+    Ack(AckFrame),
+    Handshake(HandshakeParams),
+    Stream(StreamFrame<'a>),
+    MaxData(u64),
+    Close(CloseFrame<'a>),
+}
+
+impl Frame<'_> {
+    /// Whether receiving this frame obliges the receiver to acknowledge (§7.1).
+    pub fn is_ack_eliciting(&self) -> bool {
+        !matches!(self, Frame::Padding(_) | Frame::Ack(_) | Frame::Close(_))
+    }
+
+    /// Appends the encoded frame.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Frame::Padding(n) => out.resize(out.len() + n, PADDING),
+            Frame::Ping => out.push(PING),
+            Frame::Ack(ack) => encode_ack(ack, out),
+            Frame::Handshake(p) => {
+                out.push(HANDSHAKE);
+                for v in [
+                    p.max_ack_delay_micros,
+                    p.idle_timeout_millis,
+                    p.initial_max_data,
+                    p.max_message_size,
+                    p.max_datagram_size,
+                ] {
+                    varint::write(v, out);
+                }
+            }
+            Frame::Stream(s) => {
+                encode_stream_header(s.offset, s.data.len(), s.fin, out);
+                out.extend_from_slice(s.data);
+            }
+            Frame::MaxData(max) => {
+                out.push(MAX_DATA);
+                varint::write(*max, out);
+            }
+            Frame::Close(c) => {
+                out.push(match c.kind {
+                    CloseKind::Transport => CLOSE_TRANSPORT,
+                    CloseKind::Application => CLOSE_APPLICATION,
+                });
+                varint::write(c.code, out);
+                varint::write(c.reason.len() as u64, out);
+                out.extend_from_slice(c.reason);
+            }
+        }
+    }
+}
+
+/// Appends the type, offset and length of a STREAM frame; the caller then
+/// appends exactly `len` bytes of data. Lets the sender copy stream bytes
+/// straight from its buffer into the datagram.
+pub fn encode_stream_header(offset: u64, len: usize, fin: bool, out: &mut Vec<u8>) {
+    out.push(if fin { STREAM_FIN } else { STREAM });
+    varint::write(offset, out);
+    varint::write(len as u64, out);
+}
+
+/// Bytes a STREAM frame header takes at most (type + two 8-byte varints).
+pub const MAX_STREAM_HEADER_LEN: usize = 17;
+
+fn encode_ack(ack: &AckFrame, out: &mut Vec<u8>) {
+    out.push(ACK);
+    let mut ranges = ack.ranges.iter();
+    let Some(first) = ranges.next() else {
+        return;
+    };
+    varint::write(first.end - 1, out);
+    varint::write(ack.delay_micros, out);
+    varint::write((ack.ranges.len() - 1) as u64, out);
+    varint::write(first.end - 1 - first.start, out);
+    let mut smallest = first.start;
+    for r in ranges {
+        // RFC 9000 §19.3.1: gap counts the unacknowledged packets between
+        // ranges, minus one; length counts the range's packets, minus one.
+        varint::write(smallest - r.end - 1, out);
+        varint::write(r.end - 1 - r.start, out);
+        smallest = r.start;
+    }
+}
+
+/// Length of the encoded ACK frame.
+pub fn ack_len(ack: &AckFrame) -> usize {
+    let mut out = Vec::with_capacity(64);
+    encode_ack(ack, &mut out);
+    out.len()
+}
+
+/// Decodes every frame of a payload. A payload with any malformed frame is
+/// rejected whole, so that a bad packet never half-applies (§10).
+pub fn decode_all(payload: &[u8]) -> Result<Vec<Frame<'_>>, DecodeError> {
+    let mut r = Reader::new(payload);
+    let mut frames = Vec::with_capacity(4);
+    while !r.is_empty() {
+        frames.push(decode_one(&mut r)?);
+    }
+    if frames.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    Ok(frames)
+}
+
+fn decode_one<'a>(r: &mut Reader<'a>) -> Result<Frame<'a>, DecodeError> {
+    let ty = r.u8()?;
+    Ok(match ty {
+        PADDING => {
+            let mut n = 1;
+            while r.peek() == Some(PADDING) {
+                r.u8()?;
+                n += 1;
+            }
+            Frame::Padding(n)
+        }
+        PING => Frame::Ping,
+        ACK => Frame::Ack(decode_ack(r)?),
+        HANDSHAKE => Frame::Handshake(HandshakeParams {
+            max_ack_delay_micros: r.varint()?,
+            idle_timeout_millis: r.varint()?,
+            initial_max_data: r.varint()?,
+            max_message_size: r.varint()?,
+            max_datagram_size: r.varint()?,
+        }),
+        STREAM | STREAM_FIN => {
+            let offset = r.varint()?;
+            let len = r.varint_len()?;
+            if offset
+                .checked_add(len as u64)
+                .is_none_or(|end| end > varint::MAX)
+            {
+                return Err(DecodeError::OutOfRange);
+            }
+            Frame::Stream(StreamFrame {
+                offset,
+                data: r.bytes(len)?,
+                fin: ty == STREAM_FIN,
+            })
+        }
+        MAX_DATA => Frame::MaxData(r.varint()?),
+        CLOSE_TRANSPORT | CLOSE_APPLICATION => {
+            let code = r.varint()?;
+            let len = r.varint_len()?;
+            Frame::Close(CloseFrame {
+                kind: if ty == CLOSE_TRANSPORT {
+                    CloseKind::Transport
+                } else {
+                    CloseKind::Application
+                },
+                code,
+                reason: r.bytes(len)?,
+            })
+        }
+        other => return Err(DecodeError::UnknownFrameType(other)),
+    })
+}
+
+fn decode_ack(r: &mut Reader<'_>) -> Result<AckFrame, DecodeError> {
+    let largest = r.varint()?;
+    let delay_micros = r.varint()?;
+    let count = r.varint()?;
+    let first = r.varint()?;
+    let mut smallest = largest.checked_sub(first).ok_or(DecodeError::InvalidAck)?;
+    // Each further range takes at least two bytes, which bounds `count` by
+    // the datagram size before any allocation.
+    if count > (r.remaining() / 2) as u64 {
+        return Err(DecodeError::InvalidAck);
+    }
+    let mut ranges = Vec::with_capacity(count as usize + 1);
+    ranges.push(smallest..largest + 1);
+    for _ in 0..count {
+        let gap = r.varint()?;
+        let len = r.varint()?;
+        let high = smallest
+            .checked_sub(gap)
+            .and_then(|v| v.checked_sub(2))
+            .ok_or(DecodeError::InvalidAck)?;
+        let low = high.checked_sub(len).ok_or(DecodeError::InvalidAck)?;
+        ranges.push(low..high + 1);
+        smallest = low;
+    }
+    Ok(AckFrame {
+        delay_micros,
+        ranges,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn round_trip(frame: Frame<'_>) {
+        let mut out = Vec::new();
+        frame.encode(&mut out);
+        assert_eq!(decode_all(&out).unwrap(), vec![frame]);
+    }
+
+    #[test]
+    fn every_frame_round_trips() {
+        round_trip(Frame::Padding(5));
+        round_trip(Frame::Ping);
+        round_trip(Frame::Ack(AckFrame {
+            delay_micros: 250,
+            ranges: vec![10..13, 5..7, 0..1],
+        }));
+        round_trip(Frame::Handshake(HandshakeParams {
+            max_ack_delay_micros: 5000,
+            idle_timeout_millis: 30000,
+            initial_max_data: 4 << 20,
+            max_message_size: 1 << 20,
+            max_datagram_size: 1200,
+        }));
+        round_trip(Frame::Stream(StreamFrame {
+            offset: 70000,
+            data: b"hello",
+            fin: true,
+        }));
+        round_trip(Frame::MaxData(123456));
+        round_trip(Frame::Close(CloseFrame {
+            kind: CloseKind::Application,
+            code: 42,
+            reason: b"bye",
+        }));
+    }
+
+    #[test]
+    fn ack_with_underflowing_gap_is_rejected() {
+        // largest 3, first range 1 (packets 2..=3), then a gap of 5: below 0.
+        let bytes = [ACK, 3, 0, 1, 1, 5, 0];
+        assert_eq!(decode_all(&bytes), Err(DecodeError::InvalidAck));
+    }
+
+    #[test]
+    fn truncated_stream_is_rejected() {
+        let bytes = [STREAM, 0, 10, b'a'];
+        assert_eq!(decode_all(&bytes), Err(DecodeError::Truncated));
+    }
+
+    fn arb_ranges() -> impl Strategy<Value = Vec<Range<u64>>> {
+        // Build descending, non-touching ranges from (gap, len) pairs.
+        (
+            0u64..1 << 40,
+            proptest::collection::vec((0u64..1000, 0u64..1000), 1..20),
+        )
+            .prop_map(|(base, steps)| {
+                let mut ranges = Vec::new();
+                let mut low = base;
+                for (gap, len) in steps {
+                    let start = low;
+                    let end = start + len + 1;
+                    ranges.push(start..end);
+                    low = end + gap + 1;
+                }
+                ranges.reverse();
+                ranges
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn ack_round_trip(ranges in arb_ranges(), delay in 0u64..1 << 30) {
+            let ack = AckFrame { delay_micros: delay, ranges };
+            let mut out = Vec::new();
+            Frame::Ack(ack.clone()).encode(&mut out);
+            prop_assert_eq!(ack_len(&ack), out.len());
+            prop_assert_eq!(decode_all(&out).unwrap(), vec![Frame::Ack(ack)]);
+        }
+
+        #[test]
+        fn stream_round_trip(offset in 0u64..1 << 50, data in proptest::collection::vec(any::<u8>(), 0..300), fin in any::<bool>()) {
+            let f = Frame::Stream(StreamFrame { offset, data: &data, fin });
+            let mut out = Vec::new();
+            f.encode(&mut out);
+            prop_assert_eq!(decode_all(&out).unwrap(), vec![f]);
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode_all(&bytes);
+        }
+    }
+}

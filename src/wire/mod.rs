@@ -1,0 +1,169 @@
+//! The wire format: bytes in, typed values out, and back (PROTOCOL.md §3–§5).
+//!
+//! Nothing here knows about connections, timers or state. Every decoder takes
+//! untrusted bytes and either returns a fully checked value or a
+//! [`DecodeError`]; none of them can panic on any input (checked by the
+//! property tests at the bottom of [`packet`] and by `fuzz/`).
+//!
+//! - [`varint`]: the variable-length integer used inside frames (§4.1).
+//! - [`packet`]: the packet header, checksum and version negotiation (§3).
+//! - [`frame`]: the frames carried in a packet's payload (§5).
+
+pub mod frame;
+pub mod packet;
+pub mod varint;
+
+pub use frame::{AckFrame, CloseFrame, CloseKind, Frame, HandshakeParams, StreamFrame};
+pub use packet::{
+    ConnectionId, Datagram, Header, PacketType, VersionNegotiation, CHECKSUM_LEN, MAGIC,
+    SUPPORTED_VERSIONS, VERSION,
+};
+
+use thiserror::Error;
+
+/// Why a datagram could not be decoded. The receiver drops the datagram and
+/// counts it (PROTOCOL.md §10); connection state never changes.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DecodeError {
+    #[error("datagram too short ({0} bytes)")]
+    TooShort(usize),
+    #[error("not an rudp datagram (bad magic)")]
+    BadMagic,
+    #[error("checksum mismatch")]
+    BadChecksum,
+    #[error("unsupported version {version}")]
+    UnsupportedVersion {
+        version: u8,
+        /// The sender's source connection ID, read from the version-independent
+        /// invariant positions (§3.4), so that a version negotiation reply can
+        /// be addressed.
+        scid: ConnectionId,
+    },
+    #[error("unknown packet type {0:#04x}")]
+    UnknownPacketType(u8),
+    #[error("unknown frame type {0:#04x}")]
+    UnknownFrameType(u8),
+    #[error("frame truncated")]
+    Truncated,
+    #[error("invalid ack ranges")]
+    InvalidAck,
+    #[error("value out of range")]
+    OutOfRange,
+    #[error("packet carries no frames")]
+    Empty,
+}
+
+/// A cursor over untrusted bytes whose every read is bounds-checked.
+#[derive(Debug)]
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.remaining() == 0
+    }
+
+    /// The next byte, without consuming it.
+    pub fn peek(&self) -> Option<u8> {
+        self.buf.get(self.pos).copied()
+    }
+
+    pub fn u8(&mut self) -> Result<u8, DecodeError> {
+        let b = *self.buf.get(self.pos).ok_or(DecodeError::Truncated)?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self.pos.checked_add(n).ok_or(DecodeError::Truncated)?;
+        let out = self.buf.get(self.pos..end).ok_or(DecodeError::Truncated)?;
+        self.pos = end;
+        Ok(out)
+    }
+
+    pub fn u64_be(&mut self) -> Result<u64, DecodeError> {
+        let b = self.bytes(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_be_bytes(a))
+    }
+
+    pub fn varint(&mut self) -> Result<u64, DecodeError> {
+        varint::read(self)
+    }
+
+    /// A varint that must fit in `usize` (a length).
+    pub fn varint_len(&mut self) -> Result<usize, DecodeError> {
+        usize::try_from(self.varint()?).map_err(|_| DecodeError::OutOfRange)
+    }
+}
+
+/// A one-line human description of a datagram, for traces and debugging:
+/// `DATA dcid=… pn=7 [ACK 0..5 delay=120us, STREAM off=0 len=11 fin]`.
+pub fn describe(datagram: &[u8]) -> String {
+    use std::fmt::Write;
+    let (header, payload) = match packet::decode(datagram) {
+        Ok(Datagram::Packet { header, payload }) => (header, payload),
+        Ok(Datagram::VersionNegotiation(vn)) => {
+            return format!(
+                "VERSION_NEGOTIATION dcid={} versions={:?}",
+                vn.dcid, vn.versions
+            )
+        }
+        Err(e) => return format!("undecodable ({e}), {} bytes", datagram.len()),
+    };
+    let mut s = format!("{:?} dcid={} ", header.ty, header.dcid);
+    if let Some(scid) = header.scid {
+        let _ = write!(s, "scid={scid} ");
+    }
+    let _ = write!(s, "pn={} len={} [", header.pn, datagram.len());
+    match frame::decode_all(payload) {
+        Ok(frames) => {
+            let parts: Vec<String> = frames
+                .iter()
+                .map(|f| match f {
+                    Frame::Padding(n) => format!("PADDING {n}"),
+                    Frame::Ping => "PING".into(),
+                    Frame::Ack(a) => {
+                        let ranges: Vec<String> = a
+                            .ranges
+                            .iter()
+                            .map(|r| format!("{}..{}", r.start, r.end))
+                            .collect();
+                        format!("ACK {} delay={}us", ranges.join(","), a.delay_micros)
+                    }
+                    Frame::Handshake(_) => "HANDSHAKE".into(),
+                    Frame::Stream(st) => format!(
+                        "STREAM off={} len={}{}",
+                        st.offset,
+                        st.data.len(),
+                        if st.fin { " fin" } else { "" }
+                    ),
+                    Frame::MaxData(m) => format!("MAX_DATA {m}"),
+                    Frame::Close(c) => format!(
+                        "CLOSE {:?} code={} {:?}",
+                        c.kind,
+                        c.code,
+                        String::from_utf8_lossy(c.reason)
+                    ),
+                })
+                .collect();
+            s.push_str(&parts.join(", "));
+        }
+        Err(e) => {
+            let _ = write!(s, "malformed: {e}");
+        }
+    }
+    s.push(']');
+    s
+}

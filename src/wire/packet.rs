@@ -1,0 +1,314 @@
+//! Packet header, checksum and version negotiation (PROTOCOL.md §3).
+//!
+//! ```text
+//!  0                   1                   2                   3
+//!  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |     Magic 0x52 0x55 ("RU")    |  Version (8)  |   Type (8)    |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |                Destination Connection ID (64)                 |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |   Source Connection ID (64): INITIAL and ACCEPT packets only  |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |                      Packet Number (64)                       |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |                     Frames (1 or more) ...                    |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |                          CRC32C (32)                          |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! ```
+//! All fixed-width fields are big-endian.
+
+use super::{DecodeError, Reader};
+use std::fmt;
+
+/// The first two bytes of every rudp datagram: ASCII "RU" (§3.1).
+pub const MAGIC: [u8; 2] = [0x52, 0x55];
+/// The protocol version this implementation speaks (§3.4).
+pub const VERSION: u8 = 1;
+/// Every version this implementation accepts, most preferred first.
+pub const SUPPORTED_VERSIONS: &[u8] = &[VERSION];
+/// The version byte that marks a version negotiation packet (§3.5).
+pub const VERSION_NEGOTIATION: u8 = 0;
+/// Length of the CRC32C trailer.
+pub const CHECKSUM_LEN: usize = 4;
+
+/// Header length of INITIAL and ACCEPT packets (with a source CID).
+pub const LONG_HEADER_LEN: usize = 28;
+/// Header length of DATA packets.
+pub const SHORT_HEADER_LEN: usize = 20;
+
+/// A 64-bit connection ID chosen at random by the endpoint that receives
+/// packets carrying it (§3.2). Zero means "not yet known".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct ConnectionId(pub u64);
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// The packet types of version 1 (§3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PacketType {
+    /// Client to server, before the client knows the server's connection ID.
+    Initial = 0x01,
+    /// Server to client, until the client has proven it received one.
+    Accept = 0x02,
+    /// Either direction, once the handshake is done.
+    Data = 0x03,
+}
+
+impl PacketType {
+    fn from_byte(b: u8) -> Result<Self, DecodeError> {
+        match b {
+            0x01 => Ok(Self::Initial),
+            0x02 => Ok(Self::Accept),
+            0x03 => Ok(Self::Data),
+            other => Err(DecodeError::UnknownPacketType(other)),
+        }
+    }
+
+    /// Whether the header carries a source connection ID.
+    pub fn has_source_cid(self) -> bool {
+        matches!(self, Self::Initial | Self::Accept)
+    }
+
+    pub fn header_len(self) -> usize {
+        if self.has_source_cid() {
+            LONG_HEADER_LEN
+        } else {
+            SHORT_HEADER_LEN
+        }
+    }
+}
+
+/// A decoded packet header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub ty: PacketType,
+    pub dcid: ConnectionId,
+    /// Present exactly when `ty.has_source_cid()`.
+    pub scid: Option<ConnectionId>,
+    pub pn: u64,
+}
+
+impl Header {
+    /// Appends the header (version [`VERSION`]) to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&MAGIC);
+        out.push(VERSION);
+        out.push(self.ty as u8);
+        out.extend_from_slice(&self.dcid.0.to_be_bytes());
+        if self.ty.has_source_cid() {
+            out.extend_from_slice(&self.scid.unwrap_or_default().0.to_be_bytes());
+        }
+        out.extend_from_slice(&self.pn.to_be_bytes());
+    }
+}
+
+/// A version negotiation packet (§3.5): the answer to an INITIAL of a
+/// version the server does not speak.
+///
+/// ```text
+/// Magic (16) | 0x00 (8) | 0x00 (8) | DCID (64) | SCID (64) |
+/// Supported Version (8) ... | CRC32C (32)
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionNegotiation {
+    /// The client's source connection ID, echoed so the client can match it.
+    pub dcid: ConnectionId,
+    pub scid: ConnectionId,
+    pub versions: Vec<u8>,
+}
+
+impl VersionNegotiation {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&MAGIC);
+        out.push(VERSION_NEGOTIATION);
+        out.push(0);
+        out.extend_from_slice(&self.dcid.0.to_be_bytes());
+        out.extend_from_slice(&self.scid.0.to_be_bytes());
+        out.extend_from_slice(&self.versions);
+        seal(out);
+    }
+}
+
+/// A checked datagram: either a packet of our version, whose payload still
+/// has to be parsed into frames, or a version negotiation packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Datagram<'a> {
+    Packet { header: Header, payload: &'a [u8] },
+    VersionNegotiation(VersionNegotiation),
+}
+
+/// Appends the CRC32C of everything in `out` (§3.6).
+pub fn seal(out: &mut Vec<u8>) {
+    let crc = crc32c::crc32c(out);
+    out.extend_from_slice(&crc.to_be_bytes());
+}
+
+/// Checks magic, checksum and version, and splits off the header.
+///
+/// The order of checks is the one §10 prescribes: magic first (cheap, and it
+/// rejects foreign traffic), then version (so that an unknown version can be
+/// answered even if its checksum differs), then checksum, then header fields.
+pub fn decode(datagram: &[u8]) -> Result<Datagram<'_>, DecodeError> {
+    if datagram.len() < 4 {
+        return Err(DecodeError::TooShort(datagram.len()));
+    }
+    if datagram[..2] != MAGIC {
+        return Err(DecodeError::BadMagic);
+    }
+    let version = datagram[2];
+    if version != VERSION && version != VERSION_NEGOTIATION {
+        // §3.4 invariants: the source CID sits at bytes 12..20 in every
+        // version's INITIAL.
+        let scid = datagram
+            .get(12..20)
+            .map(|b| {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(b);
+                ConnectionId(u64::from_be_bytes(a))
+            })
+            .ok_or(DecodeError::TooShort(datagram.len()))?;
+        return Err(DecodeError::UnsupportedVersion { version, scid });
+    }
+    if datagram.len() < SHORT_HEADER_LEN + CHECKSUM_LEN {
+        return Err(DecodeError::TooShort(datagram.len()));
+    }
+    let (body, crc) = datagram.split_at(datagram.len() - CHECKSUM_LEN);
+    let mut crc_bytes = [0u8; 4];
+    crc_bytes.copy_from_slice(crc);
+    if crc32c::crc32c(body) != u32::from_be_bytes(crc_bytes) {
+        return Err(DecodeError::BadChecksum);
+    }
+    let mut r = Reader::new(&body[3..]);
+    let ty_byte = r.u8()?;
+    if version == VERSION_NEGOTIATION {
+        let dcid = ConnectionId(r.u64_be()?);
+        let scid = ConnectionId(r.u64_be()?);
+        let versions = r.bytes(r.remaining())?.to_vec();
+        return Ok(Datagram::VersionNegotiation(VersionNegotiation {
+            dcid,
+            scid,
+            versions,
+        }));
+    }
+    let ty = PacketType::from_byte(ty_byte)?;
+    let dcid = ConnectionId(r.u64_be()?);
+    let scid = if ty.has_source_cid() {
+        Some(ConnectionId(r.u64_be()?))
+    } else {
+        None
+    };
+    let pn = r.u64_be()?;
+    let payload = r.bytes(r.remaining())?;
+    if payload.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    Ok(Datagram::Packet {
+        header: Header { ty, dcid, scid, pn },
+        payload,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn packet(header: Header, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        header.encode(&mut out);
+        out.extend_from_slice(payload);
+        seal(&mut out);
+        out
+    }
+
+    #[test]
+    fn header_round_trip() {
+        for ty in [PacketType::Initial, PacketType::Accept, PacketType::Data] {
+            let header = Header {
+                ty,
+                dcid: ConnectionId(7),
+                scid: ty.has_source_cid().then_some(ConnectionId(9)),
+                pn: 1234,
+            };
+            let bytes = packet(header, &[0x01]);
+            assert_eq!(bytes.len(), ty.header_len() + 1 + CHECKSUM_LEN);
+            match decode(&bytes).unwrap() {
+                Datagram::Packet { header: h, payload } => {
+                    assert_eq!(h, header);
+                    assert_eq!(payload, &[0x01]);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn corrupt_bit_is_detected() {
+        let header = Header {
+            ty: PacketType::Data,
+            dcid: ConnectionId(1),
+            scid: None,
+            pn: 0,
+        };
+        let bytes = packet(header, &[0x01, 0x01]);
+        for i in 3..bytes.len() {
+            for bit in 0..8 {
+                let mut b = bytes.clone();
+                b[i] ^= 1 << bit;
+                assert!(decode(&b).is_err(), "flip of byte {i} bit {bit} accepted");
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_version_reports_scid() {
+        let mut b = vec![0x52, 0x55, 0x07, 0x01];
+        b.extend_from_slice(&0u64.to_be_bytes());
+        b.extend_from_slice(&0xabcdu64.to_be_bytes());
+        b.extend_from_slice(&[0; 20]);
+        assert_eq!(
+            decode(&b),
+            Err(DecodeError::UnsupportedVersion {
+                version: 7,
+                scid: ConnectionId(0xabcd)
+            })
+        );
+    }
+
+    #[test]
+    fn version_negotiation_round_trip() {
+        let vn = VersionNegotiation {
+            dcid: ConnectionId(5),
+            scid: ConnectionId(0),
+            versions: vec![1],
+        };
+        let mut out = Vec::new();
+        vn.encode(&mut out);
+        assert_eq!(decode(&out), Ok(Datagram::VersionNegotiation(vn)));
+    }
+
+    proptest! {
+        /// Arbitrary bytes never panic the decoder.
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode(&bytes);
+        }
+
+        /// Arbitrary bytes behind a valid magic, version and checksum never
+        /// panic the decoder either (this reaches past the checksum).
+        #[test]
+        fn decode_sealed_never_panics(mut bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut b = vec![0x52, 0x55, VERSION];
+            b.append(&mut bytes);
+            seal(&mut b);
+            let _ = decode(&b);
+        }
+    }
+}

@@ -1,0 +1,450 @@
+//! Randomized connections over a simulated, impaired network, in virtual
+//! time (issue: "deterministic simulated network").
+//!
+//! Every seed builds its own link (loss up to 50% each way, bursts,
+//! duplication, reordering, delay, jitter, corruption, sometimes a blackout)
+//! and workload (messages both ways, of random sizes), then checks that
+//! every message arrives exactly once and in order and both sides close
+//! gracefully; only a blackout longer than the idle timeout may end the
+//! connection with an error, and even then what arrived is an exact prefix.
+//! "A blackout" includes any stretch where one direction delivered nothing
+//! for longer than the idle timeout although datagrams were sent (bursty
+//! loss on a sparse flow can do that); the simulator measures it.
+//!
+//! - `RUDP_SIM_SEEDS=N`: how many seeds (default 10,000, split over shards).
+//! - `RUDP_SIM_SEED=S`: replay exactly seed S, with a trace of the run.
+
+use bytes::Bytes;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rudp::conn::{Event, SendError};
+use rudp::endpoint::{ConnectionHandle, EndpointConfig, EndpointEvent};
+use rudp::impair::{Blackout, ImpairConfig};
+use rudp::sim::{Direction, Sim};
+use rudp::{Config, ConnectionError};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+const DEFAULT_SEEDS: u64 = 10_000;
+const SHARDS: u64 = 8;
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Virtual time a run may take before it counts as hung.
+const VIRTUAL_LIMIT: Duration = Duration::from_secs(600);
+/// Simulation steps a run may take before it counts as a livelock.
+const MAX_STEPS: u64 = 2_000_000;
+
+/// One side's application: what it sends, what it got, how it ended.
+#[derive(Default)]
+struct App {
+    handle: Option<ConnectionHandle>,
+    to_send: VecDeque<Bytes>,
+    sent: Vec<Bytes>,
+    received: Vec<Bytes>,
+    close_called: bool,
+    outcome: Option<Result<(), ConnectionError>>,
+}
+
+impl App {
+    fn new(messages: Vec<Bytes>) -> Self {
+        Self {
+            sent: messages.clone(),
+            to_send: messages.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Reacts to the endpoint's events and moves messages in and out.
+    fn pump(&mut self, ep: &mut rudp::endpoint::Endpoint) {
+        while let Some(ev) = ep.poll_event() {
+            match ev {
+                EndpointEvent::Incoming(h) => {
+                    assert!(self.handle.is_none(), "a second connection was accepted");
+                    self.handle = Some(h);
+                }
+                EndpointEvent::Connection(h, Event::Closed(outcome)) if Some(h) == self.handle => {
+                    self.outcome = Some(outcome)
+                }
+                _ => {}
+            }
+        }
+        let Some(h) = self.handle else { return };
+        let (to_send, received, close_called) = (
+            &mut self.to_send,
+            &mut self.received,
+            &mut self.close_called,
+        );
+        ep.with_connection(h, |c| {
+            while let Some(m) = c.recv() {
+                received.push(m);
+            }
+            if !c.is_established() {
+                return;
+            }
+            while let Some(m) = to_send.front() {
+                match c.send(m.clone()) {
+                    Ok(()) => {
+                        to_send.pop_front();
+                    }
+                    Err(SendError::Blocked) => break,
+                    Err(e) => panic!("send failed: {e}"),
+                }
+            }
+            if to_send.is_empty() && !*close_called {
+                c.close();
+                *close_called = true;
+            }
+        });
+    }
+}
+
+fn random_link(rng: &mut ChaCha8Rng) -> ImpairConfig {
+    let p = |rng: &mut ChaCha8Rng, max: f64| {
+        if rng.gen_bool(0.3) {
+            0.0
+        } else {
+            rng.gen_range(0.0..max)
+        }
+    };
+    // Random loss goes up to 50%; bursty loss (a fifth of links) up to 30%
+    // with mean bursts of up to 5 datagrams.
+    let loss_burst = rng.gen_bool(0.2).then(|| rng.gen_range(1.5..5.0));
+    let max_loss = if loss_burst.is_some() { 0.3 } else { 0.5 };
+    ImpairConfig {
+        loss: p(rng, max_loss),
+        loss_burst,
+        duplicate: p(rng, 0.2),
+        reorder: p(rng, 0.2),
+        delay: Duration::from_micros(rng.gen_range(0..50_000)),
+        jitter: Duration::from_micros(if rng.gen_bool(0.5) {
+            rng.gen_range(0..20_000)
+        } else {
+            0
+        }),
+        corrupt: p(rng, 0.1),
+        ..ImpairConfig::default()
+    }
+}
+
+fn random_messages(rng: &mut ChaCha8Rng, tag: u8) -> Vec<Bytes> {
+    let n = rng.gen_range(0..12);
+    (0..n)
+        .map(|i| {
+            let len = match rng.gen_range(0..10) {
+                0 => 0,
+                1 => rng.gen_range(2_000..40_000),
+                _ => rng.gen_range(1..1_500),
+            };
+            let mut m = vec![tag; len];
+            // Distinct contents, so reordering or duplication would show.
+            for (j, b) in m.iter_mut().enumerate().take(4) {
+                *b = (i as u8).wrapping_add(j as u8);
+            }
+            Bytes::from(m)
+        })
+        .collect()
+}
+
+/// Runs one seed; returns a description of what went wrong, if anything.
+fn run_seed(seed: u64, verbose: bool) -> Result<(), String> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut up = random_link(&mut rng);
+    let mut down = random_link(&mut rng);
+    // One run in ten has a blackout in both directions; half of those last
+    // longer than the idle timeout.
+    let mut long_blackout = false;
+    if rng.gen_bool(0.1) {
+        let at = Duration::from_millis(rng.gen_range(0..2_000));
+        long_blackout = rng.gen_bool(0.5);
+        let length = if long_blackout {
+            IDLE_TIMEOUT + Duration::from_secs(5)
+        } else {
+            Duration::from_millis(rng.gen_range(100..3_000))
+        };
+        let b = Blackout { at, length };
+        up.blackouts.push(b);
+        down.blackouts.push(b);
+    }
+    let client_msgs = random_messages(&mut rng, b'c');
+    let server_msgs = random_messages(&mut rng, b's');
+    let config = Arc::new(Config {
+        idle_timeout: IDLE_TIMEOUT,
+        ..Config::default()
+    });
+    let client_cfg = EndpointConfig {
+        connection: config.clone(),
+        ..EndpointConfig::default()
+    };
+    let server_cfg = EndpointConfig {
+        connection: config,
+        accept_incoming: true,
+        ..EndpointConfig::default()
+    };
+    if verbose {
+        eprintln!("seed {seed}\n  to server: {up:?}\n  to client: {down:?}");
+        eprintln!(
+            "  client sends {} messages, server sends {}",
+            client_msgs.len(),
+            server_msgs.len()
+        );
+    }
+    let mut sim = Sim::new(seed, client_cfg, server_cfg, up, down);
+    sim.set_trace(verbose);
+    let mut client = App::new(client_msgs);
+    let mut server = App::new(server_msgs);
+    client.handle = Some(sim.client.connect(sim.now(), sim.server_addr()));
+
+    // Run until both sides have an outcome and nothing is left scheduled.
+    let mut steps = 0u64;
+    // Outages measured when the first side failed: only an outage before the
+    // failure can excuse it.
+    let mut outages_at_failure = None;
+    while sim.elapsed() < VIRTUAL_LIMIT {
+        let failed = |a: &App| matches!(a.outcome, Some(Err(_)));
+        if outages_at_failure.is_none() && (failed(&client) || failed(&server)) {
+            outages_at_failure = Some(sim.longest_outages());
+        }
+        steps += 1;
+        if steps > MAX_STEPS {
+            return Err(format!(
+                "no end after {steps} steps, at {:?} virtual: livelock",
+                sim.elapsed()
+            ));
+        }
+        client.pump(&mut sim.client);
+        server.pump(&mut sim.server);
+        let done = client.outcome.is_some()
+            && (server.outcome.is_some() || server.handle.is_none())
+            && sim.client.connection_count() == 0
+            && sim.server.connection_count() == 0;
+        if done || !sim.step() {
+            break;
+        }
+    }
+    client.pump(&mut sim.client);
+    server.pump(&mut sim.server);
+
+    let (to_server, to_client) = sim.link_stats();
+    let (outage_up, outage_down) = outages_at_failure.unwrap_or_else(|| sim.longest_outages());
+    // The link was cut, in effect, if a direction delivered nothing for
+    // longer than the idle timeout while traffic was being dropped.
+    let cut = long_blackout || outage_up.max(outage_down) > IDLE_TIMEOUT;
+    let c_stats = client
+        .handle
+        .and_then(|h| sim.client.connection(h))
+        .map(|c| c.stats());
+    if verbose {
+        eprintln!("  after {:?} virtual", sim.elapsed());
+        eprintln!("  link to server: {to_server:?}\n  link to client: {to_client:?}");
+        eprintln!("  longest outage: to server {outage_up:?}, to client {outage_down:?}");
+        eprintln!(
+            "  client outcome {:?}, server outcome {:?}",
+            client.outcome, server.outcome
+        );
+        eprintln!("  client stats {c_stats:?}");
+    }
+
+    // Exactly once, in order: whatever arrived is a prefix of what was sent.
+    for (name, got, want) in [
+        ("server", &server.received, &client.sent),
+        ("client", &client.received, &server.sent),
+    ] {
+        if got.len() > want.len() || got[..] != want[..got.len()] {
+            return Err(format!(
+                "{name} received {} messages that are not a prefix of the {} sent",
+                got.len(),
+                want.len()
+            ));
+        }
+    }
+    let complete =
+        server.received.len() == client.sent.len() && client.received.len() == server.sent.len();
+    match (&client.outcome, &server.outcome) {
+        (Some(Ok(())), Some(Ok(()))) if complete => Ok(()),
+        _ if cut => Ok(()),
+        (c, s) => Err(format!(
+            "client outcome {c:?}, server outcome {s:?}, complete {complete}, \
+             after {:?} virtual",
+            sim.elapsed()
+        )),
+    }
+}
+
+fn sweep(shard: u64) {
+    if let Ok(seed) = std::env::var("RUDP_SIM_SEED") {
+        if shard == 0 {
+            let seed: u64 = seed.parse().expect("RUDP_SIM_SEED must be an integer");
+            if let Err(e) = run_seed(seed, true) {
+                panic!("seed {seed} failed: {e}");
+            }
+        }
+        return;
+    }
+    let seeds: u64 = std::env::var("RUDP_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(DEFAULT_SEEDS);
+    let mut failures = Vec::new();
+    for seed in (shard..seeds).step_by(SHARDS as usize) {
+        let result = std::panic::catch_unwind(|| run_seed(seed, false))
+            .unwrap_or_else(|_| Err("panicked".to_string()));
+        if let Err(e) = result {
+            eprintln!(
+                "seed {seed} failed: {e}\n  replay: RUDP_SIM_SEED={seed} cargo test --test sim"
+            );
+            failures.push(seed);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} seeds failed: {:?} (replay one with RUDP_SIM_SEED=<seed>)",
+        failures.len(),
+        &failures[..failures.len().min(20)]
+    );
+}
+
+#[test]
+fn sweep_shard_0() {
+    sweep(0)
+}
+#[test]
+fn sweep_shard_1() {
+    sweep(1)
+}
+#[test]
+fn sweep_shard_2() {
+    sweep(2)
+}
+#[test]
+fn sweep_shard_3() {
+    sweep(3)
+}
+#[test]
+fn sweep_shard_4() {
+    sweep(4)
+}
+#[test]
+fn sweep_shard_5() {
+    sweep(5)
+}
+#[test]
+fn sweep_shard_6() {
+    sweep(6)
+}
+#[test]
+fn sweep_shard_7() {
+    sweep(7)
+}
+
+// ---- Recovery time on a fast path --------------------------------------
+
+/// A client that sends `count` small messages every `gap`, over a clean link
+/// of `one_way` delay, with the datagram that carries message `victim`
+/// dropped once. Returns (virtual time from the victim's first send to its
+/// delivery, the path RTT).
+fn recovery_time(count: usize, victim: usize, one_way: Duration, gap: Duration) -> Duration {
+    let clean = ImpairConfig {
+        delay: one_way,
+        ..ImpairConfig::default()
+    };
+    let client_cfg = EndpointConfig::default();
+    let server_cfg = EndpointConfig {
+        accept_incoming: true,
+        ..EndpointConfig::default()
+    };
+    let mut sim = Sim::new(1, client_cfg, server_cfg, clean.clone(), clean);
+    let marker = format!("message-{victim:04}");
+    let mut dropped = false;
+    let victim_sent = std::rc::Rc::new(std::cell::Cell::new(None));
+    let vs = victim_sent.clone();
+    sim.set_filter(Box::new(move |now, way, data| {
+        let hit = way == Direction::ToServer
+            && data.windows(marker.len()).any(|w| w == marker.as_bytes());
+        if hit && !dropped {
+            dropped = true;
+            vs.set(Some(now));
+            return true;
+        }
+        false
+    }));
+    let mut client = App::default();
+    let mut server = App::default();
+    client.handle = Some(sim.client.connect(sim.now(), sim.server_addr()));
+    client.close_called = true; // This test closes nothing.
+    server.close_called = true;
+    let mut next_send = None;
+    let mut queued = 0;
+    let mut delivered_at = None;
+    while sim.elapsed() < Duration::from_secs(30) && delivered_at.is_none() {
+        client.pump(&mut sim.client);
+        server.pump(&mut sim.server);
+        let established = client
+            .handle
+            .and_then(|h| sim.client.connection(h))
+            .is_some_and(|c| c.is_established());
+        if established && queued < count && next_send.is_none_or(|t| sim.now() >= t) {
+            client
+                .to_send
+                .push_back(Bytes::from(format!("message-{queued:04}")));
+            queued += 1;
+            next_send = Some(sim.now() + gap);
+            client.pump(&mut sim.client);
+        }
+        if server.received.len() > victim {
+            delivered_at = Some(sim.now());
+            break;
+        }
+        // Wake up for the next scheduled send too.
+        if let Some(t) = next_send {
+            if queued < count {
+                while sim.now() < t && server.received.len() <= victim {
+                    if !sim.step() {
+                        break;
+                    }
+                    server.pump(&mut sim.server);
+                    client.pump(&mut sim.client);
+                    if sim.now() >= t {
+                        break;
+                    }
+                }
+                continue;
+            }
+        }
+        if !sim.step() {
+            break;
+        }
+    }
+    let sent = victim_sent.get().expect("the victim was never sent");
+    delivered_at.expect("the victim was never delivered") - sent
+}
+
+#[test]
+fn single_loss_mid_flow_is_repaired_in_about_one_rtt() {
+    // 1 ms each way; a message every 0.2 ms; message 20 of 40 is lost.
+    let one_way = Duration::from_millis(1);
+    let t = recovery_time(40, 20, one_way, Duration::from_micros(200));
+    // Its loss is detected when three later packets are acknowledged
+    // (about one RTT after it was sent), then the resend takes one way.
+    // A fixed 200 ms minimum timer would be far beyond this bound.
+    assert!(
+        t <= Duration::from_millis(5),
+        "recovery took {t:?}, RTT is 2 ms"
+    );
+    assert!(
+        t >= Duration::from_millis(3),
+        "recovery took {t:?}: faster than possible?"
+    );
+}
+
+#[test]
+fn single_tail_loss_is_repaired_by_a_probe_within_milliseconds() {
+    // The lost message is the last one: nothing after it reveals the loss,
+    // so the probe timeout (srtt + 4 rttvar + max_ack_delay) repairs it.
+    let one_way = Duration::from_millis(1);
+    let t = recovery_time(10, 9, one_way, Duration::from_millis(1));
+    // PTO about 2 ms + variance + 5 ms ack delay, then one way to deliver.
+    assert!(
+        t <= Duration::from_millis(15),
+        "tail recovery took {t:?}, RTT is 2 ms"
+    );
+}
