@@ -21,14 +21,20 @@
 //!   the tests run thousands of lossy connections a second.
 //! - [`config`], [`error`]: settings and failure reasons.
 
+pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod demo;
 pub mod endpoint;
 pub mod error;
 pub mod impair;
+pub mod io;
+pub mod month;
+pub mod proxy;
 pub mod ranges;
 pub mod sim;
 pub mod wire;
 
 pub use config::Config;
 pub use error::ConnectionError;
+pub use io::{Connection, Endpoint, Error};

@@ -79,10 +79,12 @@ pub struct ImpairStats {
     pub corrupted: u64,
 }
 
-/// A datagram to deliver at `at`.
+/// A datagram to deliver at `at`. `tag` is whatever the caller passed with
+/// it (the proxy uses it to remember which client a datagram belongs to).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     pub at: Instant,
+    pub tag: u64,
     pub data: Vec<u8>,
 }
 
@@ -122,6 +124,7 @@ enum Channel {
 
 #[derive(Debug, Clone)]
 struct Held {
+    tag: u64,
     data: Vec<u8>,
     /// Release after this many later datagrams...
     after: u32,
@@ -165,7 +168,17 @@ impl Impairment {
     }
 
     /// Runs one datagram through the model at `now`.
-    pub fn process(&mut self, now: Instant, mut original: Vec<u8>) -> Vec<Delivery> {
+    pub fn process(&mut self, now: Instant, original: Vec<u8>) -> Vec<Delivery> {
+        self.process_tagged(now, 0, original)
+    }
+
+    /// Like [`Self::process`], with a tag that comes back with each delivery.
+    pub fn process_tagged(
+        &mut self,
+        now: Instant,
+        tag: u64,
+        mut original: Vec<u8>,
+    ) -> Vec<Delivery> {
         let data = &original;
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += data.len() as u64;
@@ -216,6 +229,7 @@ impl Impairment {
                 self.stats.reordered += 1;
                 let after = self.rng.reorder.gen_range(1..=3);
                 self.held.push(Held {
+                    tag,
                     data,
                     after,
                     deadline: at + MAX_HOLD,
@@ -224,7 +238,7 @@ impl Impairment {
             }
             self.stats.forwarded += 1;
             self.stats.bytes_forwarded += data.len() as u64;
-            out.push(Delivery { at, data });
+            out.push(Delivery { at, tag, data });
         }
         out
     }
@@ -255,6 +269,7 @@ impl Impairment {
                 // Leaves just after the datagram that let it go.
                 out.push(Delivery {
                     at: now + self.config.delay + Duration::from_micros(1),
+                    tag: h.tag,
                     data: h.data,
                 });
             } else {

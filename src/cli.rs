@@ -1,0 +1,249 @@
+//! The `rudp` command line (docs/cli.md). `main.rs` only parses and calls
+//! [`run`]; everything here is library code the tests can reach.
+
+use crate::endpoint::EndpointConfig;
+use crate::impair::parse_duration;
+use crate::io::Endpoint;
+use crate::month::client::{self, ClientExit, ClientOptions, Input};
+use crate::month::server;
+use crate::proxy::{format_stats, write_stats_json, ImpairArgs, Proxy, ProxyConfig};
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The default address of the month service.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8091";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rudp",
+    version,
+    about = "Reliable, ordered messages over UDP: the month service, a fault-injecting proxy and tools"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the month service: answer a number from 1 to 12 with that month's name.
+    Server {
+        /// Address to listen on.
+        #[arg(long, default_value = DEFAULT_ADDR, value_parser = parse_addr)]
+        listen: SocketAddr,
+    },
+    /// Ask the month service: one request per MONTH argument, or per line of standard input.
+    Client {
+        /// Address of the server.
+        #[arg(long, default_value = DEFAULT_ADDR, value_parser = parse_addr)]
+        server: SocketAddr,
+        /// Give up after this long without progress from the server (e.g. 10s, 500ms).
+        #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+        timeout: Duration,
+        /// Requests to send; with none, each line of standard input is one.
+        #[arg(value_name = "MONTH", allow_hyphen_values = true)]
+        months: Vec<String>,
+    },
+    /// Relay UDP between clients and a server, impairing it: loss, bursts,
+    /// duplication, reordering, delay, jitter, corruption, rate limits, blackouts.
+    Proxy {
+        /// Address clients send to.
+        #[arg(long, value_parser = parse_addr)]
+        listen: SocketAddr,
+        /// Address of the real server.
+        #[arg(long, value_parser = parse_addr)]
+        upstream: SocketAddr,
+        #[command(flatten)]
+        impair: Box<ImpairArgs>,
+        /// Seed for every random decision; without it one is chosen and printed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Also print the statistics this often (e.g. 5s).
+        #[arg(long, value_parser = parse_timeout)]
+        stats_interval: Option<Duration>,
+        /// Write the statistics as JSON to FILE (on exit, and at every interval).
+        #[arg(long, value_name = "FILE")]
+        stats_json: Option<PathBuf>,
+    },
+    /// The month service over a lossy, reordering, duplicating link, in one process.
+    Demo {
+        /// Seed for the link's random decisions.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+/// `host:port`, resolved; the first address wins.
+pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    s.to_socket_addrs()
+        .map_err(|e| format!("'{s}' is not a HOST:PORT address ({e})"))?
+        .next()
+        .ok_or_else(|| format!("'{s}' resolves to no address"))
+}
+
+/// A duration with a unit (`10s`, `500ms`), or a plain number of seconds.
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = match s.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => Duration::from_secs_f64(secs),
+        Ok(_) => return Err(format!("'{s}' must be a positive duration")),
+        Err(_) => parse_duration(s).map_err(|e| e.to_string())?,
+    };
+    if d < Duration::from_millis(10) || d > Duration::from_secs(24 * 3600) {
+        return Err(format!("'{s}' is outside the range 10ms to 24h"));
+    }
+    Ok(d)
+}
+
+/// The tracing filter used when `RUST_LOG` is not set.
+pub fn default_log_filter(cli: &Cli) -> &'static str {
+    match cli.command {
+        Command::Server { .. } | Command::Proxy { .. } => "rudp=info",
+        Command::Client { .. } | Command::Demo { .. } => "rudp=warn",
+    }
+}
+
+/// Runs a parsed command; returns the process exit status.
+pub async fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Server { listen } => run_server(listen).await,
+        Command::Client {
+            server,
+            timeout,
+            months,
+        } => {
+            let input = if months.is_empty() {
+                Input::Lines {
+                    reader: Box::new(tokio::io::BufReader::new(tokio::io::stdin())),
+                    prompt: std::io::stdin().is_terminal(),
+                }
+            } else {
+                Input::Args(months)
+            };
+            let opts = ClientOptions { server, timeout };
+            let mut out = tokio::io::stdout();
+            let mut err = std::io::stderr();
+            client::run(&opts, input, &mut out, &mut err).await as i32
+        }
+        Command::Proxy {
+            listen,
+            upstream,
+            impair,
+            seed,
+            stats_interval,
+            stats_json,
+        } => run_proxy(listen, upstream, impair, seed, stats_interval, stats_json).await,
+        Command::Demo { seed } => {
+            let mut out = std::io::stdout();
+            match crate::demo::run(seed, &mut out).await {
+                Ok(true) => 0,
+                Ok(false) => 1,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    1
+                }
+            }
+        }
+    }
+}
+
+async fn run_proxy(
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    impair: Box<ImpairArgs>,
+    seed: Option<u64>,
+    interval: Option<Duration>,
+    json: Option<PathBuf>,
+) -> i32 {
+    let seed = seed.unwrap_or_else(rand::random);
+    let proxy = match Proxy::start(ProxyConfig {
+        listen,
+        upstream,
+        up: impair.up,
+        down: impair.down,
+        seed,
+    })
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: cannot listen on {listen}: {e}");
+            return 1;
+        }
+    };
+    eprintln!(
+        "rudp proxy: {} -> {upstream}, seed {seed} (replay with --seed {seed})",
+        proxy.local_addr()
+    );
+    let write_json = |s: &crate::proxy::ProxyStats| {
+        if let Some(path) = &json {
+            if let Err(e) = write_stats_json(path, s) {
+                eprintln!("error: cannot write {}: {e}", path.display());
+                return false;
+            }
+        }
+        true
+    };
+    let mut tick = interval.map(|d| tokio::time::interval_at(tokio::time::Instant::now() + d, d));
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            // Ctrl-C or SIGTERM: final statistics, then exit.
+            () = &mut shutdown => break,
+            // --stats-interval: statistics so far.
+            _ = async { match tick.as_mut() { Some(t) => { t.tick().await; } None => std::future::pending().await } } => {
+                let s = proxy.stats();
+                print!("{}", format_stats(&s));
+                write_json(&s);
+            }
+        }
+    }
+    let s = proxy.stop().await;
+    print!("{}", format_stats(&s));
+    if write_json(&s) {
+        0
+    } else {
+        1
+    }
+}
+
+async fn run_server(listen: SocketAddr) -> i32 {
+    let endpoint = match Endpoint::server(listen, EndpointConfig::default()).await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: cannot listen on {listen}: {e}");
+            return ClientExit::Failed as i32;
+        }
+    };
+    server::serve(endpoint, shutdown_signal()).await;
+    0
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,79 @@
+//! Errors of the tokio API, worded for the person who has to act on them.
+
+use crate::error::ConnectionError;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+use thiserror::Error;
+
+/// What went wrong with an endpoint or connection.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The handshake got no answer within the idle timeout.
+    #[error("no answer from {addr} after {}: is the server running?", Secs(*after))]
+    NoAnswer { addr: SocketAddr, after: Duration },
+    /// The connection was established, then failed.
+    #[error("connection to {addr} failed: {source}")]
+    Connection {
+        addr: SocketAddr,
+        #[source]
+        source: ConnectionError,
+    },
+    /// The message is larger than the peer accepts.
+    #[error("message of {len} bytes exceeds the peer's limit of {max} bytes")]
+    MessageTooLarge { len: usize, max: usize },
+    /// The connection was closed by this side (`close` or `abort` was called).
+    #[error("the connection is closed")]
+    Closed,
+    /// The endpoint was shut down.
+    #[error("the endpoint is shut down")]
+    EndpointClosed,
+    /// The socket failed.
+    #[error("socket error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// Wraps a core connection error for the connection to `addr`.
+    pub(crate) fn from_connection(addr: SocketAddr, established: bool, e: ConnectionError) -> Self {
+        match e {
+            ConnectionError::TimedOut(after) if !established => Error::NoAnswer { addr, after },
+            source => Error::Connection { addr, source },
+        }
+    }
+}
+
+/// Formats a duration the way people say it: "10 s", "1.5 s", "250 ms".
+pub struct Secs(pub Duration);
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0;
+        if d < Duration::from_secs(1) {
+            write!(f, "{} ms", d.as_millis())
+        } else if d.subsec_millis() == 0 {
+            write!(f, "{} s", d.as_secs())
+        } else {
+            write!(f, "{:.1} s", d.as_secs_f64())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_answer_reads_well() {
+        let e = Error::NoAnswer {
+            addr: "127.0.0.1:8091".parse().unwrap(),
+            after: Duration::from_secs(10),
+        };
+        assert_eq!(
+            e.to_string(),
+            "no answer from 127.0.0.1:8091 after 10 s: is the server running?"
+        );
+        assert_eq!(Secs(Duration::from_millis(1500)).to_string(), "1.5 s");
+        assert_eq!(Secs(Duration::from_millis(250)).to_string(), "250 ms");
+    }
+}

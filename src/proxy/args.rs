@@ -1,0 +1,285 @@
+//! The impairment flags of `rudp proxy` (docs/proxy.md): every impairment
+//! NAME exists as `--NAME` (both directions), `--up-NAME` (client to
+//! server) and `--down-NAME` (server to client); a per-direction value
+//! overrides the two-way one.
+//!
+//! The flags are generated from one table, so that the three forms of
+//! every impairment cannot drift apart.
+
+use crate::impair::{
+    parse_duration, parse_probability, parse_rate, Blackout, ImpairConfig, DEFAULT_QUEUE,
+};
+use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
+use std::time::Duration;
+
+/// One impairment's flags.
+struct Spec {
+    name: &'static str,
+    value: &'static str,
+    help: &'static str,
+    kind: Kind,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Probability,
+    BurstLength,
+    Duration,
+    Rate,
+    Queue,
+    Blackout,
+}
+
+const SPECS: &[Spec] = &[
+    Spec {
+        name: "loss",
+        value: "P",
+        help: "random loss, 0.1 or 10%",
+        kind: Kind::Probability,
+    },
+    Spec {
+        name: "loss-burst",
+        value: "N",
+        help: "make loss bursty: mean burst length in datagrams (> 1), same average loss",
+        kind: Kind::BurstLength,
+    },
+    Spec {
+        name: "duplicate",
+        value: "P",
+        help: "send a second copy of a share of datagrams",
+        kind: Kind::Probability,
+    },
+    Spec {
+        name: "reorder",
+        value: "P",
+        help: "hold a share of datagrams back and release them after later ones",
+        kind: Kind::Probability,
+    },
+    Spec {
+        name: "delay",
+        value: "D",
+        help: "one-way delay, e.g. 20ms",
+        kind: Kind::Duration,
+    },
+    Spec {
+        name: "jitter",
+        value: "D",
+        help: "extra random delay, uniform in 0..D",
+        kind: Kind::Duration,
+    },
+    Spec {
+        name: "corrupt",
+        value: "P",
+        help: "flip one bit in a share of datagrams",
+        kind: Kind::Probability,
+    },
+    Spec {
+        name: "rate",
+        value: "R",
+        help: "bottleneck rate, e.g. 10mbit or 2MB/s",
+        kind: Kind::Rate,
+    },
+    Spec {
+        name: "queue",
+        value: "N",
+        help: "bottleneck queue in datagrams (default 1000)",
+        kind: Kind::Queue,
+    },
+    Spec {
+        name: "blackout",
+        value: "AT+FOR",
+        help: "drop everything during this interval from the start, e.g. 5s+2s (repeatable)",
+        kind: Kind::Blackout,
+    },
+];
+
+/// Parsed impairments for both directions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImpairArgs {
+    pub up: ImpairConfig,
+    pub down: ImpairConfig,
+}
+
+fn check_burst(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(n) if n > 1.0 && n <= 10_000.0 => Ok(n),
+        _ => Err(format!(
+            "'{s}' is not a mean burst length (a number above 1 and at most 10000)"
+        )),
+    }
+}
+
+fn check_queue(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "'{s}' is not a queue length (1 to 1000000 datagrams)"
+        )),
+    }
+}
+
+fn arg(id: String, spec: &Spec, help: String) -> Arg {
+    let a = Arg::new(id.clone())
+        .long(id)
+        .value_name(spec.value)
+        .help(help)
+        .help_heading("Impairments");
+    match spec.kind {
+        Kind::Probability => a.value_parser(|s: &str| parse_probability(s).map_err(|e| e.0)),
+        Kind::BurstLength => a.value_parser(check_burst),
+        Kind::Duration => a.value_parser(|s: &str| parse_duration(s).map_err(|e| e.0)),
+        Kind::Rate => a.value_parser(|s: &str| parse_rate(s).map_err(|e| e.0)),
+        Kind::Queue => a.value_parser(check_queue),
+        Kind::Blackout => a
+            .value_parser(|s: &str| s.parse::<Blackout>().map_err(|e| e.0))
+            .action(ArgAction::Append),
+    }
+}
+
+impl Args for ImpairArgs {
+    fn augment_args(mut cmd: Command) -> Command {
+        for spec in SPECS {
+            cmd = cmd
+                .arg(arg(spec.name.to_string(), spec, spec.help.to_string()))
+                .arg(
+                    arg(
+                        format!("up-{}", spec.name),
+                        spec,
+                        format!("--{} for client to server only", spec.name),
+                    )
+                    .hide_short_help(true),
+                )
+                .arg(
+                    arg(
+                        format!("down-{}", spec.name),
+                        spec,
+                        format!("--{} for server to client only", spec.name),
+                    )
+                    .hide_short_help(true),
+                );
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: Command) -> Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for ImpairArgs {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut out = ImpairArgs::default();
+        out.up.queue = DEFAULT_QUEUE;
+        out.down.queue = DEFAULT_QUEUE;
+        for spec in SPECS {
+            for (dir, prefix) in [(0, "up-"), (1, "down-")] {
+                let own = format!("{prefix}{}", spec.name);
+                // The per-direction flag wins over the two-way one.
+                let id = if m.contains_id(&own) && m.value_source(&own).is_some() {
+                    own
+                } else {
+                    spec.name.to_string()
+                };
+                if m.value_source(&id).is_none() {
+                    continue;
+                }
+                let c = if dir == 0 { &mut out.up } else { &mut out.down };
+                match spec.kind {
+                    Kind::Probability => {
+                        let v = *m.get_one::<f64>(&id).unwrap_or(&0.0);
+                        match spec.name {
+                            "loss" => c.loss = v,
+                            "duplicate" => c.duplicate = v,
+                            "reorder" => c.reorder = v,
+                            _ => c.corrupt = v,
+                        }
+                    }
+                    Kind::BurstLength => c.loss_burst = m.get_one::<f64>(&id).copied(),
+                    Kind::Duration => {
+                        let v = *m.get_one::<Duration>(&id).unwrap_or(&Duration::ZERO);
+                        if spec.name == "delay" {
+                            c.delay = v;
+                        } else {
+                            c.jitter = v;
+                        }
+                    }
+                    Kind::Rate => c.rate = m.get_one::<u64>(&id).copied(),
+                    Kind::Queue => c.queue = *m.get_one::<usize>(&id).unwrap_or(&DEFAULT_QUEUE),
+                    Kind::Blackout => {
+                        c.blackouts = m
+                            .get_many::<Blackout>(&id)
+                            .into_iter()
+                            .flatten()
+                            .copied()
+                            .collect()
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct T {
+        #[command(flatten)]
+        impair: ImpairArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<ImpairArgs, clap::Error> {
+        let mut v = vec!["t"];
+        v.extend_from_slice(args);
+        T::try_parse_from(v).map(|t| t.impair)
+    }
+
+    #[test]
+    fn two_way_and_per_direction_values() {
+        let a = parse(&[
+            "--loss",
+            "10%",
+            "--down-loss",
+            "0.3",
+            "--delay",
+            "20ms",
+            "--blackout",
+            "5s+2s",
+            "--blackout",
+            "9s+1s",
+        ])
+        .unwrap();
+        assert_eq!(a.up.loss, 0.1);
+        assert_eq!(a.down.loss, 0.3);
+        assert_eq!(a.up.delay, Duration::from_millis(20));
+        assert_eq!(a.down.delay, Duration::from_millis(20));
+        assert_eq!(a.up.blackouts.len(), 2);
+        assert_eq!(a.up.queue, DEFAULT_QUEUE);
+    }
+
+    #[test]
+    fn bad_values_name_the_flag_and_the_range() {
+        for (args, flag, range) in [
+            (vec!["--loss", "1.5"], "--loss", "0 to 1"),
+            (vec!["--up-duplicate", "abc"], "--up-duplicate", "0 to 1"),
+            (vec!["--delay", "20"], "--delay", "us, ms, s or m"),
+            (vec!["--loss-burst", "1"], "--loss-burst", "above 1"),
+            (vec!["--rate", "fast"], "--rate", "10mbit"),
+            (vec!["--queue", "0"], "--queue", "1 to 1000000"),
+            (vec!["--blackout", "5s"], "--blackout", "AT+FOR"),
+        ] {
+            let e = parse(&args).unwrap_err();
+            assert_eq!(e.exit_code(), 2);
+            let msg = e.to_string();
+            assert!(msg.contains(flag) && msg.contains(range), "{args:?}: {msg}");
+        }
+    }
+}

@@ -1,0 +1,420 @@
+//! `rudp proxy`: a UDP relay that impairs traffic, reproducibly
+//! (docs/proxy.md). It knows nothing of rudp and works for any UDP protocol.
+//!
+//! Shape: the listening socket faces clients; each client address gets its
+//! own upstream socket, so the server sees distinct peers. Receiving tasks
+//! (one for the listening socket, one per upstream socket) hand datagrams to
+//! the core task, which owns the two [`Impairment`] models (one per
+//! direction, shared by all clients like one real link) and a schedule of
+//! deliveries, and sends each datagram when it is due.
+
+mod args;
+
+pub use args::ImpairArgs;
+
+use crate::impair::{ImpairConfig, ImpairStats, Impairment};
+use serde::Serialize;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+/// A client mapping with no traffic for this long is dropped.
+pub const MAPPING_IDLE: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub listen: SocketAddr,
+    pub upstream: SocketAddr,
+    /// Client to server.
+    pub up: ImpairConfig,
+    /// Server to client.
+    pub down: ImpairConfig,
+    pub seed: u64,
+}
+
+/// What the proxy did, per direction.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ProxyStats {
+    /// Client to server.
+    pub up: ImpairStats,
+    /// Server to client.
+    pub down: ImpairStats,
+    /// Client mappings currently open.
+    pub clients: usize,
+}
+
+/// A running proxy. Dropping it stops the proxy.
+pub struct Proxy {
+    local_addr: SocketAddr,
+    seed: u64,
+    stats: Arc<Mutex<ProxyStats>>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Binds the listening address and starts relaying.
+    pub async fn start(config: ProxyConfig) -> std::io::Result<Proxy> {
+        let listen = Arc::new(UdpSocket::bind(config.listen).await?);
+        let local_addr = listen.local_addr()?;
+        let stats = Arc::new(Mutex::new(ProxyStats::default()));
+        let (stop, stopped) = oneshot::channel();
+        let start = Instant::now();
+        let core = Core {
+            listen: listen.clone(),
+            upstream: config.upstream,
+            up: Impairment::new(config.up, config.seed, start),
+            down: Impairment::new(config.down, config.seed.wrapping_add(1), start),
+            schedule: BinaryHeap::new(),
+            seq: 0,
+            mappings: HashMap::new(),
+            by_id: HashMap::new(),
+            next_id: 0,
+            stats: stats.clone(),
+        };
+        let (tx, rx) = mpsc::channel(4096);
+        let task = tokio::spawn(core.run(rx, tx, stopped));
+        info!(listen = %local_addr, upstream = %config.upstream, seed = config.seed, "proxy ready");
+        Ok(Proxy {
+            local_addr,
+            seed: config.seed,
+            stats,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The seed in use (chosen at random when none was given).
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    pub fn stats(&self) -> ProxyStats {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Stops relaying and returns the final statistics.
+    pub async fn stop(mut self) -> ProxyStats {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = (&mut self.task).await;
+        self.stats()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A datagram handed to the core by a receiving task.
+#[derive(Debug)]
+enum Input {
+    /// From a client to the listening socket.
+    FromClient(SocketAddr, Vec<u8>),
+    /// From the server to the upstream socket of mapping `id`.
+    FromServer(u64, Vec<u8>),
+}
+
+struct Mapping {
+    id: u64,
+    socket: Arc<UdpSocket>,
+    last_seen: Instant,
+    reader: JoinHandle<()>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Way {
+    Up,
+    Down,
+}
+
+/// A datagram waiting to leave: (when, sequence number for a stable order,
+/// direction, mapping id, bytes).
+type Scheduled = (Instant, u64, Way, u64, Vec<u8>);
+
+struct Core {
+    listen: Arc<UdpSocket>,
+    upstream: SocketAddr,
+    up: Impairment,
+    down: Impairment,
+    schedule: BinaryHeap<Reverse<Scheduled>>,
+    seq: u64,
+    mappings: HashMap<SocketAddr, Mapping>,
+    by_id: HashMap<u64, SocketAddr>,
+    next_id: u64,
+    stats: Arc<Mutex<ProxyStats>>,
+}
+
+impl Core {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Input>,
+        tx: mpsc::Sender<Input>,
+        mut stopped: oneshot::Receiver<()>,
+    ) {
+        let listen_reader = tokio::spawn(read_clients(self.listen.clone(), tx.clone()));
+        let mut sweep = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            let now = Instant::now();
+            self.send_due(now).await;
+            self.publish_stats();
+            let next = [
+                self.schedule.peek().map(|Reverse((t, ..))| *t),
+                self.up.next_release(),
+                self.down.next_release(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let sleep = async {
+                match next {
+                    Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                // A datagram arrived from a client or the server.
+                Some(input) = rx.recv() => {
+                    let now = Instant::now();
+                    self.on_input(now, input, &tx);
+                    // Take whatever else is already queued.
+                    while let Ok(input) = rx.try_recv() {
+                        self.on_input(now, input, &tx);
+                    }
+                }
+                // A delivery or a held datagram is due.
+                () = sleep => {}
+                // Forget clients that went quiet.
+                _ = sweep.tick() => self.expire(Instant::now()),
+                // The owner stopped the proxy.
+                _ = &mut stopped => break,
+            }
+        }
+        listen_reader.abort();
+        for m in self.mappings.values() {
+            m.reader.abort();
+        }
+        self.publish_stats();
+    }
+
+    fn on_input(&mut self, now: Instant, input: Input, tx: &mpsc::Sender<Input>) {
+        match input {
+            Input::FromClient(from, data) => {
+                let Some(id) = self.mapping_for(now, from, tx) else {
+                    return;
+                };
+                for d in self.up.process_tagged(now, id, data) {
+                    self.seq += 1;
+                    self.schedule
+                        .push(Reverse((d.at, self.seq, Way::Up, d.tag, d.data)));
+                }
+            }
+            Input::FromServer(id, data) => {
+                if let Some(addr) = self.by_id.get(&id) {
+                    if let Some(m) = self.mappings.get_mut(addr) {
+                        m.last_seen = now;
+                    }
+                }
+                for d in self.down.process_tagged(now, id, data) {
+                    self.seq += 1;
+                    self.schedule
+                        .push(Reverse((d.at, self.seq, Way::Down, d.tag, d.data)));
+                }
+            }
+        }
+    }
+
+    /// The mapping of a client, created on its first datagram.
+    fn mapping_for(
+        &mut self,
+        now: Instant,
+        client: SocketAddr,
+        tx: &mpsc::Sender<Input>,
+    ) -> Option<u64> {
+        if let Some(m) = self.mappings.get_mut(&client) {
+            m.last_seen = now;
+            return Some(m.id);
+        }
+        let bind: SocketAddr = if self.upstream.is_ipv4() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let socket = std::net::UdpSocket::bind(bind)
+            .and_then(|s| {
+                s.set_nonblocking(true)?;
+                UdpSocket::from_std(s)
+            })
+            .map_err(|e| warn!(client = %client, error = %e, "cannot open an upstream socket"))
+            .ok()?;
+        let socket = Arc::new(socket);
+        let id = self.next_id;
+        self.next_id += 1;
+        let reader = tokio::spawn(read_server(socket.clone(), id, tx.clone()));
+        debug!(client = %client, id, "new client");
+        self.mappings.insert(
+            client,
+            Mapping {
+                id,
+                socket,
+                last_seen: now,
+                reader,
+            },
+        );
+        self.by_id.insert(id, client);
+        Some(id)
+    }
+
+    async fn send_due(&mut self, now: Instant) {
+        for (way, model) in [(Way::Up, &mut self.up), (Way::Down, &mut self.down)] {
+            for d in model.poll_release(now) {
+                self.seq += 1;
+                self.schedule
+                    .push(Reverse((d.at, self.seq, way, d.tag, d.data)));
+            }
+        }
+        while let Some(Reverse((t, ..))) = self.schedule.peek() {
+            if *t > now {
+                break;
+            }
+            let Some(Reverse((_, _, way, id, data))) = self.schedule.pop() else {
+                break;
+            };
+            let Some(&client) = self.by_id.get(&id) else {
+                continue; // The mapping expired meanwhile.
+            };
+            let r = match way {
+                Way::Up => match self.mappings.get(&client) {
+                    Some(m) => m.socket.send_to(&data, self.upstream).await,
+                    None => continue,
+                },
+                Way::Down => self.listen.send_to(&data, client).await,
+            };
+            if let Err(e) = r {
+                debug!(error = %e, ?way, "send failed");
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let stale: Vec<SocketAddr> = self
+            .mappings
+            .iter()
+            .filter(|(_, m)| now.duration_since(m.last_seen) > MAPPING_IDLE)
+            .map(|(a, _)| *a)
+            .collect();
+        for a in stale {
+            if let Some(m) = self.mappings.remove(&a) {
+                m.reader.abort();
+                self.by_id.remove(&m.id);
+                debug!(client = %a, "mapping expired");
+            }
+        }
+    }
+
+    fn publish_stats(&self) {
+        let mut s = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        s.up = self.up.stats().clone();
+        s.down = self.down.stats().clone();
+        s.clients = self.mappings.len();
+    }
+}
+
+async fn read_clients(socket: Arc<UdpSocket>, tx: mpsc::Sender<Input>) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        match socket.recv_from(&mut buf).await {
+            Ok((n, from)) => {
+                if tx
+                    .send(Input::FromClient(from, buf[..n].to_vec()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) => debug!(error = %e, "receive error on the listening socket"),
+        }
+    }
+}
+
+async fn read_server(socket: Arc<UdpSocket>, id: u64, tx: mpsc::Sender<Input>) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        match socket.recv_from(&mut buf).await {
+            Ok((n, _)) => {
+                if tx
+                    .send(Input::FromServer(id, buf[..n].to_vec()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            // An ICMP "port unreachable" from a server that is not up yet.
+            Err(e) => debug!(error = %e, "receive error on an upstream socket"),
+        }
+    }
+}
+
+/// The statistics as a table for people.
+pub fn format_stats(s: &ProxyStats) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{:<16}{:>10}{:>11}{:>8}{:>8}{:>8}{:>10}{:>8}{:>9}{:>9}{:>12}{:>12}\n",
+        "direction",
+        "in",
+        "forwarded",
+        "loss",
+        "burst",
+        "queue",
+        "blackout",
+        "dup",
+        "reorder",
+        "corrupt",
+        "bytes in",
+        "bytes out"
+    ));
+    for (name, d) in [("client->server", &s.up), ("server->client", &s.down)] {
+        out.push_str(&format!(
+            "{:<16}{:>10}{:>11}{:>8}{:>8}{:>8}{:>10}{:>8}{:>9}{:>9}{:>12}{:>12}\n",
+            name,
+            d.datagrams_in,
+            d.forwarded,
+            d.dropped_loss,
+            d.dropped_burst,
+            d.dropped_queue,
+            d.dropped_blackout,
+            d.duplicated,
+            d.reordered,
+            d.corrupted,
+            d.bytes_in,
+            d.bytes_forwarded
+        ));
+    }
+    out
+}
+
+/// Writes the statistics as JSON to `path`, atomically (a temporary file
+/// renamed into place), so a reader never sees half a file.
+pub fn write_stats_json(path: &std::path::Path, s: &ProxyStats) -> std::io::Result<()> {
+    let json = serde_json::to_string_pretty(s).map_err(std::io::Error::other)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    std::fs::write(&tmp, json + "\n")?;
+    std::fs::rename(&tmp, path)
+}

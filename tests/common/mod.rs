@@ -1,0 +1,161 @@
+//! Helpers shared by the end-to-end tests: servers, proxies and the real
+//! binary, all on loopback with ephemeral ports and bounded waits.
+#![allow(dead_code)] // Each test file uses its own subset.
+
+use rudp::endpoint::EndpointConfig;
+use rudp::impair::ImpairConfig;
+use rudp::proxy::{Proxy, ProxyConfig};
+use rudp::Endpoint;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A month server in this process on an ephemeral loopback port.
+pub struct Server {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        let endpoint = Endpoint::server("127.0.0.1:0".parse().unwrap(), EndpointConfig::default())
+            .await
+            .expect("bind a loopback port");
+        let addr = endpoint.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(rudp::month::server::serve(endpoint, async move {
+            let _ = stopped.await;
+        }));
+        Server {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), &mut self.task)
+            .await
+            .expect("server stops within 10 s")
+            .expect("server task did not panic");
+    }
+}
+
+/// A proxy in this process in front of `upstream`.
+pub async fn proxy(upstream: SocketAddr, up: ImpairConfig, down: ImpairConfig, seed: u64) -> Proxy {
+    Proxy::start(ProxyConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream,
+        up,
+        down,
+        seed,
+    })
+    .await
+    .expect("start the proxy")
+}
+
+/// What a run of the binary produced.
+#[derive(Debug)]
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the real `rudp` binary with `args` and `stdin`, killing it after
+/// `limit`.
+pub async fn rudp(args: &[&str], stdin: &[u8], limit: Duration) -> Output {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rudp"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn rudp");
+    let mut input = child.stdin.take().expect("stdin is piped");
+    let data = stdin.to_vec();
+    tokio::spawn(async move {
+        let _ = input.write_all(&data).await;
+        // Dropping closes standard input.
+    });
+    let out = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("rudp {args:?} did not finish within {limit:?}"))
+        .expect("wait for rudp");
+    Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub const MONTHS: [&str; 12] = rudp::month::MONTHS;
+
+/// An echo server in this process: every message comes back, in order.
+pub async fn echo_server() -> (SocketAddr, JoinHandle<()>) {
+    let endpoint = Endpoint::server("127.0.0.1:0".parse().unwrap(), EndpointConfig::default())
+        .await
+        .expect("bind a loopback port");
+    let addr = endpoint.local_addr();
+    let task = tokio::spawn(async move {
+        while let Some(conn) = endpoint.accept().await {
+            tokio::spawn(async move {
+                while let Ok(Some(m)) = conn.recv().await {
+                    if conn.send(m).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = conn.close().await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+/// Sends `count` messages of up to `max_len` bytes (seeded contents) to an
+/// echo server at `addr` and checks every echo, in order.
+pub async fn echo_exchange(addr: SocketAddr, count: usize, max_len: usize, seed: u64) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let messages: Vec<bytes::Bytes> = (0..count)
+        .map(|_| {
+            let len = rng.gen_range(0..=max_len);
+            bytes::Bytes::from((0..len).map(|_| rng.gen::<u8>()).collect::<Vec<u8>>())
+        })
+        .collect();
+    let endpoint = Endpoint::client(addr, EndpointConfig::default())
+        .await
+        .unwrap();
+    let conn = endpoint
+        .connect(addr)
+        .await
+        .expect("connect through the link");
+    let sender = {
+        let conn = conn.clone();
+        let messages = messages.clone();
+        tokio::spawn(async move {
+            for m in messages {
+                conn.send(m).await.expect("send");
+            }
+        })
+    };
+    for (i, want) in messages.iter().enumerate() {
+        let got = conn.recv().await.expect("recv").expect("an echo");
+        assert!(
+            got == *want,
+            "echo {i} differs ({} vs {} bytes)",
+            got.len(),
+            want.len()
+        );
+    }
+    sender.await.unwrap();
+    conn.close().await.expect("graceful close");
+}

@@ -1,0 +1,268 @@
+//! The month service end to end: the real client binary against a server on
+//! loopback, directly and through a lossy proxy.
+
+mod common;
+
+use common::{proxy, rudp, Server, MONTHS};
+use rand::{Rng, SeedableRng};
+use rudp::impair::ImpairConfig;
+use rudp::month::client::{self, ClientExit, ClientOptions, Input};
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn all_twelve() -> Vec<String> {
+    (1..=12).map(|m| m.to_string()).collect()
+}
+
+fn args<'a>(server: &'a str, months: &'a [String]) -> Vec<&'a str> {
+    let mut a = vec!["client", "--server", server];
+    a.extend(months.iter().map(String::as_str));
+    a
+}
+
+#[tokio::test]
+async fn all_twelve_months_in_order() {
+    let server = Server::start().await;
+    let addr = server.addr.to_string();
+    let months = all_twelve();
+    let out = rudp(&args(&addr, &months), b"", LIMIT).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout.lines().collect::<Vec<_>>(), MONTHS);
+    assert!(
+        out.stderr.contains("Welcome to the rudp month service"),
+        "{out:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_is_answered_with_errors_and_the_connection_stays_usable() {
+    let server = Server::start().await;
+    let addr = server.addr.to_string();
+    let long = "9".repeat(5000);
+    let requests: Vec<String> = ["1", "13", "0x1", "abc", "", &long, "-3", "12"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let out = rudp(&args(&addr, &requests), b"", LIMIT).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), requests.len(), "{out:?}");
+    assert_eq!(lines[0], "January");
+    assert_eq!(
+        lines[1],
+        "error: 13 is out of range: send a number from 1 to 12 (0 ends the session)"
+    );
+    assert!(lines[2].starts_with("error: '0x1' is not a number"));
+    assert!(lines[3].starts_with("error: 'abc' is not a number"));
+    assert!(lines[4].starts_with("error: empty request"));
+    assert!(lines[5].starts_with("error: request too long (5000 bytes)"));
+    assert!(lines[6].starts_with("error: '-3' is not a number"));
+    assert_eq!(lines[7], "December");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn piped_lines_and_zero_ends_the_session() {
+    let server = Server::start().await;
+    let addr = server.addr.to_string();
+    let out = rudp(&["client", "--server", &addr], b"3\r\n4\n0\n5\n", LIMIT).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout, "March\nApril\n");
+    assert!(out.stderr.contains("goodbye"), "{out:?}");
+    // A huge line is refused by the client itself, in its place.
+    let mut input = b"1\n".to_vec();
+    input.extend(vec![b'7'; 100_000]);
+    input.extend(b"\n2\n");
+    let out = rudp(&["client", "--server", &addr], &input, LIMIT).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "January");
+    assert!(lines[1].starts_with("error: request too long"), "{out:?}");
+    assert_eq!(lines[2], "February");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn nothing_listening_fails_with_status_1_within_the_timeout() {
+    // Bind and release a port so that nothing listens there.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    let out = rudp(
+        &["client", "--server", &addr, "--timeout", "1s", "1"],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "no answer from {addr} after 1 s: is the server running?"
+        )),
+        "{out:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[tokio::test]
+async fn fifty_clients_at_once_each_get_their_own_answers() {
+    let server = Server::start().await;
+    let mut tasks = Vec::new();
+    for i in 0..50u64 {
+        let addr = server.addr;
+        tasks.push(tokio::spawn(async move {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(i);
+            let requests: Vec<String> =
+                (0..20).map(|_| rng.gen_range(1..=12).to_string()).collect();
+            let expected: String = requests
+                .iter()
+                .map(|r| format!("{}\n", MONTHS[r.parse::<usize>().unwrap() - 1]))
+                .collect();
+            let opts = ClientOptions {
+                server: addr,
+                timeout: Duration::from_secs(20),
+            };
+            let mut out = Vec::new();
+            let mut err = Vec::new();
+            let code = client::run(&opts, Input::Args(requests), &mut out, &mut err).await;
+            assert_eq!(
+                code,
+                ClientExit::AllMonths,
+                "client {i}: {}",
+                String::from_utf8_lossy(&err)
+            );
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "client {i}");
+        }));
+    }
+    for t in tasks {
+        tokio::time::timeout(LIMIT, t)
+            .await
+            .expect("clients finish")
+            .expect("client ok");
+    }
+    server.stop().await;
+}
+
+/// The month exchange, then large messages, through the proxy under `link`
+/// in both directions.
+async fn through_lossy_link(link: ImpairConfig, seed: u64) {
+    let server = Server::start().await;
+    let proxy = proxy(server.addr, link.clone(), link.clone(), seed).await;
+    let addr = proxy.local_addr().to_string();
+    let mut requests = all_twelve();
+    requests.extend(["13", "abc", "0x1"].map(String::from));
+    requests.extend(all_twelve());
+    let out = rudp(&args(&addr, &requests), b"", LIMIT).await;
+    assert_eq!(out.code, Some(2), "{out:?}\nproxy: {:?}", proxy.stats());
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(&lines[..12], MONTHS, "{out:?}");
+    assert!(lines[12].starts_with("error: 13 is out of range"));
+    assert!(lines[13].starts_with("error: 'abc'"));
+    assert!(lines[14].starts_with("error: '0x1'"));
+    assert_eq!(&lines[15..], MONTHS);
+    server.stop().await;
+
+    // Large messages (up to 128 KiB, about 1 MiB in all) through a proxy with the
+    // same impairments, echoed back.
+    let (echo, echo_task) = common::echo_server().await;
+    let echo_proxy = common::proxy(echo, link.clone(), link, seed + 100).await;
+    tokio::time::timeout(
+        LIMIT,
+        common::echo_exchange(echo_proxy.local_addr(), 16, 128 * 1024, seed),
+    )
+    .await
+    .expect("large messages within the time limit");
+    echo_task.abort();
+    let big = echo_proxy.stop().await;
+
+    proxy.stop().await;
+    let dropped =
+        big.up.dropped_loss + big.down.dropped_loss + big.up.dropped_burst + big.down.dropped_burst;
+    assert!(dropped > 0, "the link dropped nothing: {big:?}");
+}
+
+#[tokio::test]
+async fn survives_30_percent_loss_with_duplication_reordering_and_corruption() {
+    through_lossy_link(
+        ImpairConfig {
+            loss: 0.3,
+            duplicate: 0.1,
+            reorder: 0.1,
+            corrupt: 0.02,
+            delay: Duration::from_millis(2),
+            jitter: Duration::from_millis(2),
+            ..ImpairConfig::default()
+        },
+        1,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn survives_10_percent_loss() {
+    through_lossy_link(
+        ImpairConfig {
+            loss: 0.1,
+            ..ImpairConfig::default()
+        },
+        2,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn survives_burst_loss() {
+    through_lossy_link(
+        ImpairConfig {
+            loss: 0.2,
+            loss_burst: Some(4.0),
+            duplicate: 0.05,
+            reorder: 0.05,
+            ..ImpairConfig::default()
+        },
+        3,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn server_binary_exits_0_on_sigterm() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rudp"))
+        .args(["server", "--listen", &addr])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Serve one real client first.
+    let out = rudp(&["client", "--server", &addr, "7"], b"", LIMIT).await;
+    assert_eq!(out.stdout, "July\n", "{out:?}");
+    let pid = child.id().expect("running") as i32;
+    // SAFETY-free: sending a signal through the kill(1) command.
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("server exits within 10 s of SIGTERM")
+        .unwrap();
+    assert_eq!(code.code(), Some(0));
+}

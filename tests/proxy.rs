@@ -1,0 +1,120 @@
+//! `rudp proxy` and `rudp demo` from the command line.
+
+mod common;
+
+use common::{rudp, Server};
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn bad_flags_exit_2_naming_the_flag_and_range() {
+    for (flag, value, expect) in [
+        ("--loss", "150%", "0 to 1"),
+        ("--down-reorder", "x", "0 to 1"),
+        ("--delay", "10", "us, ms, s or m"),
+        ("--rate", "1 parsec", "10mbit"),
+        ("--blackout", "5s", "AT+FOR"),
+        ("--loss-burst", "0.5", "above 1"),
+    ] {
+        let out = rudp(
+            &[
+                "proxy",
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                "127.0.0.1:9",
+                flag,
+                value,
+            ],
+            b"",
+            LIMIT,
+        )
+        .await;
+        assert_eq!(out.code, Some(2), "{flag} {value}: {out:?}");
+        assert!(
+            out.stderr.contains(flag) && out.stderr.contains(expect),
+            "{flag}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[tokio::test]
+async fn relays_the_month_service_and_reports_statistics_on_sigterm() {
+    let server = Server::start().await;
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let dir = std::env::temp_dir().join(format!("rudp-proxy-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("stats.json");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rudp"))
+        .args([
+            "proxy",
+            "--listen",
+            &listen,
+            "--upstream",
+            &server.addr.to_string(),
+        ])
+        .args(["--loss", "10%", "--up-duplicate", "0.2", "--seed", "42"])
+        .arg("--stats-json")
+        .arg(&json)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = rudp(&["client", "--server", &listen, "1", "2", "3"], b"", LIMIT).await;
+    assert_eq!(out.stdout, "January\nFebruary\nMarch\n", "{out:?}");
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let done = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("proxy exits after SIGTERM")
+        .unwrap();
+    assert_eq!(done.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&done.stdout);
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(stderr.contains("seed 42"), "{stderr}");
+    assert!(
+        stdout.contains("client->server") && stdout.contains("server->client"),
+        "{stdout}"
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(
+        stats["up"]["datagrams_in"].as_u64().unwrap() >= 3,
+        "{stats}"
+    );
+    assert_eq!(
+        stats["down"]["duplicated"].as_u64(),
+        Some(0),
+        "duplication was up only"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn demo_runs_alone_and_every_answer_is_right() {
+    let out = rudp(&["demo", "--seed", "7"], b"", LIMIT).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stdout.contains("\"12\" -> December   [ok]"),
+        "{}",
+        out.stdout
+    );
+    assert!(out
+        .stdout
+        .contains("Result: every answer belongs to its question."));
+    assert!(!out.stdout.contains("WRONG"));
+}
