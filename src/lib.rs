@@ -20,6 +20,45 @@
 //! - [`sim`]: two endpoints joined by impaired links, in virtual time: how
 //!   the tests run thousands of lossy connections a second.
 //! - [`config`], [`error`]: settings and failure reasons.
+//! - [`io`]: the tokio layer: [`Endpoint`] (a socket and its driver task)
+//!   and [`Connection`] (send, receive, close, statistics).
+//! - [`month`], [`proxy`], [`demo`], [`cli`]: the applications, built on the
+//!   public API only.
+//!
+//! docs/architecture.md follows one datagram from the socket to the
+//! application and back.
+//!
+//! ## Example
+//!
+//! A server that answers every message in upper case, and a client:
+//!
+//! ```
+//! use bytes::Bytes;
+//! use rudp::{endpoint::EndpointConfig, Endpoint};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), rudp::Error> {
+//! let server = Endpoint::server("127.0.0.1:0".parse().unwrap(), EndpointConfig::default()).await?;
+//! let addr = server.local_addr();
+//! tokio::spawn(async move {
+//!     while let Some(conn) = server.accept().await {
+//!         tokio::spawn(async move {
+//!             while let Ok(Some(msg)) = conn.recv().await {
+//!                 let _ = conn.send(Bytes::from(msg.to_ascii_uppercase())).await;
+//!             }
+//!             let _ = conn.close().await;
+//!         });
+//!     }
+//! });
+//!
+//! let client = Endpoint::client(addr, EndpointConfig::default()).await?;
+//! let conn = client.connect(addr).await?;
+//! conn.send(Bytes::from_static(b"hello")).await?;
+//! assert_eq!(conn.recv().await?.as_deref(), Some(&b"HELLO"[..]));
+//! conn.close().await?; // Both sides have closed: nothing was lost.
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod cli;
 pub mod config;

@@ -448,3 +448,102 @@ fn single_tail_loss_is_repaired_by_a_probe_within_milliseconds() {
         "tail recovery took {t:?}, RTT is 2 ms"
     );
 }
+
+// ---- Close semantics --------------------------------------------------
+
+/// A client that closes while the server keeps its side open must not see a
+/// graceful close: the server has not finished (PROTOCOL.md §6.5).
+#[test]
+fn close_is_not_graceful_until_the_peer_closes_too() {
+    let server_cfg = EndpointConfig {
+        accept_incoming: true,
+        ..EndpointConfig::default()
+    };
+    let mut sim = Sim::new(
+        3,
+        EndpointConfig::default(),
+        server_cfg,
+        ImpairConfig::default(),
+        ImpairConfig::default(),
+    );
+    let mut client = App::new(vec![Bytes::from_static(b"1")]);
+    let mut server = App::default();
+    server.close_called = true; // The server never closes.
+    client.handle = Some(sim.client.connect(sim.now(), sim.server_addr()));
+    while sim.elapsed() < Duration::from_secs(5) {
+        client.pump(&mut sim.client);
+        server.pump(&mut sim.server);
+        if !sim.step() {
+            break;
+        }
+    }
+    assert_eq!(server.received, vec![Bytes::from_static(b"1")]);
+    assert!(client.close_called);
+    assert_eq!(
+        client.outcome, None,
+        "the client's close completed without the server's FIN"
+    );
+    assert_eq!(server.outcome, None);
+}
+
+/// The server closes only after the client's FIN has arrived and its own
+/// data is acknowledged; the client vanishes right after its graceful close
+/// (a CLI client process exits). The server must still report a graceful
+/// close at once, not wait for a packet that never comes.
+#[test]
+fn close_after_peer_finished_completes_without_another_packet() {
+    let server_cfg = EndpointConfig {
+        accept_incoming: true,
+        ..EndpointConfig::default()
+    };
+    let mut sim = Sim::new(
+        4,
+        EndpointConfig::default(),
+        server_cfg,
+        ImpairConfig::default(),
+        ImpairConfig::default(),
+    );
+    let client_gone = std::rc::Rc::new(std::cell::Cell::new(false));
+    let gone = client_gone.clone();
+    sim.set_filter(Box::new(move |_, way, _| {
+        way == Direction::ToServer && gone.get()
+    }));
+    let mut client = App::new(vec![Bytes::from_static(b"1")]);
+    let mut server = App::default();
+    server.close_called = true; // Closed by hand below, once the client finished.
+    client.handle = Some(sim.client.connect(sim.now(), sim.server_addr()));
+    let mut server_closed_at = None;
+    while sim.elapsed() < Duration::from_secs(5) && server.outcome.is_none() {
+        client.pump(&mut sim.client);
+        server.pump(&mut sim.server);
+        if client.outcome.is_some() {
+            client_gone.set(true);
+        }
+        if let Some(h) = server.handle {
+            if server_closed_at.is_none()
+                && sim
+                    .server
+                    .connection(h)
+                    .is_some_and(|c| c.is_recv_finished())
+            {
+                sim.server.with_connection(h, |c| c.close());
+                server_closed_at = Some(sim.now());
+            }
+        }
+        if !sim.step() {
+            break;
+        }
+    }
+    server.pump(&mut sim.server);
+    assert_eq!(client.outcome, Some(Ok(())));
+    assert_eq!(
+        server.outcome,
+        Some(Ok(())),
+        "server close did not complete"
+    );
+    let took = sim.now() - server_closed_at.expect("the server closed");
+    assert!(
+        took < Duration::from_millis(50),
+        "server close took {took:?}"
+    );
+}

@@ -333,6 +333,9 @@ impl Connection {
     pub fn close(&mut self) {
         if self.outcome.is_none() {
             self.send.finish();
+            // The peer may have finished and acknowledged everything already:
+            // then no further packet would come to trigger the check.
+            self.check_graceful_end();
         }
     }
 

@@ -490,6 +490,7 @@ async fn drive(shared: Arc<Shared>, socket: UdpSocket) {
         };
         // 2. Send it, without the lock.
         for (to, bytes) in batch.drain(..) {
+            trace_datagram("out", to, &bytes);
             if let Err(e) = socket.send_to(&bytes, to).await {
                 // One unreachable peer must not stop the others: count on.
                 debug!(peer = %to, error = %e, "send failed");
@@ -508,11 +509,14 @@ async fn drive(shared: Arc<Shared>, socket: UdpSocket) {
                 Ok((n, from)) => {
                     let mut st = shared.lock();
                     let now = Instant::now();
-                    trace!(peer = %from, len = n, "datagram in");
+                    trace_datagram("in", from, &buf[..n]);
                     st.ep.handle_datagram(now, from, &buf[..n]);
                     for _ in 1..RECV_BATCH {
                         match socket.try_recv_from(&mut buf) {
-                            Ok((n, from)) => st.ep.handle_datagram(now, from, &buf[..n]),
+                            Ok((n, from)) => {
+                                trace_datagram("in", from, &buf[..n]);
+                                st.ep.handle_datagram(now, from, &buf[..n]);
+                            }
                             Err(_) => break,
                         }
                     }
@@ -529,6 +533,13 @@ async fn drive(shared: Arc<Shared>, socket: UdpSocket) {
             // The application queued data, read, closed or dropped a handle.
             () = shared.wake_driver.notified() => {}
         }
+    }
+}
+
+/// Logs one datagram, decoded, at trace level (`RUST_LOG=rudp=trace`).
+fn trace_datagram(way: &str, peer: SocketAddr, bytes: &[u8]) {
+    if tracing::enabled!(tracing::Level::TRACE) {
+        trace!(%peer, "{way} {}", crate::wire::describe(bytes));
     }
 }
 

@@ -249,6 +249,12 @@ mod tests {
         }
     }
 
+    /// The standard CRC-32C check value PROTOCOL.md §3.6 quotes.
+    #[test]
+    fn crc32c_check_value() {
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
+    }
+
     #[test]
     fn corrupt_bit_is_detected() {
         let header = Header {
