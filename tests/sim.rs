@@ -467,8 +467,10 @@ fn close_is_not_graceful_until_the_peer_closes_too() {
         ImpairConfig::default(),
     );
     let mut client = App::new(vec![Bytes::from_static(b"1")]);
-    let mut server = App::default();
-    server.close_called = true; // The server never closes.
+    let mut server = App {
+        close_called: true, // The server never closes.
+        ..App::default()
+    };
     client.handle = Some(sim.client.connect(sim.now(), sim.server_addr()));
     while sim.elapsed() < Duration::from_secs(5) {
         client.pump(&mut sim.client);
@@ -509,8 +511,10 @@ fn close_after_peer_finished_completes_without_another_packet() {
         way == Direction::ToServer && gone.get()
     }));
     let mut client = App::new(vec![Bytes::from_static(b"1")]);
-    let mut server = App::default();
-    server.close_called = true; // Closed by hand below, once the client finished.
+    let mut server = App {
+        close_called: true, // Closed by hand below, once the client finished.
+        ..App::default()
+    };
     client.handle = Some(sim.client.connect(sim.now(), sim.server_addr()));
     let mut server_closed_at = None;
     while sim.elapsed() < Duration::from_secs(5) && server.outcome.is_none() {
