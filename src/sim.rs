@@ -114,6 +114,10 @@ impl Sim {
         self.server_addr
     }
 
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
+    }
+
     /// Prints every datagram sent and delivered to standard error.
     pub fn set_trace(&mut self, on: bool) {
         self.trace = on;

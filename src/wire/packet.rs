@@ -205,6 +205,11 @@ pub fn decode(datagram: &[u8]) -> Result<Datagram<'_>, DecodeError> {
         None
     };
     let pn = r.u64_be()?;
+    if pn > super::varint::MAX {
+        // §4.2: ACK frames carry packet numbers as varints, so larger ones
+        // could never be acknowledged.
+        return Err(DecodeError::OutOfRange);
+    }
     let payload = r.bytes(r.remaining())?;
     if payload.is_empty() {
         return Err(DecodeError::Empty);
@@ -271,6 +276,25 @@ mod tests {
                 assert!(decode(&b).is_err(), "flip of byte {i} bit {bit} accepted");
             }
         }
+    }
+
+    #[test]
+    fn packet_number_beyond_varint_range_is_malformed() {
+        let header = Header {
+            ty: PacketType::Data,
+            dcid: ConnectionId(1),
+            scid: None,
+            pn: 1 << 62,
+        };
+        assert_eq!(
+            decode(&packet(header, &[0x01])),
+            Err(DecodeError::OutOfRange)
+        );
+        let ok = Header {
+            pn: (1 << 62) - 1,
+            ..header
+        };
+        assert!(decode(&packet(ok, &[0x01])).is_ok());
     }
 
     #[test]

@@ -1,0 +1,377 @@
+//! Bad input never panics and never corrupts delivery (PROTOCOL.md §10).
+//!
+//! An established connection is fed packets that pass every outer check
+//! (magic, version, checksum) and carry arbitrary frames with arbitrary
+//! field values. Nothing may panic (tests run with overflow checks on). With
+//! the right connection ID and address (an on-path attacker, §13) the
+//! connection may be disturbed but the endpoint keeps serving; without them
+//! (off path) delivery is untouched.
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use rudp::conn::Event;
+use rudp::endpoint::{ConnectionHandle, EndpointConfig, EndpointEvent};
+use rudp::impair::ImpairConfig;
+use rudp::sim::Sim;
+use rudp::wire::packet::seal;
+use rudp::wire::{
+    varint, AckFrame, CloseFrame, CloseKind, ConnectionId, Frame, HandshakeParams, Header,
+    PacketType, StreamFrame,
+};
+
+/// A client and server with an established connection; returns the sim,
+/// both handles and the server connection's CID.
+fn established() -> (Sim, ConnectionHandle, ConnectionHandle, ConnectionId) {
+    let server_cfg = EndpointConfig {
+        accept_incoming: true,
+        ..EndpointConfig::default()
+    };
+    let clean = ImpairConfig::default();
+    let mut sim = Sim::new(
+        9,
+        EndpointConfig::default(),
+        server_cfg,
+        clean.clone(),
+        clean,
+    );
+    let c = sim.client.connect(sim.now(), sim.server_addr());
+    let mut s = None;
+    for _ in 0..100 {
+        sim.step();
+        while let Some(e) = sim.server.poll_event() {
+            if let EndpointEvent::Incoming(h) = e {
+                s = Some(h);
+            }
+        }
+        if sim.client.connection(c).is_some_and(|x| x.is_established()) && s.is_some() {
+            break;
+        }
+    }
+    let s = s.expect("handshake completes on a clean link");
+    let cid = sim.server.connection(s).unwrap().local_cid();
+    (sim, c, s, cid)
+}
+
+/// Varint values at the edges of every length class, and random ones.
+fn edge_varint() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        Just(0u64),
+        Just(1),
+        Just(63),
+        Just(64),
+        Just(16383),
+        Just(16384),
+        Just((1 << 30) - 1),
+        Just(1 << 30),
+        Just(varint::MAX),
+        Just(varint::MAX - 1),
+        0..varint::MAX,
+        0u64..2000,
+    ]
+}
+
+/// A payload of frames: each a type byte (valid or not), a few varints and
+/// some raw bytes; most are malformed in some way, some are valid frames
+/// with hostile values.
+fn hostile_payload() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(
+        (
+            0u8..10,
+            proptest::collection::vec(edge_varint(), 0..7),
+            proptest::collection::vec(any::<u8>(), 0..40),
+        ),
+        1..5,
+    )
+    .prop_map(|frames| {
+        let mut out = Vec::new();
+        for (ty, ints, raw) in frames {
+            out.push(ty);
+            for v in ints {
+                varint::write(v, &mut out);
+            }
+            out.extend_from_slice(&raw);
+        }
+        out
+    })
+}
+
+/// Well-formed frames with hostile values: ACKs of packets never sent,
+/// stream data far beyond the window or at the end of the offset space,
+/// FINs that move, huge MAX_DATA, bad parameters, CLOSE.
+fn structured_payload() -> impl Strategy<Value = Vec<u8>> {
+    let frame = prop_oneof![
+        (
+            edge_varint(),
+            edge_varint(),
+            proptest::collection::vec((0u64..5, 0u64..5), 0..4)
+        )
+            .prop_map(|(largest, delay, steps)| {
+                let mut ranges =
+                    vec![largest.saturating_sub(2)..largest.saturating_add(1).min(varint::MAX)];
+                let mut low = ranges[0].start;
+                for (gap, len) in steps {
+                    let Some(high) = low.checked_sub(gap + 2) else {
+                        break;
+                    };
+                    let Some(start) = high.checked_sub(len) else {
+                        break;
+                    };
+                    ranges.push(start..high + 1);
+                    low = start;
+                }
+                let mut out = Vec::new();
+                Frame::Ack(AckFrame {
+                    delay_micros: delay,
+                    ranges,
+                })
+                .encode(&mut out);
+                out
+            }),
+        (
+            edge_varint(),
+            proptest::collection::vec(any::<u8>(), 0..64),
+            any::<bool>()
+        )
+            .prop_map(|(offset, data, fin)| {
+                let offset = offset.min(varint::MAX - data.len() as u64);
+                let mut out = Vec::new();
+                Frame::Stream(StreamFrame {
+                    offset,
+                    data: &data,
+                    fin,
+                })
+                .encode(&mut out);
+                out
+            }),
+        edge_varint().prop_map(|m| {
+            let mut out = Vec::new();
+            Frame::MaxData(m).encode(&mut out);
+            out
+        }),
+        (
+            edge_varint(),
+            edge_varint(),
+            edge_varint(),
+            edge_varint(),
+            edge_varint()
+        )
+            .prop_map(|(a, b, c, d, e)| {
+                let mut out = Vec::new();
+                Frame::Handshake(HandshakeParams {
+                    max_ack_delay_micros: a,
+                    idle_timeout_millis: b,
+                    initial_max_data: c,
+                    max_message_size: d,
+                    max_datagram_size: e,
+                })
+                .encode(&mut out);
+                out
+            }),
+        (edge_varint(), any::<bool>()).prop_map(|(code, app)| {
+            let mut out = Vec::new();
+            let kind = if app {
+                CloseKind::Application
+            } else {
+                CloseKind::Transport
+            };
+            Frame::Close(CloseFrame {
+                kind,
+                code,
+                reason: b"forged",
+            })
+            .encode(&mut out);
+            out
+        }),
+        Just(vec![0x01]),
+    ];
+    proptest::collection::vec(frame, 1..4).prop_map(|f| f.concat())
+}
+
+fn sealed(ty: PacketType, dcid: ConnectionId, pn: u64, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    Header {
+        ty,
+        dcid,
+        scid: ty.has_source_cid().then_some(ConnectionId(5)),
+        pn,
+    }
+    .encode(&mut out);
+    out.extend_from_slice(payload);
+    seal(&mut out);
+    out
+}
+
+/// Sends `msgs` on connection `c` of the client and collects what the
+/// server's connection `s` delivers; stops when all arrived or the server
+/// connection ended. Returns (sent, delivered, server connection failed).
+fn exchange(
+    sim: &mut Sim,
+    c: ConnectionHandle,
+    s: ConnectionHandle,
+) -> (Vec<Bytes>, Vec<Bytes>, bool) {
+    let msgs: Vec<Bytes> = (0..5u8)
+        .map(|i| Bytes::from(vec![i + 1; 100 * i as usize + 1]))
+        .collect();
+    let sent: Vec<Bytes> = msgs
+        .iter()
+        .filter(|m| {
+            sim.client
+                .with_connection(c, |x| x.send((*m).clone()).is_ok())
+                == Some(true)
+        })
+        .cloned()
+        .collect();
+    let mut got = Vec::new();
+    let mut failed = false;
+    for _ in 0..10_000 {
+        if !sim.step() {
+            break;
+        }
+        while let Some(e) = sim.server.poll_event() {
+            if let EndpointEvent::Connection(h, Event::Closed(Err(_))) = e {
+                failed |= h == s;
+            }
+        }
+        while let Some(m) = sim.server.with_connection(s, |x| x.recv()).flatten() {
+            got.push(m);
+        }
+        if got.len() >= sent.len() || failed {
+            break;
+        }
+    }
+    (sent, got, failed)
+}
+
+/// Injects `packets` into the server as if from `from`, addressed to `dcid`.
+fn inject(
+    sim: &mut Sim,
+    packets: Vec<(Vec<u8>, u64, u8)>,
+    dcid: ConnectionId,
+    from: std::net::SocketAddr,
+) {
+    for (payload, pn, ty) in packets {
+        let ty = [PacketType::Data, PacketType::Initial, PacketType::Accept][ty as usize];
+        // Packet numbers near the real ones, and anywhere.
+        let pn = if pn % 2 == 0 { pn % 64 } else { pn >> 2 };
+        let bytes = sealed(ty, dcid, pn, &payload);
+        sim.server.handle_datagram(sim.now(), from, &bytes);
+        sim.step();
+    }
+}
+
+fn packets() -> impl Strategy<Value = Vec<(Vec<u8>, u64, u8)>> {
+    proptest::collection::vec(
+        (
+            prop_oneof![hostile_payload(), structured_payload()],
+            any::<u64>(),
+            0u8..3,
+        ),
+        1..6,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// An attacker who knows the connection ID and spoofs the client's
+    /// address (on path: PROTOCOL.md §13) can disturb that connection, but
+    /// nothing panics and the endpoint keeps serving: a new connection
+    /// afterwards delivers exactly.
+    #[test]
+    fn forged_frames_with_the_right_cid_never_panic_or_break_the_endpoint(packets in packets()) {
+        let (mut sim, _c, _s, cid) = established();
+        let from = sim.client_addr();
+        inject(&mut sim, packets, cid, from);
+        for _ in 0..1000 {
+            if !sim.step() { break; }
+        }
+        // A fresh connection on the same endpoints works exactly.
+        let c2 = sim.client.connect(sim.now(), sim.server_addr());
+        let mut s2 = None;
+        for _ in 0..1000 {
+            sim.step();
+            while let Some(e) = sim.server.poll_event() {
+                if let EndpointEvent::Incoming(h) = e { s2 = Some(h); }
+            }
+            if s2.is_some() && sim.client.connection(c2).is_some_and(|x| x.is_established()) { break; }
+        }
+        let s2 = s2.expect("a new connection is accepted");
+        let (sent, got, failed) = exchange(&mut sim, c2, s2);
+        prop_assert!(!failed && got == sent, "the new connection misdelivered");
+    }
+
+    /// An off-path attacker (wrong connection ID, or right one from another
+    /// address) changes nothing: the real messages arrive exactly.
+    #[test]
+    fn forged_frames_from_off_path_change_nothing(packets in packets(), wrong_addr in any::<bool>(), guess in any::<u64>()) {
+        let (mut sim, c, s, cid) = established();
+        let (dcid, from) = if wrong_addr {
+            (cid, "127.0.0.1:4444".parse().unwrap())
+        } else {
+            (ConnectionId(if guess == cid.0 { guess ^ 1 } else { guess }), sim.client_addr())
+        };
+        inject(&mut sim, packets, dcid, from);
+        let (sent, got, failed) = exchange(&mut sim, c, s);
+        prop_assert!(!failed && got == sent, "off-path packets altered delivery");
+    }
+
+    /// Arbitrary bytes, and bytes behind a valid magic and version, reach
+    /// the endpoint: dropped and counted, never a panic.
+    #[test]
+    fn garbage_datagrams_are_dropped_and_counted(
+        datagrams in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..1300), 1..20),
+        prefix in any::<bool>(),
+    ) {
+        let (mut sim, _c, s, _cid) = established();
+        let before = sim.server.stats().datagrams_received;
+        let from = sim.client_addr();
+        for mut d in datagrams.clone() {
+            if prefix {
+                let mut v = vec![0x52, 0x55, 0x01];
+                v.append(&mut d);
+                d = v;
+            }
+            sim.server.handle_datagram(sim.now(), from, &d);
+        }
+        let st = sim.server.stats();
+        prop_assert_eq!(st.datagrams_received - before, datagrams.len() as u64);
+        prop_assert!(sim.server.connection(s).is_some(), "garbage closed the connection");
+    }
+}
+
+/// Every single-bit corruption of a real packet is caught by the checksum
+/// and changes nothing.
+#[test]
+fn every_bit_flip_of_a_real_packet_is_dropped() {
+    let (mut sim, c, s, cid) = established();
+    let _ = (c, cid);
+    // Capture one real DATA packet from the client.
+    sim.client
+        .with_connection(c, |x| x.send(Bytes::from_static(b"payload")))
+        .unwrap()
+        .unwrap();
+    let mut buf = Vec::new();
+    let to = sim
+        .client
+        .poll_transmit(sim.now(), &mut buf)
+        .expect("a packet to send");
+    assert_eq!(to, sim.server_addr());
+    let corrupt_before = sim.server.stats().dropped_corrupt;
+    let mut flips = 0;
+    for byte in 3..buf.len() {
+        for bit in 0..8 {
+            let mut b = buf.clone();
+            b[byte] ^= 1 << bit;
+            sim.server.handle_datagram(sim.now(), sim.client_addr(), &b);
+            flips += 1;
+        }
+    }
+    assert_eq!(sim.server.stats().dropped_corrupt - corrupt_before, flips);
+    let stats = sim.server.connection(s).unwrap().stats();
+    assert_eq!(stats.messages_received, 0);
+    // The intact packet still delivers.
+    sim.server
+        .handle_datagram(sim.now(), sim.client_addr(), &buf);
+    let got = sim.server.with_connection(s, |x| x.recv()).flatten();
+    assert_eq!(got.as_deref(), Some(&b"payload"[..]));
+}
