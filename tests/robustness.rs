@@ -106,8 +106,8 @@ fn structured_payload() -> impl Strategy<Value = Vec<u8>> {
             proptest::collection::vec((0u64..5, 0u64..5), 0..4)
         )
             .prop_map(|(largest, delay, steps)| {
-                let mut ranges =
-                    vec![largest.saturating_sub(2)..largest.saturating_add(1).min(varint::MAX)];
+                let top = largest.saturating_sub(2)..largest.saturating_add(1).min(varint::MAX);
+                let mut ranges = Vec::from([top]);
                 let mut low = ranges[0].start;
                 for (gap, len) in steps {
                     let Some(high) = low.checked_sub(gap + 2) else {
