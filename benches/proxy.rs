@@ -19,7 +19,8 @@ const FLOWS: usize = 2;
 
 fn echo_server(stop: Arc<AtomicBool>) -> SocketAddr {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let addr = s.local_addr().unwrap();
     std::thread::spawn(move || {
         let mut buf = [0u8; 2048];
@@ -65,7 +66,9 @@ async fn plain_relay(listen: tokio::net::UdpSocket, upstream: SocketAddr) {
     let mut mappings: HashMap<SocketAddr, Arc<TokioUdp>> = HashMap::new();
     let mut buf = vec![0u8; 65536];
     loop {
-        let Ok((n, from)) = listen.recv_from(&mut buf).await else { continue };
+        let Ok((n, from)) = listen.recv_from(&mut buf).await else {
+            continue;
+        };
         let up = match mappings.get(&from) {
             Some(u) => u.clone(),
             None => {
@@ -114,7 +117,9 @@ fn measure(relay: Relay, payload: usize, secs: u64) -> f64 {
             (p.local_addr(), Some(p))
         }
         Relay::PlainTokio => {
-            let sock = runtime.block_on(tokio::net::UdpSocket::bind("127.0.0.1:0")).unwrap();
+            let sock = runtime
+                .block_on(tokio::net::UdpSocket::bind("127.0.0.1:0"))
+                .unwrap();
             let a = sock.local_addr().unwrap();
             runtime.spawn(plain_relay(sock, upstream));
             (a, None)
@@ -144,9 +149,17 @@ fn measure(relay: Relay, payload: usize, secs: u64) -> f64 {
 }
 
 fn main() {
-    let secs: u64 = std::env::var("RUDP_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-    println!("UDP relays, no impairment, {FLOWS} flows x {WINDOW} datagrams outstanding, {secs} s each");
-    println!("{:<14}{:>10}{:>22}", "relay", "payload", "datagrams/s forwarded");
+    let secs: u64 = std::env::var("RUDP_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    println!(
+        "UDP relays, no impairment, {FLOWS} flows x {WINDOW} datagrams outstanding, {secs} s each"
+    );
+    println!(
+        "{:<14}{:>10}{:>22}",
+        "relay", "payload", "datagrams/s forwarded"
+    );
     for payload in [64, 1200] {
         for relay in [Relay::RudpProxy, Relay::PlainTokio] {
             let rate = measure(relay, payload, secs);

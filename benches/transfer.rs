@@ -20,7 +20,11 @@ async fn echo_server() -> std::net::SocketAddr {
             tokio::spawn(async move {
                 while let Ok(Some(m)) = conn.recv().await {
                     // Bulk messages are large: answer them with one byte.
-                    let reply = if m.len() > 64 { Bytes::from_static(b"k") } else { m };
+                    let reply = if m.len() > 64 {
+                        Bytes::from_static(b"k")
+                    } else {
+                        m
+                    };
                     if conn.send(reply).await.is_err() {
                         return;
                     }
@@ -37,9 +41,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() {
-    let mb: usize = std::env::var("RUDP_BENCH_MB").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
-    let rounds: usize =
-        std::env::var("RUDP_BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let mb: usize = std::env::var("RUDP_BENCH_MB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let rounds: usize = std::env::var("RUDP_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let addr = echo_server().await;
@@ -64,7 +73,7 @@ fn main() {
         sender.await.unwrap();
         let secs = start.elapsed().as_secs_f64();
         let stats = conn.stats();
-        println!("bulk, clean loopback: {mb} MiB in {secs:.2} s = {:.1} MB/s goodput", (mb * 1 << 20) as f64 / secs / 1e6);
+        println!("bulk, clean loopback: {mb} MiB in {secs:.2} s = {:.1} MB/s goodput", (mb << 20) as f64 / secs / 1e6);
         println!("  packets sent {}, retransmitted {}, lost {}, srtt {} us, cwnd {} bytes",
             stats.packets_sent, stats.packets_retransmitted, stats.packets_lost, stats.smoothed_rtt_us, stats.congestion_window);
         conn.close().await.unwrap();

@@ -259,6 +259,8 @@ impl Connection {
         s.rtt_var_us = self.rtt.var().as_micros() as u64;
         s.congestion_window = self.cc.window();
         s.bytes_in_flight = self.sent.bytes_in_flight();
+        s.receive_buffered = self.recv.buffered();
+        s.send_buffered = self.send.buffered();
         s
     }
 

@@ -37,4 +37,9 @@ pub struct Stats {
     /// Current congestion window and bytes in flight (§9.4).
     pub congestion_window: u64,
     pub bytes_in_flight: u64,
+    /// Bytes received and held, not yet taken by the application; never
+    /// more than the receive window (§8.3).
+    pub receive_buffered: u64,
+    /// Bytes queued to send and not yet acknowledged (the send buffer).
+    pub send_buffered: u64,
 }
