@@ -112,6 +112,7 @@ fn measure(relay: Relay, payload: usize, secs: u64) -> f64 {
                     up: ImpairConfig::default(),
                     down: ImpairConfig::default(),
                     seed: 1,
+                    mapping_idle: rudp::proxy::MAPPING_IDLE,
                 }))
                 .unwrap();
             (p.local_addr(), Some(p))

@@ -167,6 +167,7 @@ async fn run_proxy(
         up: impair.up,
         down: impair.down,
         seed,
+        mapping_idle: crate::proxy::MAPPING_IDLE,
     })
     .await
     {

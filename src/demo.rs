@@ -48,6 +48,7 @@ pub async fn run(seed: u64, out: &mut impl Write) -> Result<bool, Error> {
         up: demo_link(),
         down: demo_link(),
         seed,
+        mapping_idle: crate::proxy::MAPPING_IDLE,
     })
     .await?;
     let _ = writeln!(

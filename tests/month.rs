@@ -266,3 +266,44 @@ async fn server_binary_exits_0_on_sigterm() {
         .unwrap();
     assert_eq!(code.code(), Some(0));
 }
+
+#[tokio::test]
+async fn answers_stream_out_while_standard_input_is_still_open() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let server = Server::start().await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rudp"))
+        .args(["client", "--server", &server.addr.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Each answer must come out before the next request is even written.
+    for (req, want) in [
+        ("4", "April"),
+        ("oops", "error: 'oops' is not a number"),
+        ("11", "November"),
+    ] {
+        stdin
+            .write_all(format!("{req}\n").as_bytes())
+            .await
+            .unwrap();
+        stdin.flush().await.unwrap();
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("the answer is printed while input is still open")
+            .unwrap()
+            .unwrap();
+        assert!(line.starts_with(want), "{req}: {line}");
+    }
+    drop(stdin);
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(2), "one request was rejected");
+    server.stop().await;
+}

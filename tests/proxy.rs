@@ -118,3 +118,46 @@ async fn demo_runs_alone_and_every_answer_is_right() {
         .contains("Result: every answer belongs to its question."));
     assert!(!out.stdout.contains("WRONG"));
 }
+
+#[tokio::test]
+async fn idle_client_mappings_expire_and_reopen() {
+    // A server that answers each datagram with the port it came from.
+    let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let upstream = server.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while let Ok((_, from)) = server.recv_from(&mut buf) {
+            let _ = server.send_to(&from.port().to_be_bytes(), from);
+        }
+    });
+    let proxy = rudp::proxy::Proxy::start(rudp::proxy::ProxyConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream,
+        up: Default::default(),
+        down: Default::default(),
+        seed: 1,
+        mapping_idle: Duration::from_millis(200),
+    })
+    .await
+    .unwrap();
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let ask = || async {
+        client.send_to(b"?", proxy.local_addr()).await.unwrap();
+        let mut buf = [0u8; 2];
+        tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
+            .await
+            .expect("an answer through the proxy")
+            .unwrap();
+        u16::from_be_bytes(buf)
+    };
+    let first = ask().await;
+    assert_eq!(ask().await, first, "one client, one upstream socket");
+    assert_eq!(proxy.stats().clients, 1);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(proxy.stats().clients, 0, "the idle mapping was not dropped");
+    assert_ne!(
+        ask().await,
+        first,
+        "a new mapping has a new upstream socket"
+    );
+}

@@ -41,7 +41,8 @@ pub enum Input {
     /// One request per command-line argument.
     Args(Vec<String>),
     /// One request per line; `prompt` shows `month> ` on standard error
-    /// before each line (when standard input is a terminal).
+    /// whenever every answer so far has been printed (when standard input
+    /// is a terminal).
     Lines {
         reader: Box<dyn AsyncBufRead + Unpin + Send>,
         prompt: bool,
@@ -119,9 +120,10 @@ pub async fn run(
         }
     }
 
+    let prompt = matches!(input, Input::Lines { prompt: true, .. });
     let (tx, rx) = mpsc::unbounded_channel();
     let feeder = tokio::spawn(feed(conn.clone(), input, tx));
-    let status = print_answers(opts, &conn, rx, out, err).await;
+    let status = print_answers(opts, &conn, rx, prompt, out, err).await;
     feeder.abort();
     if status != ClientExit::Failed {
         match tokio::time::timeout(opts.timeout, conn.close()).await {
@@ -138,10 +140,12 @@ pub async fn run(
 }
 
 /// The printing loop: one line per request, in order, flushed at once.
+/// With `prompt`, shows `month> ` on `err` whenever every answer is out.
 async fn print_answers(
     opts: &ClientOptions,
     conn: &Connection,
     mut rx: mpsc::UnboundedReceiver<Expect>,
+    prompt: bool,
     out: &mut (impl AsyncWrite + Unpin),
     err: &mut impl Write,
 ) -> ClientExit {
@@ -149,7 +153,13 @@ async fn print_answers(
     let mut input_done = false;
     let mut rejected = false;
     let mut progress_at = tokio::time::Instant::now();
+    let mut prompted = false;
     loop {
+        if prompt && !prompted && queue.is_empty() && !input_done {
+            let _ = write!(err, "month> ");
+            let _ = err.flush();
+            prompted = true;
+        }
         // Lines the client rejected itself are printed once they are next.
         while let Some(Expect::Local(line)) = queue.front() {
             if write_line(out, line).await.is_err() {
@@ -175,6 +185,7 @@ async fn print_answers(
                         progress_at = tokio::time::Instant::now();
                     }
                     queue.push_back(e);
+                    prompted = false;
                 }
             },
             // The server answered.
@@ -243,10 +254,7 @@ async fn feed(conn: Connection, input: Input, tx: mpsc::UnboundedSender<Expect>)
                 }
             }
         }
-        Input::Lines { mut reader, prompt } => loop {
-            if prompt {
-                eprint!("month> ");
-            }
+        Input::Lines { mut reader, .. } => loop {
             match read_line_capped(&mut reader, MAX_LINE).await {
                 Ok(Some((line, too_long))) => {
                     if !request(&conn, line, too_long, &tx).await {

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-/// A client mapping with no traffic for this long is dropped.
+/// By default, a client mapping with no traffic for this long is dropped.
 pub const MAPPING_IDLE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
@@ -36,6 +36,10 @@ pub struct ProxyConfig {
     /// Server to client.
     pub down: ImpairConfig,
     pub seed: u64,
+    /// A client mapping with no traffic either way for this long is dropped
+    /// (its upstream socket closed); the client's next datagram opens a new
+    /// one. Usually [`MAPPING_IDLE`].
+    pub mapping_idle: Duration,
 }
 
 /// What the proxy did, per direction.
@@ -76,6 +80,7 @@ impl Proxy {
             mappings: HashMap::new(),
             by_id: HashMap::new(),
             next_id: 0,
+            mapping_idle: config.mapping_idle,
             stats: stats.clone(),
         };
         let (tx, rx) = mpsc::channel(4096);
@@ -155,6 +160,7 @@ struct Core {
     mappings: HashMap<SocketAddr, Mapping>,
     by_id: HashMap<u64, SocketAddr>,
     next_id: u64,
+    mapping_idle: Duration,
     stats: Arc<Mutex<ProxyStats>>,
 }
 
@@ -166,7 +172,8 @@ impl Core {
         mut stopped: oneshot::Receiver<()>,
     ) {
         let listen_reader = tokio::spawn(read_clients(self.listen.clone(), tx.clone()));
-        let mut sweep = tokio::time::interval(Duration::from_secs(1));
+        let mut sweep =
+            tokio::time::interval((self.mapping_idle / 4).max(Duration::from_millis(10)));
         loop {
             let now = Instant::now();
             self.send_due(now).await;
@@ -313,7 +320,7 @@ impl Core {
         let stale: Vec<SocketAddr> = self
             .mappings
             .iter()
-            .filter(|(_, m)| now.duration_since(m.last_seen) > MAPPING_IDLE)
+            .filter(|(_, m)| now.duration_since(m.last_seen) > self.mapping_idle)
             .map(|(a, _)| *a)
             .collect();
         for a in stale {

@@ -56,6 +56,7 @@ pub async fn proxy(upstream: SocketAddr, up: ImpairConfig, down: ImpairConfig, s
         up,
         down,
         seed,
+        mapping_idle: rudp::proxy::MAPPING_IDLE,
     })
     .await
     .expect("start the proxy")
