@@ -68,6 +68,34 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         stats_json: Option<PathBuf>,
     },
+    /// Send a file to `rudp recv`; exit 0 once the receiver has verified it.
+    Send {
+        /// The file to send (streamed: any size works).
+        file: PathBuf,
+        /// Address of the receiver.
+        #[arg(long, value_parser = parse_addr)]
+        to: SocketAddr,
+        /// Give up after this long without progress (e.g. 10s).
+        #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+        timeout: Duration,
+    },
+    /// Receive a file from `rudp send`, verify its SHA-256, then put it in place.
+    Recv {
+        /// Address to listen on.
+        #[arg(long, value_parser = parse_addr)]
+        listen: SocketAddr,
+        /// Where to write: a file path, a directory (the sender's file name is
+        /// kept), or - for standard output. Default: the current directory.
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+        /// Serve transfers one after another until interrupted, instead of
+        /// exiting after the first.
+        #[arg(long)]
+        keep_open: bool,
+        /// Give up on a transfer after this long without progress.
+        #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+        timeout: Duration,
+    },
     /// The month service over a lossy, reordering, duplicating link, in one process.
     Demo {
         /// Seed for the link's random decisions.
@@ -104,7 +132,10 @@ pub fn parse_timeout(s: &str) -> Result<Duration, String> {
 pub fn default_log_filter(cli: &Cli) -> &'static str {
     match cli.command {
         Command::Server { .. } | Command::Proxy { .. } => "rudp=info",
-        Command::Client { .. } | Command::Demo { .. } => "rudp=warn",
+        Command::Client { .. }
+        | Command::Demo { .. }
+        | Command::Send { .. }
+        | Command::Recv { .. } => "rudp=warn",
     }
 }
 
@@ -138,6 +169,31 @@ pub async fn run(cli: Cli) -> i32 {
             stats_interval,
             stats_json,
         } => run_proxy(listen, upstream, impair, seed, stats_interval, stats_json).await,
+        Command::Send { file, to, timeout } => {
+            let config = EndpointConfig {
+                connection: std::sync::Arc::new(crate::Config {
+                    idle_timeout: timeout,
+                    ..crate::Config::default()
+                }),
+                ..EndpointConfig::default()
+            };
+            match crate::transfer::send::send_file(&file, to, config, timeout).await {
+                Ok(report) => {
+                    eprintln!("{}", report.summary("sent"));
+                    0
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    1
+                }
+            }
+        }
+        Command::Recv {
+            listen,
+            out,
+            keep_open,
+            timeout,
+        } => run_recv(listen, out, keep_open, timeout).await,
         Command::Demo { seed } => {
             let mut out = std::io::stdout();
             match crate::demo::run(seed, &mut out).await {
@@ -211,6 +267,71 @@ async fn run_proxy(
         0
     } else {
         1
+    }
+}
+
+async fn run_recv(
+    listen: SocketAddr,
+    out: Option<PathBuf>,
+    keep_open: bool,
+    timeout: Duration,
+) -> i32 {
+    use crate::transfer::recv::{receive, Output};
+    let output = Output::from_arg(out.as_deref());
+    if let Output::File(p) = &output {
+        let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+        if dir.is_some_and(|d| !d.is_dir()) {
+            eprintln!(
+                "error: cannot write {}: its directory does not exist",
+                p.display()
+            );
+            return 1;
+        }
+    }
+    let endpoint = match Endpoint::server(listen, EndpointConfig::default()).await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: cannot listen on {listen}: {e}");
+            return 1;
+        }
+    };
+    eprintln!("rudp recv: listening on {}", endpoint.local_addr());
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let conn = tokio::select! {
+            // The next sender.
+            c = endpoint.accept() => match c {
+                Some(c) => c,
+                None => return 1,
+            },
+            // Ctrl-C or SIGTERM while waiting: no transfer was cut.
+            () = &mut shutdown => return if keep_open { 0 } else { 1 },
+        };
+        let result = tokio::select! {
+            r = receive(&conn, &output, timeout) => r,
+            // Interrupted mid-transfer: the partial file is removed on drop.
+            () = &mut shutdown => {
+                conn.abort(1, "receiver interrupted");
+                eprintln!("error: interrupted; nothing was kept");
+                return 1;
+            }
+        };
+        match result {
+            Ok(report) => {
+                eprintln!("{}", report.summary("received"));
+                if !keep_open {
+                    endpoint.linger(crate::month::client::LINGER).await;
+                    return 0;
+                }
+            }
+            Err(e) => {
+                eprintln!("error: transfer from {} failed: {e}", conn.remote_addr());
+                if !keep_open {
+                    return 1;
+                }
+            }
+        }
     }
 }
 

@@ -139,6 +139,16 @@ impl Endpoint {
         self.conns.len()
     }
 
+    /// The largest current probe timeout among the connections (zero when
+    /// there are none): how long a peer may go quiet before it retransmits.
+    pub fn max_probe_timeout(&self) -> std::time::Duration {
+        self.conns
+            .values()
+            .map(|e| e.conn.probe_timeout())
+            .max()
+            .unwrap_or_default()
+    }
+
     /// Starts a client connection to `remote`.
     pub fn connect(&mut self, now: Instant, remote: SocketAddr) -> ConnectionHandle {
         let cid = self.new_cid();

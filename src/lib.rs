@@ -72,6 +72,7 @@ pub mod month;
 pub mod proxy;
 pub mod ranges;
 pub mod sim;
+pub mod transfer;
 pub mod wire;
 
 pub use config::Config;

@@ -61,11 +61,11 @@ pub enum State {
     Handshake,
     /// Both sides know each other's connection ID and parameters.
     Established,
-    /// Graceful close reported (our data all acknowledged, the peer's FIN
-    /// received). Still resending our FIN until it is acknowledged and
-    /// acknowledging the peer's retransmissions, until the idle timeout
-    /// passes with nothing heard (§6.5): like TCP's TIME-WAIT, this outlasts
-    /// any retransmission the peer can still make.
+    /// Graceful close reported: our stream and its FIN are acknowledged and
+    /// the peer's stream arrived up to its FIN. Still acknowledging the
+    /// peer's retransmissions (its FIN may lack our ACK) until the idle
+    /// timeout passes with nothing heard (§6.5): like TCP's TIME-WAIT, this
+    /// outlasts any retransmission the peer can still make.
     Lingering,
     /// We sent CLOSE; we answer further packets with CLOSE until `until`.
     Closing { until: Instant },
@@ -276,6 +276,12 @@ impl Connection {
         }
     }
 
+    /// The current probe timeout, without backoff (§9.3). A process about to
+    /// exit after a graceful close lingers for a few of these (§6.5).
+    pub fn probe_timeout(&self) -> Duration {
+        self.pto()
+    }
+
     /// Counts a datagram that claimed to be ours but failed its checksum.
     pub fn on_corrupt_datagram(&mut self) {
         self.stats.corrupt_dropped += 1;
@@ -335,9 +341,6 @@ impl Connection {
     pub fn close(&mut self) {
         if self.outcome.is_none() {
             self.send.finish();
-            // The peer may have finished and acknowledged everything already:
-            // then no further packet would come to trigger the check.
-            self.check_graceful_end();
         }
     }
 
@@ -421,10 +424,9 @@ impl Connection {
     }
 
     fn pto(&self) -> Duration {
+        // The peer delays ACKs only once the handshake is confirmed (§9.3).
         let ack_delay = match self.peer {
-            Some(p) if self.state == State::Established => {
-                Duration::from_micros(p.max_ack_delay_micros)
-            }
+            Some(p) if self.confirmed => Duration::from_micros(p.max_ack_delay_micros),
             _ => Duration::ZERO,
         };
         self.rtt.pto_base() + ack_delay
@@ -553,6 +555,15 @@ impl Connection {
             }
         }
         self.check_graceful_end();
+        // §7.2: a FIN, and anything that arrives once we are lingering, is
+        // acknowledged at once, so closes complete without a delayed ACK
+        // (and a process that exits after its close has sent it).
+        let carries_fin = frames
+            .iter()
+            .any(|f| matches!(f, Frame::Stream(s) if s.fin));
+        if carries_fin || self.state == State::Lingering {
+            self.acks.request_immediate();
+        }
     }
 
     fn packet_type_allowed(&self, ty: PacketType) -> bool {
@@ -727,13 +738,12 @@ impl Connection {
         }
     }
 
-    /// §6.5: once every byte we sent is acknowledged, our stream is
-    /// finished and the peer's has fully arrived, the close is graceful. Our
-    /// FIN may still be unacknowledged: it is resent in the background.
+    /// §6.5: once our stream and its FIN are acknowledged (so the peer
+    /// knows we finished) and the peer's stream has arrived up to its FIN,
+    /// the close is graceful.
     fn check_graceful_end(&mut self) {
         if self.state == State::Established
-            && self.send.is_finished()
-            && self.send.is_data_acked()
+            && self.send.is_fully_acked()
             && self.recv.is_fin_received()
         {
             self.state = State::Lingering;

@@ -59,6 +59,8 @@ struct State {
     /// Endpoint handles alive; the driver stops once there are none and no
     /// connection is left.
     endpoint_handles: usize,
+    /// When the last datagram arrived (for `linger`).
+    last_rx: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -140,6 +142,7 @@ impl Endpoint {
                 closing: false,
                 stopped: None,
                 endpoint_handles: 1,
+                last_rx: None,
             }),
             wake_driver: Notify::new(),
             incoming: Notify::new(),
@@ -210,6 +213,31 @@ impl Endpoint {
     /// Open connections (including those still finishing a close).
     pub fn connection_count(&self) -> usize {
         self.shared.lock().ep.connection_count()
+    }
+
+    /// For a process about to exit after its connections closed gracefully:
+    /// waits until the peers have been quiet for three probe timeouts (or no
+    /// connection is left), at most `max`. A peer whose final ACK from us was
+    /// lost retransmits within that time, and gets its ACK (PROTOCOL.md §6.5,
+    /// the role TCP's TIME-WAIT plays).
+    pub async fn linger(&self, max: Duration) {
+        let started = Instant::now();
+        let deadline = started + max;
+        loop {
+            let (open, quiet, last_rx) = {
+                let st = self.shared.lock();
+                (
+                    st.ep.connection_count(),
+                    st.ep.max_probe_timeout() * 3,
+                    st.last_rx,
+                )
+            };
+            let until = last_rx.unwrap_or(started).max(started) + quiet;
+            if open == 0 || Instant::now() >= until.min(deadline) {
+                return;
+            }
+            tokio::time::sleep_until(tokio::time::Instant::from_std(until.min(deadline))).await;
+        }
     }
 
     /// Stops accepting, closes every connection gracefully and waits up to
@@ -509,6 +537,7 @@ async fn drive(shared: Arc<Shared>, socket: UdpSocket) {
                 Ok((n, from)) => {
                     let mut st = shared.lock();
                     let now = Instant::now();
+                    st.last_rx = Some(now);
                     trace_datagram("in", from, &buf[..n]);
                     st.ep.handle_datagram(now, from, &buf[..n]);
                     for _ in 1..RECV_BATCH {

@@ -1,0 +1,160 @@
+//! `rudp send` and `rudp recv`: a file over one rudp connection
+//! (docs/transfer.md).
+//!
+//! The sender's messages are, in order: an [`Offer`] (JSON: name and size),
+//! the file's bytes in messages of at most [`CHUNK`] bytes, and a
+//! [`Trailer`] (JSON: the SHA-256 of the content). The receiver knows from
+//! the size where the data ends. It writes to a temporary file beside the
+//! output, checks size and hash, and only then renames the file into place
+//! and answers with a [`Verdict`]. Any failure removes the temporary file:
+//! nothing at the output path ever looks complete without being complete.
+
+mod progress;
+pub mod recv;
+pub mod send;
+
+use crate::conn::Stats;
+use crate::io::Error as IoError;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use thiserror::Error;
+
+/// Data bytes per message.
+pub const CHUNK: usize = 64 * 1024;
+/// The transfer format version in the offer.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The first message: what is coming.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offer {
+    pub version: u32,
+    /// The file's name, without any directory.
+    pub name: String,
+    pub size: u64,
+}
+
+/// The last message from the sender.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trailer {
+    /// Lowercase hex SHA-256 of the whole content.
+    pub sha256: String,
+}
+
+/// The receiver's answer, after verifying.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum Verdict {
+    Ok,
+    Error { reason: String },
+}
+
+/// Why a transfer failed.
+#[derive(Debug, Error)]
+pub enum TransferError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Connection(#[from] IoError),
+    #[error("the peer broke the transfer format: {0}")]
+    Format(String),
+    #[error("the content did not verify: {0}; nothing was kept")]
+    Verify(String),
+    #[error("the receiver refused the file: {0}")]
+    Refused(String),
+    #[error("no progress for {0:?}")]
+    Stalled(Duration),
+}
+
+/// What a finished transfer did, for the summary line and `--stats-json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub name: String,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub sha256: String,
+    pub stats: Stats,
+}
+
+impl Report {
+    /// One line for people: bytes, time, rate, and what the protocol did.
+    pub fn summary(&self, verb: &str) -> String {
+        let s = &self.stats;
+        let mb = self.bytes as f64 / 1e6;
+        let rate = if self.seconds > 0.0 {
+            mb / self.seconds
+        } else {
+            0.0
+        };
+        let lost_pct = if s.packets_sent > 0 {
+            100.0 * s.packets_lost as f64 / s.packets_sent as f64
+        } else {
+            0.0
+        };
+        format!(
+            "{verb} {} ({} bytes) in {:.2} s: {rate:.2} MB/s; packets sent {}, retransmitted {}, \
+             lost {} ({lost_pct:.1}%); RTT {:.2} ms (min {:.2} ms); sha256 {}",
+            self.name,
+            self.bytes,
+            self.seconds,
+            s.packets_sent,
+            s.packets_retransmitted,
+            s.packets_lost,
+            s.smoothed_rtt_us as f64 / 1000.0,
+            s.min_rtt_us as f64 / 1000.0,
+            self.sha256
+        )
+    }
+}
+
+/// Makes a name from the peer safe to use as a file name in one directory:
+/// no separators, no `.` or `..`, no control characters, not empty.
+pub fn safe_name(name: &str) -> Option<String> {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let clean: String = base.chars().filter(|c| !c.is_control()).collect();
+    if clean.is_empty() || clean == "." || clean == ".." || clean.len() > 255 {
+        return None;
+    }
+    Some(clean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_from_the_peer_cannot_escape() {
+        assert_eq!(safe_name("report.pdf").as_deref(), Some("report.pdf"));
+        assert_eq!(safe_name("../../etc/passwd").as_deref(), Some("passwd"));
+        assert_eq!(safe_name("C:\\x\\y.txt").as_deref(), Some("y.txt"));
+        assert_eq!(safe_name(".."), None);
+        assert_eq!(safe_name("dir/"), None);
+        assert_eq!(safe_name("a\nb").as_deref(), Some("ab"));
+        assert_eq!(safe_name(""), None);
+    }
+
+    #[test]
+    fn verdict_json() {
+        assert_eq!(
+            serde_json::to_string(&Verdict::Ok).unwrap(),
+            r#"{"status":"ok"}"#
+        );
+        let e: Verdict =
+            serde_json::from_str(r#"{"status":"error","reason":"disk full"}"#).unwrap();
+        assert_eq!(
+            e,
+            Verdict::Error {
+                reason: "disk full".into()
+            }
+        );
+    }
+}
