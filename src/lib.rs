@@ -22,7 +22,7 @@
 //! - [`config`], [`error`]: settings and failure reasons.
 //! - [`io`]: the tokio layer: [`Endpoint`] (a socket and its driver task)
 //!   and [`Connection`] (send, receive, close, statistics).
-//! - [`month`], [`proxy`], [`demo`], [`cli`]: the applications, built on the
+//! - [`month`], [`transfer`], [`proxy`], [`demo`], [`cli`]: the applications, built on the
 //!   public API only.
 //!
 //! docs/architecture.md follows one datagram from the socket to the

@@ -1,0 +1,300 @@
+//! `rudp send` and `rudp recv` end to end: content verified byte for byte
+//! through a lossy proxy, and every failure leaves nothing at the output.
+
+mod common;
+
+use bytes::Bytes;
+use common::rudp;
+use rand::{RngCore, SeedableRng};
+use rudp::endpoint::EndpointConfig;
+use rudp::impair::ImpairConfig;
+use rudp::transfer::{Offer, Trailer, FORMAT_VERSION};
+use rudp::Endpoint;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// A fresh directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rudp-transfer-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn random_file(path: &Path, len: usize, seed: u64) -> Vec<u8> {
+    let mut data = vec![0u8; len];
+    rand_chacha::ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut data);
+    std::fs::write(path, &data).unwrap();
+    data
+}
+
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Everything in `dir` whose name marks an unfinished transfer.
+fn leftovers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("rudp-partial"))
+        .collect()
+}
+
+fn spawn_recv(args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_rudp"))
+        .arg("recv")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_file_arrives_intact_through_10_percent_loss() {
+    let dir = scratch("lossy");
+    let src = dir.join("data.bin");
+    let data = random_file(&src, 3_000_000, 1);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let out_dir = dir.join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let recv = spawn_recv(&["--listen", &listen, "--out", out_dir.to_str().unwrap()]);
+    let link = ImpairConfig {
+        loss: 0.1,
+        duplicate: 0.02,
+        reorder: 0.05,
+        ..ImpairConfig::default()
+    };
+    let proxy = common::proxy(listen.parse().unwrap(), link.clone(), link, 5).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sent = rudp(
+        &[
+            "send",
+            src.to_str().unwrap(),
+            "--to",
+            &proxy.local_addr().to_string(),
+        ],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(sent.code, Some(0), "{sent:?}");
+    assert!(
+        sent.stderr.contains("sent data.bin (3000000 bytes)"),
+        "{}",
+        sent.stderr
+    );
+    let r = tokio::time::timeout(LIMIT, recv.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    // The sender's file name is kept inside the output directory.
+    assert!(
+        std::fs::read(out_dir.join("data.bin")).unwrap() == data,
+        "content differs"
+    );
+    assert!(leftovers(&out_dir).is_empty());
+    let stats = proxy.stop().await;
+    assert!(
+        stats.up.dropped_loss + stats.down.dropped_loss > 0,
+        "{stats:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn out_dash_writes_to_standard_output() {
+    let dir = scratch("stdout");
+    let src = dir.join("small.txt");
+    let data = random_file(&src, 200_000, 2);
+    let listen = format!("127.0.0.1:{}", free_port());
+    // Read the receiver's output while it runs: a full pipe would stall it.
+    let recv = tokio::spawn(spawn_recv(&["--listen", &listen, "--out", "-"]).wait_with_output());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sent = rudp(
+        &["send", src.to_str().unwrap(), "--to", &listen],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(sent.code, Some(0), "{sent:?}");
+    let r = tokio::time::timeout(LIMIT, recv)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(0));
+    assert!(
+        r.stdout == data,
+        "standard output carries exactly the content"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn an_interrupted_transfer_leaves_no_file_and_both_sides_fail() {
+    let dir = scratch("interrupted");
+    let src = dir.join("big.bin");
+    random_file(&src, 20_000_000, 3);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let out = dir.join("received.bin");
+    let recv = spawn_recv(&[
+        "--listen",
+        &listen,
+        "--out",
+        out.to_str().unwrap(),
+        "--timeout",
+        "2s",
+    ]);
+    // A slow link, so the transfer is still running when the sender dies.
+    let link = ImpairConfig {
+        rate: Some(2_000_000),
+        queue: 100,
+        ..ImpairConfig::default()
+    };
+    let proxy = common::proxy(listen.parse().unwrap(), link.clone(), link, 6).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut sender = tokio::process::Command::new(env!("CARGO_BIN_EXE_rudp"))
+        .args([
+            "send",
+            src.to_str().unwrap(),
+            "--to",
+            &proxy.local_addr().to_string(),
+        ])
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    sender.kill().await.unwrap();
+    let r = tokio::time::timeout(LIMIT, recv.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("failed"), "{stderr}");
+    assert!(
+        !out.exists(),
+        "an interrupted transfer left a file at the output path"
+    );
+    assert!(
+        leftovers(&dir).is_empty(),
+        "temporary files left: {:?}",
+        leftovers(&dir)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn content_that_fails_verification_is_not_kept() {
+    let dir = scratch("verify");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let out = dir.join("x.bin");
+    let recv = spawn_recv(&["--listen", &listen, "--out", out.to_str().unwrap()]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A sender that lies about the hash.
+    let addr = listen.parse().unwrap();
+    let ep = Endpoint::client(addr, EndpointConfig::default())
+        .await
+        .unwrap();
+    let conn = ep.connect(addr).await.unwrap();
+    let offer = Offer {
+        version: FORMAT_VERSION,
+        name: "x.bin".into(),
+        size: 5,
+    };
+    conn.send(Bytes::from(serde_json::to_vec(&offer).unwrap()))
+        .await
+        .unwrap();
+    conn.send(Bytes::from_static(b"hello")).await.unwrap();
+    let bad = Trailer {
+        sha256: "00".repeat(32),
+    };
+    conn.send(Bytes::from(serde_json::to_vec(&bad).unwrap()))
+        .await
+        .unwrap();
+    let verdict = conn.recv().await.unwrap().unwrap();
+    assert!(
+        String::from_utf8_lossy(&verdict).contains("did not verify"),
+        "{verdict:?}"
+    );
+    let r = tokio::time::timeout(LIMIT, recv.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(1));
+    assert!(!out.exists());
+    assert!(leftovers(&dir).is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn bad_arguments_fail_clearly() {
+    let dir = scratch("badargs");
+    let port = free_port();
+    let to = format!("127.0.0.1:{port}");
+    let missing = dir.join("nope.bin");
+    let out = rudp(
+        &["send", missing.to_str().unwrap(), "--to", &to],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains("cannot read") && out.stderr.contains("nope.bin"),
+        "{}",
+        out.stderr
+    );
+    // Nobody listening: a clear failure within the timeout.
+    let src = dir.join("a.bin");
+    random_file(&src, 10, 4);
+    let out = rudp(
+        &[
+            "send",
+            src.to_str().unwrap(),
+            "--to",
+            &to,
+            "--timeout",
+            "1s",
+        ],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains("is the server running?"),
+        "{}",
+        out.stderr
+    );
+    // An output path in a directory that does not exist.
+    let bad_out = dir.join("no/such/dir/f.bin");
+    let out = rudp(
+        &["recv", "--listen", &to, "--out", bad_out.to_str().unwrap()],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+}
