@@ -6,7 +6,7 @@ use crate::impair::parse_duration;
 use crate::io::Endpoint;
 use crate::month::client::{self, ClientExit, ClientOptions, Input};
 use crate::month::server;
-use crate::proxy::{format_stats, write_stats_json, ImpairArgs, Proxy, ProxyConfig};
+use crate::proxy::{format_stats, ImpairArgs, Proxy, ProxyConfig};
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -34,6 +34,9 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, default_value = DEFAULT_ADDR, value_parser = parse_addr)]
         listen: SocketAddr,
+        /// On exit, write what every connection did as JSON to FILE.
+        #[arg(long, value_name = "FILE")]
+        stats_json: Option<PathBuf>,
     },
     /// Ask the month service: one request per MONTH argument, or per line of standard input.
     Client {
@@ -43,6 +46,9 @@ pub enum Command {
         /// Give up after this long without progress from the server (e.g. 10s, 500ms).
         #[arg(long, default_value = "10s", value_parser = parse_timeout)]
         timeout: Duration,
+        /// At the end, write what the connection did as JSON to FILE.
+        #[arg(long, value_name = "FILE")]
+        stats_json: Option<PathBuf>,
         /// Requests to send; with none, each line of standard input is one.
         #[arg(value_name = "MONTH", allow_hyphen_values = true)]
         months: Vec<String>,
@@ -78,6 +84,9 @@ pub enum Command {
         /// Give up after this long without progress (e.g. 10s).
         #[arg(long, default_value = "10s", value_parser = parse_timeout)]
         timeout: Duration,
+        /// At the end, write the transfer's report as JSON to FILE.
+        #[arg(long, value_name = "FILE")]
+        stats_json: Option<PathBuf>,
     },
     /// Receive a file from `rudp send`, verify its SHA-256, then put it in place.
     Recv {
@@ -95,6 +104,9 @@ pub enum Command {
         /// Give up on a transfer after this long without progress.
         #[arg(long, default_value = "10s", value_parser = parse_timeout)]
         timeout: Duration,
+        /// After each transfer, write its report as JSON to FILE.
+        #[arg(long, value_name = "FILE")]
+        stats_json: Option<PathBuf>,
     },
     /// The month service over a lossy, reordering, duplicating link, in one process.
     Demo {
@@ -142,10 +154,11 @@ pub fn default_log_filter(cli: &Cli) -> &'static str {
 /// Runs a parsed command; returns the process exit status.
 pub async fn run(cli: Cli) -> i32 {
     match cli.command {
-        Command::Server { listen } => run_server(listen).await,
+        Command::Server { listen, stats_json } => run_server(listen, stats_json).await,
         Command::Client {
             server,
             timeout,
+            stats_json,
             months,
         } => {
             let input = if months.is_empty() {
@@ -159,7 +172,15 @@ pub async fn run(cli: Cli) -> i32 {
             let opts = ClientOptions { server, timeout };
             let mut out = tokio::io::stdout();
             let mut err = std::io::stderr();
-            client::run(&opts, input, &mut out, &mut err).await as i32
+            let (exit, report) = client::run_with_report(&opts, input, &mut out, &mut err).await;
+            match report {
+                Some(r) => {
+                    eprintln!("{}", r.summary());
+                    write_report(stats_json.as_deref(), &r)
+                        .map_or(ClientExit::Failed as i32, |()| exit as i32)
+                }
+                None => exit as i32,
+            }
         }
         Command::Proxy {
             listen,
@@ -169,7 +190,12 @@ pub async fn run(cli: Cli) -> i32 {
             stats_interval,
             stats_json,
         } => run_proxy(listen, upstream, impair, seed, stats_interval, stats_json).await,
-        Command::Send { file, to, timeout } => {
+        Command::Send {
+            file,
+            to,
+            timeout,
+            stats_json,
+        } => {
             let config = EndpointConfig {
                 connection: std::sync::Arc::new(crate::Config {
                     idle_timeout: timeout,
@@ -180,7 +206,7 @@ pub async fn run(cli: Cli) -> i32 {
             match crate::transfer::send::send_file(&file, to, config, timeout).await {
                 Ok(report) => {
                     eprintln!("{}", report.summary("sent"));
-                    0
+                    write_report(stats_json.as_deref(), &report).map_or(1, |()| 0)
                 }
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -193,7 +219,8 @@ pub async fn run(cli: Cli) -> i32 {
             out,
             keep_open,
             timeout,
-        } => run_recv(listen, out, keep_open, timeout).await,
+            stats_json,
+        } => run_recv(listen, out, keep_open, timeout, stats_json).await,
         Command::Demo { seed } => {
             let mut out = std::io::stdout();
             match crate::demo::run(seed, &mut out).await {
@@ -237,15 +264,7 @@ async fn run_proxy(
         "rudp proxy: {} -> {upstream}, seed {seed} (replay with --seed {seed})",
         proxy.local_addr()
     );
-    let write_json = |s: &crate::proxy::ProxyStats| {
-        if let Some(path) = &json {
-            if let Err(e) = write_stats_json(path, s) {
-                eprintln!("error: cannot write {}: {e}", path.display());
-                return false;
-            }
-        }
-        true
-    };
+    let write_json = |s: &crate::proxy::ProxyStats| write_report(json.as_deref(), s).is_ok();
     let mut tick = interval.map(|d| tokio::time::interval_at(tokio::time::Instant::now() + d, d));
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -270,11 +289,20 @@ async fn run_proxy(
     }
 }
 
+/// Writes `--stats-json`, if asked; a failure is reported and fails the run.
+fn write_report(path: Option<&std::path::Path>, value: &impl serde::Serialize) -> Result<(), ()> {
+    let Some(path) = path else { return Ok(()) };
+    crate::report::write_json_atomic(path, value).map_err(|e| {
+        eprintln!("error: cannot write {}: {e}", path.display());
+    })
+}
+
 async fn run_recv(
     listen: SocketAddr,
     out: Option<PathBuf>,
     keep_open: bool,
     timeout: Duration,
+    stats_json: Option<PathBuf>,
 ) -> i32 {
     use crate::transfer::recv::{receive, Output};
     let output = Output::from_arg(out.as_deref());
@@ -320,9 +348,10 @@ async fn run_recv(
         match result {
             Ok(report) => {
                 eprintln!("{}", report.summary("received"));
+                let written = write_report(stats_json.as_deref(), &report);
                 if !keep_open {
                     endpoint.linger(crate::month::client::LINGER).await;
-                    return 0;
+                    return written.map_or(1, |()| 0);
                 }
             }
             Err(e) => {
@@ -335,7 +364,7 @@ async fn run_recv(
     }
 }
 
-async fn run_server(listen: SocketAddr) -> i32 {
+async fn run_server(listen: SocketAddr, stats_json: Option<PathBuf>) -> i32 {
     let endpoint = match Endpoint::server(listen, EndpointConfig::default()).await {
         Ok(e) => e,
         Err(e) => {
@@ -343,8 +372,9 @@ async fn run_server(listen: SocketAddr) -> i32 {
             return ClientExit::Failed as i32;
         }
     };
-    server::serve(endpoint, shutdown_signal()).await;
-    0
+    let report = server::serve(endpoint, shutdown_signal()).await;
+    eprintln!("{}", report.summary());
+    write_report(stats_json.as_deref(), &report).map_or(1, |()| 0)
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -71,6 +71,7 @@ pub mod io;
 pub mod month;
 pub mod proxy;
 pub mod ranges;
+pub mod report;
 pub mod sim;
 pub mod transfer;
 pub mod wire;

@@ -307,3 +307,44 @@ async fn answers_stream_out_while_standard_input_is_still_open() {
     assert_eq!(status.code(), Some(2), "one request was rejected");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn summaries_and_stats_json_for_server_and_client() {
+    let dir = std::env::temp_dir().join(format!("rudp-stats-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = Server::start().await;
+    let addr = server.addr.to_string();
+    let client_json = dir.join("client.json");
+    let out = rudp(
+        &[
+            "client",
+            "--server",
+            &addr,
+            "--stats-json",
+            client_json.to_str().unwrap(),
+            "1",
+            "2",
+        ],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(
+        out.stdout, "January\nFebruary\n",
+        "the summary must not touch standard output"
+    );
+    assert!(out.stderr.contains("stats: packets sent"), "{}", out.stderr);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&client_json).unwrap()).unwrap();
+    assert_eq!(
+        v["stats"]["messages_received"], 3,
+        "greeting and two answers: {v}"
+    );
+    assert!(v["stats"]["smoothed_rtt_us"].as_u64().unwrap() > 0);
+    let report = server.stop().await;
+    assert_eq!(report.connections, 1);
+    assert_eq!(report.totals.messages_received, 2);
+    assert!(report.summary().contains("served 1 connection"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,6 +1,7 @@
 //! Per-connection counters (issue: statistics), readable at any time.
 
 use serde::Serialize;
+use std::fmt::Write;
 
 /// What one connection did. Counters only grow; the RTT and window fields
 /// are the current values.
@@ -42,4 +43,55 @@ pub struct Stats {
     pub receive_buffered: u64,
     /// Bytes queued to send and not yet acknowledged (the send buffer).
     pub send_buffered: u64,
+}
+
+impl Stats {
+    /// One compact line for people, at the end of a run.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "packets sent {} received {}, retransmitted {}, lost {}, duplicates discarded {}, \
+             corrupt dropped {}; RTT {:.2} ms (min {:.2} ms); cwnd {} B; delivered {} B in {} messages",
+            self.packets_sent,
+            self.packets_received,
+            self.packets_retransmitted,
+            self.packets_lost,
+            self.duplicates_discarded,
+            self.corrupt_dropped,
+            self.smoothed_rtt_us as f64 / 1000.0,
+            self.min_rtt_us as f64 / 1000.0,
+            self.congestion_window,
+            self.bytes_delivered,
+            self.messages_received,
+        );
+        if self.malformed_dropped > 0 {
+            let _ = write!(s, "; malformed dropped {}", self.malformed_dropped);
+        }
+        s
+    }
+
+    /// Adds another connection's counters (for totals over many
+    /// connections); the current estimates are taken from `other`.
+    pub fn accumulate(&mut self, other: &Stats) {
+        self.packets_sent += other.packets_sent;
+        self.bytes_sent += other.bytes_sent;
+        self.packets_received += other.packets_received;
+        self.bytes_received += other.bytes_received;
+        self.packets_retransmitted += other.packets_retransmitted;
+        self.stream_bytes_retransmitted += other.stream_bytes_retransmitted;
+        self.packets_lost += other.packets_lost;
+        self.probe_timeouts += other.probe_timeouts;
+        self.duplicates_discarded += other.duplicates_discarded;
+        self.corrupt_dropped += other.corrupt_dropped;
+        self.malformed_dropped += other.malformed_dropped;
+        self.messages_sent += other.messages_sent;
+        self.messages_received += other.messages_received;
+        self.bytes_delivered += other.bytes_delivered;
+        self.smoothed_rtt_us = other.smoothed_rtt_us;
+        self.min_rtt_us = other.min_rtt_us;
+        self.rtt_var_us = other.rtt_var_us;
+        self.congestion_window = other.congestion_window;
+        self.bytes_in_flight = other.bytes_in_flight;
+        self.receive_buffered = other.receive_buffered;
+        self.send_buffered = other.send_buffered;
+    }
 }

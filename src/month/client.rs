@@ -73,6 +73,27 @@ enum Expect {
     EndOfInput,
 }
 
+/// What a session did, for the summary line and `--stats-json`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionReport {
+    pub server: SocketAddr,
+    pub seconds: f64,
+    /// Message bytes received per second over the session.
+    pub goodput_bytes_per_sec: f64,
+    pub stats: crate::conn::Stats,
+}
+
+impl SessionReport {
+    pub fn summary(&self) -> String {
+        format!(
+            "stats: {}; goodput {:.1} kB/s over {:.2} s",
+            self.stats.summary(),
+            self.goodput_bytes_per_sec / 1e3,
+            self.seconds
+        )
+    }
+}
+
 /// Runs one session. Answers go to `out`, everything else to `err`.
 pub async fn run(
     opts: &ClientOptions,
@@ -80,6 +101,38 @@ pub async fn run(
     out: &mut (impl AsyncWrite + Unpin),
     err: &mut impl Write,
 ) -> ClientExit {
+    run_with_report(opts, input, out, err).await.0
+}
+
+/// Like [`run`], also returning what the connection did (none if no
+/// connection was made).
+pub async fn run_with_report(
+    opts: &ClientOptions,
+    input: Input,
+    out: &mut (impl AsyncWrite + Unpin),
+    err: &mut impl Write,
+) -> (ClientExit, Option<SessionReport>) {
+    let started = std::time::Instant::now();
+    let (exit, conn) = session(opts, input, out, err).await;
+    let report = conn.map(|c| {
+        let stats = c.stats();
+        let seconds = started.elapsed().as_secs_f64();
+        SessionReport {
+            server: opts.server,
+            seconds,
+            goodput_bytes_per_sec: stats.bytes_delivered as f64 / seconds.max(1e-9),
+            stats,
+        }
+    });
+    (exit, report)
+}
+
+async fn session(
+    opts: &ClientOptions,
+    input: Input,
+    out: &mut (impl AsyncWrite + Unpin),
+    err: &mut impl Write,
+) -> (ClientExit, Option<Connection>) {
     let config = EndpointConfig {
         connection: Arc::new(Config {
             idle_timeout: opts.timeout,
@@ -91,14 +144,14 @@ pub async fn run(
         Ok(e) => e,
         Err(e) => {
             let _ = writeln!(err, "error: cannot open a socket: {e}");
-            return ClientExit::Failed;
+            return (ClientExit::Failed, None);
         }
     };
     let conn = match endpoint.connect(opts.server).await {
         Ok(c) => c,
         Err(e) => {
             let _ = writeln!(err, "error: {e}");
-            return ClientExit::Failed;
+            return (ClientExit::Failed, None);
         }
     };
     match tokio::time::timeout(opts.timeout, conn.recv()).await {
@@ -107,11 +160,11 @@ pub async fn run(
         }
         Ok(Ok(None)) => {
             let _ = writeln!(err, "error: the server closed the connection at once");
-            return ClientExit::Failed;
+            return (ClientExit::Failed, Some(conn));
         }
         Ok(Err(e)) => {
             let _ = writeln!(err, "error: {e}");
-            return ClientExit::Failed;
+            return (ClientExit::Failed, Some(conn));
         }
         Err(_) => {
             let _ = writeln!(
@@ -120,7 +173,7 @@ pub async fn run(
                 opts.server,
                 Secs(opts.timeout)
             );
-            return ClientExit::Failed;
+            return (ClientExit::Failed, Some(conn));
         }
     }
 
@@ -141,7 +194,7 @@ pub async fn run(
         }
         endpoint.linger(LINGER).await;
     }
-    status
+    (status, Some(conn))
 }
 
 /// The printing loop: one line per request, in order, flushed at once.

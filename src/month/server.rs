@@ -1,9 +1,13 @@
 //! `rudp server`: serves the month service to any number of clients.
 
 use super::{answer, Answer, GREETING};
+use crate::conn::Stats;
+use crate::endpoint::EndpointStats;
 use crate::io::{Connection, Endpoint};
 use bytes::Bytes;
+use serde::Serialize;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tracing::{debug, info, info_span, Instrument};
@@ -11,11 +15,40 @@ use tracing::{debug, info, info_span, Instrument};
 /// How long a shutdown waits for connections to close gracefully.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
+/// One served connection, for the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionStats {
+    pub peer: SocketAddr,
+    pub stats: Stats,
+}
+
+/// What the server did over its run (`--stats-json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerReport {
+    pub connections: usize,
+    /// Counters summed over every connection.
+    pub totals: Stats,
+    /// Datagrams the endpoint dropped or answered itself.
+    pub endpoint: EndpointStats,
+    pub sessions: Vec<SessionStats>,
+}
+
+impl ServerReport {
+    pub fn summary(&self) -> String {
+        format!(
+            "served {} connection(s); totals: {}",
+            self.connections,
+            self.totals.summary()
+        )
+    }
+}
+
 /// Serves until `shutdown` completes, then closes every connection
-/// gracefully (waiting at most [`SHUTDOWN_GRACE`]) and returns.
-pub async fn serve(endpoint: Endpoint, shutdown: impl Future<Output = ()>) {
+/// gracefully (waiting at most [`SHUTDOWN_GRACE`]) and returns what it did.
+pub async fn serve(endpoint: Endpoint, shutdown: impl Future<Output = ()>) -> ServerReport {
     info!(listen = %endpoint.local_addr(), "month service ready");
     let mut tasks = JoinSet::new();
+    let mut sessions = Vec::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -27,8 +60,10 @@ pub async fn serve(endpoint: Endpoint, shutdown: impl Future<Output = ()>) {
                 }
                 None => break,
             },
-            // Reap finished connection tasks so the set stays small.
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            // Collect finished sessions so the set stays small.
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                sessions.extend(done.ok());
+            }
             // Ctrl-C, SIGTERM, or the caller's own signal.
             () = &mut shutdown => {
                 info!("shutting down");
@@ -37,13 +72,38 @@ pub async fn serve(endpoint: Endpoint, shutdown: impl Future<Output = ()>) {
         }
     }
     endpoint.shutdown(SHUTDOWN_GRACE).await;
+    // Sessions end once their connections have; wait briefly, then stop.
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while let Some(done) = tasks.join_next().await {
+            sessions.extend(done.ok());
+        }
+    })
+    .await;
     tasks.abort_all();
-    while tasks.join_next().await.is_some() {}
+    let mut totals = Stats::default();
+    for s in &sessions {
+        totals.accumulate(&s.stats);
+    }
     info!("stopped");
+    ServerReport {
+        connections: sessions.len(),
+        totals,
+        endpoint: endpoint.stats(),
+        sessions,
+    }
 }
 
 /// One client's session: the greeting, then one answer per request.
-async fn serve_one(conn: Connection) {
+async fn serve_one(conn: Connection) -> SessionStats {
+    let peer = conn.remote_addr();
+    session(&conn).await;
+    SessionStats {
+        peer,
+        stats: conn.stats(),
+    }
+}
+
+async fn session(conn: &Connection) {
     debug!("session starts");
     if let Err(e) = conn.send(Bytes::from_static(GREETING.as_bytes())).await {
         debug!(error = %e, "greeting failed");

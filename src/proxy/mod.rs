@@ -415,13 +415,7 @@ pub fn format_stats(s: &ProxyStats) -> String {
     out
 }
 
-/// Writes the statistics as JSON to `path`, atomically (a temporary file
-/// renamed into place), so a reader never sees half a file.
+/// Writes the statistics as JSON to `path`, atomically.
 pub fn write_stats_json(path: &std::path::Path, s: &ProxyStats) -> std::io::Result<()> {
-    let json = serde_json::to_string_pretty(s).map_err(std::io::Error::other)?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    std::fs::write(&tmp, json + "\n")?;
-    std::fs::rename(&tmp, path)
+    crate::report::write_json_atomic(path, s)
 }

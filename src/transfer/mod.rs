@@ -101,17 +101,12 @@ impl Report {
             0.0
         };
         format!(
-            "{verb} {} ({} bytes) in {:.2} s: {rate:.2} MB/s; packets sent {}, retransmitted {}, \
-             lost {} ({lost_pct:.1}%); RTT {:.2} ms (min {:.2} ms); sha256 {}",
+            "{verb} {} ({} bytes) in {:.2} s: {rate:.2} MB/s ({lost_pct:.1}% of packets lost); sha256 {}\nstats: {}",
             self.name,
             self.bytes,
             self.seconds,
-            s.packets_sent,
-            s.packets_retransmitted,
-            s.packets_lost,
-            s.smoothed_rtt_us as f64 / 1000.0,
-            s.min_rtt_us as f64 / 1000.0,
-            self.sha256
+            self.sha256,
+            s.summary()
         )
     }
 }

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 pub struct Server {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
+    task: JoinHandle<rudp::month::server::ServerReport>,
 }
 
 impl Server {
@@ -37,14 +37,15 @@ impl Server {
         }
     }
 
-    pub async fn stop(mut self) {
+    /// Stops the server; returns what it did.
+    pub async fn stop(mut self) -> rudp::month::server::ServerReport {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
         tokio::time::timeout(Duration::from_secs(10), &mut self.task)
             .await
             .expect("server stops within 10 s")
-            .expect("server task did not panic");
+            .expect("server task did not panic")
     }
 }
 
