@@ -37,6 +37,9 @@ pub enum Command {
         /// On exit, write what every connection did as JSON to FILE.
         #[arg(long, value_name = "FILE")]
         stats_json: Option<PathBuf>,
+        /// Write an event trace (JSON lines) of every connection to FILE; see `rudp plot`.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
     },
     /// Ask the month service: one request per MONTH argument, or per line of standard input.
     Client {
@@ -49,6 +52,9 @@ pub enum Command {
         /// At the end, write what the connection did as JSON to FILE.
         #[arg(long, value_name = "FILE")]
         stats_json: Option<PathBuf>,
+        /// Write an event trace (JSON lines) of every connection to FILE; see `rudp plot`.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
         /// Requests to send; with none, each line of standard input is one.
         #[arg(value_name = "MONTH", allow_hyphen_values = true)]
         months: Vec<String>,
@@ -87,6 +93,9 @@ pub enum Command {
         /// At the end, write the transfer's report as JSON to FILE.
         #[arg(long, value_name = "FILE")]
         stats_json: Option<PathBuf>,
+        /// Write an event trace (JSON lines) of every connection to FILE; see `rudp plot`.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
     },
     /// Receive a file from `rudp send`, verify its SHA-256, then put it in place.
     Recv {
@@ -107,6 +116,21 @@ pub enum Command {
         /// After each transfer, write its report as JSON to FILE.
         #[arg(long, value_name = "FILE")]
         stats_json: Option<PathBuf>,
+        /// Write an event trace (JSON lines) of every connection to FILE; see `rudp plot`.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
+    },
+    /// Draw a trace (from --trace) as an SVG: packets sent, acknowledged and
+    /// lost over time; congestion window and bytes in flight; RTT.
+    Plot {
+        /// The trace file.
+        trace: PathBuf,
+        /// The SVG to write (default: the trace's name with .svg).
+        #[arg(short = 'o', long = "out", value_name = "FILE.svg")]
+        out: Option<PathBuf>,
+        /// Which connection, by its ID as in the trace (default: the first).
+        #[arg(long)]
+        conn: Option<String>,
     },
     /// The month service over a lossy, reordering, duplicating link, in one process.
     Demo {
@@ -147,18 +171,24 @@ pub fn default_log_filter(cli: &Cli) -> &'static str {
         Command::Client { .. }
         | Command::Demo { .. }
         | Command::Send { .. }
-        | Command::Recv { .. } => "rudp=warn",
+        | Command::Recv { .. }
+        | Command::Plot { .. } => "rudp=warn",
     }
 }
 
 /// Runs a parsed command; returns the process exit status.
 pub async fn run(cli: Cli) -> i32 {
     match cli.command {
-        Command::Server { listen, stats_json } => run_server(listen, stats_json).await,
+        Command::Server {
+            listen,
+            stats_json,
+            trace,
+        } => run_server(listen, stats_json, trace).await,
         Command::Client {
             server,
             timeout,
             stats_json,
+            trace,
             months,
         } => {
             let input = if months.is_empty() {
@@ -169,7 +199,11 @@ pub async fn run(cli: Cli) -> i32 {
             } else {
                 Input::Args(months)
             };
-            let opts = ClientOptions { server, timeout };
+            let opts = ClientOptions {
+                server,
+                timeout,
+                trace,
+            };
             let mut out = tokio::io::stdout();
             let mut err = std::io::stderr();
             let (exit, report) = client::run_with_report(&opts, input, &mut out, &mut err).await;
@@ -195,6 +229,7 @@ pub async fn run(cli: Cli) -> i32 {
             to,
             timeout,
             stats_json,
+            trace,
         } => {
             let config = EndpointConfig {
                 connection: std::sync::Arc::new(crate::Config {
@@ -203,7 +238,9 @@ pub async fn run(cli: Cli) -> i32 {
                 }),
                 ..EndpointConfig::default()
             };
-            match crate::transfer::send::send_file(&file, to, config, timeout).await {
+            match crate::transfer::send::send_file(&file, to, config, timeout, trace.as_deref())
+                .await
+            {
                 Ok(report) => {
                     eprintln!("{}", report.summary("sent"));
                     write_report(stats_json.as_deref(), &report).map_or(1, |()| 0)
@@ -220,7 +257,29 @@ pub async fn run(cli: Cli) -> i32 {
             keep_open,
             timeout,
             stats_json,
-        } => run_recv(listen, out, keep_open, timeout, stats_json).await,
+            trace,
+        } => run_recv(listen, out, keep_open, timeout, stats_json, trace).await,
+        Command::Plot { trace, out, conn } => {
+            let out = out.unwrap_or_else(|| trace.with_extension("svg"));
+            let drawn = crate::plot::read_trace(&trace, conn.as_deref())
+                .and_then(|series| crate::plot::draw(&series, &out).map(|()| series));
+            match drawn {
+                Ok(series) => {
+                    eprintln!(
+                        "wrote {} (connection {}: {} packets sent, {} lost)",
+                        out.display(),
+                        series.conn,
+                        series.sent.len(),
+                        series.lost.len()
+                    );
+                    0
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    1
+                }
+            }
+        }
         Command::Demo { seed } => {
             let mut out = std::io::stdout();
             match crate::demo::run(seed, &mut out).await {
@@ -303,6 +362,7 @@ async fn run_recv(
     keep_open: bool,
     timeout: Duration,
     stats_json: Option<PathBuf>,
+    trace: Option<PathBuf>,
 ) -> i32 {
     use crate::transfer::recv::{receive, Output};
     let output = Output::from_arg(out.as_deref());
@@ -323,6 +383,9 @@ async fn run_recv(
             return 1;
         }
     };
+    if !start_trace(&endpoint, trace.as_deref()) {
+        return 1;
+    }
     eprintln!("rudp recv: listening on {}", endpoint.local_addr());
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -364,7 +427,23 @@ async fn run_recv(
     }
 }
 
-async fn run_server(listen: SocketAddr, stats_json: Option<PathBuf>) -> i32 {
+/// Starts `--trace`, if asked; false (after a message) if the file fails.
+fn start_trace(endpoint: &Endpoint, path: Option<&std::path::Path>) -> bool {
+    let Some(path) = path else { return true };
+    match endpoint.trace_to(path) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("error: cannot write the trace {}: {e}", path.display());
+            false
+        }
+    }
+}
+
+async fn run_server(
+    listen: SocketAddr,
+    stats_json: Option<PathBuf>,
+    trace: Option<PathBuf>,
+) -> i32 {
     let endpoint = match Endpoint::server(listen, EndpointConfig::default()).await {
         Ok(e) => e,
         Err(e) => {
@@ -372,6 +451,9 @@ async fn run_server(listen: SocketAddr, stats_json: Option<PathBuf>) -> i32 {
             return ClientExit::Failed as i32;
         }
     };
+    if !start_trace(&endpoint, trace.as_deref()) {
+        return 1;
+    }
     let report = server::serve(endpoint, shutdown_signal()).await;
     eprintln!("{}", report.summary());
     write_report(stats_json.as_deref(), &report).map_or(1, |()| 0)

@@ -14,7 +14,7 @@
 //! 3. `poll_event()` until `None`.
 
 use crate::config::{Config, MIN_DATAGRAM_SIZE};
-use crate::conn::{Connection, Event};
+use crate::conn::{Connection, Event, TraceEvent};
 use crate::wire::packet::{self, decode};
 use crate::wire::{ConnectionId, Datagram, DecodeError, PacketType, VersionNegotiation};
 use rand::{RngCore, SeedableRng};
@@ -105,6 +105,9 @@ pub struct Endpoint {
     stateless: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<EndpointEvent>,
     stats: EndpointStats,
+    /// Whether new connections record trace events (docs/trace.md).
+    trace: bool,
+    traces: VecDeque<(ConnectionId, TraceEvent)>,
 }
 
 impl Endpoint {
@@ -123,7 +126,20 @@ impl Endpoint {
             stateless: VecDeque::new(),
             events: VecDeque::new(),
             stats: EndpointStats::default(),
+            trace: false,
+            traces: VecDeque::new(),
         }
+    }
+
+    /// Records trace events for every connection created from now on;
+    /// drain them with [`Self::poll_trace`].
+    pub fn set_trace(&mut self, on: bool) {
+        self.trace = on;
+    }
+
+    /// The next trace event, with the local connection ID it belongs to.
+    pub fn poll_trace(&mut self) -> Option<(ConnectionId, TraceEvent)> {
+        self.traces.pop_front()
     }
 
     pub fn config(&self) -> &EndpointConfig {
@@ -167,10 +183,13 @@ impl Endpoint {
 
     fn insert(
         &mut self,
-        conn: Connection,
+        mut conn: Connection,
         remote: SocketAddr,
         initial_key: Option<(SocketAddr, ConnectionId)>,
     ) -> ConnectionHandle {
+        if self.trace {
+            conn.enable_trace();
+        }
         let h = ConnectionHandle(self.next_handle);
         self.next_handle += 1;
         self.by_cid.insert(conn.local_cid(), h);
@@ -448,6 +467,9 @@ impl Endpoint {
         };
         while let Some(e) = entry.conn.poll_event() {
             self.events.push_back(EndpointEvent::Connection(h, e));
+        }
+        while let Some(t) = entry.conn.poll_trace() {
+            self.traces.push_back((entry.conn.local_cid(), t));
         }
         if entry.conn.is_drained() {
             let entry = self.conns.remove(&h);

@@ -69,6 +69,7 @@ pub mod error;
 pub mod impair;
 pub mod io;
 pub mod month;
+pub mod plot;
 pub mod proxy;
 pub mod ranges;
 pub mod report;

@@ -132,6 +132,7 @@ async fn fifty_clients_at_once_each_get_their_own_answers() {
             let opts = ClientOptions {
                 server: addr,
                 timeout: Duration::from_secs(20),
+                trace: None,
             };
             let mut out = Vec::new();
             let mut err = Vec::new();
@@ -346,5 +347,75 @@ async fn summaries_and_stats_json_for_server_and_client() {
     assert_eq!(report.connections, 1);
     assert_eq!(report.totals.messages_received, 2);
     assert!(report.summary().contains("served 1 connection"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn trace_file_and_plot() {
+    let dir = std::env::temp_dir().join(format!("rudp-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = Server::start().await;
+    let proxy = proxy(
+        server.addr,
+        ImpairConfig {
+            loss: 0.2,
+            ..ImpairConfig::default()
+        },
+        ImpairConfig {
+            loss: 0.2,
+            ..ImpairConfig::default()
+        },
+        9,
+    )
+    .await;
+    let trace = dir.join("client.trace");
+    let addr = proxy.local_addr().to_string();
+    let months = all_twelve();
+    let mut args = vec![
+        "client",
+        "--server",
+        &addr,
+        "--trace",
+        trace.to_str().unwrap(),
+    ];
+    args.extend(months.iter().map(String::as_str));
+    let out = rudp(&args, b"", LIMIT).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let mut names = std::collections::BTreeSet::new();
+    for (i, line) in text.lines().enumerate() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("line {}: {e}", i + 1));
+        if i == 0 {
+            assert_eq!(v["rudp_trace"], 1);
+            continue;
+        }
+        assert!(v["time"].as_f64().is_some() && v["conn"].as_str().is_some_and(|c| c.len() == 16));
+        names.insert(v["name"].as_str().unwrap().to_string());
+    }
+    for expected in [
+        "transport:packet_sent",
+        "transport:packet_received",
+        "recovery:metrics_updated",
+        "connectivity:connection_state_updated",
+    ] {
+        assert!(names.contains(expected), "no {expected} in {names:?}");
+    }
+    let svg = dir.join("client.svg");
+    let plot = rudp(
+        &["plot", trace.to_str().unwrap(), "-o", svg.to_str().unwrap()],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(plot.code, Some(0), "{plot:?}");
+    assert!(std::fs::read_to_string(&svg)
+        .unwrap()
+        .contains("packets: sent, acknowledged, lost"));
+    let missing = rudp(&["plot", dir.join("nope").to_str().unwrap()], b"", LIMIT).await;
+    assert_eq!(missing.code, Some(1));
+    assert!(missing.stderr.contains("cannot read"), "{missing:?}");
+    proxy.stop().await;
+    server.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

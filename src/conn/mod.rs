@@ -24,6 +24,7 @@ pub mod rtt;
 pub mod send_stream;
 pub mod sent;
 pub mod stats;
+pub mod trace;
 
 use crate::config::Config;
 use crate::error::{ConnectionError, TransportCode};
@@ -40,11 +41,14 @@ use recv_stream::{RecvStream, StreamError};
 use rtt::RttEstimator;
 use send_stream::{SendStream, WriteError};
 use sent::{SentFrames, SentPacket, SentPackets};
+use serde_json::json;
 pub use stats::Stats;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
+pub use trace::TraceEvent;
+use trace::Tracer;
 
 /// Which end of the connection this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +160,10 @@ pub struct Connection {
     idle_deadline: Instant,
     eliciting_since_recv: bool,
     last_eliciting_sent: Option<Instant>,
+    created: Instant,
+    tracer: Option<Tracer>,
+    /// Last values reported in a metrics event, to report only changes.
+    last_metrics: (u64, u64, u64),
 }
 
 impl Connection {
@@ -214,8 +222,87 @@ impl Connection {
             idle_deadline: now + config.idle_timeout,
             eliciting_since_recv: false,
             last_eliciting_sent: None,
+            created: now,
+            tracer: None,
+            last_metrics: (0, 0, 0),
             config,
         }
+    }
+
+    // ----- Tracing (docs/trace.md) ------------------------------------------
+
+    /// Starts recording trace events; drain them with [`Self::poll_trace`].
+    pub fn enable_trace(&mut self) {
+        if self.tracer.is_none() {
+            self.tracer = Some(Tracer::new(self.created));
+        }
+    }
+
+    /// The next recorded trace event.
+    pub fn poll_trace(&mut self) -> Option<TraceEvent> {
+        self.tracer.as_mut()?.pop()
+    }
+
+    fn trace(
+        &mut self,
+        now: Instant,
+        name: &'static str,
+        data: impl FnOnce() -> serde_json::Value,
+    ) {
+        if let Some(t) = self.tracer.as_mut() {
+            t.event(now, name, data());
+        }
+    }
+
+    fn set_state(&mut self, now: Instant, state: State) {
+        if self.state != state {
+            self.state = state;
+            self.trace_state(now);
+        }
+    }
+
+    fn trace_state(&mut self, now: Instant) {
+        let state = self.state;
+        self.trace(now, "connectivity:connection_state_updated", || {
+            let name = match state {
+                State::Handshake => "handshake",
+                State::Established => "established",
+                State::Lingering => "lingering",
+                State::Closing { .. } => "closing",
+                State::Draining { .. } => "draining",
+                State::Closed => "closed",
+            };
+            json!({ "new": name })
+        });
+    }
+
+    /// `recovery:metrics_updated` when RTT, window or bytes in flight moved.
+    fn trace_metrics(&mut self, now: Instant) {
+        if self.tracer.is_none() {
+            return;
+        }
+        let m = (
+            self.rtt.smoothed().as_micros() as u64,
+            self.cc.window(),
+            self.sent.bytes_in_flight(),
+        );
+        if m == self.last_metrics {
+            return;
+        }
+        self.last_metrics = m;
+        let (rtt, cc_window, in_flight) = (self.rtt.clone(), m.1, m.2);
+        self.trace(now, "recovery:metrics_updated", || {
+            json!({
+                "smoothed_rtt": rtt.smoothed().as_secs_f64() * 1000.0,
+                "min_rtt": rtt.min().as_secs_f64() * 1000.0,
+                "latest_rtt": rtt.latest().as_secs_f64() * 1000.0,
+                "rtt_variance": rtt.var().as_secs_f64() * 1000.0,
+                "congestion_window": cc_window,
+                "bytes_in_flight": in_flight,
+                // False while the RTT fields are the initial guess (§9.1).
+                "rtt_sampled": rtt.has_sample(),
+            })
+        });
     }
 
     // ----- Accessors -----------------------------------------------------
@@ -273,6 +360,8 @@ impl Connection {
                 theirs,
             }));
             self.state = State::Closed;
+            let at = self.created;
+            self.trace_state(at);
         }
     }
 
@@ -402,7 +491,7 @@ impl Connection {
             State::Closed => return,
             State::Closing { until } | State::Draining { until } => {
                 if now >= until {
-                    self.state = State::Closed;
+                    self.set_state(now, State::Closed);
                 }
                 return;
             }
@@ -411,14 +500,16 @@ impl Connection {
         if now >= self.idle_deadline {
             // §9.5: silent close; the peer will time out too. A lingering
             // connection already reported its graceful outcome.
+            self.trace(now, "connectivity:idle_timeout", || json!({}));
             self.finish(Err(ConnectionError::TimedOut(self.idle_timeout)));
-            self.state = State::Closed;
+            self.set_state(now, State::Closed);
             return;
         }
         if self.loss_timer.is_some_and(|t| now >= t) {
             self.on_loss_timer(now);
         }
         if self.keep_alive_deadline().is_some_and(|t| now >= t) {
+            self.trace(now, "rudp:keepalive", || json!({}));
             self.ping_pending = true;
         }
     }
@@ -454,6 +545,17 @@ impl Connection {
 
     /// RFC 9002 §6.2.1 OnLossDetectionTimeout.
     fn on_loss_timer(&mut self, now: Instant) {
+        let timer = if self.loss_time.is_some() {
+            "time_threshold"
+        } else {
+            "pto"
+        };
+        let pto_count = self.pto_count;
+        self.trace(
+            now,
+            "recovery:loss_timer_expired",
+            || json!({ "timer_type": timer, "pto_count": pto_count }),
+        );
         if self.loss_time.is_some() {
             self.detect_lost(now);
         } else {
@@ -503,7 +605,24 @@ impl Connection {
             == Arrival::Duplicate
         {
             self.stats.duplicates_discarded += 1;
+            let pn = header.pn;
+            self.trace(
+                now,
+                "transport:packet_dropped",
+                || json!({ "header": { "packet_number": pn }, "trigger": "duplicate" }),
+            );
             return;
+        }
+        if let Some(t) = self.tracer.as_mut() {
+            let len = header.ty.header_len() + payload.len() + CHECKSUM_LEN;
+            t.packet_frames(
+                now,
+                "transport:packet_received",
+                header,
+                len,
+                &frames,
+                json!({}),
+            );
         }
         self.stats.packets_received += 1;
         self.stats.bytes_received += (header.ty.header_len() + payload.len() + CHECKSUM_LEN) as u64;
@@ -519,7 +638,7 @@ impl Connection {
             {
                 self.remote_cid = header.scid.unwrap_or_default();
                 self.confirmed = true;
-                self.state = State::Established;
+                self.set_state(now, State::Established);
                 self.handshake_pending = false;
                 self.acks.request_immediate();
                 self.emit(Event::Connected);
@@ -528,7 +647,7 @@ impl Connection {
                 self.confirmed = true;
                 self.handshake_pending = false;
                 if self.state == State::Handshake {
-                    self.state = State::Established;
+                    self.set_state(now, State::Established);
                     self.emit(Event::Connected);
                 }
             }
@@ -554,7 +673,7 @@ impl Connection {
                 return;
             }
         }
-        self.check_graceful_end();
+        self.check_graceful_end(now);
         // §7.2: a FIN, and anything that arrives once we are lingering, is
         // acknowledged at once, so closes complete without a delayed ACK
         // (and a process that exits after its close has sent it).
@@ -603,9 +722,8 @@ impl Connection {
                         reason,
                     },
                 };
-                self.state = State::Draining {
-                    until: now + self.pto() * 3,
-                };
+                let until = now + self.pto() * 3;
+                self.set_state(now, State::Draining { until });
                 self.finish(Err(err));
             }
         }
@@ -694,6 +812,7 @@ impl Connection {
         self.detect_lost(now);
         self.pto_count = 0;
         self.set_loss_timer();
+        self.trace_metrics(now);
         Ok(())
     }
 
@@ -709,6 +828,19 @@ impl Connection {
             return;
         }
         self.stats.packets_lost += lost.len() as u64;
+        if self.tracer.is_some() {
+            for (pn, _) in &lost {
+                let (pn, by_number) = (*pn, largest - *pn >= sent::PACKET_THRESHOLD);
+                self.trace(now, "recovery:packet_lost", || {
+                    let trigger = if by_number {
+                        "reordering_threshold"
+                    } else {
+                        "time_threshold"
+                    };
+                    json!({ "header": { "packet_number": pn }, "trigger": trigger })
+                });
+            }
+        }
         let mut newest_in_flight: Option<Instant> = None;
         for (_, p) in &lost {
             self.requeue(&p.frames);
@@ -724,6 +856,7 @@ impl Connection {
                     congestion::persistent_congestion_duration(self.pto()),
                 );
             self.cc.on_congestion_event(now, sent, persistent);
+            self.trace_metrics(now);
         }
     }
 
@@ -741,12 +874,12 @@ impl Connection {
     /// §6.5: once our stream and its FIN are acknowledged (so the peer
     /// knows we finished) and the peer's stream has arrived up to its FIN,
     /// the close is graceful.
-    fn check_graceful_end(&mut self) {
+    fn check_graceful_end(&mut self, now: Instant) {
         if self.state == State::Established
             && self.send.is_fully_acked()
             && self.recv.is_fin_received()
         {
-            self.state = State::Lingering;
+            self.set_state(now, State::Lingering);
             self.finish(Ok(()));
         }
     }
@@ -772,9 +905,8 @@ impl Connection {
             reason: reason.as_bytes().iter().take(256).copied().collect(),
         });
         self.close_send_pending = true;
-        self.state = State::Closing {
-            until: now + self.pto() * 3,
-        };
+        let until = now + self.pto() * 3;
+        self.set_state(now, State::Closing { until });
         self.finish(outcome);
     }
 
@@ -795,7 +927,7 @@ impl Connection {
         out.clear();
         match self.state {
             State::Closed | State::Draining { .. } => return false,
-            State::Closing { .. } => return self.write_close(out),
+            State::Closing { .. } => return self.write_close(now, out),
             _ => {}
         }
         let ty = self.packet_type();
@@ -904,6 +1036,15 @@ impl Connection {
                 frames,
             },
         );
+        if let Some(t) = self.tracer.as_mut() {
+            t.packet(
+                now,
+                "transport:packet_sent",
+                out,
+                json!({ "retransmission": retransmitted }),
+            );
+        }
+        self.trace_metrics(now);
         if eliciting {
             self.last_eliciting_sent = Some(now);
             if !self.eliciting_since_recv {
@@ -923,7 +1064,7 @@ impl Connection {
         self.send.sent_offset()
     }
 
-    fn write_close(&mut self, out: &mut Vec<u8>) -> bool {
+    fn write_close(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
         if !self.close_send_pending {
             return false;
         }
@@ -949,6 +1090,9 @@ impl Connection {
         seal(out);
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += out.len() as u64;
+        if let Some(t) = self.tracer.as_mut() {
+            t.packet(now, "transport:packet_sent", out, json!({}));
+        }
         true
     }
 }

@@ -61,6 +61,8 @@ struct State {
     endpoint_handles: usize,
     /// When the last datagram arrived (for `linger`).
     last_rx: Option<Instant>,
+    /// Where trace events go, one JSON object a line (docs/trace.md).
+    trace: Option<std::io::BufWriter<std::fs::File>>,
 }
 
 #[derive(Debug)]
@@ -143,6 +145,7 @@ impl Endpoint {
                 stopped: None,
                 endpoint_handles: 1,
                 last_rx: None,
+                trace: None,
             }),
             wake_driver: Notify::new(),
             incoming: Notify::new(),
@@ -155,6 +158,28 @@ impl Endpoint {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local_addr
+    }
+
+    /// Writes an event trace of every connection opened from now on to
+    /// `path`, one JSON object a line (docs/trace.md). The file is created or
+    /// truncated.
+    pub fn trace_to(&self, path: &std::path::Path) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+        let header = serde_json::json!({
+            "rudp_trace": 1,
+            "local": self.shared.local_addr.to_string(),
+            "reference_time_unix_ms": unix_ms,
+        });
+        writeln!(w, "{header}")?;
+        w.flush()?;
+        let mut st = self.shared.lock();
+        st.trace = Some(w);
+        st.ep.set_trace(true);
+        Ok(())
     }
 
     /// Opens a connection to `remote` and waits for the handshake.
@@ -506,6 +531,7 @@ async fn drive(shared: Arc<Shared>, socket: UdpSocket) {
                 batch.push((to, out.clone()));
             }
             dispatch_events(&shared, &mut st);
+            write_traces(&mut st);
             if st.endpoint_handles == 0
                 && st.ep.connection_count() == 0
                 && st.slots.values().all(|s| s.handles == 0)
@@ -569,6 +595,31 @@ async fn drive(shared: Arc<Shared>, socket: UdpSocket) {
 fn trace_datagram(way: &str, peer: SocketAddr, bytes: &[u8]) {
     if tracing::enabled!(tracing::Level::TRACE) {
         trace!(%peer, "{way} {}", crate::wire::describe(bytes));
+    }
+}
+
+/// Appends pending trace events to the trace file. A write error stops
+/// tracing (with a warning) rather than the connection.
+fn write_traces(st: &mut State) {
+    use std::io::Write;
+    let Some(w) = st.trace.as_mut() else {
+        return;
+    };
+    let mut result = Ok(());
+    while let Some((cid, ev)) = st.ep.poll_trace() {
+        let line = serde_json::json!({
+            "time": ev.time,
+            "conn": cid.to_string(),
+            "name": ev.name,
+            "data": ev.data,
+        });
+        result = result.and_then(|()| writeln!(w, "{line}"));
+    }
+    // Flushed at every turn: the process may exit without destructors.
+    if let Err(e) = result.and_then(|()| w.flush()) {
+        warn!(error = %e, "trace file failed; tracing stops");
+        st.trace = None;
+        st.ep.set_trace(false);
     }
 }
 

@@ -58,6 +58,8 @@ pub struct ClientOptions {
     pub server: SocketAddr,
     /// How long to wait without progress from the server.
     pub timeout: Duration,
+    /// Write an event trace of the connection here (docs/trace.md).
+    pub trace: Option<std::path::PathBuf>,
 }
 
 /// What the printing loop expects next, in request order.
@@ -147,6 +149,12 @@ async fn session(
             return (ClientExit::Failed, None);
         }
     };
+    if let Some(path) = &opts.trace {
+        if let Err(e) = endpoint.trace_to(path) {
+            let _ = writeln!(err, "error: cannot write the trace {}: {e}", path.display());
+            return (ClientExit::Failed, None);
+        }
+    }
     let conn = match endpoint.connect(opts.server).await {
         Ok(c) => c,
         Err(e) => {

@@ -18,6 +18,7 @@ pub async fn send_file(
     to: SocketAddr,
     config: EndpointConfig,
     timeout: Duration,
+    trace: Option<&Path>,
 ) -> Result<Report, TransferError> {
     let read_err = |source| TransferError::Read {
         path: path.display().to_string(),
@@ -38,6 +39,14 @@ pub async fn send_file(
     let size = meta.len();
 
     let endpoint = Endpoint::client(to, config).await?;
+    if let Some(t) = trace {
+        endpoint
+            .trace_to(t)
+            .map_err(|source| TransferError::Write {
+                path: t.display().to_string(),
+                source,
+            })?;
+    }
     let conn = endpoint.connect(to).await?;
     let started = Instant::now();
     let offer = Offer {

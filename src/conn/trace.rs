@@ -1,0 +1,118 @@
+//! The event trace (docs/trace.md): what a connection did, event by event,
+//! in qlog's vocabulary (draft-ietf-quic-qlog-main-schema) where it fits.
+//!
+//! Tracing is off unless enabled per connection; when off, no event is
+//! built. Events carry their time in milliseconds since the connection was
+//! created, so a trace needs no clock of its own.
+
+use crate::wire::{frame, packet, Datagram, Frame, Header};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::time::Instant;
+
+/// One event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TraceEvent {
+    /// Milliseconds since the connection was created.
+    pub time: f64,
+    /// `category:event`, e.g. `transport:packet_sent`.
+    pub name: &'static str,
+    pub data: Value,
+}
+
+/// The trace of one connection: a queue the driver drains.
+#[derive(Debug)]
+pub struct Tracer {
+    start: Instant,
+    events: std::collections::VecDeque<TraceEvent>,
+}
+
+impl Tracer {
+    pub fn new(start: Instant) -> Self {
+        Self {
+            start,
+            events: Default::default(),
+        }
+    }
+
+    pub fn event(&mut self, now: Instant, name: &'static str, data: Value) {
+        self.events.push_back(TraceEvent {
+            time: now.saturating_duration_since(self.start).as_secs_f64() * 1000.0,
+            name,
+            data,
+        });
+    }
+
+    /// A packet just built, decoded again for the trace.
+    pub fn packet(&mut self, now: Instant, name: &'static str, datagram: &[u8], extra: Value) {
+        let Ok(Datagram::Packet { header, payload }) = packet::decode(datagram) else {
+            return;
+        };
+        let frames = frame::decode_all(payload).unwrap_or_default();
+        self.packet_frames(now, name, &header, datagram.len(), &frames, extra);
+    }
+
+    /// A packet with its header and frames already decoded.
+    pub fn packet_frames(
+        &mut self,
+        now: Instant,
+        name: &'static str,
+        header: &Header,
+        length: usize,
+        frames: &[Frame<'_>],
+        extra: Value,
+    ) {
+        let frames: Vec<Value> = frames.iter().map(frame_json).collect();
+        let mut data = json!({
+            "header": {
+                "packet_type": format!("{:?}", header.ty).to_lowercase(),
+                "packet_number": header.pn,
+                "dcid": header.dcid.to_string(),
+            },
+            "raw": { "length": length },
+            "frames": frames,
+        });
+        if let (Some(obj), Value::Object(more)) = (data.as_object_mut(), extra) {
+            obj.extend(more);
+        }
+        self.event(now, name, data);
+    }
+
+    pub fn pop(&mut self) -> Option<TraceEvent> {
+        self.events.pop_front()
+    }
+}
+
+fn frame_json(f: &Frame<'_>) -> Value {
+    match f {
+        Frame::Padding(n) => json!({"frame_type": "padding", "length": n}),
+        Frame::Ping => json!({"frame_type": "ping"}),
+        Frame::Ack(a) => json!({
+            "frame_type": "ack",
+            "ack_delay": a.delay_micros as f64 / 1000.0,
+            // qlog's ranges: [smallest, largest], both included.
+            "acked_ranges": a.ranges.iter().rev().map(|r| [r.start, r.end - 1]).collect::<Vec<_>>(),
+        }),
+        Frame::Handshake(p) => json!({
+            "frame_type": "handshake",
+            "max_ack_delay_us": p.max_ack_delay_micros,
+            "idle_timeout_ms": p.idle_timeout_millis,
+            "initial_max_data": p.initial_max_data,
+            "max_message_size": p.max_message_size,
+            "max_datagram_size": p.max_datagram_size,
+        }),
+        Frame::Stream(s) => json!({
+            "frame_type": "stream", "offset": s.offset, "length": s.data.len(), "fin": s.fin,
+        }),
+        Frame::MaxData(m) => json!({"frame_type": "max_data", "maximum": m}),
+        Frame::Close(c) => json!({
+            "frame_type": "connection_close",
+            "error_space": match c.kind {
+                crate::wire::CloseKind::Transport => "transport",
+                crate::wire::CloseKind::Application => "application",
+            },
+            "error_code": c.code,
+            "reason": String::from_utf8_lossy(c.reason),
+        }),
+    }
+}
