@@ -1,0 +1,206 @@
+-- Wireshark dissector for rudp version 1 (PROTOCOL.md in the rudp repository).
+--
+-- Install: copy this file to your personal Lua plugins folder
+-- (Help > About Wireshark > Folders > Personal Lua Plugins), or run
+--   wireshark -X lua_script:rudp.lua      /   tshark -X lua_script:rudp.lua
+-- rudp runs on any UDP port: datagrams that start with "RU" (0x52 0x55)
+-- and a known version byte are recognised heuristically; port 8091 (the
+-- month service) is also registered. Filter with `rudp1` (Wireshark's built-in
+-- "rudp" is Cisco's unrelated Reliable UDP).
+
+local rudp = Proto("rudp1", "rudp version 1 (reliable messages over UDP)")
+
+local packet_types = { [1] = "INITIAL", [2] = "ACCEPT", [3] = "DATA" }
+local frame_types = {
+  [0x00] = "PADDING", [0x01] = "PING", [0x02] = "ACK", [0x03] = "HANDSHAKE",
+  [0x04] = "STREAM", [0x05] = "STREAM (FIN)", [0x06] = "MAX_DATA",
+  [0x07] = "CLOSE (transport)", [0x08] = "CLOSE (application)",
+}
+local transport_errors = {
+  [0] = "NO_ERROR", [1] = "INTERNAL_ERROR", [2] = "PROTOCOL_VIOLATION",
+  [3] = "FLOW_CONTROL_ERROR", [4] = "FINAL_SIZE_ERROR", [5] = "MESSAGE_TOO_LARGE",
+  [6] = "CONNECTION_REFUSED", [7] = "INVALID_PARAMETERS",
+}
+
+local f = {
+  magic = ProtoField.string("rudp1.magic", "Magic"),
+  version = ProtoField.uint8("rudp1.version", "Version"),
+  ptype = ProtoField.uint8("rudp1.type", "Packet type", base.HEX, packet_types),
+  dcid = ProtoField.uint64("rudp1.dcid", "Destination connection ID", base.HEX),
+  scid = ProtoField.uint64("rudp1.scid", "Source connection ID", base.HEX),
+  pn = ProtoField.uint64("rudp1.pn", "Packet number"),
+  crc = ProtoField.uint32("rudp1.crc32c", "CRC32C", base.HEX),
+  vn_version = ProtoField.uint8("rudp1.vn.version", "Supported version"),
+  frame = ProtoField.uint8("rudp1.frame", "Frame type", base.HEX, frame_types),
+  padding = ProtoField.uint32("rudp1.padding.length", "Padding length"),
+  ack_largest = ProtoField.uint64("rudp1.ack.largest", "Largest acknowledged"),
+  ack_delay = ProtoField.uint64("rudp1.ack.delay", "ACK delay (us)"),
+  ack_count = ProtoField.uint64("rudp1.ack.range_count", "ACK range count"),
+  ack_first = ProtoField.uint64("rudp1.ack.first_range", "First ACK range"),
+  ack_gap = ProtoField.uint64("rudp1.ack.gap", "Gap"),
+  ack_len = ProtoField.uint64("rudp1.ack.range_length", "ACK range length"),
+  ack_range = ProtoField.string("rudp1.ack.range", "Acknowledged"),
+  hs_ack_delay = ProtoField.uint64("rudp1.handshake.max_ack_delay", "Max ack delay (us)"),
+  hs_idle = ProtoField.uint64("rudp1.handshake.idle_timeout", "Idle timeout (ms)"),
+  hs_max_data = ProtoField.uint64("rudp1.handshake.initial_max_data", "Initial max data"),
+  hs_max_msg = ProtoField.uint64("rudp1.handshake.max_message_size", "Max message size"),
+  hs_max_dgram = ProtoField.uint64("rudp1.handshake.max_datagram_size", "Max datagram size"),
+  st_offset = ProtoField.uint64("rudp1.stream.offset", "Offset"),
+  st_length = ProtoField.uint64("rudp1.stream.length", "Length"),
+  st_fin = ProtoField.bool("rudp1.stream.fin", "FIN"),
+  st_data = ProtoField.bytes("rudp1.stream.data", "Stream data"),
+  max_data = ProtoField.uint64("rudp1.max_data", "Maximum data"),
+  close_code = ProtoField.uint64("rudp1.close.code", "Error code"),
+  close_reason = ProtoField.string("rudp1.close.reason", "Reason"),
+}
+rudp.fields = f
+
+local ef_malformed = ProtoExpert.new("rudp1.malformed", "Malformed rudp frame", expert.group.MALFORMED, expert.severity.ERROR)
+rudp.experts = { ef_malformed }
+
+-- A variable-length integer (PROTOCOL.md §4.1) at `off`: returns the value
+-- as a UInt64, its encoded length, and a plain number (exact below 2^53).
+local function varint(tvb, off)
+  if off >= tvb:len() then return nil end
+  local first = tvb(off, 1):uint()
+  local len = 2 ^ math.floor(first / 64)
+  if off + len > tvb:len() then return nil end
+  local v
+  if len == 1 then
+    v = UInt64.new(first % 64, 0)
+  elseif len == 2 then
+    v = UInt64.new(tvb(off, 2):uint() % 16384, 0)
+  elseif len == 4 then
+    v = UInt64.new(tvb(off, 4):uint() % 1073741824, 0)
+  else
+    v = UInt64.new(tvb(off + 4, 4):uint(), tvb(off, 4):uint() % 1073741824)
+  end
+  return v, len, tonumber(tostring(v))
+end
+
+-- Adds one varint field; returns its number value and the next offset.
+local function add_varint(tree, field, tvb, off)
+  local v, len, n = varint(tvb, off)
+  if v == nil then
+    tree:add_proto_expert_info(ef_malformed, "truncated varint")
+    return nil, tvb:len()
+  end
+  tree:add(field, tvb(off, len), v)
+  return n, off + len
+end
+
+local function dissect_frames(tvb, tree, off, stop)
+  local summary = {}
+  while off < stop do
+    local ftype = tvb(off, 1):uint()
+    local start = off
+    local ft = tree:add(rudp, tvb(off, 1), (frame_types[ftype] or "unknown") .. " frame")
+    ft:add(f.frame, tvb(off, 1))
+    off = off + 1
+    table.insert(summary, frame_types[ftype] or string.format("0x%02x", ftype))
+    if ftype == 0x00 then
+      while off < stop and tvb(off, 1):uint() == 0 do off = off + 1 end
+      ft:add(f.padding, tvb(start, off - start), off - start)
+    elseif ftype == 0x01 then
+      -- PING: no fields.
+    elseif ftype == 0x02 then
+      local largest, count, first
+      largest, off = add_varint(ft, f.ack_largest, tvb, off)
+      _, off = add_varint(ft, f.ack_delay, tvb, off)
+      count, off = add_varint(ft, f.ack_count, tvb, off)
+      first, off = add_varint(ft, f.ack_first, tvb, off)
+      if largest == nil or count == nil or first == nil then return summary end
+      local high, low = largest, largest - first
+      ft:add(f.ack_range, tvb(start, off - start), string.format("%d-%d", low, high))
+      for _ = 1, count do
+        local gap, len
+        gap, off = add_varint(ft, f.ack_gap, tvb, off)
+        len, off = add_varint(ft, f.ack_len, tvb, off)
+        if gap == nil or len == nil then return summary end
+        high = low - gap - 2
+        low = high - len
+        ft:add(f.ack_range, tvb(start, off - start), string.format("%d-%d", low, high))
+      end
+    elseif ftype == 0x03 then
+      _, off = add_varint(ft, f.hs_ack_delay, tvb, off)
+      _, off = add_varint(ft, f.hs_idle, tvb, off)
+      _, off = add_varint(ft, f.hs_max_data, tvb, off)
+      _, off = add_varint(ft, f.hs_max_msg, tvb, off)
+      _, off = add_varint(ft, f.hs_max_dgram, tvb, off)
+    elseif ftype == 0x04 or ftype == 0x05 then
+      local len
+      _, off = add_varint(ft, f.st_offset, tvb, off)
+      len, off = add_varint(ft, f.st_length, tvb, off)
+      ft:add(f.st_fin, tvb(start, 1), ftype == 0x05)
+      if len == nil or off + len > stop then
+        ft:add_proto_expert_info(ef_malformed, "stream data beyond the packet")
+        return summary
+      end
+      if len > 0 then ft:add(f.st_data, tvb(off, len)) end
+      off = off + len
+    elseif ftype == 0x06 then
+      _, off = add_varint(ft, f.max_data, tvb, off)
+    elseif ftype == 0x07 or ftype == 0x08 then
+      local code, rlen
+      code, off = add_varint(ft, f.close_code, tvb, off)
+      if ftype == 0x07 and code ~= nil and transport_errors[code] then
+        ft:append_text(" (" .. transport_errors[code] .. ")")
+      end
+      rlen, off = add_varint(ft, f.close_reason, tvb, off)
+      if rlen == nil or off + rlen > stop then return summary end
+      if rlen > 0 then ft:add(f.close_reason, tvb(off, rlen)) end
+      off = off + rlen
+    else
+      ft:add_proto_expert_info(ef_malformed, "unknown frame type")
+      return summary
+    end
+    ft:set_len(off - start)
+  end
+  return summary
+end
+
+function rudp.dissector(tvb, pinfo, tree)
+  local len = tvb:len()
+  if len < 4 or tvb(0, 2):string() ~= "RU" then return 0 end
+  pinfo.cols.protocol = "rudp"
+  local t = tree:add(rudp, tvb(), "rudp")
+  t:add(f.magic, tvb(0, 2))
+  local version = tvb(2, 1):uint()
+  t:add(f.version, tvb(2, 1))
+  if version == 0 then
+    -- Version negotiation (§3.5).
+    t:add(f.dcid, tvb(4, 8))
+    t:add(f.scid, tvb(12, 8))
+    for i = 20, len - 5 do t:add(f.vn_version, tvb(i, 1)) end
+    t:add(f.crc, tvb(len - 4, 4))
+    pinfo.cols.info = "VERSION_NEGOTIATION"
+    return len
+  end
+  local ptype = tvb(3, 1):uint()
+  t:add(f.ptype, tvb(3, 1))
+  t:add(f.dcid, tvb(4, 8))
+  local off = 12
+  if ptype == 1 or ptype == 2 then
+    t:add(f.scid, tvb(12, 8))
+    off = 20
+  end
+  if len < off + 8 + 4 then return len end
+  t:add(f.pn, tvb(off, 8))
+  local pn = tvb(off, 8):uint64()
+  off = off + 8
+  local frames = dissect_frames(tvb, t, off, len - 4)
+  t:add(f.crc, tvb(len - 4, 4))
+  pinfo.cols.info = string.format("%s pn=%s [%s]", packet_types[ptype] or "?", tostring(pn), table.concat(frames, ", "))
+  return len
+end
+
+local function heuristic(tvb, pinfo, tree)
+  if tvb:len() < 24 or tvb(0, 2):string() ~= "RU" then return false end
+  local v = tvb(2, 1):uint()
+  if v ~= 0 and v ~= 1 then return false end
+  rudp.dissector(tvb, pinfo, tree)
+  return true
+end
+
+rudp:register_heuristic("udp", heuristic)
+DissectorTable.get("udp.port"):add(8091, rudp)
