@@ -256,6 +256,7 @@ impl Connection {
 
     fn set_state(&mut self, now: Instant, state: State) {
         if self.state != state {
+            tracing::debug!(cid = %self.local_cid, from = ?self.state, to = ?state, "state");
             self.state = state;
             self.trace_state(now);
         }
@@ -551,6 +552,7 @@ impl Connection {
             "pto"
         };
         let pto_count = self.pto_count;
+        tracing::debug!(cid = %self.local_cid, timer, pto_count, "loss timer fired");
         self.trace(
             now,
             "recovery:loss_timer_expired",
@@ -828,6 +830,12 @@ impl Connection {
             return;
         }
         self.stats.packets_lost += lost.len() as u64;
+        tracing::debug!(
+            cid = %self.local_cid,
+            lost = ?lost.iter().map(|(pn, _)| *pn).collect::<Vec<_>>(),
+            largest_acked = largest,
+            "packets declared lost"
+        );
         if self.tracer.is_some() {
             for (pn, _) in &lost {
                 let (pn, by_number) = (*pn, largest - *pn >= sent::PACKET_THRESHOLD);

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
-use tracing::{debug, info_span, trace, warn, Instrument};
+use tracing::{debug, debug_span, info_span, trace, warn, Instrument};
 
 /// Datagrams read from the socket per wake-up before timers and sends get a
 /// turn: bounds the latency a flood can add to everything else.
@@ -645,18 +645,26 @@ fn dispatch_events(shared: &Shared, st: &mut State) {
             }
             EndpointEvent::Connection(h, ev) => {
                 let stats = st.ep.connection(h).map(|c| c.stats());
+                let cid = st
+                    .ep
+                    .connection(h)
+                    .map(|c| c.local_cid())
+                    .unwrap_or_default();
                 let Some(slot) = st.slots.get_mut(&h) else {
                     continue;
                 };
+                // One span per connection: its ID and peer on every line.
+                let span = debug_span!("conn", %cid, peer = %slot.remote);
+                let _entered = span.enter();
                 match ev {
                     Event::Connected => {
-                        debug!(peer = %slot.remote, "connected");
+                        debug!("connected");
                         slot.connected = true;
                     }
                     Event::Closed(outcome) => {
                         match &outcome {
-                            Ok(()) => debug!(peer = %slot.remote, "closed gracefully"),
-                            Err(e) => debug!(peer = %slot.remote, error = %e, "connection failed"),
+                            Ok(()) => debug!("closed gracefully"),
+                            Err(e) => debug!(error = %e, "connection failed"),
                         }
                         slot.outcome = Some(outcome);
                         slot.final_stats = stats;

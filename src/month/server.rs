@@ -129,7 +129,7 @@ async fn session(conn: &Connection) {
         }
     }
     match conn.close().await {
-        Ok(()) => debug!(stats = ?conn.stats(), "session closed"),
+        Ok(()) => debug!(stats = %conn.stats().summary(), "session closed"),
         Err(e) => debug!(error = %e, "close failed"),
     }
 }
