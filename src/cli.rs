@@ -27,6 +27,18 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// What a run records besides its output: statistics and an event trace.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ObserveArgs {
+    /// At the end of the run (for recv, after each transfer), write its
+    /// statistics as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub stats_json: Option<PathBuf>,
+    /// Write an event trace (JSON lines) of every connection to FILE; see `rudp plot`.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the month service: answer a number from 1 to 12 with that month's name.
@@ -34,12 +46,8 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, default_value = DEFAULT_ADDR, value_parser = parse_addr)]
         listen: SocketAddr,
-        /// On exit, write what every connection did as JSON to FILE.
-        #[arg(long, value_name = "FILE")]
-        stats_json: Option<PathBuf>,
-        /// Write an event trace (JSON lines) of every connection to FILE; see `rudp plot`.
-        #[arg(long, value_name = "FILE")]
-        trace: Option<PathBuf>,
+        #[command(flatten)]
+        observe: ObserveArgs,
     },
     /// Ask the month service: one request per MONTH argument, or per line of standard input.
     Client {
@@ -49,12 +57,8 @@ pub enum Command {
         /// Give up after this long without progress from the server (e.g. 10s, 500ms).
         #[arg(long, default_value = "10s", value_parser = parse_timeout)]
         timeout: Duration,
-        /// At the end, write what the connection did as JSON to FILE.
-        #[arg(long, value_name = "FILE")]
-        stats_json: Option<PathBuf>,
-        /// Write an event trace (JSON lines) of every connection to FILE; see `rudp plot`.
-        #[arg(long, value_name = "FILE")]
-        trace: Option<PathBuf>,
+        #[command(flatten)]
+        observe: ObserveArgs,
         /// Requests to send; with none, each line of standard input is one.
         #[arg(value_name = "MONTH", allow_hyphen_values = true)]
         months: Vec<String>,
@@ -90,12 +94,8 @@ pub enum Command {
         /// Give up after this long without progress (e.g. 10s).
         #[arg(long, default_value = "10s", value_parser = parse_timeout)]
         timeout: Duration,
-        /// At the end, write the transfer's report as JSON to FILE.
-        #[arg(long, value_name = "FILE")]
-        stats_json: Option<PathBuf>,
-        /// Write an event trace (JSON lines) of every connection to FILE; see `rudp plot`.
-        #[arg(long, value_name = "FILE")]
-        trace: Option<PathBuf>,
+        #[command(flatten)]
+        observe: ObserveArgs,
     },
     /// Receive a file from `rudp send`, verify its SHA-256, then put it in place.
     Recv {
@@ -113,12 +113,8 @@ pub enum Command {
         /// Give up on a transfer after this long without progress.
         #[arg(long, default_value = "10s", value_parser = parse_timeout)]
         timeout: Duration,
-        /// After each transfer, write its report as JSON to FILE.
-        #[arg(long, value_name = "FILE")]
-        stats_json: Option<PathBuf>,
-        /// Write an event trace (JSON lines) of every connection to FILE; see `rudp plot`.
-        #[arg(long, value_name = "FILE")]
-        trace: Option<PathBuf>,
+        #[command(flatten)]
+        observe: ObserveArgs,
     },
     /// Draw a trace (from --trace) as an SVG: packets sent, acknowledged and
     /// lost over time; congestion window and bytes in flight; RTT.
@@ -179,16 +175,11 @@ pub fn default_log_filter(cli: &Cli) -> &'static str {
 /// Runs a parsed command; returns the process exit status.
 pub async fn run(cli: Cli) -> i32 {
     match cli.command {
-        Command::Server {
-            listen,
-            stats_json,
-            trace,
-        } => run_server(listen, stats_json, trace).await,
+        Command::Server { listen, observe } => run_server(listen, observe).await,
         Command::Client {
             server,
             timeout,
-            stats_json,
-            trace,
+            observe,
             months,
         } => {
             let input = if months.is_empty() {
@@ -202,7 +193,7 @@ pub async fn run(cli: Cli) -> i32 {
             let opts = ClientOptions {
                 server,
                 timeout,
-                trace,
+                trace: observe.trace,
             };
             let mut out = tokio::io::stdout();
             let mut err = std::io::stderr();
@@ -210,7 +201,7 @@ pub async fn run(cli: Cli) -> i32 {
             match report {
                 Some(r) => {
                     eprintln!("{}", r.summary());
-                    write_report(stats_json.as_deref(), &r)
+                    write_report(observe.stats_json.as_deref(), &r)
                         .map_or(ClientExit::Failed as i32, |()| exit as i32)
                 }
                 None => exit as i32,
@@ -228,8 +219,7 @@ pub async fn run(cli: Cli) -> i32 {
             file,
             to,
             timeout,
-            stats_json,
-            trace,
+            observe,
         } => {
             let config = EndpointConfig {
                 connection: std::sync::Arc::new(crate::Config {
@@ -238,12 +228,18 @@ pub async fn run(cli: Cli) -> i32 {
                 }),
                 ..EndpointConfig::default()
             };
-            match crate::transfer::send::send_file(&file, to, config, timeout, trace.as_deref())
-                .await
+            match crate::transfer::send::send_file(
+                &file,
+                to,
+                config,
+                timeout,
+                observe.trace.as_deref(),
+            )
+            .await
             {
                 Ok(report) => {
                     eprintln!("{}", report.summary("sent"));
-                    write_report(stats_json.as_deref(), &report).map_or(1, |()| 0)
+                    write_report(observe.stats_json.as_deref(), &report).map_or(1, |()| 0)
                 }
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -256,9 +252,8 @@ pub async fn run(cli: Cli) -> i32 {
             out,
             keep_open,
             timeout,
-            stats_json,
-            trace,
-        } => run_recv(listen, out, keep_open, timeout, stats_json, trace).await,
+            observe,
+        } => run_recv(listen, out, keep_open, timeout, observe).await,
         Command::Plot { trace, out, conn } => {
             let out = out.unwrap_or_else(|| trace.with_extension("svg"));
             let drawn = crate::plot::read_trace(&trace, conn.as_deref())
@@ -361,8 +356,7 @@ async fn run_recv(
     out: Option<PathBuf>,
     keep_open: bool,
     timeout: Duration,
-    stats_json: Option<PathBuf>,
-    trace: Option<PathBuf>,
+    observe: ObserveArgs,
 ) -> i32 {
     use crate::transfer::recv::{receive, Output};
     let output = Output::from_arg(out.as_deref());
@@ -383,7 +377,7 @@ async fn run_recv(
             return 1;
         }
     };
-    if !start_trace(&endpoint, trace.as_deref()) {
+    if !start_trace(&endpoint, observe.trace.as_deref()) {
         return 1;
     }
     eprintln!("rudp recv: listening on {}", endpoint.local_addr());
@@ -411,7 +405,7 @@ async fn run_recv(
         match result {
             Ok(report) => {
                 eprintln!("{}", report.summary("received"));
-                let written = write_report(stats_json.as_deref(), &report);
+                let written = write_report(observe.stats_json.as_deref(), &report);
                 if !keep_open {
                     endpoint.linger(crate::month::client::LINGER).await;
                     return written.map_or(1, |()| 0);
@@ -439,11 +433,7 @@ fn start_trace(endpoint: &Endpoint, path: Option<&std::path::Path>) -> bool {
     }
 }
 
-async fn run_server(
-    listen: SocketAddr,
-    stats_json: Option<PathBuf>,
-    trace: Option<PathBuf>,
-) -> i32 {
+async fn run_server(listen: SocketAddr, observe: ObserveArgs) -> i32 {
     let endpoint = match Endpoint::server(listen, EndpointConfig::default()).await {
         Ok(e) => e,
         Err(e) => {
@@ -451,12 +441,12 @@ async fn run_server(
             return ClientExit::Failed as i32;
         }
     };
-    if !start_trace(&endpoint, trace.as_deref()) {
+    if !start_trace(&endpoint, observe.trace.as_deref()) {
         return 1;
     }
     let report = server::serve(endpoint, shutdown_signal()).await;
     eprintln!("{}", report.summary());
-    write_report(stats_json.as_deref(), &report).map_or(1, |()| 0)
+    write_report(observe.stats_json.as_deref(), &report).map_or(1, |()| 0)
 }
 
 /// Completes on Ctrl-C or SIGTERM.

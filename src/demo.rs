@@ -96,21 +96,10 @@ pub async fn run(seed: u64, out: &mut impl Write) -> Result<bool, Error> {
     let _ = writeln!(out, "\nWhat the link did:\n{}", format_stats(&link));
     let _ = writeln!(
         out,
-        "What the protocol did (client side):\n  \
-         packets sent {}, received {}, retransmitted {}, declared lost {}, probe timeouts {}\n  \
-         duplicates discarded {}, corrupt dropped {}, messages sent {}, received {}\n  \
-         smoothed RTT {:.1} ms, min RTT {:.1} ms\n",
-        stats.packets_sent,
-        stats.packets_received,
-        stats.packets_retransmitted,
-        stats.packets_lost,
+        "What the protocol did (client side):\n  {}\n  probe timeouts {}, messages sent {}\n",
+        stats.summary().replace("; ", "\n  "),
         stats.probe_timeouts,
-        stats.duplicates_discarded,
-        stats.corrupt_dropped,
         stats.messages_sent,
-        stats.messages_received,
-        stats.smoothed_rtt_us as f64 / 1000.0,
-        stats.min_rtt_us as f64 / 1000.0,
     );
     let verdict = if all_right {
         "every answer belongs to its question"

@@ -227,12 +227,8 @@ async fn print_answers(
             prompted = true;
         }
         // Lines the client rejected itself are printed once they are next.
-        while let Some(Expect::Local(line)) = queue.front() {
-            if write_line(out, line).await.is_err() {
-                return ClientExit::Failed;
-            }
-            rejected = true;
-            queue.pop_front();
+        if print_local(&mut queue, out, &mut rejected).await.is_err() {
+            return ClientExit::Failed;
         }
         if input_done && queue.is_empty() {
             return if rejected {
@@ -243,6 +239,8 @@ async fn print_answers(
         }
         let awaiting_server = !queue.is_empty();
         tokio::select! {
+            // Announcements first: an answer must find its entry queued.
+            biased;
             // The reader queued a request (or ran out of them).
             item = rx.recv(), if !input_done => match item {
                 Some(Expect::EndOfInput) | None => input_done = true,
@@ -259,6 +257,19 @@ async fn print_answers(
                 progress_at = tokio::time::Instant::now();
                 match msg {
                     Ok(Some(m)) => {
+                        // Every request is announced before it is sent, so
+                        // this answer's announcement is in the channel by now
+                        // if it is not yet in the queue: take them all.
+                        while let Ok(e) = rx.try_recv() {
+                            match e {
+                                Expect::EndOfInput => input_done = true,
+                                e => queue.push_back(e),
+                            }
+                        }
+                        // Lines the client rejected itself come first.
+                        if print_local(&mut queue, out, &mut rejected).await.is_err() {
+                            return ClientExit::Failed;
+                        }
                         let text = String::from_utf8_lossy(&m).into_owned();
                         match queue.pop_front() {
                             Some(Expect::Answer) => {
@@ -302,6 +313,20 @@ async fn print_answers(
             }
         }
     }
+}
+
+/// Prints the client's own rejections at the front of the queue.
+async fn print_local(
+    queue: &mut VecDeque<Expect>,
+    out: &mut (impl AsyncWrite + Unpin),
+    rejected: &mut bool,
+) -> std::io::Result<()> {
+    while let Some(Expect::Local(line)) = queue.front() {
+        write_line(out, line).await?;
+        *rejected = true;
+        queue.pop_front();
+    }
+    Ok(())
 }
 
 async fn write_line(out: &mut (impl AsyncWrite + Unpin), line: &str) -> std::io::Result<()> {

@@ -26,6 +26,10 @@ pub struct SessionStats {
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerReport {
     pub connections: usize,
+    /// How long the server ran.
+    pub seconds: f64,
+    /// Message bytes received per second over the run.
+    pub goodput_bytes_per_sec: f64,
     /// Counters summed over every connection.
     pub totals: Stats,
     /// Datagrams the endpoint dropped or answered itself.
@@ -36,9 +40,11 @@ pub struct ServerReport {
 impl ServerReport {
     pub fn summary(&self) -> String {
         format!(
-            "served {} connection(s); totals: {}",
+            "served {} connection(s) in {:.1} s; totals: {}; goodput {:.1} kB/s",
             self.connections,
-            self.totals.summary()
+            self.seconds,
+            self.totals.summary(),
+            self.goodput_bytes_per_sec / 1e3
         )
     }
 }
@@ -47,6 +53,7 @@ impl ServerReport {
 /// gracefully (waiting at most [`SHUTDOWN_GRACE`]) and returns what it did.
 pub async fn serve(endpoint: Endpoint, shutdown: impl Future<Output = ()>) -> ServerReport {
     info!(listen = %endpoint.local_addr(), "month service ready");
+    let started = std::time::Instant::now();
     let mut tasks = JoinSet::new();
     let mut sessions = Vec::new();
     tokio::pin!(shutdown);
@@ -85,8 +92,11 @@ pub async fn serve(endpoint: Endpoint, shutdown: impl Future<Output = ()>) -> Se
         totals.accumulate(&s.stats);
     }
     info!("stopped");
+    let seconds = started.elapsed().as_secs_f64();
     ServerReport {
         connections: sessions.len(),
+        seconds,
+        goodput_bytes_per_sec: totals.bytes_delivered as f64 / seconds.max(1e-9),
         totals,
         endpoint: endpoint.stats(),
         sessions,
