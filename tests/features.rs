@@ -316,3 +316,56 @@ fn one_mebibyte_messages_both_ways_through_10_percent_loss() {
     let s = p.sim.client.connection(p.c).unwrap().stats();
     assert!(s.packets_retransmitted > 0, "no loss was repaired: {s:?}");
 }
+
+// ---- Reordering ---------------------------------------------------------
+
+/// A link that loses nothing but reorders (jitter of half the delay): after
+/// the first spurious losses the thresholds adapt (PROTOCOL.md §9.2), so few
+/// packets are declared lost and resent for nothing.
+#[test]
+fn reordering_without_loss_causes_few_spurious_retransmissions() {
+    let link = ImpairConfig {
+        delay: Duration::from_millis(10),
+        jitter: Duration::from_millis(5),
+        ..ImpairConfig::default()
+    };
+    let mut p = Pair::new(7, Config::default(), link);
+    let msg = Bytes::from(vec![1u8; 100_000]);
+    for _ in 0..20 {
+        p.sim
+            .client
+            .with_connection(p.c, |x| x.send(msg.clone()))
+            .unwrap()
+            .unwrap();
+    }
+    let mut got = 0;
+    p.run_until(Duration::from_secs(120), |p| {
+        while p
+            .sim
+            .server
+            .with_connection(p.s, |x| x.recv())
+            .flatten()
+            .is_some()
+        {
+            got += 1;
+        }
+        got == 20
+    });
+    assert_eq!(got, 20);
+    let s = p.sim.client.connection(p.c).unwrap().stats();
+    let share = s.packets_lost as f64 / s.packets_sent as f64;
+    eprintln!(
+        "declared lost {} of {} packets ({:.1}%), {} found spurious",
+        s.packets_lost,
+        s.packets_sent,
+        share * 100.0,
+        s.spurious_losses
+    );
+    assert!(s.spurious_losses > 0, "no reordering was detected: {s:?}");
+
+    assert!(
+        share < 0.02,
+        "{:.1}% of packets declared lost on a lossless link",
+        share * 100.0
+    );
+}

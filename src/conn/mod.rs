@@ -164,7 +164,17 @@ pub struct Connection {
     tracer: Option<Tracer>,
     /// Last values reported in a metrics event, to report only changes.
     last_metrics: (u64, u64, u64),
+    /// Adaptive loss thresholds (§9.2): packets, and an index into
+    /// `rtt::TIME_THRESHOLDS`.
+    packet_threshold: u64,
+    time_threshold: usize,
+    /// Recently declared losses: packet number -> largest acknowledged when
+    /// it was declared lost. An ACK for one of them reveals reordering.
+    recently_lost: std::collections::BTreeMap<u64, u64>,
 }
+
+/// Declared losses remembered for spurious-loss detection.
+const RECENTLY_LOST_KEPT: usize = 1024;
 
 impl Connection {
     /// A client connection; its first `poll_transmit` writes the INITIAL.
@@ -225,6 +235,9 @@ impl Connection {
             created: now,
             tracer: None,
             last_metrics: (0, 0, 0),
+            packet_threshold: sent::PACKET_THRESHOLD,
+            time_threshold: 0,
+            recently_lost: Default::default(),
             config,
         }
     }
@@ -783,6 +796,7 @@ impl Connection {
         let mut newly = Vec::new();
         for r in &ack.ranges {
             newly.extend(self.sent.take_range(r.clone()));
+            self.detect_spurious(now, r.clone());
         }
         if newly.is_empty() {
             return Ok(());
@@ -818,18 +832,61 @@ impl Connection {
         Ok(())
     }
 
+    /// §9.2: an ACK for packets already declared lost shows the path
+    /// reorders; widen the thresholds so it stops looking like loss.
+    fn detect_spurious(&mut self, now: Instant, acked: std::ops::Range<u64>) {
+        let spurious: Vec<(u64, u64)> = self
+            .recently_lost
+            .range(acked)
+            .map(|(&pn, &largest)| (pn, largest))
+            .collect();
+        for (pn, largest_then) in spurious {
+            self.recently_lost.remove(&pn);
+            self.stats.spurious_losses += 1;
+            let distance = largest_then - pn + 1;
+            self.packet_threshold = self
+                .packet_threshold
+                .max(distance)
+                .min(sent::MAX_PACKET_THRESHOLD);
+            self.time_threshold = (self.time_threshold + 1).min(rtt::TIME_THRESHOLDS.len() - 1);
+            let (packet_threshold, (num, den)) = (
+                self.packet_threshold,
+                rtt::TIME_THRESHOLDS[self.time_threshold],
+            );
+            tracing::debug!(cid = %self.local_cid, pn, packet_threshold, "spurious loss: the path reorders");
+            self.trace(now, "rudp:spurious_loss", || {
+                json!({
+                    "header": { "packet_number": pn },
+                    "packet_threshold": packet_threshold,
+                    "time_threshold": format!("{num}/{den}"),
+                })
+            });
+        }
+    }
+
     /// RFC 9002 §6.1 DetectAndRemoveLostPackets, then the congestion
     /// response (§7) and requeueing of what the lost packets carried.
     fn detect_lost(&mut self, now: Instant) {
         let Some(largest) = self.largest_acked else {
             return;
         };
-        let (lost, loss_time) = self.sent.detect_lost(now, largest, self.rtt.loss_delay());
+        let loss_delay = self
+            .rtt
+            .loss_delay_times(rtt::TIME_THRESHOLDS[self.time_threshold]);
+        let (lost, loss_time) =
+            self.sent
+                .detect_lost(now, largest, self.packet_threshold, loss_delay);
         self.loss_time = loss_time;
         if lost.is_empty() {
             return;
         }
         self.stats.packets_lost += lost.len() as u64;
+        for (pn, _) in &lost {
+            self.recently_lost.insert(*pn, largest);
+        }
+        while self.recently_lost.len() > RECENTLY_LOST_KEPT {
+            self.recently_lost.pop_first();
+        }
         tracing::debug!(
             cid = %self.local_cid,
             lost = ?lost.iter().map(|(pn, _)| *pn).collect::<Vec<_>>(),
@@ -838,7 +895,7 @@ impl Connection {
         );
         if self.tracer.is_some() {
             for (pn, _) in &lost {
-                let (pn, by_number) = (*pn, largest - *pn >= sent::PACKET_THRESHOLD);
+                let (pn, by_number) = (*pn, largest - *pn >= self.packet_threshold);
                 self.trace(now, "recovery:packet_lost", || {
                     let trigger = if by_number {
                         "reordering_threshold"

@@ -7,6 +7,10 @@ use std::time::Duration;
 /// minimum RTO, so that recovery on a fast path takes milliseconds.
 pub const GRANULARITY: Duration = Duration::from_millis(1);
 
+/// Time thresholds, as fractions of the RTT: 9/8 (RFC 9002 §6.1.2) to start
+/// with, one step wider after each spurious loss (§9.2).
+pub const TIME_THRESHOLDS: [(u32, u32); 4] = [(9, 8), (5, 4), (3, 2), (2, 1)];
+
 /// Smoothed RTT, its variation and the minimum, from acknowledgement samples.
 #[derive(Debug, Clone)]
 pub struct RttEstimator {
@@ -80,8 +84,14 @@ impl RttEstimator {
     /// How long after a later packet was acknowledged an earlier one is
     /// declared lost: 9/8 of the RTT (RFC 9002 §6.1.2).
     pub fn loss_delay(&self) -> Duration {
+        self.loss_delay_times(TIME_THRESHOLDS[0])
+    }
+
+    /// The loss delay for a time threshold of `num/den` RTT (§9.2: spurious
+    /// losses widen it).
+    pub fn loss_delay_times(&self, (num, den): (u32, u32)) -> Duration {
         let rtt = self.smoothed().max(self.latest);
-        (rtt * 9 / 8).max(GRANULARITY)
+        (rtt * num / den).max(GRANULARITY)
     }
 }
 

@@ -6,8 +6,11 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 /// RFC 9002 §6.1.1 kPacketThreshold: a packet is lost once a packet sent
-/// this many packet numbers after it is acknowledged.
+/// this many packet numbers after it is acknowledged. This is the starting
+/// value; spurious losses raise it (§9.2).
 pub const PACKET_THRESHOLD: u64 = 3;
+/// The packet threshold never grows beyond this.
+pub const MAX_PACKET_THRESHOLD: u64 = 20;
 
 /// What a sent packet carried that must be resent if it is lost. Packet
 /// numbers are never reused (§4.2): lost content goes into new packets.
@@ -88,13 +91,14 @@ impl SentPackets {
         &mut self,
         now: Instant,
         largest_acked: u64,
+        packet_threshold: u64,
         loss_delay: Duration,
     ) -> (Vec<(u64, SentPacket)>, Option<Instant>) {
         let lost_before = now.checked_sub(loss_delay);
         let mut lost = Vec::new();
         let mut next_loss_time: Option<Instant> = None;
         for (&pn, p) in self.packets.range(..largest_acked) {
-            let by_number = largest_acked - pn >= PACKET_THRESHOLD;
+            let by_number = largest_acked - pn >= packet_threshold;
             let by_time = lost_before.is_some_and(|t| p.time_sent <= t);
             if by_number || by_time {
                 lost.push(pn);
@@ -189,11 +193,11 @@ mod tests {
         let acked = s.take_range(4..5);
         assert_eq!(acked.len(), 1);
         // At t0+4ms with a 10 ms loss delay: 0 and 1 are 3+ numbers behind.
-        let (lost, next) = s.detect_lost(t0 + ms * 4, 4, 10 * ms);
+        let (lost, next) = s.detect_lost(t0 + ms * 4, 4, PACKET_THRESHOLD, 10 * ms);
         assert_eq!(lost.iter().map(|l| l.0).collect::<Vec<_>>(), vec![0, 1]);
         assert_eq!(next, Some(t0 + ms * 2 + 10 * ms));
         // Later, the time threshold takes the rest.
-        let (lost, next) = s.detect_lost(t0 + ms * 13, 4, 10 * ms);
+        let (lost, next) = s.detect_lost(t0 + ms * 13, 4, PACKET_THRESHOLD, 10 * ms);
         assert_eq!(lost.iter().map(|l| l.0).collect::<Vec<_>>(), vec![2, 3]);
         assert_eq!(next, None);
         assert_eq!(s.bytes_in_flight(), 0);

@@ -18,6 +18,9 @@ pub struct Stats {
     pub stream_bytes_retransmitted: u64,
     /// Packets declared lost (§9.2).
     pub packets_lost: u64,
+    /// Of those, packets acknowledged after all: losses that were really
+    /// reordering (§9.2).
+    pub spurious_losses: u64,
     /// Probe timeouts that fired (§9.3).
     pub probe_timeouts: u64,
     /// Packets received twice and discarded (§7.4).
@@ -79,6 +82,7 @@ impl Stats {
         self.packets_retransmitted += other.packets_retransmitted;
         self.stream_bytes_retransmitted += other.stream_bytes_retransmitted;
         self.packets_lost += other.packets_lost;
+        self.spurious_losses += other.spurious_losses;
         self.probe_timeouts += other.probe_timeouts;
         self.duplicates_discarded += other.duplicates_discarded;
         self.corrupt_dropped += other.corrupt_dropped;
