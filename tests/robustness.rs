@@ -18,6 +18,7 @@ use rudp::wire::{
     varint, AckFrame, CloseFrame, CloseKind, ConnectionId, Frame, HandshakeParams, Header,
     PacketType, StreamFrame,
 };
+use std::time::Duration;
 
 /// A client and server with an established connection; returns the sim,
 /// both handles and the server connection's CID.
@@ -374,4 +375,72 @@ fn every_bit_flip_of_a_real_packet_is_dropped() {
         .handle_datagram(sim.now(), sim.client_addr(), &buf);
     let got = sim.server.with_connection(s, |x| x.recv()).flatten();
     assert_eq!(got.as_deref(), Some(&b"payload"[..]));
+}
+
+/// §6.7: a forged INITIAL (the "client" never answers, as when its address
+/// was spoofed) makes the server send at most three times what it received,
+/// however long it keeps probing.
+#[test]
+fn an_unvalidated_address_gets_at_most_three_times_its_bytes() {
+    use rudp::sim::Direction;
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let server_cfg = EndpointConfig {
+        accept_incoming: true,
+        ..EndpointConfig::default()
+    };
+    let clean = ImpairConfig::default();
+    let mut sim = Sim::new(
+        11,
+        EndpointConfig::default(),
+        server_cfg,
+        clean.clone(),
+        clean,
+    );
+    let (to_server, to_client) = (Rc::new(Cell::new(0usize)), Rc::new(Cell::new(0usize)));
+    let (up, down) = (to_server.clone(), to_client.clone());
+    let mut initial_passed = false;
+    sim.set_filter(Box::new(move |_, way, data| match way {
+        // Only the first INITIAL reaches the server; nothing after it.
+        Direction::ToServer if !initial_passed => {
+            initial_passed = true;
+            up.set(up.get() + data.len());
+            false
+        }
+        Direction::ToServer => true,
+        Direction::ToClient => {
+            down.set(down.get() + data.len());
+            false
+        }
+    }));
+    let c = sim.client.connect(sim.now(), sim.server_addr());
+    // The server has data for the client at once: its greeting would make
+    // it send more if it could.
+    let mut greeted = false;
+    for _ in 0..1_000_000 {
+        if sim.elapsed() >= Duration::from_secs(60) {
+            break;
+        }
+        while let Some(e) = sim.server.poll_event() {
+            if let EndpointEvent::Incoming(h) = e {
+                greeted = sim
+                    .server
+                    .with_connection(h, |x| x.send(Bytes::from(vec![7u8; 10_000])).is_ok())
+                    .unwrap_or(false);
+            }
+        }
+        if !sim.step() {
+            break;
+        }
+    }
+    let _ = c;
+    assert!(greeted, "the server never accepted the INITIAL");
+    assert_eq!(to_server.get(), 1200);
+    assert!(to_client.get() > 0, "the server answered nothing at all");
+    assert!(
+        to_client.get() <= 3 * to_server.get(),
+        "the server sent {} bytes to an address that sent {}",
+        to_client.get(),
+        to_server.get()
+    );
 }

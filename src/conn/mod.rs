@@ -171,7 +171,17 @@ pub struct Connection {
     /// Recently declared losses: packet number -> largest acknowledged when
     /// it was declared lost. An ACK for one of them reveals reordering.
     recently_lost: std::collections::BTreeMap<u64, u64>,
+    /// Server, until the client's address is validated: bytes received from
+    /// and sent to it, for the anti-amplification limit (§6.7).
+    unvalidated: (u64, u64),
 }
+
+/// §6.7: before validation a server sends at most this many times the bytes
+/// it received.
+const AMPLIFICATION_FACTOR: u64 = 3;
+/// Smallest packet worth building under the amplification budget: header,
+/// ACK, HANDSHAKE and a little data.
+const MIN_BUDGETED_PACKET: u64 = 128;
 
 /// Declared losses remembered for spurious-loss detection.
 const RECENTLY_LOST_KEPT: usize = 1024;
@@ -238,6 +248,7 @@ impl Connection {
             packet_threshold: sent::PACKET_THRESHOLD,
             time_threshold: 0,
             recently_lost: Default::default(),
+            unvalidated: (0, 0),
             config,
         }
     }
@@ -476,6 +487,12 @@ impl Connection {
 
     /// The earliest instant at which `handle_timeout` has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.amplification_blocked() {
+            // Nothing can be sent until the client sends more (§6.7): only
+            // its next packet or the idle timeout can change anything, and a
+            // due ACK or probe must not keep waking us for nothing.
+            return Some(self.idle_deadline);
+        }
         match self.state {
             State::Closed => None,
             State::Closing { until } | State::Draining { until } => Some(until),
@@ -592,6 +609,9 @@ impl Connection {
     /// Takes one packet addressed to this connection whose header the
     /// endpoint already checked (§10 says in which order).
     pub fn handle_packet(&mut self, now: Instant, header: &Header, payload: &[u8]) {
+        if self.amplification_limited() {
+            self.unvalidated.0 += (header.ty.header_len() + payload.len() + CHECKSUM_LEN) as u64;
+        }
         let frames = match frame::decode_all(payload) {
             Ok(f) => f,
             Err(_) => {
@@ -977,6 +997,24 @@ impl Connection {
 
     // ----- Sending --------------------------------------------------------
 
+    /// Whether the §6.7 limit applies: a server that has not yet seen a DATA
+    /// packet from the client, so cannot know the client's address is real.
+    fn amplification_limited(&self) -> bool {
+        self.side == Side::Server && !self.confirmed
+    }
+
+    /// Whether the §6.7 budget is too small for any packet.
+    fn amplification_blocked(&self) -> bool {
+        self.amplification_limited()
+            && matches!(self.state, State::Handshake | State::Established)
+            && self.amplification_budget() < MIN_BUDGETED_PACKET
+    }
+
+    /// Bytes the server may still send before validation.
+    fn amplification_budget(&self) -> u64 {
+        (self.unvalidated.0 * AMPLIFICATION_FACTOR).saturating_sub(self.unvalidated.1)
+    }
+
     fn packet_type(&self) -> PacketType {
         match self.side {
             Side::Client if self.state == State::Handshake => PacketType::Initial,
@@ -1009,6 +1047,14 @@ impl Connection {
         if !want_eliciting && !self.acks.ack_due(now) {
             return false;
         }
+        // §6.7: an unvalidated client gets at most three times what it sent.
+        let mut max_len = self.max_datagram;
+        if self.amplification_blocked() {
+            return false;
+        }
+        if self.amplification_limited() {
+            max_len = max_len.min(self.amplification_budget() as usize);
+        }
 
         let pn = self.next_pn;
         self.next_pn += 1;
@@ -1019,7 +1065,7 @@ impl Connection {
             pn,
         }
         .encode(out);
-        let limit = self.max_datagram - CHECKSUM_LEN;
+        let limit = max_len - CHECKSUM_LEN;
         let mut frames = SentFrames::default();
         let mut eliciting = false;
         let mut retransmitted = false;
@@ -1088,6 +1134,9 @@ impl Connection {
 
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += out.len() as u64;
+        if self.amplification_limited() {
+            self.unvalidated.1 += out.len() as u64;
+        }
         if retransmitted {
             self.stats.packets_retransmitted += 1;
         }
@@ -1155,6 +1204,10 @@ impl Connection {
         seal(out);
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += out.len() as u64;
+        if self.amplification_limited() {
+            // Counted, not blocked: a CLOSE answers a packet just received.
+            self.unvalidated.1 += out.len() as u64;
+        }
         if let Some(t) = self.tracer.as_mut() {
             t.packet(now, "transport:packet_sent", out, json!({}));
         }
