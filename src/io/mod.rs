@@ -644,12 +644,12 @@ fn dispatch_events(shared: &Shared, st: &mut State) {
                 }
             }
             EndpointEvent::Connection(h, ev) => {
-                let stats = st.ep.connection(h).map(|c| c.stats());
-                let cid = st
-                    .ep
-                    .connection(h)
-                    .map(|c| c.local_cid())
-                    .unwrap_or_default();
+                // Statistics only for the last event: the others are frequent.
+                let conn = st.ep.connection(h);
+                let stats = conn
+                    .filter(|_| matches!(ev, Event::Closed(_)))
+                    .map(|c| c.stats());
+                let cid = conn.map(|c| c.local_cid()).unwrap_or_default();
                 let Some(slot) = st.slots.get_mut(&h) else {
                     continue;
                 };
