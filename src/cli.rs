@@ -46,6 +46,9 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, default_value = DEFAULT_ADDR, value_parser = parse_addr)]
         listen: SocketAddr,
+        /// Open connections at most; more clients are refused with CONNECTION_REFUSED.
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
+        max_connections: u32,
         #[command(flatten)]
         observe: ObserveArgs,
     },
@@ -175,7 +178,11 @@ pub fn default_log_filter(cli: &Cli) -> &'static str {
 /// Runs a parsed command; returns the process exit status.
 pub async fn run(cli: Cli) -> i32 {
     match cli.command {
-        Command::Server { listen, observe } => run_server(listen, observe).await,
+        Command::Server {
+            listen,
+            max_connections,
+            observe,
+        } => run_server(listen, max_connections as usize, observe).await,
         Command::Client {
             server,
             timeout,
@@ -433,8 +440,12 @@ fn start_trace(endpoint: &Endpoint, path: Option<&std::path::Path>) -> bool {
     }
 }
 
-async fn run_server(listen: SocketAddr, observe: ObserveArgs) -> i32 {
-    let endpoint = match Endpoint::server(listen, EndpointConfig::default()).await {
+async fn run_server(listen: SocketAddr, max_connections: usize, observe: ObserveArgs) -> i32 {
+    let config = EndpointConfig {
+        max_connections,
+        ..EndpointConfig::default()
+    };
+    let endpoint = match Endpoint::server(listen, config).await {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: cannot listen on {listen}: {e}");

@@ -37,7 +37,9 @@ pub struct EndpointConfig {
     pub connection: Arc<Config>,
     /// Whether INITIALs from unknown peers create connections (a server).
     pub accept_incoming: bool,
-    /// Connections at most; further INITIALs are refused (§6.3).
+    /// Open connections at most (ones that have not yet ended; those still
+    /// lingering after a close do not count); further INITIALs are refused
+    /// (§6.3).
     pub max_connections: usize,
 }
 
@@ -315,7 +317,16 @@ impl Endpoint {
             self.stats.dropped_small_initial += 1;
             return None;
         }
-        if self.conns.len() >= self.config.max_connections {
+        // Counting only when the total could be at the limit keeps the common
+        // path O(1).
+        if self.conns.len() >= self.config.max_connections
+            && self
+                .conns
+                .values()
+                .filter(|e| e.conn.outcome().is_none())
+                .count()
+                >= self.config.max_connections
+        {
             self.stats.refused += 1;
             self.refuse(from, key.1);
             return None;

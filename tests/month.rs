@@ -419,3 +419,39 @@ async fn trace_file_and_plot() {
     server.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn max_connections_refuses_clearly_and_closed_connections_free_their_place() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let _server = tokio::process::Command::new(env!("CARGO_BIN_EXE_rudp"))
+        .args(["server", "--listen", &addr, "--max-connections", "1"])
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The one allowed connection, held open.
+    let sock: std::net::SocketAddr = addr.parse().unwrap();
+    let ep = rudp::Endpoint::client(sock, Default::default())
+        .await
+        .unwrap();
+    let held = ep
+        .connect(sock)
+        .await
+        .expect("the first client is accepted");
+    assert!(held.recv().await.unwrap().is_some(), "greeting");
+    // A second client is refused with a clear message.
+    let out = rudp(&["client", "--server", &addr, "1"], b"", LIMIT).await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("CONNECTION_REFUSED"), "{}", out.stderr);
+    // Once the first has closed (it lingers, but no longer counts), the
+    // place is free again.
+    held.close().await.expect("graceful close");
+    let out = rudp(&["client", "--server", &addr, "1"], b"", LIMIT).await;
+    assert_eq!(out.stdout, "January\n", "{out:?}");
+}
