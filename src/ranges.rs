@@ -137,12 +137,6 @@ impl RangeSet {
         self.map.pop_first().map(|(s, e)| s..e)
     }
 
-    /// Removes the lowest range (used to bound memory: the oldest information
-    /// is the least useful).
-    pub fn drop_first(&mut self) {
-        self.map.pop_first();
-    }
-
     /// Ranges from highest to lowest.
     pub fn iter_rev(&self) -> impl Iterator<Item = Range<u64>> + '_ {
         self.map.iter().rev().map(|(&s, &e)| s..e)

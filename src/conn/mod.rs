@@ -428,11 +428,6 @@ impl Connection {
         }
     }
 
-    /// Whether a message of `len` bytes would be accepted by `send` now.
-    pub fn can_send(&self, len: usize) -> bool {
-        self.send.has_room_for(len)
-    }
-
     /// The next whole message from the peer, if one has arrived.
     pub fn recv(&mut self) -> Option<Bytes> {
         let msg = self.recv.pop()?;
@@ -1094,7 +1089,8 @@ impl Connection {
                 eliciting = true;
             }
             if self.peer.is_some() {
-                let frontier = self.send_frontier();
+                // Data below the frontier was sent before: a retransmission.
+                let frontier = self.send.sent_offset();
                 while let Some(room) = limit.checked_sub(out.len() + MAX_STREAM_HEADER_LEN) {
                     let Some(chunk) = self.send.next_chunk(room) else {
                         break;
@@ -1170,12 +1166,6 @@ impl Connection {
             self.set_loss_timer();
         }
         true
-    }
-
-    /// Stream offset below which every byte has been sent at least once:
-    /// data below it is a retransmission.
-    fn send_frontier(&self) -> u64 {
-        self.send.sent_offset()
     }
 
     fn write_close(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {

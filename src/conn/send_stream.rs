@@ -100,12 +100,6 @@ impl SendStream {
         self.end += len;
     }
 
-    /// Whether a message of `len` bytes would be accepted now.
-    pub fn has_room_for(&self, len: usize) -> bool {
-        self.fin == Fin::Open
-            && (self.buffered() == 0 || self.buffered() + len as u64 + 8 <= self.capacity)
-    }
-
     /// Bytes held: unacknowledged plus unsent.
     pub fn buffered(&self) -> u64 {
         self.end - self.acked_prefix
