@@ -1,12 +1,13 @@
 //! The `rudp` command line (docs/cli.md). `main.rs` only parses and calls
 //! [`run`]; everything here is library code the tests can reach.
 
-use crate::endpoint::EndpointConfig;
+use crate::endpoint::{EndpointConfig, RetryPolicy, RETRY_WHEN_PENDING};
 use crate::impair::parse_duration;
 use crate::io::Endpoint;
 use crate::month::client::{self, ClientExit, ClientOptions, Input};
 use crate::month::server;
 use crate::proxy::{format_stats, ImpairArgs, Proxy, ProxyConfig};
+use crate::psk::Psk;
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -39,6 +40,52 @@ pub struct ObserveArgs {
     pub trace: Option<PathBuf>,
 }
 
+/// Packet protection, for every command that opens connections.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct KeyArgs {
+    /// Seal every packet with the pre-shared key in FILE (its whole content,
+    /// at least 16 bytes; make one with `head -c 32 /dev/urandom > FILE`).
+    /// Both sides need the same file. See docs/security.md.
+    #[arg(long, value_name = "FILE")]
+    pub psk: Option<PathBuf>,
+}
+
+impl KeyArgs {
+    /// The key, if one was given.
+    pub fn load(&self) -> Result<Option<Psk>, crate::psk::PskError> {
+        self.psk.as_deref().map(Psk::from_file).transpose()
+    }
+}
+
+/// `--psk`, loaded; `None` (after a message) if the file cannot be used.
+fn load_key(key: &KeyArgs) -> Option<Option<Psk>> {
+    key.load().map_err(|e| eprintln!("error: {e}")).ok()
+}
+
+/// When the server makes clients prove their address first (`--retry`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RetryMode {
+    /// Only while many handshakes are pending (a flood): no extra round
+    /// trip otherwise.
+    Auto,
+    /// Always: every client pays one extra round trip.
+    Always,
+    /// Never: every INITIAL within the limits creates a connection.
+    Never,
+}
+
+impl RetryMode {
+    pub fn policy(self) -> RetryPolicy {
+        match self {
+            Self::Auto => RetryPolicy::WhenBusy {
+                pending_handshakes: RETRY_WHEN_PENDING,
+            },
+            Self::Always => RetryPolicy::Always,
+            Self::Never => RetryPolicy::Never,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the month service: answer a number from 1 to 12 with that month's name.
@@ -49,6 +96,15 @@ pub enum Command {
         /// Open connections at most; more clients are refused with CONNECTION_REFUSED.
         #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
         max_connections: u32,
+        /// Connections in their handshake at most; more are refused with CONNECTION_REFUSED.
+        #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+        max_pending_handshakes: u32,
+        /// When to answer a client's first packet with a RETRY token and keep no
+        /// state until it comes back (address validation, PROTOCOL.md §6.8).
+        #[arg(long, value_enum, default_value_t = RetryMode::Auto)]
+        retry: RetryMode,
+        #[command(flatten)]
+        key: KeyArgs,
         #[command(flatten)]
         observe: ObserveArgs,
     },
@@ -60,6 +116,8 @@ pub enum Command {
         /// Give up after this long without progress from the server (e.g. 10s, 500ms).
         #[arg(long, default_value = "10s", value_parser = parse_timeout)]
         timeout: Duration,
+        #[command(flatten)]
+        key: KeyArgs,
         #[command(flatten)]
         observe: ObserveArgs,
         /// Requests to send; with none, each line of standard input is one.
@@ -98,6 +156,8 @@ pub enum Command {
         #[arg(long, default_value = "10s", value_parser = parse_timeout)]
         timeout: Duration,
         #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
         observe: ObserveArgs,
     },
     /// Receive a file from `rudp send`, verify its SHA-256, then put it in place.
@@ -116,6 +176,8 @@ pub enum Command {
         /// Give up on a transfer after this long without progress.
         #[arg(long, default_value = "10s", value_parser = parse_timeout)]
         timeout: Duration,
+        #[command(flatten)]
+        key: KeyArgs,
         #[command(flatten)]
         observe: ObserveArgs,
     },
@@ -181,14 +243,34 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Server {
             listen,
             max_connections,
+            max_pending_handshakes,
+            retry,
+            key,
             observe,
-        } => run_server(listen, max_connections as usize, observe).await,
+        } => {
+            let Some(psk) = load_key(&key) else { return 1 };
+            let config = EndpointConfig {
+                connection: std::sync::Arc::new(crate::Config {
+                    psk,
+                    ..crate::Config::default()
+                }),
+                max_connections: max_connections as usize,
+                max_pending_handshakes: max_pending_handshakes as usize,
+                retry: retry.policy(),
+                ..EndpointConfig::default()
+            };
+            run_server(listen, config, observe).await
+        }
         Command::Client {
             server,
             timeout,
+            key,
             observe,
             months,
         } => {
+            let Some(psk) = load_key(&key) else {
+                return ClientExit::Failed as i32;
+            };
             let input = if months.is_empty() {
                 Input::Lines {
                     reader: Box::new(tokio::io::BufReader::new(tokio::io::stdin())),
@@ -201,6 +283,7 @@ pub async fn run(cli: Cli) -> i32 {
                 server,
                 timeout,
                 trace: observe.trace,
+                psk,
             };
             let mut out = tokio::io::stdout();
             let mut err = std::io::stderr();
@@ -226,11 +309,14 @@ pub async fn run(cli: Cli) -> i32 {
             file,
             to,
             timeout,
+            key,
             observe,
         } => {
+            let Some(psk) = load_key(&key) else { return 1 };
             let config = EndpointConfig {
                 connection: std::sync::Arc::new(crate::Config {
                     idle_timeout: timeout,
+                    psk,
                     ..crate::Config::default()
                 }),
                 ..EndpointConfig::default()
@@ -259,8 +345,19 @@ pub async fn run(cli: Cli) -> i32 {
             out,
             keep_open,
             timeout,
+            key,
             observe,
-        } => run_recv(listen, out, keep_open, timeout, observe).await,
+        } => {
+            let Some(psk) = load_key(&key) else { return 1 };
+            let config = EndpointConfig {
+                connection: std::sync::Arc::new(crate::Config {
+                    psk,
+                    ..crate::Config::default()
+                }),
+                ..EndpointConfig::default()
+            };
+            run_recv(listen, config, out, keep_open, timeout, observe).await
+        }
         Command::Plot { trace, out, conn } => {
             let out = out.unwrap_or_else(|| trace.with_extension("svg"));
             let drawn = crate::plot::read_trace(&trace, conn.as_deref())
@@ -360,6 +457,7 @@ fn write_report(path: Option<&std::path::Path>, value: &impl serde::Serialize) -
 
 async fn run_recv(
     listen: SocketAddr,
+    config: EndpointConfig,
     out: Option<PathBuf>,
     keep_open: bool,
     timeout: Duration,
@@ -377,7 +475,7 @@ async fn run_recv(
             return 1;
         }
     }
-    let endpoint = match Endpoint::server(listen, EndpointConfig::default()).await {
+    let endpoint = match Endpoint::server(listen, config).await {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: cannot listen on {listen}: {e}");
@@ -440,11 +538,7 @@ fn start_trace(endpoint: &Endpoint, path: Option<&std::path::Path>) -> bool {
     }
 }
 
-async fn run_server(listen: SocketAddr, max_connections: usize, observe: ObserveArgs) -> i32 {
-    let config = EndpointConfig {
-        max_connections,
-        ..EndpointConfig::default()
-    };
+async fn run_server(listen: SocketAddr, config: EndpointConfig, observe: ObserveArgs) -> i32 {
     let endpoint = match Endpoint::server(listen, config).await {
         Ok(e) => e,
         Err(e) => {

@@ -32,6 +32,10 @@ pub struct Config {
     pub initial_rtt: Duration,
     /// Congestion controller (default NewReno).
     pub congestion: Algorithm,
+    /// Pre-shared key: when set, every packet is sealed with it and packets
+    /// not sealed with it are dropped (PROTOCOL.md §3.7). Both sides must
+    /// use the same key. Default: none, packets travel in clear.
+    pub psk: Option<crate::psk::Psk>,
 }
 
 impl Default for Config {
@@ -46,6 +50,7 @@ impl Default for Config {
             keep_alive: Some(Duration::from_secs(10)),
             initial_rtt: Duration::from_millis(100),
             congestion: Algorithm::NewReno,
+            psk: None,
         }
     }
 }

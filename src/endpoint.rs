@@ -14,9 +14,16 @@
 //! 3. `poll_event()` until `None`.
 
 use crate::config::{Config, MIN_DATAGRAM_SIZE};
-use crate::conn::{Connection, Event, TraceEvent};
-use crate::wire::packet::{self, decode};
-use crate::wire::{ConnectionId, Datagram, DecodeError, PacketType, VersionNegotiation};
+use crate::conn::{self, Address, Connection, Event, State, TraceEvent};
+use crate::error::TransportCode;
+use crate::token::TokenKeys;
+use crate::wire::frame::{self, Frame};
+use crate::wire::packet::{self, decode, LONG_HEADER_LEN};
+use crate::wire::{
+    CloseFrame, CloseKind, ConnectionId, Datagram, DecodeError, Header, PacketType, Protection,
+    VersionNegotiation,
+};
+use rand::Rng;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -25,6 +32,10 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Stateless replies use packet numbers from here up to 2^62 - 1; no
+/// connection's numbers get near (they start below 2^48).
+const STATELESS_PN_START: u64 = 1 << 61;
 
 /// Names one connection of an endpoint. Never reused by that endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -41,7 +52,29 @@ pub struct EndpointConfig {
     /// lingering after a close do not count); further INITIALs are refused
     /// (§6.3).
     pub max_connections: usize,
+    /// Connections still in their handshake at most; further INITIALs are
+    /// refused, even with a valid token (§6.3).
+    pub max_pending_handshakes: usize,
+    /// When to make clients prove their address with a RETRY round trip
+    /// before any state is kept for them (§6.8).
+    pub retry: RetryPolicy,
 }
+
+/// When a server answers an INITIAL with a RETRY instead of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryPolicy {
+    /// Never: every INITIAL that passes the limits creates a connection.
+    Never,
+    /// Once this many connections are in their handshake: a flood of
+    /// INITIALs from forged addresses then costs no memory, while a quiet
+    /// server saves its clients the extra round trip.
+    WhenBusy { pending_handshakes: usize },
+    /// For every INITIAL without a valid token.
+    Always,
+}
+
+/// Default [`RetryPolicy::WhenBusy`] threshold.
+pub const RETRY_WHEN_PENDING: usize = 64;
 
 impl Default for EndpointConfig {
     fn default() -> Self {
@@ -49,6 +82,10 @@ impl Default for EndpointConfig {
             connection: Arc::new(Config::default()),
             accept_incoming: false,
             max_connections: 100_000,
+            max_pending_handshakes: 4096,
+            retry: RetryPolicy::WhenBusy {
+                pending_handshakes: RETRY_WHEN_PENDING,
+            },
         }
     }
 }
@@ -74,9 +111,19 @@ pub struct EndpointStats {
     pub dropped_unknown_connection: u64,
     pub dropped_wrong_address: u64,
     pub dropped_small_initial: u64,
+    /// INITIALs that failed pre-shared-key authentication (§3.7).
+    pub dropped_unauthenticated: u64,
     pub version_negotiations_sent: u64,
+    /// RETRY packets sent instead of creating a connection (§6.8).
+    pub retries_sent: u64,
+    /// INITIALs refused: connection or pending-handshake limit, key
+    /// mismatch, bad token (§6.3).
     pub refused: u64,
+    /// Of those, for a token that was invalid or expired.
+    pub invalid_tokens: u64,
     pub connections_accepted: u64,
+    /// Of those, created for a client that echoed a valid token.
+    pub accepted_with_token: u64,
 }
 
 #[derive(Debug)]
@@ -87,6 +134,8 @@ struct Entry {
     initial_key: Option<(SocketAddr, ConnectionId)>,
     /// Deadline currently in the timer heap for this connection.
     timer: Option<Instant>,
+    /// Counted in `Endpoint::pending`: a server connection in its handshake.
+    pending: bool,
     /// Whether the handle is in `dirty`.
     dirty: bool,
 }
@@ -110,6 +159,11 @@ pub struct Endpoint {
     /// Whether new connections record trace events (docs/trace.md).
     trace: bool,
     traces: VecDeque<(ConnectionId, TraceEvent)>,
+    /// Server connections still in their handshake (§6.3, §6.8).
+    pending: usize,
+    tokens: TokenKeys,
+    /// Reused buffer for opening sealed INITIALs.
+    plain_buf: Vec<u8>,
 }
 
 impl Endpoint {
@@ -130,7 +184,15 @@ impl Endpoint {
             stats: EndpointStats::default(),
             trace: false,
             traces: VecDeque::new(),
+            pending: 0,
+            tokens: TokenKeys::default(),
+            plain_buf: Vec::new(),
         }
+    }
+
+    /// Server connections still in their handshake.
+    pub fn pending_handshakes(&self) -> usize {
+        self.pending
     }
 
     /// Records trace events for every connection created from now on;
@@ -170,7 +232,8 @@ impl Endpoint {
     /// Starts a client connection to `remote`.
     pub fn connect(&mut self, now: Instant, remote: SocketAddr) -> ConnectionHandle {
         let cid = self.new_cid();
-        let conn = Connection::client(now, self.config.connection.clone(), cid);
+        let first_pn = self.rng.gen_range(0..conn::FIRST_PN_RANGE);
+        let conn = Connection::client(now, self.config.connection.clone(), cid, first_pn);
         self.insert(conn, remote, None)
     }
 
@@ -205,6 +268,7 @@ impl Endpoint {
                 remote,
                 initial_key,
                 timer: None,
+                pending: false,
                 dirty: false,
             },
         );
@@ -267,19 +331,21 @@ impl Endpoint {
                 let key = (from, header.scid.unwrap_or_default());
                 match self.by_initial.get(&key) {
                     Some(&h) => h,
-                    None => match self.accept(now, from, key, data.len()) {
+                    None => match self.accept(now, from, &header, payload, data.len()) {
                         Some(h) => h,
                         None => return,
                     },
                 }
             }
-            PacketType::Accept | PacketType::Data => match self.by_cid.get(&header.dcid) {
-                Some(&h) => h,
-                None => {
-                    self.stats.dropped_unknown_connection += 1;
-                    return;
+            PacketType::Accept | PacketType::Data | PacketType::Retry => {
+                match self.by_cid.get(&header.dcid) {
+                    Some(&h) => h,
+                    None => {
+                        self.stats.dropped_unknown_connection += 1;
+                        return;
+                    }
                 }
-            },
+            }
         };
         let Some(entry) = self.conns.get_mut(&h) else {
             return;
@@ -290,7 +356,11 @@ impl Endpoint {
             self.stats.dropped_wrong_address += 1;
             return;
         }
-        entry.conn.handle_packet(now, &header, payload);
+        if header.ty == PacketType::Retry {
+            entry.conn.handle_retry(now, &header, payload);
+        } else {
+            entry.conn.handle_packet(now, &header, payload);
+        }
         self.touch(h);
     }
 
@@ -300,16 +370,24 @@ impl Endpoint {
         (self.conns.get(&h)?.remote == from).then_some(h)
     }
 
-    /// A new INITIAL: create a server connection, if we accept and may.
+    /// A new INITIAL: create a server connection, if we accept and may
+    /// (§6.2), after the checks of §6.3, §3.7 and §6.8 in that order.
     fn accept(
         &mut self,
         now: Instant,
         from: SocketAddr,
-        key: (SocketAddr, ConnectionId),
+        header: &Header,
+        payload: &[u8],
         len: usize,
     ) -> Option<ConnectionHandle> {
         if !self.config.accept_incoming {
             self.stats.dropped_unknown_connection += 1;
+            return None;
+        }
+        let client_cid = header.scid.unwrap_or_default();
+        if client_cid.0 == 0 {
+            // §3.2: CIDs are non-zero.
+            self.stats.dropped_malformed += 1;
             return None;
         }
         if len < MIN_DATAGRAM_SIZE {
@@ -317,47 +395,220 @@ impl Endpoint {
             self.stats.dropped_small_initial += 1;
             return None;
         }
-        // Counting only when the total could be at the limit keeps the common
-        // path O(1).
-        if self.conns.len() >= self.config.max_connections
+        // §3.7: the INITIAL's protection must match ours. A mismatch is
+        // answered in clear, so that the user learns why; a wrong key is not
+        // (the server cannot tell it from a forgery).
+        let psk = self.config.connection.psk.clone();
+        let mut plain = std::mem::take(&mut self.plain_buf);
+        let body = match (&psk, header.protection) {
+            (None, Protection::Clear) => Some(payload),
+            (Some(psk), Protection::Sealed) => {
+                let mut aad = Vec::with_capacity(LONG_HEADER_LEN);
+                header.encode(&mut aad);
+                match psk
+                    .client_key(client_cid)
+                    .open(header.pn, &aad, payload, &mut plain)
+                {
+                    Ok(()) => Some(&plain[..]),
+                    Err(_) => {
+                        self.stats.dropped_unauthenticated += 1;
+                        None
+                    }
+                }
+            }
+            (Some(_), Protection::Clear) => {
+                self.refuse(
+                    from,
+                    client_cid,
+                    Protection::Clear,
+                    TransportCode::ConnectionRefused,
+                    "this server requires a pre-shared key (--psk)",
+                );
+                None
+            }
+            (None, Protection::Sealed) => {
+                self.refuse(
+                    from,
+                    client_cid,
+                    Protection::Clear,
+                    TransportCode::ConnectionRefused,
+                    "this server has no pre-shared key; connect without --psk",
+                );
+                None
+            }
+        };
+        let token = body.map(|b| match frame::decode_all(b) {
+            Ok(frames) => Ok(frames.iter().find_map(|f| match f {
+                Frame::Token(t) => Some(t.to_vec()),
+                _ => None,
+            })),
+            Err(_) => Err(()),
+        });
+        self.plain_buf = plain;
+        let token = match token? {
+            Ok(t) => t,
+            Err(()) => {
+                self.stats.dropped_malformed += 1;
+                return None;
+            }
+        };
+        let protection = header.protection;
+        // §6.8: a token proves the address; without one, a busy server
+        // sends one and keeps nothing.
+        let address = match token {
+            Some(t) => match self
+                .tokens
+                .validate(now, &mut self.rng, from, client_cid, &t)
+            {
+                Ok(()) => Address::Validated,
+                Err(e) => {
+                    self.stats.invalid_tokens += 1;
+                    self.refuse(
+                        from,
+                        client_cid,
+                        protection,
+                        TransportCode::InvalidToken,
+                        &e.to_string(),
+                    );
+                    return None;
+                }
+            },
+            None if self.retry_wanted() => {
+                self.send_retry(now, from, client_cid, protection);
+                return None;
+            }
+            None => Address::Unvalidated,
+        };
+        // §6.3: limits. Counting open connections only when the total could
+        // be at the limit keeps the common path O(1).
+        let at_limit = self.conns.len() >= self.config.max_connections
             && self
                 .conns
                 .values()
                 .filter(|e| e.conn.outcome().is_none())
                 .count()
-                >= self.config.max_connections
-        {
-            self.stats.refused += 1;
-            self.refuse(from, key.1);
+                >= self.config.max_connections;
+        if at_limit {
+            self.refuse(
+                from,
+                client_cid,
+                protection,
+                TransportCode::ConnectionRefused,
+                "server at its connection limit",
+            );
+            return None;
+        }
+        if self.pending >= self.config.max_pending_handshakes {
+            self.refuse(
+                from,
+                client_cid,
+                protection,
+                TransportCode::ConnectionRefused,
+                "server busy: too many handshakes in progress",
+            );
             return None;
         }
         let cid = self.new_cid();
-        let conn = Connection::server(now, self.config.connection.clone(), cid, key.1);
-        let h = self.insert(conn, from, Some(key));
+        let first_pn = self.rng.gen_range(0..conn::FIRST_PN_RANGE);
+        let conn = Connection::server(
+            now,
+            self.config.connection.clone(),
+            (cid, client_cid),
+            first_pn,
+            address,
+        );
+        let h = self.insert(conn, from, Some((from, client_cid)));
         self.stats.connections_accepted += 1;
+        if address == Address::Validated {
+            self.stats.accepted_with_token += 1;
+        }
         self.events.push_back(EndpointEvent::Incoming(h));
         Some(h)
     }
 
-    /// §6.3: a stateless ACCEPT carrying CLOSE(CONNECTION_REFUSED).
-    fn refuse(&mut self, to: SocketAddr, client_cid: ConnectionId) {
-        use crate::error::TransportCode;
-        use crate::wire::{CloseFrame, CloseKind, Frame, Header};
-        let mut out = Vec::with_capacity(64);
+    /// Whether an INITIAL without a token gets a RETRY (§6.8).
+    fn retry_wanted(&self) -> bool {
+        match self.config.retry {
+            RetryPolicy::Never => false,
+            RetryPolicy::Always => true,
+            RetryPolicy::WhenBusy { pending_handshakes } => self.pending >= pending_handshakes,
+        }
+    }
+
+    /// §6.8: a stateless RETRY carrying a token bound to the client's
+    /// address and CID.
+    fn send_retry(
+        &mut self,
+        now: Instant,
+        to: SocketAddr,
+        client_cid: ConnectionId,
+        protection: Protection,
+    ) {
+        let token = self.tokens.issue(now, &mut self.rng, to, client_cid);
+        self.stats.retries_sent += 1;
+        self.stateless_reply(
+            to,
+            client_cid,
+            PacketType::Retry,
+            protection,
+            Frame::Token(&token),
+        );
+    }
+
+    /// §6.3: a stateless ACCEPT carrying only CLOSE (transport) with `code`.
+    fn refuse(
+        &mut self,
+        to: SocketAddr,
+        client_cid: ConnectionId,
+        protection: Protection,
+        code: TransportCode,
+        reason: &str,
+    ) {
+        self.stats.refused += 1;
+        self.stateless_reply(
+            to,
+            client_cid,
+            PacketType::Accept,
+            protection,
+            Frame::Close(CloseFrame {
+                kind: CloseKind::Transport,
+                code: code.to_u64(),
+                reason: reason.as_bytes(),
+            }),
+        );
+    }
+
+    /// A reply sent without creating state: source CID zero, and a random
+    /// packet number from the top half of the range, so that a sealed one
+    /// never repeats a nonce of the connection that may follow (§3.7).
+    fn stateless_reply(
+        &mut self,
+        to: SocketAddr,
+        client_cid: ConnectionId,
+        ty: PacketType,
+        protection: Protection,
+        frame: Frame<'_>,
+    ) {
+        let pn = self
+            .rng
+            .gen_range(STATELESS_PN_START..crate::wire::varint::MAX + 1);
+        let mut out = Vec::with_capacity(128);
         Header {
-            ty: PacketType::Accept,
+            ty,
+            protection,
             dcid: client_cid,
             scid: Some(ConnectionId(0)),
-            pn: 0,
+            pn,
         }
         .encode(&mut out);
-        Frame::Close(CloseFrame {
-            kind: CloseKind::Transport,
-            code: TransportCode::ConnectionRefused.to_u64(),
-            reason: b"server at its connection limit",
-        })
-        .encode(&mut out);
-        packet::seal(&mut out);
+        frame.encode(&mut out);
+        if protection == Protection::Sealed {
+            if let Some(psk) = &self.config.connection.psk {
+                psk.server_key(client_cid, ConnectionId(0))
+                    .seal(pn, ty.header_len(), &mut out);
+            }
+        }
+        packet::append_checksum(&mut out);
         self.stateless.push_back((to, out));
     }
 
@@ -481,6 +732,15 @@ impl Endpoint {
         }
         while let Some(t) = entry.conn.poll_trace() {
             self.traces.push_back((entry.conn.local_cid(), t));
+        }
+        let pending = entry.initial_key.is_some() && entry.conn.state() == State::Handshake;
+        if pending != entry.pending {
+            entry.pending = pending;
+            if pending {
+                self.pending += 1;
+            } else {
+                self.pending -= 1;
+            }
         }
         if entry.conn.is_drained() {
             let entry = self.conns.remove(&h);

@@ -16,6 +16,7 @@ pub enum TransportCode {
     MessageTooLarge,
     ConnectionRefused,
     InvalidParameters,
+    InvalidToken,
     /// A code this version does not define (kept, so it can be reported).
     Unknown(u64),
 }
@@ -31,6 +32,7 @@ impl TransportCode {
             Self::MessageTooLarge => 0x5,
             Self::ConnectionRefused => 0x6,
             Self::InvalidParameters => 0x7,
+            Self::InvalidToken => 0x8,
             Self::Unknown(c) => c,
         }
     }
@@ -45,6 +47,7 @@ impl TransportCode {
             0x5 => Self::MessageTooLarge,
             0x6 => Self::ConnectionRefused,
             0x7 => Self::InvalidParameters,
+            0x8 => Self::InvalidToken,
             c => Self::Unknown(c),
         }
     }
@@ -61,6 +64,7 @@ impl fmt::Display for TransportCode {
             Self::MessageTooLarge => "MESSAGE_TOO_LARGE",
             Self::ConnectionRefused => "CONNECTION_REFUSED",
             Self::InvalidParameters => "INVALID_PARAMETERS",
+            Self::InvalidToken => "INVALID_TOKEN",
             Self::Unknown(c) => return write!(f, "unknown error {c:#x}"),
         };
         f.write_str(name)

@@ -19,6 +19,8 @@
 //!   duplication, reordering, delay, jitter, corruption, rate limits.
 //! - [`sim`]: two endpoints joined by impaired links, in virtual time: how
 //!   the tests run thousands of lossy connections a second.
+//! - [`psk`]: optional pre-shared-key sealing of packets (§3.7).
+//! - [`token`]: stateless address-validation tokens for RETRY (§6.8).
 //! - [`config`], [`error`]: settings and failure reasons.
 //! - [`io`]: the tokio layer: [`Endpoint`] (a socket and its driver task)
 //!   and [`Connection`] (send, receive, close, statistics).
@@ -71,9 +73,11 @@ pub mod io;
 pub mod month;
 pub mod plot;
 pub mod proxy;
+pub mod psk;
 pub mod ranges;
 pub mod report;
 pub mod sim;
+pub mod token;
 pub mod transfer;
 pub mod wire;
 

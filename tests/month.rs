@@ -87,11 +87,7 @@ async fn piped_lines_and_zero_ends_the_session() {
 #[tokio::test]
 async fn nothing_listening_fails_with_status_1_within_the_timeout() {
     // Bind and release a port so that nothing listens there.
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let addr = format!("127.0.0.1:{port}");
     let started = Instant::now();
     let out = rudp(
@@ -133,6 +129,7 @@ async fn fifty_clients_at_once_each_get_their_own_answers() {
                 server: addr,
                 timeout: Duration::from_secs(20),
                 trace: None,
+                psk: None,
             };
             let mut out = Vec::new();
             let mut err = Vec::new();
@@ -239,11 +236,7 @@ async fn survives_burst_loss() {
 
 #[tokio::test]
 async fn server_binary_exits_0_on_sigterm() {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let addr = format!("127.0.0.1:{port}");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rudp"))
         .args(["server", "--listen", &addr])
@@ -422,11 +415,7 @@ async fn trace_file_and_plot() {
 
 #[tokio::test]
 async fn max_connections_refuses_clearly_and_closed_connections_free_their_place() {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let addr = format!("127.0.0.1:{port}");
     let _server = tokio::process::Command::new(env!("CARGO_BIN_EXE_rudp"))
         .args(["server", "--listen", &addr, "--max-connections", "1"])
@@ -454,4 +443,84 @@ async fn max_connections_refuses_clearly_and_closed_connections_free_their_place
     held.close().await.expect("graceful close");
     let out = rudp(&["client", "--server", &addr, "1"], b"", LIMIT).await;
     assert_eq!(out.stdout, "January\n", "{out:?}");
+}
+
+/// `--psk` and `--retry` from the command line: the right key works
+/// through a RETRY; no key, a wrong key and a short key fail clearly.
+#[tokio::test]
+async fn pre_shared_key_and_retry_from_the_command_line() {
+    let dir = std::env::temp_dir().join(format!("rudp-month-psk-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (key, wrong, short) = (dir.join("a.key"), dir.join("b.key"), dir.join("c.key"));
+    std::fs::write(&key, b"0123456789abcdef0123456789abcdef").unwrap();
+    std::fs::write(&wrong, b"fedcba9876543210fedcba9876543210").unwrap();
+    std::fs::write(&short, b"too short").unwrap();
+    let (key, wrong, short) = (
+        key.to_str().unwrap(),
+        wrong.to_str().unwrap(),
+        short.to_str().unwrap(),
+    );
+    let port = common::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let _server = tokio::process::Command::new(env!("CARGO_BIN_EXE_rudp"))
+        .args([
+            "server", "--listen", &addr, "--psk", key, "--retry", "always",
+        ])
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let out = rudp(
+        &["client", "--server", &addr, "--psk", key, "3"],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (Some(0), "March\n"),
+        "{out:?}"
+    );
+
+    let out = rudp(&["client", "--server", &addr, "3"], b"", LIMIT).await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("requires a pre-shared key"),
+        "{}",
+        out.stderr
+    );
+
+    let out = rudp(
+        &[
+            "client",
+            "--server",
+            &addr,
+            "--psk",
+            wrong,
+            "--timeout",
+            "1s",
+            "3",
+        ],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("same --psk key"), "{}", out.stderr);
+
+    let out = rudp(
+        &["client", "--server", &addr, "--psk", short, "3"],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("at least 16 are needed"),
+        "{}",
+        out.stderr
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

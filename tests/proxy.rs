@@ -43,11 +43,7 @@ async fn bad_flags_exit_2_naming_the_flag_and_range() {
 #[tokio::test]
 async fn relays_the_month_service_and_reports_statistics_on_sigterm() {
     let server = Server::start().await;
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let listen = format!("127.0.0.1:{port}");
     let dir = std::env::temp_dir().join(format!("rudp-proxy-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -18,8 +18,9 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rudp::conn::{Event, SendError};
-use rudp::endpoint::{ConnectionHandle, EndpointConfig, EndpointEvent};
+use rudp::endpoint::{ConnectionHandle, EndpointConfig, EndpointEvent, RetryPolicy};
 use rudp::impair::{Blackout, ImpairConfig};
+use rudp::psk::Psk;
 use rudp::sim::{Direction, Sim};
 use rudp::{Config, ConnectionError};
 use std::collections::VecDeque;
@@ -167,8 +168,18 @@ fn run_seed(seed: u64, verbose: bool) -> Result<(), String> {
     }
     let client_msgs = random_messages(&mut rng, b'c');
     let server_msgs = random_messages(&mut rng, b's');
+    // A quarter of the runs each: in clear, sealed with a pre-shared key
+    // (§3.7), with a RETRY round trip (§6.8), and both.
+    let security = rng.gen_range(0..4u8);
+    let psk = (security & 1 == 1).then(|| Psk::new(b"the sweep's pre-shared key").unwrap());
+    let retry = if security & 2 == 2 {
+        RetryPolicy::Always
+    } else {
+        EndpointConfig::default().retry
+    };
     let config = Arc::new(Config {
         idle_timeout: IDLE_TIMEOUT,
+        psk,
         ..Config::default()
     });
     let client_cfg = EndpointConfig {
@@ -176,12 +187,14 @@ fn run_seed(seed: u64, verbose: bool) -> Result<(), String> {
         ..EndpointConfig::default()
     };
     let server_cfg = EndpointConfig {
-        connection: config,
+        connection: config.clone(),
         accept_incoming: true,
+        retry,
         ..EndpointConfig::default()
     };
     if verbose {
         eprintln!("seed {seed}\n  to server: {up:?}\n  to client: {down:?}");
+        eprintln!("  pre-shared key {}, retry {retry:?}", config.psk.is_some());
         eprintln!(
             "  client sends {} messages, server sends {}",
             client_msgs.len(),

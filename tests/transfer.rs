@@ -4,7 +4,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::rudp;
+use common::{free_port, rudp};
 use rand::{RngCore, SeedableRng};
 use rudp::endpoint::EndpointConfig;
 use rudp::impair::ImpairConfig;
@@ -29,14 +29,6 @@ fn random_file(path: &Path, len: usize, seed: u64) -> Vec<u8> {
     rand_chacha::ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut data);
     std::fs::write(path, &data).unwrap();
     data
-}
-
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Everything in `dir` whose name marks an unfinished transfer.
@@ -296,5 +288,52 @@ async fn bad_arguments_fail_clearly() {
     .await;
     assert_eq!(out.code, Some(1));
     assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--psk` on both sides: the file arrives; a sender without the key is
+/// refused with a reason and nothing is written.
+#[tokio::test]
+async fn a_transfer_sealed_with_a_pre_shared_key() {
+    let dir = scratch("psk");
+    let src = dir.join("secret.bin");
+    let data = random_file(&src, 300_000, 4);
+    let key = dir.join("transfer.key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    let key = key.to_str().unwrap();
+    let out = dir.join("received.bin");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let recv = spawn_recv(&[
+        "--listen",
+        &listen,
+        "--out",
+        out.to_str().unwrap(),
+        "--psk",
+        key,
+        "--keep-open",
+    ]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = rudp(
+        &["send", src.to_str().unwrap(), "--to", &listen],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(
+        refused.stderr.contains("requires a pre-shared key"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!out.exists());
+    let sent = rudp(
+        &["send", src.to_str().unwrap(), "--to", &listen, "--psk", key],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(sent.code, Some(0), "{sent:?}");
+    drop(recv);
+    assert_eq!(std::fs::read(&out).unwrap(), data);
     let _ = std::fs::remove_dir_all(&dir);
 }

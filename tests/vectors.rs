@@ -6,11 +6,12 @@
 //! `RUDP_PRINT_VECTORS=1 cargo test --test vectors -- --nocapture` prints
 //! the encoder's hex, for writing the document.
 
+use rudp::psk::Psk;
 use rudp::wire::frame::decode_all;
-use rudp::wire::packet::{decode, seal};
+use rudp::wire::packet::{append_checksum, decode};
 use rudp::wire::{
     AckFrame, CloseFrame, CloseKind, ConnectionId, Datagram, Frame, HandshakeParams, Header,
-    PacketType, StreamFrame, VersionNegotiation,
+    PacketType, Protection, StreamFrame, VersionNegotiation,
 };
 
 const CLIENT_CID: ConnectionId = ConnectionId(0x1122_3344_5566_7788);
@@ -32,7 +33,7 @@ fn packet(header: Header, frames: &[Frame<'_>]) -> Vec<u8> {
     for f in frames {
         f.encode(&mut out);
     }
-    seal(&mut out);
+    append_checksum(&mut out);
     out
 }
 
@@ -40,6 +41,7 @@ fn packet(header: Header, frames: &[Frame<'_>]) -> Vec<u8> {
 fn vectors() -> Vec<(&'static str, Header, Vec<Frame<'static>>)> {
     let initial_hdr = Header {
         ty: PacketType::Initial,
+        protection: Protection::Clear,
         dcid: ConnectionId(0),
         scid: Some(CLIENT_CID),
         pn: 0,
@@ -56,6 +58,7 @@ fn vectors() -> Vec<(&'static str, Header, Vec<Frame<'static>>)> {
             "ACCEPT",
             Header {
                 ty: PacketType::Accept,
+                protection: Protection::Clear,
                 dcid: CLIENT_CID,
                 scid: Some(SERVER_CID),
                 pn: 0,
@@ -78,6 +81,7 @@ fn vectors() -> Vec<(&'static str, Header, Vec<Frame<'static>>)> {
             "DATA with ACK ranges and a final message",
             Header {
                 ty: PacketType::Data,
+                protection: Protection::Clear,
                 dcid: SERVER_CID,
                 scid: None,
                 pn: 7,
@@ -98,6 +102,7 @@ fn vectors() -> Vec<(&'static str, Header, Vec<Frame<'static>>)> {
             "DATA with MAX_DATA and PING",
             Header {
                 ty: PacketType::Data,
+                protection: Protection::Clear,
                 dcid: CLIENT_CID,
                 scid: None,
                 pn: 300,
@@ -108,6 +113,7 @@ fn vectors() -> Vec<(&'static str, Header, Vec<Frame<'static>>)> {
             "DATA with an application CLOSE",
             Header {
                 ty: PacketType::Data,
+                protection: Protection::Clear,
                 dcid: SERVER_CID,
                 scid: None,
                 pn: 8,
@@ -119,6 +125,50 @@ fn vectors() -> Vec<(&'static str, Header, Vec<Frame<'static>>)> {
             })],
         ),
     ]
+}
+
+/// Vector 7: a RETRY with a 24-byte token 00 01 .. 17.
+fn retry() -> (Header, Vec<u8>) {
+    const TOKEN: [u8; 24] = {
+        let mut t = [0u8; 24];
+        let mut i = 0;
+        while i < 24 {
+            t[i] = i as u8;
+            i += 1;
+        }
+        t
+    };
+    (
+        Header {
+            ty: PacketType::Retry,
+            protection: Protection::Clear,
+            dcid: CLIENT_CID,
+            scid: Some(ConnectionId(0)),
+            pn: 1 << 61,
+        },
+        TOKEN.to_vec(),
+    )
+}
+
+/// Vector 8's key: 32 ASCII bytes.
+const VECTOR_PSK: &[u8] = b"rudp test vector key, 32 bytes!!";
+
+/// Vector 8: a sealed DATA packet from the client.
+fn sealed_data() -> (Header, Frame<'static>) {
+    (
+        Header {
+            ty: PacketType::Data,
+            protection: Protection::Sealed,
+            dcid: SERVER_CID,
+            scid: None,
+            pn: 7,
+        },
+        Frame::Stream(StreamFrame {
+            offset: 0,
+            data: b"\x05March",
+            fin: true,
+        }),
+    )
 }
 
 fn version_negotiation() -> VersionNegotiation {
@@ -198,6 +248,22 @@ fn protocol_md_vectors_match_the_encoder_and_decoder() {
     let mut vn = Vec::new();
     version_negotiation().encode(&mut vn);
     built.push(("VERSION_NEGOTIATION".to_string(), vn.clone()));
+    let (retry_header, token) = retry();
+    built.push((
+        "RETRY".to_string(),
+        packet(retry_header, &[Frame::Token(&token)]),
+    ));
+    let (sealed_header, frame) = sealed_data();
+    let mut sealed = Vec::new();
+    sealed_header.encode(&mut sealed);
+    frame.encode(&mut sealed);
+    Psk::new(VECTOR_PSK).unwrap().client_key(CLIENT_CID).seal(
+        7,
+        sealed_header.ty.header_len(),
+        &mut sealed,
+    );
+    append_checksum(&mut sealed);
+    built.push(("DATA sealed with a pre-shared key".to_string(), sealed));
     if std::env::var("RUDP_PRINT_VECTORS").is_ok() {
         for (n, b) in &built {
             println!("### {n} ({} bytes)\n{}\n", b.len(), hex(b));
@@ -227,9 +293,32 @@ fn protocol_md_vectors_match_the_encoder_and_decoder() {
             other => panic!("vector {name} decodes as {other:?}"),
         }
     }
-    let (_, vn_bytes) = doc.last().expect("the VN vector");
+    let (_, vn_bytes) = &doc[5];
     assert_eq!(
         decode(vn_bytes),
         Ok(Datagram::VersionNegotiation(version_negotiation()))
     );
+    match decode(&doc[6].1) {
+        Ok(Datagram::Packet { header, payload }) => {
+            assert_eq!(header, retry_header);
+            assert_eq!(decode_all(payload).unwrap(), vec![Frame::Token(&token)]);
+        }
+        other => panic!("the RETRY vector decodes as {other:?}"),
+    }
+    // The sealed vector opens with the key and gives back its frame.
+    match decode(&doc[7].1) {
+        Ok(Datagram::Packet { header, payload }) => {
+            assert_eq!(header, sealed_header);
+            let mut aad = Vec::new();
+            header.encode(&mut aad);
+            let mut plain = Vec::new();
+            Psk::new(VECTOR_PSK)
+                .unwrap()
+                .client_key(CLIENT_CID)
+                .open(header.pn, &aad, payload, &mut plain)
+                .expect("the vector opens with its key");
+            assert_eq!(decode_all(&plain).unwrap(), vec![frame]);
+        }
+        other => panic!("the sealed vector decodes as {other:?}"),
+    }
 }

@@ -121,13 +121,18 @@ async fn tshark_decodes_a_captured_month_session() {
         initial[2], "0x0000000000000000",
         "INITIAL's destination CID is zero"
     );
-    assert_eq!(initial[3], "0", "first packet number");
+    let first_pn: u64 = initial[3].parse().expect("a packet number");
+    assert!(
+        first_pn < 1 << 48,
+        "first packet number {first_pn}: random below 2^48 (§4.2)"
+    );
     assert_eq!(initial[4], "1200");
     assert_eq!(initial[5], "1048576");
     assert_eq!(initial[6], "1153", "padding up to 1200 bytes");
-    // The ACCEPT answers with type 2 and acknowledges packet 0.
+    // The ACCEPT answers with type 2 and acknowledges the INITIAL.
     let accept = rows.iter().find(|r| r[0] == "0x02").expect("an ACCEPT");
-    assert!(accept[8].split(',').any(|r| r == "0-0"), "{accept:?}");
+    let acked = format!("{first_pn}-{first_pn}");
+    assert!(accept[8].split(',').any(|r| r == acked), "{accept:?}");
     // The request "7" and the answer "July", with their length prefixes
     // (§8.1), appear as stream data.
     let data: Vec<&str> = rows.iter().flat_map(|r| r[7].split(',')).collect();

@@ -10,22 +10,26 @@
 
 local rudp = Proto("rudp1", "rudp version 1 (reliable messages over UDP)")
 
-local packet_types = { [1] = "INITIAL", [2] = "ACCEPT", [3] = "DATA" }
+local packet_types = { [1] = "INITIAL", [2] = "ACCEPT", [3] = "DATA", [4] = "RETRY" }
+local SEALED_BIT = 0x40
 local frame_types = {
   [0x00] = "PADDING", [0x01] = "PING", [0x02] = "ACK", [0x03] = "HANDSHAKE",
   [0x04] = "STREAM", [0x05] = "STREAM (FIN)", [0x06] = "MAX_DATA",
-  [0x07] = "CLOSE (transport)", [0x08] = "CLOSE (application)",
+  [0x07] = "CLOSE (transport)", [0x08] = "CLOSE (application)", [0x09] = "TOKEN",
 }
 local transport_errors = {
   [0] = "NO_ERROR", [1] = "INTERNAL_ERROR", [2] = "PROTOCOL_VIOLATION",
   [3] = "FLOW_CONTROL_ERROR", [4] = "FINAL_SIZE_ERROR", [5] = "MESSAGE_TOO_LARGE",
-  [6] = "CONNECTION_REFUSED", [7] = "INVALID_PARAMETERS",
+  [6] = "CONNECTION_REFUSED", [7] = "INVALID_PARAMETERS", [8] = "INVALID_TOKEN",
 }
 
 local f = {
   magic = ProtoField.string("rudp1.magic", "Magic"),
   version = ProtoField.uint8("rudp1.version", "Version"),
-  ptype = ProtoField.uint8("rudp1.type", "Packet type", base.HEX, packet_types),
+  ptype = ProtoField.uint8("rudp1.type", "Packet type", base.HEX, packet_types, 0x3f),
+  sealed = ProtoField.bool("rudp1.sealed", "Sealed with a pre-shared key", 8, nil, SEALED_BIT),
+  sealed_data = ProtoField.bytes("rudp1.sealed_data", "Sealed frames and tag"),
+  token = ProtoField.bytes("rudp1.token", "Token"),
   dcid = ProtoField.uint64("rudp1.dcid", "Destination connection ID", base.HEX),
   scid = ProtoField.uint64("rudp1.scid", "Source connection ID", base.HEX),
   pn = ProtoField.uint64("rudp1.pn", "Packet number"),
@@ -150,6 +154,12 @@ local function dissect_frames(tvb, tree, off, stop)
       if rlen == nil or off + rlen > stop then return summary end
       if rlen > 0 then ft:add(f.close_reason, tvb(off, rlen)) end
       off = off + rlen
+    elseif ftype == 0x09 then
+      local _, vlen, tlen = varint(tvb, off)
+      if tlen == nil or off + vlen + tlen > stop then return summary end
+      off = off + vlen
+      ft:add(f.token, tvb(off, tlen))
+      off = off + tlen
     else
       ft:add_proto_expert_info(ef_malformed, "unknown frame type")
       return summary
@@ -176,11 +186,14 @@ function rudp.dissector(tvb, pinfo, tree)
     pinfo.cols.info = "VERSION_NEGOTIATION"
     return len
   end
-  local ptype = tvb(3, 1):uint()
+  local tbyte = tvb(3, 1):uint()
+  local ptype = bit.band(tbyte, 0x3f)
+  local sealed = bit.band(tbyte, SEALED_BIT) ~= 0
   t:add(f.ptype, tvb(3, 1))
+  t:add(f.sealed, tvb(3, 1))
   t:add(f.dcid, tvb(4, 8))
   local off = 12
-  if ptype == 1 or ptype == 2 then
+  if ptype == 1 or ptype == 2 or ptype == 4 then
     t:add(f.scid, tvb(12, 8))
     off = 20
   end
@@ -188,7 +201,14 @@ function rudp.dissector(tvb, pinfo, tree)
   t:add(f.pn, tvb(off, 8))
   local pn = tvb(off, 8):uint64()
   off = off + 8
-  local frames = dissect_frames(tvb, t, off, len - 4)
+  local frames
+  if sealed then
+    -- §3.7: without the key the frames cannot be read.
+    if len - 4 > off then t:add(f.sealed_data, tvb(off, len - 4 - off)) end
+    frames = { "sealed" }
+  else
+    frames = dissect_frames(tvb, t, off, len - 4)
+  end
   t:add(f.crc, tvb(len - 4, 4))
   pinfo.cols.info = string.format("%s pn=%s [%s]", packet_types[ptype] or "?", tostring(pn), table.concat(frames, ", "))
   return len

@@ -12,8 +12,8 @@ use libfuzzer_sys::fuzz_target;
 use rudp::endpoint::{EndpointConfig, EndpointEvent};
 use rudp::impair::ImpairConfig;
 use rudp::sim::Sim;
-use rudp::wire::packet::seal;
-use rudp::wire::{ConnectionId, Header, PacketType};
+use rudp::wire::packet::append_checksum;
+use rudp::wire::{ConnectionId, Header, PacketType, Protection};
 
 fuzz_target!(|data: &[u8]| {
     let server_cfg = EndpointConfig {
@@ -61,6 +61,7 @@ fuzz_target!(|data: &[u8]| {
         let mut bytes = Vec::new();
         Header {
             ty,
+            protection: Protection::Clear,
             dcid: if ty == PacketType::Initial {
                 ConnectionId(0)
             } else {
@@ -71,7 +72,7 @@ fuzz_target!(|data: &[u8]| {
         }
         .encode(&mut bytes);
         bytes.extend_from_slice(&chunk[3..]);
-        seal(&mut bytes);
+        append_checksum(&mut bytes);
         sim.server.handle_datagram(sim.now(), from, &bytes);
         sim.step();
     }

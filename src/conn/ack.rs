@@ -81,6 +81,11 @@ impl AckTracker {
         Arrival::New
     }
 
+    /// The largest packet number received so far.
+    pub fn largest(&self) -> Option<u64> {
+        self.largest.map(|(pn, _)| pn)
+    }
+
     /// Asks for an ACK at the next opportunity (for example, during the
     /// handshake, where delaying would only slow it down).
     pub fn request_immediate(&mut self) {

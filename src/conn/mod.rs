@@ -28,11 +28,12 @@ pub mod trace;
 
 use crate::config::Config;
 use crate::error::{ConnectionError, TransportCode};
+use crate::psk::{PacketKey, Psk, TAG_LEN};
 use crate::wire::frame::{self, encode_stream_header, MAX_STREAM_HEADER_LEN};
-use crate::wire::packet::seal;
+use crate::wire::packet::{append_checksum, LONG_HEADER_LEN};
 use crate::wire::{
     AckFrame, CloseFrame, CloseKind, ConnectionId, Frame, HandshakeParams, Header, PacketType,
-    CHECKSUM_LEN,
+    Protection, CHECKSUM_LEN,
 };
 use ack::{AckTracker, Arrival};
 use bytes::Bytes;
@@ -105,6 +106,45 @@ pub enum SendError {
     Closed,
 }
 
+/// Whether a server knows that the client really receives at the address
+/// its packets come from (§6.7, §6.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Address {
+    /// Not yet: the anti-amplification limit applies until the client's
+    /// first DATA packet.
+    Unvalidated,
+    /// The client echoed a valid retry token from that address.
+    Validated,
+}
+
+/// Packet numbers a receiver accepts lie within this distance of the
+/// largest it has received (§4.2): enough for any window of packets in
+/// flight, while a blind attacker who knows the CID still has to guess the
+/// random starting number.
+pub const PN_WINDOW: u64 = 1 << 24;
+/// Each side starts numbering its packets at a random value below this
+/// (§4.2).
+pub const FIRST_PN_RANGE: u64 = 1 << 48;
+
+/// The pre-shared-key packet keys of one connection (§3.7).
+#[derive(Debug)]
+struct Keys {
+    psk: Psk,
+    /// Key for the packets we send.
+    seal: PacketKey,
+    /// Key for the peer's packets, and the server CID it was derived for: a
+    /// client learns that CID from the ACCEPT it is about to open.
+    open: Option<(ConnectionId, PacketKey)>,
+}
+
+/// Where a packet's frames are, once its protection is checked.
+enum Body {
+    /// In the payload as received.
+    Clear,
+    /// In the buffer the sealed payload was opened into.
+    Opened,
+}
+
 /// A CLOSE frame we must (re)send while closing.
 #[derive(Debug, Clone)]
 struct PendingClose {
@@ -174,6 +214,14 @@ pub struct Connection {
     /// Server, until the client's address is validated: bytes received from
     /// and sent to it, for the anti-amplification limit (§6.7).
     unvalidated: (u64, u64),
+    address: Address,
+    /// Our first packet number (§4.2): nothing below it can be acknowledged.
+    first_pn: u64,
+    keys: Option<Keys>,
+    /// Client: the token a RETRY gave us, echoed in every later INITIAL.
+    retry_token: Option<Vec<u8>>,
+    /// Reused buffer for opened (decrypted) payloads.
+    plain_buf: Vec<u8>,
 }
 
 /// §6.7: before validation a server sends at most this many times the bytes
@@ -188,8 +236,27 @@ const RECENTLY_LOST_KEPT: usize = 1024;
 
 impl Connection {
     /// A client connection; its first `poll_transmit` writes the INITIAL.
-    pub fn client(now: Instant, config: Arc<Config>, local_cid: ConnectionId) -> Self {
-        Self::new(now, Side::Client, config, local_cid, ConnectionId(0))
+    /// `first_pn` should be random, below [`FIRST_PN_RANGE`] (§4.2).
+    pub fn client(
+        now: Instant,
+        config: Arc<Config>,
+        local_cid: ConnectionId,
+        first_pn: u64,
+    ) -> Self {
+        let keys = config.psk.as_ref().map(|psk| Keys {
+            seal: psk.client_key(local_cid),
+            open: None,
+            psk: psk.clone(),
+        });
+        Self::new(
+            now,
+            Side::Client,
+            config,
+            (local_cid, ConnectionId(0)),
+            first_pn,
+            keys,
+            Address::Validated,
+        )
     }
 
     /// A server connection for a client that chose `client_cid`; feed it the
@@ -197,18 +264,34 @@ impl Connection {
     pub fn server(
         now: Instant,
         config: Arc<Config>,
-        local_cid: ConnectionId,
-        client_cid: ConnectionId,
+        (local_cid, client_cid): (ConnectionId, ConnectionId),
+        first_pn: u64,
+        address: Address,
     ) -> Self {
-        Self::new(now, Side::Server, config, local_cid, client_cid)
+        let keys = config.psk.as_ref().map(|psk| Keys {
+            seal: psk.server_key(client_cid, local_cid),
+            open: Some((local_cid, psk.client_key(client_cid))),
+            psk: psk.clone(),
+        });
+        Self::new(
+            now,
+            Side::Server,
+            config,
+            (local_cid, client_cid),
+            first_pn,
+            keys,
+            address,
+        )
     }
 
     fn new(
         now: Instant,
         side: Side,
         config: Arc<Config>,
-        local_cid: ConnectionId,
-        remote_cid: ConnectionId,
+        (local_cid, remote_cid): (ConnectionId, ConnectionId),
+        first_pn: u64,
+        keys: Option<Keys>,
+        address: Address,
     ) -> Self {
         Self {
             side,
@@ -217,7 +300,7 @@ impl Connection {
             remote_cid,
             peer: None,
             confirmed: false,
-            next_pn: 0,
+            next_pn: first_pn,
             sent: SentPackets::default(),
             largest_acked: None,
             acks: AckTracker::default(),
@@ -249,6 +332,11 @@ impl Connection {
             time_threshold: 0,
             recently_lost: Default::default(),
             unvalidated: (0, 0),
+            address,
+            first_pn,
+            keys,
+            retry_token: None,
+            plain_buf: Vec::new(),
             config,
         }
     }
@@ -346,6 +434,11 @@ impl Connection {
 
     pub fn remote_cid(&self) -> ConnectionId {
         self.remote_cid
+    }
+
+    /// The largest packet number received from the peer, if any.
+    pub fn largest_received(&self) -> Option<u64> {
+        self.acks.largest()
     }
 
     /// Whether the handshake completed and the connection is usable.
@@ -604,8 +697,116 @@ impl Connection {
     /// Takes one packet addressed to this connection whose header the
     /// endpoint already checked (§10 says in which order).
     pub fn handle_packet(&mut self, now: Instant, header: &Header, payload: &[u8]) {
+        // §4.2: a number far from the largest received is forged or stale.
+        if let Some(largest) = self.acks.largest() {
+            if header.pn.abs_diff(largest) > PN_WINDOW {
+                self.stats.out_of_window_dropped += 1;
+                return;
+            }
+        }
+        let wire_len = header.ty.header_len() + payload.len() + CHECKSUM_LEN;
+        let mut plain = std::mem::take(&mut self.plain_buf);
+        match self.unprotect(header, payload, &mut plain) {
+            Some(Body::Clear) => self.on_payload(now, header, wire_len, payload),
+            Some(Body::Opened) => self.on_payload(now, header, wire_len, &plain),
+            None => self.stats.unauthenticated_dropped += 1,
+        }
+        self.plain_buf = plain;
+    }
+
+    /// §3.7: checks a packet's protection against ours and opens a sealed
+    /// payload into `plain`. `None` if the packet must be dropped.
+    fn unprotect(&mut self, header: &Header, payload: &[u8], plain: &mut Vec<u8>) -> Option<Body> {
+        match (self.keys.is_some(), header.protection) {
+            (false, Protection::Clear) => Some(Body::Clear),
+            (false, Protection::Sealed) => None,
+            (true, Protection::Sealed) => {
+                let mut aad = Vec::with_capacity(LONG_HEADER_LEN);
+                header.encode(&mut aad);
+                let key = self.open_key(header)?;
+                key.open(header.pn, &aad, payload, plain).ok()?;
+                Some(Body::Opened)
+            }
+            (true, Protection::Clear) => {
+                // The one clear packet a keyed client accepts: a server
+                // without a key refusing it, so the user learns why.
+                let refused = TransportCode::ConnectionRefused.to_u64();
+                let refusal = self.side == Side::Client
+                    && self.state == State::Handshake
+                    && header.ty == PacketType::Accept
+                    && matches!(frame::decode_all(payload).as_deref(),
+                        Ok([Frame::Close(c)]) if c.kind == CloseKind::Transport && c.code == refused);
+                refusal.then_some(Body::Clear)
+            }
+        }
+    }
+
+    /// The key that opens this packet of the peer's.
+    fn open_key(&mut self, header: &Header) -> Option<&PacketKey> {
+        let (side, local, remote) = (self.side, self.local_cid, self.remote_cid);
+        let keys = self.keys.as_mut()?;
+        if side == Side::Client {
+            // The server's key is bound to its CID: the source CID of an
+            // ACCEPT (zero in stateless replies), then the one we learned.
+            let server_cid = header.scid.unwrap_or(remote);
+            if keys.open.as_ref().is_none_or(|(c, _)| *c != server_cid) {
+                keys.open = Some((server_cid, keys.psk.server_key(local, server_cid)));
+            }
+        }
+        keys.open.as_ref().map(|(_, k)| k)
+    }
+
+    /// A RETRY answering our INITIAL (§6.8): the server wants its token back
+    /// before it keeps any state. Accepted once, during the handshake.
+    pub fn handle_retry(&mut self, now: Instant, header: &Header, payload: &[u8]) {
+        if self.side != Side::Client
+            || self.state != State::Handshake
+            || self.peer.is_some()
+            || self.retry_token.is_some()
+        {
+            self.stats.malformed_dropped += 1;
+            return;
+        }
+        let mut plain = std::mem::take(&mut self.plain_buf);
+        let body = match self.unprotect(header, payload, &mut plain) {
+            Some(Body::Clear) => payload,
+            Some(Body::Opened) => &plain[..],
+            None => {
+                self.stats.unauthenticated_dropped += 1;
+                self.plain_buf = plain;
+                return;
+            }
+        };
+        let token = frame::decode_all(body).ok().and_then(|frames| {
+            frames.iter().find_map(|f| match f {
+                Frame::Token(t) => Some(t.to_vec()),
+                _ => None,
+            })
+        });
+        self.plain_buf = plain;
+        let Some(token) = token else {
+            self.stats.malformed_dropped += 1;
+            return;
+        };
+        tracing::debug!(cid = %self.local_cid, "retry: echoing the server's token");
+        self.trace(now, "rudp:retry", || json!({ "token_length": token.len() }));
+        self.retry_token = Some(token);
+        self.stats.retries += 1;
+        // The server kept nothing: our INITIALs so far will never be
+        // acknowledged, and are not lost either. Start the handshake again
+        // at once, with the token.
+        let _ = self.sent.take_range(0..u64::MAX);
+        self.loss_time = None;
+        self.pto_count = 0;
+        self.probes = 0;
+        self.handshake_pending = true;
+        self.idle_deadline = now + self.effective_idle_timeout();
+        self.set_loss_timer();
+    }
+
+    fn on_payload(&mut self, now: Instant, header: &Header, wire_len: usize, payload: &[u8]) {
         if self.amplification_limited() {
-            self.unvalidated.0 += (header.ty.header_len() + payload.len() + CHECKSUM_LEN) as u64;
+            self.unvalidated.0 += wire_len as u64;
         }
         let frames = match frame::decode_all(payload) {
             Ok(f) => f,
@@ -644,18 +845,17 @@ impl Connection {
             return;
         }
         if let Some(t) = self.tracer.as_mut() {
-            let len = header.ty.header_len() + payload.len() + CHECKSUM_LEN;
             t.packet_frames(
                 now,
                 "transport:packet_received",
                 header,
-                len,
+                wire_len,
                 &frames,
                 json!({}),
             );
         }
         self.stats.packets_received += 1;
-        self.stats.bytes_received += (header.ty.header_len() + payload.len() + CHECKSUM_LEN) as u64;
+        self.stats.bytes_received += wire_len as u64;
         self.idle_deadline = now + self.effective_idle_timeout();
         self.eliciting_since_recv = false;
 
@@ -718,6 +918,8 @@ impl Connection {
     fn packet_type_allowed(&self, ty: PacketType) -> bool {
         match (self.side, ty) {
             (Side::Server, PacketType::Accept) | (Side::Client, PacketType::Initial) => false,
+            // RETRY is stateless and goes to `handle_retry`.
+            (_, PacketType::Retry) => false,
             // A client that has no ACCEPT yet cannot use DATA packets: it does
             // not know the server's parameters.
             (Side::Client, PacketType::Data) => self.state != State::Handshake,
@@ -727,7 +929,8 @@ impl Connection {
 
     fn on_frame(&mut self, now: Instant, f: &Frame<'_>) -> Result<(), (TransportCode, String)> {
         match f {
-            Frame::Padding(_) | Frame::Ping => {}
+            // The endpoint read the TOKEN before creating us (§6.8).
+            Frame::Padding(_) | Frame::Ping | Frame::Token(_) => {}
             Frame::Ack(ack) => self.on_ack(now, ack)?,
             Frame::Handshake(p) => self.on_handshake(p)?,
             Frame::Stream(s) => {
@@ -802,10 +1005,11 @@ impl Connection {
     /// RFC 9002 §6 OnAckReceived.
     fn on_ack(&mut self, now: Instant, ack: &AckFrame) -> Result<(), (TransportCode, String)> {
         let largest = ack.largest();
-        if largest >= self.next_pn {
+        let smallest = ack.ranges.last().map_or(largest, |r| r.start);
+        if largest >= self.next_pn || smallest < self.first_pn {
             return Err((
                 TransportCode::ProtocolViolation,
-                format!("acknowledged packet {largest}, which was never sent"),
+                format!("acknowledged packets {smallest}..={largest}, not all of which were sent"),
             ));
         }
         let mut newly = Vec::new();
@@ -995,7 +1199,7 @@ impl Connection {
     /// Whether the §6.7 limit applies: a server that has not yet seen a DATA
     /// packet from the client, so cannot know the client's address is real.
     fn amplification_limited(&self) -> bool {
-        self.side == Side::Server && !self.confirmed
+        self.side == Side::Server && !self.confirmed && self.address == Address::Unvalidated
     }
 
     /// Whether the §6.7 budget is too small for any packet.
@@ -1008,6 +1212,34 @@ impl Connection {
     /// Bytes the server may still send before validation.
     fn amplification_budget(&self) -> u64 {
         (self.unvalidated.0 * AMPLIFICATION_FACTOR).saturating_sub(self.unvalidated.1)
+    }
+
+    fn header(&self, ty: PacketType, pn: u64) -> Header {
+        Header {
+            ty,
+            protection: if self.keys.is_some() {
+                Protection::Sealed
+            } else {
+                Protection::Clear
+            },
+            dcid: self.remote_cid,
+            scid: ty.has_source_cid().then_some(self.local_cid),
+            pn,
+        }
+    }
+
+    /// Seals the frames after the header with our key, if we have one,
+    /// then appends the checksum: the last step of building a packet.
+    fn finish_packet(&self, ty: PacketType, pn: u64, out: &mut Vec<u8>) {
+        if let Some(keys) = &self.keys {
+            keys.seal.seal(pn, ty.header_len(), out);
+        }
+        append_checksum(out);
+    }
+
+    /// Bytes after the frames: the AEAD tag, if any, and the checksum.
+    fn trailer_len(&self) -> usize {
+        CHECKSUM_LEN + if self.keys.is_some() { TAG_LEN } else { 0 }
     }
 
     fn packet_type(&self) -> PacketType {
@@ -1053,14 +1285,8 @@ impl Connection {
 
         let pn = self.next_pn;
         self.next_pn += 1;
-        Header {
-            ty,
-            dcid: self.remote_cid,
-            scid: ty.has_source_cid().then_some(self.local_cid),
-            pn,
-        }
-        .encode(out);
-        let limit = max_len - CHECKSUM_LEN;
+        self.header(ty, pn).encode(out);
+        let limit = max_len - self.trailer_len();
         let mut frames = SentFrames::default();
         let mut eliciting = false;
         let mut retransmitted = false;
@@ -1075,6 +1301,9 @@ impl Connection {
             // Every INITIAL and ACCEPT carries the parameters (§6.2), so any
             // one of them that arrives completes the handshake.
             Frame::Handshake(self.local_params()).encode(out);
+            if let (PacketType::Initial, Some(token)) = (ty, &self.retry_token) {
+                Frame::Token(token).encode(out);
+            }
             frames.handshake = true;
             self.handshake_pending = false;
             eliciting = true;
@@ -1126,7 +1355,11 @@ impl Connection {
             // full-size datagrams and bounding amplification.
             Frame::Padding(limit - out.len()).encode(out);
         }
-        seal(out);
+        let traced = self
+            .tracer
+            .is_some()
+            .then(|| out[ty.header_len()..].to_vec());
+        self.finish_packet(ty, pn, out);
 
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += out.len() as u64;
@@ -1146,13 +1379,18 @@ impl Connection {
                 frames,
             },
         );
-        if let Some(t) = self.tracer.as_mut() {
-            t.packet(
-                now,
-                "transport:packet_sent",
-                out,
-                json!({ "retransmission": retransmitted }),
-            );
+        if let Some(frames) = traced {
+            let header = self.header(ty, pn);
+            if let Some(t) = self.tracer.as_mut() {
+                t.packet(
+                    now,
+                    "transport:packet_sent",
+                    &header,
+                    &frames,
+                    out.len(),
+                    json!({ "retransmission": retransmitted }),
+                );
+            }
         }
         self.trace_metrics(now);
         if eliciting {
@@ -1177,29 +1415,39 @@ impl Connection {
         };
         self.close_send_pending = false;
         let ty = self.packet_type();
-        Header {
-            ty,
-            dcid: self.remote_cid,
-            scid: ty.has_source_cid().then_some(self.local_cid),
-            pn: self.next_pn,
-        }
-        .encode(out);
+        let pn = self.next_pn;
         self.next_pn += 1;
+        self.header(ty, pn).encode(out);
         Frame::Close(CloseFrame {
             kind: close.kind,
             code: close.code,
             reason: &close.reason,
         })
         .encode(out);
-        seal(out);
+        let traced = self
+            .tracer
+            .is_some()
+            .then(|| out[ty.header_len()..].to_vec());
+        self.finish_packet(ty, pn, out);
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += out.len() as u64;
         if self.amplification_limited() {
             // Counted, not blocked: a CLOSE answers a packet just received.
             self.unvalidated.1 += out.len() as u64;
         }
-        if let Some(t) = self.tracer.as_mut() {
-            t.packet(now, "transport:packet_sent", out, json!({}));
+        if let Some(frames) = traced {
+            let header = self.header(ty, pn);
+            if let Some(t) = self.tracer.as_mut() {
+                let len = out.len();
+                t.packet(
+                    now,
+                    "transport:packet_sent",
+                    &header,
+                    &frames,
+                    len,
+                    json!({}),
+                );
+            }
         }
         true
     }

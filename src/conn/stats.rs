@@ -29,6 +29,14 @@ pub struct Stats {
     pub corrupt_dropped: u64,
     /// Datagrams for this connection that failed to parse (§10).
     pub malformed_dropped: u64,
+    /// Packets whose number was too far from the largest received: forged
+    /// or stale (§4.2).
+    pub out_of_window_dropped: u64,
+    /// Packets that failed pre-shared-key authentication, or arrived in
+    /// clear on a connection that uses a key (§3.7).
+    pub unauthenticated_dropped: u64,
+    /// RETRY packets that sent the client back with a token (§6.8).
+    pub retries: u64,
     /// Messages queued by the application, and received whole.
     pub messages_sent: u64,
     pub messages_received: u64,
@@ -66,8 +74,14 @@ impl Stats {
             self.bytes_delivered,
             self.messages_received,
         );
-        if self.malformed_dropped > 0 {
-            let _ = write!(s, "; malformed dropped {}", self.malformed_dropped);
+        for (n, what) in [
+            (self.malformed_dropped, "malformed"),
+            (self.out_of_window_dropped, "out of window"),
+            (self.unauthenticated_dropped, "unauthenticated"),
+        ] {
+            if n > 0 {
+                let _ = write!(s, "; {what} dropped {n}");
+            }
         }
         s
     }
@@ -87,6 +101,9 @@ impl Stats {
         self.duplicates_discarded += other.duplicates_discarded;
         self.corrupt_dropped += other.corrupt_dropped;
         self.malformed_dropped += other.malformed_dropped;
+        self.out_of_window_dropped += other.out_of_window_dropped;
+        self.unauthenticated_dropped += other.unauthenticated_dropped;
+        self.retries += other.retries;
         self.messages_sent += other.messages_sent;
         self.messages_received += other.messages_received;
         self.bytes_delivered += other.bytes_delivered;

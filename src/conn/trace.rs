@@ -5,7 +5,7 @@
 //! built. Events carry their time in milliseconds since the connection was
 //! created, so a trace needs no clock of its own.
 
-use crate::wire::{frame, packet, Datagram, Frame, Header};
+use crate::wire::{frame, Frame, Header};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -43,13 +43,19 @@ impl Tracer {
         });
     }
 
-    /// A packet just built, decoded again for the trace.
-    pub fn packet(&mut self, now: Instant, name: &'static str, datagram: &[u8], extra: Value) {
-        let Ok(Datagram::Packet { header, payload }) = packet::decode(datagram) else {
-            return;
-        };
-        let frames = frame::decode_all(payload).unwrap_or_default();
-        self.packet_frames(now, name, &header, datagram.len(), &frames, extra);
+    /// A packet just built: its header, and its frames' bytes before any
+    /// sealing, decoded again for the trace.
+    pub fn packet(
+        &mut self,
+        now: Instant,
+        name: &'static str,
+        header: &Header,
+        frames: &[u8],
+        length: usize,
+        extra: Value,
+    ) {
+        let frames = frame::decode_all(frames).unwrap_or_default();
+        self.packet_frames(now, name, header, length, &frames, extra);
     }
 
     /// A packet with its header and frames already decoded.
@@ -105,6 +111,7 @@ fn frame_json(f: &Frame<'_>) -> Value {
             "frame_type": "stream", "offset": s.offset, "length": s.data.len(), "fin": s.fin,
         }),
         Frame::MaxData(m) => json!({"frame_type": "max_data", "maximum": m}),
+        Frame::Token(t) => json!({"frame_type": "token", "length": t.len()}),
         Frame::Close(c) => json!({
             "frame_type": "connection_close",
             "error_space": match c.kind {

@@ -12,6 +12,13 @@ pub enum Error {
     /// The handshake got no answer within the idle timeout.
     #[error("no answer from {addr} after {}: is the server running?", Secs(*after))]
     NoAnswer { addr: SocketAddr, after: Duration },
+    /// The handshake got no answer, and this side seals its packets with a
+    /// pre-shared key: a server with another key drops them unanswered.
+    #[error(
+        "no answer from {addr} after {}: is the server running, and does it use the same --psk key?",
+        Secs(*after)
+    )]
+    NoAnswerKeyed { addr: SocketAddr, after: Duration },
     /// The connection was established, then failed.
     #[error("connection to {addr} failed: {source}")]
     Connection {

@@ -32,6 +32,24 @@ use tracing::{debug, debug_span, info_span, trace, warn, Instrument};
 /// turn: bounds the latency a flood can add to everything else.
 const RECV_BATCH: usize = 64;
 
+/// Socket buffer size asked for, each way. The kernel caps it (Linux:
+/// `net.core.rmem_max` / `wmem_max`); the default of about 200 KiB
+/// overflows under a burst of a few hundred datagrams, which a busy server
+/// or a bulk transfer produces.
+pub const SOCKET_BUFFER: usize = 4 << 20;
+
+/// A non-blocking UDP socket bound to `addr`, with large buffers where the
+/// OS allows (best effort: a smaller buffer is not an error).
+fn bind_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
 /// What the application tasks of one connection wait on.
 #[derive(Debug)]
 struct ConnSlot {
@@ -134,7 +152,7 @@ impl Endpoint {
             .connection
             .validate()
             .map_err(|e| Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
-        let socket = UdpSocket::bind(addr).await?;
+        let socket = UdpSocket::from_std(bind_socket(addr)?)?;
         let local_addr = socket.local_addr()?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -200,7 +218,16 @@ impl Endpoint {
                 return Some(Ok(()));
             }
             match &slot.outcome {
-                Some(Err(e)) => Some(Err(Error::from_connection(remote, false, e.clone()))),
+                Some(Err(e)) => Some(Err(
+                    match Error::from_connection(remote, false, e.clone()) {
+                        Error::NoAnswer { addr, after }
+                            if st.ep.config().connection.psk.is_some() =>
+                        {
+                            Error::NoAnswerKeyed { addr, after }
+                        }
+                        other => other,
+                    },
+                )),
                 Some(Ok(())) => Some(Err(Error::Closed)),
                 None => st.stopped.as_ref().map(|_| Err(Error::EndpointClosed)),
             }

@@ -60,6 +60,9 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// Write an event trace of the connection here (docs/trace.md).
     pub trace: Option<std::path::PathBuf>,
+    /// Seal every packet with this key (PROTOCOL.md §3.7); the server
+    /// must use the same one.
+    pub psk: Option<crate::psk::Psk>,
 }
 
 /// What the printing loop expects next, in request order.
@@ -138,6 +141,7 @@ async fn session(
     let config = EndpointConfig {
         connection: Arc::new(Config {
             idle_timeout: opts.timeout,
+            psk: opts.psk.clone(),
             ..Config::default()
         }),
         ..EndpointConfig::default()

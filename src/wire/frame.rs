@@ -10,6 +10,7 @@
 //! | 0x04/0x05 | STREAM[_FIN]| yes           | offset, length, data                     |
 //! | 0x06      | MAX_DATA    | yes           | maximum stream offset                    |
 //! | 0x07/0x08 | CLOSE       | no            | error code, reason length, reason        |
+//! | 0x09      | TOKEN       | yes           | token length, token                      |
 
 use super::{varint, DecodeError, Reader};
 use std::ops::Range;
@@ -23,6 +24,10 @@ pub const STREAM_FIN: u8 = 0x05;
 pub const MAX_DATA: u8 = 0x06;
 pub const CLOSE_TRANSPORT: u8 = 0x07;
 pub const CLOSE_APPLICATION: u8 = 0x08;
+pub const TOKEN: u8 = 0x09;
+
+/// Longest address-validation token a frame may carry (§5.8).
+pub const MAX_TOKEN_LEN: usize = 255;
 
 /// An ACK frame (§5.3), with its ranges already turned into absolute packet
 /// numbers: half-open, disjoint, in descending order, never empty.
@@ -96,6 +101,9 @@ pub enum Frame<'a> {
     Stream(StreamFrame<'a>),
     MaxData(u64),
     Close(CloseFrame<'a>),
+    /// An address-validation token (§5.8): in RETRY from the server, echoed
+    /// in the client's INITIALs.
+    Token(&'a [u8]),
 }
 
 impl Frame<'_> {
@@ -138,6 +146,11 @@ impl Frame<'_> {
                 varint::write(c.code, out);
                 varint::write(c.reason.len() as u64, out);
                 out.extend_from_slice(c.reason);
+            }
+            Frame::Token(t) => {
+                out.push(TOKEN);
+                varint::write(t.len() as u64, out);
+                out.extend_from_slice(t);
             }
         }
     }
@@ -245,6 +258,13 @@ fn decode_one<'a>(r: &mut Reader<'a>) -> Result<Frame<'a>, DecodeError> {
                 reason: r.bytes(len)?,
             })
         }
+        TOKEN => {
+            let len = r.varint_len()?;
+            if len == 0 || len > MAX_TOKEN_LEN {
+                return Err(DecodeError::OutOfRange);
+            }
+            Frame::Token(r.bytes(len)?)
+        }
         other => return Err(DecodeError::UnknownFrameType(other)),
     })
 }
@@ -316,6 +336,15 @@ mod tests {
             code: 42,
             reason: b"bye",
         }));
+        round_trip(Frame::Token(&[7; 24]));
+    }
+
+    #[test]
+    fn empty_or_oversized_token_is_rejected() {
+        assert_eq!(decode_all(&[TOKEN, 0]), Err(DecodeError::OutOfRange));
+        let mut big = vec![TOKEN, 0x41, 0x00]; // length 256
+        big.extend_from_slice(&[1; 256]);
+        assert_eq!(decode_all(&big), Err(DecodeError::OutOfRange));
     }
 
     #[test]

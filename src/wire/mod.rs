@@ -15,8 +15,8 @@ pub mod varint;
 
 pub use frame::{AckFrame, CloseFrame, CloseKind, Frame, HandshakeParams, StreamFrame};
 pub use packet::{
-    ConnectionId, Datagram, Header, PacketType, VersionNegotiation, CHECKSUM_LEN, MAGIC,
-    SUPPORTED_VERSIONS, VERSION,
+    ConnectionId, Datagram, Header, PacketType, Protection, VersionNegotiation, CHECKSUM_LEN,
+    MAGIC, SUPPORTED_VERSIONS, VERSION,
 };
 
 use thiserror::Error;
@@ -127,6 +127,10 @@ pub fn describe(datagram: &[u8]) -> String {
         let _ = write!(s, "scid={scid} ");
     }
     let _ = write!(s, "pn={} len={} [", header.pn, datagram.len());
+    if header.protection == Protection::Sealed {
+        let _ = write!(s, "sealed {} bytes]", payload.len());
+        return s;
+    }
     match frame::decode_all(payload) {
         Ok(frames) => {
             let parts: Vec<String> = frames
@@ -156,6 +160,7 @@ pub fn describe(datagram: &[u8]) -> String {
                         c.code,
                         String::from_utf8_lossy(c.reason)
                     ),
+                    Frame::Token(t) => format!("TOKEN {} bytes", t.len()),
                 })
                 .collect();
             s.push_str(&parts.join(", "));

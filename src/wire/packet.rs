@@ -8,7 +8,7 @@
 //! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //! |                Destination Connection ID (64)                 |
 //! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//! |   Source Connection ID (64): INITIAL and ACCEPT packets only  |
+//! | Source Connection ID (64): INITIAL, ACCEPT and RETRY only     |
 //! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //! |                      Packet Number (64)                       |
 //! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
@@ -33,7 +33,7 @@ pub const VERSION_NEGOTIATION: u8 = 0;
 /// Length of the CRC32C trailer.
 pub const CHECKSUM_LEN: usize = 4;
 
-/// Header length of INITIAL and ACCEPT packets (with a source CID).
+/// Header length of INITIAL, ACCEPT and RETRY packets (with a source CID).
 pub const LONG_HEADER_LEN: usize = 28;
 /// Header length of DATA packets.
 pub const SHORT_HEADER_LEN: usize = 20;
@@ -59,21 +59,43 @@ pub enum PacketType {
     Accept = 0x02,
     /// Either direction, once the handshake is done.
     Data = 0x03,
+    /// Server to client, statelessly: "come back with this token" (§6.8).
+    Retry = 0x04,
+}
+
+/// Bit of the type byte set on packets whose frames are sealed with the
+/// pre-shared key (§3.7).
+pub const SEALED_BIT: u8 = 0x40;
+
+/// Whether a packet's frames travel in clear or sealed with the pre-shared
+/// key's AEAD (§3.7). The header itself is always readable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protection {
+    #[default]
+    Clear,
+    Sealed,
 }
 
 impl PacketType {
-    fn from_byte(b: u8) -> Result<Self, DecodeError> {
-        match b {
-            0x01 => Ok(Self::Initial),
-            0x02 => Ok(Self::Accept),
-            0x03 => Ok(Self::Data),
-            other => Err(DecodeError::UnknownPacketType(other)),
-        }
+    fn from_byte(b: u8) -> Result<(Self, Protection), DecodeError> {
+        let protection = if b & SEALED_BIT != 0 {
+            Protection::Sealed
+        } else {
+            Protection::Clear
+        };
+        let ty = match b & !SEALED_BIT {
+            0x01 => Self::Initial,
+            0x02 => Self::Accept,
+            0x03 => Self::Data,
+            0x04 => Self::Retry,
+            _ => return Err(DecodeError::UnknownPacketType(b)),
+        };
+        Ok((ty, protection))
     }
 
     /// Whether the header carries a source connection ID.
     pub fn has_source_cid(self) -> bool {
-        matches!(self, Self::Initial | Self::Accept)
+        matches!(self, Self::Initial | Self::Accept | Self::Retry)
     }
 
     pub fn header_len(self) -> usize {
@@ -89,6 +111,8 @@ impl PacketType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     pub ty: PacketType,
+    /// Whether the payload is sealed (§3.7); the type byte's 0x40 bit.
+    pub protection: Protection,
     pub dcid: ConnectionId,
     /// Present exactly when `ty.has_source_cid()`.
     pub scid: Option<ConnectionId>,
@@ -100,7 +124,10 @@ impl Header {
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
-        out.push(self.ty as u8);
+        out.push(match self.protection {
+            Protection::Clear => self.ty as u8,
+            Protection::Sealed => self.ty as u8 | SEALED_BIT,
+        });
         out.extend_from_slice(&self.dcid.0.to_be_bytes());
         if self.ty.has_source_cid() {
             out.extend_from_slice(&self.scid.unwrap_or_default().0.to_be_bytes());
@@ -132,7 +159,7 @@ impl VersionNegotiation {
         out.extend_from_slice(&self.dcid.0.to_be_bytes());
         out.extend_from_slice(&self.scid.0.to_be_bytes());
         out.extend_from_slice(&self.versions);
-        seal(out);
+        append_checksum(out);
     }
 }
 
@@ -145,7 +172,7 @@ pub enum Datagram<'a> {
 }
 
 /// Appends the CRC32C of everything in `out` (§3.6).
-pub fn seal(out: &mut Vec<u8>) {
+pub fn append_checksum(out: &mut Vec<u8>) {
     let crc = crc32c::crc32c(out);
     out.extend_from_slice(&crc.to_be_bytes());
 }
@@ -197,7 +224,7 @@ pub fn decode(datagram: &[u8]) -> Result<Datagram<'_>, DecodeError> {
             versions,
         }));
     }
-    let ty = PacketType::from_byte(ty_byte)?;
+    let (ty, protection) = PacketType::from_byte(ty_byte)?;
     let dcid = ConnectionId(r.u64_be()?);
     let scid = if ty.has_source_cid() {
         Some(ConnectionId(r.u64_be()?))
@@ -215,7 +242,13 @@ pub fn decode(datagram: &[u8]) -> Result<Datagram<'_>, DecodeError> {
         return Err(DecodeError::Empty);
     }
     Ok(Datagram::Packet {
-        header: Header { ty, dcid, scid, pn },
+        header: Header {
+            ty,
+            protection,
+            dcid,
+            scid,
+            pn,
+        },
         payload,
     })
 }
@@ -229,15 +262,22 @@ mod tests {
         let mut out = Vec::new();
         header.encode(&mut out);
         out.extend_from_slice(payload);
-        seal(&mut out);
+        append_checksum(&mut out);
         out
     }
 
     #[test]
     fn header_round_trip() {
-        for ty in [PacketType::Initial, PacketType::Accept, PacketType::Data] {
+        for (ty, protection) in [
+            (PacketType::Initial, Protection::Clear),
+            (PacketType::Accept, Protection::Sealed),
+            (PacketType::Data, Protection::Clear),
+            (PacketType::Data, Protection::Sealed),
+            (PacketType::Retry, Protection::Clear),
+        ] {
             let header = Header {
                 ty,
+                protection,
                 dcid: ConnectionId(7),
                 scid: ty.has_source_cid().then_some(ConnectionId(9)),
                 pn: 1234,
@@ -264,6 +304,7 @@ mod tests {
     fn corrupt_bit_is_detected() {
         let header = Header {
             ty: PacketType::Data,
+            protection: Protection::Clear,
             dcid: ConnectionId(1),
             scid: None,
             pn: 0,
@@ -282,6 +323,7 @@ mod tests {
     fn packet_number_beyond_varint_range_is_malformed() {
         let header = Header {
             ty: PacketType::Data,
+            protection: Protection::Clear,
             dcid: ConnectionId(1),
             scid: None,
             pn: 1 << 62,
@@ -337,7 +379,7 @@ mod tests {
         fn decode_sealed_never_panics(mut bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let mut b = vec![0x52, 0x55, VERSION];
             b.append(&mut bytes);
-            seal(&mut b);
+            append_checksum(&mut b);
             let _ = decode(&b);
         }
     }

@@ -5,6 +5,9 @@
 use rudp::endpoint::EndpointConfig;
 use rudp::impair::ImpairConfig;
 use rudp::proxy::{Proxy, ProxyConfig};
+use rudp::wire::frame::{decode_all, HANDSHAKE};
+use rudp::wire::packet::{append_checksum, decode};
+use rudp::wire::{ConnectionId, Datagram, Frame, Header, PacketType};
 use rudp::Endpoint;
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -99,6 +102,15 @@ pub async fn rudp(args: &[&str], stdin: &[u8], limit: Duration) -> Output {
     }
 }
 
+/// A loopback UDP port that was free a moment ago (bound, then released),
+/// for a child process to listen on.
+pub fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("bind an ephemeral loopback port")
+        .port()
+}
+
 pub const MONTHS: [&str; 12] = rudp::month::MONTHS;
 
 /// An echo server in this process: every message comes back, in order.
@@ -160,4 +172,42 @@ pub async fn echo_exchange(addr: SocketAddr, count: usize, max_len: usize, seed:
     }
     sender.await.unwrap();
     conn.close().await.expect("graceful close");
+}
+
+/// A real client's INITIAL, re-addressed with another source CID (and
+/// optionally a TOKEN frame), as a forger would build it.
+pub fn forged_initial(template: &[u8], scid: u64, token: Option<&[u8]>) -> Vec<u8> {
+    let Ok(Datagram::Packet { header, payload }) = decode(template) else {
+        panic!("template is not a packet");
+    };
+    assert_eq!(header.ty, PacketType::Initial);
+    let mut out = Vec::with_capacity(1200);
+    Header {
+        scid: Some(ConnectionId(scid)),
+        ..header
+    }
+    .encode(&mut out);
+    let frames = decode_all(payload).unwrap();
+    let Some(Frame::Handshake(p)) = frames.iter().find(|f| matches!(f, Frame::Handshake(_))) else {
+        panic!("no HANDSHAKE in the INITIAL");
+    };
+    Frame::Handshake(*p).encode(&mut out);
+    if let Some(t) = token {
+        Frame::Token(t).encode(&mut out);
+    }
+    let pad = 1200 - 4 - out.len();
+    Frame::Padding(pad).encode(&mut out);
+    append_checksum(&mut out);
+    assert!(out.len() == 1200 && out[12..20] == scid.to_be_bytes() && payload[0] == HANDSHAKE);
+    out
+}
+
+/// A real client's first INITIAL, to forge others from.
+pub fn template_initial() -> Vec<u8> {
+    let mut client = rudp::endpoint::Endpoint::new(EndpointConfig::default(), 1);
+    let now = std::time::Instant::now();
+    client.connect(now, "127.0.0.1:9".parse().unwrap());
+    let mut buf = Vec::new();
+    client.poll_transmit(now, &mut buf).expect("an INITIAL");
+    buf
 }

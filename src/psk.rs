@@ -1,0 +1,246 @@
+//! Pre-shared-key packet protection (PROTOCOL.md §3.7).
+//!
+//! Without a key, rudp packets are readable and forgeable by anyone on the
+//! path (§13). With one, every packet's frames are sealed with
+//! ChaCha20-Poly1305 (RFC 8439): a party without the key can neither read
+//! them nor forge or alter a packet, header included, since the header is
+//! the AEAD's associated data.
+//!
+//! Keys are derived with HKDF-SHA256 (RFC 5869) so that no two packets
+//! anywhere share a (key, nonce) pair: each direction of each connection has
+//! its own key, bound to the connection IDs, and the nonce is the packet
+//! number, which a sender never reuses (§4.2).
+
+use crate::wire::ConnectionId;
+use chacha20poly1305::aead::AeadInPlace;
+use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce, Tag};
+use hkdf::Hkdf;
+use sha2::Sha256;
+use std::fmt;
+use std::path::Path;
+use thiserror::Error;
+
+/// Bytes the AEAD tag adds to every sealed packet.
+pub const TAG_LEN: usize = 16;
+/// Shortest key file accepted: 128 bits.
+pub const MIN_PSK_LEN: usize = 16;
+/// HKDF salt: names the protocol and version, so that the same secret used
+/// elsewhere yields unrelated keys.
+const SALT: &[u8] = b"rudp v1 psk";
+/// HKDF info prefixes for the two directions (§3.7).
+const CLIENT_LABEL: &[u8] = b"rudp v1 client";
+const SERVER_LABEL: &[u8] = b"rudp v1 server";
+
+/// Why a key could not be used.
+#[derive(Debug, Error)]
+pub enum PskError {
+    #[error("cannot read the key file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the key file {path} holds {len} bytes; at least {MIN_PSK_LEN} are needed \
+         (make one with: head -c 32 /dev/urandom > {path})"
+    )]
+    TooShort { path: String, len: usize },
+}
+
+/// A packet failed authentication: wrong key, forged, or altered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("packet failed authentication")]
+pub struct AuthError;
+
+/// A pre-shared key, ready to derive packet keys from.
+#[derive(Clone)]
+pub struct Psk {
+    prk: Hkdf<Sha256>,
+}
+
+impl fmt::Debug for Psk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Psk(..)") // Never print key material.
+    }
+}
+
+impl Psk {
+    /// A key from the secret's bytes, used as they are (any content works,
+    /// as long as both sides have the same bytes). `None` if shorter than
+    /// [`MIN_PSK_LEN`].
+    pub fn new(secret: &[u8]) -> Option<Self> {
+        (secret.len() >= MIN_PSK_LEN).then(|| Self {
+            prk: Hkdf::new(Some(SALT), secret),
+        })
+    }
+
+    /// Reads a key file (`--psk FILE`): its whole content is the secret.
+    pub fn from_file(path: &Path) -> Result<Self, PskError> {
+        let shown = path.display().to_string();
+        let secret = std::fs::read(path).map_err(|source| PskError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::new(&secret).ok_or(PskError::TooShort {
+            path: shown,
+            len: secret.len(),
+        })
+    }
+
+    /// The key for packets from the client of the connection whose client
+    /// chose `client_cid` (INITIAL and DATA).
+    pub fn client_key(&self, client_cid: ConnectionId) -> PacketKey {
+        self.derive(CLIENT_LABEL, client_cid, None)
+    }
+
+    /// The key for packets from the server: ACCEPT and DATA with the
+    /// server's CID, and stateless RETRY or refusal packets with CID zero.
+    pub fn server_key(&self, client_cid: ConnectionId, server_cid: ConnectionId) -> PacketKey {
+        self.derive(SERVER_LABEL, client_cid, Some(server_cid))
+    }
+
+    fn derive(
+        &self,
+        label: &[u8],
+        client_cid: ConnectionId,
+        server_cid: Option<ConnectionId>,
+    ) -> PacketKey {
+        let mut info = Vec::with_capacity(label.len() + 16);
+        info.extend_from_slice(label);
+        info.extend_from_slice(&client_cid.0.to_be_bytes());
+        if let Some(s) = server_cid {
+            info.extend_from_slice(&s.0.to_be_bytes());
+        }
+        let mut key = [0u8; 32];
+        // 32 bytes is far below HKDF-SHA256's 8160-byte limit.
+        if self.prk.expand(&info, &mut key).is_err() {
+            unreachable!("HKDF output length is constant and valid");
+        }
+        PacketKey {
+            aead: ChaCha20Poly1305::new(&key.into()),
+        }
+    }
+}
+
+/// One direction's packet key.
+#[derive(Clone)]
+pub struct PacketKey {
+    aead: ChaCha20Poly1305,
+}
+
+impl fmt::Debug for PacketKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PacketKey(..)")
+    }
+}
+
+/// The 96-bit nonce: 32 zero bits, then the packet number (§3.7).
+fn nonce(pn: u64) -> Nonce {
+    let mut n = [0u8; 12];
+    n[4..].copy_from_slice(&pn.to_be_bytes());
+    n.into()
+}
+
+impl PacketKey {
+    /// Seals `out[header_len..]` (the frames) in place, with `out[..header_len]`
+    /// as associated data, and appends the tag. The checksum comes after.
+    pub fn seal(&self, pn: u64, header_len: usize, out: &mut Vec<u8>) {
+        let (header, body) = out.split_at_mut(header_len);
+        match self
+            .aead
+            .encrypt_in_place_detached(&nonce(pn), header, body)
+        {
+            Ok(tag) => out.extend_from_slice(&tag),
+            // Only fails for plaintexts beyond 256 GiB.
+            Err(_) => unreachable!("a datagram is far below the AEAD's limit"),
+        }
+    }
+
+    /// Opens a sealed payload (ciphertext then tag) into `plain`.
+    pub fn open(
+        &self,
+        pn: u64,
+        header: &[u8],
+        sealed: &[u8],
+        plain: &mut Vec<u8>,
+    ) -> Result<(), AuthError> {
+        let split = sealed.len().checked_sub(TAG_LEN).ok_or(AuthError)?;
+        let (ciphertext, tag) = sealed.split_at(split);
+        plain.clear();
+        plain.extend_from_slice(ciphertext);
+        self.aead
+            .decrypt_in_place_detached(&nonce(pn), header, plain, Tag::from_slice(tag))
+            .map_err(|_| AuthError)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sealed(key: &PacketKey, pn: u64, header: &[u8], body: &[u8]) -> Vec<u8> {
+        let mut out = header.to_vec();
+        out.extend_from_slice(body);
+        key.seal(pn, header.len(), &mut out);
+        out
+    }
+
+    #[test]
+    fn round_trip_and_tamper_detection() {
+        let psk = Psk::new(b"0123456789abcdef").unwrap();
+        let key = psk.client_key(ConnectionId(7));
+        let header = b"HEADER";
+        let out = sealed(&key, 5, header, b"frames");
+        assert_eq!(out.len(), header.len() + 6 + TAG_LEN);
+        assert_ne!(
+            &out[6..12],
+            b"frames",
+            "the frames must not travel in clear"
+        );
+        let mut plain = Vec::new();
+        key.open(5, header, &out[6..], &mut plain).unwrap();
+        assert_eq!(plain, b"frames");
+        // Another packet number, header, key or any flipped bit fails.
+        assert_eq!(key.open(6, header, &out[6..], &mut plain), Err(AuthError));
+        assert_eq!(
+            key.open(5, b"HEADEr", &out[6..], &mut plain),
+            Err(AuthError)
+        );
+        let other = psk.client_key(ConnectionId(8));
+        assert_eq!(other.open(5, header, &out[6..], &mut plain), Err(AuthError));
+        let server = psk.server_key(ConnectionId(7), ConnectionId(0));
+        assert_eq!(
+            server.open(5, header, &out[6..], &mut plain),
+            Err(AuthError)
+        );
+        let wrong = Psk::new(b"0123456789abcdeF")
+            .unwrap()
+            .client_key(ConnectionId(7));
+        assert_eq!(wrong.open(5, header, &out[6..], &mut plain), Err(AuthError));
+        for i in 6..out.len() {
+            let mut bad = out.clone();
+            bad[i] ^= 1;
+            assert_eq!(key.open(5, header, &bad[6..], &mut plain), Err(AuthError));
+        }
+        assert_eq!(key.open(5, header, &out[6..10], &mut plain), Err(AuthError));
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        assert!(Psk::new(&[1; MIN_PSK_LEN - 1]).is_none());
+        let dir = std::env::temp_dir().join(format!("rudp-psk-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("short.key");
+        std::fs::write(&path, b"short").unwrap();
+        let e = Psk::from_file(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("holds 5 bytes") && e.contains("/dev/urandom"),
+            "{e}"
+        );
+        let e = Psk::from_file(&dir.join("missing.key"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("cannot read the key file"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
