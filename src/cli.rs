@@ -1,6 +1,7 @@
 //! The `rudp` command line (docs/cli.md). `main.rs` only parses and calls
 //! [`run`]; everything here is library code the tests can reach.
 
+use crate::conn::congestion::Algorithm;
 use crate::endpoint::{EndpointConfig, RetryPolicy, RETRY_WHEN_PENDING};
 use crate::impair::parse_duration;
 use crate::io::Endpoint;
@@ -40,26 +41,37 @@ pub struct ObserveArgs {
     pub trace: Option<PathBuf>,
 }
 
-/// Packet protection, for every command that opens connections.
+/// Connection settings for every command that opens connections: packet
+/// protection and congestion control.
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct KeyArgs {
+pub struct ConnArgs {
     /// Seal every packet with the pre-shared key in FILE (its whole content,
     /// at least 16 bytes; make one with `head -c 32 /dev/urandom > FILE`).
     /// Both sides need the same file. See docs/security.md.
     #[arg(long, value_name = "FILE")]
     pub psk: Option<PathBuf>,
+    /// Congestion controller: bbr (rate-based, tolerates random loss), cubic
+    /// or newreno (loss-based). See docs/benchmarks.md for how they compare.
+    #[arg(long, value_name = "ALGORITHM", default_value_t = Algorithm::default())]
+    pub congestion: Algorithm,
 }
 
-impl KeyArgs {
+impl ConnArgs {
     /// The key, if one was given.
     pub fn load(&self) -> Result<Option<Psk>, crate::psk::PskError> {
         self.psk.as_deref().map(Psk::from_file).transpose()
     }
-}
 
-/// `--psk`, loaded; `None` (after a message) if the file cannot be used.
-fn load_key(key: &KeyArgs) -> Option<Option<Psk>> {
-    key.load().map_err(|e| eprintln!("error: {e}")).ok()
+    /// The connection configuration these flags ask for, on top of `base`;
+    /// `None` (after a message) if the key file cannot be used.
+    pub fn config(&self, base: crate::Config) -> Option<crate::Config> {
+        let psk = self.load().map_err(|e| eprintln!("error: {e}")).ok()?;
+        Some(crate::Config {
+            psk,
+            congestion: self.congestion,
+            ..base
+        })
+    }
 }
 
 /// When the server makes clients prove their address first (`--retry`).
@@ -104,7 +116,7 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = RetryMode::Auto)]
         retry: RetryMode,
         #[command(flatten)]
-        key: KeyArgs,
+        conn: ConnArgs,
         #[command(flatten)]
         observe: ObserveArgs,
     },
@@ -117,7 +129,7 @@ pub enum Command {
         #[arg(long, default_value = "10s", value_parser = parse_timeout)]
         timeout: Duration,
         #[command(flatten)]
-        key: KeyArgs,
+        conn: ConnArgs,
         #[command(flatten)]
         observe: ObserveArgs,
         /// Requests to send; with none, each line of standard input is one.
@@ -156,7 +168,7 @@ pub enum Command {
         #[arg(long, default_value = "10s", value_parser = parse_timeout)]
         timeout: Duration,
         #[command(flatten)]
-        key: KeyArgs,
+        conn: ConnArgs,
         #[command(flatten)]
         observe: ObserveArgs,
     },
@@ -177,7 +189,7 @@ pub enum Command {
         #[arg(long, default_value = "10s", value_parser = parse_timeout)]
         timeout: Duration,
         #[command(flatten)]
-        key: KeyArgs,
+        conn: ConnArgs,
         #[command(flatten)]
         observe: ObserveArgs,
     },
@@ -245,15 +257,14 @@ pub async fn run(cli: Cli) -> i32 {
             max_connections,
             max_pending_handshakes,
             retry,
-            key,
+            conn,
             observe,
         } => {
-            let Some(psk) = load_key(&key) else { return 1 };
+            let Some(connection) = conn.config(crate::Config::default()) else {
+                return 1;
+            };
             let config = EndpointConfig {
-                connection: std::sync::Arc::new(crate::Config {
-                    psk,
-                    ..crate::Config::default()
-                }),
+                connection: std::sync::Arc::new(connection),
                 max_connections: max_connections as usize,
                 max_pending_handshakes: max_pending_handshakes as usize,
                 retry: retry.policy(),
@@ -264,11 +275,11 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Client {
             server,
             timeout,
-            key,
+            conn,
             observe,
             months,
         } => {
-            let Some(psk) = load_key(&key) else {
+            let Some(connection) = conn.config(crate::Config::default()) else {
                 return ClientExit::Failed as i32;
             };
             let input = if months.is_empty() {
@@ -283,7 +294,7 @@ pub async fn run(cli: Cli) -> i32 {
                 server,
                 timeout,
                 trace: observe.trace,
-                psk,
+                connection,
             };
             let mut out = tokio::io::stdout();
             let mut err = std::io::stderr();
@@ -309,16 +320,18 @@ pub async fn run(cli: Cli) -> i32 {
             file,
             to,
             timeout,
-            key,
+            conn,
             observe,
         } => {
-            let Some(psk) = load_key(&key) else { return 1 };
+            let base = crate::Config {
+                idle_timeout: timeout,
+                ..crate::Config::default()
+            };
+            let Some(connection) = conn.config(base) else {
+                return 1;
+            };
             let config = EndpointConfig {
-                connection: std::sync::Arc::new(crate::Config {
-                    idle_timeout: timeout,
-                    psk,
-                    ..crate::Config::default()
-                }),
+                connection: std::sync::Arc::new(connection),
                 ..EndpointConfig::default()
             };
             match crate::transfer::send::send_file(
@@ -345,15 +358,14 @@ pub async fn run(cli: Cli) -> i32 {
             out,
             keep_open,
             timeout,
-            key,
+            conn,
             observe,
         } => {
-            let Some(psk) = load_key(&key) else { return 1 };
+            let Some(connection) = conn.config(crate::Config::default()) else {
+                return 1;
+            };
             let config = EndpointConfig {
-                connection: std::sync::Arc::new(crate::Config {
-                    psk,
-                    ..crate::Config::default()
-                }),
+                connection: std::sync::Arc::new(connection),
                 ..EndpointConfig::default()
             };
             run_recv(listen, config, out, keep_open, timeout, observe).await

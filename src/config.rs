@@ -30,7 +30,8 @@ pub struct Config {
     /// RTT assumed before the first sample (default 100 ms; RFC 9002 uses
     /// 333 ms, which makes handshake loss needlessly slow to repair).
     pub initial_rtt: Duration,
-    /// Congestion controller (default NewReno).
+    /// Congestion controller (default: the loss-tolerant BBR-style one,
+    /// PROTOCOL.md §9.4.3).
     pub congestion: Algorithm,
     /// Pre-shared key: when set, every packet is sealed with it and packets
     /// not sealed with it are dropped (PROTOCOL.md §3.7). Both sides must
@@ -49,7 +50,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(30),
             keep_alive: Some(Duration::from_secs(10)),
             initial_rtt: Duration::from_millis(100),
-            congestion: Algorithm::NewReno,
+            congestion: Algorithm::default(),
             psk: None,
         }
     }

@@ -129,7 +129,7 @@ async fn fifty_clients_at_once_each_get_their_own_answers() {
                 server: addr,
                 timeout: Duration::from_secs(20),
                 trace: None,
-                psk: None,
+                connection: Default::default(),
             };
             let mut out = Vec::new();
             let mut err = Vec::new();

@@ -17,6 +17,7 @@
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rudp::conn::congestion::Algorithm;
 use rudp::conn::{Event, SendError};
 use rudp::endpoint::{ConnectionHandle, EndpointConfig, EndpointEvent, RetryPolicy};
 use rudp::impair::{Blackout, ImpairConfig};
@@ -177,9 +178,12 @@ fn run_seed(seed: u64, verbose: bool) -> Result<(), String> {
     } else {
         EndpointConfig::default().retry
     };
+    // A third of the runs each with every congestion controller (§9.4).
+    let congestion = [Algorithm::Bbr, Algorithm::Cubic, Algorithm::NewReno][rng.gen_range(0..3)];
     let config = Arc::new(Config {
         idle_timeout: IDLE_TIMEOUT,
         psk,
+        congestion,
         ..Config::default()
     });
     let client_cfg = EndpointConfig {
@@ -194,7 +198,10 @@ fn run_seed(seed: u64, verbose: bool) -> Result<(), String> {
     };
     if verbose {
         eprintln!("seed {seed}\n  to server: {up:?}\n  to client: {down:?}");
-        eprintln!("  pre-shared key {}, retry {retry:?}", config.psk.is_some());
+        eprintln!(
+            "  pre-shared key {}, retry {retry:?}, congestion {congestion}",
+            config.psk.is_some()
+        );
         eprintln!(
             "  client sends {} messages, server sends {}",
             client_msgs.len(),
@@ -355,7 +362,15 @@ fn sweep_shard_7() {
 /// of `one_way` delay, with the datagram that carries message `victim`
 /// dropped once. Returns (virtual time from the victim's first send to its
 /// delivery, the path RTT).
-fn recovery_time(count: usize, victim: usize, one_way: Duration, gap: Duration) -> Duration {
+/// Messages of `size` bytes (at least 12), `gap` apart; message `victim` is
+/// dropped once. Returns how long after its first sending it arrived.
+fn recovery_time(
+    count: usize,
+    victim: usize,
+    one_way: Duration,
+    gap: Duration,
+    size: usize,
+) -> Duration {
     let clean = ImpairConfig {
         delay: one_way,
         ..ImpairConfig::default()
@@ -396,9 +411,10 @@ fn recovery_time(count: usize, victim: usize, one_way: Duration, gap: Duration) 
             .and_then(|h| sim.client.connection(h))
             .is_some_and(|c| c.is_established());
         if established && queued < count && next_send.is_none_or(|t| sim.now() >= t) {
-            client
-                .to_send
-                .push_back(Bytes::from(format!("message-{queued:04}")));
+            client.to_send.push_back(Bytes::from(format!(
+                "message-{queued:04}{}",
+                "x".repeat(size.saturating_sub(12))
+            )));
             queued += 1;
             next_send = Some(sim.now() + gap);
             client.pump(&mut sim.client);
@@ -434,8 +450,10 @@ fn recovery_time(count: usize, victim: usize, one_way: Duration, gap: Duration) 
 #[test]
 fn single_loss_mid_flow_is_repaired_in_about_one_rtt() {
     // 1 ms each way; a message every 0.2 ms; message 20 of 40 is lost.
+    // The messages fill their packets, so no later packet has room to
+    // bundle the lost one (§8.5): loss detection must find it.
     let one_way = Duration::from_millis(1);
-    let t = recovery_time(40, 20, one_way, Duration::from_micros(200));
+    let t = recovery_time(40, 20, one_way, Duration::from_micros(200), 1100);
     // Its loss is detected when three later packets are acknowledged
     // (about one RTT after it was sent), then the resend takes one way.
     // A fixed 200 ms minimum timer would be far beyond this bound.
@@ -450,11 +468,25 @@ fn single_loss_mid_flow_is_repaired_in_about_one_rtt() {
 }
 
 #[test]
+fn thin_stream_loss_is_repaired_by_the_next_packet() {
+    // Small messages: the packet after the lost one still carries it
+    // (§8.5), so it arrives one message gap plus one way after it was
+    // first sent, before any loss detection (3 ms and more, above) could
+    // have resent it.
+    let one_way = Duration::from_millis(1);
+    let t = recovery_time(40, 20, one_way, Duration::from_micros(200), 12);
+    assert!(
+        t < Duration::from_millis(3),
+        "recovery took {t:?}: the next packet should have repaired it"
+    );
+}
+
+#[test]
 fn single_tail_loss_is_repaired_by_a_probe_within_milliseconds() {
     // The lost message is the last one: nothing after it reveals the loss,
     // so the probe timeout (srtt + 4 rttvar + max_ack_delay) repairs it.
     let one_way = Duration::from_millis(1);
-    let t = recovery_time(10, 9, one_way, Duration::from_millis(1));
+    let t = recovery_time(10, 9, one_way, Duration::from_millis(1), 12);
     // PTO about 2 ms + variance + 5 ms ack delay, then one way to deliver.
     assert!(
         t <= Duration::from_millis(15),

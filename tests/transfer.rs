@@ -337,3 +337,86 @@ async fn a_transfer_sealed_with_a_pre_shared_key() {
     assert_eq!(std::fs::read(&out).unwrap(), data);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--congestion` picks the controller on each side (PROTOCOL.md §9.4): a
+/// file crosses a lossy link with each, the sender's JSON statistics name
+/// a window, and an unknown name is refused with status 2.
+#[tokio::test]
+async fn each_congestion_controller_moves_a_file_through_loss() {
+    let dir = scratch("congestion");
+    let src = dir.join("data.bin");
+    let data = random_file(&src, 1_000_000, 9);
+    for (i, algorithm) in ["bbr", "cubic", "newreno"].into_iter().enumerate() {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let out = dir.join(format!("out-{algorithm}.bin"));
+        let recv = spawn_recv(&[
+            "--listen",
+            &listen,
+            "--out",
+            out.to_str().unwrap(),
+            "--congestion",
+            algorithm,
+        ]);
+        let link = ImpairConfig {
+            loss: 0.05,
+            ..ImpairConfig::default()
+        };
+        let proxy = common::proxy(listen.parse().unwrap(), link.clone(), link, i as u64).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let stats_path = dir.join(format!("stats-{algorithm}.json"));
+        let sent = rudp(
+            &[
+                "send",
+                src.to_str().unwrap(),
+                "--to",
+                &proxy.local_addr().to_string(),
+                "--congestion",
+                algorithm,
+                "--stats-json",
+                stats_path.to_str().unwrap(),
+            ],
+            b"",
+            LIMIT,
+        )
+        .await;
+        assert_eq!(sent.code, Some(0), "{algorithm}: {sent:?}");
+        let r = tokio::time::timeout(LIMIT, recv.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.status.code(), Some(0), "{algorithm}");
+        assert!(
+            std::fs::read(&out).unwrap() == data,
+            "{algorithm}: content differs"
+        );
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&stats_path).unwrap()).unwrap();
+        assert!(json["stats"]["congestion_window"].as_u64().unwrap() >= 2 * 1200);
+        assert!(
+            json["stats"]["packets_lost"].as_u64().unwrap() > 0,
+            "{algorithm}: {json}"
+        );
+        proxy.stop().await;
+    }
+    let out = rudp(
+        &[
+            "send",
+            src.to_str().unwrap(),
+            "--to",
+            "127.0.0.1:9",
+            "--congestion",
+            "vegas",
+        ],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.code, Some(2));
+    assert!(
+        out.stderr.contains("unknown congestion controller 'vegas'"),
+        "{}",
+        out.stderr
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

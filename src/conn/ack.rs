@@ -10,11 +10,17 @@ use crate::ranges::RangeSet;
 use crate::wire::AckFrame;
 use std::time::{Duration, Instant};
 
-/// Ranges kept in the record, and so at most in one ACK frame (§7.2). Older
-/// information is dropped: a packet below the record's floor counts as a
-/// duplicate, which is safe because its data, if never acknowledged, is
-/// retransmitted in a new packet anyway.
-pub const MAX_ACK_RANGES: usize = 32;
+/// Ranges kept in the record (§7.2). Older information is dropped: a packet
+/// below the record's floor counts as a duplicate, which is safe because
+/// its data, if never acknowledged, is retransmitted in new packets anyway.
+/// Generous, because a packet wrongly taken for a duplicate is a real loss:
+/// a fast sender on a path that reorders by a few milliseconds opens
+/// hundreds of gaps.
+pub const MAX_ACK_RANGES: usize = 1024;
+/// Ranges in one ACK frame: the highest ones (§7.2). With packet numbers
+/// within 2^24 of each other every range takes at most 8 bytes, so a frame
+/// stays under 540 bytes.
+pub const ACK_FRAME_RANGES: usize = 64;
 
 /// Ack-eliciting packets received before an acknowledgement is sent at once.
 pub const ACK_ELICITING_THRESHOLD: u32 = 2;
@@ -118,7 +124,7 @@ impl AckTracker {
         let (_, at) = self.largest?;
         Some(AckFrame {
             delay_micros: now.saturating_duration_since(at).as_micros() as u64,
-            ranges: self.received.iter_rev().collect(),
+            ranges: self.received.iter_rev().take(ACK_FRAME_RANGES).collect(),
         })
     }
 
@@ -171,11 +177,12 @@ mod tests {
     fn record_is_bounded() {
         let t = Instant::now();
         let mut a = AckTracker::default();
-        for i in 0..1000 {
+        for i in 0..(MAX_ACK_RANGES as u64 + 2) {
             a.on_packet(t, i * 2, false, DELAY);
         }
         let f = a.frame(t).unwrap();
-        assert_eq!(f.ranges.len(), MAX_ACK_RANGES);
+        assert_eq!(f.ranges.len(), ACK_FRAME_RANGES);
+        assert_eq!(f.ranges[0], 2050..2051);
         // Old packets below the floor count as duplicates.
         assert_eq!(a.on_packet(t, 1, true, DELAY), Arrival::Duplicate);
     }

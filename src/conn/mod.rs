@@ -14,11 +14,14 @@
 //! 3. drain [`Connection::poll_event`], then sleep until `poll_timeout`.
 //!
 //! Parts, one file each: [`ack`] (what we received), [`sent`] (what we sent,
-//! loss detection), [`rtt`], [`congestion`], [`send_stream`],
+//! loss detection), [`rtt`], [`congestion`], [`delivery`] (rate samples),
+//! [`pacing`], [`send_stream`],
 //! [`recv_stream`], [`stats`].
 
 pub mod ack;
 pub mod congestion;
+pub mod delivery;
+pub mod pacing;
 pub mod recv_stream;
 pub mod rtt;
 pub mod send_stream;
@@ -38,6 +41,8 @@ use crate::wire::{
 use ack::{AckTracker, Arrival};
 use bytes::Bytes;
 use congestion::Controller;
+use delivery::DeliveryRate;
+use pacing::Pacer;
 use recv_stream::{RecvStream, StreamError};
 use rtt::RttEstimator;
 use send_stream::{SendStream, WriteError};
@@ -180,6 +185,10 @@ pub struct Connection {
     acks: AckTracker,
     rtt: RttEstimator,
     cc: Box<dyn Controller>,
+    delivery: DeliveryRate,
+    pacer: Pacer,
+    /// Set when pacing held back a packet: when it may go (§9.6).
+    pacing_until: Option<Instant>,
     send: SendStream,
     recv: RecvStream,
     /// Time-threshold loss timer or probe timeout (RFC 9002 §6.2).
@@ -230,6 +239,9 @@ const AMPLIFICATION_FACTOR: u64 = 3;
 /// Smallest packet worth building under the amplification budget: header,
 /// ACK, HANDSHAKE and a little data.
 const MIN_BUDGETED_PACKET: u64 = 128;
+
+/// Most ranges of unacknowledged data a thin-stream packet bundles (§8.4).
+const MAX_BUNDLED_RANGES: usize = 8;
 
 /// Declared losses remembered for spurious-loss detection.
 const RECENTLY_LOST_KEPT: usize = 1024;
@@ -306,6 +318,9 @@ impl Connection {
             acks: AckTracker::default(),
             rtt: RttEstimator::new(config.initial_rtt),
             cc: config.congestion.build(config.max_datagram_size),
+            delivery: DeliveryRate::new(now),
+            pacer: Pacer::new(now, config.max_datagram_size as u64),
+            pacing_until: None,
             send: SendStream::new(config.send_buffer),
             recv: RecvStream::new(config.receive_window, config.max_message_size as u64),
             loss_timer: None,
@@ -463,6 +478,7 @@ impl Connection {
         s.min_rtt_us = self.rtt.min().as_micros() as u64;
         s.rtt_var_us = self.rtt.var().as_micros() as u64;
         s.congestion_window = self.cc.window();
+        s.pacing_rate = self.cc.pacing_rate(&self.rtt);
         s.bytes_in_flight = self.sent.bytes_in_flight();
         s.receive_buffered = self.recv.buffered();
         s.send_buffered = self.send.buffered();
@@ -589,6 +605,7 @@ impl Connection {
                 self.loss_timer,
                 self.acks.deadline(),
                 self.keep_alive_deadline(),
+                self.pacing_until,
             ]
             .into_iter()
             .flatten()
@@ -626,6 +643,10 @@ impl Connection {
         }
         if self.loss_timer.is_some_and(|t| now >= t) {
             self.on_loss_timer(now);
+        }
+        if self.pacing_until.is_some_and(|t| now >= t) {
+            // The caller polls for transmits next; the pacer decides again.
+            self.pacing_until = None;
         }
         if self.keep_alive_deadline().is_some_and(|t| now >= t) {
             self.trace(now, "rudp:keepalive", || json!({}));
@@ -1037,9 +1058,17 @@ impl Connection {
         let before = self.send.buffered();
         for (_, p) in &newly {
             if p.in_flight {
-                self.cc.on_ack(now, p.time_sent, p.size as u64);
+                self.cc.on_ack(now, p.time_sent, p.size as u64, &self.rtt);
+                self.delivery
+                    .on_packet_acked(now, p.time_sent, p.size as u64, &p.delivery);
             }
             self.send.on_acked(&p.frames.stream, p.frames.fin);
+        }
+        if let Some(sample) = self
+            .delivery
+            .finish_ack(self.rtt.min(), self.sent.bytes_in_flight())
+        {
+            self.cc.on_ack_event(now, &sample, &self.rtt);
         }
         if self.send.buffered() < before {
             self.emit(Event::Writable);
@@ -1063,10 +1092,13 @@ impl Connection {
             self.recently_lost.remove(&pn);
             self.stats.spurious_losses += 1;
             let distance = largest_then - pn + 1;
-            self.packet_threshold = self
-                .packet_threshold
-                .max(distance)
-                .min(sent::MAX_PACKET_THRESHOLD);
+            // Beyond the cap, counting packets cannot tell loss from
+            // reordering: leave it to the time threshold (§9.2).
+            self.packet_threshold = if distance > sent::MAX_PACKET_THRESHOLD {
+                u64::MAX
+            } else {
+                self.packet_threshold.max(distance)
+            };
             self.time_threshold = (self.time_threshold + 1).min(rtt::TIME_THRESHOLDS.len() - 1);
             let (packet_threshold, (num, den)) = (
                 self.packet_threshold,
@@ -1126,11 +1158,13 @@ impl Connection {
             }
         }
         let mut newest_in_flight: Option<Instant> = None;
+        let mut lost_bytes = 0;
         for (_, p) in &lost {
             self.requeue(&p.frames);
             if p.in_flight {
                 newest_in_flight =
                     Some(newest_in_flight.map_or(p.time_sent, |t| t.max(p.time_sent)));
+                lost_bytes += p.size as u64;
             }
         }
         if let Some(sent) = newest_in_flight {
@@ -1139,7 +1173,8 @@ impl Connection {
                     &lost,
                     congestion::persistent_congestion_duration(self.pto()),
                 );
-            self.cc.on_congestion_event(now, sent, persistent);
+            self.cc
+                .on_congestion_event(now, sent, lost_bytes, persistent);
             self.trace_metrics(now);
         }
     }
@@ -1262,15 +1297,28 @@ impl Connection {
         }
         let ty = self.packet_type();
         let probe = self.probes > 0;
-        let cwnd_open = self.sent.bytes_in_flight() + self.max_datagram as u64 <= self.cc.window();
-        let may_elicit = probe || cwnd_open;
+        let in_flight = self.sent.bytes_in_flight();
+        let cwnd_open = in_flight + self.max_datagram as u64 <= self.cc.window();
         let have_data = self.peer.is_some() && self.send.has_sendable();
-        let want_eliciting = may_elicit
-            && ((ty != PacketType::Data && self.handshake_pending)
-                || have_data
-                || self.max_data_pending
-                || self.ping_pending
-                || probe);
+        let have_eliciting = (ty != PacketType::Data && self.handshake_pending)
+            || have_data
+            || self.max_data_pending
+            || self.ping_pending;
+        if cwnd_open && !have_data && self.state == State::Established {
+            // Room in the window and nothing to fill it: rate samples taken
+            // now measure the application, not the path (§9.4.3).
+            self.delivery.on_app_limited(in_flight);
+        }
+        // §9.6: pace what the window allows; probes are not paced.
+        let mut paced_open = true;
+        if cwnd_open && have_eliciting && !probe {
+            let rate = self.cc.pacing_rate(&self.rtt);
+            let mss = self.max_datagram as u64;
+            self.pacing_until = self.pacer.delay(now, mss, rate, mss);
+            paced_open = self.pacing_until.is_none();
+        }
+        let may_elicit = probe || (cwnd_open && paced_open);
+        let want_eliciting = may_elicit && (have_eliciting || probe);
         if !want_eliciting && !self.acks.ack_due(now) {
             return false;
         }
@@ -1290,6 +1338,7 @@ impl Connection {
         let mut frames = SentFrames::default();
         let mut eliciting = false;
         let mut retransmitted = false;
+        let mut frontier = 0;
 
         if self.acks.has_news() {
             if let Some(ack) = self.acks.frame(now) {
@@ -1319,7 +1368,7 @@ impl Connection {
             }
             if self.peer.is_some() {
                 // Data below the frontier was sent before: a retransmission.
-                let frontier = self.send.sent_offset();
+                frontier = self.send.sent_offset();
                 while let Some(room) = limit.checked_sub(out.len() + MAX_STREAM_HEADER_LEN) {
                     let Some(chunk) = self.send.next_chunk(room) else {
                         break;
@@ -1341,6 +1390,10 @@ impl Connection {
                         break;
                     }
                 }
+            }
+            let new_data = frames.stream.last().is_some_and(|r| r.end > frontier);
+            if new_data && !retransmitted {
+                self.bundle_unacked(frontier, limit, out, &mut frames);
             }
             if !eliciting {
                 Frame::Ping.encode(out);
@@ -1369,14 +1422,20 @@ impl Connection {
         if retransmitted {
             self.stats.packets_retransmitted += 1;
         }
+        let in_flight = eliciting || ty == PacketType::Initial;
+        let delivery = self.delivery.on_sent(now, self.sent.bytes_in_flight());
+        if in_flight {
+            self.pacer.on_sent(out.len() as u64);
+        }
         self.sent.on_sent(
             pn,
             SentPacket {
                 time_sent: now,
                 size: out.len(),
                 ack_eliciting: eliciting,
-                in_flight: eliciting || ty == PacketType::Initial,
+                in_flight,
                 frames,
+                delivery,
             },
         );
         if let Some(frames) = traced {
@@ -1404,6 +1463,32 @@ impl Connection {
             self.set_loss_timer();
         }
         true
+    }
+
+    /// §8.4 thin streams: a packet that carries new data and has room to
+    /// spare also carries again every byte still unacknowledged, if all of
+    /// them fit. A lone lost packet of a sparse flow (a request now and
+    /// then) is then repaired by the next packet, without waiting for any
+    /// loss timer. Bulk flows fill their packets and never bundle.
+    fn bundle_unacked(
+        &mut self,
+        below: u64,
+        limit: usize,
+        out: &mut Vec<u8>,
+        frames: &mut SentFrames,
+    ) {
+        let room = limit.saturating_sub(out.len());
+        let max = room.saturating_sub(MAX_BUNDLED_RANGES * MAX_STREAM_HEADER_LEN) as u64;
+        let Some(ranges) = self.send.unacked_below(below, max, MAX_BUNDLED_RANGES) else {
+            return;
+        };
+        for r in ranges {
+            let len = (r.end - r.start) as usize;
+            encode_stream_header(r.start, len, false, out);
+            self.send.copy_range(r.clone(), out);
+            self.stats.stream_bytes_bundled += len as u64;
+            frames.stream.push(r);
+        }
     }
 
     fn write_close(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {

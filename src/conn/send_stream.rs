@@ -272,6 +272,24 @@ impl SendStream {
         }
     }
 
+    /// Sent bytes below `below` that are not acknowledged, if they add up
+    /// to at most `max` bytes in at most `max_ranges` ranges: what a thin
+    /// stream bundles into the spare room of its next packet (§8.4).
+    pub fn unacked_below(
+        &self,
+        below: u64,
+        max: u64,
+        max_ranges: usize,
+    ) -> Option<Vec<Range<u64>>> {
+        let start = self.acked_prefix;
+        if below <= start {
+            return None;
+        }
+        let gaps = self.acked.gaps_in(start..below);
+        let total: u64 = gaps.iter().map(|g| g.end - g.start).sum();
+        (total > 0 && total <= max && gaps.len() <= max_ranges).then_some(gaps)
+    }
+
     /// Bytes below this have been sent at least once.
     pub fn sent_offset(&self) -> u64 {
         self.sent

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 /// this many packet numbers after it is acknowledged. This is the starting
 /// value; spurious losses raise it (§9.2).
 pub const PACKET_THRESHOLD: u64 = 3;
-/// The packet threshold never grows beyond this.
+/// The packet threshold grows up to this; a reordering distance beyond it
+/// turns the packet threshold off (§9.2).
 pub const MAX_PACKET_THRESHOLD: u64 = 20;
 
 /// What a sent packet carried that must be resent if it is lost. Packet
@@ -33,6 +34,8 @@ pub struct SentPacket {
     /// Counts against the congestion window (ack-eliciting or padded).
     pub in_flight: bool,
     pub frames: SentFrames,
+    /// Delivery state when sent, for the rate sample its ACK gives.
+    pub delivery: super::delivery::PacketDelivery,
 }
 
 /// Every packet sent and still unresolved, by packet number. Every packet
@@ -173,6 +176,7 @@ mod tests {
 
     fn pkt(t: Instant) -> SentPacket {
         SentPacket {
+            delivery: super::super::delivery::DeliveryRate::new(t).on_sent(t, 0),
             time_sent: t,
             size: 100,
             ack_eliciting: true,

@@ -16,6 +16,9 @@ pub struct Stats {
     /// Packets that resent stream data, and the resent bytes.
     pub packets_retransmitted: u64,
     pub stream_bytes_retransmitted: u64,
+    /// Unacknowledged stream bytes sent again, unasked, in the spare room
+    /// of a later packet of a thin stream (§8.4).
+    pub stream_bytes_bundled: u64,
     /// Packets declared lost (§9.2).
     pub packets_lost: u64,
     /// Of those, packets acknowledged after all: losses that were really
@@ -49,6 +52,8 @@ pub struct Stats {
     /// Current congestion window and bytes in flight (§9.4).
     pub congestion_window: u64,
     pub bytes_in_flight: u64,
+    /// Current pacing rate, bytes per second (§9.6).
+    pub pacing_rate: u64,
     /// Bytes received and held, not yet taken by the application; never
     /// more than the receive window (§8.3).
     pub receive_buffered: u64,

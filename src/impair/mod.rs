@@ -35,8 +35,10 @@ pub struct ImpairConfig {
     pub reorder: f64,
     /// Base one-way delay.
     pub delay: Duration,
-    /// Uniform random extra delay in 0..=jitter (may reorder datagrams).
+    /// Uniform random extra delay in 0..=jitter.
     pub jitter: Duration,
+    /// Whether jitter may reorder datagrams.
+    pub jitter_order: JitterOrder,
     /// Share of datagrams with one bit flipped.
     pub corrupt: f64,
     /// Bottleneck rate in bytes per second.
@@ -55,6 +57,31 @@ impl ImpairConfig {
                 queue: self.queue,
                 ..Self::default()
             }
+    }
+}
+
+/// What jitter does to the order of datagrams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JitterOrder {
+    /// Each datagram gets its own delay, so a later one may overtake an
+    /// earlier one (a path with several routes).
+    #[default]
+    Reorder,
+    /// A datagram never leaves before the one sent ahead of it (a FIFO
+    /// link whose delay varies), as in KCP's latency test.
+    Keep,
+}
+
+impl std::str::FromStr for JitterOrder {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "reorder" => Ok(JitterOrder::Reorder),
+            "keep" => Ok(JitterOrder::Keep),
+            _ => Err(format!(
+                "'{s}' is not a jitter order: use 'reorder' or 'keep'"
+            )),
+        }
     }
 }
 
@@ -143,6 +170,8 @@ pub struct Impairment {
     queue: VecDeque<Instant>,
     held: Vec<Held>,
     stats: ImpairStats,
+    /// Delivery time of the latest datagram, for `JitterOrder::Keep`.
+    last_delivery: Option<Instant>,
 }
 
 impl Impairment {
@@ -156,6 +185,7 @@ impl Impairment {
             queue: VecDeque::new(),
             held: Vec::new(),
             stats: ImpairStats::default(),
+            last_delivery: None,
         }
     }
 
@@ -224,7 +254,11 @@ impl Impairment {
                 data[bit / 8] ^= 1 << (bit % 8);
                 self.stats.corrupted += 1;
             }
-            let at = departure + self.config.delay + self.draw_jitter();
+            let mut at = departure + self.config.delay + self.draw_jitter();
+            if self.config.jitter_order == JitterOrder::Keep {
+                at = self.last_delivery.map_or(at, |last| at.max(last));
+                self.last_delivery = Some(at);
+            }
             if self.rng.reorder.gen_bool(clamp(self.config.reorder)) {
                 self.stats.reordered += 1;
                 let after = self.rng.reorder.gen_range(1..=3);

@@ -219,6 +219,50 @@ fn delay_and_jitter_bounds() {
 }
 
 #[test]
+fn kept_order_jitter_never_reorders() {
+    let t0 = Instant::now();
+    let config = ImpairConfig {
+        delay: Duration::from_millis(30),
+        jitter: Duration::from_millis(32),
+        jitter_order: JitterOrder::Keep,
+        ..Default::default()
+    };
+    let mut m = Impairment::new(config.clone(), 3, t0);
+    let mut last = t0;
+    let mut waits = Vec::new();
+    for i in 0..1000u64 {
+        let now = t0 + Duration::from_millis(20 * i);
+        for d in m.process(now, vec![0]) {
+            assert!(d.at >= last, "datagram {i} overtook the one before");
+            assert!(d.at - now >= Duration::from_millis(30));
+            last = d.at;
+            waits.push(d.at - now);
+        }
+    }
+    // Sent 20 ms apart, the 30..62 ms delays rarely need to wait for the
+    // datagram ahead: the average stays near the middle, 46 ms.
+    let avg = waits.iter().sum::<Duration>() / waits.len() as u32;
+    assert!(
+        avg > Duration::from_millis(44) && avg < Duration::from_millis(52),
+        "{avg:?}"
+    );
+    // Without `Keep`, the same jitter reorders some datagrams.
+    let mut m = Impairment::new(
+        ImpairConfig {
+            jitter_order: JitterOrder::Reorder,
+            ..config
+        },
+        3,
+        t0,
+    );
+    let ats: Vec<Instant> = (0..1000u64)
+        .flat_map(|i| m.process(t0 + Duration::from_millis(20 * i), vec![0]))
+        .map(|d| d.at)
+        .collect();
+    assert!(ats.windows(2).any(|w| w[1] < w[0]));
+}
+
+#[test]
 fn held_datagram_is_released_without_later_traffic() {
     let t0 = Instant::now();
     let config = ImpairConfig {

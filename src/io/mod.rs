@@ -13,6 +13,7 @@
 //! Lock discipline: the mutex is never held across an `.await`.
 
 mod error;
+mod udp;
 
 pub use error::{Error, Secs};
 
@@ -24,9 +25,9 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 use tracing::{debug, debug_span, info_span, trace, warn, Instrument};
+use udp::{RxBuffers, Socket, TxBatch};
 
 /// Datagrams read from the socket per wake-up before timers and sends get a
 /// turn: bounds the latency a flood can add to everything else.
@@ -152,7 +153,7 @@ impl Endpoint {
             .connection
             .validate()
             .map_err(|e| Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
-        let socket = UdpSocket::from_std(bind_socket(addr)?)?;
+        let socket = Socket::new(bind_socket(addr)?)?;
         let local_addr = socket.local_addr()?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -545,17 +546,20 @@ impl Connection {
 
 /// The driver task: moves datagrams and timer expiries between the socket
 /// and the state machine, and wakes the application.
-async fn drive(shared: Arc<Shared>, socket: UdpSocket) {
-    let mut buf = vec![0u8; 65_536];
+async fn drive(shared: Arc<Shared>, socket: Socket) {
     let mut out = Vec::with_capacity(65_536);
-    let mut batch: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+    let mut tx = TxBatch::default();
+    let mut rx = RxBuffers::default();
     loop {
         // 1. Collect what the state machine wants sent, and its events.
         let deadline = {
             let mut st = shared.lock();
-            let now = Instant::now();
-            while let Some(to) = st.ep.poll_transmit(now, &mut out) {
-                batch.push((to, out.clone()));
+            // A fresh time for each datagram: a burst of hundreds takes long
+            // enough that one timestamp for all would distort the delivery
+            // rate samples (PROTOCOL.md §9.4.3) and the pacing.
+            while let Some(to) = st.ep.poll_transmit(Instant::now(), &mut out) {
+                trace_datagram("out", to, &out);
+                tx.push(to, &out);
             }
             dispatch_events(&shared, &mut st);
             write_traces(&mut st);
@@ -569,13 +573,9 @@ async fn drive(shared: Arc<Shared>, socket: UdpSocket) {
             }
             st.ep.poll_timeout()
         };
-        // 2. Send it, without the lock.
-        for (to, bytes) in batch.drain(..) {
-            trace_datagram("out", to, &bytes);
-            if let Err(e) = socket.send_to(&bytes, to).await {
-                // One unreachable peer must not stop the others: count on.
-                debug!(peer = %to, error = %e, "send failed");
-            }
+        // 2. Send it, without the lock, batched (GSO) where possible.
+        if !tx.is_empty() {
+            socket.send(&mut tx).await;
         }
         // 3. Wait for a datagram, a timer or the application.
         let sleep = async {
@@ -585,28 +585,27 @@ async fn drive(shared: Arc<Shared>, socket: UdpSocket) {
             }
         };
         tokio::select! {
-            // A datagram arrived: take it and any already queued behind it.
-            r = socket.recv_from(&mut buf) => match r {
-                Ok((n, from)) => {
-                    let mut st = shared.lock();
-                    let now = Instant::now();
-                    st.last_rx = Some(now);
-                    trace_datagram("in", from, &buf[..n]);
-                    st.ep.handle_datagram(now, from, &buf[..n]);
-                    for _ in 1..RECV_BATCH {
-                        match socket.try_recv_from(&mut buf) {
-                            Ok((n, from)) => {
-                                trace_datagram("in", from, &buf[..n]);
-                                st.ep.handle_datagram(now, from, &buf[..n]);
-                            }
-                            Err(_) => break,
-                        }
-                    }
+            // Datagrams arrived: take those already queued, a bounded batch.
+            r = socket.readable() => {
+                if let Err(e) = r {
+                    debug!(error = %e, "socket not readable");
+                    continue;
                 }
-                // ICMP errors surface here on some systems; they concern one
-                // peer, whose connection times out by itself.
-                Err(e) => debug!(error = %e, "receive error"),
-            },
+                let mut st = shared.lock();
+                let now = Instant::now();
+                let st = &mut *st;
+                let read = socket.try_recv(&mut rx, RECV_BATCH, |from, datagram| {
+                    trace_datagram("in", from, datagram);
+                    st.ep.handle_datagram(Instant::now(), from, datagram);
+                });
+                match read {
+                    Ok(n) if n > 0 => st.last_rx = Some(now),
+                    Ok(_) => {}
+                    // ICMP errors surface here on some systems; they concern
+                    // one peer, whose connection times out by itself.
+                    Err(e) => debug!(error = %e, "receive error"),
+                }
+            }
             // A connection timer expired.
             () = sleep => {
                 let mut st = shared.lock();

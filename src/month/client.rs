@@ -60,9 +60,9 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// Write an event trace of the connection here (docs/trace.md).
     pub trace: Option<std::path::PathBuf>,
-    /// Seal every packet with this key (PROTOCOL.md §3.7); the server
-    /// must use the same one.
-    pub psk: Option<crate::psk::Psk>,
+    /// Connection settings (key, congestion controller); the idle timeout
+    /// is replaced by `timeout`.
+    pub connection: Config,
 }
 
 /// What the printing loop expects next, in request order.
@@ -141,8 +141,7 @@ async fn session(
     let config = EndpointConfig {
         connection: Arc::new(Config {
             idle_timeout: opts.timeout,
-            psk: opts.psk.clone(),
-            ..Config::default()
+            ..opts.connection.clone()
         }),
         ..EndpointConfig::default()
     };

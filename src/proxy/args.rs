@@ -7,7 +7,8 @@
 //! every impairment cannot drift apart.
 
 use crate::impair::{
-    parse_duration, parse_probability, parse_rate, Blackout, ImpairConfig, DEFAULT_QUEUE,
+    parse_duration, parse_probability, parse_rate, Blackout, ImpairConfig, JitterOrder,
+    DEFAULT_QUEUE,
 };
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 use std::time::Duration;
@@ -28,6 +29,7 @@ enum Kind {
     Rate,
     Queue,
     Blackout,
+    Order,
 }
 
 const SPECS: &[Spec] = &[
@@ -66,6 +68,12 @@ const SPECS: &[Spec] = &[
         value: "D",
         help: "extra random delay, uniform in 0..D",
         kind: Kind::Duration,
+    },
+    Spec {
+        name: "jitter-order",
+        value: "ORDER",
+        help: "'reorder' (default): jitter lets datagrams overtake each other; 'keep': each leaves no earlier than the one before",
+        kind: Kind::Order,
     },
     Spec {
         name: "corrupt",
@@ -130,6 +138,7 @@ fn arg(id: String, spec: &Spec, help: String) -> Arg {
         Kind::Duration => a.value_parser(|s: &str| parse_duration(s).map_err(|e| e.0)),
         Kind::Rate => a.value_parser(|s: &str| parse_rate(s).map_err(|e| e.0)),
         Kind::Queue => a.value_parser(check_queue),
+        Kind::Order => a.value_parser(|s: &str| s.parse::<JitterOrder>()),
         Kind::Blackout => a
             .value_parser(|s: &str| s.parse::<Blackout>().map_err(|e| e.0))
             .action(ArgAction::Append),
@@ -204,6 +213,9 @@ impl FromArgMatches for ImpairArgs {
                         }
                     }
                     Kind::Rate => c.rate = m.get_one::<u64>(&id).copied(),
+                    Kind::Order => {
+                        c.jitter_order = m.get_one::<JitterOrder>(&id).copied().unwrap_or_default()
+                    }
                     Kind::Queue => c.queue = *m.get_one::<usize>(&id).unwrap_or(&DEFAULT_QUEUE),
                     Kind::Blackout => {
                         c.blackouts = m

@@ -1,0 +1,368 @@
+//! A BBR-style controller (PROTOCOL.md §9.4.3): it models the path by its
+//! bottleneck bandwidth (the highest delivery rate measured over the last
+//! ten round trips) and its minimum RTT, paces at that bandwidth and keeps
+//! about two bandwidth-delay products in flight.
+//!
+//! Loss-based controllers read every loss as congestion, so 5% random loss
+//! holds NewReno and CUBIC to a few datagrams per RTT. This one ignores loss
+//! below a ceiling ([`LOSS_CEILING`] of a round's bytes) and reacts only when
+//! loss rises above it, which random loss of that size does not do but an
+//! overflowing queue does.
+//!
+//! Modes, after BBR v1: STARTUP doubles the rate each round until the
+//! bandwidth stops growing (three rounds under +25%); DRAIN empties the
+//! queue STARTUP built; PROBE_BW cycles its pacing gain through 1.25, 0.75,
+//! then six rounds at 1.0, so that it notices when more bandwidth appears.
+//! There is no PROBE_RTT mode: the minimum RTT is re-measured from ordinary
+//! samples once it is ten seconds old.
+//!
+//! Trade-offs: against loss-based flows on a shallow queue it takes more
+//! than its share and keeps that queue full (as BBR v1 does); it trusts its
+//! own rate samples, so a path whose capacity drops sharply is overdriven
+//! for up to ten rounds, unless the loss ceiling trips first.
+
+use super::{initial_window, Controller};
+use crate::conn::delivery::AckSample;
+use crate::conn::rtt::RttEstimator;
+use std::time::{Duration, Instant};
+
+/// Loss above this share of a round's bytes is congestion, not noise.
+pub const LOSS_CEILING: f64 = 0.20;
+/// STARTUP's gain, 2/ln 2: the smallest that doubles delivery per round.
+const HIGH_GAIN: f64 = 2.885;
+/// PROBE_BW pacing gains, one phase per minimum RTT.
+const CYCLE: [f64; 8] = [1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+/// PROBE_BW keeps this many bandwidth-delay products in flight.
+const CWND_GAIN: f64 = 2.0;
+/// Rounds the bandwidth filter remembers.
+const BW_ROUNDS: usize = 10;
+/// The minimum RTT is re-measured once this old.
+const MIN_RTT_LIFETIME: Duration = Duration::from_secs(10);
+/// Floor of the window, in datagrams.
+const MIN_WINDOW_PACKETS: u64 = 4;
+/// After a loss-ceiling round the bandwidth estimate is cut to this share.
+const LOSS_BACKOFF: f64 = 0.7;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    Startup,
+    Drain,
+    ProbeBw { phase: usize, since: Instant },
+}
+
+#[derive(Debug, Clone)]
+pub struct Bbr {
+    mss: u64,
+    mode: Mode,
+    window: u64,
+    /// Best delivery rate per round, for the last `BW_ROUNDS` rounds.
+    bw_samples: [(u64, u64); BW_ROUNDS],
+    min_rtt: Option<(Duration, Instant)>,
+    round: u64,
+    /// The round ends when a packet sent after this much was delivered is
+    /// acknowledged.
+    next_round_delivered: u64,
+    /// STARTUP's check that the bandwidth still grows.
+    full_bw: u64,
+    full_bw_rounds: u32,
+    /// Bytes lost and delivered during the current round.
+    round_lost: u64,
+    round_delivered_start: u64,
+    /// Bytes acknowledged beyond what the estimated rate explains, the
+    /// largest over recent rounds: ACK aggregation (delayed ACKs, batched
+    /// receives) that the window must absorb.
+    extra_acked: [u64; 2],
+    epoch: Option<(Instant, u64)>,
+}
+
+impl Bbr {
+    pub fn new(mss: u64) -> Self {
+        Self {
+            mss,
+            mode: Mode::Startup,
+            window: initial_window(mss),
+            bw_samples: [(0, 0); BW_ROUNDS],
+            min_rtt: None,
+            round: 0,
+            next_round_delivered: 0,
+            full_bw: 0,
+            full_bw_rounds: 0,
+            round_lost: 0,
+            round_delivered_start: 0,
+            extra_acked: [0; 2],
+            epoch: None,
+        }
+    }
+
+    /// The bottleneck bandwidth estimate, bytes per second.
+    pub fn bandwidth(&self) -> u64 {
+        self.bw_samples
+            .iter()
+            .filter(|(round, _)| round + (BW_ROUNDS as u64) > self.round)
+            .map(|&(_, bw)| bw)
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn min_rtt(&self, rtt: &RttEstimator) -> Duration {
+        self.min_rtt.map_or(rtt.smoothed(), |(r, _)| r)
+    }
+
+    /// Bandwidth-delay product, bytes.
+    fn bdp(&self, rtt: &RttEstimator) -> u64 {
+        (self.bandwidth() as f64 * self.min_rtt(rtt).as_secs_f64()) as u64
+    }
+
+    fn pacing_gain(&self) -> f64 {
+        match self.mode {
+            Mode::Startup => HIGH_GAIN,
+            Mode::Drain => 1.0 / HIGH_GAIN,
+            Mode::ProbeBw { phase, .. } => CYCLE[phase],
+        }
+    }
+
+    fn min_window(&self) -> u64 {
+        MIN_WINDOW_PACKETS * self.mss
+    }
+
+    fn record_bw(&mut self, bw: u64) {
+        let slot = &mut self.bw_samples[(self.round % BW_ROUNDS as u64) as usize];
+        if slot.0 != self.round {
+            *slot = (self.round, 0);
+        }
+        slot.1 = slot.1.max(bw);
+    }
+
+    /// Tracks ACK aggregation: bytes acknowledged since the epoch began
+    /// beyond what the bandwidth estimate predicts.
+    fn update_ack_aggregation(&mut self, now: Instant, acked: u64) {
+        let bw = self.bandwidth();
+        let expected = |start: Instant| {
+            (bw as f64 * now.saturating_duration_since(start).as_secs_f64()) as u64
+        };
+        // An epoch lasts while ACKs run ahead of the estimated rate.
+        let (start, bytes) = match self.epoch {
+            Some((start, bytes)) if bytes > expected(start) => (start, bytes),
+            _ => (now, 0),
+        };
+        let bytes = bytes + acked;
+        self.epoch = Some((start, bytes));
+        let extra = bytes.saturating_sub(expected(start)).min(self.window);
+        let slot = (self.round / 5 % 2) as usize;
+        self.extra_acked[slot] = self.extra_acked[slot].max(extra);
+    }
+
+    /// A round trip ended: check STARTUP's growth and the loss ceiling.
+    fn on_round_end(&mut self, delivered: u64) {
+        let bw = self.bandwidth();
+        let round_delivered = delivered - self.round_delivered_start;
+        let total = round_delivered + self.round_lost;
+        if total > 0
+            && self.round_lost >= 3 * self.mss
+            && self.round_lost as f64 > LOSS_CEILING * total as f64
+        {
+            // Too much loss to be noise: the path is overdriven.
+            let cut = (bw as f64 * LOSS_BACKOFF) as u64;
+            for s in self.bw_samples.iter_mut() {
+                s.1 = s.1.min(cut);
+            }
+            if self.mode == Mode::Startup {
+                self.full_bw_rounds = 3;
+            }
+        } else if self.mode == Mode::Startup {
+            if bw > 0 && bw >= self.full_bw + self.full_bw / 4 {
+                self.full_bw = bw;
+                self.full_bw_rounds = 0;
+            } else {
+                self.full_bw_rounds += 1;
+            }
+        }
+        self.round_lost = 0;
+        self.round_delivered_start = delivered;
+        // Start the new aggregation slot fresh every five rounds.
+        if self.round % 5 == 0 {
+            self.extra_acked[(self.round / 5 % 2) as usize] = 0;
+        }
+    }
+}
+
+impl Controller for Bbr {
+    fn on_ack(&mut self, _now: Instant, _sent: Instant, _bytes: u64, _rtt: &RttEstimator) {}
+
+    fn on_ack_event(&mut self, now: Instant, s: &AckSample, rtt: &RttEstimator) {
+        if s.prior_delivered >= self.next_round_delivered {
+            self.next_round_delivered = s.delivered;
+            self.round += 1;
+            self.on_round_end(s.delivered);
+        }
+        if let Some(rate) = s.rate {
+            if !rate.app_limited || rate.bytes_per_sec >= self.bandwidth() {
+                self.record_bw(rate.bytes_per_sec);
+            }
+        }
+        let latest = rtt.latest();
+        if self.min_rtt.is_none_or(|(r, at)| {
+            latest <= r || now.saturating_duration_since(at) > MIN_RTT_LIFETIME
+        }) {
+            self.min_rtt = Some((latest, now));
+        }
+        self.update_ack_aggregation(now, s.newly_acked);
+
+        let bdp = self.bdp(rtt);
+        match self.mode {
+            Mode::Startup if self.full_bw_rounds >= 3 => self.mode = Mode::Drain,
+            Mode::Drain if s.bytes_in_flight <= bdp => {
+                self.mode = Mode::ProbeBw {
+                    phase: 2,
+                    since: now,
+                }
+            }
+            Mode::ProbeBw { phase, since }
+                if now.saturating_duration_since(since) > self.min_rtt(rtt) =>
+            {
+                self.mode = Mode::ProbeBw {
+                    phase: (phase + 1) % CYCLE.len(),
+                    since: now,
+                };
+            }
+            _ => {}
+        }
+
+        // The window: two BDPs plus what ACK aggregation needs. STARTUP
+        // grows it by what was acknowledged, like slow start.
+        // The aggregation allowance counts only once STARTUP is over: before
+        // that the bandwidth estimate lags, and everything looks aggregated.
+        let (gain, aggregation) = if self.mode == Mode::Startup {
+            (HIGH_GAIN, 0)
+        } else {
+            (
+                CWND_GAIN,
+                self.extra_acked.iter().max().copied().unwrap_or(0),
+            )
+        };
+        let target = (bdp as f64 * gain) as u64 + aggregation;
+        let target = target.max(self.min_window());
+        self.window = if self.mode != Mode::Startup {
+            (self.window + s.newly_acked).min(target)
+        } else if self.window < target || s.delivered < initial_window(self.mss) {
+            // Slow-start-like growth, but only up to the target.
+            self.window + s.newly_acked
+        } else {
+            self.window
+        }
+        .max(self.min_window());
+    }
+
+    fn on_congestion_event(
+        &mut self,
+        _now: Instant,
+        _sent: Instant,
+        lost_bytes: u64,
+        persistent: bool,
+    ) {
+        self.round_lost += lost_bytes;
+        if persistent {
+            // Everything in flight for three PTOs was lost: the model is
+            // wrong. Start over from the minimum window.
+            self.bw_samples = [(0, 0); BW_ROUNDS];
+            self.window = self.min_window();
+            self.mode = Mode::Startup;
+            self.full_bw = 0;
+            self.full_bw_rounds = 0;
+        }
+    }
+
+    fn window(&self) -> u64 {
+        self.window
+    }
+
+    fn pacing_rate(&self, rtt: &RttEstimator) -> u64 {
+        let bw = self.bandwidth();
+        if bw == 0 {
+            // No sample yet: the initial window over the RTT, at STARTUP's gain.
+            return (super::rate_of(self.window, rtt.smoothed()) as f64 * HIGH_GAIN) as u64;
+        }
+        (bw as f64 * self.pacing_gain()) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::delivery::RateSample;
+
+    fn sample(delivered: u64, prior: u64, acked: u64, bw: u64) -> AckSample {
+        AckSample {
+            delivered,
+            prior_delivered: prior,
+            newly_acked: acked,
+            bytes_in_flight: 0,
+            rate: Some(RateSample {
+                bytes_per_sec: bw,
+                app_limited: false,
+            }),
+        }
+    }
+
+    /// Drives the controller round by round at a path bandwidth of `bw`,
+    /// losing `loss` of each round's bytes; returns its estimate.
+    fn run(cc: &mut Bbr, t: &mut Instant, delivered: &mut u64, rounds: usize, bw: u64, loss: f64) {
+        let mut rtt = RttEstimator::new(Duration::from_millis(10));
+        rtt.update(Duration::from_millis(10), Duration::ZERO);
+        for _ in 0..rounds {
+            *t += Duration::from_millis(10);
+            let bytes = bw / 100;
+            let lost = (bytes as f64 * loss) as u64;
+            cc.on_congestion_event(*t, *t, lost, false);
+            let prior = *delivered;
+            *delivered += bytes - lost;
+            cc.on_ack_event(*t, &sample(*delivered, prior, bytes - lost, bw), &rtt);
+        }
+    }
+
+    #[test]
+    fn random_loss_below_the_ceiling_keeps_the_rate() {
+        let (mut t, mut delivered) = (Instant::now(), 0);
+        let mut cc = Bbr::new(1200);
+        run(&mut cc, &mut t, &mut delivered, 30, 10_000_000, 0.10);
+        assert!(matches!(cc.mode, Mode::ProbeBw { .. }), "{:?}", cc.mode);
+        assert_eq!(cc.bandwidth(), 10_000_000);
+        // Two BDPs (2 x 100 kB) plus aggregation allowance.
+        assert!(cc.window() >= 200_000, "{}", cc.window());
+        let rtt = RttEstimator::new(Duration::from_millis(10));
+        assert!(cc.pacing_rate(&rtt) >= 7_500_000);
+    }
+
+    #[test]
+    fn loss_above_the_ceiling_cuts_the_estimate() {
+        let (mut t, mut delivered) = (Instant::now(), 0);
+        let mut cc = Bbr::new(1200);
+        run(&mut cc, &mut t, &mut delivered, 20, 10_000_000, 0.0);
+        assert_eq!(cc.bandwidth(), 10_000_000);
+        // The path keeps delivering samples at the old rate (queued data),
+        // but loses 40% of each round: the estimate must come down.
+        let mut rtt = RttEstimator::new(Duration::from_millis(10));
+        rtt.update(Duration::from_millis(10), Duration::ZERO);
+        for _ in 0..3 {
+            t += Duration::from_millis(10);
+            cc.on_congestion_event(t, t, 40_000, false);
+            let prior = delivered;
+            delivered += 60_000;
+            let mut s = sample(delivered, prior, 60_000, 0);
+            s.rate = None;
+            cc.on_ack_event(t, &s, &rtt);
+        }
+        assert!(cc.bandwidth() <= 5_000_000, "{}", cc.bandwidth());
+    }
+
+    #[test]
+    fn persistent_congestion_restarts() {
+        let (mut t, mut delivered) = (Instant::now(), 0);
+        let mut cc = Bbr::new(1200);
+        run(&mut cc, &mut t, &mut delivered, 20, 10_000_000, 0.0);
+        cc.on_congestion_event(t, t, 1200, true);
+        assert_eq!(cc.window(), 4 * 1200);
+        assert_eq!(cc.bandwidth(), 0);
+        assert_eq!(cc.mode, Mode::Startup);
+    }
+}

@@ -1,0 +1,295 @@
+//! Batched UDP I/O for the driver (docs/architecture.md, "The driver"):
+//! many datagrams per system call where the OS allows it, through the
+//! `quinn-udp` crate.
+//!
+//! - Sending: consecutive datagrams to the same peer, all of one size (the
+//!   last may be shorter), leave as one GSO send (Linux UDP segmentation
+//!   offload): one system call for up to 64 datagrams. Where GSO is missing
+//!   or fails, `quinn-udp` reports one segment at most and each datagram
+//!   goes alone.
+//! - Receiving: `recvmmsg` reads several datagrams per call, and with GRO
+//!   the kernel hands over several coalesced datagrams in one buffer, cut
+//!   back apart here by their stride.
+//!
+//! Buffers are allocated once per endpoint and reused.
+//!
+//! `RUDP_GSO=off` in the environment turns segmentation offload off (one
+//! datagram per send), to measure what it brings.
+
+use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+use tracing::debug;
+
+/// Largest total size of one GSO send (the kernel's limit is 64 KiB).
+const MAX_GSO_BYTES: usize = 65_000;
+/// Receive buffers per `recvmmsg` call.
+const RX_BUFFERS: usize = 8;
+/// Size of each receive buffer: one GRO batch of full-size UDP payloads.
+const RX_BUFFER_LEN: usize = 65_536;
+
+pub struct Socket {
+    io: UdpSocket,
+    state: UdpSocketState,
+    max_segments: usize,
+}
+
+impl Socket {
+    pub fn new(std: std::net::UdpSocket) -> io::Result<Self> {
+        let state = UdpSocketState::new((&std).into())?;
+        let io = UdpSocket::from_std(std)?;
+        let gso_off = std::env::var("RUDP_GSO").is_ok_and(|v| v == "off");
+        let max_segments = if gso_off { 1 } else { state.max_gso_segments() };
+        debug!(
+            gso_segments = max_segments,
+            gro_segments = state.gro_segments(),
+            "socket ready"
+        );
+        Ok(Self {
+            io,
+            state,
+            max_segments,
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.local_addr()
+    }
+
+    fn segments_allowed(&self) -> usize {
+        self.max_segments.min(self.state.max_gso_segments()).max(1)
+    }
+
+    /// Sends everything queued in `tx`, then empties it.
+    pub async fn send(&self, tx: &mut TxBatch) {
+        let max_segments = self.segments_allowed();
+        for g in tx.groups(max_segments) {
+            let contents = &tx.data[g.start..g.end];
+            let segment_size = (g.end - g.start > g.segment).then_some(g.segment);
+            if let Err(e) = self.send_one(g.to, contents, segment_size).await {
+                if segment_size.is_some() {
+                    // GSO failed (quinn-udp now reports one segment at most):
+                    // send the datagrams one by one.
+                    for d in contents.chunks(g.segment) {
+                        if let Err(e) = self.send_one(g.to, d, None).await {
+                            debug!(peer = %g.to, error = %e, "send failed");
+                        }
+                    }
+                } else {
+                    // One unreachable peer must not stop the others.
+                    debug!(peer = %g.to, error = %e, "send failed");
+                }
+            }
+        }
+        tx.clear();
+    }
+
+    async fn send_one(
+        &self,
+        to: SocketAddr,
+        contents: &[u8],
+        segment_size: Option<usize>,
+    ) -> io::Result<()> {
+        let t = Transmit {
+            destination: to,
+            ecn: None,
+            contents,
+            segment_size,
+            src_ip: None,
+        };
+        loop {
+            self.io.writable().await?;
+            match self.io.try_io(Interest::WRITABLE, || {
+                self.state.try_send((&self.io).into(), &t)
+            }) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return r,
+            }
+        }
+    }
+
+    /// Waits until datagrams can be read.
+    pub async fn readable(&self) -> io::Result<()> {
+        self.io.readable().await
+    }
+
+    /// Reads what is queued, without waiting, calling `f` for each
+    /// datagram; stops after about `max` datagrams. Returns how many were
+    /// read (0 if none was queued).
+    pub fn try_recv(
+        &self,
+        rx: &mut RxBuffers,
+        max: usize,
+        mut f: impl FnMut(SocketAddr, &[u8]),
+    ) -> io::Result<usize> {
+        let mut count = 0;
+        while count < max {
+            let mut slices: Vec<IoSliceMut<'_>> =
+                rx.bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+            let n = match self.io.try_io(Interest::READABLE, || {
+                self.state
+                    .recv((&self.io).into(), &mut slices, &mut rx.meta)
+            }) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return if count > 0 { Ok(count) } else { Err(e) },
+            };
+            drop(slices);
+            for (meta, buf) in rx.meta.iter().zip(&rx.bufs).take(n) {
+                let stride = meta.stride.max(1);
+                for datagram in buf[..meta.len].chunks(stride) {
+                    f(meta.addr, datagram);
+                    count += 1;
+                }
+            }
+        }
+        Ok(count)
+    }
+}
+
+/// Receive buffers, allocated once.
+pub struct RxBuffers {
+    bufs: Vec<Box<[u8]>>,
+    meta: Vec<RecvMeta>,
+}
+
+impl Default for RxBuffers {
+    fn default() -> Self {
+        Self {
+            bufs: (0..RX_BUFFERS)
+                .map(|_| vec![0u8; RX_BUFFER_LEN].into_boxed_slice())
+                .collect(),
+            meta: vec![RecvMeta::default(); RX_BUFFERS],
+        }
+    }
+}
+
+/// Datagrams waiting to be sent: one reused byte buffer, and where each
+/// datagram lies in it.
+#[derive(Default)]
+pub struct TxBatch {
+    data: Vec<u8>,
+    datagrams: Vec<(SocketAddr, usize, usize)>,
+}
+
+/// A run of datagrams that can leave in one send.
+#[derive(Debug, PartialEq, Eq)]
+struct Group {
+    to: SocketAddr,
+    start: usize,
+    end: usize,
+    segment: usize,
+}
+
+impl TxBatch {
+    pub fn push(&mut self, to: SocketAddr, datagram: &[u8]) {
+        let start = self.data.len();
+        self.data.extend_from_slice(datagram);
+        self.datagrams.push((to, start, self.data.len()));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.datagrams.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.data.clear();
+        self.datagrams.clear();
+    }
+
+    /// Cuts the queue into GSO groups: same peer, same size (the last may
+    /// be shorter), at most `max_segments` and `MAX_GSO_BYTES` each.
+    fn groups(&self, max_segments: usize) -> Vec<Group> {
+        let mut out: Vec<Group> = Vec::new();
+        let mut count = 0;
+        for &(to, start, end) in &self.datagrams {
+            let len = end - start;
+            if let Some(g) = out.last_mut() {
+                let closed = (g.end - g.start) % g.segment != 0;
+                if g.to == to
+                    && !closed
+                    && len <= g.segment
+                    && count < max_segments
+                    && end - g.start <= MAX_GSO_BYTES
+                    && g.end == start
+                {
+                    g.end = end;
+                    count += 1;
+                    continue;
+                }
+            }
+            out.push(Group {
+                to,
+                start,
+                end,
+                segment: len.max(1),
+            });
+            count = 1;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_same_peer_same_size_runs() {
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        let mut tx = TxBatch::default();
+        for len in [100, 100, 100, 40, 100] {
+            tx.push(a, &vec![0; len]);
+        }
+        tx.push(b, &[0; 100]);
+        tx.push(b, &[0; 100]);
+        let g = tx.groups(64);
+        // a: three 100s and the shorter 40 close a group; the next 100
+        // starts another; b gets its own.
+        let spans: Vec<_> = g
+            .iter()
+            .map(|g| (g.to, g.end - g.start, g.segment))
+            .collect();
+        assert_eq!(spans, vec![(a, 340, 100), (a, 100, 100), (b, 200, 100)]);
+        // The segment limit splits runs.
+        let g = tx.groups(2);
+        let spans: Vec<_> = g.iter().map(|g| (g.end - g.start, g.segment)).collect();
+        assert_eq!(spans, vec![(200, 100), (140, 100), (100, 100), (200, 100)]);
+    }
+
+    #[tokio::test]
+    async fn sends_and_receives_a_batch() {
+        let bind = || {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_nonblocking(true).unwrap();
+            Socket::new(s).unwrap()
+        };
+        let (tx_sock, rx_sock) = (bind(), bind());
+        let to = rx_sock.local_addr().unwrap();
+        let mut tx = TxBatch::default();
+        for i in 0..50u8 {
+            let len = if i == 49 { 7 } else { 1200 };
+            tx.push(to, &vec![i; len]);
+        }
+        tx_sock.send(&mut tx).await;
+        assert!(tx.is_empty());
+        let mut rx = RxBuffers::default();
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while got.len() < 50 && std::time::Instant::now() < deadline {
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(100), rx_sock.readable())
+                .await;
+            rx_sock
+                .try_recv(&mut rx, 1000, |_, d| got.push(d.to_vec()))
+                .unwrap();
+        }
+        assert_eq!(got.len(), 50);
+        for (i, d) in got.iter().enumerate() {
+            assert!(d.iter().all(|&b| b == i as u8));
+            assert_eq!(d.len(), if i == 49 { 7 } else { 1200 });
+        }
+    }
+}
