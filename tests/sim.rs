@@ -487,7 +487,7 @@ fn single_tail_loss_is_repaired_by_a_probe_within_milliseconds() {
     // so the probe timeout (srtt + 4 rttvar + max_ack_delay) repairs it.
     let one_way = Duration::from_millis(1);
     let t = recovery_time(10, 9, one_way, Duration::from_millis(1), 12);
-    // PTO about 2 ms + variance + 5 ms ack delay, then one way to deliver.
+    // PTO about 2 ms + variance + 1 ms ack delay, then one way to deliver.
     assert!(
         t <= Duration::from_millis(15),
         "tail recovery took {t:?}, RTT is 2 ms"

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 const BURST_TIME: Duration = Duration::from_millis(2);
 /// Burst capacity bounds, in datagrams.
 const MIN_BURST: u64 = 10;
-const MAX_BURST: u64 = 256;
+const MAX_BURST: u64 = 2048;
 
 #[derive(Debug, Clone)]
 pub struct Pacer {

@@ -7,6 +7,7 @@ use crate::ranges::RangeSet;
 use crate::wire::{varint, Reader};
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::Range;
 
 /// A stream-level protocol violation by the peer; the connection is closed
 /// with the matching code (§11).
@@ -89,23 +90,15 @@ impl RecvStream {
         let mut new = 0;
         if end > self.assembled {
             let start = offset.max(self.assembled);
-            for gap in self.out_of_order_ranges.gaps_in(start..end) {
-                let from = (gap.start - offset) as usize;
-                let to = (gap.end - offset) as usize;
-                new += gap.end - gap.start;
-                self.out_of_order
-                    .insert(gap.start, Bytes::copy_from_slice(&data[from..to]));
-                self.out_of_order_ranges.insert(gap);
-            }
-            while let Some(entry) = self.out_of_order.first_entry() {
-                if *entry.key() != self.assembled {
-                    break;
-                }
-                let bytes = entry.remove();
-                self.out_of_order_ranges
-                    .remove(self.assembled..self.assembled + bytes.len() as u64);
-                self.assembled += bytes.len() as u64;
-                self.partial.extend_from_slice(&bytes);
+            if start == self.assembled && self.out_of_order.is_empty() {
+                // In order with nothing held back (the common case): the
+                // bytes go straight to the message buffer, copied once.
+                new += end - start;
+                self.partial
+                    .extend_from_slice(&data[(start - offset) as usize..]);
+                self.assembled = end;
+            } else {
+                self.place_out_of_order(offset, data, start..end, &mut new);
             }
             self.cut_messages()?;
         }
@@ -113,6 +106,29 @@ impl RecvStream {
             return Err(StreamError::TruncatedMessage);
         }
         Ok(new)
+    }
+
+    /// Stores the parts of `data` (at `offset`) within `range` not held yet,
+    /// then moves whatever became contiguous to the message buffer.
+    fn place_out_of_order(&mut self, offset: u64, data: &[u8], range: Range<u64>, new: &mut u64) {
+        for gap in self.out_of_order_ranges.gaps_in(range) {
+            let from = (gap.start - offset) as usize;
+            let to = (gap.end - offset) as usize;
+            *new += gap.end - gap.start;
+            self.out_of_order
+                .insert(gap.start, Bytes::copy_from_slice(&data[from..to]));
+            self.out_of_order_ranges.insert(gap);
+        }
+        while let Some(entry) = self.out_of_order.first_entry() {
+            if *entry.key() != self.assembled {
+                break;
+            }
+            let bytes = entry.remove();
+            self.out_of_order_ranges
+                .remove(self.assembled..self.assembled + bytes.len() as u64);
+            self.assembled += bytes.len() as u64;
+            self.partial.extend_from_slice(&bytes);
+        }
     }
 
     fn cut_messages(&mut self) -> Result<(), StreamError> {
@@ -130,6 +146,10 @@ impl RecvStream {
             let header = self.partial.len() - r.remaining();
             let total = header + len as usize;
             if self.partial.len() < total {
+                // Room for the whole message at once: growing by doubling
+                // would copy it several times, and past the allocator's
+                // mmap threshold fault in fresh pages for every message.
+                self.partial.reserve(total - self.partial.len());
                 return Ok(());
             }
             self.partial.advance(header);

@@ -1,6 +1,7 @@
 //! Packets sent and not yet acknowledged or lost, and loss detection over
 //! them (PROTOCOL.md §9.2; RFC 9002 §6.1).
 
+use smallvec::SmallVec;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -17,8 +18,8 @@ pub const MAX_PACKET_THRESHOLD: u64 = 20;
 /// numbers are never reused (§4.2): lost content goes into new packets.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SentFrames {
-    /// Stream byte ranges.
-    pub stream: Vec<Range<u64>>,
+    /// Stream byte ranges: inline for up to two (no allocation per packet).
+    pub stream: SmallVec<[Range<u64>; 2]>,
     /// Whether a STREAM frame carried the FIN bit.
     pub fin: bool,
     pub max_data: bool,

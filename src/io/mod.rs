@@ -21,7 +21,7 @@ use crate::conn::{Event, SendError, Stats};
 use crate::endpoint::{self as proto, ConnectionHandle, EndpointConfig, EndpointEvent};
 use crate::error::ConnectionError;
 use bytes::Bytes;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -69,7 +69,7 @@ struct ConnSlot {
 #[derive(Debug)]
 struct State {
     ep: proto::Endpoint,
-    slots: HashMap<ConnectionHandle, ConnSlot>,
+    slots: crate::endpoint::Map<ConnectionHandle, ConnSlot>,
     incoming: VecDeque<ConnectionHandle>,
     /// Set by `shutdown`: no more connections are accepted.
     closing: bool,
@@ -158,7 +158,7 @@ impl Endpoint {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 ep: proto::Endpoint::new(config, rand::random()),
-                slots: HashMap::new(),
+                slots: Default::default(),
                 incoming: VecDeque::new(),
                 closing: false,
                 stopped: None,

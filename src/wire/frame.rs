@@ -197,9 +197,12 @@ pub fn ack_len(ack: &AckFrame) -> usize {
 
 /// Decodes every frame of a payload. A payload with any malformed frame is
 /// rejected whole, so that a bad packet never half-applies (§10).
-pub fn decode_all(payload: &[u8]) -> Result<Vec<Frame<'_>>, DecodeError> {
+/// Frames of one packet: inline up to four (no allocation per packet).
+pub type Frames<'a> = smallvec::SmallVec<[Frame<'a>; 4]>;
+
+pub fn decode_all(payload: &[u8]) -> Result<Frames<'_>, DecodeError> {
     let mut r = Reader::new(payload);
-    let mut frames = Vec::with_capacity(4);
+    let mut frames = Frames::new();
     while !r.is_empty() {
         frames.push(decode_one(&mut r)?);
     }
@@ -307,7 +310,7 @@ mod tests {
     fn round_trip(frame: Frame<'_>) {
         let mut out = Vec::new();
         frame.encode(&mut out);
-        assert_eq!(decode_all(&out).unwrap(), vec![frame]);
+        assert_eq!(decode_all(&out).unwrap().to_vec(), vec![frame]);
     }
 
     #[test]
@@ -387,7 +390,7 @@ mod tests {
             let mut out = Vec::new();
             Frame::Ack(ack.clone()).encode(&mut out);
             prop_assert_eq!(ack_len(&ack), out.len());
-            prop_assert_eq!(decode_all(&out).unwrap(), vec![Frame::Ack(ack)]);
+            prop_assert_eq!(decode_all(&out).unwrap().to_vec(), vec![Frame::Ack(ack)]);
         }
 
         #[test]
@@ -395,7 +398,7 @@ mod tests {
             let f = Frame::Stream(StreamFrame { offset, data: &data, fin });
             let mut out = Vec::new();
             f.encode(&mut out);
-            prop_assert_eq!(decode_all(&out).unwrap(), vec![f]);
+            prop_assert_eq!(decode_all(&out).unwrap().to_vec(), vec![f]);
         }
 
         #[test]

@@ -1,0 +1,494 @@
+//! The comparison suite (docs/benchmarks.md): rudp against quinn, tokio_kcp
+//! and TCP on the same loopback links, in one run.
+//!
+//! ```sh
+//! cargo bench --bench compare                      # everything, 200 MB bulk
+//! cargo bench --bench compare -- --quick           # 20 MB, fewer rounds
+//! cargo bench --bench compare -- --only bulk,rr    # some sections
+//! cargo bench --bench compare -- --peers rudp,quinn # some transports
+//! cargo bench --bench compare -- --congestion cubic # rudp's controller
+//! cargo bench --bench compare -- --out docs/benchmarks   # refresh the docs
+//! ```
+//!
+//! Sections: `udp` (raw UDP ceiling), `bulk` (goodput of one transfer per
+//! link and transport, with CPU seconds per GB), `rr` (request/response
+//! latency, 8-byte echo and the month service), `kcp` (KCP's own latency
+//! test), `scale` (1,000 and 10,000 concurrent month clients). Tables go to
+//! standard output; `compare.json` and SVG plots to the output directory
+//! (default `target/compare`).
+//!
+//! Loss for TCP comes from nftables random drop, which needs root and the
+//! `nft` command (Debian package `nftables`); without it TCP's loss rows
+//! are skipped and say so.
+
+mod ceiling;
+mod link;
+mod peers;
+mod plots;
+mod scale;
+mod stats;
+
+use link::Link;
+use peers::{BoxError, Peer};
+use serde_json::{json, Value};
+use stats::{cpu_time, fmt_us, Summary};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+struct Options {
+    bulk_mb: u64,
+    rounds: usize,
+    sections: Vec<String>,
+    out: PathBuf,
+    scale: Vec<usize>,
+    peers: Vec<Peer>,
+}
+
+const ALL: [&str; 5] = ["udp", "bulk", "rr", "kcp", "scale"];
+
+fn options() -> Result<Options, String> {
+    let mut o = Options {
+        bulk_mb: 200,
+        rounds: 2000,
+        sections: ALL.iter().map(|s| s.to_string()).collect(),
+        out: PathBuf::from("target/compare"),
+        scale: vec![1_000, 10_000],
+        peers: PEERS.to_vec(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match a.as_str() {
+            // cargo bench passes --bench to harness-less benches.
+            "--bench" => {}
+            "--quick" => {
+                o.bulk_mb = 20;
+                o.rounds = 300;
+                o.scale = vec![1_000];
+            }
+            "--mb" => o.bulk_mb = value("--mb")?.parse().map_err(|e| format!("--mb: {e}"))?,
+            "--rounds" => {
+                o.rounds = value("--rounds")?
+                    .parse()
+                    .map_err(|e| format!("--rounds: {e}"))?
+            }
+            "--only" => {
+                o.sections = value("--only")?.split(',').map(str::to_string).collect();
+                if let Some(bad) = o.sections.iter().find(|s| !ALL.contains(&s.as_str())) {
+                    return Err(format!("unknown section '{bad}': use {}", ALL.join(",")));
+                }
+            }
+            "--out" => o.out = PathBuf::from(value("--out")?),
+            "--congestion" => {
+                let a = value("--congestion")?.parse()?;
+                let _ = peers::RUDP_CONGESTION.set(a);
+            }
+            "--peers" => {
+                let names = value("--peers")?;
+                o.peers = names
+                    .split(',')
+                    .map(|n| {
+                        PEERS
+                            .into_iter()
+                            .find(|p| {
+                                p.name().eq_ignore_ascii_case(n) || (n == "kcp" && *p == Peer::Kcp)
+                            })
+                            .ok_or(format!("unknown peer '{n}': use rudp,quinn,kcp,tcp"))
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "--scale" => {
+                o.scale = value("--scale")?
+                    .split(',')
+                    .map(|s| s.parse().map_err(|e| format!("--scale: {e}")))
+                    .collect::<Result<_, _>>()?
+            }
+            other => return Err(format!("unknown argument '{other}'")),
+        }
+    }
+    Ok(o)
+}
+
+fn main() {
+    let o = match options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = std::fs::create_dir_all(&o.out) {
+        eprintln!("error: cannot create {}: {e}", o.out.display());
+        std::process::exit(1);
+    }
+    // Clients run here, servers on `peers::server_runtime()`: one worker
+    // thread each.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("client")
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut report = json!({
+        "machine": machine(),
+        "bulk_mb": o.bulk_mb,
+        "rounds": o.rounds,
+        "nftables": link::nft_available(),
+    });
+    let want = |s: &str| o.sections.iter().any(|x| x == s);
+    if want("udp") {
+        report["udp_ceiling"] = udp_ceiling();
+    }
+    if want("bulk") {
+        report["bulk"] = rt.block_on(bulk(&o));
+    }
+    if want("rr") {
+        report["request_response"] = rt.block_on(request_response(&o));
+    }
+    if want("kcp") {
+        report["kcp_test"] = rt.block_on(kcp_test());
+    }
+    if want("scale") {
+        report["scale"] = rt.block_on(scale_section(&o));
+    }
+    let path = o.out.join("compare.json");
+    match serde_json::to_string_pretty(&report) {
+        Ok(s) => {
+            if let Err(e) = std::fs::write(&path, s + "\n") {
+                eprintln!("error: cannot write {}: {e}", path.display());
+            }
+        }
+        Err(e) => eprintln!("error: {e}"),
+    }
+    for (name, result) in plots::draw(&report, &o.out) {
+        match result {
+            Ok(()) => println!("plot: {}", o.out.join(name).display()),
+            Err(e) => eprintln!("plot {name} failed: {e}"),
+        }
+    }
+    println!("results: {}", path.display());
+}
+
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    json!({ "cpu": cpu, "cores": cores })
+}
+
+fn heading(s: &str) {
+    println!("\n## {s}\n");
+}
+
+fn udp_ceiling() -> Value {
+    heading("Raw UDP ceiling (1200-byte datagrams, one sender, one receiver, 2 s)");
+    println!("| mode | sent/s | received/s | received MB/s |");
+    println!("|---|---|---|---|");
+    let mut rows = Vec::new();
+    for segments in [1, 64] {
+        match ceiling::blast(segments, 2.0) {
+            Ok(c) => {
+                println!(
+                    "| {} | {:.0}k | {:.0}k | {:.0} |",
+                    c.mode,
+                    c.sent_per_second / 1e3,
+                    c.received_per_second / 1e3,
+                    c.received_mb_per_second
+                );
+                rows.push(json!(c));
+            }
+            Err(e) => println!("| {segments} segments | failed: {e} | | |"),
+        }
+    }
+    Value::Array(rows)
+}
+
+const BULK_LINKS: [Link; 7] = [
+    Link::Clean,
+    Link::Loss(0.01),
+    Link::Loss(0.05),
+    Link::Loss(0.10),
+    Link::Rtt(Duration::from_millis(10)),
+    Link::Rtt(Duration::from_millis(50)),
+    Link::Burst(0.03, 8.0),
+];
+const PEERS: [Peer; 4] = [Peer::Rudp, Peer::Quinn, Peer::Kcp, Peer::Tcp];
+
+/// One run of a workload against a fresh server over `link`.
+async fn with_client<T>(
+    peer: Peer,
+    link: Link,
+    seed: u64,
+    limit: Duration,
+    work: impl AsyncFnOnce(&mut peers::Client) -> Result<T, BoxError>,
+) -> Result<(T, Option<rudp::conn::Stats>, &'static str), String> {
+    let server = peers::server(peer).await.map_err(|e| e.to_string())?;
+    let path = link::path(link, peer, server.addr, seed).await?;
+    let via = path.via;
+    let run = async {
+        let mut client = peers::connect(peer, path.addr).await?;
+        let r = work(&mut client).await?;
+        let stats = client.rudp_stats();
+        client.close().await;
+        Ok::<_, BoxError>((r, stats))
+    };
+    match tokio::time::timeout(limit, run).await {
+        Ok(Ok((r, s))) => Ok((r, s, via)),
+        Ok(Err(e)) => Err(format!("failed: {e}")),
+        Err(_) => Err(format!("did not finish within {} s", limit.as_secs())),
+    }
+}
+
+async fn bulk(o: &Options) -> Value {
+    let bytes = o.bulk_mb * 1_000_000;
+    heading(&format!(
+        "Bulk goodput, one {} MB transfer (MB/s; CPU s/GB of both ends)",
+        o.bulk_mb
+    ));
+    println!("| link | {} |", names(&o.peers));
+    println!("|---|{}", "---|".repeat(o.peers.len()));
+    let mut rows = Vec::new();
+    for (li, link) in BULK_LINKS.iter().enumerate() {
+        let mut cells = Vec::new();
+        for &peer in &o.peers {
+            let cpu0 = cpu_time();
+            let limit = Duration::from_secs(30 + o.bulk_mb / 2);
+            let r = with_client(
+                peer,
+                *link,
+                li as u64 + 1,
+                limit,
+                async |c: &mut peers::Client| c.bulk(bytes).await,
+            )
+            .await;
+            let cpu = (cpu_time() - cpu0).as_secs_f64();
+            let row = match r {
+                Ok((elapsed, stats, via)) => {
+                    let mbps = bytes as f64 / elapsed.as_secs_f64() / 1e6;
+                    let cpu_per_gb = cpu / (bytes as f64 / 1e9);
+                    cells.push(format!("{mbps:.1} ({cpu_per_gb:.1})"));
+                    json!({
+                        "link": link.name(), "peer": peer.name(), "via": via,
+                        "seconds": elapsed.as_secs_f64(), "mb_per_second": mbps,
+                        "cpu_seconds_per_gb": cpu_per_gb,
+                        "loss_rate": loss_of(link),
+                        "rudp_stats": stats,
+                    })
+                }
+                Err(e) => {
+                    cells.push(format!("– ({e})"));
+                    json!({ "link": link.name(), "peer": peer.name(), "loss_rate": loss_of(link), "error": e })
+                }
+            };
+            rows.push(row);
+        }
+        println!("| {} | {} |", link.name(), cells.join(" | "));
+    }
+    Value::Array(rows)
+}
+
+fn names(peers: &[Peer]) -> String {
+    peers
+        .iter()
+        .map(|p| p.name())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+fn loss_of(link: &Link) -> f64 {
+    match link {
+        Link::Clean | Link::Rtt(_) => 0.0,
+        Link::Loss(p) | Link::Burst(p, _) => *p,
+        Link::Kcp => 0.05,
+    }
+}
+
+const RR_LINKS: [Link; 4] = [
+    Link::Clean,
+    Link::Loss(0.01),
+    Link::Loss(0.05),
+    Link::Loss(0.10),
+];
+
+async fn request_response(o: &Options) -> Value {
+    heading(&format!(
+        "Request/response: 8-byte echo, {} rounds one at a time (p50 / p99 / max; CPU ms per 10k requests)",
+        o.rounds
+    ));
+    let mut rows = Vec::new();
+    println!("| link | {} | rudp month service |", names(&o.peers));
+    println!("|---|{}---|", "---|".repeat(o.peers.len()));
+    for (li, link) in RR_LINKS.iter().enumerate() {
+        let mut cells = Vec::new();
+        for &peer in &o.peers {
+            let cpu0 = cpu_time();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let r = with_client(
+                peer,
+                *link,
+                100 + li as u64,
+                Duration::from_secs(90),
+                async |c: &mut peers::Client| c.echo(o.rounds, deadline).await,
+            )
+            .await;
+            let cpu = (cpu_time() - cpu0).as_secs_f64();
+            rows.push(match r {
+                Ok((mut rtts, _, via)) => {
+                    let s = Summary::of(&mut rtts);
+                    let cpu_per_10k = cpu / s.count.max(1) as f64 * 10_000.0;
+                    cells.push(format!(
+                        "{} / {} / {} ({:.0})",
+                        fmt_us(s.p50_us),
+                        fmt_us(s.p99_us),
+                        fmt_us(s.max_us),
+                        cpu_per_10k * 1000.0
+                    ));
+                    json!({ "link": link.name(), "peer": peer.name(), "via": via, "loss_rate": loss_of(link),
+                            "latency": s, "cpu_seconds_per_10k": cpu_per_10k, "rtts_us": rtts.iter().map(|d| d.as_micros() as u64).collect::<Vec<_>>() })
+                }
+                Err(e) => {
+                    cells.push(format!("– ({e})"));
+                    json!({ "link": link.name(), "peer": peer.name(), "loss_rate": loss_of(link), "error": e })
+                }
+            });
+        }
+        let month = month_latency(*link, o.rounds, 200 + li as u64).await;
+        cells.push(match &month {
+            Ok(s) => format!(
+                "{} / {} / {}",
+                fmt_us(s.p50_us),
+                fmt_us(s.p99_us),
+                fmt_us(s.max_us)
+            ),
+            Err(e) => format!("– ({e})"),
+        });
+        rows.push(match month {
+            Ok(s) => json!({ "link": link.name(), "peer": "rudp month service", "loss_rate": loss_of(link), "latency": s }),
+            Err(e) => json!({ "link": link.name(), "peer": "rudp month service", "error": e }),
+        });
+        println!("| {} | {} |", link.name(), cells.join(" | "));
+    }
+    Value::Array(rows)
+}
+
+/// The month service (the real server code, in process) over `link`:
+/// request "7", answer "July", one at a time.
+async fn month_latency(link: Link, rounds: usize, seed: u64) -> Result<Summary, String> {
+    let any = "127.0.0.1:0".parse().map_err(|_| "address")?;
+    let (addr, server) = peers::server_runtime()
+        .spawn(async move {
+            let ep = rudp::Endpoint::server(any, peers::rudp_config()).await?;
+            let addr = ep.local_addr();
+            let task = tokio::spawn(rudp::month::server::serve(ep, std::future::pending()));
+            Ok::<_, rudp::Error>((addr, task))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let path = link::path(link, Peer::Rudp, addr, seed).await?;
+    let run = async {
+        let ep = rudp::Endpoint::client(path.addr, peers::rudp_config()).await?;
+        let conn = ep.connect(path.addr).await?;
+        conn.recv().await?; // greeting
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut rtts = Vec::new();
+        for _ in 0..rounds {
+            if Instant::now() >= deadline {
+                break;
+            }
+            let t = Instant::now();
+            conn.send(bytes::Bytes::from_static(b"7")).await?;
+            match conn.recv().await? {
+                Some(a) if &a[..] == b"July" => rtts.push(t.elapsed()),
+                other => return Err(format!("unexpected answer {other:?}").into()),
+            }
+        }
+        conn.abort(0, "done");
+        Ok::<_, BoxError>(rtts)
+    };
+    let r = tokio::time::timeout(Duration::from_secs(90), run).await;
+    server.abort();
+    match r {
+        Ok(Ok(mut rtts)) => Ok(Summary::of(&mut rtts)),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("did not finish within 90 s".into()),
+    }
+}
+
+async fn kcp_test() -> Value {
+    heading("KCP's latency test: an 8-byte message every 20 ms, 1000 messages, echoed; 5% loss and 30-62 ms one-way delay (in order) each way");
+    println!("| transport | average RTT | p99 | maximum |");
+    println!("|---|---|---|---|");
+    let mut rows = Vec::new();
+    for peer in [Peer::Rudp, Peer::Kcp] {
+        let r = with_client(
+            peer,
+            Link::Kcp,
+            300,
+            Duration::from_secs(60),
+            async |c: &mut peers::Client| c.paced_echo(1000, Duration::from_millis(20)).await,
+        )
+        .await;
+        rows.push(match r {
+            Ok((mut rtts, stats, _)) => {
+                let s = Summary::of(&mut rtts);
+                println!(
+                    "| {} | {:.0} ms | {:.0} ms | {:.0} ms |",
+                    peer.name(),
+                    s.mean_us / 1000.0,
+                    s.p99_us / 1000.0,
+                    s.max_us / 1000.0
+                );
+                json!({ "peer": peer.name(), "latency": s, "rudp_stats": stats,
+                        "rtts_us": rtts.iter().map(|d| d.as_micros() as u64).collect::<Vec<_>>() })
+            }
+            Err(e) => {
+                println!("| {} | – ({e}) | | |", peer.name());
+                json!({ "peer": peer.name(), "error": e })
+            }
+        });
+    }
+    println!("(KCP's published figures for this test: default mode 740 / 1507 ms, normal 156 / 571, fast 138 / 392 average / maximum; the link's loss-free floor is about 93 / 121.)");
+    Value::Array(rows)
+}
+
+async fn scale_section(o: &Options) -> Value {
+    heading(&format!(
+        "Scale: concurrent month clients on one `rudp server` process, {} requests each",
+        scale::REQUESTS
+    ));
+    println!("| clients | connected | connect time | requests/s | p50 / p99 / max | server RSS | per connection |");
+    println!("|---|---|---|---|---|---|---|");
+    let mut rows = Vec::new();
+    for &n in &o.scale {
+        match scale::run(n).await {
+            Ok(r) => {
+                println!(
+                    "| {} | {} | {:.1} s | {:.0} | {} / {} / {} | {} MiB | {:.1} KiB |",
+                    r.clients,
+                    r.connected,
+                    r.connect_seconds,
+                    r.requests_per_second,
+                    fmt_us(r.latency.p50_us),
+                    fmt_us(r.latency.p99_us),
+                    fmt_us(r.latency.max_us),
+                    r.server_rss_kib / 1024,
+                    r.kib_per_connection
+                );
+                rows.push(json!(r));
+            }
+            Err(e) => {
+                println!("| {n} | failed: {e} | | | | | |");
+                rows.push(json!({ "clients": n, "error": e.to_string() }));
+            }
+        }
+    }
+    Value::Array(rows)
+}

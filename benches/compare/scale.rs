@@ -1,0 +1,175 @@
+//! Many concurrent month clients on one `rudp server` process: handshakes,
+//! requests per second, latency, and the server's memory per connection.
+
+use crate::peers::BoxError;
+use crate::stats::Summary;
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Barrier, Semaphore};
+
+/// Connections per client endpoint (one UDP socket each).
+const PER_ENDPOINT: usize = 100;
+/// Handshakes in progress at once, so the server's pending-handshake limit
+/// (4096) is not what is measured.
+const CONNECTING_AT_ONCE: usize = 500;
+/// Requests each client makes, one after another.
+pub const REQUESTS: usize = 5;
+
+#[derive(Debug, serde::Serialize)]
+pub struct ScaleResult {
+    pub clients: usize,
+    pub connected: usize,
+    pub connect_seconds: f64,
+    pub requests: usize,
+    pub requests_per_second: f64,
+    pub latency: Summary,
+    pub server_rss_base_kib: u64,
+    pub server_rss_kib: u64,
+    pub kib_per_connection: f64,
+    pub failures: usize,
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+pub async fn run(clients: usize) -> Result<ScaleResult, BoxError> {
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        s.local_addr()?.port()
+    };
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_rudp"))
+        .args([
+            "server",
+            "--listen",
+            &addr.to_string(),
+            "--max-connections",
+            "100000",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = server.id().ok_or("server exited")?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let base = rss_kib(pid);
+
+    let endpoints: Vec<rudp::Endpoint> = {
+        let mut v = Vec::new();
+        for _ in 0..clients.div_ceil(PER_ENDPOINT) {
+            v.push(rudp::Endpoint::client(addr, rudp::endpoint::EndpointConfig::default()).await?);
+        }
+        v
+    };
+    let connecting = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
+    // Everyone connects, then all send their requests together, then all
+    // stay idle while the server's memory is read.
+    let connected = Arc::new(Barrier::new(clients + 1));
+    let requested = Arc::new(Barrier::new(clients + 1));
+    let release = Arc::new(tokio::sync::Notify::new());
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..clients {
+        let ep = endpoints[i / PER_ENDPOINT].clone();
+        let (connecting, connected, requested, release) = (
+            connecting.clone(),
+            connected.clone(),
+            requested.clone(),
+            release.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let conn = {
+                let _permit = connecting.acquire().await;
+                match tokio::time::timeout(Duration::from_secs(60), async {
+                    let c = ep.connect(addr).await?;
+                    c.recv().await?; // the greeting
+                    Ok::<_, rudp::io::Error>(c)
+                })
+                .await
+                {
+                    Ok(Ok(c)) => Some(c),
+                    _ => None,
+                }
+            };
+            connected.wait().await;
+            let mut rtts = Vec::new();
+            let mut ok = conn.is_some();
+            if let Some(c) = &conn {
+                for r in 0..REQUESTS {
+                    let month = (i + r) % 12 + 1;
+                    let t = Instant::now();
+                    let answer = tokio::time::timeout(Duration::from_secs(30), async {
+                        c.send(Bytes::from(month.to_string())).await?;
+                        c.recv().await
+                    })
+                    .await;
+                    match answer {
+                        Ok(Ok(Some(a))) if a.len() >= 3 && !a.starts_with(b"error") => {
+                            rtts.push(t.elapsed())
+                        }
+                        _ => {
+                            ok = false;
+                            break;
+                        }
+                    }
+                }
+            }
+            requested.wait().await;
+            release.notified().await;
+            if let Some(c) = conn {
+                let _ = c.send(Bytes::from_static(b"0")).await;
+                let _ = tokio::time::timeout(Duration::from_secs(5), c.close()).await;
+            }
+            (ok, rtts)
+        }));
+    }
+    connected.wait().await;
+    let connect_seconds = start.elapsed().as_secs_f64();
+    let request_start = Instant::now();
+    requested.wait().await;
+    let request_seconds = request_start.elapsed().as_secs_f64();
+    // All connections open and idle: the server's memory now.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss = rss_kib(pid);
+    release.notify_waiters();
+    let mut all = Vec::new();
+    let mut failures = 0;
+    for t in tasks {
+        // Tasks still waiting for `release` registered before it fired?
+        // notify_waiters only wakes registered ones: retry until done.
+        let mut t = t;
+        let (ok, rtts) = loop {
+            match tokio::time::timeout(Duration::from_millis(200), &mut t).await {
+                Ok(r) => break r?,
+                Err(_) => release.notify_waiters(),
+            }
+        };
+        failures += usize::from(!ok);
+        all.extend(rtts);
+    }
+    let _ = server.start_kill();
+    let connected_n = clients - failures;
+    Ok(ScaleResult {
+        clients,
+        connected: connected_n,
+        connect_seconds,
+        requests: all.len(),
+        requests_per_second: all.len() as f64 / request_seconds,
+        latency: Summary::of(&mut all),
+        server_rss_base_kib: base,
+        server_rss_kib: rss,
+        kib_per_connection: (rss.saturating_sub(base)) as f64 / clients.max(1) as f64,
+        failures,
+    })
+}
