@@ -16,9 +16,17 @@ pub struct Config {
     /// Bytes of received, undelivered stream data this side buffers at most;
     /// the flow-control window advertised to the peer (default 4 MiB).
     pub receive_window: u64,
+    /// The receive window grows by doubling up to this when the sender is
+    /// limited by it (§8.3 auto-tuning; default 64 MiB). Memory is used
+    /// only for data actually received and not yet taken.
+    pub max_receive_window: u64,
     /// Bytes of sent but unacknowledged data, plus unsent data, queued at
     /// most before `send` pushes back (default 4 MiB).
     pub send_buffer: u64,
+    /// The send buffer grows to twice the congestion window, up to this
+    /// (default 64 MiB), so that a long fast path can be kept full; it does
+    /// not grow while the peer's flow-control window blocks sending.
+    pub max_send_buffer: u64,
     /// Longest time this side delays an acknowledgement (default 1 ms). The
     /// peer's probe timeout includes it, so it bounds how fast a lone lost
     /// request or answer is repaired; a small value costs a few more
@@ -49,7 +57,9 @@ impl Default for Config {
             max_datagram_size: 1200,
             max_message_size: 1 << 20,
             receive_window: 4 << 20,
+            max_receive_window: 64 << 20,
             send_buffer: 4 << 20,
+            max_send_buffer: 64 << 20,
             max_ack_delay: Duration::from_millis(1),
             idle_timeout: Duration::from_secs(30),
             keep_alive: Some(Duration::from_secs(10)),
@@ -92,6 +102,12 @@ impl Config {
             return err(format!(
                 "receive_window {} must be at least max_message_size + 8 = {needed}",
                 self.receive_window
+            ));
+        }
+        if self.max_receive_window < self.receive_window {
+            return err(format!(
+                "max_receive_window {} must be at least receive_window {}",
+                self.max_receive_window, self.receive_window
             ));
         }
         if self.send_buffer < needed {

@@ -369,3 +369,64 @@ fn reordering_without_loss_causes_few_spurious_retransmissions() {
         share * 100.0
     );
 }
+
+// ---- Flow control on a long path ---------------------------------------
+
+/// Moves 48 MiB over a 50 ms RTT link to a reader that takes every message
+/// at once; returns the virtual time it took and the receiver's final
+/// window. Checks that buffered data never exceeds the window in force.
+fn long_path_transfer(config: Config) -> (Duration, u64) {
+    let link = ImpairConfig {
+        delay: Duration::from_millis(25),
+        ..ImpairConfig::default()
+    };
+    let mut p = Pair::new(11, config, link);
+    let msg = Bytes::from(vec![7u8; 1 << 20]);
+    let total = 48;
+    let (mut queued, mut got) = (0, 0);
+    let start = p.sim.elapsed();
+    p.run_until(Duration::from_secs(60), |p| {
+        while queued < total {
+            match p.sim.client.with_connection(p.c, |x| x.send(msg.clone())) {
+                Some(Ok(())) => queued += 1,
+                _ => break,
+            }
+        }
+        if let Some(s) = p.sim.server.connection(p.s).map(|c| c.stats()) {
+            assert!(s.receive_buffered <= s.receive_window, "{s:?}");
+        }
+        while p
+            .sim
+            .server
+            .with_connection(p.s, |x| x.recv())
+            .flatten()
+            .is_some()
+        {
+            got += 1;
+        }
+        got == total
+    });
+    assert_eq!(got, total);
+    let window = p.sim.server.connection(p.s).unwrap().stats().receive_window;
+    (p.sim.elapsed() - start, window)
+}
+
+/// 25 ms each way: a fixed 4 MiB window allows 4 MiB per RTT. With a fast
+/// reader the window grows (PROTOCOL.md §8.3 auto-tuning), up to its
+/// maximum, and the same transfer finishes much sooner.
+#[test]
+fn receive_window_grows_on_a_long_fast_path() {
+    let fixed = Config {
+        max_receive_window: 4 << 20,
+        ..Config::default()
+    };
+    let (slow, fixed_window) = long_path_transfer(fixed);
+    let (fast, window) = long_path_transfer(Config::default());
+    eprintln!("48 MiB over 50 ms RTT: fixed 4 MiB window {slow:?}, auto-tuned {fast:?} (window {window} B)");
+    assert_eq!(fixed_window, 4 << 20);
+    assert!(window > 4 << 20 && window <= 64 << 20, "{window}");
+    assert!(
+        fast * 2 < slow,
+        "auto-tuning gained too little: {fast:?} vs {slow:?}"
+    );
+}

@@ -198,6 +198,8 @@ pub struct Connection {
     probes: u8,
     handshake_pending: bool,
     max_data_pending: bool,
+    /// When the last new flow-control limit was sent (§8.3 auto-tuning).
+    last_window_update: Option<Instant>,
     ping_pending: bool,
     close: Option<PendingClose>,
     close_send_pending: bool,
@@ -329,6 +331,7 @@ impl Connection {
             probes: 0,
             handshake_pending: true,
             max_data_pending: false,
+            last_window_update: None,
             ping_pending: false,
             close: None,
             close_send_pending: false,
@@ -482,6 +485,7 @@ impl Connection {
         s.bytes_in_flight = self.sent.bytes_in_flight();
         s.receive_buffered = self.recv.buffered();
         s.send_buffered = self.send.buffered();
+        s.receive_window = self.recv.window();
         s
     }
 
@@ -1055,6 +1059,14 @@ impl Connection {
                     .update(now.saturating_duration_since(p.time_sent), delay);
             }
         }
+        // §8.3: the send buffer holds at least two congestion windows, so a
+        // window as large as the path needs can be filled; not while the
+        // peer's flow-control limit is what holds data back.
+        if !self.send.is_flow_blocked() {
+            let wanted = self.cc.window().saturating_mul(2);
+            self.send
+                .grow_capacity(wanted.min(self.config.max_send_buffer));
+        }
         let before = self.send.buffered();
         for (_, p) in &newly {
             if p.in_flight {
@@ -1359,6 +1371,18 @@ impl Connection {
         }
         if want_eliciting {
             if self.max_data_pending {
+                if self.recv.max_data_update().is_some() {
+                    // §8.3 auto-tuning: a new limit needed within two RTTs
+                    // of the last one means the window, not the path,
+                    // limits the sender.
+                    let fast = self.last_window_update.is_some_and(|t| {
+                        now.saturating_duration_since(t) < self.rtt.smoothed() * 2
+                    });
+                    if fast {
+                        self.recv.grow_window(self.config.max_receive_window);
+                    }
+                    self.last_window_update = Some(now);
+                }
                 let max = self.recv.max_data_update().unwrap_or(self.recv.max_data());
                 Frame::MaxData(max).encode(out);
                 self.recv.on_max_data_sent(max);

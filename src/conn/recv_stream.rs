@@ -190,6 +190,16 @@ impl RecvStream {
         (candidate - self.max_data >= self.window / 2).then_some(candidate)
     }
 
+    /// Doubles the window, up to `max` (§8.3 auto-tuning).
+    pub fn grow_window(&mut self, max: u64) {
+        self.window = self.window.saturating_mul(2).min(max).max(self.window);
+    }
+
+    /// The current window.
+    pub fn window(&self) -> u64 {
+        self.window
+    }
+
     /// Records that `max` was advertised.
     pub fn on_max_data_sent(&mut self, max: u64) {
         self.max_data = self.max_data.max(max);

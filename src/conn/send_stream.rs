@@ -290,6 +290,13 @@ impl SendStream {
         (total > 0 && total <= max && gaps.len() <= max_ranges).then_some(gaps)
     }
 
+    /// Raises the buffer size to `capacity` (it never shrinks): the
+    /// connection keeps it at twice the congestion window, so that the
+    /// application can keep a long, fast path full (§8.3).
+    pub fn grow_capacity(&mut self, capacity: u64) {
+        self.capacity = self.capacity.max(capacity);
+    }
+
     /// Bytes below this have been sent at least once.
     pub fn sent_offset(&self) -> u64 {
         self.sent

@@ -59,6 +59,8 @@ pub struct Stats {
     pub receive_buffered: u64,
     /// Bytes queued to send and not yet acknowledged (the send buffer).
     pub send_buffered: u64,
+    /// Current receive window: it grows when it limits the peer (§8.3).
+    pub receive_window: u64,
 }
 
 impl Stats {

@@ -26,8 +26,12 @@ use crate::conn::delivery::AckSample;
 use crate::conn::rtt::RttEstimator;
 use std::time::{Duration, Instant};
 
-/// Loss above this share of a round's bytes is congestion, not noise.
+/// Loss above this share of a loss epoch's bytes is congestion, not noise.
 pub const LOSS_CEILING: f64 = 0.20;
+/// A loss epoch lasts until this many datagrams were delivered or lost...
+const LOSS_EPOCH_PACKETS: u64 = 200;
+/// ...or this many rounds passed, whichever comes first.
+const LOSS_EPOCH_ROUNDS: u32 = 16;
 /// STARTUP's gain, 2/ln 2: the smallest that doubles delivery per round.
 const HIGH_GAIN: f64 = 2.885;
 /// PROBE_BW pacing gains, one phase per minimum RTT.
@@ -65,9 +69,11 @@ pub struct Bbr {
     /// STARTUP's check that the bandwidth still grows.
     full_bw: u64,
     full_bw_rounds: u32,
-    /// Bytes lost and delivered during the current round.
+    /// Bytes lost during the current loss epoch, `delivered` at its start,
+    /// and its rounds so far.
     round_lost: u64,
     round_delivered_start: u64,
+    loss_epoch_rounds: u32,
     /// Bytes acknowledged beyond what the estimated rate explains, the
     /// largest over recent rounds: ACK aggregation (delayed ACKs, batched
     /// receives) that the window must absorb.
@@ -89,6 +95,7 @@ impl Bbr {
             full_bw_rounds: 0,
             round_lost: 0,
             round_delivered_start: 0,
+            loss_epoch_rounds: 0,
             extra_acked: [0; 2],
             epoch: None,
         }
@@ -155,12 +162,19 @@ impl Bbr {
     /// A round trip ended: check STARTUP's growth and the loss ceiling.
     fn on_round_end(&mut self, delivered: u64) {
         let bw = self.bandwidth();
-        let round_delivered = delivered - self.round_delivered_start;
-        let total = round_delivered + self.round_lost;
-        if total > 0
+        let epoch_delivered = delivered - self.round_delivered_start;
+        let total = epoch_delivered + self.round_lost;
+        self.loss_epoch_rounds += 1;
+        // The loss share is judged over a loss epoch of at least
+        // LOSS_EPOCH_PACKETS datagrams (or LOSS_EPOCH_ROUNDS rounds): at
+        // low rates a round holds a few dozen datagrams, and one burst of
+        // random loss in it would look like congestion.
+        let epoch_over =
+            total >= LOSS_EPOCH_PACKETS * self.mss || self.loss_epoch_rounds >= LOSS_EPOCH_ROUNDS;
+        let overdriven = epoch_over
             && self.round_lost >= 3 * self.mss
-            && self.round_lost as f64 > LOSS_CEILING * total as f64
-        {
+            && self.round_lost as f64 > LOSS_CEILING * total as f64;
+        if overdriven {
             // Too much loss to be noise: the path is overdriven.
             let cut = (bw as f64 * LOSS_BACKOFF) as u64;
             for s in self.bw_samples.iter_mut() {
@@ -177,8 +191,11 @@ impl Bbr {
                 self.full_bw_rounds += 1;
             }
         }
-        self.round_lost = 0;
-        self.round_delivered_start = delivered;
+        if epoch_over {
+            self.round_lost = 0;
+            self.round_delivered_start = delivered;
+            self.loss_epoch_rounds = 0;
+        }
         // Start the new aggregation slot fresh every five rounds.
         if self.round % 5 == 0 {
             self.extra_acked[(self.round / 5 % 2) as usize] = 0;
@@ -340,10 +357,11 @@ mod tests {
         run(&mut cc, &mut t, &mut delivered, 20, 10_000_000, 0.0);
         assert_eq!(cc.bandwidth(), 10_000_000);
         // The path keeps delivering samples at the old rate (queued data),
-        // but loses 40% of each round: the estimate must come down.
+        // but loses 40% of each round: the estimate must come down, once
+        // per loss epoch (about three such rounds).
         let mut rtt = RttEstimator::new(Duration::from_millis(10));
         rtt.update(Duration::from_millis(10), Duration::ZERO);
-        for _ in 0..3 {
+        for _ in 0..10 {
             t += Duration::from_millis(10);
             cc.on_congestion_event(t, t, 40_000, false);
             let prior = delivered;
