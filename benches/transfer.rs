@@ -1,6 +1,7 @@
 //! rudp on loopback, no impairment: bulk goodput of one connection, and
-//! request/response latency. Baseline figures for docs/benchmarks.md; the
-//! full comparison suite against quinn, KCP and TCP is future work.
+//! request/response latency, both ends on one shared runtime. A quick check
+//! of the protocol alone; the comparison against quinn, KCP and TCP is
+//! `benches/compare` (docs/benchmarks.md).
 //!
 //! `cargo bench --bench transfer`; `RUDP_BENCH_MB` sets the bulk size
 //! (default 200), `RUDP_BENCH_ROUNDS` the echo count (default 10000).

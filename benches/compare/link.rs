@@ -27,6 +27,20 @@ pub enum Link {
 }
 
 impl Link {
+    /// Short name for `--links`.
+    pub fn key(&self) -> &'static str {
+        match *self {
+            Link::Clean => "clean",
+            Link::Loss(p) if p <= 0.01 => "loss1",
+            Link::Loss(p) if p <= 0.05 => "loss5",
+            Link::Loss(_) => "loss10",
+            Link::Rtt(d) if d.as_millis() <= 10 => "rtt10",
+            Link::Rtt(_) => "rtt50",
+            Link::Burst(..) => "burst",
+            Link::Kcp => "kcp",
+        }
+    }
+
     pub fn name(&self) -> String {
         match self {
             Link::Clean => "clean".into(),

@@ -45,12 +45,21 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub static RUDP_CONGESTION: std::sync::OnceLock<rudp::conn::congestion::Algorithm> =
     std::sync::OnceLock::new();
 
-/// rudp's endpoint configuration: the defaults, with `--congestion`.
+/// rudp's largest datagram (`--datagram-size`), default 1200.
+pub static RUDP_DATAGRAM: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// rudp's endpoint configuration: the defaults, with `--congestion` and
+/// `--datagram-size`.
 pub fn rudp_config() -> rudp::endpoint::EndpointConfig {
+    let defaults = rudp::Config::default();
     rudp::endpoint::EndpointConfig {
         connection: Arc::new(rudp::Config {
             congestion: RUDP_CONGESTION.get().copied().unwrap_or_default(),
-            ..rudp::Config::default()
+            max_datagram_size: RUDP_DATAGRAM
+                .get()
+                .copied()
+                .unwrap_or(defaults.max_datagram_size),
+            ..defaults
         }),
         ..Default::default()
     }
@@ -377,53 +386,77 @@ impl Client {
         Ok(rtts)
     }
 
-    /// Sends one echo request at each tick of `interval` without waiting
-    /// for the answers (KCP's latency test): the round-trip time of each.
+    /// KCP's latency test: one echo request at each tick of `interval`,
+    /// without waiting for answers, until the first `count` have all come
+    /// back (as KCP's test.cpp does: its sender keeps sending, so the last
+    /// measured messages are not tail packets). The round-trip time of each
+    /// of the first `count`.
     pub async fn paced_echo(
         &mut self,
         count: usize,
         interval: Duration,
     ) -> Result<Vec<Duration>, BoxError> {
+        // Enough extra ticks to outlast any repair; the sender stops sooner
+        // once every answer is in.
+        let ticks = count + 500;
         let start = Instant::now();
-        let sent_at: Vec<Instant> = (0..count).map(|i| start + interval * i as u32).collect();
-        let mut rtts = vec![Duration::ZERO; count];
+        let sent_at: Vec<Instant> = (0..ticks).map(|i| start + interval * i as u32).collect();
+        let mut rtts = vec![None; count];
+        let mut missing = count;
+        let done = tokio::sync::Notify::new();
+        let mut note = |i: usize| {
+            if i < count && rtts[i].is_none() {
+                rtts[i] = Some(sent_at[i].elapsed());
+                missing -= 1;
+            }
+            missing == 0
+        };
         match self {
             Client::Rudp(conn, _) => {
-                let conn2 = conn.clone();
-                let times = sent_at.clone();
-                let sender = tokio::spawn(async move {
-                    for (i, t) in times.iter().enumerate() {
-                        tokio::time::sleep_until((*t).into()).await;
-                        conn2
-                            .send(Bytes::copy_from_slice(&(i as u64).to_be_bytes()))
+                let send = async {
+                    for (i, t) in sent_at.iter().enumerate() {
+                        tokio::select! {
+                            () = tokio::time::sleep_until((*t).into()) => {}
+                            () = done.notified() => return Ok(()),
+                        }
+                        conn.send(Bytes::copy_from_slice(&(i as u64).to_be_bytes()))
                             .await?;
                     }
-                    Ok::<_, rudp::io::Error>(())
-                });
-                for _ in 0..count {
-                    let m = conn.recv().await?.ok_or("connection ended")?;
-                    let i = u64::from_be_bytes(m[..8].try_into()?) as usize;
-                    rtts[i] = sent_at[i].elapsed();
-                }
-                sender.await??;
+                    Ok::<_, BoxError>(())
+                };
+                let recv = async {
+                    loop {
+                        let m = conn.recv().await?.ok_or("connection ended")?;
+                        let i = u64::from_be_bytes(m[..8].try_into()?) as usize;
+                        if note(i) {
+                            done.notify_one();
+                            return Ok::<_, BoxError>(());
+                        }
+                    }
+                };
+                let (a, b) = tokio::join!(send, recv);
+                a?;
+                b?;
             }
             Client::Stream(r, w, _) => {
                 w.write_all(b"E").await?;
                 w.flush().await?;
                 let recv = async {
-                    for _ in 0..count {
+                    loop {
                         let mut b = [0u8; 8];
                         r.read_exact(&mut b).await?;
-                        let i = u64::from_be_bytes(b) as usize;
-                        if i < count {
-                            rtts[i] = sent_at[i].elapsed();
+                        if note(u64::from_be_bytes(b) as usize) {
+                            done.notify_one();
+                            return Ok::<_, BoxError>(());
                         }
                     }
-                    Ok::<_, BoxError>(())
                 };
                 let send = async {
                     for (i, t) in sent_at.iter().enumerate() {
-                        tokio::time::sleep_until((*t).into()).await;
+                        tokio::select! {
+                            () = tokio::time::sleep_until((*t).into()) => {}
+                            () = done.notified() => return Ok(()),
+                        }
                         w.write_all(&(i as u64).to_be_bytes()).await?;
                         w.flush().await?;
                     }
@@ -434,7 +467,9 @@ impl Client {
                 b?;
             }
         }
-        Ok(rtts)
+        rtts.into_iter()
+            .map(|r| r.ok_or_else(|| BoxError::from("an answer never came")))
+            .collect()
     }
 
     /// The rudp connection's statistics, for rudp clients.
