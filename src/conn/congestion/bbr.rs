@@ -61,6 +61,8 @@ pub struct Bbr {
     window: u64,
     /// Best delivery rate per round, for the last `BW_ROUNDS` rounds.
     bw_samples: [(u64, u64); BW_ROUNDS],
+    /// Whether each round's best sample was app-limited.
+    bw_app_limited: [bool; BW_ROUNDS],
     min_rtt: Option<(Duration, Instant)>,
     round: u64,
     /// The round ends when a packet sent after this much was delivered is
@@ -88,6 +90,7 @@ impl Bbr {
             mode: Mode::Startup,
             window: initial_window(mss),
             bw_samples: [(0, 0); BW_ROUNDS],
+            bw_app_limited: [false; BW_ROUNDS],
             min_rtt: None,
             round: 0,
             next_round_delivered: 0,
@@ -132,12 +135,28 @@ impl Bbr {
         MIN_WINDOW_PACKETS * self.mss
     }
 
-    fn record_bw(&mut self, bw: u64) {
-        let slot = &mut self.bw_samples[(self.round % BW_ROUNDS as u64) as usize];
+    fn record_bw(&mut self, bw: u64, app_limited: bool) {
+        let i = (self.round % BW_ROUNDS as u64) as usize;
+        let slot = &mut self.bw_samples[i];
         if slot.0 != self.round {
             *slot = (self.round, 0);
+            self.bw_app_limited[i] = true;
         }
-        slot.1 = slot.1.max(bw);
+        if bw > slot.1 || (bw == slot.1 && !app_limited) {
+            slot.1 = bw;
+            self.bw_app_limited[i] = app_limited;
+        }
+    }
+
+    /// Whether the bandwidth estimate comes from an app-limited sample:
+    /// it measured the application, not the path.
+    fn estimate_app_limited(&self) -> bool {
+        self.bw_samples
+            .iter()
+            .zip(&self.bw_app_limited)
+            .filter(|((round, _), _)| round + (BW_ROUNDS as u64) > self.round)
+            .max_by_key(|((_, bw), _)| *bw)
+            .is_some_and(|(_, &app_limited)| app_limited)
     }
 
     /// Tracks ACK aggregation: bytes acknowledged since the epoch began
@@ -213,8 +232,21 @@ impl Controller for Bbr {
             self.on_round_end(s.delivered);
         }
         if let Some(rate) = s.rate {
+            // A sample the application did not limit, above an estimate it
+            // did limit: the application now wants more than a thin flow.
+            // Probing up 25% every eight rounds would take long, so start
+            // over from STARTUP, which doubles each round.
+            let restart = !rate.app_limited
+                && matches!(self.mode, Mode::ProbeBw { .. })
+                && rate.bytes_per_sec > self.bandwidth()
+                && self.estimate_app_limited();
             if !rate.app_limited || rate.bytes_per_sec >= self.bandwidth() {
-                self.record_bw(rate.bytes_per_sec);
+                self.record_bw(rate.bytes_per_sec, rate.app_limited);
+            }
+            if restart {
+                self.mode = Mode::Startup;
+                self.full_bw = 0;
+                self.full_bw_rounds = 0;
             }
         }
         let latest = rtt.latest();
@@ -371,6 +403,38 @@ mod tests {
             cc.on_ack_event(t, &s, &rtt);
         }
         assert!(cc.bandwidth() <= 5_000_000, "{}", cc.bandwidth());
+    }
+
+    #[test]
+    fn a_thin_flow_turning_bulk_starts_up_again() {
+        let t0 = Instant::now();
+        let mut cc = Bbr::new(1200);
+        let mut rtt = RttEstimator::new(Duration::from_millis(10));
+        rtt.update(Duration::from_millis(10), Duration::ZERO);
+        let mut t = t0;
+        let mut delivered = 0;
+        let mut feed = |cc: &mut Bbr, bw: u64, app_limited: bool, t: &mut Instant| {
+            *t += Duration::from_millis(10);
+            let prior = delivered;
+            delivered += bw / 100;
+            let mut s = sample(delivered, prior, bw / 100, bw);
+            s.rate = Some(RateSample {
+                bytes_per_sec: bw,
+                app_limited,
+            });
+            cc.on_ack_event(*t, &s, &rtt);
+        };
+        // A month-service-like flow: 10 kB/s, always app-limited.
+        for _ in 0..30 {
+            feed(&mut cc, 10_000, true, &mut t);
+        }
+        assert!(matches!(cc.mode, Mode::ProbeBw { .. }), "{:?}", cc.mode);
+        assert_eq!(cc.bandwidth(), 10_000);
+        // Bulk data arrives: the first sample the application did not limit
+        // sends the controller back to STARTUP.
+        feed(&mut cc, 12_000, false, &mut t);
+        assert_eq!(cc.mode, Mode::Startup);
+        assert!(cc.pacing_rate(&rtt) >= (12_000.0 * HIGH_GAIN) as u64);
     }
 
     #[test]
