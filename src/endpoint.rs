@@ -14,7 +14,7 @@
 //! 3. `poll_event()` until `None`.
 
 use crate::config::{Config, MIN_DATAGRAM_SIZE};
-use crate::conn::{self, Address, Connection, Event, State, TraceEvent};
+use crate::conn::{self, Address, Connection, Event, TraceEvent};
 use crate::error::TransportCode;
 use crate::token::TokenKeys;
 use crate::wire::frame::{self, Frame};
@@ -57,9 +57,15 @@ pub struct EndpointConfig {
     /// lingering after a close do not count); further INITIALs are refused
     /// (§6.3).
     pub max_connections: usize,
-    /// Connections still in their handshake at most; further INITIALs are
-    /// refused, even with a valid token (§6.3).
+    /// Server connections whose client has not yet proved its address
+    /// (§6.2) at most; beyond it an INITIAL without a token gets a RETRY,
+    /// one with a token is refused (§6.3).
     pub max_pending_handshakes: usize,
+    /// Of those, at most this many from one source (one IPv4 address or
+    /// one IPv6 /64) without a token, and as many again with one (§6.3):
+    /// one address cannot take the whole budget. Past the first share an
+    /// INITIAL gets a RETRY, past the second a refusal.
+    pub max_pending_per_source: usize,
     /// When to make clients prove their address with a RETRY round trip
     /// before any state is kept for them (§6.8).
     pub retry: RetryPolicy,
@@ -80,6 +86,26 @@ pub enum RetryPolicy {
 
 /// Default [`RetryPolicy::WhenBusy`] threshold.
 pub const RETRY_WHEN_PENDING: usize = 64;
+/// Default [`EndpointConfig::max_pending_per_source`].
+pub const MAX_PENDING_PER_SOURCE: usize = 32;
+
+/// The source a pending-handshake budget is counted for (§6.3): an IPv4
+/// address, or the /64 prefix of an IPv6 one (what one host usually has).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Source(u128);
+
+/// A source's pending handshakes are counted apart by whether the client
+/// echoed a token: RETRY sheds the first kind at no cost, not the second.
+type SourceKey = (Source, Address);
+
+impl Source {
+    fn of(addr: SocketAddr) -> Self {
+        match addr.ip().to_canonical() {
+            std::net::IpAddr::V4(v4) => Source(u32::from(v4) as u128),
+            std::net::IpAddr::V6(v6) => Source((u128::from(v6) >> 64) << 64 | 1),
+        }
+    }
+}
 
 impl Default for EndpointConfig {
     fn default() -> Self {
@@ -88,6 +114,7 @@ impl Default for EndpointConfig {
             accept_incoming: false,
             max_connections: 100_000,
             max_pending_handshakes: 4096,
+            max_pending_per_source: MAX_PENDING_PER_SOURCE,
             retry: RetryPolicy::WhenBusy {
                 pending_handshakes: RETRY_WHEN_PENDING,
             },
@@ -98,7 +125,10 @@ impl Default for EndpointConfig {
 /// What the endpoint reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndpointEvent {
-    /// A new server connection was created by an INITIAL.
+    /// A new server connection whose client has proved its address: it
+    /// sent a DATA packet, which only a peer that received our ACCEPT can
+    /// address (§6.2). Connections that never get this far are never
+    /// announced.
     Incoming(ConnectionHandle),
     /// Something happened on a connection.
     Connection(ConnectionHandle, Event),
@@ -115,6 +145,7 @@ pub struct EndpointStats {
     pub dropped_malformed: u64,
     pub dropped_unknown_connection: u64,
     pub dropped_wrong_address: u64,
+    /// INITIALs (first or later) shorter than 1200 bytes (§6.2).
     pub dropped_small_initial: u64,
     /// INITIALs that failed pre-shared-key authentication (§3.7).
     pub dropped_unauthenticated: u64,
@@ -126,6 +157,8 @@ pub struct EndpointStats {
     pub refused: u64,
     /// Of those, for a token that was invalid or expired.
     pub invalid_tokens: u64,
+    /// Of those, because the source had its share of pending handshakes.
+    pub refused_per_source: u64,
     pub connections_accepted: u64,
     /// Of those, created for a client that echoed a valid token.
     pub accepted_with_token: u64,
@@ -139,8 +172,13 @@ struct Entry {
     initial_key: Option<(SocketAddr, ConnectionId)>,
     /// Deadline currently in the timer heap for this connection.
     timer: Option<Instant>,
-    /// Counted in `Endpoint::pending`: a server connection in its handshake.
+    /// Counted in `Endpoint::pending`: a server connection whose client has
+    /// not proved its address, in any state (a CLOSING one too).
     pending: bool,
+    /// Whether `EndpointEvent::Incoming` was emitted for it.
+    announced: bool,
+    /// Whether a token validated the client's address when it was created.
+    address: Address,
     /// Whether the handle is in `dirty`.
     dirty: bool,
 }
@@ -164,8 +202,10 @@ pub struct Endpoint {
     /// Whether new connections record trace events (docs/trace.md).
     trace: bool,
     traces: VecDeque<(ConnectionId, TraceEvent)>,
-    /// Server connections still in their handshake (§6.3, §6.8).
+    /// Server connections whose client has not proved its address (§6.3,
+    /// §6.8), in all and per source.
     pending: usize,
+    pending_by_source: Map<SourceKey, usize>,
     tokens: TokenKeys,
     /// Reused buffer for opening sealed INITIALs.
     plain_buf: Vec<u8>,
@@ -190,6 +230,7 @@ impl Endpoint {
             trace: false,
             traces: VecDeque::new(),
             pending: 0,
+            pending_by_source: Map::default(),
             tokens: TokenKeys::default(),
             plain_buf: Vec::new(),
         }
@@ -239,7 +280,7 @@ impl Endpoint {
         let cid = self.new_cid();
         let first_pn = self.rng.gen_range(0..conn::FIRST_PN_RANGE);
         let conn = Connection::client(now, self.config.connection.clone(), cid, first_pn);
-        self.insert(conn, remote, None)
+        self.insert(conn, remote, None, Address::Validated)
     }
 
     fn new_cid(&mut self) -> ConnectionId {
@@ -256,6 +297,7 @@ impl Endpoint {
         mut conn: Connection,
         remote: SocketAddr,
         initial_key: Option<(SocketAddr, ConnectionId)>,
+        address: Address,
     ) -> ConnectionHandle {
         if self.trace {
             conn.enable_trace();
@@ -274,6 +316,8 @@ impl Endpoint {
                 initial_key,
                 timer: None,
                 pending: false,
+                announced: false,
+                address,
                 dirty: false,
             },
         );
@@ -332,11 +376,17 @@ impl Endpoint {
             }
         };
         let h = match header.ty {
+            PacketType::Initial if data.len() < MIN_DATAGRAM_SIZE => {
+                // §6.2: every INITIAL fills a full datagram, retransmissions
+                // too, so that no INITIAL can draw more than it costs.
+                self.stats.dropped_small_initial += 1;
+                return;
+            }
             PacketType::Initial => {
                 let key = (from, header.scid.unwrap_or_default());
                 match self.by_initial.get(&key) {
                     Some(&h) => h,
-                    None => match self.accept(now, from, &header, payload, data.len()) {
+                    None => match self.accept(now, from, &header, payload) {
                         Some(h) => h,
                         None => return,
                     },
@@ -383,7 +433,6 @@ impl Endpoint {
         from: SocketAddr,
         header: &Header,
         payload: &[u8],
-        len: usize,
     ) -> Option<ConnectionHandle> {
         if !self.config.accept_incoming {
             self.stats.dropped_unknown_connection += 1;
@@ -393,11 +442,6 @@ impl Endpoint {
         if client_cid.0 == 0 {
             // §3.2: CIDs are non-zero.
             self.stats.dropped_malformed += 1;
-            return None;
-        }
-        if len < MIN_DATAGRAM_SIZE {
-            // §6.2: an INITIAL fills a full datagram.
-            self.stats.dropped_small_initial += 1;
             return None;
         }
         // §3.7: the INITIAL's protection must match ours. A mismatch is
@@ -442,12 +486,19 @@ impl Endpoint {
                 None
             }
         };
+        // §3.3: the INITIAL that opens a connection carries HANDSHAKE, and
+        // only frames an INITIAL may carry.
         let token = body.map(|b| match frame::decode_all(b) {
-            Ok(frames) => Ok(frames.iter().find_map(|f| match f {
-                Frame::Token(t) => Some(t.to_vec()),
-                _ => None,
-            })),
-            Err(_) => Err(()),
+            Ok(frames)
+                if frames.iter().any(|f| matches!(f, Frame::Handshake(_)))
+                    && conn::initial_frames_allowed(PacketType::Initial, &frames) =>
+            {
+                Ok(frames.iter().find_map(|f| match f {
+                    Frame::Token(t) => Some(t.to_vec()),
+                    _ => None,
+                }))
+            }
+            _ => Err(()),
         });
         self.plain_buf = plain;
         let token = match token? {
@@ -504,12 +555,37 @@ impl Endpoint {
             return None;
         }
         if self.pending >= self.config.max_pending_handshakes {
+            if address == Address::Unvalidated {
+                // Under pressure a RETRY costs nothing to keep, and lets a
+                // real client in as soon as a place frees up.
+                self.send_retry(now, from, client_cid, protection);
+            } else {
+                self.refuse(
+                    from,
+                    client_cid,
+                    protection,
+                    TransportCode::ConnectionRefused,
+                    "server busy: too many handshakes in progress",
+                );
+            }
+            return None;
+        }
+        let key = (Source::of(from), address);
+        let from_source = self.pending_by_source.get(&key).copied().unwrap_or(0);
+        if from_source >= self.config.max_pending_per_source {
+            if address == Address::Unvalidated {
+                // Possibly forged sources sharing an address: a RETRY
+                // keeps nothing, and a real client comes back with a token.
+                self.send_retry(now, from, client_cid, protection);
+                return None;
+            }
+            self.stats.refused_per_source += 1;
             self.refuse(
                 from,
                 client_cid,
                 protection,
                 TransportCode::ConnectionRefused,
-                "server busy: too many handshakes in progress",
+                "server busy: too many handshakes in progress from this address",
             );
             return None;
         }
@@ -522,12 +598,11 @@ impl Endpoint {
             first_pn,
             address,
         );
-        let h = self.insert(conn, from, Some((from, client_cid)));
+        let h = self.insert(conn, from, Some((from, client_cid)), address);
         self.stats.connections_accepted += 1;
         if address == Address::Validated {
             self.stats.accepted_with_token += 1;
         }
-        self.events.push_back(EndpointEvent::Incoming(h));
         Some(h)
     }
 
@@ -738,14 +813,29 @@ impl Endpoint {
         while let Some(t) = entry.conn.poll_trace() {
             self.traces.push_back((entry.conn.local_cid(), t));
         }
-        let pending = entry.initial_key.is_some() && entry.conn.state() == State::Handshake;
+        let server = entry.initial_key.is_some();
+        let pending = server && !entry.conn.is_confirmed() && !entry.conn.is_drained();
         if pending != entry.pending {
             entry.pending = pending;
+            let source = (Source::of(entry.remote), entry.address);
             if pending {
                 self.pending += 1;
+                *self.pending_by_source.entry(source).or_default() += 1;
             } else {
                 self.pending -= 1;
+                if let Some(n) = self.pending_by_source.get_mut(&source) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.pending_by_source.remove(&source);
+                    }
+                }
             }
+        }
+        if server && !entry.announced && entry.conn.is_confirmed() {
+            // §6.2: the application sees a connection only once its client
+            // has proved it receives at its address (issue #12 item 3).
+            entry.announced = true;
+            self.events.push_back(EndpointEvent::Incoming(h));
         }
         if entry.conn.is_drained() {
             let entry = self.conns.remove(&h);

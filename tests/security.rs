@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{forged_initial, template_initial};
+use common::{close_of, forged_initial, replies, template_initial, token_of};
 
 use bytes::Bytes;
 use rudp::config::Config;
@@ -243,37 +243,6 @@ fn an_altered_sealed_packet_is_rejected() {
     assert_eq!(got.as_deref(), Some(&b"pay 10 euros"[..]));
 }
 
-/// The stateless reply to one datagram: (type, frames' summary).
-fn replies(server: &mut Endpoint, now: Instant) -> Vec<(SocketAddr, PacketType, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut buf = Vec::new();
-    while let Some(to) = server.poll_transmit(now, &mut buf) {
-        let Ok(Datagram::Packet { header, payload }) = decode(&buf) else {
-            panic!("undecodable reply");
-        };
-        out.push((to, header.ty, payload.to_vec()));
-    }
-    out
-}
-
-fn token_of(payload: &[u8]) -> Vec<u8> {
-    decode_all(payload)
-        .unwrap()
-        .iter()
-        .find_map(|f| match f {
-            Frame::Token(t) => Some(t.to_vec()),
-            _ => None,
-        })
-        .expect("a TOKEN frame")
-}
-
-fn close_of(payload: &[u8]) -> (u64, String) {
-    match decode_all(payload).unwrap().as_slice() {
-        [Frame::Close(c)] => (c.code, String::from_utf8_lossy(c.reason).into_owned()),
-        other => panic!("expected a lone CLOSE, got {other:?}"),
-    }
-}
-
 #[test]
 fn tokens_are_checked_for_address_cid_and_age() {
     let template = template_initial();
@@ -326,7 +295,10 @@ fn a_flood_of_forged_initials_creates_bounded_state() {
     let (mut received, mut sent) = (0usize, 0usize);
     let started = std::time::Instant::now();
     for i in 0..flood {
-        let from = SocketAddr::from(([127, 0, 0, 1], 1024 + (i % 60_000) as u16));
+        // Forged sources all over 127/8: each address is its own source
+        // for the per-source limit (§6.3).
+        let [_, a, b, c] = (i as u32).to_be_bytes();
+        let from = SocketAddr::from(([127, a, b, c.max(1)], 1024 + (i % 60_000) as u16));
         let d = forged_initial(&template, 1 + i, None);
         received += d.len();
         server.handle_datagram(now, from, &d);

@@ -113,7 +113,7 @@ pub enum SendError {
 
 /// Whether a server knows that the client really receives at the address
 /// its packets come from (§6.7, §6.8).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Address {
     /// Not yet: the anti-amplification limit applies until the client's
     /// first DATA packet.
@@ -203,6 +203,17 @@ pub struct Connection {
     ping_pending: bool,
     close: Option<PendingClose>,
     close_send_pending: bool,
+    /// CLOSING: packets received since we entered it, and the count at
+    /// which the next one is answered with CLOSE (§6.6 rate limit).
+    closing_received: u64,
+    closing_next_reply: u64,
+    /// Server: the handshake must be confirmed by then, however many
+    /// INITIALs keep arriving (§6.2; issue #12 item 5).
+    handshake_deadline: Option<Instant>,
+    /// When an ACK last acknowledged something new, or when ack-eliciting
+    /// packets went in flight with none before: a peer that leaves them
+    /// unacknowledged for an idle timeout is timed out (§9.5).
+    ack_progress: Instant,
     outcome: Option<Result<(), ConnectionError>>,
     events: VecDeque<Event>,
     stats: Stats,
@@ -335,6 +346,10 @@ impl Connection {
             ping_pending: false,
             close: None,
             close_send_pending: false,
+            closing_received: 0,
+            closing_next_reply: 1,
+            handshake_deadline: (side == Side::Server).then(|| now + config.idle_timeout),
+            ack_progress: now,
             outcome: None,
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -459,6 +474,14 @@ impl Connection {
         self.acks.largest()
     }
 
+    /// Whether the peer has proved it receives at its address (§6.2): for a
+    /// server, the client sent a DATA packet, which names the CID only our
+    /// ACCEPT told it (and, with a key, is sealed with it); for a client,
+    /// an ACCEPT arrived.
+    pub fn is_confirmed(&self) -> bool {
+        self.confirmed
+    }
+
     /// Whether the handshake completed and the connection is usable.
     pub fn is_established(&self) -> bool {
         self.state == State::Established || self.peer.is_some() && self.state == State::Handshake
@@ -486,6 +509,8 @@ impl Connection {
         s.receive_buffered = self.recv.buffered();
         s.send_buffered = self.send.buffered();
         s.receive_window = self.recv.window();
+        s.receive_memory = self.recv.memory() as u64;
+        s.packets_tracked = self.sent.len() as u64;
         s
     }
 
@@ -610,11 +635,28 @@ impl Connection {
                 self.acks.deadline(),
                 self.keep_alive_deadline(),
                 self.pacing_until,
+                self.unconfirmed_deadline(),
+                self.ack_progress_deadline(),
             ]
             .into_iter()
             .flatten()
             .min(),
         }
+    }
+
+    /// Server, before the client's first DATA packet: when the handshake
+    /// gives up (§6.2).
+    fn unconfirmed_deadline(&self) -> Option<Instant> {
+        self.handshake_deadline.filter(|_| !self.confirmed)
+    }
+
+    /// With ack-eliciting packets outstanding: when the peer, having
+    /// acknowledged nothing new for an idle timeout, is declared gone even
+    /// if it keeps sending (§9.5).
+    fn ack_progress_deadline(&self) -> Option<Instant> {
+        self.sent
+            .has_eliciting_in_flight()
+            .then(|| self.ack_progress + self.effective_idle_timeout())
     }
 
     fn keep_alive_deadline(&self) -> Option<Instant> {
@@ -637,7 +679,9 @@ impl Connection {
             }
             State::Handshake | State::Established | State::Lingering => {}
         }
-        if now >= self.idle_deadline {
+        let unconfirmed = self.unconfirmed_deadline().is_some_and(|t| now >= t);
+        let unacknowledged = self.ack_progress_deadline().is_some_and(|t| now >= t);
+        if now >= self.idle_deadline || unconfirmed || unacknowledged {
             // §9.5: silent close; the peer will time out too. A lingering
             // connection already reported its graceful outcome.
             self.trace(now, "connectivity:idle_timeout", || json!({}));
@@ -840,16 +884,10 @@ impl Connection {
                 return;
             }
         };
-        match self.state {
-            State::Closed | State::Draining { .. } => return,
-            State::Closing { .. } => {
-                // §6.6: answer each packet with our CLOSE again.
-                self.close_send_pending = true;
-                return;
-            }
-            _ => {}
+        if matches!(self.state, State::Closed | State::Draining { .. }) {
+            return;
         }
-        if !self.packet_type_allowed(header.ty) {
+        if !self.packet_type_allowed(header.ty) || !initial_frames_allowed(header.ty, &frames) {
             self.stats.malformed_dropped += 1;
             return;
         }
@@ -867,6 +905,17 @@ impl Connection {
                 "transport:packet_dropped",
                 || json!({ "header": { "packet_number": pn }, "trigger": "duplicate" }),
             );
+            return;
+        }
+        if let State::Closing { .. } = self.state {
+            // §6.6: answer new packets with our CLOSE again, but only the
+            // 1st, 2nd, 4th, 8th... since entering CLOSING (RFC 9000
+            // §10.2.1), so a peer cannot turn us into a reflector.
+            self.closing_received += 1;
+            if self.closing_received >= self.closing_next_reply {
+                self.closing_next_reply = self.closing_received.saturating_mul(2);
+                self.close_send_pending = true;
+            }
             return;
         }
         if let Some(t) = self.tracer.as_mut() {
@@ -996,6 +1045,7 @@ impl Connection {
             || p.max_message_size == 0
             || p.idle_timeout_millis == 0
             || p.max_ack_delay_micros > 1_000_000
+            || p.initial_max_data < p.max_message_size.saturating_add(8)
         {
             return Err((
                 TransportCode::InvalidParameters,
@@ -1045,6 +1095,7 @@ impl Connection {
         if newly.is_empty() {
             return Ok(());
         }
+        self.ack_progress = now;
         if self.largest_acked.is_none_or(|l| largest > l) {
             self.largest_acked = Some(largest);
         }
@@ -1216,6 +1267,11 @@ impl Connection {
     }
 
     fn finish(&mut self, outcome: Result<(), ConnectionError>) {
+        if outcome.is_err() {
+            // Nothing more will be reassembled: return the memory now, not
+            // when the connection is finally dropped (§13).
+            self.recv.release();
+        }
         if self.outcome.is_none() {
             self.outcome = Some(outcome.clone());
             self.emit(Event::Closed(outcome));
@@ -1447,6 +1503,9 @@ impl Connection {
             self.stats.packets_retransmitted += 1;
         }
         let in_flight = eliciting || ty == PacketType::Initial;
+        if eliciting && !self.sent.has_eliciting_in_flight() {
+            self.ack_progress = now;
+        }
         let delivery = self.delivery.on_sent(now, self.sent.bytes_in_flight());
         if in_flight {
             self.pacer.on_sent(out.len() as u64);
@@ -1515,6 +1574,9 @@ impl Connection {
         }
     }
 
+    /// CLOSING: the CLOSE frame, once per reply due (§6.6), in the packet
+    /// type the handshake state calls for: an INITIAL (padded, like every
+    /// INITIAL, §6.2), an ACCEPT, or DATA.
     fn write_close(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
         if !self.close_send_pending {
             return false;
@@ -1525,7 +1587,6 @@ impl Connection {
         self.close_send_pending = false;
         let ty = self.packet_type();
         let pn = self.next_pn;
-        self.next_pn += 1;
         self.header(ty, pn).encode(out);
         Frame::Close(CloseFrame {
             kind: close.kind,
@@ -1533,6 +1594,21 @@ impl Connection {
             reason: &close.reason,
         })
         .encode(out);
+        if ty == PacketType::Initial {
+            let limit = crate::config::MIN_DATAGRAM_SIZE - self.trailer_len();
+            if out.len() < limit {
+                Frame::Padding(limit - out.len()).encode(out);
+            }
+        }
+        // §6.7: a CLOSE is held to the anti-amplification budget like every
+        // other packet; one that does not fit is not sent.
+        let len = (out.len() + self.trailer_len()) as u64;
+        if self.amplification_limited() && len > self.amplification_budget() {
+            out.clear();
+            self.stats.closes_suppressed += 1;
+            return false;
+        }
+        self.next_pn += 1;
         let traced = self
             .tracer
             .is_some()
@@ -1541,7 +1617,6 @@ impl Connection {
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += out.len() as u64;
         if self.amplification_limited() {
-            // Counted, not blocked: a CLOSE answers a packet just received.
             self.unvalidated.1 += out.len() as u64;
         }
         if let Some(frames) = traced {
@@ -1562,6 +1637,30 @@ impl Connection {
     }
 }
 
+/// §3.3: an INITIAL carries HANDSHAKE (or, from a client closing during its
+/// handshake, CLOSE), and only frames a client may send before it knows the
+/// server's parameters: no STREAM or MAX_DATA.
+pub(crate) fn initial_frames_allowed(ty: PacketType, frames: &[Frame<'_>]) -> bool {
+    if ty != PacketType::Initial {
+        return true;
+    }
+    let announced = frames
+        .iter()
+        .any(|f| matches!(f, Frame::Handshake(_) | Frame::Close(_)));
+    announced
+        && frames.iter().all(|f| {
+            matches!(
+                f,
+                Frame::Padding(_)
+                    | Frame::Ping
+                    | Frame::Ack(_)
+                    | Frame::Handshake(_)
+                    | Frame::Token(_)
+                    | Frame::Close(_)
+            )
+        })
+}
+
 fn stream_error(e: StreamError) -> (TransportCode, String) {
     match e {
         StreamError::FlowControl { end, limit } => (
@@ -1576,6 +1675,10 @@ fn stream_error(e: StreamError) -> (TransportCode, String) {
         StreamError::TruncatedMessage => (
             TransportCode::ProtocolViolation,
             "stream ended inside a message".into(),
+        ),
+        StreamError::TooFragmented { pieces, max } => (
+            TransportCode::FlowControl,
+            format!("out-of-order stream data in {pieces} pieces exceeds the limit of {max}"),
         ),
     }
 }

@@ -141,9 +141,12 @@ impl SendStream {
 
     /// Whether `next_chunk` would return something.
     pub fn has_sendable(&self) -> bool {
+        // A FIN waiting behind data that flow control holds back is not
+        // sendable yet: counting it made a blocked sender fill its window
+        // with PING-only packets (issue #12 item 16, §8.3).
         !self.retransmit.is_empty()
             || (self.sent < self.end && self.sent < self.max_data)
-            || self.fin == Fin::Pending
+            || (self.fin == Fin::Pending && self.sent == self.end)
     }
 
     /// Chooses the next STREAM frame of at most `max_len` data bytes:
@@ -363,7 +366,12 @@ mod tests {
         assert_eq!((c.offset, c.len, c.fin), (0, 3, false));
         s.on_chunk_sent(&c);
         assert!(s.is_flow_blocked());
+        assert!(
+            !s.has_sendable(),
+            "a FIN behind blocked data is not sendable (issue #12 item 16)"
+        );
         s.set_max_data(100);
+        assert!(s.has_sendable());
         let c = s.next_chunk(100).unwrap();
         assert_eq!((c.offset, c.len, c.fin), (3, 3, true));
         s.on_chunk_sent(&c);

@@ -2,7 +2,7 @@
 //! them (PROTOCOL.md §9.2; RFC 9002 §6.1).
 
 use smallvec::SmallVec;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
@@ -39,12 +39,25 @@ pub struct SentPacket {
     pub delivery: super::delivery::PacketDelivery,
 }
 
-/// Every packet sent and still unresolved, by packet number. Every packet
-/// is recorded, ack-only ones too, so that a missing number in the map means
-/// "acknowledged": persistent congestion detection relies on it.
+/// Ack-only packets (neither ack-eliciting nor in flight) kept at most. They
+/// are recorded only so that persistent-congestion detection sees unbroken
+/// runs (§9.4); a peer that never acknowledges could otherwise make the
+/// record grow by one entry per ACK we send (issue #12 item 4). Beyond this
+/// the oldest is forgotten, which at worst hides a persistent-congestion
+/// run: the conservative direction.
+pub const MAX_ACK_ONLY_TRACKED: usize = 1024;
+
+/// Every packet sent and still unresolved, by packet number. Packets that
+/// carry something to retransmit are bounded by the congestion window (and
+/// probes by the PTO backoff); ack-only ones by [`MAX_ACK_ONLY_TRACKED`].
+/// A number missing from the map means "acknowledged" (or an ack-only packet
+/// forgotten): persistent congestion detection relies on it.
 #[derive(Debug, Default)]
 pub struct SentPackets {
     packets: BTreeMap<u64, SentPacket>,
+    /// Numbers of the ack-only packets recorded, oldest first; some may
+    /// since have been acknowledged or declared lost.
+    ack_only: VecDeque<u64>,
     bytes_in_flight: u64,
     eliciting_in_flight: usize,
     /// Send time of the newest ack-eliciting packet still in flight.
@@ -59,6 +72,15 @@ impl SentPackets {
         if packet.ack_eliciting {
             self.eliciting_in_flight += 1;
             self.last_eliciting_sent = Some(packet.time_sent);
+        }
+        if !packet.ack_eliciting && !packet.in_flight {
+            self.ack_only.push_back(pn);
+            if self.ack_only.len() > MAX_ACK_ONLY_TRACKED {
+                if let Some(old) = self.ack_only.pop_front() {
+                    // Ack-only: nothing in flight or eliciting to undo.
+                    self.packets.remove(&old);
+                }
+            }
         }
         self.packets.insert(pn, packet);
     }
@@ -101,14 +123,21 @@ impl SentPackets {
         let lost_before = now.checked_sub(loss_delay);
         let mut lost = Vec::new();
         let mut next_loss_time: Option<Instant> = None;
+        // Packets are numbered in the order they are sent, so both
+        // thresholds are monotonic in the packet number: once one packet is
+        // not lost, no later one is, and it is the next to pass the time
+        // threshold. Stopping there bounds the work per ACK by the packets
+        // it declares lost, however many are outstanding (issue #12 item
+        // 15: with the packet threshold off and an inflated RTT, a scan of
+        // every outstanding packet on every ACK was quadratic).
         for (&pn, p) in self.packets.range(..largest_acked) {
             let by_number = largest_acked - pn >= packet_threshold;
             let by_time = lost_before.is_some_and(|t| p.time_sent <= t);
             if by_number || by_time {
                 lost.push(pn);
             } else {
-                let at = p.time_sent + loss_delay;
-                next_loss_time = Some(next_loss_time.map_or(at, |t| t.min(at)));
+                next_loss_time = Some(p.time_sent + loss_delay);
+                break;
             }
         }
         let lost = lost
@@ -217,5 +246,46 @@ mod tests {
         assert!(is_persistent_congestion(&run, 2 * s));
         let broken = vec![(1, pkt(t0)), (2, pkt(t0 + s)), (4, pkt(t0 + 3 * s))];
         assert!(!is_persistent_congestion(&broken, 2 * s));
+    }
+
+    fn ack_only(t: Instant) -> SentPacket {
+        SentPacket {
+            ack_eliciting: false,
+            in_flight: false,
+            ..pkt(t)
+        }
+    }
+
+    /// Issue #12 item 4: a peer that never acknowledges must not make the
+    /// record of our ACK-only packets grow without bound.
+    #[test]
+    fn ack_only_records_are_bounded() {
+        let t0 = Instant::now();
+        let mut s = SentPackets::default();
+        s.on_sent(0, pkt(t0));
+        for pn in 1..100_000 {
+            s.on_sent(pn, ack_only(t0));
+        }
+        assert_eq!(s.len(), MAX_ACK_ONLY_TRACKED + 1);
+        assert!(s.has_eliciting_in_flight(), "the data packet is kept");
+        assert_eq!(s.bytes_in_flight(), 100);
+    }
+
+    /// Issue #12 item 15: loss detection stops at the first packet that is
+    /// not lost, and still reports when it will be.
+    #[test]
+    fn loss_detection_stops_at_the_first_packet_not_lost() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis(1);
+        let mut s = SentPackets::default();
+        for pn in 0..10_000 {
+            s.on_sent(pn, pkt(t0 + ms * (pn as u32 / 100)));
+        }
+        let _ = s.take_range(9_999..10_000);
+        // Packet threshold off, loss delay 50 ms, at t0 + 60 ms: packets
+        // sent at or before t0 + 10 ms (numbers below 1100) are lost.
+        let (lost, next) = s.detect_lost(t0 + 60 * ms, 9_999, u64::MAX, 50 * ms);
+        assert_eq!(lost.len(), 1100);
+        assert_eq!(next, Some(t0 + 11 * ms + 50 * ms));
     }
 }

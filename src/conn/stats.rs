@@ -40,6 +40,9 @@ pub struct Stats {
     pub unauthenticated_dropped: u64,
     /// RETRY packets that sent the client back with a token (§6.8).
     pub retries: u64,
+    /// CLOSE replies not sent in CLOSING because the anti-amplification
+    /// budget had no room for them (§6.7).
+    pub closes_suppressed: u64,
     /// Messages queued by the application, and received whole.
     pub messages_sent: u64,
     pub messages_received: u64,
@@ -61,6 +64,11 @@ pub struct Stats {
     pub send_buffered: u64,
     /// Current receive window: it grows when it limits the peer (§8.3).
     pub receive_window: u64,
+    /// Bytes of memory the receive side's buffers hold (reassembly and
+    /// whole messages not yet read): bounded by the window (§8.2, §13).
+    pub receive_memory: u64,
+    /// Sent packets recorded and not yet acknowledged or lost (§9.2).
+    pub packets_tracked: u64,
 }
 
 impl Stats {
@@ -111,6 +119,8 @@ impl Stats {
         self.out_of_window_dropped += other.out_of_window_dropped;
         self.unauthenticated_dropped += other.unauthenticated_dropped;
         self.retries += other.retries;
+        self.closes_suppressed += other.closes_suppressed;
+        self.stream_bytes_bundled += other.stream_bytes_bundled;
         self.messages_sent += other.messages_sent;
         self.messages_received += other.messages_received;
         self.bytes_delivered += other.bytes_delivered;

@@ -211,3 +211,37 @@ pub fn template_initial() -> Vec<u8> {
     client.poll_transmit(now, &mut buf).expect("an INITIAL");
     buf
 }
+
+/// The stateless reply to one datagram: (type, frames' summary).
+pub fn replies(
+    server: &mut rudp::endpoint::Endpoint,
+    now: std::time::Instant,
+) -> Vec<(SocketAddr, PacketType, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    while let Some(to) = server.poll_transmit(now, &mut buf) {
+        let Ok(Datagram::Packet { header, payload }) = decode(&buf) else {
+            panic!("undecodable reply");
+        };
+        out.push((to, header.ty, payload.to_vec()));
+    }
+    out
+}
+
+pub fn token_of(payload: &[u8]) -> Vec<u8> {
+    decode_all(payload)
+        .unwrap()
+        .iter()
+        .find_map(|f| match f {
+            Frame::Token(t) => Some(t.to_vec()),
+            _ => None,
+        })
+        .expect("a TOKEN frame")
+}
+
+pub fn close_of(payload: &[u8]) -> (u64, String) {
+    match decode_all(payload).unwrap().as_slice() {
+        [Frame::Close(c)] => (c.code, String::from_utf8_lossy(c.reason).into_owned()),
+        other => panic!("expected a lone CLOSE, got {other:?}"),
+    }
+}
