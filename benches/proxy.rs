@@ -113,6 +113,7 @@ fn measure(relay: Relay, payload: usize, secs: u64) -> f64 {
                     down: ImpairConfig::default(),
                     seed: 1,
                     mapping_idle: rudp::proxy::MAPPING_IDLE,
+                    max_clients: rudp::proxy::MAX_CLIENTS,
                 }))
                 .unwrap();
             (p.local_addr(), Some(p))

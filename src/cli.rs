@@ -39,6 +39,36 @@ pub struct ObserveArgs {
     /// Write an event trace (JSON lines) of every connection to FILE; see `rudp plot`.
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
+    /// What the trace records: every packet, or (for long runs) only
+    /// losses, state changes and metrics every 10 ms.
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = TraceLevelArg::Packets, requires = "trace")]
+    pub trace_level: TraceLevelArg,
+}
+
+/// `--trace-level`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TraceLevelArg {
+    /// Every packet sent and received.
+    #[default]
+    Packets,
+    /// No per-packet events; metrics at most every 10 ms per connection.
+    Metrics,
+}
+
+impl From<TraceLevelArg> for crate::io::TraceLevel {
+    fn from(a: TraceLevelArg) -> Self {
+        match a {
+            TraceLevelArg::Packets => crate::io::TraceLevel::Packets,
+            TraceLevelArg::Metrics => crate::io::TraceLevel::Metrics,
+        }
+    }
+}
+
+impl ObserveArgs {
+    /// `--trace` with its level, if asked.
+    pub fn trace_spec(&self) -> Option<(&std::path::Path, crate::io::TraceLevel)> {
+        Some((self.trace.as_deref()?, self.trace_level.into()))
+    }
 }
 
 /// Connection settings for every command that opens connections: packet
@@ -156,6 +186,10 @@ pub enum Command {
         /// Write the statistics as JSON to FILE (on exit, and at every interval).
         #[arg(long, value_name = "FILE")]
         stats_json: Option<PathBuf>,
+        /// Client addresses relayed at once (each needs a socket); a new
+        /// client beyond it replaces the one idle longest.
+        #[arg(long, value_name = "N", default_value_t = crate::proxy::MAX_CLIENTS as u32, value_parser = clap::value_parser!(u32).range(1..))]
+        max_clients: u32,
     },
     /// Send a file to `rudp recv`; exit 0 once the receiver has verified it.
     Send {
@@ -181,10 +215,21 @@ pub enum Command {
         /// kept), or - for standard output. Default: the current directory.
         #[arg(long, value_name = "PATH")]
         out: Option<PathBuf>,
-        /// Serve transfers one after another until interrupted, instead of
-        /// exiting after the first.
+        /// Serve transfers until interrupted, instead of exiting after the
+        /// first one.
         #[arg(long)]
         keep_open: bool,
+        /// Replace a file of the same name in the output directory (by
+        /// default the new file gets another name: NAME.1.EXT, NAME.2.EXT...).
+        #[arg(long)]
+        force: bool,
+        /// Refuse files larger than this (e.g. 500MB, 2GiB, or bytes).
+        #[arg(long, value_name = "SIZE", default_value = "64GiB", value_parser = parse_size)]
+        max_size: u64,
+        /// Transfers served at once; senders beyond it are turned away with
+        /// "receiver busy".
+        #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        max_transfers: u32,
         /// Give up on a transfer after this long without progress.
         #[arg(long, default_value = "10s", value_parser = parse_timeout)]
         timeout: Duration,
@@ -224,11 +269,13 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("'{s}' resolves to no address"))
 }
 
-/// A duration with a unit (`10s`, `500ms`), or a plain number of seconds.
+/// A duration with a unit (`10s`, `500ms`), or a plain number of seconds
+/// (`2.5`). Anything else, huge and negative values included, is an error
+/// for clap to report (exit 2), never a panic.
 pub fn parse_timeout(s: &str) -> Result<Duration, String> {
     let d = match s.trim().parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs >= 0.0 => Duration::from_secs_f64(secs),
-        Ok(_) => return Err(format!("'{s}' must be a positive duration")),
+        Ok(secs) => Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("'{s}' must be a positive duration of at most 24h"))?,
         Err(_) => parse_duration(s).map_err(|e| e.to_string())?,
     };
     if d < Duration::from_millis(10) || d > Duration::from_secs(24 * 3600) {
@@ -293,7 +340,8 @@ pub async fn run(cli: Cli) -> i32 {
             let opts = ClientOptions {
                 server,
                 timeout,
-                trace: observe.trace,
+                trace: observe.trace.clone(),
+                trace_level: observe.trace_level.into(),
                 connection,
             };
             let mut out = tokio::io::stdout();
@@ -315,7 +363,22 @@ pub async fn run(cli: Cli) -> i32 {
             seed,
             stats_interval,
             stats_json,
-        } => run_proxy(listen, upstream, impair, seed, stats_interval, stats_json).await,
+            max_clients,
+        } => {
+            let limits = ProxyLimits {
+                max_clients: max_clients as usize,
+            };
+            run_proxy(
+                listen,
+                upstream,
+                impair,
+                seed,
+                stats_interval,
+                stats_json,
+                limits,
+            )
+            .await
+        }
         Command::Send {
             file,
             to,
@@ -334,14 +397,8 @@ pub async fn run(cli: Cli) -> i32 {
                 connection: std::sync::Arc::new(connection),
                 ..EndpointConfig::default()
             };
-            match crate::transfer::send::send_file(
-                &file,
-                to,
-                config,
-                timeout,
-                observe.trace.as_deref(),
-            )
-            .await
+            match crate::transfer::send::send_file(&file, to, config, timeout, observe.trace_spec())
+                .await
             {
                 Ok(report) => {
                     eprintln!("{}", report.summary("sent"));
@@ -357,10 +414,20 @@ pub async fn run(cli: Cli) -> i32 {
             listen,
             out,
             keep_open,
+            force,
+            max_size,
+            max_transfers,
             timeout,
             conn,
             observe,
         } => {
+            let output = match crate::transfer::recv::Output::from_arg(out.as_deref()) {
+                Ok(o) => o,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return 1;
+                }
+            };
             let Some(connection) = conn.config(crate::Config::default()) else {
                 return 1;
             };
@@ -368,7 +435,17 @@ pub async fn run(cli: Cli) -> i32 {
                 connection: std::sync::Arc::new(connection),
                 ..EndpointConfig::default()
             };
-            run_recv(listen, config, out, keep_open, timeout, observe).await
+            let opts = crate::transfer::recv::RecvOptions {
+                output,
+                timeout,
+                max_size,
+                force,
+            };
+            let serve = RecvServe {
+                keep_open,
+                max_transfers: max_transfers as usize,
+            };
+            run_recv(listen, config, opts, serve, observe).await
         }
         Command::Plot { trace, out, conn } => {
             let out = out.unwrap_or_else(|| trace.with_extension("svg"));
@@ -377,12 +454,19 @@ pub async fn run(cli: Cli) -> i32 {
             match drawn {
                 Ok(series) => {
                     eprintln!(
-                        "wrote {} (connection {}: {} packets sent, {} lost)",
+                        "wrote {} (connection {}: {} packets sent, {} lost; at most {} points drawn per series)",
                         out.display(),
                         series.conn,
                         series.sent.len(),
-                        series.lost.len()
+                        series.lost.len(),
+                        crate::plot::MAX_POINTS,
                     );
+                    if series.skipped > 0 {
+                        eprintln!(
+                            "warning: skipped {} event(s) with values out of range or not finite",
+                            series.skipped
+                        );
+                    }
                     0
                 }
                 Err(e) => {
@@ -405,6 +489,11 @@ pub async fn run(cli: Cli) -> i32 {
     }
 }
 
+/// What `rudp proxy` holds at most.
+struct ProxyLimits {
+    max_clients: usize,
+}
+
 async fn run_proxy(
     listen: SocketAddr,
     upstream: SocketAddr,
@@ -412,6 +501,7 @@ async fn run_proxy(
     seed: Option<u64>,
     interval: Option<Duration>,
     json: Option<PathBuf>,
+    limits: ProxyLimits,
 ) -> i32 {
     let seed = seed.unwrap_or_else(rand::random);
     let proxy = match Proxy::start(ProxyConfig {
@@ -421,6 +511,7 @@ async fn run_proxy(
         down: impair.down,
         seed,
         mapping_idle: crate::proxy::MAPPING_IDLE,
+        max_clients: limits.max_clients,
     })
     .await
     {
@@ -467,24 +558,37 @@ fn write_report(path: Option<&std::path::Path>, value: &impl serde::Serialize) -
     })
 }
 
+/// How `rudp recv` takes senders.
+struct RecvServe {
+    keep_open: bool,
+    max_transfers: usize,
+}
+
+/// Application close code for a sender turned away because the receiver
+/// is serving `--max-transfers` already.
+const RECV_BUSY: u64 = 2;
+
+/// Serves senders concurrently, up to `max_transfers` at once, so that one
+/// idle or slow peer never blocks another (issue #12 item 3). Without
+/// `--keep-open` it ends with the first transfer that got as far as a valid
+/// offer: exit 0 if that transfer succeeded, 1 if it failed. A connection
+/// that never offers anything is dropped after `--timeout` and does not end
+/// the run.
 async fn run_recv(
     listen: SocketAddr,
     config: EndpointConfig,
-    out: Option<PathBuf>,
-    keep_open: bool,
-    timeout: Duration,
+    opts: crate::transfer::recv::RecvOptions,
+    serve: RecvServe,
     observe: ObserveArgs,
 ) -> i32 {
-    use crate::transfer::recv::{receive, Output};
-    let output = Output::from_arg(out.as_deref());
-    if let Output::File(p) = &output {
-        let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
-        if dir.is_some_and(|d| !d.is_dir()) {
+    use crate::transfer::recv::{receive, remove_stale_partials};
+    if let Some(dir) = opts.output.dir() {
+        let removed = remove_stale_partials(dir);
+        if removed > 0 {
             eprintln!(
-                "error: cannot write {}: its directory does not exist",
-                p.display()
+                "rudp recv: removed {removed} partial file(s) left in {} by receivers that were killed",
+                dir.display()
             );
-            return 1;
         }
     }
     let endpoint = match Endpoint::server(listen, config).await {
@@ -494,54 +598,98 @@ async fn run_recv(
             return 1;
         }
     };
-    if !start_trace(&endpoint, observe.trace.as_deref()) {
+    if !start_trace(&endpoint, observe.trace_spec()) {
         return 1;
     }
     eprintln!("rudp recv: listening on {}", endpoint.local_addr());
+    let opts = std::sync::Arc::new(opts);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut active = std::collections::HashMap::new();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
-    loop {
-        let conn = tokio::select! {
-            // The next sender.
-            c = endpoint.accept() => match c {
-                Some(c) => c,
-                None => return 1,
-            },
-            // Ctrl-C or SIGTERM while waiting: no transfer was cut.
-            () = &mut shutdown => return if keep_open { 0 } else { 1 },
-        };
-        let result = tokio::select! {
-            r = receive(&conn, &output, timeout) => r,
-            // Interrupted mid-transfer: the partial file is removed on drop.
+    let code = loop {
+        tokio::select! {
+            // The next sender that proved its address.
+            c = endpoint.accept() => {
+                let Some(conn) = c else { break 1 };
+                if tasks.len() >= serve.max_transfers {
+                    conn.abort(RECV_BUSY, &format!("receiver busy: {} transfers in progress", tasks.len()));
+                    eprintln!("warning: turned away {}: {} transfers in progress", conn.remote_addr(), tasks.len());
+                    continue;
+                }
+                let (task_conn, task_opts) = (conn.clone(), opts.clone());
+                let id = tasks
+                    .spawn(async move {
+                        let r = receive(&task_conn, &task_opts).await;
+                        (task_conn.remote_addr(), r)
+                    })
+                    .id();
+                active.insert(id, conn);
+            }
+            // A transfer ended.
+            Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                let Ok((id, (peer, result))) = done else { continue };
+                active.remove(&id);
+                match result {
+                    Ok(report) => {
+                        eprintln!("{}", report.summary("received"));
+                        let written = write_report(observe.stats_json.as_deref(), &report);
+                        if !serve.keep_open {
+                            endpoint.linger(crate::month::client::LINGER).await;
+                            break written.map_or(1, |()| 0);
+                        }
+                    }
+                    Err(f) if !f.offered => {
+                        eprintln!("warning: {peer} sent no usable offer ({}); still listening", f.error);
+                    }
+                    Err(f) => {
+                        eprintln!("error: transfer from {peer} failed: {}", f.error);
+                        if !serve.keep_open {
+                            break 1;
+                        }
+                    }
+                }
+            }
+            // Ctrl-C or SIGTERM.
             () = &mut shutdown => {
-                conn.abort(1, "receiver interrupted");
-                eprintln!("error: interrupted; nothing was kept");
-                return 1;
-            }
-        };
-        match result {
-            Ok(report) => {
-                eprintln!("{}", report.summary("received"));
-                let written = write_report(observe.stats_json.as_deref(), &report);
-                if !keep_open {
-                    endpoint.linger(crate::month::client::LINGER).await;
-                    return written.map_or(1, |()| 0);
+                if tasks.is_empty() {
+                    break if serve.keep_open { 0 } else { 1 };
                 }
-            }
-            Err(e) => {
-                eprintln!("error: transfer from {} failed: {e}", conn.remote_addr());
-                if !keep_open {
-                    return 1;
+                for conn in active.values() {
+                    conn.abort(1, "receiver interrupted");
                 }
+                eprintln!("error: interrupted; nothing was kept of {} transfer(s) in progress", tasks.len());
+                break 1;
             }
         }
+    };
+    // Whatever is still running is cut; its partial file is removed as its
+    // task unwinds.
+    for conn in active.values() {
+        conn.abort(1, "receiver stopped");
     }
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    code
+}
+
+/// A size: bytes, or a number with a unit (`500MB`, `2GiB`, `1.5 TB`).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("'{s}' is not a size ({e}; for example 500MB or 2GiB)"))
 }
 
 /// Starts `--trace`, if asked; false (after a message) if the file fails.
-fn start_trace(endpoint: &Endpoint, path: Option<&std::path::Path>) -> bool {
-    let Some(path) = path else { return true };
-    match endpoint.trace_to(path) {
+fn start_trace(
+    endpoint: &Endpoint,
+    spec: Option<(&std::path::Path, crate::io::TraceLevel)>,
+) -> bool {
+    let Some((path, level)) = spec else {
+        return true;
+    };
+    match endpoint.trace_to_level(path, level) {
         Ok(()) => true,
         Err(e) => {
             eprintln!("error: cannot write the trace {}: {e}", path.display());
@@ -558,7 +706,7 @@ async fn run_server(listen: SocketAddr, config: EndpointConfig, observe: Observe
             return ClientExit::Failed as i32;
         }
     };
-    if !start_trace(&endpoint, observe.trace.as_deref()) {
+    if !start_trace(&endpoint, observe.trace_spec()) {
         return 1;
     }
     let report = server::serve(endpoint, shutdown_signal()).await;

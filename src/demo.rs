@@ -49,6 +49,7 @@ pub async fn run(seed: u64, out: &mut impl Write) -> Result<bool, Error> {
         down: demo_link(),
         seed,
         mapping_idle: crate::proxy::MAPPING_IDLE,
+        max_clients: crate::proxy::MAX_CLIENTS,
     })
     .await?;
     let _ = writeln!(

@@ -22,6 +22,7 @@
 //! - [`psk`]: optional pre-shared-key sealing of packets (§3.7).
 //! - [`token`]: stateless address-validation tokens for RETRY (§6.8).
 //! - [`config`], [`error`]: settings and failure reasons.
+//! - [`text`]: peer-supplied text made safe to print.
 //! - [`io`]: the tokio layer: [`Endpoint`] (a socket and its driver task)
 //!   and [`Connection`] (send, receive, close, statistics).
 //! - [`month`], [`transfer`], [`proxy`], [`demo`], [`cli`]: the applications, built on the
@@ -77,6 +78,7 @@ pub mod psk;
 pub mod ranges;
 pub mod report;
 pub mod sim;
+pub mod text;
 pub mod token;
 pub mod transfer;
 pub mod wire;

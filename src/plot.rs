@@ -12,8 +12,17 @@
 use plotters::prelude::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
+use std::io::BufRead;
 use std::path::Path;
 use thiserror::Error;
+
+/// Points drawn per series at most: a long transfer is decimated (every
+/// k-th point kept) so that its SVG stays a few MB and readable.
+pub const MAX_POINTS: usize = 4000;
+/// Times beyond this (ms, about 11 days) are not believed.
+const MAX_TIME_MS: f64 = 1e9;
+/// RTTs beyond this (ms) are not believed.
+const MAX_RTT_MS: f64 = 1e6;
 
 #[derive(Debug, Error)]
 pub enum PlotError {
@@ -48,22 +57,32 @@ pub struct Series {
     pub window: Vec<(f64, u64, u64)>,
     /// (time ms, latest RTT ms, smoothed RTT ms), real samples only.
     pub rtt: Vec<(f64, f64, f64)>,
+    /// The connection's first packet number: the packet panel counts from
+    /// it (packet numbers start at a random value near 2^47, §4.2).
+    pub first_pn: u64,
+    /// Events skipped because a value was not finite or out of range.
+    pub skipped: usize,
 }
 
 /// Reads a trace and extracts the series of connection `conn` (or of the
 /// first connection in the file).
 pub fn read_trace(path: &Path, conn: Option<&str>) -> Result<Series, PlotError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PlotError::Read {
+    let read_err = |source| PlotError::Read {
         path: path.display().to_string(),
         source,
-    })?;
+    };
+    // Streamed: a trace of a long run can be larger than memory.
+    let file = std::io::BufReader::new(std::fs::File::open(path).map_err(read_err)?);
     let mut s = Series::default();
-    let mut acked_seen = BTreeSet::new();
-    for (i, line) in text.lines().enumerate() {
+    // Packets sent and not yet seen acknowledged: an ACK range yields only
+    // these, so its width (up to 2^62) costs nothing.
+    let mut unacked = BTreeSet::new();
+    for (i, line) in file.lines().enumerate() {
+        let line = line.map_err(read_err)?;
         if line.trim().is_empty() {
             continue;
         }
-        let v: Value = serde_json::from_str(line).map_err(|e| PlotError::Parse {
+        let v: Value = serde_json::from_str(&line).map_err(|e| PlotError::Parse {
             path: path.display().to_string(),
             line: i + 1,
             reason: e.to_string(),
@@ -79,6 +98,10 @@ pub fn read_trace(path: &Path, conn: Option<&str>) -> Result<Series, PlotError> 
         }
         s.conn = this.to_string();
         let t = v["time"].as_f64().unwrap_or(0.0);
+        if !(0.0..=MAX_TIME_MS).contains(&t) {
+            s.skipped += 1;
+            continue;
+        }
         let d = &v["data"];
         let pn = d["header"]["packet_number"].as_u64();
         match name {
@@ -86,6 +109,7 @@ pub fn read_trace(path: &Path, conn: Option<&str>) -> Result<Series, PlotError> 
                 if let Some(pn) = pn {
                     s.sent
                         .push((t, pn, d["retransmission"].as_bool().unwrap_or(false)));
+                    unacked.insert(pn);
                 }
             }
             "transport:packet_received" => {
@@ -95,10 +119,14 @@ pub fn read_trace(path: &Path, conn: Option<&str>) -> Result<Series, PlotError> 
                     }
                     for r in f["acked_ranges"].as_array().into_iter().flatten() {
                         let (lo, hi) = (r[0].as_u64().unwrap_or(0), r[1].as_u64().unwrap_or(0));
-                        for p in lo..=hi.min(lo + 100_000) {
-                            if acked_seen.insert(p) {
-                                s.acked.push((t, p));
-                            }
+                        if lo > hi {
+                            s.skipped += 1;
+                            continue;
+                        }
+                        let newly: Vec<u64> = unacked.range(lo..=hi).copied().collect();
+                        for p in newly {
+                            unacked.remove(&p);
+                            s.acked.push((t, p));
                         }
                     }
                 }
@@ -116,23 +144,39 @@ pub fn read_trace(path: &Path, conn: Option<&str>) -> Result<Series, PlotError> 
                 ));
                 // Before the first sample the RTT fields are the initial guess.
                 if d["rtt_sampled"].as_bool().unwrap_or(true) {
-                    s.rtt.push((
-                        t,
-                        d["latest_rtt"].as_f64().unwrap_or(0.0),
-                        d["smoothed_rtt"].as_f64().unwrap_or(0.0),
-                    ));
+                    let latest = d["latest_rtt"].as_f64().unwrap_or(0.0);
+                    let smoothed = d["smoothed_rtt"].as_f64().unwrap_or(0.0);
+                    let sane = |x: f64| (0.0..=MAX_RTT_MS).contains(&x);
+                    if sane(latest) && sane(smoothed) {
+                        s.rtt.push((t, latest, smoothed));
+                    } else {
+                        s.skipped += 1;
+                    }
                 }
             }
             _ => {}
         }
     }
-    if s.sent.is_empty() {
+    if s.sent.is_empty() && s.lost.is_empty() && s.window.is_empty() {
         let which = conn
             .map(|c| format!(" for connection {c}"))
             .unwrap_or_default();
         return Err(PlotError::Empty(which));
     }
+    s.first_pn = s
+        .sent
+        .iter()
+        .map(|p| p.1)
+        .chain(s.lost.iter().map(|p| p.1))
+        .min()
+        .unwrap_or(0);
     Ok(s)
+}
+
+/// Every k-th item, so that at most [`MAX_POINTS`] remain.
+fn decimate<T: Copy>(items: &[T]) -> impl Iterator<Item = T> + '_ {
+    let step = items.len().div_ceil(MAX_POINTS).max(1);
+    items.iter().step_by(step).copied()
 }
 
 /// Draws the three panels into an SVG file.
@@ -150,11 +194,20 @@ fn draw_inner(s: &Series, out: &Path) -> Result<(), Box<dyn std::error::Error>> 
         .iter()
         .map(|p| p.0)
         .chain(s.acked.iter().map(|p| p.0))
+        .chain(s.window.iter().map(|p| p.0))
         .fold(1.0f64, f64::max)
         * 1.02;
+    let rel = |pn: u64| pn.saturating_sub(s.first_pn) as f64;
 
-    // 1. Packet numbers over time.
-    let max_pn = s.sent.iter().map(|p| p.1).max().unwrap_or(1).max(1) as f64 * 1.05;
+    // 1. Packet numbers over time, counted from the first.
+    let max_pn = s
+        .sent
+        .iter()
+        .map(|p| p.1)
+        .chain(s.lost.iter().map(|p| p.1))
+        .map(rel)
+        .fold(1.0f64, f64::max)
+        * 1.05;
     let mut c = ChartBuilder::on(&panels[0])
         .caption("packets: sent, acknowledged, lost", ("sans-serif", 16))
         .margin(10)
@@ -163,38 +216,21 @@ fn draw_inner(s: &Series, out: &Path) -> Result<(), Box<dyn std::error::Error>> 
         .build_cartesian_2d(0.0..t_end, 0.0..max_pn)?;
     c.configure_mesh()
         .x_desc("time (ms)")
-        .y_desc("packet number")
+        .y_desc(format!("packet number - {}", s.first_pn))
         .draw()?;
-    c.draw_series(
-        s.sent
-            .iter()
-            .filter(|p| !p.2)
-            .map(|p| Circle::new((p.0, p.1 as f64), 2, BLUE.filled())),
-    )?
-    .label("sent")
-    .legend(|(x, y)| Circle::new((x, y), 3, BLUE.filled()));
-    c.draw_series(
-        s.sent
-            .iter()
-            .filter(|p| p.2)
-            .map(|p| Circle::new((p.0, p.1 as f64), 3, MAGENTA.filled())),
-    )?
-    .label("sent, carrying retransmitted data")
-    .legend(|(x, y)| Circle::new((x, y), 3, MAGENTA.filled()));
-    c.draw_series(
-        s.acked
-            .iter()
-            .map(|p| Circle::new((p.0, p.1 as f64), 2, GREEN)),
-    )?
-    .label("acknowledged")
-    .legend(|(x, y)| Circle::new((x, y), 3, GREEN));
-    c.draw_series(
-        s.lost
-            .iter()
-            .map(|p| Cross::new((p.0, p.1 as f64), 5, RED.stroke_width(2))),
-    )?
-    .label("declared lost")
-    .legend(|(x, y)| Cross::new((x, y), 4, RED.stroke_width(2)));
+    let (fresh, resent): (Vec<(f64, u64, bool)>, Vec<_>) = s.sent.iter().partition(|p| !p.2);
+    c.draw_series(decimate(&fresh).map(|p| Circle::new((p.0, rel(p.1)), 2, BLUE.filled())))?
+        .label("sent")
+        .legend(|(x, y)| Circle::new((x, y), 3, BLUE.filled()));
+    c.draw_series(decimate(&resent).map(|p| Circle::new((p.0, rel(p.1)), 3, MAGENTA.filled())))?
+        .label("sent, carrying retransmitted data")
+        .legend(|(x, y)| Circle::new((x, y), 3, MAGENTA.filled()));
+    c.draw_series(decimate(&s.acked).map(|p| Circle::new((p.0, rel(p.1)), 2, GREEN)))?
+        .label("acknowledged")
+        .legend(|(x, y)| Circle::new((x, y), 3, GREEN));
+    c.draw_series(decimate(&s.lost).map(|p| Cross::new((p.0, rel(p.1)), 5, RED.stroke_width(2))))?
+        .label("declared lost")
+        .legend(|(x, y)| Cross::new((x, y), 4, RED.stroke_width(2)));
     c.configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
@@ -217,13 +253,13 @@ fn draw_inner(s: &Series, out: &Path) -> Result<(), Box<dyn std::error::Error>> 
         .build_cartesian_2d(0.0..t_end, 0.0..max_w / 1000.0)?;
     c.configure_mesh().x_desc("time (ms)").y_desc("kB").draw()?;
     c.draw_series(LineSeries::new(
-        s.window.iter().map(|w| (w.0, w.1 as f64 / 1000.0)),
+        decimate(&s.window).map(|w| (w.0, w.1 as f64 / 1000.0)),
         &BLUE,
     ))?
     .label("congestion window")
     .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLUE));
     c.draw_series(LineSeries::new(
-        s.window.iter().map(|w| (w.0, w.2 as f64 / 1000.0)),
+        decimate(&s.window).map(|w| (w.0, w.2 as f64 / 1000.0)),
         &RED,
     ))?
     .label("bytes in flight")
@@ -245,14 +281,10 @@ fn draw_inner(s: &Series, out: &Path) -> Result<(), Box<dyn std::error::Error>> 
         .x_desc("time (ms)")
         .y_desc("RTT (ms)")
         .draw()?;
-    c.draw_series(
-        s.rtt
-            .iter()
-            .map(|r| Circle::new((r.0, r.1), 2, BLACK.filled())),
-    )?
-    .label("latest sample")
-    .legend(|(x, y)| Circle::new((x, y), 3, BLACK.filled()));
-    c.draw_series(LineSeries::new(s.rtt.iter().map(|r| (r.0, r.2)), &BLUE))?
+    c.draw_series(decimate(&s.rtt).map(|r| Circle::new((r.0, r.1), 2, BLACK.filled())))?
+        .label("latest sample")
+        .legend(|(x, y)| Circle::new((x, y), 3, BLACK.filled()));
+    c.draw_series(LineSeries::new(decimate(&s.rtt).map(|r| (r.0, r.2)), &BLUE))?
         .label("smoothed")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLUE));
     c.configure_series_labels()
@@ -307,5 +339,62 @@ mod tests {
             Err(PlotError::Parse { line: 1, .. })
         ));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Issue #12 item 13: a trace with `latest_rtt: 1.7e308` made the plot
+    /// spin, and 200 wide ACK ranges took 2 GB and wrote a 1.8 GB SVG. Now
+    /// such values are skipped and counted, ranges yield only packets that
+    /// were sent, and a long run is decimated to a small SVG whose packet
+    /// panel counts from the first packet number.
+    #[test]
+    fn hostile_and_huge_traces_plot_small_and_fast() {
+        use std::fmt::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let trace = dir.path().join("t.jsonl");
+        let base = 140_000_000_000_000u64;
+        let mut text = String::from("{\"rudp_trace\":1}\n");
+        for i in 0..200_000u64 {
+            let _ = writeln!(
+                text,
+                r#"{{"time":{},"conn":"aa","name":"transport:packet_sent","data":{{"header":{{"packet_number":{}}}}}}}"#,
+                i as f64 * 0.01,
+                base + i
+            );
+        }
+        let ranges: Vec<String> = (0..200)
+            .map(|i| {
+                format!(
+                    "[{},{}]",
+                    i * 1_000_000_000_000u64,
+                    i * 1_000_000_000_000u64 + 999_999_999_999
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            text,
+            r#"{{"time":5.0,"conn":"aa","name":"transport:packet_received","data":{{"frames":[{{"frame_type":"ack","acked_ranges":[{}]}}]}}}}"#,
+            ranges.join(",")
+        );
+        text.push_str(r#"{"time":6.0,"conn":"aa","name":"recovery:metrics_updated","data":{"congestion_window":12000,"bytes_in_flight":1,"latest_rtt":1.7e308,"smoothed_rtt":2.0}}"#);
+        text.push('\n');
+        text.push_str(r#"{"time":1e300,"conn":"aa","name":"recovery:packet_lost","data":{"header":{"packet_number":5}}}"#);
+        text.push('\n');
+        std::fs::write(&trace, text).unwrap();
+        let started = std::time::Instant::now();
+        let s = read_trace(&trace, None).unwrap();
+        assert_eq!(s.skipped, 2, "the huge RTT and the far time");
+        assert_eq!(s.first_pn, base);
+        assert_eq!(s.sent.len(), 200_000);
+        assert!(s.acked.len() <= 200_000);
+        let svg = dir.path().join("t.svg");
+        draw(&s, &svg).unwrap();
+        let size = std::fs::metadata(&svg).unwrap().len();
+        println!(
+            "200,000 packets: SVG of {size} bytes in {:?}",
+            started.elapsed()
+        );
+        assert!(size < 4_000_000, "{size} bytes");
+        let svg_text = std::fs::read_to_string(&svg).unwrap();
+        assert!(svg_text.contains(&format!("packet number - {base}")));
     }
 }

@@ -45,7 +45,14 @@ pub enum PskError {
          (make one with: head -c 32 /dev/urandom > {path})"
     )]
     TooShort { path: String, len: usize },
+    #[error("the key file {path} is not a regular file")]
+    NotAFile { path: String },
+    #[error("the key file {path} is larger than {MAX_PSK_FILE_LEN} bytes; a key needs 16 to 64")]
+    TooLong { path: String },
 }
+
+/// The largest key file read (§3.7 needs at least 16 bytes; 32 is usual).
+pub const MAX_PSK_FILE_LEN: usize = 4096;
 
 /// A packet failed authentication: wrong key, forged, or altered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
@@ -75,12 +82,27 @@ impl Psk {
     }
 
     /// Reads a key file (`--psk FILE`): its whole content is the secret.
+    /// Only a regular file of at most [`MAX_PSK_FILE_LEN`] bytes is read:
+    /// `/dev/zero` or a FIFO would otherwise be read without end.
     pub fn from_file(path: &Path) -> Result<Self, PskError> {
+        use std::io::Read;
         let shown = path.display().to_string();
-        let secret = std::fs::read(path).map_err(|source| PskError::Read {
+        let read_err = |source| PskError::Read {
             path: shown.clone(),
             source,
-        })?;
+        };
+        let file = std::fs::File::open(path).map_err(read_err)?;
+        let meta = file.metadata().map_err(read_err)?;
+        if !meta.is_file() {
+            return Err(PskError::NotAFile { path: shown });
+        }
+        let mut secret = Vec::new();
+        file.take(MAX_PSK_FILE_LEN as u64 + 1)
+            .read_to_end(&mut secret)
+            .map_err(read_err)?;
+        if secret.len() > MAX_PSK_FILE_LEN {
+            return Err(PskError::TooLong { path: shown });
+        }
         Self::new(&secret).ok_or(PskError::TooShort {
             path: shown,
             len: secret.len(),
@@ -242,5 +264,28 @@ mod tests {
             .to_string();
         assert!(e.starts_with("cannot read the key file"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Issue #12 item 12: `--psk /dev/zero` used to read without end.
+    #[test]
+    fn key_files_are_bounded_and_regular() {
+        assert!(matches!(
+            Psk::from_file(Path::new("/dev/zero")),
+            Err(PskError::NotAFile { .. })
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![7u8; MAX_PSK_FILE_LEN + 1]).unwrap();
+        assert!(matches!(
+            Psk::from_file(&big),
+            Err(PskError::TooLong { .. })
+        ));
+        let ok = dir.path().join("ok");
+        std::fs::write(&ok, [7u8; 32]).unwrap();
+        assert!(Psk::from_file(&ok).is_ok());
+        assert!(matches!(
+            Psk::from_file(dir.path()),
+            Err(PskError::NotAFile { .. } | PskError::Read { .. })
+        ));
     }
 }

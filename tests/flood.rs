@@ -62,6 +62,7 @@ async fn flood_of_forged_handshakes_and_garbage_while_clients_work() {
         server: addr,
         timeout: Duration::from_secs(20),
         trace: None,
+        trace_level: Default::default(),
         connection: Default::default(),
     };
     let mut out = Vec::new();

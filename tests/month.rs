@@ -5,8 +5,10 @@ mod common;
 
 use common::{proxy, rudp, Server, MONTHS};
 use rand::{Rng, SeedableRng};
+use rudp::endpoint::EndpointConfig;
 use rudp::impair::ImpairConfig;
 use rudp::month::client::{self, ClientExit, ClientOptions, Input};
+use rudp::Endpoint;
 use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -129,6 +131,7 @@ async fn fifty_clients_at_once_each_get_their_own_answers() {
                 server: addr,
                 timeout: Duration::from_secs(20),
                 trace: None,
+                trace_level: Default::default(),
                 connection: Default::default(),
             };
             let mut out = Vec::new();
@@ -523,4 +526,106 @@ async fn pre_shared_key_and_retry_from_the_command_line() {
         out.stderr
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue #12 item 10: the server kept a record (~530 B) of every session it
+/// ever served. Its report is now running totals: the same size after 5
+/// sessions as after 60.
+#[tokio::test]
+async fn the_server_keeps_totals_not_a_record_per_session() {
+    async fn serve_sessions(n: usize) -> (usize, usize) {
+        let server = Server::start().await;
+        let endpoint = Endpoint::client(server.addr, EndpointConfig::default())
+            .await
+            .unwrap();
+        for _ in 0..n {
+            let conn = endpoint.connect(server.addr).await.unwrap();
+            let _greeting = conn.recv().await.unwrap();
+            conn.send(bytes::Bytes::from_static(b"0")).await.unwrap();
+            let _goodbye = conn.recv().await.unwrap();
+            let _ = conn.close().await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let report = server.stop().await;
+        let json = serde_json::to_string(&report).unwrap();
+        (report.connections, json.len())
+    }
+    let (few, few_len) = serve_sessions(5).await;
+    let (many, many_len) = serve_sessions(60).await;
+    println!("report: {few_len} bytes after {few} sessions, {many_len} after {many}");
+    assert_eq!((few, many), (5, 60));
+    assert!(
+        many_len < few_len + 200,
+        "the report grew from {few_len} to {many_len} bytes"
+    );
+}
+
+/// Issue #12 item 14: a hostile server's answer held a line break (a
+/// forged `error:` line) and terminal escapes. The client prints exactly
+/// one line per request, with control characters escaped.
+#[tokio::test]
+async fn a_hostile_server_cannot_forge_lines_or_reach_the_terminal() {
+    let server = Endpoint::server("127.0.0.1:0".parse().unwrap(), EndpointConfig::default())
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let task = tokio::spawn(async move {
+        let conn = server.accept().await.unwrap();
+        conn.send(bytes::Bytes::from_static(b"hi\x1b[2J"))
+            .await
+            .unwrap();
+        while let Ok(Some(_)) = conn.recv().await {
+            conn.send(bytes::Bytes::from_static(
+                b"March\nerror: forged\x1b]0;owned\x07",
+            ))
+            .await
+            .unwrap();
+        }
+        let _ = conn.close().await;
+    });
+    let out = rudp(&["client", "--server", &addr.to_string(), "3"], b"", LIMIT).await;
+    let _ = task.await;
+    assert_eq!(out.stdout.lines().count(), 1, "{out:?}");
+    assert!(
+        !out.stdout.contains('\x1b') && !out.stderr.contains('\x1b'),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout.starts_with("March\\nerror: forged\\u{1b}"),
+        "{out:?}"
+    );
+}
+
+/// Issue #12 item 11: `--timeout 1e20` panicked (exit 101). Every bad
+/// value is a clear error with exit 2.
+#[tokio::test]
+async fn huge_and_malformed_durations_are_clear_errors() {
+    for bad in [
+        "1e20",
+        "-5",
+        "NaN",
+        "inf",
+        "1e20s",
+        "100000000000000000000ms",
+        "5 parsecs",
+    ] {
+        let out = rudp(&["client", "--timeout", bad, "3"], b"", LIMIT).await;
+        assert_eq!(out.code, Some(2), "--timeout {bad}: {out:?}");
+        assert!(out.stderr.contains("--timeout"), "--timeout {bad}: {out:?}");
+    }
+    let out = rudp(
+        &[
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "127.0.0.1:9",
+            "--delay",
+            "1e20s",
+        ],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.code, Some(2), "{out:?}");
 }

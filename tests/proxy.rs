@@ -12,7 +12,7 @@ async fn bad_flags_exit_2_naming_the_flag_and_range() {
     for (flag, value, expect) in [
         ("--loss", "150%", "0 to 1"),
         ("--down-reorder", "x", "0 to 1"),
-        ("--delay", "10", "us, ms, s or m"),
+        ("--delay", "10", "a whole number with a unit"),
         ("--rate", "1 parsec", "10mbit"),
         ("--blackout", "5s", "AT+FOR"),
         ("--loss-burst", "0.5", "above 1"),
@@ -133,6 +133,7 @@ async fn idle_client_mappings_expire_and_reopen() {
         down: Default::default(),
         seed: 1,
         mapping_idle: Duration::from_millis(200),
+        max_clients: rudp::proxy::MAX_CLIENTS,
     })
     .await
     .unwrap();
@@ -156,4 +157,71 @@ async fn idle_client_mappings_expire_and_reopen() {
         first,
         "a new mapping has a new upstream socket"
     );
+}
+
+/// Issue #12 item 7: an upstream socket accepted datagrams from anyone, so
+/// a third party could reach the client as if it were the server, and
+/// 20,000 source addresses exhausted the file descriptors. Now upstream
+/// sockets are connected to the server, and mappings are capped with the
+/// idlest evicted.
+#[tokio::test]
+async fn the_proxy_relays_only_the_server_and_caps_its_clients() {
+    let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let upstream = server.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while let Ok((_, from)) = server.recv_from(&mut buf) {
+            let _ = server.send_to(&from.port().to_be_bytes(), from);
+        }
+    });
+    let proxy = rudp::proxy::Proxy::start(rudp::proxy::ProxyConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream,
+        up: Default::default(),
+        down: Default::default(),
+        seed: 1,
+        mapping_idle: rudp::proxy::MAPPING_IDLE,
+        max_clients: 3,
+    })
+    .await
+    .unwrap();
+    async fn ask(client: &tokio::net::UdpSocket, proxy: std::net::SocketAddr) -> u16 {
+        client.send_to(b"?", proxy).await.unwrap();
+        let mut buf = [0u8; 2];
+        tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
+            .await
+            .expect("an answer through the proxy")
+            .unwrap();
+        u16::from_be_bytes(buf)
+    }
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let upstream_port = ask(&client, proxy.local_addr()).await;
+
+    // A third party writes to the client's upstream socket: not relayed.
+    let intruder = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    intruder
+        .send_to(b"\xff\xff", ("127.0.0.1", upstream_port))
+        .unwrap();
+    let mut buf = [0u8; 2];
+    let leaked = tokio::time::timeout(Duration::from_millis(300), client.recv_from(&mut buf)).await;
+    assert!(
+        leaked.is_err(),
+        "an injected datagram reached the client: {buf:?}"
+    );
+
+    // Ten more clients through a proxy that holds three.
+    for _ in 0..10 {
+        let other = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        ask(&other, proxy.local_addr()).await;
+    }
+    let stats = proxy.stats();
+    println!(
+        "11 clients, max 3: {} open, {} evicted",
+        stats.clients, stats.clients_evicted
+    );
+    assert_eq!(stats.clients, 3);
+    assert_eq!(stats.clients_evicted, 8);
+    // The first client still gets through (on a new mapping).
+    ask(&client, proxy.local_addr()).await;
+    proxy.stop().await;
 }

@@ -420,3 +420,237 @@ async fn each_congestion_controller_moves_a_file_through_loss() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Sends `src` to `listen` and returns the sender's run.
+async fn send_to(src: &Path, listen: &str) -> common::Output {
+    rudp(
+        &[
+            "send",
+            src.to_str().unwrap(),
+            "--to",
+            listen,
+            "--timeout",
+            "5s",
+        ],
+        b"",
+        LIMIT,
+    )
+    .await
+}
+
+/// Issue #12 item 6: a sender named its file `.bashrc` and replaced the
+/// receiver's. Now a dotfile is refused, an existing file is never replaced
+/// (the new one gets another name, printed), and `--force` replaces.
+#[tokio::test]
+async fn existing_files_and_dotfiles_are_never_replaced() {
+    let dir = scratch("noclobber");
+    let out_dir = dir.join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    std::fs::write(out_dir.join(".bashrc"), "mine").unwrap();
+    std::fs::write(out_dir.join("notes.txt"), "mine").unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let recv = spawn_recv(&[
+        "--listen",
+        &listen,
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--keep-open",
+    ]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let dot = dir.join(".bashrc");
+    random_file(&dot, 100, 1);
+    let sent = send_to(&dot, &listen).await;
+    assert_eq!(sent.code, Some(1), "{sent:?}");
+    assert!(sent.stderr.contains("starts with a dot"), "{}", sent.stderr);
+    assert!(
+        !sent.stderr.contains(out_dir.to_str().unwrap()),
+        "{}",
+        sent.stderr
+    );
+    let notes = dir.join("notes.txt");
+    let data = random_file(&notes, 1000, 2);
+    let sent = send_to(&notes, &listen).await;
+    assert_eq!(sent.code, Some(0), "{sent:?}");
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join(".bashrc")).unwrap(),
+        "mine"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    assert_eq!(std::fs::read(out_dir.join("notes.1.txt")).unwrap(), data);
+    drop(recv);
+    let recv = spawn_recv(&[
+        "--listen",
+        &listen,
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--force",
+    ]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(send_to(&notes, &listen).await.code, Some(0));
+    let r = tokio::time::timeout(LIMIT, recv.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("notes.txt"),
+        "where the file went: {stderr}"
+    );
+    assert_eq!(std::fs::read(out_dir.join("notes.txt")).unwrap(), data);
+    assert!(leftovers(&out_dir).is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue #12 items 9 and 18: an offer over `--max-size` is refused before
+/// any data moves, and a `--out DIR/` that does not exist fails at start.
+#[tokio::test]
+async fn oversized_offers_and_missing_directories_fail_before_any_data() {
+    let dir = scratch("limits");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let missing = format!("{}/", dir.join("missing").display());
+    let out = rudp(
+        &["recv", "--listen", &listen, "--out", &missing],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+    let out = rudp(
+        &["recv", "--listen", &listen, "--max-size", "lots"],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+
+    let recv = spawn_recv(&[
+        "--listen",
+        &listen,
+        "--out",
+        dir.to_str().unwrap(),
+        "--max-size",
+        "100kB",
+    ]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let big = dir.join("big.bin");
+    random_file(&big, 2_000_000, 3);
+    let sent = send_to(&big, &listen).await;
+    assert_eq!(sent.code, Some(1), "{sent:?}");
+    assert!(sent.stderr.contains("at most 100000"), "{}", sent.stderr);
+    let r = tokio::time::timeout(LIMIT, recv.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(1));
+    assert!(leftovers(&dir).is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue #12 item 3: a peer that connects and then says nothing used to
+/// hold `rudp recv` for the whole `--timeout` while the real sender failed.
+/// Now both are served at once; the real transfer completes and ends the
+/// run.
+#[tokio::test]
+async fn an_idle_peer_does_not_block_the_real_sender() {
+    let dir = scratch("idle");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let out_dir = dir.join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let recv = spawn_recv(&[
+        "--listen",
+        &listen,
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--timeout",
+        "30s",
+    ]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let addr = listen.parse().unwrap();
+    let idle = Endpoint::client(addr, EndpointConfig::default())
+        .await
+        .unwrap();
+    let _idle_conn = idle.connect(addr).await.unwrap();
+    let src = dir.join("real.bin");
+    let data = random_file(&src, 200_000, 5);
+    let started = std::time::Instant::now();
+    let sent = send_to(&src, &listen).await;
+    assert_eq!(sent.code, Some(0), "{sent:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let r = tokio::time::timeout(LIMIT, recv.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert_eq!(std::fs::read(out_dir.join("real.bin")).unwrap(), data);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue #12 item 13: `--trace-level metrics` leaves out every per-packet
+/// event (a 300 MB transfer's trace was 315 MB), and `rudp plot` still draws
+/// the windows and losses from it.
+#[tokio::test]
+async fn a_metrics_trace_has_no_packets_and_still_plots() {
+    let dir = scratch("tracelevel");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let recv = spawn_recv(&["--listen", &listen, "--out", dir.to_str().unwrap()]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let src = dir.join("t.bin");
+    random_file(&src, 2_000_000, 6);
+    let trace = dir.join("send.trace");
+    let sent = rudp(
+        &[
+            "send",
+            src.to_str().unwrap(),
+            "--to",
+            &listen,
+            "--trace",
+            trace.to_str().unwrap(),
+            "--trace-level",
+            "metrics",
+        ],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(sent.code, Some(0), "{sent:?}");
+    let _ = tokio::time::timeout(LIMIT, recv.wait_with_output()).await;
+    let text = std::fs::read_to_string(&trace).unwrap();
+    assert!(text
+        .lines()
+        .next()
+        .unwrap()
+        .contains("\"level\":\"metrics\""));
+    assert!(
+        !text.contains("transport:packet_sent"),
+        "per-packet events in a metrics trace"
+    );
+    assert!(text.contains("recovery:metrics_updated"));
+    let svg = dir.join("send.svg");
+    let out = rudp(
+        &["plot", trace.to_str().unwrap(), "-o", svg.to_str().unwrap()],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(std::fs::metadata(&svg).unwrap().len() > 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,33 +1,46 @@
 //! The connection state machine fed arbitrary packets (PROTOCOL.md §10).
 //!
-//! An established client/server pair runs in the simulator. The input is cut
-//! into chunks; each becomes a packet to the server, correctly addressed and
-//! sealed (a fuzzer cannot guess CRC32Cs), with the type, packet number and
-//! frames taken from the chunk; virtual time moves between packets. Then real
-//! traffic flows. Nothing may panic.
+//! An established client/server pair runs in the simulator. The input's
+//! first byte chooses the state the server is in when the hostile packets
+//! arrive (docs/fuzzing.md): established, blocked by a tiny client window
+//! with answers and a FIN pending, CLOSING after an abort, or with data in
+//! flight. The rest is cut into chunks; each becomes a packet to the server,
+//! correctly addressed and sealed (a fuzzer cannot guess CRC32Cs), with the
+//! type and frames taken from the chunk and a packet number within the
+//! window of the largest received (a fuzzer cannot guess 48 random bits
+//! either); virtual time moves between packets. Then real traffic flows.
+//! Nothing may panic, and the receive memory stays within the window.
 #![no_main]
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
+use rudp::config::Config;
 use rudp::endpoint::{EndpointConfig, EndpointEvent};
 use rudp::impair::ImpairConfig;
 use rudp::sim::Sim;
 use rudp::wire::packet::append_checksum;
 use rudp::wire::{ConnectionId, Header, PacketType, Protection};
+use std::sync::Arc;
 
 fuzz_target!(|data: &[u8]| {
+    let Some((&mode, data)) = data.split_first() else {
+        return;
+    };
     let server_cfg = EndpointConfig {
         accept_incoming: true,
         ..EndpointConfig::default()
     };
+    let mut client_cfg = EndpointConfig::default();
+    if mode % 4 == 1 {
+        // The client's window is tiny and never opened: the server blocks.
+        client_cfg.connection = Arc::new(Config {
+            receive_window: 300,
+            max_message_size: 200,
+            ..Config::default()
+        });
+    }
     let clean = ImpairConfig::default();
-    let mut sim = Sim::new(
-        1,
-        EndpointConfig::default(),
-        server_cfg,
-        clean.clone(),
-        clean,
-    );
+    let mut sim = Sim::new(1, client_cfg, server_cfg, clean.clone(), clean);
     let c = sim.client.connect(sim.now(), sim.server_addr());
     let mut s = None;
     for _ in 0..200 {
@@ -42,12 +55,38 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let Some(s) = s else { return };
-    let Some(cid) = sim.server.connection(s).map(|x| x.local_cid()) else {
+    let Some((cid, window)) = sim
+        .server
+        .connection(s)
+        .map(|x| (x.local_cid(), x.stats().receive_window))
+    else {
         return;
     };
+    match mode % 4 {
+        1 => {
+            for _ in 0..10 {
+                let _ = sim
+                    .server
+                    .with_connection(s, |x| x.send(Bytes::from(vec![b'a'; 100])));
+            }
+            let _ = sim.server.with_connection(s, |x| x.close());
+        }
+        2 => {
+            let now = sim.now();
+            let _ = sim.server.with_connection(s, |x| x.abort(now, 3, "fuzz"));
+        }
+        3 => {
+            let _ = sim
+                .server
+                .with_connection(s, |x| x.send(Bytes::from(vec![b'b'; 50_000])));
+        }
+        _ => {}
+    }
+    sim.step();
     let from = sim.client_addr();
 
-    // Chunks: [len][type][pn: 2 bytes][frames ...], len counting what follows.
+    // Chunks: [len][type][pn offset: 2 bytes][frames ...], len counting
+    // what follows. The offset is signed around the largest received.
     let mut rest = data;
     while let Some((&len, tail)) = rest.split_first() {
         let len = (len as usize).min(tail.len());
@@ -57,7 +96,11 @@ fuzz_target!(|data: &[u8]| {
             continue;
         }
         let ty = [PacketType::Data, PacketType::Initial, PacketType::Accept][chunk[0] as usize % 3];
-        let pn = u64::from(u16::from_be_bytes([chunk[1], chunk[2]]));
+        let Some(largest) = sim.server.connection(s).and_then(|x| x.largest_received()) else {
+            return;
+        };
+        let offset = i64::from(i16::from_be_bytes([chunk[1], chunk[2]]));
+        let pn = largest.saturating_add_signed(offset);
         let mut bytes = Vec::new();
         Header {
             ty,
@@ -74,6 +117,13 @@ fuzz_target!(|data: &[u8]| {
         bytes.extend_from_slice(&chunk[3..]);
         append_checksum(&mut bytes);
         sim.server.handle_datagram(sim.now(), from, &bytes);
+        if let Some(x) = sim.server.connection(s) {
+            // §8.2: within the window (as it may have grown), plus the one
+            // message being assembled, whatever the frames.
+            let st = x.stats();
+            let bound = 2 * window.max(st.receive_window) + (1 << 20) + 8;
+            assert!(st.receive_memory <= bound, "{} bytes held", st.receive_memory);
+        }
         sim.step();
     }
     // Real traffic afterwards, both ways.

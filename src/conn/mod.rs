@@ -1018,7 +1018,9 @@ impl Connection {
             }
             Frame::MaxData(max) => self.send.set_max_data(*max),
             Frame::Close(c) => {
-                let reason = String::from_utf8_lossy(c.reason).into_owned();
+                // §5.7: the reason is for people, and may be printed:
+                // escape anything a terminal would act on.
+                let reason = crate::text::printable_bytes(c.reason);
                 let err = match c.kind {
                     CloseKind::Application => ConnectionError::PeerAborted {
                         code: c.code,

@@ -1,5 +1,5 @@
 //! Parsing impairment values as users write them: `10%` or `0.1`, `20ms` or
-//! `1.5s`, `10mbit` or `2MB/s`, `5s+2s`.
+//! `1s 500ms`, `10mbit` or `2MB/s`, `5s+2s`.
 
 use std::time::Duration;
 use thiserror::Error;
@@ -57,29 +57,27 @@ pub fn parse_probability(s: &str) -> Result<f64, ParseError> {
     Ok(v)
 }
 
-/// A duration: a number with a unit `us`, `ms`, `s` or `m` (`20ms`, `1.5s`).
+/// The longest duration any flag takes: far beyond any use, and small
+/// enough that adding it to a clock reading can never overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(1_000_000_000);
+
+/// A duration as people write it, parsed by `humantime`: a number with a
+/// unit, or several (`20ms`, `1s 500ms`, `2min`, `1h`). Fractions are not
+/// accepted (`1500ms`, not `1.5s`); neither is anything over
+/// [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, ParseError> {
-    let t = s.trim();
-    let bad = || {
+    let d = humantime::parse_duration(s.trim()).map_err(|e| {
         ParseError(format!(
-            "'{s}' is not a duration (a number with a unit: us, ms, s or m, for example 20ms or 1.5s)"
+            "'{s}' is not a duration ({e}; write a whole number with a unit, for example 20ms, 2s or 1min)"
         ))
-    };
-    let split = t.find(|c: char| c.is_ascii_alphabetic()).ok_or_else(bad)?;
-    let (num, unit) = t.split_at(split);
-    let v: f64 = num.trim().parse().map_err(|_| bad())?;
-    let scale = match unit.trim() {
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" | "min" => 60.0,
-        _ => return Err(bad()),
-    };
-    let secs = v * scale;
-    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
-        return Err(ParseError(format!("'{s}' is outside the range 0 to 1e9 s")));
+    })?;
+    if d > MAX_DURATION {
+        return Err(ParseError(format!(
+            "'{s}' is longer than the longest accepted duration ({}s)",
+            MAX_DURATION.as_secs()
+        )));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(d)
 }
 
 /// A rate in bytes per second: `10mbit`, `500kbit`, `2MB/s`, `100kB/s`,
@@ -129,8 +127,14 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("20ms"), Ok(Duration::from_millis(20)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1s 500ms"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration("250µs"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration("2min"), Ok(Duration::from_secs(120)));
+        // Issue #12 item 11: huge values are an error, not a panic.
+        assert!(parse_duration("1e20s").is_err());
+        assert!(parse_duration("100000000000000000000s").is_err());
+        assert!(parse_duration("2000000000s").is_err());
         assert!(parse_duration("20").is_err());
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("5 parsecs").is_err());

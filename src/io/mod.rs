@@ -21,7 +21,7 @@ use crate::conn::{Event, SendError, Stats};
 use crate::endpoint::{self as proto, ConnectionHandle, EndpointConfig, EndpointEvent};
 use crate::error::ConnectionError;
 use bytes::Bytes;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -81,7 +81,7 @@ struct State {
     /// When the last datagram arrived (for `linger`).
     last_rx: Option<Instant>,
     /// Where trace events go, one JSON object a line (docs/trace.md).
-    trace: Option<std::io::BufWriter<std::fs::File>>,
+    trace: Option<TraceFile>,
 }
 
 #[derive(Debug)]
@@ -180,9 +180,15 @@ impl Endpoint {
     }
 
     /// Writes an event trace of every connection opened from now on to
-    /// `path`, one JSON object a line (docs/trace.md). The file is created or
-    /// truncated.
+    /// `path`, one JSON object a line (docs/trace.md), every packet
+    /// included. The file is created or truncated.
     pub fn trace_to(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.trace_to_level(path, TraceLevel::Packets)
+    }
+
+    /// [`Self::trace_to`] at a chosen level: [`TraceLevel::Metrics`] keeps
+    /// long runs small.
+    pub fn trace_to_level(&self, path: &std::path::Path, level: TraceLevel) -> std::io::Result<()> {
         use std::io::Write;
         let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
         let unix_ms = std::time::SystemTime::now()
@@ -190,13 +196,18 @@ impl Endpoint {
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
         let header = serde_json::json!({
             "rudp_trace": 1,
+            "level": level.name(),
             "local": self.shared.local_addr.to_string(),
             "reference_time_unix_ms": unix_ms,
         });
         writeln!(w, "{header}")?;
         w.flush()?;
         let mut st = self.shared.lock();
-        st.trace = Some(w);
+        st.trace = Some(TraceFile {
+            w,
+            level,
+            last_metrics: HashMap::new(),
+        });
         st.ep.set_trace(true);
         Ok(())
     }
@@ -624,25 +635,91 @@ fn trace_datagram(way: &str, peer: SocketAddr, bytes: &[u8]) {
     }
 }
 
+/// How much a trace records (docs/trace.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TraceLevel {
+    /// Every event, every packet sent and received included.
+    #[default]
+    Packets,
+    /// No per-packet events, and at most one `recovery:metrics_updated`
+    /// per connection every [`METRICS_INTERVAL_MS`]: losses, state changes
+    /// and the windows of a long transfer in a few MB.
+    Metrics,
+}
+
+impl TraceLevel {
+    /// The name in the trace header and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            TraceLevel::Packets => "packets",
+            TraceLevel::Metrics => "metrics",
+        }
+    }
+}
+
+/// [`TraceLevel::Metrics`]: milliseconds between two metrics events of one
+/// connection.
+pub const METRICS_INTERVAL_MS: f64 = 10.0;
+/// Connections whose last metrics time is remembered, at most.
+const METRICS_CONNS_KEPT: usize = 10_000;
+
+/// An open trace file and what its level needs.
+#[derive(Debug)]
+struct TraceFile {
+    w: std::io::BufWriter<std::fs::File>,
+    level: TraceLevel,
+    /// Trace time of each connection's last metrics event.
+    last_metrics: HashMap<crate::wire::ConnectionId, f64>,
+}
+
+impl TraceFile {
+    /// Whether the level keeps this event.
+    fn keeps(&mut self, cid: crate::wire::ConnectionId, name: &str, time: f64) -> bool {
+        if self.level == TraceLevel::Packets {
+            return true;
+        }
+        match name {
+            "transport:packet_sent" | "transport:packet_received" | "transport:packet_dropped" => {
+                false
+            }
+            "recovery:metrics_updated" => {
+                if self.last_metrics.len() >= METRICS_CONNS_KEPT {
+                    self.last_metrics.clear(); // At worst one extra line each.
+                }
+                let last = self.last_metrics.entry(cid).or_insert(f64::NEG_INFINITY);
+                let due = time - *last >= METRICS_INTERVAL_MS;
+                if due {
+                    *last = time;
+                }
+                due
+            }
+            _ => true,
+        }
+    }
+}
+
 /// Appends pending trace events to the trace file. A write error stops
 /// tracing (with a warning) rather than the connection.
 fn write_traces(st: &mut State) {
     use std::io::Write;
-    let Some(w) = st.trace.as_mut() else {
+    let Some(t) = st.trace.as_mut() else {
         return;
     };
     let mut result = Ok(());
     while let Some((cid, ev)) = st.ep.poll_trace() {
+        if !t.keeps(cid, ev.name, ev.time) {
+            continue;
+        }
         let line = serde_json::json!({
             "time": ev.time,
             "conn": cid.to_string(),
             "name": ev.name,
             "data": ev.data,
         });
-        result = result.and_then(|()| writeln!(w, "{line}"));
+        result = result.and_then(|()| writeln!(t.w, "{line}"));
     }
     // Flushed at every turn: the process may exit without destructors.
-    if let Err(e) = result.and_then(|()| w.flush()) {
+    if let Err(e) = result.and_then(|()| t.w.flush()) {
         warn!(error = %e, "trace file failed; tracing stops");
         st.trace = None;
         st.ep.set_trace(false);

@@ -60,6 +60,8 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// Write an event trace of the connection here (docs/trace.md).
     pub trace: Option<std::path::PathBuf>,
+    /// What that trace records.
+    pub trace_level: crate::io::TraceLevel,
     /// Connection settings (key, congestion controller); the idle timeout
     /// is replaced by `timeout`.
     pub connection: Config,
@@ -153,7 +155,7 @@ async fn session(
         }
     };
     if let Some(path) = &opts.trace {
-        if let Err(e) = endpoint.trace_to(path) {
+        if let Err(e) = endpoint.trace_to_level(path, opts.trace_level) {
             let _ = writeln!(err, "error: cannot write the trace {}: {e}", path.display());
             return (ClientExit::Failed, None);
         }
@@ -167,7 +169,7 @@ async fn session(
     };
     match tokio::time::timeout(opts.timeout, conn.recv()).await {
         Ok(Ok(Some(greeting))) => {
-            let _ = writeln!(err, "{}", String::from_utf8_lossy(&greeting));
+            let _ = writeln!(err, "{}", crate::text::printable_bytes(&greeting));
         }
         Ok(Ok(None)) => {
             let _ = writeln!(err, "error: the server closed the connection at once");
@@ -273,7 +275,9 @@ async fn print_answers(
                         if print_local(&mut queue, out, &mut rejected).await.is_err() {
                             return ClientExit::Failed;
                         }
-                        let text = String::from_utf8_lossy(&m).into_owned();
+                        // One line per answer, nothing the terminal acts on,
+                        // whatever the server sends (issue #12 item 14).
+                        let text = crate::text::printable_bytes(&m);
                         match queue.pop_front() {
                             Some(Expect::Answer) => {
                                 rejected |= text.starts_with(ERROR_PREFIX);

@@ -7,7 +7,6 @@ use crate::io::{Connection, Endpoint};
 use bytes::Bytes;
 use serde::Serialize;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tracing::{debug, info, info_span, Instrument};
@@ -15,16 +14,12 @@ use tracing::{debug, info, info_span, Instrument};
 /// How long a shutdown waits for connections to close gracefully.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-/// One served connection, for the report.
-#[derive(Debug, Clone, Serialize)]
-pub struct SessionStats {
-    pub peer: SocketAddr,
-    pub stats: Stats,
-}
-
-/// What the server did over its run (`--stats-json`).
+/// What the server did over its run (`--stats-json`). Running totals only:
+/// a server that runs for months keeps no record per session (issue #12
+/// item 10).
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerReport {
+    /// Sessions served (connections accepted and finished).
     pub connections: usize,
     /// How long the server ran.
     pub seconds: f64,
@@ -34,7 +29,6 @@ pub struct ServerReport {
     pub totals: Stats,
     /// Datagrams the endpoint dropped or answered itself.
     pub endpoint: EndpointStats,
-    pub sessions: Vec<SessionStats>,
 }
 
 impl ServerReport {
@@ -55,7 +49,14 @@ pub async fn serve(endpoint: Endpoint, shutdown: impl Future<Output = ()>) -> Se
     info!(listen = %endpoint.local_addr(), "month service ready");
     let started = std::time::Instant::now();
     let mut tasks = JoinSet::new();
-    let mut sessions = Vec::new();
+    let mut totals = Stats::default();
+    let mut connections = 0;
+    let mut record = |done: Result<Stats, _>| {
+        if let Ok(stats) = done {
+            totals.accumulate(&stats);
+            connections += 1;
+        }
+    };
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -68,9 +69,7 @@ pub async fn serve(endpoint: Endpoint, shutdown: impl Future<Output = ()>) -> Se
                 None => break,
             },
             // Collect finished sessions so the set stays small.
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                sessions.extend(done.ok());
-            }
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => record(done),
             // Ctrl-C, SIGTERM, or the caller's own signal.
             () = &mut shutdown => {
                 info!("shutting down");
@@ -82,35 +81,26 @@ pub async fn serve(endpoint: Endpoint, shutdown: impl Future<Output = ()>) -> Se
     // Sessions end once their connections have; wait briefly, then stop.
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while let Some(done) = tasks.join_next().await {
-            sessions.extend(done.ok());
+            record(done);
         }
     })
     .await;
     tasks.abort_all();
-    let mut totals = Stats::default();
-    for s in &sessions {
-        totals.accumulate(&s.stats);
-    }
     info!("stopped");
     let seconds = started.elapsed().as_secs_f64();
     ServerReport {
-        connections: sessions.len(),
+        connections,
         seconds,
         goodput_bytes_per_sec: totals.bytes_delivered as f64 / seconds.max(1e-9),
         totals,
         endpoint: endpoint.stats(),
-        sessions,
     }
 }
 
 /// One client's session: the greeting, then one answer per request.
-async fn serve_one(conn: Connection) -> SessionStats {
-    let peer = conn.remote_addr();
+async fn serve_one(conn: Connection) -> Stats {
     session(&conn).await;
-    SessionStats {
-        peer,
-        stats: conn.stats(),
-    }
+    conn.stats()
 }
 
 async fn session(conn: &Connection) {

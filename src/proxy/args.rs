@@ -282,7 +282,11 @@ mod tests {
         for (args, flag, range) in [
             (vec!["--loss", "1.5"], "--loss", "0 to 1"),
             (vec!["--up-duplicate", "abc"], "--up-duplicate", "0 to 1"),
-            (vec!["--delay", "20"], "--delay", "us, ms, s or m"),
+            (
+                vec!["--delay", "20"],
+                "--delay",
+                "a whole number with a unit",
+            ),
             (vec!["--loss-burst", "1"], "--loss-burst", "above 1"),
             (vec!["--rate", "fast"], "--rate", "10mbit"),
             (vec!["--queue", "0"], "--queue", "1 to 1000000"),

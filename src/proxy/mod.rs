@@ -26,6 +26,10 @@ use tracing::{debug, info, warn};
 
 /// By default, a client mapping with no traffic for this long is dropped.
 pub const MAPPING_IDLE: Duration = Duration::from_secs(60);
+/// By default, at most this many client mappings (each an upstream socket,
+/// so a file descriptor) are open at once; a new client beyond it replaces
+/// the mapping that has been idle longest.
+pub const MAX_CLIENTS: usize = 1000;
 
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
@@ -40,6 +44,10 @@ pub struct ProxyConfig {
     /// (its upstream socket closed); the client's next datagram opens a new
     /// one. Usually [`MAPPING_IDLE`].
     pub mapping_idle: Duration,
+    /// Client mappings open at most (`--max-clients`); usually
+    /// [`MAX_CLIENTS`]. A new client beyond it evicts the mapping idle
+    /// longest, so 20,000 forged sources cannot exhaust file descriptors.
+    pub max_clients: usize,
 }
 
 /// What the proxy did, per direction.
@@ -51,6 +59,8 @@ pub struct ProxyStats {
     pub down: ImpairStats,
     /// Client mappings currently open.
     pub clients: usize,
+    /// Mappings closed to make room for a new client (`--max-clients`).
+    pub clients_evicted: u64,
 }
 
 /// A running proxy. Dropping it stops the proxy.
@@ -81,6 +91,8 @@ impl Proxy {
             by_id: HashMap::new(),
             next_id: 0,
             mapping_idle: config.mapping_idle,
+            max_clients: config.max_clients.max(1),
+            evicted: 0,
             stats: stats.clone(),
         };
         let (tx, rx) = mpsc::channel(4096);
@@ -161,6 +173,8 @@ struct Core {
     by_id: HashMap<u64, SocketAddr>,
     next_id: u64,
     mapping_idle: Duration,
+    max_clients: usize,
+    evicted: u64,
     stats: Arc<Mutex<ProxyStats>>,
 }
 
@@ -255,18 +269,16 @@ impl Core {
             m.last_seen = now;
             return Some(m.id);
         }
-        let bind: SocketAddr = if self.upstream.is_ipv4() {
-            ([0, 0, 0, 0], 0).into()
-        } else {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        let socket = std::net::UdpSocket::bind(bind)
-            .and_then(|s| {
-                s.set_nonblocking(true)?;
-                UdpSocket::from_std(s)
-            })
-            .map_err(|e| warn!(client = %client, error = %e, "cannot open an upstream socket"))
-            .ok()?;
+        if self.mappings.len() >= self.max_clients {
+            self.evict_idlest();
+        }
+        let socket = match self.upstream_socket() {
+            // Out of file descriptors (or ports): make room once, and retry.
+            Err(_) if self.evict_idlest() => self.upstream_socket(),
+            r => r,
+        }
+        .map_err(|e| warn!(client = %client, error = %e, "cannot open an upstream socket"))
+        .ok()?;
         let socket = Arc::new(socket);
         let id = self.next_id;
         self.next_id += 1;
@@ -283,6 +295,41 @@ impl Core {
         );
         self.by_id.insert(id, client);
         Some(id)
+    }
+
+    /// A socket for one client's traffic to the server, connected to the
+    /// server: the kernel then delivers only the server's datagrams on it,
+    /// so a third party cannot inject traffic that reaches the client as if
+    /// from the server.
+    fn upstream_socket(&self) -> std::io::Result<UdpSocket> {
+        let bind: SocketAddr = if self.upstream.is_ipv4() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let s = std::net::UdpSocket::bind(bind)?;
+        s.connect(self.upstream)?;
+        s.set_nonblocking(true)?;
+        UdpSocket::from_std(s)
+    }
+
+    /// Closes the mapping idle longest; false if there is none.
+    fn evict_idlest(&mut self) -> bool {
+        let Some(addr) = self
+            .mappings
+            .iter()
+            .min_by_key(|(_, m)| m.last_seen)
+            .map(|(a, _)| *a)
+        else {
+            return false;
+        };
+        if let Some(m) = self.mappings.remove(&addr) {
+            m.reader.abort();
+            self.by_id.remove(&m.id);
+            self.evicted += 1;
+            debug!(client = %addr, "mapping evicted for a new client");
+        }
+        true
     }
 
     async fn send_due(&mut self, now: Instant) {
@@ -305,7 +352,7 @@ impl Core {
             };
             let r = match way {
                 Way::Up => match self.mappings.get(&client) {
-                    Some(m) => m.socket.send_to(&data, self.upstream).await,
+                    Some(m) => m.socket.send(&data).await,
                     None => continue,
                 },
                 Way::Down => self.listen.send_to(&data, client).await,
@@ -337,6 +384,7 @@ impl Core {
         s.up = self.up.stats().clone();
         s.down = self.down.stats().clone();
         s.clients = self.mappings.len();
+        s.clients_evicted = self.evicted;
     }
 }
 
@@ -361,8 +409,9 @@ async fn read_clients(socket: Arc<UdpSocket>, tx: mpsc::Sender<Input>) {
 async fn read_server(socket: Arc<UdpSocket>, id: u64, tx: mpsc::Sender<Input>) {
     let mut buf = vec![0u8; 65_536];
     loop {
-        match socket.recv_from(&mut buf).await {
-            Ok((n, _)) => {
+        // Connected: only the server's datagrams arrive here.
+        match socket.recv(&mut buf).await {
+            Ok(n) => {
                 if tx
                     .send(Input::FromServer(id, buf[..n].to_vec()))
                     .await
@@ -412,6 +461,10 @@ pub fn format_stats(s: &ProxyStats) -> String {
             d.bytes_forwarded
         ));
     }
+    out.push_str(&format!(
+        "clients: {} open, {} evicted to make room\n",
+        s.clients, s.clients_evicted
+    ));
     out
 }
 

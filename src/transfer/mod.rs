@@ -75,6 +75,22 @@ pub enum TransferError {
     Stalled(Duration),
 }
 
+impl TransferError {
+    /// The reason as the peer is told it in a verdict: what went wrong,
+    /// without the receiver's paths (issue #12 item 17).
+    pub fn for_peer(&self) -> String {
+        match self {
+            TransferError::Write { source, .. } => {
+                format!("the receiver cannot write the file: {}", source.kind())
+            }
+            TransferError::Read { source, .. } => {
+                format!("the receiver cannot read: {}", source.kind())
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 /// What a finished transfer did, for the summary line and `--stats-json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -150,6 +166,22 @@ mod tests {
             Verdict::Error {
                 reason: "disk full".into()
             }
+        );
+    }
+
+    /// Issue #12 item 17: the sender learns what failed, not where.
+    #[test]
+    fn verdicts_carry_no_receiver_paths() {
+        let e = TransferError::Write {
+            path: "/home/alice/secret/out/.f.rudp-partial-1-00".into(),
+            source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+        };
+        let told = e.for_peer();
+        assert!(!told.contains("/home/alice"), "{told}");
+        assert!(told.contains("cannot write"), "{told}");
+        assert!(
+            e.to_string().contains("/home/alice"),
+            "the local message keeps it"
         );
     }
 }

@@ -18,7 +18,7 @@ pub async fn send_file(
     to: SocketAddr,
     config: EndpointConfig,
     timeout: Duration,
-    trace: Option<&Path>,
+    trace: Option<(&Path, crate::io::TraceLevel)>,
 ) -> Result<Report, TransferError> {
     let read_err = |source| TransferError::Read {
         path: path.display().to_string(),
@@ -39,9 +39,9 @@ pub async fn send_file(
     let size = meta.len();
 
     let endpoint = Endpoint::client(to, config).await?;
-    if let Some(t) = trace {
+    if let Some((t, level)) = trace {
         endpoint
-            .trace_to(t)
+            .trace_to_level(t, level)
             .map_err(|source| TransferError::Write {
                 path: t.display().to_string(),
                 source,
@@ -109,7 +109,8 @@ pub async fn send_file(
             sha256,
             stats: conn.stats(),
         }),
-        Verdict::Error { reason } => Err(TransferError::Refused(reason)),
+        // The receiver's words, printed later: nothing a terminal acts on.
+        Verdict::Error { reason } => Err(TransferError::Refused(crate::text::printable(&reason))),
     }
 }
 

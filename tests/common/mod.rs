@@ -61,6 +61,7 @@ pub async fn proxy(upstream: SocketAddr, up: ImpairConfig, down: ImpairConfig, s
         down,
         seed,
         mapping_idle: rudp::proxy::MAPPING_IDLE,
+        max_clients: rudp::proxy::MAX_CLIENTS,
     })
     .await
     .expect("start the proxy")
