@@ -167,6 +167,10 @@ fn out_of_order_fragments_cost_at_most_the_window() {
         peak <= window,
         "{peak} bytes held for a {window}-byte window"
     );
+    assert!(
+        peak <= 2 * offset + 1024,
+        "{peak} bytes held for data spanning {offset} bytes"
+    );
     assert_eq!(
         conn.stats().receive_memory,
         0,

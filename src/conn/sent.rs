@@ -58,6 +58,9 @@ pub struct SentPackets {
     /// Numbers of the ack-only packets recorded, oldest first; some may
     /// since have been acknowledged or declared lost.
     ack_only: VecDeque<u64>,
+    /// Packets loss detection has looked at, over the connection's life:
+    /// what bounds the work per ACK (§9.2).
+    examined: u64,
     bytes_in_flight: u64,
     eliciting_in_flight: usize,
     /// Send time of the newest ack-eliciting packet still in flight.
@@ -131,6 +134,7 @@ impl SentPackets {
         // 15: with the packet threshold off and an inflated RTT, a scan of
         // every outstanding packet on every ACK was quadratic).
         for (&pn, p) in self.packets.range(..largest_acked) {
+            self.examined += 1;
             let by_number = largest_acked - pn >= packet_threshold;
             let by_time = lost_before.is_some_and(|t| p.time_sent <= t);
             if by_number || by_time {
@@ -166,6 +170,11 @@ impl SentPackets {
 
     pub fn last_eliciting_sent(&self) -> Option<Instant> {
         self.last_eliciting_sent
+    }
+
+    /// Packets loss detection has examined so far.
+    pub fn examined(&self) -> u64 {
+        self.examined
     }
 
     pub fn len(&self) -> usize {
@@ -287,5 +296,9 @@ mod tests {
         let (lost, next) = s.detect_lost(t0 + 60 * ms, 9_999, u64::MAX, 50 * ms);
         assert_eq!(lost.len(), 1100);
         assert_eq!(next, Some(t0 + 11 * ms + 50 * ms));
+        assert_eq!(s.examined(), 1101, "the lost packets and one more");
+        // A later ACK with nothing newly lost looks at one packet, not 8,899.
+        let _ = s.detect_lost(t0 + 60 * ms, 9_999, u64::MAX, 50 * ms);
+        assert_eq!(s.examined(), 1102);
     }
 }
