@@ -543,3 +543,65 @@ fn an_initial_without_handshake_or_with_data_opens_nothing() {
         "a dropped INITIAL drew an answer"
     );
 }
+
+// ----- PROTOCOL.md §6.6: closing during the handshake ----------------------
+
+/// A server that rejects a client's parameters answers with an ACCEPT that
+/// carries only CLOSE (INVALID_PARAMETERS) and its own CID (Vector 9); the
+/// client reports INVALID_PARAMETERS instead of timing out.
+#[test]
+fn a_handshake_closed_by_the_server_is_reported_by_the_client() {
+    let mut client = Endpoint::new(EndpointConfig::default(), 1);
+    let mut server = Endpoint::new(server_cfg(RetryPolicy::Never), 2);
+    let now = Instant::now();
+    let server_addr: SocketAddr = "127.0.0.1:4433".parse().unwrap();
+    let client_addr: SocketAddr = "127.0.0.1:5544".parse().unwrap();
+    let c = client.connect(now, server_addr);
+    let mut buf = Vec::new();
+    client.poll_transmit(now, &mut buf).expect("an INITIAL");
+    // Rewrite the client's HANDSHAKE with a max datagram size below 1200.
+    let Ok(Datagram::Packet { header, .. }) = decode(&buf) else {
+        panic!("undecodable INITIAL");
+    };
+    let bad = HandshakeParams {
+        max_datagram_size: 100,
+        ..params()
+    };
+    let forged = initial(header.scid.unwrap().0, header.pn, Some(bad), 1200);
+    server.handle_datagram(now, client_addr, &forged);
+    let mut raw = Vec::new();
+    let to = server.poll_transmit(now, &mut raw).expect("an answer");
+    assert_eq!(to, client_addr);
+    assert!(server.poll_transmit(now, &mut Vec::new()).is_none());
+    let Ok(Datagram::Packet { header, payload }) = decode(&raw) else {
+        panic!("undecodable answer");
+    };
+    assert_eq!(header.ty, PacketType::Accept);
+    assert_ne!(
+        header.scid,
+        Some(ConnectionId(0)),
+        "a connection, not a refusal"
+    );
+    let frames = decode_all(payload).unwrap();
+    assert!(
+        matches!(frames.as_slice(), [Frame::Close(c)] if c.code == TransportCode::InvalidParameters.to_u64()),
+        "{frames:?}"
+    );
+    // A retransmitted INITIAL is a duplicate: no second CLOSE.
+    server.handle_datagram(now, client_addr, &forged);
+    assert!(server.poll_transmit(now, &mut Vec::new()).is_none());
+    client.handle_datagram(now, server_addr, &raw);
+    let mut outcome = None;
+    while let Some(e) = client.poll_event() {
+        if let EndpointEvent::Connection(h, Event::Closed(r)) = e {
+            assert_eq!(h, c);
+            outcome = Some(r);
+        }
+    }
+    match outcome {
+        Some(Err(ConnectionError::PeerTransportClose { code, reason })) => {
+            assert_eq!(code, TransportCode::InvalidParameters, "{reason}");
+        }
+        other => panic!("the client did not report INVALID_PARAMETERS: {other:?}"),
+    }
+}

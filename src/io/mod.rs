@@ -249,6 +249,11 @@ impl Endpoint {
     }
 
     /// The next incoming connection; `None` once the endpoint is shut down.
+    ///
+    /// A connection is returned only once its client has proved that it
+    /// receives at its address (it sent a DATA packet, which needs the
+    /// server's ACCEPT; with a key, sealed with it): a forged or replayed
+    /// INITIAL never reaches the application (PROTOCOL.md §6.2 step 5).
     pub async fn accept(&self) -> Option<Connection> {
         loop {
             let notified = self.shared.incoming.notified();
