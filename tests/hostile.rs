@@ -56,6 +56,14 @@ fn established(
     panic!("no handshake");
 }
 
+/// What a hostile client needs to write packets the server's connection
+/// accepts: the server's CID and the next packet number in its window.
+fn target(sim: &Sim, s: ConnectionHandle) -> (ConnectionId, u64) {
+    let conn = sim.server.connection(s).expect("the server's connection");
+    let next = conn.largest_received().expect("a packet received") + 1;
+    (conn.local_cid(), next)
+}
+
 /// A DATA packet as a hostile client would write it, in clear.
 fn forged_data(dcid: ConnectionId, pn: u64, frames: &[Frame<'_>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1200);
@@ -127,9 +135,8 @@ fn drain(server: &mut Endpoint, now: Instant) -> Vec<(SocketAddr, usize)> {
 fn out_of_order_fragments_cost_at_most_the_window() {
     let (mut sim, _c, s) = established(EndpointConfig::default(), server_cfg(RetryPolicy::Never));
     let from = sim.client_addr();
-    let conn = sim.server.connection(s).unwrap();
-    let (dcid, window) = (conn.local_cid(), conn.stats().receive_window);
-    let mut pn = conn.largest_received().unwrap() + 1;
+    let window = sim.server.connection(s).unwrap().stats().receive_window;
+    let (dcid, mut pn) = target(&sim, s);
     let byte = [0x55u8];
     let (mut offset, mut sent, mut peak) = (2u64, 0usize, 0u64);
     let now = sim.now();
@@ -239,14 +246,7 @@ fn closing_replies_are_rate_limited() {
         .unwrap();
     let _ = drain(&mut sim.server, now);
     let from = sim.client_addr();
-    let dcid = sim.server.connection(s).unwrap().local_cid();
-    let first = sim
-        .server
-        .connection(s)
-        .unwrap()
-        .largest_received()
-        .unwrap()
-        + 1;
+    let (dcid, first) = target(&sim, s);
     let mut closes = 0;
     for pn in first..first + 1000 {
         sim.server
@@ -348,14 +348,7 @@ fn a_replayed_sealed_initial_never_reaches_the_application() {
 fn a_peer_that_never_acknowledges_is_bounded_and_timed_out() {
     let (mut sim, _c, s) = established(EndpointConfig::default(), server_cfg(RetryPolicy::Never));
     let from = sim.client_addr();
-    let dcid = sim.server.connection(s).unwrap().local_cid();
-    let mut pn = sim
-        .server
-        .connection(s)
-        .unwrap()
-        .largest_received()
-        .unwrap()
-        + 1;
+    let (dcid, mut pn) = target(&sim, s);
     sim.server
         .with_connection(s, |x| x.send(Bytes::from_static(b"never acknowledged")))
         .unwrap()

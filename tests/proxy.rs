@@ -115,9 +115,9 @@ async fn demo_runs_alone_and_every_answer_is_right() {
     assert!(!out.stdout.contains("WRONG"));
 }
 
-#[tokio::test]
-async fn idle_client_mappings_expire_and_reopen() {
-    // A server that answers each datagram with the port it came from.
+/// A UDP server in a thread that answers each datagram with the port it
+/// came from, so a client can see which upstream socket carried it.
+fn port_echo_server() -> std::net::SocketAddr {
     let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let upstream = server.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -126,34 +126,60 @@ async fn idle_client_mappings_expire_and_reopen() {
             let _ = server.send_to(&from.port().to_be_bytes(), from);
         }
     });
-    let proxy = rudp::proxy::Proxy::start(rudp::proxy::ProxyConfig {
+    upstream
+}
+
+/// A clean proxy in front of `upstream` with these mapping limits.
+async fn mapping_proxy(
+    upstream: std::net::SocketAddr,
+    mapping_idle: Duration,
+    max_clients: usize,
+) -> rudp::proxy::Proxy {
+    rudp::proxy::Proxy::start(rudp::proxy::ProxyConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         upstream,
         up: Default::default(),
         down: Default::default(),
         seed: 1,
-        mapping_idle: Duration::from_millis(200),
-        max_clients: rudp::proxy::MAX_CLIENTS,
+        mapping_idle,
+        max_clients,
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// Asks through the proxy; the answer is the upstream socket's port.
+async fn ask(client: &tokio::net::UdpSocket, proxy: std::net::SocketAddr) -> u16 {
+    client.send_to(b"?", proxy).await.unwrap();
+    let mut buf = [0u8; 2];
+    tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
+        .await
+        .expect("an answer through the proxy")
+        .unwrap();
+    u16::from_be_bytes(buf)
+}
+
+#[tokio::test]
+async fn idle_client_mappings_expire_and_reopen() {
+    let upstream = port_echo_server();
+    let proxy = mapping_proxy(
+        upstream,
+        Duration::from_millis(200),
+        rudp::proxy::MAX_CLIENTS,
+    )
+    .await;
     let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let ask = || async {
-        client.send_to(b"?", proxy.local_addr()).await.unwrap();
-        let mut buf = [0u8; 2];
-        tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
-            .await
-            .expect("an answer through the proxy")
-            .unwrap();
-        u16::from_be_bytes(buf)
-    };
-    let first = ask().await;
-    assert_eq!(ask().await, first, "one client, one upstream socket");
+    let first = ask(&client, proxy.local_addr()).await;
+    assert_eq!(
+        ask(&client, proxy.local_addr()).await,
+        first,
+        "one client, one upstream socket"
+    );
     assert_eq!(proxy.stats().clients, 1);
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(proxy.stats().clients, 0, "the idle mapping was not dropped");
     assert_ne!(
-        ask().await,
+        ask(&client, proxy.local_addr()).await,
         first,
         "a new mapping has a new upstream socket"
     );
@@ -166,34 +192,8 @@ async fn idle_client_mappings_expire_and_reopen() {
 /// idlest evicted.
 #[tokio::test]
 async fn the_proxy_relays_only_the_server_and_caps_its_clients() {
-    let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let upstream = server.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 64];
-        while let Ok((_, from)) = server.recv_from(&mut buf) {
-            let _ = server.send_to(&from.port().to_be_bytes(), from);
-        }
-    });
-    let proxy = rudp::proxy::Proxy::start(rudp::proxy::ProxyConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        upstream,
-        up: Default::default(),
-        down: Default::default(),
-        seed: 1,
-        mapping_idle: rudp::proxy::MAPPING_IDLE,
-        max_clients: 3,
-    })
-    .await
-    .unwrap();
-    async fn ask(client: &tokio::net::UdpSocket, proxy: std::net::SocketAddr) -> u16 {
-        client.send_to(b"?", proxy).await.unwrap();
-        let mut buf = [0u8; 2];
-        tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
-            .await
-            .expect("an answer through the proxy")
-            .unwrap();
-        u16::from_be_bytes(buf)
-    }
+    let upstream = port_echo_server();
+    let proxy = mapping_proxy(upstream, rudp::proxy::MAPPING_IDLE, 3).await;
     let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let upstream_port = ask(&client, proxy.local_addr()).await;
 

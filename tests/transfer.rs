@@ -421,6 +421,18 @@ async fn each_congestion_controller_moves_a_file_through_loss() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Waits for a `rudp recv` to exit: its status and standard error.
+async fn finish(recv: tokio::process::Child) -> (Option<i32>, String) {
+    let r = tokio::time::timeout(LIMIT, recv.wait_with_output())
+        .await
+        .expect("recv exits in time")
+        .expect("recv ran");
+    (
+        r.status.code(),
+        String::from_utf8_lossy(&r.stderr).into_owned(),
+    )
+}
+
 /// Sends `src` to `listen` and returns the sender's run.
 async fn send_to(src: &Path, listen: &str) -> common::Output {
     rudp(
@@ -481,7 +493,9 @@ async fn existing_files_and_dotfiles_are_never_replaced() {
         "mine"
     );
     assert_eq!(std::fs::read(out_dir.join("notes.1.txt")).unwrap(), data);
-    drop(recv);
+    // Killed and reaped before another receiver takes the port.
+    let mut recv = recv;
+    recv.kill().await.unwrap();
     let recv = spawn_recv(&[
         "--listen",
         &listen,
@@ -491,12 +505,8 @@ async fn existing_files_and_dotfiles_are_never_replaced() {
     ]);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(send_to(&notes, &listen).await.code, Some(0));
-    let r = tokio::time::timeout(LIMIT, recv.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&r.stderr);
-    assert_eq!(r.status.code(), Some(0), "{stderr}");
+    let (code, stderr) = finish(recv).await;
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains("notes.txt"),
         "where the file went: {stderr}"
@@ -544,11 +554,8 @@ async fn oversized_offers_and_missing_directories_fail_before_any_data() {
     let sent = send_to(&big, &listen).await;
     assert_eq!(sent.code, Some(1), "{sent:?}");
     assert!(sent.stderr.contains("at most 100000"), "{}", sent.stderr);
-    let r = tokio::time::timeout(LIMIT, recv.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(r.status.code(), Some(1));
+    let (code, stderr) = finish(recv).await;
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(leftovers(&dir).is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -631,7 +638,8 @@ async fn a_metrics_trace_has_no_packets_and_still_plots() {
     )
     .await;
     assert_eq!(sent.code, Some(0), "{sent:?}");
-    let _ = tokio::time::timeout(LIMIT, recv.wait_with_output()).await;
+    let (code, stderr) = finish(recv).await;
+    assert_eq!(code, Some(0), "{stderr}");
     let text = std::fs::read_to_string(&trace).unwrap();
     assert!(text
         .lines()
