@@ -114,6 +114,7 @@ fn measure(relay: Relay, payload: usize, secs: u64) -> f64 {
                     seed: 1,
                     mapping_idle: rudp::proxy::MAPPING_IDLE,
                     max_clients: rudp::proxy::MAX_CLIENTS,
+                    schedule: Vec::new(),
                 }))
                 .unwrap();
             (p.local_addr(), Some(p))

@@ -190,6 +190,11 @@ pub enum Command {
         /// client beyond it replaces the one idle longest.
         #[arg(long, value_name = "N", default_value_t = crate::proxy::MAX_CLIENTS as u32, value_parser = clap::value_parser!(u32).range(1..))]
         max_clients: u32,
+        /// Change the link over time: one change a line, `TIME NAME=VALUE ...`
+        /// (names as the impairment flags, without the dashes) or `TIME clear`,
+        /// times from the start, e.g. `10s loss=20%` (docs/proxy.md).
+        #[arg(long, value_name = "FILE", value_parser = parse_schedule)]
+        schedule: Option<ScheduleArg>,
     },
     /// Send a file to `rudp recv`; exit 0 once the receiver has verified it.
     Send {
@@ -364,9 +369,11 @@ pub async fn run(cli: Cli) -> i32 {
             stats_interval,
             stats_json,
             max_clients,
+            schedule,
         } => {
             let limits = ProxyLimits {
                 max_clients: max_clients as usize,
+                schedule: schedule.map(|s| s.0).unwrap_or_default(),
             };
             run_proxy(
                 listen,
@@ -489,9 +496,22 @@ pub async fn run(cli: Cli) -> i32 {
     }
 }
 
-/// What `rudp proxy` holds at most.
+/// What `rudp proxy` holds at most, and how its link changes over time.
 struct ProxyLimits {
     max_clients: usize,
+    schedule: Vec<crate::proxy::schedule::Change>,
+}
+
+/// The changes of a `--schedule` file (one flag value, many changes).
+#[derive(Debug, Clone)]
+pub struct ScheduleArg(pub Vec<crate::proxy::schedule::Change>);
+
+/// `--schedule FILE`, read and checked before the proxy starts: a bad line
+/// exits 2 naming it.
+fn parse_schedule(s: &str) -> Result<ScheduleArg, String> {
+    crate::proxy::schedule::read(std::path::Path::new(s))
+        .map(ScheduleArg)
+        .map_err(|e| e.to_string())
 }
 
 async fn run_proxy(
@@ -512,6 +532,7 @@ async fn run_proxy(
         seed,
         mapping_idle: crate::proxy::MAPPING_IDLE,
         max_clients: limits.max_clients,
+        schedule: limits.schedule,
     })
     .await
     {

@@ -50,6 +50,7 @@ pub async fn run(seed: u64, out: &mut impl Write) -> Result<bool, Error> {
         seed,
         mapping_idle: crate::proxy::MAPPING_IDLE,
         max_clients: crate::proxy::MAX_CLIENTS,
+        schedule: Vec::new(),
     })
     .await?;
     let _ = writeln!(

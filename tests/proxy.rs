@@ -143,6 +143,7 @@ async fn mapping_proxy(
         seed: 1,
         mapping_idle,
         max_clients,
+        schedule: Vec::new(),
     })
     .await
     .unwrap()
@@ -224,4 +225,70 @@ async fn the_proxy_relays_only_the_server_and_caps_its_clients() {
     // The first client still gets through (on a new mapping).
     ask(&client, proxy.local_addr()).await;
     proxy.stop().await;
+}
+
+/// Issue #16: `--schedule` changes the link while traffic flows: all loss
+/// at first, then a clean link at 800 ms, with the counters to show it.
+#[tokio::test]
+async fn a_schedule_changes_the_link_while_it_runs() {
+    let upstream = port_echo_server();
+    let schedule = rudp::proxy::schedule::parse("800ms clear\n").unwrap();
+    let lossy = rudp::impair::ImpairConfig {
+        loss: 1.0,
+        queue: rudp::impair::DEFAULT_QUEUE,
+        ..Default::default()
+    };
+    let proxy = rudp::proxy::Proxy::start(rudp::proxy::ProxyConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream,
+        up: lossy.clone(),
+        down: lossy,
+        seed: 1,
+        mapping_idle: rudp::proxy::MAPPING_IDLE,
+        max_clients: rudp::proxy::MAX_CLIENTS,
+        schedule,
+    })
+    .await
+    .unwrap();
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    client.send_to(b"?", proxy.local_addr()).await.unwrap();
+    let mut buf = [0u8; 2];
+    let early = tokio::time::timeout(Duration::from_millis(300), client.recv_from(&mut buf)).await;
+    assert!(
+        early.is_err(),
+        "an answer got through a link losing everything"
+    );
+    assert_eq!(proxy.stats().up.dropped_loss, 1);
+    assert_eq!(proxy.stats().schedule_applied, 0);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    ask(&client, proxy.local_addr()).await;
+    let stats = proxy.stop().await;
+    assert_eq!(stats.schedule_applied, 1);
+    assert_eq!((stats.up.dropped_loss, stats.up.forwarded), (1, 1));
+}
+
+/// A bad schedule line exits 2 before the proxy starts, naming the line.
+#[tokio::test]
+async fn a_bad_schedule_is_refused_with_its_line() {
+    let dir = std::env::temp_dir().join(format!("rudp-schedule-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("s.txt");
+    std::fs::write(&file, "# ok\n5s loss=1%\n10s loss=2 parsecs\n").unwrap();
+    let out = rudp(
+        &[
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "127.0.0.1:9",
+            "--schedule",
+            file.to_str().unwrap(),
+        ],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("s.txt:3:"), "{}", out.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
 }

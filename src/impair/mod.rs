@@ -193,6 +193,14 @@ impl Impairment {
         &self.config
     }
 
+    /// Changes the impairments from now on (`rudp proxy --schedule`).
+    /// The random streams, the queue, held datagrams and the statistics
+    /// carry on, so the same seed and the same changes at the same points
+    /// give the same decisions.
+    pub fn set_config(&mut self, config: ImpairConfig) {
+        self.config = config;
+    }
+
     pub fn stats(&self) -> &ImpairStats {
         &self.stats
     }

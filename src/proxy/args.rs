@@ -11,7 +11,6 @@ use crate::impair::{
     DEFAULT_QUEUE,
 };
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
-use std::time::Duration;
 
 /// One impairment's flags.
 struct Spec {
@@ -108,6 +107,88 @@ pub struct ImpairArgs {
     pub down: ImpairConfig,
 }
 
+/// One direction of the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Up,
+    Down,
+}
+
+impl ImpairArgs {
+    /// No impairment in either direction (the queue at its default).
+    pub fn new() -> Self {
+        let clean = ImpairConfig {
+            queue: DEFAULT_QUEUE,
+            ..ImpairConfig::default()
+        };
+        Self {
+            up: clean.clone(),
+            down: clean,
+        }
+    }
+
+    fn direction_mut(&mut self, d: Direction) -> &mut ImpairConfig {
+        match d {
+            Direction::Up => &mut self.up,
+            Direction::Down => &mut self.down,
+        }
+    }
+
+    /// Applies one setting by its flag name without the dashes (`loss`,
+    /// `up-delay`, `down-rate`, ...), as `--schedule` lines and the flags
+    /// give them: a two-way name sets both directions. The value is parsed
+    /// as the flag's; a `blackout` is added to those already set. Nothing
+    /// changes if the name or the value is bad.
+    pub fn apply(&mut self, name: &str, value: &str) -> Result<(), String> {
+        let (dirs, base): (&[Direction], &str) = match name {
+            n if n.starts_with("up-") => (&[Direction::Up], &n[3..]),
+            n if n.starts_with("down-") => (&[Direction::Down], &n[5..]),
+            n => (&[Direction::Up, Direction::Down], n),
+        };
+        let spec = SPECS
+            .iter()
+            .find(|s| s.name == base)
+            .ok_or_else(|| format!("'{name}' is not an impairment (see rudp proxy --help)"))?;
+        let mut next = self.clone();
+        for &d in dirs {
+            set(next.direction_mut(d), spec, value)?;
+        }
+        *self = next;
+        Ok(())
+    }
+}
+
+/// Parses `value` as `spec`'s flag does and sets it in `c`.
+fn set(c: &mut ImpairConfig, spec: &Spec, value: &str) -> Result<(), String> {
+    match spec.kind {
+        Kind::Probability => {
+            let v = parse_probability(value).map_err(|e| e.0)?;
+            match spec.name {
+                "loss" => c.loss = v,
+                "duplicate" => c.duplicate = v,
+                "reorder" => c.reorder = v,
+                _ => c.corrupt = v,
+            }
+        }
+        Kind::BurstLength => c.loss_burst = Some(check_burst(value)?),
+        Kind::Duration => {
+            let v = parse_duration(value).map_err(|e| e.0)?;
+            if spec.name == "delay" {
+                c.delay = v;
+            } else {
+                c.jitter = v;
+            }
+        }
+        Kind::Rate => c.rate = Some(parse_rate(value).map_err(|e| e.0)?),
+        Kind::Order => c.jitter_order = value.parse::<JitterOrder>()?,
+        Kind::Queue => c.queue = check_queue(value)?,
+        Kind::Blackout => c
+            .blackouts
+            .push(value.parse::<Blackout>().map_err(|e| e.0)?),
+    }
+    Ok(())
+}
+
 fn check_burst(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(n) if n > 1.0 && n <= 10_000.0 => Ok(n),
@@ -177,11 +258,9 @@ impl Args for ImpairArgs {
 
 impl FromArgMatches for ImpairArgs {
     fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
-        let mut out = ImpairArgs::default();
-        out.up.queue = DEFAULT_QUEUE;
-        out.down.queue = DEFAULT_QUEUE;
+        let mut out = ImpairArgs::new();
         for spec in SPECS {
-            for (dir, prefix) in [(0, "up-"), (1, "down-")] {
+            for (dir, prefix) in [(Direction::Up, "up-"), (Direction::Down, "down-")] {
                 let own = format!("{prefix}{}", spec.name);
                 // The per-direction flag wins over the two-way one.
                 let id = if m.contains_id(&own) && m.value_source(&own).is_some() {
@@ -189,42 +268,20 @@ impl FromArgMatches for ImpairArgs {
                 } else {
                     spec.name.to_string()
                 };
-                if m.value_source(&id).is_none() {
+                let Some(values) = m.get_raw(&id) else {
                     continue;
-                }
-                let c = if dir == 0 { &mut out.up } else { &mut out.down };
-                match spec.kind {
-                    Kind::Probability => {
-                        let v = *m.get_one::<f64>(&id).unwrap_or(&0.0);
-                        match spec.name {
-                            "loss" => c.loss = v,
-                            "duplicate" => c.duplicate = v,
-                            "reorder" => c.reorder = v,
-                            _ => c.corrupt = v,
-                        }
-                    }
-                    Kind::BurstLength => c.loss_burst = m.get_one::<f64>(&id).copied(),
-                    Kind::Duration => {
-                        let v = *m.get_one::<Duration>(&id).unwrap_or(&Duration::ZERO);
-                        if spec.name == "delay" {
-                            c.delay = v;
-                        } else {
-                            c.jitter = v;
-                        }
-                    }
-                    Kind::Rate => c.rate = m.get_one::<u64>(&id).copied(),
-                    Kind::Order => {
-                        c.jitter_order = m.get_one::<JitterOrder>(&id).copied().unwrap_or_default()
-                    }
-                    Kind::Queue => c.queue = *m.get_one::<usize>(&id).unwrap_or(&DEFAULT_QUEUE),
-                    Kind::Blackout => {
-                        c.blackouts = m
-                            .get_many::<Blackout>(&id)
-                            .into_iter()
-                            .flatten()
-                            .copied()
-                            .collect()
-                    }
+                };
+                // clap's value parser checked each value already; the same
+                // setter as the schedule assigns it, so the two agree.
+                for v in values {
+                    let v = v.to_string_lossy();
+                    let c = out.direction_mut(dir);
+                    set(c, spec, &v).map_err(|e| {
+                        clap::Error::raw(
+                            clap::error::ErrorKind::ValueValidation,
+                            format!("invalid value '{v}' for '--{id}': {e}\n"),
+                        )
+                    })?;
                 }
             }
         }
@@ -241,6 +298,7 @@ impl FromArgMatches for ImpairArgs {
 mod tests {
     use super::*;
     use clap::Parser;
+    use std::time::Duration;
 
     #[derive(Parser, Debug)]
     struct T {
@@ -297,5 +355,47 @@ mod tests {
             let msg = e.to_string();
             assert!(msg.contains(flag) && msg.contains(range), "{args:?}: {msg}");
         }
+    }
+
+    /// The schedule's names are the flags' names without the dashes; a
+    /// bad one changes nothing.
+    #[test]
+    fn settings_apply_by_name() {
+        let mut a = ImpairArgs::new();
+        a.apply("loss", "20%").unwrap();
+        a.apply("up-delay", "50ms").unwrap();
+        a.apply("down-rate", "1mbit").unwrap();
+        a.apply("blackout", "1s+1s").unwrap();
+        a.apply("blackout", "5s+1s").unwrap();
+        assert_eq!((a.up.loss, a.down.loss), (0.2, 0.2));
+        assert_eq!(
+            (a.up.delay, a.down.delay),
+            (Duration::from_millis(50), Duration::ZERO)
+        );
+        assert_eq!((a.up.rate, a.down.rate), (None, Some(125_000)));
+        assert_eq!(a.up.blackouts.len(), 2);
+        let before = a.clone();
+        assert!(a
+            .apply("lots", "1")
+            .unwrap_err()
+            .contains("not an impairment"));
+        assert!(a.apply("loss", "150%").unwrap_err().contains("0 to 1"));
+        assert!(a.apply("up-queue", "0").is_err());
+        assert_eq!(a, before);
+        // The flags give the same configuration as the names.
+        let flags = parse(&[
+            "--loss",
+            "20%",
+            "--up-delay",
+            "50ms",
+            "--down-rate",
+            "1mbit",
+            "--blackout",
+            "1s+1s",
+            "--blackout",
+            "5s+1s",
+        ])
+        .unwrap();
+        assert_eq!(flags, before);
     }
 }

@@ -5,10 +5,12 @@
 //! own upstream socket, so the server sees distinct peers. Receiving tasks
 //! (one for the listening socket, one per upstream socket) hand datagrams to
 //! the core task, which owns the two [`Impairment`] models (one per
-//! direction, shared by all clients like one real link) and a schedule of
-//! deliveries, and sends each datagram when it is due.
+//! direction, shared by all clients like one real link), the deliveries due,
+//! and the `--schedule` of changes to the models, and sends each datagram
+//! when it is due.
 
 mod args;
+pub mod schedule;
 
 pub use args::ImpairArgs;
 
@@ -48,6 +50,8 @@ pub struct ProxyConfig {
     /// [`MAX_CLIENTS`]. A new client beyond it evicts the mapping idle
     /// longest, so 20,000 forged sources cannot exhaust file descriptors.
     pub max_clients: usize,
+    /// Timed changes to `up` and `down` (`--schedule`), in time order.
+    pub schedule: Vec<schedule::Change>,
 }
 
 /// What the proxy did, per direction.
@@ -61,6 +65,8 @@ pub struct ProxyStats {
     pub clients: usize,
     /// Mappings closed to make room for a new client (`--max-clients`).
     pub clients_evicted: u64,
+    /// Changes of the `--schedule` applied so far.
+    pub schedule_applied: u64,
 }
 
 /// A running proxy. Dropping it stops the proxy.
@@ -85,7 +91,7 @@ impl Proxy {
             upstream: config.upstream,
             up: Impairment::new(config.up, config.seed, start),
             down: Impairment::new(config.down, config.seed.wrapping_add(1), start),
-            schedule: BinaryHeap::new(),
+            deliveries: BinaryHeap::new(),
             seq: 0,
             mappings: HashMap::new(),
             by_id: HashMap::new(),
@@ -93,6 +99,9 @@ impl Proxy {
             mapping_idle: config.mapping_idle,
             max_clients: config.max_clients.max(1),
             evicted: 0,
+            start,
+            schedule: config.schedule.into(),
+            schedule_applied: 0,
             stats: stats.clone(),
         };
         let (tx, rx) = mpsc::channel(4096);
@@ -167,7 +176,7 @@ struct Core {
     upstream: SocketAddr,
     up: Impairment,
     down: Impairment,
-    schedule: BinaryHeap<Reverse<Scheduled>>,
+    deliveries: BinaryHeap<Reverse<Scheduled>>,
     seq: u64,
     mappings: HashMap<SocketAddr, Mapping>,
     by_id: HashMap<u64, SocketAddr>,
@@ -175,6 +184,11 @@ struct Core {
     mapping_idle: Duration,
     max_clients: usize,
     evicted: u64,
+    /// The proxy's start: schedule times count from it.
+    start: Instant,
+    /// Changes not yet applied, in time order.
+    schedule: std::collections::VecDeque<schedule::Change>,
+    schedule_applied: u64,
     stats: Arc<Mutex<ProxyStats>>,
 }
 
@@ -190,10 +204,12 @@ impl Core {
             tokio::time::interval((self.mapping_idle / 4).max(Duration::from_millis(10)));
         loop {
             let now = Instant::now();
+            self.apply_schedule(now);
             self.send_due(now).await;
             self.publish_stats();
             let next = [
-                self.schedule.peek().map(|Reverse((t, ..))| *t),
+                self.schedule.front().map(|c| self.start + c.at),
+                self.deliveries.peek().map(|Reverse((t, ..))| *t),
                 self.up.next_release(),
                 self.down.next_release(),
             ]
@@ -239,7 +255,7 @@ impl Core {
                 };
                 for d in self.up.process_tagged(now, id, data) {
                     self.seq += 1;
-                    self.schedule
+                    self.deliveries
                         .push(Reverse((d.at, self.seq, Way::Up, d.tag, d.data)));
                 }
             }
@@ -251,7 +267,7 @@ impl Core {
                 }
                 for d in self.down.process_tagged(now, id, data) {
                     self.seq += 1;
-                    self.schedule
+                    self.deliveries
                         .push(Reverse((d.at, self.seq, Way::Down, d.tag, d.data)));
                 }
             }
@@ -313,6 +329,25 @@ impl Core {
         UdpSocket::from_std(s)
     }
 
+    /// Applies every `--schedule` change whose time has come.
+    fn apply_schedule(&mut self, now: Instant) {
+        while let Some(change) = self.schedule.front() {
+            if self.start + change.at > now {
+                break;
+            }
+            let current = ImpairArgs {
+                up: self.up.config().clone(),
+                down: self.down.config().clone(),
+            };
+            let next = change.apply(&current);
+            info!(at = ?change.at, change = %change.text, "link changed");
+            self.up.set_config(next.up);
+            self.down.set_config(next.down);
+            self.schedule_applied += 1;
+            self.schedule.pop_front();
+        }
+    }
+
     /// Closes the mapping idle longest; false if there is none.
     fn evict_idlest(&mut self) -> bool {
         let Some(addr) = self
@@ -336,15 +371,15 @@ impl Core {
         for (way, model) in [(Way::Up, &mut self.up), (Way::Down, &mut self.down)] {
             for d in model.poll_release(now) {
                 self.seq += 1;
-                self.schedule
+                self.deliveries
                     .push(Reverse((d.at, self.seq, way, d.tag, d.data)));
             }
         }
-        while let Some(Reverse((t, ..))) = self.schedule.peek() {
+        while let Some(Reverse((t, ..))) = self.deliveries.peek() {
             if *t > now {
                 break;
             }
-            let Some(Reverse((_, _, way, id, data))) = self.schedule.pop() else {
+            let Some(Reverse((_, _, way, id, data))) = self.deliveries.pop() else {
                 break;
             };
             let Some(&client) = self.by_id.get(&id) else {
@@ -385,6 +420,7 @@ impl Core {
         s.down = self.down.stats().clone();
         s.clients = self.mappings.len();
         s.clients_evicted = self.evicted;
+        s.schedule_applied = self.schedule_applied;
     }
 }
 
@@ -465,6 +501,12 @@ pub fn format_stats(s: &ProxyStats) -> String {
         "clients: {} open, {} evicted to make room\n",
         s.clients, s.clients_evicted
     ));
+    if s.schedule_applied > 0 {
+        out.push_str(&format!(
+            "schedule: {} change(s) applied\n",
+            s.schedule_applied
+        ));
+    }
     out
 }
 

@@ -62,6 +62,7 @@ pub async fn proxy(upstream: SocketAddr, up: ImpairConfig, down: ImpairConfig, s
         seed,
         mapping_idle: rudp::proxy::MAPPING_IDLE,
         max_clients: rudp::proxy::MAX_CLIENTS,
+        schedule: Vec::new(),
     })
     .await
     .expect("start the proxy")
