@@ -128,6 +128,35 @@ impl RetryMode {
     }
 }
 
+/// `rudp proxy ctl`: a client of a running proxy's `--control` API.
+#[derive(Debug, Subcommand)]
+pub enum ProxyCommand {
+    /// Show or change a running proxy's link through its `--control` API.
+    Ctl {
+        /// The proxy's `--control` address.
+        #[arg(value_parser = parse_addr)]
+        addr: SocketAddr,
+        #[command(subcommand)]
+        what: CtlCommand,
+    },
+}
+
+/// What `rudp proxy ctl` asks.
+#[derive(Debug, Clone, Subcommand)]
+pub enum CtlCommand {
+    /// Print the statistics (as --stats-json writes them).
+    Stats,
+    /// Print every setting, by flag name without the dashes.
+    Get,
+    /// Change settings: NAME=VALUE ... (e.g. loss=20% up-delay=50ms rate=none).
+    Set {
+        #[arg(value_name = "NAME=VALUE", required = true)]
+        settings: Vec<String>,
+    },
+    /// Remove every impairment.
+    Clear,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the month service: answer a number from 1 to 12 with that month's name.
@@ -168,13 +197,17 @@ pub enum Command {
     },
     /// Relay UDP between clients and a server, impairing it: loss, bursts,
     /// duplication, reordering, delay, jitter, corruption, rate limits, blackouts.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Proxy {
+        /// Talk to a running proxy instead (`rudp proxy ctl ADDR ...`).
+        #[command(subcommand)]
+        ctl: Option<ProxyCommand>,
         /// Address clients send to.
-        #[arg(long, value_parser = parse_addr)]
-        listen: SocketAddr,
+        #[arg(long, required = true, value_parser = parse_addr)]
+        listen: Option<SocketAddr>,
         /// Address of the real server.
-        #[arg(long, value_parser = parse_addr)]
-        upstream: SocketAddr,
+        #[arg(long, required = true, value_parser = parse_addr)]
+        upstream: Option<SocketAddr>,
         #[command(flatten)]
         impair: Box<ImpairArgs>,
         /// Seed for every random decision; without it one is chosen and printed.
@@ -195,6 +228,10 @@ pub enum Command {
         /// times from the start, e.g. `10s loss=20%` (docs/proxy.md).
         #[arg(long, value_name = "FILE", value_parser = parse_schedule)]
         schedule: Option<ScheduleArg>,
+        /// Serve the HTTP/JSON control API on this loopback address, to change
+        /// the link while it runs (see `rudp proxy ctl`, docs/proxy.md).
+        #[arg(long, value_name = "ADDR", value_parser = parse_control_addr)]
+        control: Option<SocketAddr>,
     },
     /// Send a file to `rudp recv`; exit 0 once the receiver has verified it.
     Send {
@@ -362,6 +399,13 @@ pub async fn run(cli: Cli) -> i32 {
             }
         }
         Command::Proxy {
+            ctl: Some(ProxyCommand::Ctl { addr, what }),
+            ..
+        } => tokio::task::spawn_blocking(move || run_ctl(addr, what))
+            .await
+            .unwrap_or(1),
+        Command::Proxy {
+            ctl: None,
             listen,
             upstream,
             impair,
@@ -370,10 +414,17 @@ pub async fn run(cli: Cli) -> i32 {
             stats_json,
             max_clients,
             schedule,
+            control,
         } => {
+            // Required unless `ctl` is given, which this arm excludes.
+            let (Some(listen), Some(upstream)) = (listen, upstream) else {
+                eprintln!("error: --listen and --upstream are required");
+                return 2;
+            };
             let limits = ProxyLimits {
                 max_clients: max_clients as usize,
                 schedule: schedule.map(|s| s.0).unwrap_or_default(),
+                control,
             };
             run_proxy(
                 listen,
@@ -500,6 +551,74 @@ pub async fn run(cli: Cli) -> i32 {
 struct ProxyLimits {
     max_clients: usize,
     schedule: Vec<crate::proxy::schedule::Change>,
+    /// Where to serve the control API, if anywhere.
+    control: Option<SocketAddr>,
+}
+
+/// `--control ADDR`: the API has no authentication, so only a loopback
+/// address is accepted.
+fn parse_control_addr(s: &str) -> Result<SocketAddr, String> {
+    let addr = parse_addr(s)?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "'{s}' is not a loopback address; the control API has no authentication (use 127.0.0.1:PORT or [::1]:PORT)"
+        ));
+    }
+    Ok(addr)
+}
+
+/// `rudp proxy ctl`: one request to a proxy's control API; prints the
+/// answer's JSON, or the proxy's error (exit 1).
+fn run_ctl(addr: SocketAddr, what: CtlCommand) -> i32 {
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build();
+    let agent = ureq::Agent::new_with_config(config);
+    let base = format!("http://{addr}");
+    let sent = match &what {
+        CtlCommand::Stats => agent.get(format!("{base}/stats")).call(),
+        CtlCommand::Get => agent.get(format!("{base}/impairments")).call(),
+        CtlCommand::Clear => agent.delete(format!("{base}/impairments")).call(),
+        CtlCommand::Set { settings } => {
+            let mut body = serde_json::Map::new();
+            for s in settings {
+                let Some((name, value)) = s.split_once('=') else {
+                    eprintln!("error: '{s}' is not NAME=VALUE");
+                    return 2;
+                };
+                body.insert(
+                    name.to_string(),
+                    serde_json::Value::String(value.to_string()),
+                );
+            }
+            agent
+                .post(format!("{base}/impairments"))
+                .header("content-type", "application/json")
+                .send(serde_json::Value::Object(body).to_string())
+        }
+    };
+    let mut response = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot reach the control API at {addr}: {e}");
+            return 1;
+        }
+    };
+    let status = response.status();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    if status.is_success() {
+        println!("{}", serde_json::to_string_pretty(&json).unwrap_or(text));
+        0
+    } else {
+        let reason = json["error"].as_str().map_or(text.clone(), str::to_string);
+        eprintln!(
+            "error: the proxy refused ({status}): {}",
+            crate::text::printable(&reason)
+        );
+        1
+    }
 }
 
 /// The changes of a `--schedule` file (one flag value, many changes).
@@ -524,6 +643,7 @@ async fn run_proxy(
     limits: ProxyLimits,
 ) -> i32 {
     let seed = seed.unwrap_or_else(rand::random);
+    let control_addr = limits.control;
     let proxy = match Proxy::start(ProxyConfig {
         listen,
         upstream,
@@ -546,6 +666,29 @@ async fn run_proxy(
         "rudp proxy: {} -> {upstream}, seed {seed} (replay with --seed {seed})",
         proxy.local_addr()
     );
+    let proxy = std::sync::Arc::new(proxy);
+    let control = match control_addr {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => {
+                let shown = listener.local_addr().unwrap_or(addr);
+                eprintln!("rudp proxy: control API on http://{shown} (rudp proxy ctl {shown} ...)");
+                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                let task = tokio::spawn(crate::proxy::control::serve(
+                    listener,
+                    proxy.clone(),
+                    async move {
+                        let _ = stopped.await;
+                    },
+                ));
+                Some((stop, task))
+            }
+            Err(e) => {
+                eprintln!("error: cannot serve the control API on {addr}: {e}");
+                return 1;
+            }
+        },
+        None => None,
+    };
     let write_json = |s: &crate::proxy::ProxyStats| write_report(json.as_deref(), s).is_ok();
     let mut tick = interval.map(|d| tokio::time::interval_at(tokio::time::Instant::now() + d, d));
     let shutdown = shutdown_signal();
@@ -562,7 +705,21 @@ async fn run_proxy(
             }
         }
     }
-    let s = proxy.stop().await;
+    if let Some((stop, task)) = control {
+        let _ = stop.send(());
+        // Open keep-alive connections are not waited for long.
+        if tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .is_err()
+        {
+            tracing::debug!("control API connections cut at exit");
+        }
+    }
+    let s = match std::sync::Arc::try_unwrap(proxy) {
+        Ok(p) => p.stop().await,
+        // A control request still holds it: its statistics, then drop.
+        Err(p) => p.stats(),
+    };
     print!("{}", format_stats(&s));
     if write_json(&s) {
         0

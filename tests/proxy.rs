@@ -292,3 +292,114 @@ async fn a_bad_schedule_is_refused_with_its_line() {
     assert!(out.stderr.contains("s.txt:3:"), "{}", out.stderr);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue #16: the control API changes the loss from 0 to 100% and back
+/// while traffic flows; the counters and what was delivered follow; a bad
+/// change is a 400 with a message and changes nothing; `rudp proxy ctl`
+/// speaks to it.
+#[tokio::test]
+async fn the_control_api_changes_the_link_while_traffic_flows() {
+    let upstream = port_echo_server();
+    let proxy = std::sync::Arc::new(mapping_proxy(upstream, rudp::proxy::MAPPING_IDLE, 10).await);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let control = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(rudp::proxy::control::serve(
+        listener,
+        proxy.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    // One HTTP request, blocking (ureq), off the runtime's threads.
+    let http = |method: &'static str, path: &'static str, body: &'static str| async move {
+        tokio::task::spawn_blocking(move || {
+            let agent = ureq::Agent::new_with_config(
+                ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build(),
+            );
+            let url = format!("http://{control}{path}");
+            let mut r = match method {
+                "GET" => agent.get(&url).call(),
+                "DELETE" => agent.delete(&url).call(),
+                _ => agent.post(&url).send(body),
+            }
+            .unwrap();
+            let status = r.status().as_u16();
+            let json: serde_json::Value =
+                serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+            (status, json)
+        })
+        .await
+        .unwrap()
+    };
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    ask(&client, proxy.local_addr()).await;
+
+    let (status, s) = http("POST", "/impairments", r#"{"loss": "100%"}"#).await;
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(
+        (s["up-loss"].as_f64(), s["down-loss"].as_f64()),
+        (Some(1.0), Some(1.0))
+    );
+    client.send_to(b"?", proxy.local_addr()).await.unwrap();
+    let mut buf = [0u8; 2];
+    let lost = tokio::time::timeout(Duration::from_millis(300), client.recv_from(&mut buf)).await;
+    assert!(lost.is_err(), "an answer got through 100% loss");
+
+    for bad in [
+        r#"{"loss": 1.5}"#,
+        r#"{"warp": "9"}"#,
+        r#"{"loss": 0, "delay": "soon"}"#,
+        "[1]",
+        "nope",
+    ] {
+        let (status, e) = http("POST", "/impairments", bad).await;
+        assert_eq!(status, 400, "{bad}: {e}");
+        assert!(
+            e["error"].as_str().is_some_and(|m| !m.is_empty()),
+            "{bad}: {e}"
+        );
+    }
+    let (_, s) = http("GET", "/impairments", "").await;
+    assert_eq!(
+        s["up-loss"].as_f64(),
+        Some(1.0),
+        "a rejected change changed something"
+    );
+    assert_eq!(s["up-delay"], "0s");
+
+    let (status, _) = http("POST", "/impairments", r#"{"loss": 0}"#).await;
+    assert_eq!(status, 200);
+    ask(&client, proxy.local_addr()).await;
+    let (status, stats) = http("GET", "/stats", "").await;
+    assert_eq!(status, 200);
+    assert_eq!(stats["up"]["dropped_loss"], 1, "{stats}");
+    assert_eq!(stats["up"]["forwarded"], 2, "{stats}");
+
+    // The command-line client.
+    let addr = control.to_string();
+    let out = rudp(
+        &["proxy", "ctl", &addr, "set", "up-delay=20ms", "rate=none"],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stdout.contains(r#""up-delay": "20ms""#),
+        "{}",
+        out.stdout
+    );
+    let out = rudp(&["proxy", "ctl", &addr, "set", "loss=2"], b"", LIMIT).await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("0 to 1"), "{}", out.stderr);
+    let out = rudp(&["proxy", "ctl", &addr, "clear"], b"", LIMIT).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let (_, s) = http("GET", "/impairments", "").await;
+    assert_eq!(s["up-delay"], "0s");
+
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}

@@ -158,6 +158,92 @@ impl ImpairArgs {
     }
 }
 
+/// The value that removes a rate, a burst model or the blackouts (in
+/// `--schedule` lines and the control API; the flags have no use for it).
+pub const NONE: &str = "none";
+
+impl ImpairArgs {
+    /// Every setting of both directions by its flag name (`up-loss`,
+    /// `down-delay`, ...): what `GET /impairments` answers. Probabilities,
+    /// rates (bytes per second), burst lengths and queues are numbers;
+    /// durations and orders strings as the flags take them; blackouts a
+    /// list; an absent rate or burst model `null`. Posted back as it is,
+    /// every value means the same.
+    pub fn settings(&self) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::{json, Value};
+        let dur = |d: std::time::Duration| Value::String(humantime::format_duration(d).to_string());
+        let mut out = serde_json::Map::new();
+        for (prefix, c) in [("up-", &self.up), ("down-", &self.down)] {
+            for spec in SPECS {
+                let v = match spec.name {
+                    "loss" => json!(c.loss),
+                    "loss-burst" => json!(c.loss_burst),
+                    "duplicate" => json!(c.duplicate),
+                    "reorder" => json!(c.reorder),
+                    "delay" => dur(c.delay),
+                    "jitter" => dur(c.jitter),
+                    "jitter-order" => json!(match c.jitter_order {
+                        JitterOrder::Reorder => "reorder",
+                        JitterOrder::Keep => "keep",
+                    }),
+                    "corrupt" => json!(c.corrupt),
+                    "rate" => json!(c.rate),
+                    "queue" => json!(c.queue),
+                    _ => Value::Array(
+                        c.blackouts
+                            .iter()
+                            .map(|b| {
+                                Value::String(format!(
+                                    "{}+{}",
+                                    humantime::format_duration(b.at),
+                                    humantime::format_duration(b.length)
+                                ))
+                            })
+                            .collect(),
+                    ),
+                };
+                out.insert(format!("{prefix}{}", spec.name), v);
+            }
+        }
+        out
+    }
+
+    /// Applies a JSON object of settings (`POST /impairments`) all at once:
+    /// numbers and strings as the flags take them, `null` for `none`, a
+    /// list for blackouts (replacing those set). Nothing changes if any
+    /// name or value is bad.
+    pub fn apply_json(
+        &mut self,
+        settings: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), String> {
+        use serde_json::Value;
+        let mut next = self.clone();
+        for (name, value) in settings {
+            let texts: Vec<String> = match value {
+                Value::Null => vec![NONE.to_string()],
+                Value::String(s) => vec![s.clone()],
+                Value::Number(n) => vec![n.to_string()],
+                Value::Array(items) if name.ends_with("blackout") => {
+                    let mut v = vec![NONE.to_string()];
+                    for item in items {
+                        match item {
+                            Value::String(s) => v.push(s.clone()),
+                            other => return Err(format!("{name}: {other} is not AT+FOR")),
+                        }
+                    }
+                    v
+                }
+                other => return Err(format!("{name}: {other} is not a value for it")),
+            };
+            for t in texts {
+                next.apply(name, &t).map_err(|e| format!("{name}: {e}"))?;
+            }
+        }
+        *self = next;
+        Ok(())
+    }
+}
+
 /// Parses `value` as `spec`'s flag does and sets it in `c`.
 fn set(c: &mut ImpairConfig, spec: &Spec, value: &str) -> Result<(), String> {
     match spec.kind {
@@ -170,6 +256,7 @@ fn set(c: &mut ImpairConfig, spec: &Spec, value: &str) -> Result<(), String> {
                 _ => c.corrupt = v,
             }
         }
+        Kind::BurstLength if value == NONE => c.loss_burst = None,
         Kind::BurstLength => c.loss_burst = Some(check_burst(value)?),
         Kind::Duration => {
             let v = parse_duration(value).map_err(|e| e.0)?;
@@ -179,9 +266,11 @@ fn set(c: &mut ImpairConfig, spec: &Spec, value: &str) -> Result<(), String> {
                 c.jitter = v;
             }
         }
+        Kind::Rate if value == NONE => c.rate = None,
         Kind::Rate => c.rate = Some(parse_rate(value).map_err(|e| e.0)?),
         Kind::Order => c.jitter_order = value.parse::<JitterOrder>()?,
         Kind::Queue => c.queue = check_queue(value)?,
+        Kind::Blackout if value == NONE => c.blackouts.clear(),
         Kind::Blackout => c
             .blackouts
             .push(value.parse::<Blackout>().map_err(|e| e.0)?),

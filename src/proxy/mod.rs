@@ -10,6 +10,7 @@
 //! when it is due.
 
 mod args;
+pub mod control;
 pub mod schedule;
 
 pub use args::ImpairArgs;
@@ -74,6 +75,8 @@ pub struct Proxy {
     local_addr: SocketAddr,
     seed: u64,
     stats: Arc<Mutex<ProxyStats>>,
+    /// Changes to the impairments while it runs (the control API).
+    control: mpsc::Sender<ControlRequest>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -105,12 +108,14 @@ impl Proxy {
             stats: stats.clone(),
         };
         let (tx, rx) = mpsc::channel(4096);
-        let task = tokio::spawn(core.run(rx, tx, stopped));
+        let (control, control_rx) = mpsc::channel(16);
+        let task = tokio::spawn(core.run(rx, tx, control_rx, stopped));
         info!(listen = %local_addr, upstream = %config.upstream, seed = config.seed, "proxy ready");
         Ok(Proxy {
             local_addr,
             seed: config.seed,
             stats,
+            control,
             stop: Some(stop),
             task,
         })
@@ -129,6 +134,34 @@ impl Proxy {
         self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The impairments in force now, both directions.
+    pub async fn impairments(&self) -> Result<ImpairArgs, ControlError> {
+        self.update(|current| Ok(current.clone())).await
+    }
+
+    /// Changes the impairments while the proxy runs: `change` gets the
+    /// current ones and returns the new ones, which take effect at once
+    /// for the next datagram; an error changes nothing. The random streams
+    /// carry on, so the same seed and the same changes at the same points
+    /// give the same decisions (docs/proxy.md).
+    pub async fn update(
+        &self,
+        change: impl FnOnce(&ImpairArgs) -> Result<ImpairArgs, String> + Send + 'static,
+    ) -> Result<ImpairArgs, ControlError> {
+        let (reply, answer) = oneshot::channel();
+        self.control
+            .send(ControlRequest {
+                change: Box::new(change),
+                reply,
+            })
+            .await
+            .map_err(|_| ControlError::Stopped)?;
+        answer
+            .await
+            .map_err(|_| ControlError::Stopped)?
+            .map_err(ControlError::Rejected)
+    }
+
     /// Stops relaying and returns the final statistics.
     pub async fn stop(mut self) -> ProxyStats {
         if let Some(s) = self.stop.take() {
@@ -143,6 +176,26 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Why a change to a running proxy's impairments did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// A name or value was bad; nothing changed.
+    #[error("{0}")]
+    Rejected(String),
+    #[error("the proxy has stopped")]
+    Stopped,
+}
+
+/// A change to the impairments: the current ones in, the new ones (or why
+/// not) out.
+type Change = Box<dyn FnOnce(&ImpairArgs) -> Result<ImpairArgs, String> + Send>;
+
+/// A change for the core task to make, and where to say how it went.
+struct ControlRequest {
+    change: Change,
+    reply: oneshot::Sender<Result<ImpairArgs, String>>,
 }
 
 /// A datagram handed to the core by a receiving task.
@@ -197,6 +250,7 @@ impl Core {
         mut self,
         mut rx: mpsc::Receiver<Input>,
         tx: mpsc::Sender<Input>,
+        mut control: mpsc::Receiver<ControlRequest>,
         mut stopped: oneshot::Receiver<()>,
     ) {
         let listen_reader = tokio::spawn(read_clients(self.listen.clone(), tx.clone()));
@@ -234,6 +288,18 @@ impl Core {
                 }
                 // A delivery or a held datagram is due.
                 () = sleep => {}
+                // A change from the control API.
+                Some(req) = control.recv() => {
+                    let current = self.impairments();
+                    let result = (req.change)(&current);
+                    if let Ok(next) = &result {
+                        if *next != current {
+                            info!(settings = ?next, "link changed by the control API");
+                        }
+                        self.set_impairments(next.clone());
+                    }
+                    let _ = req.reply.send(result);
+                }
                 // Forget clients that went quiet.
                 _ = sweep.tick() => self.expire(Instant::now()),
                 // The owner stopped the proxy.
@@ -329,20 +395,27 @@ impl Core {
         UdpSocket::from_std(s)
     }
 
+    fn impairments(&self) -> ImpairArgs {
+        ImpairArgs {
+            up: self.up.config().clone(),
+            down: self.down.config().clone(),
+        }
+    }
+
+    fn set_impairments(&mut self, next: ImpairArgs) {
+        self.up.set_config(next.up);
+        self.down.set_config(next.down);
+    }
+
     /// Applies every `--schedule` change whose time has come.
     fn apply_schedule(&mut self, now: Instant) {
         while let Some(change) = self.schedule.front() {
             if self.start + change.at > now {
                 break;
             }
-            let current = ImpairArgs {
-                up: self.up.config().clone(),
-                down: self.down.config().clone(),
-            };
-            let next = change.apply(&current);
+            let next = change.apply(&self.impairments());
             info!(at = ?change.at, change = %change.text, "link changed");
-            self.up.set_config(next.up);
-            self.down.set_config(next.down);
+            self.set_impairments(next);
             self.schedule_applied += 1;
             self.schedule.pop_front();
         }
