@@ -29,6 +29,14 @@ pub struct ImpairConfig {
     /// With a mean burst length (datagrams, > 1), loss comes in bursts
     /// (Gilbert-Elliott model) at the same average rate `loss`.
     pub loss_burst: Option<f64>,
+    /// With a mean burst duration, loss comes in bursts in time: the link
+    /// alternates between good and bad periods of exponentially
+    /// distributed length, the bad ones `loss_burst_time` on average and the
+    /// good ones so that the share of time in bad is `loss`; every datagram
+    /// in a bad period is lost. Unlike `loss_burst`, a burst ends when its
+    /// time is up, however few datagrams pass (a stalled connection's
+    /// probes get through). Takes precedence over `loss_burst`.
+    pub loss_burst_time: Option<Duration>,
     /// Share of datagrams sent twice.
     pub duplicate: f64,
     /// Share of datagrams held back and released after later ones.
@@ -166,6 +174,8 @@ pub struct Impairment {
     start: Instant,
     rng: Streams,
     channel: Channel,
+    /// `loss_burst_time`: when the current good or bad period ends.
+    period_end: Option<Instant>,
     /// Departure times of datagrams in the bottleneck queue.
     queue: VecDeque<Instant>,
     held: Vec<Held>,
@@ -182,6 +192,7 @@ impl Impairment {
             start,
             rng: Streams::new(seed),
             channel: Channel::Good,
+            period_end: None,
             queue: VecDeque::new(),
             held: Vec::new(),
             stats: ImpairStats::default(),
@@ -234,7 +245,7 @@ impl Impairment {
             self.stats.dropped_blackout += 1;
             return out;
         }
-        if let Some(lost) = self.draw_loss() {
+        if let Some(lost) = self.draw_loss(now) {
             match lost {
                 LossKind::Random => self.stats.dropped_loss += 1,
                 LossKind::Burst => self.stats.dropped_burst += 1,
@@ -320,8 +331,13 @@ impl Impairment {
         }
     }
 
-    fn draw_loss(&mut self) -> Option<LossKind> {
+    fn draw_loss(&mut self, now: Instant) -> Option<LossKind> {
         let p = clamp(self.config.loss);
+        if let Some(mean_bad) = self.config.loss_burst_time {
+            if !mean_bad.is_zero() && p > 0.0 && p < 1.0 {
+                return self.timed_burst(now, mean_bad, p);
+            }
+        }
         match self.config.loss_burst {
             Some(burst) if burst > 1.0 && p > 0.0 && p < 1.0 => {
                 // Gilbert: lose everything in Bad, nothing in Good. Mean stay
@@ -343,6 +359,47 @@ impl Impairment {
             }
             _ => self.rng.loss.gen_bool(p).then_some(LossKind::Random),
         }
+    }
+
+    /// The continuous-time Gilbert model of `loss_burst_time`: bad periods
+    /// last `mean_bad` on average, good ones `mean_bad * (1 - p) / p`, both
+    /// exponential, so the share of time in bad is `p`.
+    fn timed_burst(&mut self, now: Instant, mean_bad: Duration, p: f64) -> Option<LossKind> {
+        let mean_good = mean_bad.as_secs_f64() * (1.0 - p) / p;
+        let mean_bad = mean_bad.as_secs_f64();
+        let rng = &mut self.rng.loss;
+        let mut draw = |mean: f64| {
+            // Exponential with this mean: -mean * ln(1 - U), U in [0, 1).
+            let u: f64 = rng.gen();
+            Duration::from_secs_f64((-mean * (1.0 - u).ln()).min(1e6))
+        };
+        let mut end = match self.period_end {
+            Some(end) => end,
+            None => {
+                self.channel = Channel::Good;
+                now + draw(mean_good)
+            }
+        };
+        // A long silence: the chain has forgotten its state. Exponential
+        // periods make the stationary draw exact, and keep the work per
+        // datagram bounded however long the link was idle.
+        if now.saturating_duration_since(end).as_secs_f64() > 20.0 * (mean_good + mean_bad) {
+            let bad = draw(1.0).as_secs_f64() < -(1.0 - p).ln();
+            self.channel = if bad { Channel::Bad } else { Channel::Good };
+            end = now + draw(if bad { mean_bad } else { mean_good });
+        }
+        while now >= end {
+            self.channel = match self.channel {
+                Channel::Good => Channel::Bad,
+                Channel::Bad => Channel::Good,
+            };
+            end += draw(match self.channel {
+                Channel::Good => mean_good,
+                Channel::Bad => mean_bad,
+            });
+        }
+        self.period_end = Some(end);
+        (self.channel == Channel::Bad).then_some(LossKind::Burst)
     }
 
     fn draw_jitter(&mut self) -> Duration {

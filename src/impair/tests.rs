@@ -317,3 +317,77 @@ fn changes_are_reproducible() {
     within(after as f64 / 2000.0, 0.5, 0.05);
     assert!(stats.duplicated > 0);
 }
+
+/// Loss with `loss_burst_time`, one datagram every `every`, for `n`
+/// datagrams: which were lost.
+fn timed_bursts(loss: f64, burst: Duration, every: Duration, n: usize, seed: u64) -> Vec<bool> {
+    let t0 = Instant::now();
+    let mut m = Impairment::new(
+        ImpairConfig {
+            loss,
+            loss_burst_time: Some(burst),
+            queue: DEFAULT_QUEUE,
+            ..ImpairConfig::default()
+        },
+        seed,
+        t0,
+    );
+    (0..n)
+        .map(|i| m.process(t0 + every * i as u32, vec![0; 10]).is_empty())
+        .collect()
+}
+
+/// Issue #16: bursts of a mean duration in time. Sampled every
+/// millisecond, the share lost is the configured loss and a run of losses
+/// lasts the mean burst duration.
+#[test]
+fn timed_bursts_have_the_configured_share_and_duration() {
+    let lost = timed_bursts(
+        0.1,
+        Duration::from_millis(20),
+        Duration::from_millis(1),
+        400_000,
+        3,
+    );
+    let share = lost.iter().filter(|&&l| l).count() as f64 / lost.len() as f64;
+    within(share, 0.1, 0.015);
+    let runs: Vec<usize> = lost
+        .split(|&l| !l)
+        .map(<[bool]>::len)
+        .filter(|&n| n > 0)
+        .collect();
+    let mean_run_ms = runs.iter().sum::<usize>() as f64 / runs.len() as f64;
+    // An exponential burst of mean 20 ms covers about 20 one-ms samples
+    // (at least one: a burst is only seen when a sample falls in it).
+    within(mean_run_ms, 20.0, 3.0);
+}
+
+/// A sparse flow (a probe a second) through 50 ms bursts: a loss says
+/// nothing about the next datagram a second later, unlike a burst counted
+/// in datagrams, which lasts until enough datagrams pass.
+#[test]
+fn timed_bursts_end_without_traffic() {
+    let lost = timed_bursts(
+        0.2,
+        Duration::from_millis(50),
+        Duration::from_secs(1),
+        20_000,
+        4,
+    );
+    let share = lost.iter().filter(|&&l| l).count() as f64 / lost.len() as f64;
+    within(share, 0.2, 0.02);
+    let after_loss: Vec<bool> = lost.windows(2).filter(|w| w[0]).map(|w| w[1]).collect();
+    let again = after_loss.iter().filter(|&&l| l).count() as f64 / after_loss.len() as f64;
+    within(again, 0.2, 0.04);
+    // The same seed gives the same losses.
+    assert_eq!(
+        lost,
+        timed_bursts(
+            0.2,
+            Duration::from_millis(50),
+            Duration::from_secs(1),
+            20_000,
+            4
+        )
+    );
+}

@@ -24,6 +24,7 @@ struct Spec {
 enum Kind {
     Probability,
     BurstLength,
+    BurstTime,
     Duration,
     Rate,
     Queue,
@@ -43,6 +44,12 @@ const SPECS: &[Spec] = &[
         value: "N",
         help: "make loss bursty: mean burst length in datagrams (> 1), same average loss",
         kind: Kind::BurstLength,
+    },
+    Spec {
+        name: "loss-burst-time",
+        value: "D",
+        help: "make loss bursty in time: mean burst duration (e.g. 50ms), same average loss",
+        kind: Kind::BurstTime,
     },
     Spec {
         name: "duplicate",
@@ -178,6 +185,7 @@ impl ImpairArgs {
                 let v = match spec.name {
                     "loss" => json!(c.loss),
                     "loss-burst" => json!(c.loss_burst),
+                    "loss-burst-time" => c.loss_burst_time.map_or(Value::Null, dur),
                     "duplicate" => json!(c.duplicate),
                     "reorder" => json!(c.reorder),
                     "delay" => dur(c.delay),
@@ -256,8 +264,22 @@ fn set(c: &mut ImpairConfig, spec: &Spec, value: &str) -> Result<(), String> {
                 _ => c.corrupt = v,
             }
         }
+        // The two burst models exclude each other: setting one clears the
+        // other.
         Kind::BurstLength if value == NONE => c.loss_burst = None,
-        Kind::BurstLength => c.loss_burst = Some(check_burst(value)?),
+        Kind::BurstLength => {
+            c.loss_burst = Some(check_burst(value)?);
+            c.loss_burst_time = None;
+        }
+        Kind::BurstTime if value == NONE => c.loss_burst_time = None,
+        Kind::BurstTime => {
+            let d = parse_duration(value).map_err(|e| e.0)?;
+            if d.is_zero() {
+                return Err(format!("'{value}' is not a burst duration (more than 0)"));
+            }
+            c.loss_burst_time = Some(d);
+            c.loss_burst = None;
+        }
         Kind::Duration => {
             let v = parse_duration(value).map_err(|e| e.0)?;
             if spec.name == "delay" {
@@ -296,7 +318,13 @@ fn check_queue(s: &str) -> Result<usize, String> {
     }
 }
 
+/// `loss-burst-time`'s counterpart flag, `loss-burst` (with its prefix).
+fn id_without_time(id: &str) -> String {
+    id.trim_end_matches("-time").to_string()
+}
+
 fn arg(id: String, spec: &Spec, help: String) -> Arg {
+    let counterpart = id_without_time(&id);
     let a = Arg::new(id.clone())
         .long(id)
         .value_name(spec.value)
@@ -305,6 +333,9 @@ fn arg(id: String, spec: &Spec, help: String) -> Arg {
     match spec.kind {
         Kind::Probability => a.value_parser(|s: &str| parse_probability(s).map_err(|e| e.0)),
         Kind::BurstLength => a.value_parser(check_burst),
+        Kind::BurstTime => a
+            .value_parser(|s: &str| parse_duration(s).map_err(|e| e.0))
+            .conflicts_with(counterpart),
         Kind::Duration => a.value_parser(|s: &str| parse_duration(s).map_err(|e| e.0)),
         Kind::Rate => a.value_parser(|s: &str| parse_rate(s).map_err(|e| e.0)),
         Kind::Queue => a.value_parser(check_queue),
