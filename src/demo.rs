@@ -1,9 +1,17 @@
 //! `rudp demo`: the month service over a bad link, in one process, with no
-//! setup: a server, a proxy that loses, duplicates, reorders and delays
-//! datagrams, and a client that asks for all twelve months and a few bad
-//! inputs, one at a time. It prints each question with its answer and how
-//! long the answer took, then what the link did and what the protocol did
-//! about it.
+//! setup: the problem, then the fix.
+//!
+//! 1. The exchange the month service comes from, as a socket-programming
+//!    lab writes it: one plain UDP datagram per question and per answer, a
+//!    client that waits a moment for each answer and moves on. Through a
+//!    proxy that loses, duplicates, reorders and delays datagrams, answers
+//!    go missing and late ones are read as the answers to later questions.
+//! 2. The same questions over rudp, through the identical link (same
+//!    seed): each question with its answer and how long it took, then what
+//!    the link did and what the protocol did about it.
+//!
+//! Then one line compares the two. The exit status is rudp's: 0 when every
+//! rudp answer was right.
 
 use crate::endpoint::EndpointConfig;
 use crate::impair::ImpairConfig;
@@ -34,8 +42,112 @@ pub fn demo_questions() -> Vec<String> {
     q
 }
 
-/// Runs the demo, writing to `out`. Returns true if every answer was right.
+/// How long the plain-UDP client waits for each answer before it asks the
+/// next question, as a lab client with a receive timeout does.
+pub const PLAIN_UDP_WAIT: Duration = Duration::from_millis(300);
+
+/// What became of the plain-UDP questions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlainUdpTally {
+    pub right: usize,
+    pub lost: usize,
+    pub mismatched: usize,
+}
+
+/// Runs the demo, writing to `out`. Returns true if every rudp answer was
+/// right (the plain-UDP part is expected to go wrong).
 pub async fn run(seed: u64, out: &mut impl Write) -> Result<bool, Error> {
+    let plain = plain_udp(seed, out).await?;
+    let (rudp_all_right, rudp_right) = rudp_part(seed, out).await?;
+    let questions = demo_questions().len();
+    let _ = writeln!(
+        out,
+        "\nIn short: plain UDP got {} of {questions} answers right ({} lost, {} paired with the \
+         wrong question); rudp got {} of {questions} right, over the same link.",
+        plain.right, plain.lost, plain.mismatched, rudp_right,
+    );
+    Ok(rudp_all_right)
+}
+
+/// Part 1: plain UDP datagrams, no reliability, through the demo's link.
+async fn plain_udp(seed: u64, out: &mut impl Write) -> Result<PlainUdpTally, Error> {
+    let server = tokio::net::UdpSocket::bind(("127.0.0.1", 0)).await?;
+    let server_addr = server.local_addr()?;
+    // The lab's server: each datagram in, one answer datagram back.
+    let server_task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        while let Ok((n, from)) = server.recv_from(&mut buf).await {
+            let answer = month::answer(&buf[..n]).to_message();
+            let _ = server.send_to(answer.as_bytes(), from).await;
+        }
+    });
+    let proxy = Proxy::start(ProxyConfig {
+        listen: ([127, 0, 0, 1], 0).into(),
+        upstream: server_addr,
+        up: demo_link(),
+        down: demo_link(),
+        seed,
+        mapping_idle: crate::proxy::MAPPING_IDLE,
+        max_clients: crate::proxy::MAX_CLIENTS,
+        schedule: Vec::new(),
+    })
+    .await?;
+    let _ = writeln!(
+        out,
+        "Part 1, the problem: plain UDP, one datagram per question and per answer, through a\n\
+         lossy proxy on {} (seed {seed}); the client waits {} ms for each answer.\n",
+        proxy.local_addr(),
+        PLAIN_UDP_WAIT.as_millis()
+    );
+    let client = tokio::net::UdpSocket::bind(("127.0.0.1", 0)).await?;
+    let questions = demo_questions();
+    let mut tally = PlainUdpTally::default();
+    let mut buf = vec![0u8; 2048];
+    for q in &questions {
+        let asked = std::time::Instant::now();
+        client.send_to(q.as_bytes(), proxy.local_addr()).await?;
+        let expected = month::answer(q.as_bytes()).to_message();
+        let line = match tokio::time::timeout(PLAIN_UDP_WAIT, client.recv_from(&mut buf)).await {
+            Ok(Ok((n, _))) => {
+                let answer = crate::text::printable_bytes(&buf[..n]);
+                let ms = asked.elapsed().as_secs_f64() * 1000.0;
+                if answer == expected {
+                    tally.right += 1;
+                    format!("{answer}   [ok, {ms:.0} ms]")
+                } else {
+                    tally.mismatched += 1;
+                    let whose = questions
+                        .iter()
+                        .find(|other| month::answer(other.as_bytes()).to_message() == answer)
+                        .map_or("another question".to_string(), |o| format!("{o:?}"));
+                    format!("{answer}   [MISMATCHED: the answer to {whose}, {ms:.0} ms]")
+                }
+            }
+            _ => {
+                tally.lost += 1;
+                format!(
+                    "(nothing)   [LOST: no answer in {} ms]",
+                    PLAIN_UDP_WAIT.as_millis()
+                )
+            }
+        };
+        let _ = writeln!(out, "  {:>5} -> {line}", format!("{q:?}"));
+    }
+    let link = proxy.stop().await;
+    server_task.abort();
+    let _ = writeln!(
+        out,
+        "\nThe link dropped {} and duplicated {} of the {} datagrams; nothing repaired it.\n",
+        link.up.dropped_loss + link.down.dropped_loss,
+        link.up.duplicated + link.down.duplicated,
+        link.up.datagrams_in + link.down.datagrams_in,
+    );
+    Ok(tally)
+}
+
+/// Part 2: the same questions over rudp through the identical link.
+/// Returns whether every answer was right, and how many were.
+async fn rudp_part(seed: u64, out: &mut impl Write) -> Result<(bool, usize), Error> {
     let server_ep = Endpoint::server(([127, 0, 0, 1], 0).into(), EndpointConfig::default()).await?;
     let server_addr = server_ep.local_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -55,6 +167,10 @@ pub async fn run(seed: u64, out: &mut impl Write) -> Result<bool, Error> {
     .await?;
     let _ = writeln!(
         out,
+        "Part 2, the fix: the same questions over rudp, through the identical link.\n"
+    );
+    let _ = writeln!(
+        out,
         "rudp demo: month server on {server_addr}, lossy proxy on {} (seed {seed}):\n  \
          each way 20% loss, 5% duplication, 10% reordering, 10 ms ± 5 ms delay\n",
         proxy.local_addr()
@@ -68,6 +184,7 @@ pub async fn run(seed: u64, out: &mut impl Write) -> Result<bool, Error> {
     // One question at a time, timed: a lost datagram shows as a slower
     // answer, repaired within a few RTTs rather than after a fixed timer.
     let mut all_right = true;
+    let mut right = 0;
     for q in &demo_questions() {
         let asked = std::time::Instant::now();
         conn.send(Bytes::from(q.clone())).await?;
@@ -82,6 +199,7 @@ pub async fn run(seed: u64, out: &mut impl Write) -> Result<bool, Error> {
         let expected = month::answer(q.as_bytes()).to_message();
         let mark = if answer == expected { "ok" } else { "WRONG" };
         all_right &= answer == expected;
+        right += usize::from(answer == expected);
         let ms = asked.elapsed().as_secs_f64() * 1000.0;
         let _ = writeln!(
             out,
@@ -109,5 +227,5 @@ pub async fn run(seed: u64, out: &mut impl Write) -> Result<bool, Error> {
         "SOME ANSWERS WERE WRONG"
     };
     let _ = writeln!(out, "Result: {verdict}.");
-    Ok(all_right)
+    Ok((all_right, right))
 }

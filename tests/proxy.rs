@@ -113,6 +113,29 @@ async fn demo_runs_alone_and_every_answer_is_right() {
         .stdout
         .contains("Result: every answer belongs to its question."));
     assert!(!out.stdout.contains("WRONG"));
+    // Issue #16: first the problem, plain UDP through the identical link,
+    // with every question accounted for, then one line comparing the two.
+    let (plain, rudp_part) = out
+        .stdout
+        .split_once("Part 2, the fix")
+        .expect("a rudp part after the plain-UDP part");
+    assert!(
+        plain.starts_with("Part 1, the problem: plain UDP"),
+        "{plain}"
+    );
+    let count = |mark: &str| plain.matches(mark).count();
+    let (ok, lost, mismatched) = (count("[ok, "), count("[LOST"), count("[MISMATCHED"));
+    assert_eq!(ok + lost + mismatched, 16, "{plain}");
+    assert!(
+        lost + mismatched > 0,
+        "20% loss each way lost nothing: {plain}"
+    );
+    assert_eq!(rudp_part.matches("[ok, ").count(), 16, "{rudp_part}");
+    let summary = format!(
+        "In short: plain UDP got {ok} of 16 answers right ({lost} lost, {mismatched} paired with \
+         the wrong question); rudp got 16 of 16 right, over the same link."
+    );
+    assert!(out.stdout.contains(&summary), "{}", out.stdout);
 }
 
 /// A UDP server in a thread that answers each datagram with the port it
