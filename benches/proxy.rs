@@ -88,9 +88,11 @@ async fn plain_relay(listen: tokio::net::UdpSocket, upstream: SocketAddr) {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Relay {
     RudpProxy,
+    /// The proxy with `--pcap` on.
+    RudpProxyPcap,
     PlainTokio,
 }
 
@@ -104,7 +106,14 @@ fn measure(relay: Relay, payload: usize, secs: u64) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
     let upstream = echo_server(stop.clone());
     let (addr, proxy) = match relay {
-        Relay::RudpProxy => {
+        Relay::RudpProxy | Relay::RudpProxyPcap => {
+            // With --pcap: every datagram written with its verdict, to a
+            // temporary file removed afterwards (no size limit reached).
+            let pcap = (relay == Relay::RudpProxyPcap).then(|| {
+                let path =
+                    std::env::temp_dir().join(format!("rudp-bench-{}.pcapng", std::process::id()));
+                (path, u64::MAX)
+            });
             let p = runtime
                 .block_on(Proxy::start(ProxyConfig {
                     listen: "127.0.0.1:0".parse().unwrap(),
@@ -115,9 +124,10 @@ fn measure(relay: Relay, payload: usize, secs: u64) -> f64 {
                     mapping_idle: rudp::proxy::MAPPING_IDLE,
                     max_clients: rudp::proxy::MAX_CLIENTS,
                     schedule: Vec::new(),
+                    pcap: pcap.clone(),
                 }))
                 .unwrap();
-            (p.local_addr(), Some(p))
+            (p.local_addr(), Some((p, pcap.map(|(path, _)| path))))
         }
         Relay::PlainTokio => {
             let sock = runtime
@@ -146,7 +156,12 @@ fn measure(relay: Relay, payload: usize, secs: u64) -> f64 {
     for f in flows {
         let _ = f.join();
     }
-    drop(proxy);
+    if let Some((p, pcap)) = proxy {
+        drop(p);
+        if let Some(path) = pcap {
+            let _ = std::fs::remove_file(path);
+        }
+    }
     runtime.shutdown_timeout(Duration::from_secs(1));
     2.0 * count as f64 / elapsed
 }
@@ -164,7 +179,7 @@ fn main() {
         "relay", "payload", "datagrams/s forwarded"
     );
     for payload in [64, 1200] {
-        for relay in [Relay::RudpProxy, Relay::PlainTokio] {
+        for relay in [Relay::RudpProxy, Relay::RudpProxyPcap, Relay::PlainTokio] {
             let rate = measure(relay, payload, secs);
             println!("{:<14}{:>10}{:>22.0}", format!("{relay:?}"), payload, rate);
         }

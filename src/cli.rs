@@ -232,6 +232,13 @@ pub enum Command {
         /// the link while it runs (see `rudp proxy ctl`, docs/proxy.md).
         #[arg(long, value_name = "ADDR", value_parser = parse_control_addr)]
         control: Option<SocketAddr>,
+        /// Write every datagram received, both ways, with what the proxy did to
+        /// it as a packet comment, to FILE in pcapng (for Wireshark).
+        #[arg(long, value_name = "FILE")]
+        pcap: Option<PathBuf>,
+        /// Stop capturing once the pcap file would pass this size.
+        #[arg(long, value_name = "SIZE", default_value = "100MB", value_parser = parse_size, requires = "pcap")]
+        pcap_limit: u64,
     },
     /// Send a file to `rudp recv`; exit 0 once the receiver has verified it.
     Send {
@@ -415,6 +422,8 @@ pub async fn run(cli: Cli) -> i32 {
             max_clients,
             schedule,
             control,
+            pcap,
+            pcap_limit,
         } => {
             // Required unless `ctl` is given, which this arm excludes.
             let (Some(listen), Some(upstream)) = (listen, upstream) else {
@@ -425,6 +434,7 @@ pub async fn run(cli: Cli) -> i32 {
                 max_clients: max_clients as usize,
                 schedule: schedule.map(|s| s.0).unwrap_or_default(),
                 control,
+                pcap: pcap.map(|p| (p, pcap_limit)),
             };
             run_proxy(
                 listen,
@@ -553,6 +563,8 @@ struct ProxyLimits {
     schedule: Vec<crate::proxy::schedule::Change>,
     /// Where to serve the control API, if anywhere.
     control: Option<SocketAddr>,
+    /// `--pcap FILE` and its size limit.
+    pcap: Option<(PathBuf, u64)>,
 }
 
 /// `--control ADDR`: the API has no authentication, so only a loopback
@@ -653,12 +665,13 @@ async fn run_proxy(
         mapping_idle: crate::proxy::MAPPING_IDLE,
         max_clients: limits.max_clients,
         schedule: limits.schedule,
+        pcap: limits.pcap.clone(),
     })
     .await
     {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("error: cannot listen on {listen}: {e}");
+            eprintln!("error: {e}");
             return 1;
         }
     };

@@ -90,6 +90,7 @@ async fn plain_udp(seed: u64, out: &mut impl Write) -> Result<PlainUdpTally, Err
         mapping_idle: crate::proxy::MAPPING_IDLE,
         max_clients: crate::proxy::MAX_CLIENTS,
         schedule: Vec::new(),
+        pcap: None,
     })
     .await?;
     let _ = writeln!(
@@ -163,6 +164,7 @@ async fn rudp_part(seed: u64, out: &mut impl Write) -> Result<(bool, usize), Err
         mapping_idle: crate::proxy::MAPPING_IDLE,
         max_clients: crate::proxy::MAX_CLIENTS,
         schedule: Vec::new(),
+        pcap: None,
     })
     .await?;
     let _ = writeln!(

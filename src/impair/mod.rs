@@ -123,6 +123,72 @@ pub struct Delivery {
     pub data: Vec<u8>,
 }
 
+/// What the model did to one datagram (`rudp proxy --pcap` writes it
+/// beside the datagram).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// Why it was dropped, if it was.
+    pub dropped: Option<DropReason>,
+    /// Each copy sent (two when duplicated): its fate.
+    pub copies: [Option<CopyFate>; 2],
+}
+
+/// Why the model dropped a datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    Loss,
+    Burst,
+    Queue,
+    Blackout,
+}
+
+/// What happened to one copy of a datagram that was not dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyFate {
+    /// How long after its arrival it is due to leave (bottleneck queue,
+    /// delay and jitter); a held copy may leave later.
+    pub delay: Duration,
+    /// The bit flipped in this copy, if it was corrupted.
+    pub corrupted_bit: Option<usize>,
+    /// Held back to be released after later datagrams (reordering).
+    pub held: bool,
+}
+
+impl std::fmt::Display for Verdict {
+    /// One line for people: `forwarded after 12.3 ms`, `dropped: loss`,
+    /// `duplicated: ...; ...`, with corruption and reordering named.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(d) = self.dropped {
+            let why = match d {
+                DropReason::Loss => "random loss",
+                DropReason::Burst => "burst loss",
+                DropReason::Queue => "bottleneck queue full",
+                DropReason::Blackout => "blackout",
+            };
+            return write!(f, "dropped: {why}");
+        }
+        let copies: Vec<&CopyFate> = self.copies.iter().flatten().collect();
+        if copies.len() > 1 {
+            write!(f, "duplicated: ")?;
+        }
+        for (i, c) in copies.iter().enumerate() {
+            if i > 0 {
+                write!(f, "; ")?;
+            }
+            let verb = if c.held {
+                "reordered (held back), due"
+            } else {
+                "forwarded"
+            };
+            write!(f, "{verb} after {:.3} ms", c.delay.as_secs_f64() * 1000.0)?;
+            if let Some(bit) = c.corrupted_bit {
+                write!(f, ", corrupted: bit {bit} (byte {}) flipped", bit / 8)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One random stream per impairment (see the module docs).
 #[derive(Debug, Clone)]
 struct Streams {
@@ -222,12 +288,19 @@ impl Impairment {
     }
 
     /// Like [`Self::process`], with a tag that comes back with each delivery.
-    pub fn process_tagged(
+    pub fn process_tagged(&mut self, now: Instant, tag: u64, original: Vec<u8>) -> Vec<Delivery> {
+        self.process_verdict(now, tag, original).0
+    }
+
+    /// Like [`Self::process_tagged`], also saying what was done to the
+    /// datagram.
+    pub fn process_verdict(
         &mut self,
         now: Instant,
         tag: u64,
         mut original: Vec<u8>,
-    ) -> Vec<Delivery> {
+    ) -> (Vec<Delivery>, Verdict) {
+        let mut verdict = Verdict::default();
         let data = &original;
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += data.len() as u64;
@@ -243,18 +316,24 @@ impl Impairment {
             .any(|b| b.contains(since_start))
         {
             self.stats.dropped_blackout += 1;
-            return out;
+            verdict.dropped = Some(DropReason::Blackout);
+            return (out, verdict);
         }
         if let Some(lost) = self.draw_loss(now) {
             match lost {
                 LossKind::Random => self.stats.dropped_loss += 1,
                 LossKind::Burst => self.stats.dropped_burst += 1,
             }
-            return out;
+            verdict.dropped = Some(match lost {
+                LossKind::Random => DropReason::Loss,
+                LossKind::Burst => DropReason::Burst,
+            });
+            return (out, verdict);
         }
         let Some(departure) = self.enqueue(now, data.len()) else {
             self.stats.dropped_queue += 1;
-            return out;
+            verdict.dropped = Some(DropReason::Queue);
+            return (out, verdict);
         };
         let copies = if self.rng.duplicate.gen_bool(clamp(self.config.duplicate)) {
             self.stats.duplicated += 1;
@@ -268,17 +347,25 @@ impl Impairment {
             } else {
                 original.clone()
             };
+            let mut corrupted_bit = None;
             if self.rng.corrupt.gen_bool(clamp(self.config.corrupt)) && !data.is_empty() {
                 let bit = self.rng.corrupt.gen_range(0..data.len() * 8);
                 data[bit / 8] ^= 1 << (bit % 8);
                 self.stats.corrupted += 1;
+                corrupted_bit = Some(bit);
             }
             let mut at = departure + self.config.delay + self.draw_jitter();
             if self.config.jitter_order == JitterOrder::Keep {
                 at = self.last_delivery.map_or(at, |last| at.max(last));
                 self.last_delivery = Some(at);
             }
-            if self.rng.reorder.gen_bool(clamp(self.config.reorder)) {
+            let held = self.rng.reorder.gen_bool(clamp(self.config.reorder));
+            verdict.copies[copy] = Some(CopyFate {
+                delay: at.saturating_duration_since(now),
+                corrupted_bit,
+                held,
+            });
+            if held {
                 self.stats.reordered += 1;
                 let after = self.rng.reorder.gen_range(1..=3);
                 self.held.push(Held {
@@ -293,7 +380,7 @@ impl Impairment {
             self.stats.bytes_forwarded += data.len() as u64;
             out.push(Delivery { at, tag, data });
         }
-        out
+        (out, verdict)
     }
 
     /// Releases held datagrams whose hold time is over.

@@ -10,6 +10,7 @@
 //! when it is due.
 
 mod args;
+pub mod capture;
 pub mod control;
 pub mod schedule;
 
@@ -53,6 +54,9 @@ pub struct ProxyConfig {
     pub max_clients: usize,
     /// Timed changes to `up` and `down` (`--schedule`), in time order.
     pub schedule: Vec<schedule::Change>,
+    /// Where to capture every datagram and its verdict (`--pcap`), and the
+    /// file's size limit in bytes.
+    pub pcap: Option<(std::path::PathBuf, u64)>,
 }
 
 /// What the proxy did, per direction.
@@ -68,6 +72,9 @@ pub struct ProxyStats {
     pub clients_evicted: u64,
     /// Changes of the `--schedule` applied so far.
     pub schedule_applied: u64,
+    /// `--pcap`: datagrams written, and those left out after the limit.
+    pub pcap_recorded: u64,
+    pub pcap_left_out: u64,
 }
 
 /// A running proxy. Dropping it stops the proxy.
@@ -82,9 +89,24 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Binds the listening address and starts relaying.
+    /// Binds the listening address (and creates the `--pcap` file) and
+    /// starts relaying; an error says which of the two failed.
     pub async fn start(config: ProxyConfig) -> std::io::Result<Proxy> {
-        let listen = Arc::new(UdpSocket::bind(config.listen).await?);
+        let context = |what: String| {
+            move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{what}: {e}"))
+        };
+        let listen = Arc::new(
+            UdpSocket::bind(config.listen)
+                .await
+                .map_err(context(format!("cannot listen on {}", config.listen)))?,
+        );
+        let capture = match &config.pcap {
+            Some((path, limit)) => Some(
+                capture::Capture::create(path, *limit)
+                    .map_err(context(format!("cannot create {}", path.display())))?,
+            ),
+            None => None,
+        };
         let local_addr = listen.local_addr()?;
         let stats = Arc::new(Mutex::new(ProxyStats::default()));
         let (stop, stopped) = oneshot::channel();
@@ -105,6 +127,7 @@ impl Proxy {
             start,
             schedule: config.schedule.into(),
             schedule_applied: 0,
+            capture,
             stats: stats.clone(),
         };
         let (tx, rx) = mpsc::channel(4096);
@@ -242,6 +265,8 @@ struct Core {
     /// Changes not yet applied, in time order.
     schedule: std::collections::VecDeque<schedule::Change>,
     schedule_applied: u64,
+    /// `--pcap`, while it is open.
+    capture: Option<capture::Capture>,
     stats: Arc<Mutex<ProxyStats>>,
 }
 
@@ -311,6 +336,9 @@ impl Core {
             m.reader.abort();
         }
         self.publish_stats();
+        if let Some(c) = self.capture.as_mut() {
+            c.finish();
+        }
     }
 
     fn on_input(&mut self, now: Instant, input: Input, tx: &mpsc::Sender<Input>) {
@@ -319,19 +347,36 @@ impl Core {
                 let Some(id) = self.mapping_for(now, from, tx) else {
                     return;
                 };
-                for d in self.up.process_tagged(now, id, data) {
+                let original = self.capture.is_some().then(|| data.clone());
+                let (deliveries, verdict) = self.up.process_verdict(now, id, data);
+                if let (Some(c), Some(original)) = (self.capture.as_mut(), original) {
+                    c.record(capture::Way::Up, from, self.upstream, &original, &verdict);
+                }
+                for d in deliveries {
                     self.seq += 1;
                     self.deliveries
                         .push(Reverse((d.at, self.seq, Way::Up, d.tag, d.data)));
                 }
             }
             Input::FromServer(id, data) => {
-                if let Some(addr) = self.by_id.get(&id) {
-                    if let Some(m) = self.mappings.get_mut(addr) {
-                        m.last_seen = now;
-                    }
+                let client = self.by_id.get(&id).copied();
+                if let Some(m) = client.and_then(|a| self.mappings.get_mut(&a)) {
+                    m.last_seen = now;
                 }
-                for d in self.down.process_tagged(now, id, data) {
+                let original = self.capture.is_some().then(|| data.clone());
+                let (deliveries, verdict) = self.down.process_verdict(now, id, data);
+                if let (Some(c), Some(original), Some(client)) =
+                    (self.capture.as_mut(), original, client)
+                {
+                    c.record(
+                        capture::Way::Down,
+                        client,
+                        self.upstream,
+                        &original,
+                        &verdict,
+                    );
+                }
+                for d in deliveries {
                     self.seq += 1;
                     self.deliveries
                         .push(Reverse((d.at, self.seq, Way::Down, d.tag, d.data)));
@@ -494,6 +539,10 @@ impl Core {
         s.clients = self.mappings.len();
         s.clients_evicted = self.evicted;
         s.schedule_applied = self.schedule_applied;
+        if let Some(c) = &self.capture {
+            s.pcap_recorded = c.recorded;
+            s.pcap_left_out = c.left_out;
+        }
     }
 }
 
@@ -574,6 +623,12 @@ pub fn format_stats(s: &ProxyStats) -> String {
         "clients: {} open, {} evicted to make room\n",
         s.clients, s.clients_evicted
     ));
+    if s.pcap_recorded + s.pcap_left_out > 0 {
+        out.push_str(&format!(
+            "pcap: {} datagram(s) recorded, {} left out after the size limit\n",
+            s.pcap_recorded, s.pcap_left_out
+        ));
+    }
     if s.schedule_applied > 0 {
         out.push_str(&format!(
             "schedule: {} change(s) applied\n",

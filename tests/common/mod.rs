@@ -63,6 +63,7 @@ pub async fn proxy(upstream: SocketAddr, up: ImpairConfig, down: ImpairConfig, s
         mapping_idle: rudp::proxy::MAPPING_IDLE,
         max_clients: rudp::proxy::MAX_CLIENTS,
         schedule: Vec::new(),
+        pcap: None,
     })
     .await
     .expect("start the proxy")
