@@ -17,6 +17,7 @@ pub use spec::{parse_duration, parse_probability, parse_rate, Blackout, ParseErr
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -43,8 +44,19 @@ pub struct ImpairConfig {
     pub reorder: f64,
     /// Base one-way delay.
     pub delay: Duration,
-    /// Uniform random extra delay in 0..=jitter.
+    /// The spread of the extra delay: with [`DelayDistribution::Uniform`]
+    /// the extra delay is uniform in 0..=jitter; with the others, jitter is
+    /// its standard deviation around `delay` (docs/proxy.md).
     pub jitter: Duration,
+    /// How the extra delay is drawn.
+    pub jitter_distribution: DelayDistribution,
+    /// Lag-1 correlation of successive extra delays, 0..1.
+    pub jitter_correlation: f64,
+    /// Lag-1 correlation of successive random losses, 0..1: a datagram is
+    /// lost with probability `loss + c(1 - loss)` after a loss and
+    /// `loss(1 - c)` after a delivery, so the average stays `loss`. Not
+    /// used with a burst model, which has its own.
+    pub loss_correlation: f64,
     /// Whether jitter may reorder datagrams.
     pub jitter_order: JitterOrder,
     /// Share of datagrams with one bit flipped.
@@ -65,6 +77,49 @@ impl ImpairConfig {
                 queue: self.queue,
                 ..Self::default()
             }
+    }
+}
+
+/// How the extra delay of `jitter` is drawn (docs/proxy.md has the
+/// formulas). The names are netem's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DelayDistribution {
+    /// Uniform in 0..=jitter.
+    #[default]
+    Uniform,
+    /// Normal: delay + jitter·Z, Z ~ N(0, 1).
+    Normal,
+    /// Pareto (shape 3), standardized: a heavy tail of long delays.
+    Pareto,
+    /// A quarter normal, three quarters Pareto, standardized.
+    ParetoNormal,
+}
+
+impl std::str::FromStr for DelayDistribution {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "uniform" => Ok(Self::Uniform),
+            "normal" => Ok(Self::Normal),
+            "pareto" => Ok(Self::Pareto),
+            "paretonormal" => Ok(Self::ParetoNormal),
+            _ => Err(format!(
+                "'{s}' is not a delay distribution: use uniform, normal, pareto or paretonormal"
+            )),
+        }
+    }
+}
+
+impl DelayDistribution {
+    /// The name the flag takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Uniform => "uniform",
+            Self::Normal => "normal",
+            Self::Pareto => "pareto",
+            Self::ParetoNormal => "paretonormal",
+        }
     }
 }
 
@@ -242,6 +297,10 @@ pub struct Impairment {
     channel: Channel,
     /// `loss_burst_time`: when the current good or bad period ends.
     period_end: Option<Instant>,
+    /// `jitter_correlation`: the previous standardized jitter draw.
+    last_z: f64,
+    /// `loss_correlation`: whether the previous datagram was lost.
+    last_lost: bool,
     /// Departure times of datagrams in the bottleneck queue.
     queue: VecDeque<Instant>,
     held: Vec<Held>,
@@ -259,6 +318,8 @@ impl Impairment {
             rng: Streams::new(seed),
             channel: Channel::Good,
             period_end: None,
+            last_z: 0.0,
+            last_lost: false,
             queue: VecDeque::new(),
             held: Vec::new(),
             stats: ImpairStats::default(),
@@ -354,7 +415,7 @@ impl Impairment {
                 self.stats.corrupted += 1;
                 corrupted_bit = Some(bit);
             }
-            let mut at = departure + self.config.delay + self.draw_jitter();
+            let mut at = departure + self.draw_delay();
             if self.config.jitter_order == JitterOrder::Keep {
                 at = self.last_delivery.map_or(at, |last| at.max(last));
                 self.last_delivery = Some(at);
@@ -425,6 +486,17 @@ impl Impairment {
                 return self.timed_burst(now, mean_bad, p);
             }
         }
+        if self.config.loss_burst.is_none() && self.config.loss_correlation > 0.0 {
+            // Exact marginal `p`, lag-1 correlation `c` (docs/proxy.md).
+            let c = clamp(self.config.loss_correlation);
+            let q = if self.last_lost {
+                p + c * (1.0 - p)
+            } else {
+                p * (1.0 - c)
+            };
+            self.last_lost = self.rng.loss.gen_bool(clamp(q));
+            return self.last_lost.then_some(LossKind::Random);
+        }
         match self.config.loss_burst {
             Some(burst) if burst > 1.0 && p > 0.0 && p < 1.0 => {
                 // Gilbert: lose everything in Bad, nothing in Good. Mean stay
@@ -489,12 +561,36 @@ impl Impairment {
         (self.channel == Channel::Bad).then_some(LossKind::Burst)
     }
 
-    fn draw_jitter(&mut self) -> Duration {
-        let j = self.config.jitter.as_micros() as u64;
-        if j == 0 {
-            return Duration::ZERO;
+    /// The one-way delay of the next datagram: `delay` plus the extra
+    /// delay `jitter` and its distribution call for, never below zero.
+    fn draw_delay(&mut self) -> Duration {
+        let d = self.config.delay.as_secs_f64();
+        let j = self.config.jitter.as_secs_f64();
+        if j == 0.0 {
+            return self.config.delay;
         }
-        Duration::from_micros(self.rng.jitter.gen_range(0..=j))
+        // A standardized draw (mean 0, standard deviation 1)...
+        let rng = &mut self.rng.jitter;
+        let x = match self.config.jitter_distribution {
+            DelayDistribution::Uniform => (rng.gen::<f64>() - 0.5) * 12f64.sqrt(),
+            DelayDistribution::Normal => rng.sample::<f64, _>(StandardNormal),
+            DelayDistribution::Pareto => standard_pareto(rng),
+            DelayDistribution::ParetoNormal => {
+                let n: f64 = rng.sample(StandardNormal);
+                (0.25 * n + 0.75 * standard_pareto(rng)) / 0.625f64.sqrt()
+            }
+        };
+        // ...correlated with the last one as an AR(1), which keeps the mean
+        // and the spread and makes the lag-1 correlation `c`.
+        let c = clamp(self.config.jitter_correlation);
+        let z = c * self.last_z + (1.0 - c * c).sqrt() * x;
+        self.last_z = z;
+        let extra = match self.config.jitter_distribution {
+            // Uniform in 0..=jitter (without correlation): mean j/2.
+            DelayDistribution::Uniform => j / 2.0 + j / 12f64.sqrt() * z,
+            _ => j * z,
+        };
+        Duration::from_secs_f64((d + extra).clamp(0.0, 1e6))
     }
 
     /// The bottleneck: returns when the datagram leaves, or `None` if the
@@ -520,6 +616,15 @@ impl Impairment {
 enum LossKind {
     Random,
     Burst,
+}
+
+/// A Pareto draw (scale 1, shape 3: mean 3/2, variance 3/4), standardized
+/// to mean 0 and standard deviation 1.
+fn standard_pareto(rng: &mut ChaCha8Rng) -> f64 {
+    let u: f64 = rng.gen();
+    // Inverse CDF: x_m / (1 - U)^(1/α).
+    let p = (1.0 - u).powf(-1.0 / 3.0);
+    (p - 1.5) / 0.75f64.sqrt()
 }
 
 fn clamp(p: f64) -> f64 {

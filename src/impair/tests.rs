@@ -391,3 +391,112 @@ fn timed_bursts_end_without_traffic() {
         )
     );
 }
+
+/// Delays (ms) of `n` datagrams, one a millisecond, through `config`.
+fn delays(config: ImpairConfig, n: usize) -> Vec<f64> {
+    let t0 = Instant::now();
+    let mut m = Impairment::new(config, 5, t0);
+    (0..n)
+        .filter_map(|i| {
+            let (_, v) = m.process_verdict(t0 + Duration::from_millis(i as u64), 0, vec![0; 10]);
+            v.copies[0].map(|c| c.delay.as_secs_f64() * 1000.0)
+        })
+        .collect()
+}
+
+fn mean_sd_lag1(x: &[f64]) -> (f64, f64, f64) {
+    let n = x.len() as f64;
+    let mean = x.iter().sum::<f64>() / n;
+    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    let cov = x
+        .windows(2)
+        .map(|w| (w[0] - mean) * (w[1] - mean))
+        .sum::<f64>()
+        / (n - 1.0);
+    (mean, var.sqrt(), cov / var)
+}
+
+fn jittered(distribution: DelayDistribution, correlation: f64) -> ImpairConfig {
+    ImpairConfig {
+        delay: Duration::from_millis(50),
+        jitter: Duration::from_millis(10),
+        jitter_distribution: distribution,
+        jitter_correlation: correlation,
+        queue: DEFAULT_QUEUE,
+        ..ImpairConfig::default()
+    }
+}
+
+/// Issue #16: each delay distribution has the documented mean and spread
+/// (docs/proxy.md): uniform 50..60 ms; the others 50 ms ± 10 ms.
+#[test]
+fn delay_distributions_have_the_documented_mean_and_spread() {
+    let (mean, sd, lag1) = mean_sd_lag1(&delays(jittered(DelayDistribution::Uniform, 0.0), N));
+    within(mean, 55.0, 0.2);
+    within(sd, 10.0 / 12f64.sqrt(), 0.1);
+    within(lag1, 0.0, 0.03);
+    for d in [
+        DelayDistribution::Normal,
+        DelayDistribution::Pareto,
+        DelayDistribution::ParetoNormal,
+    ] {
+        let x = delays(jittered(d, 0.0), 200_000);
+        let (mean, sd, _) = mean_sd_lag1(&x);
+        // Normal is clamped at 0 five deviations down: no visible effect.
+        within(mean, 50.0, 0.3);
+        within(
+            sd,
+            10.0,
+            if d == DelayDistribution::Normal {
+                0.2
+            } else {
+                1.0
+            },
+        );
+        if d == DelayDistribution::Pareto {
+            // The heavy tail: no delay below 50 - 5.8 ms, some far above.
+            let min = x.iter().copied().fold(f64::MAX, f64::min);
+            assert!(min > 44.0, "{min}");
+            assert!(x.iter().any(|&v| v > 100.0));
+        }
+    }
+}
+
+/// A correlation keeps the mean and spread and gives that lag-1
+/// correlation.
+#[test]
+fn delay_correlation_is_the_lag1_correlation() {
+    let (mean, sd, lag1) = mean_sd_lag1(&delays(jittered(DelayDistribution::Normal, 0.5), 200_000));
+    within(mean, 50.0, 0.3);
+    within(sd, 10.0, 0.3);
+    within(lag1, 0.5, 0.02);
+}
+
+/// Correlated loss keeps the average and has the lag-1 correlation asked.
+#[test]
+fn correlated_loss_keeps_its_average() {
+    let t0 = Instant::now();
+    let mut m = Impairment::new(
+        ImpairConfig {
+            loss: 0.1,
+            loss_correlation: 0.6,
+            queue: DEFAULT_QUEUE,
+            ..ImpairConfig::default()
+        },
+        8,
+        t0,
+    );
+    let lost: Vec<f64> = (0..200_000u64)
+        .map(|i| {
+            let out = m.process(t0 + Duration::from_micros(i), vec![0; 10]);
+            if out.is_empty() {
+                1.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let (share, _, lag1) = mean_sd_lag1(&lost);
+    within(share, 0.1, 0.01);
+    within(lag1, 0.6, 0.02);
+}

@@ -7,8 +7,8 @@
 //! every impairment cannot drift apart.
 
 use crate::impair::{
-    parse_duration, parse_probability, parse_rate, Blackout, ImpairConfig, JitterOrder,
-    DEFAULT_QUEUE,
+    parse_duration, parse_probability, parse_rate, Blackout, DelayDistribution, ImpairConfig,
+    JitterOrder, DEFAULT_QUEUE,
 };
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 
@@ -25,6 +25,8 @@ enum Kind {
     Probability,
     BurstLength,
     BurstTime,
+    Correlation,
+    Distribution,
     Duration,
     Rate,
     Queue,
@@ -52,6 +54,12 @@ const SPECS: &[Spec] = &[
         kind: Kind::BurstTime,
     },
     Spec {
+        name: "loss-correlation",
+        value: "C",
+        help: "correlate random losses: lag-1 correlation 0..1 (or 0%..100%), same average loss",
+        kind: Kind::Correlation,
+    },
+    Spec {
         name: "duplicate",
         value: "P",
         help: "send a second copy of a share of datagrams",
@@ -74,6 +82,18 @@ const SPECS: &[Spec] = &[
         value: "D",
         help: "extra random delay, uniform in 0..D",
         kind: Kind::Duration,
+    },
+    Spec {
+        name: "jitter-distribution",
+        value: "NAME",
+        help: "how the extra delay is drawn: uniform (0..jitter, default), or normal, pareto, paretonormal (jitter is then the standard deviation)",
+        kind: Kind::Distribution,
+    },
+    Spec {
+        name: "jitter-correlation",
+        value: "C",
+        help: "correlate successive delays: lag-1 correlation 0..1 (or 0%..100%)",
+        kind: Kind::Correlation,
     },
     Spec {
         name: "jitter-order",
@@ -186,6 +206,9 @@ impl ImpairArgs {
                     "loss" => json!(c.loss),
                     "loss-burst" => json!(c.loss_burst),
                     "loss-burst-time" => c.loss_burst_time.map_or(Value::Null, dur),
+                    "loss-correlation" => json!(c.loss_correlation),
+                    "jitter-distribution" => json!(c.jitter_distribution.name()),
+                    "jitter-correlation" => json!(c.jitter_correlation),
                     "duplicate" => json!(c.duplicate),
                     "reorder" => json!(c.reorder),
                     "delay" => dur(c.delay),
@@ -288,6 +311,15 @@ fn set(c: &mut ImpairConfig, spec: &Spec, value: &str) -> Result<(), String> {
                 c.jitter = v;
             }
         }
+        Kind::Correlation => {
+            let v = parse_probability(value).map_err(|e| e.0)?;
+            if spec.name == "loss-correlation" {
+                c.loss_correlation = v;
+            } else {
+                c.jitter_correlation = v;
+            }
+        }
+        Kind::Distribution => c.jitter_distribution = value.parse::<DelayDistribution>()?,
         Kind::Rate if value == NONE => c.rate = None,
         Kind::Rate => c.rate = Some(parse_rate(value).map_err(|e| e.0)?),
         Kind::Order => c.jitter_order = value.parse::<JitterOrder>()?,
@@ -333,6 +365,8 @@ fn arg(id: String, spec: &Spec, help: String) -> Arg {
     match spec.kind {
         Kind::Probability => a.value_parser(|s: &str| parse_probability(s).map_err(|e| e.0)),
         Kind::BurstLength => a.value_parser(check_burst),
+        Kind::Correlation => a.value_parser(|s: &str| parse_probability(s).map_err(|e| e.0)),
+        Kind::Distribution => a.value_parser(|s: &str| s.parse::<DelayDistribution>()),
         Kind::BurstTime => a
             .value_parser(|s: &str| parse_duration(s).map_err(|e| e.0))
             .conflicts_with(counterpart),
