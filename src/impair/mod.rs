@@ -67,6 +67,24 @@ pub struct ImpairConfig {
     pub queue: usize,
     /// Intervals, from the model's start, during which everything is dropped.
     pub blackouts: Vec<Blackout>,
+    /// Deliveries in bursts (netem's `slot`): datagrams leave only when a
+    /// slot opens, slots open at intervals uniform in `min..=max`, and
+    /// each carries at most `packets` datagrams and `bytes` bytes.
+    pub slot: Option<Slots>,
+}
+
+/// The slotting model: links that deliver in bursts (Wi-Fi, cellular).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slots {
+    /// Shortest interval between slots (more than zero).
+    pub min: Duration,
+    /// Longest interval between slots (at least `min`).
+    pub max: Duration,
+    /// Datagrams a slot carries at most.
+    pub packets: Option<u32>,
+    /// Bytes a slot carries at most (a datagram larger than this still
+    /// goes, alone).
+    pub bytes: Option<u64>,
 }
 
 impl ImpairConfig {
@@ -252,6 +270,7 @@ struct Streams {
     reorder: ChaCha8Rng,
     jitter: ChaCha8Rng,
     corrupt: ChaCha8Rng,
+    slot: ChaCha8Rng,
 }
 
 impl Streams {
@@ -267,6 +286,7 @@ impl Streams {
             reorder: stream(3),
             jitter: stream(4),
             corrupt: stream(5),
+            slot: stream(6),
         }
     }
 }
@@ -301,6 +321,10 @@ pub struct Impairment {
     last_z: f64,
     /// `loss_correlation`: whether the previous datagram was lost.
     last_lost: bool,
+    /// `slot`: when the current slot opens, and what it carries so far.
+    slot_at: Option<Instant>,
+    slot_packets: u32,
+    slot_bytes: u64,
     /// Departure times of datagrams in the bottleneck queue.
     queue: VecDeque<Instant>,
     held: Vec<Held>,
@@ -320,6 +344,9 @@ impl Impairment {
             period_end: None,
             last_z: 0.0,
             last_lost: false,
+            slot_at: None,
+            slot_packets: 0,
+            slot_bytes: 0,
             queue: VecDeque::new(),
             held: Vec::new(),
             stats: ImpairStats::default(),
@@ -416,6 +443,7 @@ impl Impairment {
                 corrupted_bit = Some(bit);
             }
             let mut at = departure + self.draw_delay();
+            at = self.slot_for(at, data.len());
             if self.config.jitter_order == JitterOrder::Keep {
                 at = self.last_delivery.map_or(at, |last| at.max(last));
                 self.last_delivery = Some(at);
@@ -591,6 +619,48 @@ impl Impairment {
             _ => j * z,
         };
         Duration::from_secs_f64((d + extra).clamp(0.0, 1e6))
+    }
+
+    /// `slot`: the first slot at or after `ready` with room for `len` bytes;
+    /// without a slot model, `ready` itself.
+    fn slot_for(&mut self, ready: Instant, len: usize) -> Instant {
+        let Some(slots) = self.config.slot else {
+            return ready;
+        };
+        let (min, max) = (
+            slots.min.max(Duration::from_micros(1)),
+            slots.max.max(slots.min),
+        );
+        let rng = &mut self.rng.slot;
+        let mut next = |from: Instant| {
+            from + Duration::from_secs_f64(rng.gen_range(min.as_secs_f64()..=max.as_secs_f64()))
+        };
+        let mut at = match self.slot_at {
+            Some(at) => at,
+            None => next(self.start),
+        };
+        // Idle for many slots: start again just after `ready`, so the work
+        // per datagram stays bounded however long the link was quiet.
+        if ready.saturating_duration_since(at) > max * 1000 {
+            at = next(ready);
+            self.slot_packets = 0;
+            self.slot_bytes = 0;
+        }
+        let full = |packets: u32, bytes: u64| {
+            slots.packets.is_some_and(|p| packets >= p)
+                || slots
+                    .bytes
+                    .is_some_and(|b| packets > 0 && bytes + len as u64 > b)
+        };
+        while at < ready || full(self.slot_packets, self.slot_bytes) {
+            at = next(at);
+            self.slot_packets = 0;
+            self.slot_bytes = 0;
+        }
+        self.slot_packets += 1;
+        self.slot_bytes += len as u64;
+        self.slot_at = Some(at);
+        at
     }
 
     /// The bottleneck: returns when the datagram leaves, or `None` if the

@@ -500,3 +500,85 @@ fn correlated_loss_keeps_its_average() {
     within(share, 0.1, 0.01);
     within(lag1, 0.6, 0.02);
 }
+
+/// Issue #16: the slotting model. Slots every 10 ms carrying at most 3
+/// datagrams: datagrams that arrive every millisecond leave only at slot
+/// times, never before they are ready, at most 3 at a time, in order.
+#[test]
+fn slots_deliver_in_bursts() {
+    let t0 = Instant::now();
+    let ms = Duration::from_millis(1);
+    let mut m = Impairment::new(
+        ImpairConfig {
+            slot: Some(Slots {
+                min: 10 * ms,
+                max: 10 * ms,
+                packets: Some(3),
+                bytes: None,
+            }),
+            queue: DEFAULT_QUEUE,
+            ..ImpairConfig::default()
+        },
+        2,
+        t0,
+    );
+    let mut times = Vec::new();
+    for i in 0..100u32 {
+        let now = t0 + ms * (i / 4); // a little faster than the slots carry
+        for d in m.process(now, vec![0; 100]) {
+            assert!(d.at >= now, "left before it arrived");
+            times.push(d.at);
+        }
+    }
+    assert_eq!(times.len(), 100);
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "out of order");
+    let mut per_slot = std::collections::BTreeMap::new();
+    for t in &times {
+        let since = t.duration_since(t0);
+        assert_eq!(
+            since.as_nanos() % (10 * ms).as_nanos(),
+            0,
+            "{since:?} is not a slot time"
+        );
+        *per_slot.entry(since).or_insert(0) += 1;
+    }
+    assert!(per_slot.values().all(|&n| n <= 3), "{per_slot:?}");
+    assert_eq!(per_slot.values().filter(|&&n| n == 3).count(), 33);
+}
+
+/// A byte budget per slot: 250 bytes carry two 100-byte datagrams; a
+/// datagram larger than the budget still goes, alone.
+#[test]
+fn slot_byte_budget() {
+    let t0 = Instant::now();
+    let ms = Duration::from_millis(1);
+    let mut m = Impairment::new(
+        ImpairConfig {
+            slot: Some(Slots {
+                min: 5 * ms,
+                max: 15 * ms,
+                packets: None,
+                bytes: Some(250),
+            }),
+            queue: DEFAULT_QUEUE,
+            ..ImpairConfig::default()
+        },
+        3,
+        t0,
+    );
+    let mut at = Vec::new();
+    for len in [100, 100, 100, 400, 100] {
+        at.extend(m.process(t0, vec![0; len]).into_iter().map(|d| d.at));
+    }
+    assert_eq!(at[0], at[1]);
+    assert!(at[2] > at[1] && at[3] > at[2] && at[4] > at[3]);
+    let gaps: Vec<Duration> = at
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|g| !g.is_zero())
+        .collect();
+    assert!(
+        gaps.iter().all(|g| (5 * ms..=15 * ms).contains(g)),
+        "{gaps:?}"
+    );
+}

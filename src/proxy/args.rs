@@ -8,9 +8,10 @@
 
 use crate::impair::{
     parse_duration, parse_probability, parse_rate, Blackout, DelayDistribution, ImpairConfig,
-    JitterOrder, DEFAULT_QUEUE,
+    JitterOrder, Slots, DEFAULT_QUEUE,
 };
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
+use std::time::Duration;
 
 /// One impairment's flags.
 struct Spec {
@@ -20,13 +21,16 @@ struct Spec {
     kind: Kind,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Probability,
     BurstLength,
     BurstTime,
     Correlation,
     Distribution,
+    Slot,
+    SlotPackets,
+    SlotBytes,
     Duration,
     Rate,
     Queue,
@@ -120,6 +124,24 @@ const SPECS: &[Spec] = &[
         kind: Kind::Queue,
     },
     Spec {
+        name: "slot",
+        value: "MIN[..MAX]",
+        help: "deliver in bursts: slots open every MIN to MAX (e.g. 10ms..30ms); datagrams wait for the next one",
+        kind: Kind::Slot,
+    },
+    Spec {
+        name: "slot-packets",
+        value: "N",
+        help: "datagrams a slot carries at most",
+        kind: Kind::SlotPackets,
+    },
+    Spec {
+        name: "slot-bytes",
+        value: "SIZE",
+        help: "bytes a slot carries at most (e.g. 15kB)",
+        kind: Kind::SlotBytes,
+    },
+    Spec {
         name: "blackout",
         value: "AT+FOR",
         help: "drop everything during this interval from the start, e.g. 5s+2s (repeatable)",
@@ -209,6 +231,15 @@ impl ImpairArgs {
                     "loss-correlation" => json!(c.loss_correlation),
                     "jitter-distribution" => json!(c.jitter_distribution.name()),
                     "jitter-correlation" => json!(c.jitter_correlation),
+                    "slot" => c.slot.map_or(Value::Null, |s| {
+                        json!(format!(
+                            "{}..{}",
+                            humantime::format_duration(s.min),
+                            humantime::format_duration(s.max)
+                        ))
+                    }),
+                    "slot-packets" => json!(c.slot.and_then(|s| s.packets)),
+                    "slot-bytes" => json!(c.slot.and_then(|s| s.bytes)),
                     "duplicate" => json!(c.duplicate),
                     "reorder" => json!(c.reorder),
                     "delay" => dur(c.delay),
@@ -320,6 +351,37 @@ fn set(c: &mut ImpairConfig, spec: &Spec, value: &str) -> Result<(), String> {
             }
         }
         Kind::Distribution => c.jitter_distribution = value.parse::<DelayDistribution>()?,
+        Kind::Slot if value == NONE => c.slot = None,
+        Kind::Slot => {
+            let (min, max) = parse_slot(value)?;
+            let (packets, bytes) = c.slot.map_or((None, None), |s| (s.packets, s.bytes));
+            c.slot = Some(Slots {
+                min,
+                max,
+                packets,
+                bytes,
+            });
+        }
+        Kind::SlotPackets | Kind::SlotBytes => {
+            let Some(slot) = c.slot.as_mut() else {
+                // Removing a limit that is not there changes nothing (and
+                // is what `GET /impairments` reports for such a direction).
+                if value == NONE {
+                    return Ok(());
+                }
+                return Err(format!("--{} needs --slot", spec.name));
+            };
+            let limit = if value == NONE {
+                None
+            } else {
+                Some(parse_size(value)?)
+            };
+            if spec.kind == Kind::SlotPackets {
+                slot.packets = limit.map(|n| n.min(u64::from(u32::MAX)) as u32);
+            } else {
+                slot.bytes = limit;
+            }
+        }
         Kind::Rate if value == NONE => c.rate = None,
         Kind::Rate => c.rate = Some(parse_rate(value).map_err(|e| e.0)?),
         Kind::Order => c.jitter_order = value.parse::<JitterOrder>()?,
@@ -350,6 +412,32 @@ fn check_queue(s: &str) -> Result<usize, String> {
     }
 }
 
+/// `--slot MIN[..MAX]`: the interval between slots.
+fn parse_slot(value: &str) -> Result<(Duration, Duration), String> {
+    let (min, max) = match value.split_once("..") {
+        Some((a, b)) => (a, b),
+        None => (value, value),
+    };
+    let min = parse_duration(min).map_err(|e| e.0)?;
+    let max = parse_duration(max).map_err(|e| e.0)?;
+    if min.is_zero() || max < min {
+        return Err(format!(
+            "'{value}' is not a slot interval (MIN[..MAX], 0 < MIN <= MAX, e.g. 10ms..30ms)"
+        ));
+    }
+    Ok((min, max))
+}
+
+/// A positive count or size for a slot (`4`, `15kB`).
+fn parse_size(value: &str) -> Result<u64, String> {
+    match value.trim().parse::<bytesize::ByteSize>() {
+        Ok(b) if b.as_u64() > 0 => Ok(b.as_u64()),
+        _ => Err(format!(
+            "'{value}' is not a positive number (e.g. 4 or 15kB)"
+        )),
+    }
+}
+
 /// `loss-burst-time`'s counterpart flag, `loss-burst` (with its prefix).
 fn id_without_time(id: &str) -> String {
     id.trim_end_matches("-time").to_string()
@@ -367,6 +455,8 @@ fn arg(id: String, spec: &Spec, help: String) -> Arg {
         Kind::BurstLength => a.value_parser(check_burst),
         Kind::Correlation => a.value_parser(|s: &str| parse_probability(s).map_err(|e| e.0)),
         Kind::Distribution => a.value_parser(|s: &str| s.parse::<DelayDistribution>()),
+        Kind::Slot => a.value_parser(parse_slot),
+        Kind::SlotPackets | Kind::SlotBytes => a.value_parser(parse_size),
         Kind::BurstTime => a
             .value_parser(|s: &str| parse_duration(s).map_err(|e| e.0))
             .conflicts_with(counterpart),
@@ -551,5 +641,40 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(flags, before);
+    }
+
+    /// `GET /impairments` posted back unchanged means the same, for every
+    /// setting at once.
+    #[test]
+    fn settings_post_back_unchanged() {
+        let mut a = ImpairArgs::new();
+        for (n, v) in [
+            ("loss", "12%"),
+            ("up-loss-burst-time", "40ms"),
+            ("down-loss-burst", "3"),
+            ("loss-correlation", "0.25"),
+            ("duplicate", "0.01"),
+            ("reorder", "2%"),
+            ("delay", "20ms"),
+            ("jitter", "5ms"),
+            ("jitter-distribution", "paretonormal"),
+            ("jitter-correlation", "0.3"),
+            ("jitter-order", "keep"),
+            ("corrupt", "0.001"),
+            ("rate", "10mbit"),
+            ("queue", "500"),
+            ("up-slot", "10ms..30ms"),
+            ("up-slot-packets", "4"),
+            ("up-slot-bytes", "15kB"),
+            ("blackout", "5s+2s"),
+        ] {
+            a.apply(n, v).unwrap_or_else(|e| panic!("{n}={v}: {e}"));
+        }
+        let json = a.settings();
+        let mut b = ImpairArgs::new();
+        b.apply_json(&json).unwrap();
+        assert_eq!(a, b, "{json:?}");
+        assert!(b.apply("slot-packets", "4").is_err(), "down has no slot");
+        assert!(a.apply("up-slot", "none").is_ok() && a.up.slot.is_none());
     }
 }
