@@ -93,6 +93,8 @@ enum Relay {
     RudpProxy,
     /// The proxy with `--pcap` on.
     RudpProxyPcap,
+    /// The proxy with `--control` serving (idle).
+    RudpProxyControl,
     PlainTokio,
 }
 
@@ -106,7 +108,7 @@ fn measure(relay: Relay, payload: usize, secs: u64) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
     let upstream = echo_server(stop.clone());
     let (addr, proxy) = match relay {
-        Relay::RudpProxy | Relay::RudpProxyPcap => {
+        Relay::RudpProxy | Relay::RudpProxyPcap | Relay::RudpProxyControl => {
             // With --pcap: every datagram written with its verdict, to a
             // temporary file removed afterwards (no size limit reached).
             let pcap = (relay == Relay::RudpProxyPcap).then(|| {
@@ -127,6 +129,17 @@ fn measure(relay: Relay, payload: usize, secs: u64) -> f64 {
                     pcap: pcap.clone(),
                 }))
                 .unwrap();
+            let p = Arc::new(p);
+            if relay == Relay::RudpProxyControl {
+                let listener = runtime
+                    .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+                    .unwrap();
+                runtime.spawn(rudp::proxy::control::serve(
+                    listener,
+                    p.clone(),
+                    std::future::pending(),
+                ));
+            }
             (p.local_addr(), Some((p, pcap.map(|(path, _)| path))))
         }
         Relay::PlainTokio => {
@@ -175,13 +188,18 @@ fn main() {
         "UDP relays, no impairment, {FLOWS} flows x {WINDOW} datagrams outstanding, {secs} s each"
     );
     println!(
-        "{:<14}{:>10}{:>22}",
+        "{:<18}{:>10}{:>22}",
         "relay", "payload", "datagrams/s forwarded"
     );
     for payload in [64, 1200] {
-        for relay in [Relay::RudpProxy, Relay::RudpProxyPcap, Relay::PlainTokio] {
+        for relay in [
+            Relay::RudpProxy,
+            Relay::RudpProxyPcap,
+            Relay::RudpProxyControl,
+            Relay::PlainTokio,
+        ] {
             let rate = measure(relay, payload, secs);
-            println!("{:<14}{:>10}{:>22.0}", format!("{relay:?}"), payload, rate);
+            println!("{:<18}{:>10}{:>22.0}", format!("{relay:?}"), payload, rate);
         }
     }
     println!("target: rudp proxy at least 150000 datagrams/s");
