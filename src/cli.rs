@@ -148,9 +148,15 @@ pub enum CtlCommand {
     Stats,
     /// Print every setting, by flag name without the dashes.
     Get,
-    /// Change settings: NAME=VALUE ... (e.g. loss=20% up-delay=50ms rate=none).
+    /// Change settings: NAME=VALUE ... or --NAME VALUE ... (e.g. loss=20%
+    /// up-delay=50ms rate=none, or --loss 20% --up-delay 50ms).
     Set {
-        #[arg(value_name = "NAME=VALUE", required = true)]
+        #[arg(
+            value_name = "SETTING",
+            required = true,
+            allow_hyphen_values = true,
+            trailing_var_arg = true
+        )]
         settings: Vec<String>,
     },
     /// Remove every impairment.
@@ -579,6 +585,32 @@ fn parse_control_addr(s: &str) -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
+/// `rudp proxy ctl ADDR set`'s words as (NAME, VALUE): `NAME=VALUE`,
+/// `--NAME=VALUE` or `--NAME VALUE`, mixed as the user likes.
+fn ctl_settings(words: &[String]) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    let mut words = words.iter();
+    while let Some(w) = words.next() {
+        let pair = match w.strip_prefix("--") {
+            Some(flag) => match flag.split_once('=') {
+                Some((n, v)) => (n.to_string(), v.to_string()),
+                None => {
+                    let v = words.next().ok_or(format!("{w} needs a value"))?;
+                    (flag.to_string(), v.clone())
+                }
+            },
+            None => {
+                let (n, v) = w
+                    .split_once('=')
+                    .ok_or(format!("'{w}' is not NAME=VALUE or --NAME VALUE"))?;
+                (n.to_string(), v.to_string())
+            }
+        };
+        out.push(pair);
+    }
+    Ok(out)
+}
+
 /// `rudp proxy ctl`: one request to a proxy's control API; prints the
 /// answer's JSON, or the proxy's error (exit 1).
 fn run_ctl(addr: SocketAddr, what: CtlCommand) -> i32 {
@@ -593,16 +625,16 @@ fn run_ctl(addr: SocketAddr, what: CtlCommand) -> i32 {
         CtlCommand::Get => agent.get(format!("{base}/impairments")).call(),
         CtlCommand::Clear => agent.delete(format!("{base}/impairments")).call(),
         CtlCommand::Set { settings } => {
-            let mut body = serde_json::Map::new();
-            for s in settings {
-                let Some((name, value)) = s.split_once('=') else {
-                    eprintln!("error: '{s}' is not NAME=VALUE");
+            let pairs = match ctl_settings(settings) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: {e}");
                     return 2;
-                };
-                body.insert(
-                    name.to_string(),
-                    serde_json::Value::String(value.to_string()),
-                );
+                }
+            };
+            let mut body = serde_json::Map::new();
+            for (name, value) in pairs {
+                body.insert(name, serde_json::Value::String(value));
             }
             agent
                 .post(format!("{base}/impairments"))

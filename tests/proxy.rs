@@ -420,6 +420,31 @@ async fn the_control_api_changes_the_link_while_traffic_flows() {
         "{}",
         out.stdout
     );
+    let out = rudp(
+        &[
+            "proxy",
+            "ctl",
+            &addr,
+            "set",
+            "--down-delay",
+            "30ms",
+            "--loss=0",
+        ],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stdout.contains(r#""down-delay": "30ms""#),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(r#""loss": 0.0"#),
+        "two-way name where both agree: {}",
+        out.stdout
+    );
     let out = rudp(&["proxy", "ctl", &addr, "set", "loss=2"], b"", LIMIT).await;
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(out.stderr.contains("0 to 1"), "{}", out.stderr);

@@ -213,7 +213,8 @@ pub const NONE: &str = "none";
 
 impl ImpairArgs {
     /// Every setting of both directions by its flag name (`up-loss`,
-    /// `down-delay`, ...): what `GET /impairments` answers. Probabilities,
+    /// `down-delay`, ...), and by its two-way name (`loss`) where the two
+    /// directions agree: what `GET /impairments` answers. Probabilities,
     /// rates (bytes per second), burst lengths and queues are numbers;
     /// durations and orders strings as the flags take them; blackouts a
     /// list; an absent rate or burst model `null`. Posted back as it is,
@@ -265,6 +266,15 @@ impl ImpairArgs {
                     ),
                 };
                 out.insert(format!("{prefix}{}", spec.name), v);
+            }
+        }
+        // The two-way name too, where both directions agree (`loss` as
+        // well as `up-loss` and `down-loss`), as the flags would set it.
+        for spec in SPECS {
+            let up = out.get(&format!("up-{}", spec.name));
+            if up.is_some() && up == out.get(&format!("down-{}", spec.name)) {
+                let v = up.cloned().unwrap_or(Value::Null);
+                out.insert(spec.name.to_string(), v);
             }
         }
         out
