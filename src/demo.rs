@@ -35,6 +35,16 @@ pub fn demo_link() -> ImpairConfig {
     }
 }
 
+/// A proxy in front of `upstream` with the demo's link both ways.
+async fn demo_proxy(upstream: std::net::SocketAddr, seed: u64) -> std::io::Result<Proxy> {
+    Proxy::start(ProxyConfig {
+        up: demo_link(),
+        down: demo_link(),
+        ..ProxyConfig::new(([127, 0, 0, 1], 0).into(), upstream, seed)
+    })
+    .await
+}
+
 /// The questions: all twelve months, then bad input.
 pub fn demo_questions() -> Vec<String> {
     let mut q: Vec<String> = (1..=12).map(|m| m.to_string()).collect();
@@ -81,18 +91,7 @@ async fn plain_udp(seed: u64, out: &mut impl Write) -> Result<PlainUdpTally, Err
             let _ = server.send_to(answer.as_bytes(), from).await;
         }
     });
-    let proxy = Proxy::start(ProxyConfig {
-        listen: ([127, 0, 0, 1], 0).into(),
-        upstream: server_addr,
-        up: demo_link(),
-        down: demo_link(),
-        seed,
-        mapping_idle: crate::proxy::MAPPING_IDLE,
-        max_clients: crate::proxy::MAX_CLIENTS,
-        schedule: Vec::new(),
-        pcap: None,
-    })
-    .await?;
+    let proxy = demo_proxy(server_addr, seed).await?;
     let _ = writeln!(
         out,
         "Part 1, the problem: plain UDP, one datagram per question and per answer, through a\n\
@@ -155,18 +154,7 @@ async fn rudp_part(seed: u64, out: &mut impl Write) -> Result<(bool, usize), Err
     let server_task = tokio::spawn(server::serve(server_ep.clone(), async move {
         let _ = stopped.await;
     }));
-    let proxy = Proxy::start(ProxyConfig {
-        listen: ([127, 0, 0, 1], 0).into(),
-        upstream: server_addr,
-        up: demo_link(),
-        down: demo_link(),
-        seed,
-        mapping_idle: crate::proxy::MAPPING_IDLE,
-        max_clients: crate::proxy::MAX_CLIENTS,
-        schedule: Vec::new(),
-        pcap: None,
-    })
-    .await?;
+    let proxy = demo_proxy(server_addr, seed).await?;
     let _ = writeln!(
         out,
         "Part 2, the fix: the same questions over rudp, through the identical link.\n"

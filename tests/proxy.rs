@@ -159,15 +159,9 @@ async fn mapping_proxy(
     max_clients: usize,
 ) -> rudp::proxy::Proxy {
     rudp::proxy::Proxy::start(rudp::proxy::ProxyConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        upstream,
-        up: Default::default(),
-        down: Default::default(),
-        seed: 1,
         mapping_idle,
         max_clients,
-        schedule: Vec::new(),
-        pcap: None,
+        ..rudp::proxy::ProxyConfig::new("127.0.0.1:0".parse().unwrap(), upstream, 1)
     })
     .await
     .unwrap()
@@ -260,17 +254,9 @@ async fn a_schedule_changes_the_link_while_it_runs() {
     let schedule =
         rudp::proxy::schedule::parse("# degrade, then recover\n400ms loss=100%\n1s clear\n")
             .unwrap();
-    let clean = rudp::proxy::ImpairArgs::new();
     let proxy = rudp::proxy::Proxy::start(rudp::proxy::ProxyConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        upstream,
-        up: clean.up,
-        down: clean.down,
-        seed: 1,
-        mapping_idle: rudp::proxy::MAPPING_IDLE,
-        max_clients: rudp::proxy::MAX_CLIENTS,
         schedule,
-        pcap: None,
+        ..rudp::proxy::ProxyConfig::new("127.0.0.1:0".parse().unwrap(), upstream, 1)
     })
     .await
     .unwrap();
@@ -479,15 +465,10 @@ async fn a_pcap_capture_holds_every_datagram_and_its_verdict() {
         let (link, path) = (link.clone(), dir.join(file));
         async move {
             rudp::proxy::Proxy::start(rudp::proxy::ProxyConfig {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                upstream,
                 up: link.clone(),
                 down: link,
-                seed: 3,
-                mapping_idle: rudp::proxy::MAPPING_IDLE,
-                max_clients: rudp::proxy::MAX_CLIENTS,
-                schedule: Vec::new(),
                 pcap: Some((path, limit)),
+                ..rudp::proxy::ProxyConfig::new("127.0.0.1:0".parse().unwrap(), upstream, 3)
             })
             .await
             .unwrap()
@@ -595,15 +576,10 @@ async fn tshark_decodes_a_proxy_capture_with_the_rudp_dissector() {
         ..Default::default()
     };
     let proxy = rudp::proxy::Proxy::start(rudp::proxy::ProxyConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        upstream: server.addr,
         up: link.clone(),
         down: link,
-        seed: 9,
-        mapping_idle: rudp::proxy::MAPPING_IDLE,
-        max_clients: rudp::proxy::MAX_CLIENTS,
-        schedule: Vec::new(),
         pcap: Some((file.clone(), 10_000_000)),
+        ..rudp::proxy::ProxyConfig::new("127.0.0.1:0".parse().unwrap(), server.addr, 9)
     })
     .await
     .unwrap();

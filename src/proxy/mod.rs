@@ -59,6 +59,26 @@ pub struct ProxyConfig {
     pub pcap: Option<(std::path::PathBuf, u64)>,
 }
 
+impl ProxyConfig {
+    /// A clean link from `listen` to `upstream` with the usual limits (no
+    /// impairment, no schedule, no capture); set the rest with struct
+    /// update syntax.
+    pub fn new(listen: SocketAddr, upstream: SocketAddr, seed: u64) -> Self {
+        let clean = ImpairArgs::new();
+        Self {
+            listen,
+            upstream,
+            up: clean.up,
+            down: clean.down,
+            seed,
+            mapping_idle: MAPPING_IDLE,
+            max_clients: MAX_CLIENTS,
+            schedule: Vec::new(),
+            pcap: None,
+        }
+    }
+}
+
 /// What the proxy did, per direction.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ProxyStats {
