@@ -244,21 +244,27 @@ async fn receive_inner(
     }
     sink.flush().await.map_err(write_err(&shown))?;
     drop(sink);
-    let place = match (&opts.output, partial.as_mut()) {
-        (Output::Stdout, _) | (_, None) => None,
-        (output, Some(p)) => {
+    // Where the file goes: a new name in a directory, or exactly a path
+    // (one the user named, or any with --force); nowhere for stdout.
+    let destination = match &opts.output {
+        Output::Dir(d) if !opts.force => Some(Destination::NewIn(d)),
+        Output::Dir(d) => Some(Destination::Exactly(d.join(&name))),
+        Output::File(f) => Some(Destination::Exactly(f.clone())),
+        Output::Stdout => None,
+    };
+    let place = match (destination, partial.as_mut()) {
+        (Some(destination), Some(p)) => {
             // Durable before visible: sync the data, then put it in place.
             let f = std::fs::File::open(&p.path).map_err(write_err(&p.path))?;
             f.sync_all().map_err(write_err(&p.path))?;
-            let placed = match output {
-                Output::Dir(d) if !opts.force => place_new(&p.path, d, &name)?,
-                Output::Dir(d) => rename_over(&p.path, &d.join(&name))?,
-                Output::File(f) => rename_over(&p.path, f)?,
-                Output::Stdout => unreachable!("matched above"),
+            let placed = match destination {
+                Destination::NewIn(d) => place_new(&p.path, d, &name)?,
+                Destination::Exactly(t) => rename_over(&p.path, &t)?,
             };
             p.committed = true;
             Some(placed)
         }
+        _ => None,
     };
     Ok(Report {
         name: place.map_or(name, |t| t.display().to_string()),
@@ -267,6 +273,14 @@ async fn receive_inner(
         sha256,
         stats: conn.stats(),
     })
+}
+
+/// Where a verified file is put.
+enum Destination<'a> {
+    /// In this directory, under a name not taken yet.
+    NewIn(&'a Path),
+    /// At exactly this path, replacing a file there.
+    Exactly(PathBuf),
 }
 
 /// Moves `tmp` to `target`, replacing whatever file is there.
