@@ -898,10 +898,7 @@ async fn run_recv(
 
 /// A size: bytes, or a number with a unit (`500MB`, `2GiB`, `1.5 TB`).
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    s.trim()
-        .parse::<bytesize::ByteSize>()
-        .map(|b| b.as_u64())
-        .map_err(|e| format!("'{s}' is not a size ({e}; for example 500MB or 2GiB)"))
+    crate::impair::parse_size(s).map_err(|e| e.0)
 }
 
 /// Starts `--trace`, if asked; false (after a message) if the file fails.

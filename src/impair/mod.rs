@@ -13,7 +13,7 @@
 
 mod spec;
 
-pub use spec::{parse_duration, parse_probability, parse_rate, Blackout, ParseError};
+pub use spec::{parse_duration, parse_probability, parse_rate, parse_size, Blackout, ParseError};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -80,6 +80,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, ParseError> {
     Ok(d)
 }
 
+/// A size in bytes: a plain number, or one with a unit (`500MB`, `2GiB`,
+/// `15kB`), parsed by `bytesize`.
+pub fn parse_size(s: &str) -> Result<u64, ParseError> {
+    s.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| {
+            ParseError(format!(
+                "'{s}' is not a size ({e}; for example 500MB or 2GiB)"
+            ))
+        })
+}
+
 /// A rate in bytes per second: `10mbit`, `500kbit`, `2MB/s`, `100kB/s`,
 /// or a plain number of bytes per second.
 pub fn parse_rate(s: &str) -> Result<u64, ParseError> {

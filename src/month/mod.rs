@@ -93,20 +93,13 @@ pub fn answer(request: &[u8]) -> Answer {
 
 /// Quotes user input for an error line: printable, one line, short.
 fn quote(text: &str) -> String {
-    let mut out = String::from("'");
-    for (i, c) in text.chars().enumerate() {
-        if i == 20 {
-            out.push_str("...");
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out.push('\'');
-    out
+    let head: String = text.chars().take(20).collect();
+    let more = if text.chars().nth(20).is_some() {
+        "..."
+    } else {
+        ""
+    };
+    format!("'{}{more}'", crate::text::printable(&head))
 }
 
 #[cfg(test)]

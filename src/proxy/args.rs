@@ -7,8 +7,8 @@
 //! every impairment cannot drift apart.
 
 use crate::impair::{
-    parse_duration, parse_probability, parse_rate, Blackout, DelayDistribution, ImpairConfig,
-    JitterOrder, Slots, DEFAULT_QUEUE,
+    parse_duration, parse_probability, parse_rate, parse_size, Blackout, DelayDistribution,
+    ImpairConfig, JitterOrder, Slots, DEFAULT_QUEUE,
 };
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 use std::time::Duration;
@@ -384,7 +384,7 @@ fn set(c: &mut ImpairConfig, spec: &Spec, value: &str) -> Result<(), String> {
             let limit = if value == NONE {
                 None
             } else {
-                Some(parse_size(value)?)
+                Some(parse_slot_limit(value)?)
             };
             if spec.kind == Kind::SlotPackets {
                 slot.packets = limit.map(|n| n.min(u64::from(u32::MAX)) as u32);
@@ -439,9 +439,9 @@ fn parse_slot(value: &str) -> Result<(Duration, Duration), String> {
 }
 
 /// A positive count or size for a slot (`4`, `15kB`).
-fn parse_size(value: &str) -> Result<u64, String> {
-    match value.trim().parse::<bytesize::ByteSize>() {
-        Ok(b) if b.as_u64() > 0 => Ok(b.as_u64()),
+fn parse_slot_limit(value: &str) -> Result<u64, String> {
+    match parse_size(value) {
+        Ok(n) if n > 0 => Ok(n),
         _ => Err(format!(
             "'{value}' is not a positive number (e.g. 4 or 15kB)"
         )),
@@ -466,7 +466,7 @@ fn arg(id: String, spec: &Spec, help: String) -> Arg {
         Kind::Correlation => a.value_parser(|s: &str| parse_probability(s).map_err(|e| e.0)),
         Kind::Distribution => a.value_parser(|s: &str| s.parse::<DelayDistribution>()),
         Kind::Slot => a.value_parser(parse_slot),
-        Kind::SlotPackets | Kind::SlotBytes => a.value_parser(parse_size),
+        Kind::SlotPackets | Kind::SlotBytes => a.value_parser(parse_slot_limit),
         Kind::BurstTime => a
             .value_parser(|s: &str| parse_duration(s).map_err(|e| e.0))
             .conflicts_with(counterpart),
