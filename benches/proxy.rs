@@ -7,8 +7,8 @@
 //! is two datagrams forwarded. Runs in `cargo bench --bench proxy`;
 //! `RUDP_BENCH_SECS` sets the measuring time (default 5).
 
-use rudp::impair::ImpairConfig;
-use rudp::proxy::{Proxy, ProxyConfig};
+use rudp_cli::proxy::{Proxy, ProxyConfig};
+use rudp_core::impair::ImpairConfig;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -123,8 +123,8 @@ fn measure(relay: Relay, payload: usize, secs: u64) -> f64 {
                     up: ImpairConfig::default(),
                     down: ImpairConfig::default(),
                     seed: 1,
-                    mapping_idle: rudp::proxy::MAPPING_IDLE,
-                    max_clients: rudp::proxy::MAX_CLIENTS,
+                    mapping_idle: rudp_cli::proxy::MAPPING_IDLE,
+                    max_clients: rudp_cli::proxy::MAX_CLIENTS,
                     schedule: Vec::new(),
                     pcap: pcap.clone(),
                 }))
@@ -134,7 +134,7 @@ fn measure(relay: Relay, payload: usize, secs: u64) -> f64 {
                 let listener = runtime
                     .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
                     .unwrap();
-                runtime.spawn(rudp::proxy::control::serve(
+                runtime.spawn(rudp_cli::proxy::control::serve(
                     listener,
                     p.clone(),
                     std::future::pending(),

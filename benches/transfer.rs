@@ -7,14 +7,12 @@
 //! (default 200), `RUDP_BENCH_ROUNDS` the echo count (default 10000).
 
 use bytes::Bytes;
-use rudp::endpoint::EndpointConfig;
 use rudp::Endpoint;
+use rudp_core::endpoint::EndpointConfig;
 use std::time::{Duration, Instant};
 
 async fn echo_server() -> std::net::SocketAddr {
-    let ep = Endpoint::server("127.0.0.1:0".parse().unwrap(), EndpointConfig::default())
-        .await
-        .unwrap();
+    let ep = Endpoint::server("127.0.0.1:0".parse().unwrap(), EndpointConfig::default()).unwrap();
     let addr = ep.local_addr();
     tokio::spawn(async move {
         while let Some(conn) = ep.accept().await {
@@ -55,7 +53,7 @@ fn main() {
         let addr = echo_server().await;
 
         // Bulk: `mb` MiB in 64 KiB messages, then wait for the last reply.
-        let ep = Endpoint::client(addr, EndpointConfig::default()).await.unwrap();
+        let ep = Endpoint::client(addr, EndpointConfig::default()).unwrap();
         let conn = ep.connect(addr).await.unwrap();
         let msg = Bytes::from(vec![0x5a; 64 * 1024]);
         let count = mb * 16;

@@ -1,15 +1,15 @@
 //! The `rudp` command line (docs/cli.md). `main.rs` only parses and calls
 //! [`run`]; everything here is library code the tests can reach.
 
-use crate::conn::congestion::Algorithm;
-use crate::endpoint::{EndpointConfig, RetryPolicy, RETRY_WHEN_PENDING};
-use crate::impair::parse_duration;
-use crate::io::Endpoint;
 use crate::month::client::{self, ClientExit, ClientOptions, Input};
 use crate::month::server;
 use crate::proxy::{format_stats, ImpairArgs, Proxy, ProxyConfig};
-use crate::psk::Psk;
+use crate::units::parse_duration;
 use clap::{Parser, Subcommand};
+use rudp::Endpoint;
+use rudp_core::conn::congestion::Algorithm;
+use rudp_core::endpoint::{EndpointConfig, RetryPolicy, RETRY_WHEN_PENDING};
+use rudp_core::psk::Psk;
 use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -55,18 +55,18 @@ pub enum TraceLevelArg {
     Metrics,
 }
 
-impl From<TraceLevelArg> for crate::io::TraceLevel {
+impl From<TraceLevelArg> for rudp::TraceLevel {
     fn from(a: TraceLevelArg) -> Self {
         match a {
-            TraceLevelArg::Packets => crate::io::TraceLevel::Packets,
-            TraceLevelArg::Metrics => crate::io::TraceLevel::Metrics,
+            TraceLevelArg::Packets => rudp::TraceLevel::Packets,
+            TraceLevelArg::Metrics => rudp::TraceLevel::Metrics,
         }
     }
 }
 
 impl ObserveArgs {
     /// `--trace` with its level, if asked.
-    pub fn trace_spec(&self) -> Option<(&std::path::Path, crate::io::TraceLevel)> {
+    pub fn trace_spec(&self) -> Option<(&std::path::Path, rudp::TraceLevel)> {
         Some((self.trace.as_deref()?, self.trace_level.into()))
     }
 }
@@ -88,15 +88,15 @@ pub struct ConnArgs {
 
 impl ConnArgs {
     /// The key, if one was given.
-    pub fn load(&self) -> Result<Option<Psk>, crate::psk::PskError> {
+    pub fn load(&self) -> Result<Option<Psk>, rudp_core::psk::PskError> {
         self.psk.as_deref().map(Psk::from_file).transpose()
     }
 
     /// The connection configuration these flags ask for, on top of `base`;
     /// `None` (after a message) if the key file cannot be used.
-    pub fn config(&self, base: crate::Config) -> Option<crate::Config> {
+    pub fn config(&self, base: rudp::Config) -> Option<rudp::Config> {
         let psk = self.load().map_err(|e| eprintln!("error: {e}")).ok()?;
-        Some(crate::Config {
+        Some(rudp::Config {
             psk,
             congestion: self.congestion,
             ..base
@@ -362,7 +362,7 @@ pub async fn run(cli: Cli) -> i32 {
             conn,
             observe,
         } => {
-            let Some(connection) = conn.config(crate::Config::default()) else {
+            let Some(connection) = conn.config(rudp::Config::default()) else {
                 return 1;
             };
             let config = EndpointConfig {
@@ -381,7 +381,7 @@ pub async fn run(cli: Cli) -> i32 {
             observe,
             months,
         } => {
-            let Some(connection) = conn.config(crate::Config::default()) else {
+            let Some(connection) = conn.config(rudp::Config::default()) else {
                 return ClientExit::Failed as i32;
             };
             let input = if months.is_empty() {
@@ -460,9 +460,9 @@ pub async fn run(cli: Cli) -> i32 {
             conn,
             observe,
         } => {
-            let base = crate::Config {
+            let base = rudp::Config {
                 idle_timeout: timeout,
-                ..crate::Config::default()
+                ..rudp::Config::default()
             };
             let Some(connection) = conn.config(base) else {
                 return 1;
@@ -502,7 +502,7 @@ pub async fn run(cli: Cli) -> i32 {
                     return 1;
                 }
             };
-            let Some(connection) = conn.config(crate::Config::default()) else {
+            let Some(connection) = conn.config(rudp::Config::default()) else {
                 return 1;
             };
             let config = EndpointConfig {
@@ -659,7 +659,7 @@ fn run_ctl(addr: SocketAddr, what: CtlCommand) -> i32 {
         let reason = json["error"].as_str().map_or(text.clone(), str::to_string);
         eprintln!(
             "error: the proxy refused ({status}): {}",
-            crate::text::printable(&reason)
+            rudp_core::text::printable(&reason)
         );
         1
     }
@@ -789,7 +789,7 @@ struct RecvServe {
 
 /// Application close code for a sender turned away because the receiver
 /// is serving `--max-transfers` already.
-const RECV_BUSY: u64 = 2;
+const RECV_BUSY: rudp::VarInt = rudp::VarInt::from_u32(2);
 
 /// Serves senders concurrently, up to `max_transfers` at once, so that one
 /// idle or slow peer never blocks another (issue #12 item 3). Without
@@ -814,7 +814,7 @@ async fn run_recv(
             );
         }
     }
-    let endpoint = match Endpoint::server(listen, config).await {
+    let endpoint = match Endpoint::server(listen, config) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: cannot listen on {listen}: {e}");
@@ -879,7 +879,7 @@ async fn run_recv(
                     break if serve.keep_open { 0 } else { 1 };
                 }
                 for conn in active.values() {
-                    conn.abort(1, "receiver interrupted");
+                    conn.abort(rudp::VarInt::from_u32(1), "receiver interrupted");
                 }
                 eprintln!("error: interrupted; nothing was kept of {} transfer(s) in progress", tasks.len());
                 break 1;
@@ -889,7 +889,7 @@ async fn run_recv(
     // Whatever is still running is cut; its partial file is removed as its
     // task unwinds.
     for conn in active.values() {
-        conn.abort(1, "receiver stopped");
+        conn.abort(rudp::VarInt::from_u32(1), "receiver stopped");
     }
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
@@ -898,14 +898,11 @@ async fn run_recv(
 
 /// A size: bytes, or a number with a unit (`500MB`, `2GiB`, `1.5 TB`).
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    crate::impair::parse_size(s).map_err(|e| e.0)
+    crate::units::parse_size(s).map_err(|e| e.0)
 }
 
 /// Starts `--trace`, if asked; false (after a message) if the file fails.
-fn start_trace(
-    endpoint: &Endpoint,
-    spec: Option<(&std::path::Path, crate::io::TraceLevel)>,
-) -> bool {
+fn start_trace(endpoint: &Endpoint, spec: Option<(&std::path::Path, rudp::TraceLevel)>) -> bool {
     let Some((path, level)) = spec else {
         return true;
     };
@@ -919,7 +916,7 @@ fn start_trace(
 }
 
 async fn run_server(listen: SocketAddr, config: EndpointConfig, observe: ObserveArgs) -> i32 {
-    let endpoint = match Endpoint::server(listen, config).await {
+    let endpoint = match Endpoint::server(listen, config) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: cannot listen on {listen}: {e}");

@@ -13,12 +13,12 @@
 //! Then one line compares the two. The exit status is rudp's: 0 when every
 //! rudp answer was right.
 
-use crate::endpoint::EndpointConfig;
-use crate::impair::ImpairConfig;
-use crate::io::{Endpoint, Error};
 use crate::month::{self, server};
 use crate::proxy::{format_stats, Proxy, ProxyConfig};
 use bytes::Bytes;
+use rudp::{Endpoint, Error};
+use rudp_core::endpoint::EndpointConfig;
+use rudp_core::impair::ImpairConfig;
 use std::io::Write;
 use std::time::Duration;
 
@@ -109,7 +109,7 @@ async fn plain_udp(seed: u64, out: &mut impl Write) -> Result<PlainUdpTally, Err
         let expected = month::answer(q.as_bytes()).to_message();
         let line = match tokio::time::timeout(PLAIN_UDP_WAIT, client.recv_from(&mut buf)).await {
             Ok(Ok((n, _))) => {
-                let answer = crate::text::printable_bytes(&buf[..n]);
+                let answer = rudp_core::text::printable_bytes(&buf[..n]);
                 let ms = asked.elapsed().as_secs_f64() * 1000.0;
                 if answer == expected {
                     tally.right += 1;
@@ -148,7 +148,7 @@ async fn plain_udp(seed: u64, out: &mut impl Write) -> Result<PlainUdpTally, Err
 /// Part 2: the same questions over rudp through the identical link.
 /// Returns whether every answer was right, and how many were.
 async fn rudp_part(seed: u64, out: &mut impl Write) -> Result<(bool, usize), Error> {
-    let server_ep = Endpoint::server(([127, 0, 0, 1], 0).into(), EndpointConfig::default()).await?;
+    let server_ep = Endpoint::server(([127, 0, 0, 1], 0).into(), EndpointConfig::default())?;
     let server_addr = server_ep.local_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server_task = tokio::spawn(server::serve(server_ep.clone(), async move {
@@ -166,7 +166,7 @@ async fn rudp_part(seed: u64, out: &mut impl Write) -> Result<(bool, usize), Err
         proxy.local_addr()
     );
 
-    let client_ep = Endpoint::client(proxy.local_addr(), EndpointConfig::default()).await?;
+    let client_ep = Endpoint::client(proxy.local_addr(), EndpointConfig::default())?;
     let conn = client_ep.connect(proxy.local_addr()).await?;
     let greeting = conn.recv().await?.unwrap_or_default();
     let _ = writeln!(out, "server: {}\n", String::from_utf8_lossy(&greeting));

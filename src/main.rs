@@ -1,7 +1,7 @@
 //! The `rudp` binary: parse the command line, set up logging, run.
 
 use clap::Parser;
-use rudp::cli::{self, Cli};
+use rudp_cli::cli::{self, Cli};
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 

@@ -80,6 +80,18 @@ fn default_permissions() -> Option<std::fs::Permissions> {
     None
 }
 
+/// A line of advice in the command line's terms for an error the library
+/// words without them (the library does not know its settings came from
+/// `--psk`).
+pub fn hint(e: &rudp::Error) -> Option<&'static str> {
+    match e {
+        rudp::Error::NoAnswerKeyed { .. } => {
+            Some("hint: the client and server need the same --psk key file, or none")
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

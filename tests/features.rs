@@ -3,11 +3,11 @@
 //! memory with back-pressure, and large messages under loss.
 
 use bytes::Bytes;
-use rudp::conn::{Event, SendError};
-use rudp::endpoint::{ConnectionHandle, EndpointConfig, EndpointEvent};
-use rudp::impair::{Blackout, ImpairConfig};
-use rudp::sim::Sim;
-use rudp::{Config, ConnectionError};
+use rudp_core::conn::{Event, SendError};
+use rudp_core::endpoint::{ConnectionHandle, EndpointConfig, EndpointEvent};
+use rudp_core::impair::{Blackout, ImpairConfig};
+use rudp_core::sim::Sim;
+use rudp_core::{Config, ConnectionError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -185,19 +185,27 @@ fn abort_reports_the_code_and_reason_to_the_peer() {
     let now = p.sim.now();
     p.sim
         .client
-        .with_connection(p.c, |x| x.abort(now, 7, "changed my mind"))
+        .with_connection(p.c, |x| {
+            x.abort(
+                now,
+                rudp_core::error::VarInt::from_u32(7),
+                "changed my mind",
+            )
+        })
         .unwrap();
     p.run_until(Duration::from_secs(5), |p| p.server_outcome.is_some());
     assert_eq!(
         p.server_outcome,
         Some(Err(ConnectionError::PeerAborted {
-            code: 7,
+            code: rudp_core::error::VarInt::from_u32(7),
             reason: "changed my mind".into()
         }))
     );
     assert_eq!(
         p.client_outcome,
-        Some(Err(ConnectionError::LocallyAborted { code: 7 }))
+        Some(Err(ConnectionError::LocallyAborted {
+            code: rudp_core::error::VarInt::from_u32(7)
+        }))
     );
     // Both ends are removed after closing/draining.
     p.run_until(Duration::from_secs(5), |_| false);

@@ -9,7 +9,7 @@ mod common;
 
 use common::{forged_initial, template_initial, MONTHS};
 use rand::{Rng, RngCore, SeedableRng};
-use rudp::month::client::{self, ClientExit, ClientOptions, Input};
+use rudp_cli::month::client::{self, ClientExit, ClientOptions, Input};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -199,7 +199,7 @@ async fn flood_of_forged_handshakes_and_garbage_while_clients_work() {
     let without_token = n("connections_accepted") - n("accepted_with_token");
     let legit_sessions = u64::from(sessions) + 1;
     assert!(
-        without_token <= rudp::endpoint::RETRY_WHEN_PENDING as u64 + legit_sessions,
+        without_token <= rudp_core::endpoint::RETRY_WHEN_PENDING as u64 + legit_sessions,
         "{without_token} connections without a token"
     );
     assert!(n("retries_sent") > 0, "the server sent RETRYs under load");

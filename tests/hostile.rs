@@ -6,16 +6,16 @@ mod common;
 
 use bytes::Bytes;
 use common::{forged_initial, replies, template_initial, token_of};
-use rudp::config::Config;
-use rudp::conn::Event;
-use rudp::endpoint::{ConnectionHandle, Endpoint, EndpointConfig, EndpointEvent, RetryPolicy};
-use rudp::error::{ConnectionError, TransportCode};
-use rudp::impair::ImpairConfig;
-use rudp::psk::Psk;
-use rudp::sim::Sim;
-use rudp::wire::frame::decode_all;
-use rudp::wire::packet::{append_checksum, decode};
-use rudp::wire::{
+use rudp_core::config::Config;
+use rudp_core::conn::Event;
+use rudp_core::endpoint::{ConnectionHandle, Endpoint, EndpointConfig, EndpointEvent, RetryPolicy};
+use rudp_core::error::{ConnectionError, TransportCode};
+use rudp_core::impair::ImpairConfig;
+use rudp_core::psk::Psk;
+use rudp_core::sim::Sim;
+use rudp_core::wire::frame::decode_all;
+use rudp_core::wire::packet::{append_checksum, decode};
+use rudp_core::wire::{
     ConnectionId, Datagram, Frame, HandshakeParams, Header, PacketType, Protection, StreamFrame,
 };
 use std::net::SocketAddr;
@@ -203,7 +203,7 @@ fn closing_state_cannot_amplify_towards_a_spoofed_address() {
         EndpointConfig::default().retry,
         RetryPolicy::Always,
     ] {
-        let mut server = Endpoint::new(server_cfg(retry), 9);
+        let mut server = Endpoint::new(server_cfg(retry), rudp_core::sim::seed_bytes(9));
         let mut now = Instant::now();
         let (mut received, mut sent) = (0usize, 0usize);
         let first = initial(42, 1, Some(bad), 1200);
@@ -242,7 +242,9 @@ fn closing_replies_are_rate_limited() {
     let (mut sim, c, s) = established(EndpointConfig::default(), server_cfg(RetryPolicy::Never));
     let now = sim.now();
     sim.server
-        .with_connection(s, |x| x.abort(now, 7, "go away"))
+        .with_connection(s, |x| {
+            x.abort(now, rudp_core::error::VarInt::from_u32(7), "go away")
+        })
         .unwrap();
     let _ = drain(&mut sim.server, now);
     let from = sim.client_addr();
@@ -266,7 +268,10 @@ fn closing_replies_are_rate_limited() {
 #[test]
 fn a_spoofed_initial_never_reaches_the_application() {
     let template = template_initial();
-    let mut server = Endpoint::new(server_cfg(RetryPolicy::Never), 4);
+    let mut server = Endpoint::new(
+        server_cfg(RetryPolicy::Never),
+        rudp_core::sim::seed_bytes(4),
+    );
     let t0 = Instant::now();
     let spoofed: SocketAddr = "127.0.0.7:4000".parse().unwrap();
     server.handle_datagram(t0, spoofed, &forged_initial(&template, 99, None));
@@ -308,12 +313,12 @@ fn a_replayed_sealed_initial_never_reaches_the_application() {
         retry: RetryPolicy::Never,
         ..EndpointConfig::default()
     };
-    let mut client = Endpoint::new(keyed(false), 1);
+    let mut client = Endpoint::new(keyed(false), rudp_core::sim::seed_bytes(1));
     let t0 = Instant::now();
     client.connect(t0, "127.0.0.1:9".parse().unwrap());
     let mut recorded = Vec::new();
     client.poll_transmit(t0, &mut recorded).expect("an INITIAL");
-    let mut server = Endpoint::new(keyed(true), 2);
+    let mut server = Endpoint::new(keyed(true), rudp_core::sim::seed_bytes(2));
     let replayer: SocketAddr = "127.0.0.66:6666".parse().unwrap();
     server.handle_datagram(t0, replayer, &recorded);
     assert_eq!(
@@ -389,7 +394,7 @@ fn a_peer_that_never_acknowledges_is_bounded_and_timed_out() {
     );
     assert!(after <= Duration::from_secs(35), "{after:?}");
     assert!(
-        peak <= rudp::conn::sent::MAX_ACK_ONLY_TRACKED as u64 + 64,
+        peak <= rudp_core::conn::sent::MAX_ACK_ONLY_TRACKED as u64 + 64,
         "{peak}"
     );
 }
@@ -403,7 +408,10 @@ fn a_peer_that_never_acknowledges_is_bounded_and_timed_out() {
 #[test]
 fn one_address_cannot_take_the_pending_handshake_budget() {
     let template = template_initial();
-    let mut server = Endpoint::new(server_cfg(EndpointConfig::default().retry), 6);
+    let mut server = Endpoint::new(
+        server_cfg(EndpointConfig::default().retry),
+        rudp_core::sim::seed_bytes(6),
+    );
     let now = Instant::now();
     for i in 0..4096u64 {
         let from = SocketAddr::from(([127, 0, 0, 1], 2000 + i as u16));
@@ -503,7 +511,10 @@ fn a_flow_blocked_sender_does_not_storm() {
 /// nothing.
 #[test]
 fn an_initial_without_handshake_or_with_data_opens_nothing() {
-    let mut server = Endpoint::new(server_cfg(RetryPolicy::Never), 8);
+    let mut server = Endpoint::new(
+        server_cfg(RetryPolicy::Never),
+        rudp_core::sim::seed_bytes(8),
+    );
     let now = Instant::now();
     let from: SocketAddr = "127.0.0.1:5555".parse().unwrap();
     server.handle_datagram(now, from, &initial(5, 1, None, 1200));
@@ -544,8 +555,11 @@ fn an_initial_without_handshake_or_with_data_opens_nothing() {
 /// client reports INVALID_PARAMETERS instead of timing out.
 #[test]
 fn a_handshake_closed_by_the_server_is_reported_by_the_client() {
-    let mut client = Endpoint::new(EndpointConfig::default(), 1);
-    let mut server = Endpoint::new(server_cfg(RetryPolicy::Never), 2);
+    let mut client = Endpoint::new(EndpointConfig::default(), rudp_core::sim::seed_bytes(1));
+    let mut server = Endpoint::new(
+        server_cfg(RetryPolicy::Never),
+        rudp_core::sim::seed_bytes(2),
+    );
     let now = Instant::now();
     let server_addr: SocketAddr = "127.0.0.1:4433".parse().unwrap();
     let client_addr: SocketAddr = "127.0.0.1:5544".parse().unwrap();

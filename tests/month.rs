@@ -5,10 +5,10 @@ mod common;
 
 use common::{proxy, rudp, Server, MONTHS};
 use rand::{Rng, SeedableRng};
-use rudp::endpoint::EndpointConfig;
-use rudp::impair::ImpairConfig;
-use rudp::month::client::{self, ClientExit, ClientOptions, Input};
 use rudp::Endpoint;
+use rudp_cli::month::client::{self, ClientExit, ClientOptions, Input};
+use rudp_core::endpoint::EndpointConfig;
+use rudp_core::impair::ImpairConfig;
 use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -429,9 +429,7 @@ async fn max_connections_refuses_clearly_and_closed_connections_free_their_place
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The one allowed connection, held open.
     let sock: std::net::SocketAddr = addr.parse().unwrap();
-    let ep = rudp::Endpoint::client(sock, Default::default())
-        .await
-        .unwrap();
+    let ep = rudp::Endpoint::client(sock, Default::default()).unwrap();
     let held = ep
         .connect(sock)
         .await
@@ -511,7 +509,7 @@ async fn pre_shared_key_and_retry_from_the_command_line() {
     )
     .await;
     assert_eq!(out.code, Some(1), "{out:?}");
-    assert!(out.stderr.contains("same --psk key"), "{}", out.stderr);
+    assert!(out.stderr.contains("same --psk key file"), "{}", out.stderr);
 
     let out = rudp(
         &["client", "--server", &addr, "--psk", short, "3"],
@@ -535,9 +533,7 @@ async fn pre_shared_key_and_retry_from_the_command_line() {
 async fn the_server_keeps_totals_not_a_record_per_session() {
     async fn serve_sessions(n: usize) -> (usize, usize) {
         let server = Server::start().await;
-        let endpoint = Endpoint::client(server.addr, EndpointConfig::default())
-            .await
-            .unwrap();
+        let endpoint = Endpoint::client(server.addr, EndpointConfig::default()).unwrap();
         for _ in 0..n {
             let conn = endpoint.connect(server.addr).await.unwrap();
             let _greeting = conn.recv().await.unwrap();
@@ -565,9 +561,8 @@ async fn the_server_keeps_totals_not_a_record_per_session() {
 /// one line per request, with control characters escaped.
 #[tokio::test]
 async fn a_hostile_server_cannot_forge_lines_or_reach_the_terminal() {
-    let server = Endpoint::server("127.0.0.1:0".parse().unwrap(), EndpointConfig::default())
-        .await
-        .unwrap();
+    let server =
+        Endpoint::server("127.0.0.1:0".parse().unwrap(), EndpointConfig::default()).unwrap();
     let addr = server.local_addr();
     let task = tokio::spawn(async move {
         let conn = server.accept().await.unwrap();

@@ -157,11 +157,11 @@ async fn mapping_proxy(
     upstream: std::net::SocketAddr,
     mapping_idle: Duration,
     max_clients: usize,
-) -> rudp::proxy::Proxy {
-    rudp::proxy::Proxy::start(rudp::proxy::ProxyConfig {
+) -> rudp_cli::proxy::Proxy {
+    rudp_cli::proxy::Proxy::start(rudp_cli::proxy::ProxyConfig {
         mapping_idle,
         max_clients,
-        ..rudp::proxy::ProxyConfig::new("127.0.0.1:0".parse().unwrap(), upstream, 1)
+        ..rudp_cli::proxy::ProxyConfig::new("127.0.0.1:0".parse().unwrap(), upstream, 1)
     })
     .await
     .unwrap()
@@ -184,7 +184,7 @@ async fn idle_client_mappings_expire_and_reopen() {
     let proxy = mapping_proxy(
         upstream,
         Duration::from_millis(200),
-        rudp::proxy::MAX_CLIENTS,
+        rudp_cli::proxy::MAX_CLIENTS,
     )
     .await;
     let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -212,7 +212,7 @@ async fn idle_client_mappings_expire_and_reopen() {
 #[tokio::test]
 async fn the_proxy_relays_only_the_server_and_caps_its_clients() {
     let upstream = port_echo_server();
-    let proxy = mapping_proxy(upstream, rudp::proxy::MAPPING_IDLE, 3).await;
+    let proxy = mapping_proxy(upstream, rudp_cli::proxy::MAPPING_IDLE, 3).await;
     let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let upstream_port = ask(&client, proxy.local_addr()).await;
 
@@ -252,11 +252,11 @@ async fn the_proxy_relays_only_the_server_and_caps_its_clients() {
 async fn a_schedule_changes_the_link_while_it_runs() {
     let upstream = port_echo_server();
     let schedule =
-        rudp::proxy::schedule::parse("# degrade, then recover\n400ms loss=100%\n1s clear\n")
+        rudp_cli::proxy::schedule::parse("# degrade, then recover\n400ms loss=100%\n1s clear\n")
             .unwrap();
-    let proxy = rudp::proxy::Proxy::start(rudp::proxy::ProxyConfig {
+    let proxy = rudp_cli::proxy::Proxy::start(rudp_cli::proxy::ProxyConfig {
         schedule,
-        ..rudp::proxy::ProxyConfig::new("127.0.0.1:0".parse().unwrap(), upstream, 1)
+        ..rudp_cli::proxy::ProxyConfig::new("127.0.0.1:0".parse().unwrap(), upstream, 1)
     })
     .await
     .unwrap();
@@ -314,11 +314,12 @@ async fn a_bad_schedule_is_refused_with_its_line() {
 #[tokio::test]
 async fn the_control_api_changes_the_link_while_traffic_flows() {
     let upstream = port_echo_server();
-    let proxy = std::sync::Arc::new(mapping_proxy(upstream, rudp::proxy::MAPPING_IDLE, 10).await);
+    let proxy =
+        std::sync::Arc::new(mapping_proxy(upstream, rudp_cli::proxy::MAPPING_IDLE, 10).await);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let control = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(rudp::proxy::control::serve(
+    let server = tokio::spawn(rudp_cli::proxy::control::serve(
         listener,
         proxy.clone(),
         async {
@@ -454,21 +455,21 @@ async fn a_pcap_capture_holds_every_datagram_and_its_verdict() {
     let dir = std::env::temp_dir().join(format!("rudp-pcap-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let upstream = port_echo_server();
-    let link = rudp::impair::ImpairConfig {
+    let link = rudp_core::impair::ImpairConfig {
         loss: 0.2,
         duplicate: 0.2,
         corrupt: 0.2,
-        queue: rudp::impair::DEFAULT_QUEUE,
+        queue: rudp_core::impair::DEFAULT_QUEUE,
         ..Default::default()
     };
     let start = |file: &'static str, limit: u64| {
         let (link, path) = (link.clone(), dir.join(file));
         async move {
-            rudp::proxy::Proxy::start(rudp::proxy::ProxyConfig {
+            rudp_cli::proxy::Proxy::start(rudp_cli::proxy::ProxyConfig {
                 up: link.clone(),
                 down: link,
                 pcap: Some((path, limit)),
-                ..rudp::proxy::ProxyConfig::new("127.0.0.1:0".parse().unwrap(), upstream, 3)
+                ..rudp_cli::proxy::ProxyConfig::new("127.0.0.1:0".parse().unwrap(), upstream, 3)
             })
             .await
             .unwrap()
@@ -570,16 +571,16 @@ async fn tshark_decodes_a_proxy_capture_with_the_rudp_dissector() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("session.pcapng");
     let server = Server::start().await;
-    let link = rudp::impair::ImpairConfig {
+    let link = rudp_core::impair::ImpairConfig {
         loss: 0.2,
-        queue: rudp::impair::DEFAULT_QUEUE,
+        queue: rudp_core::impair::DEFAULT_QUEUE,
         ..Default::default()
     };
-    let proxy = rudp::proxy::Proxy::start(rudp::proxy::ProxyConfig {
+    let proxy = rudp_cli::proxy::Proxy::start(rudp_cli::proxy::ProxyConfig {
         up: link.clone(),
         down: link,
         pcap: Some((file.clone(), 10_000_000)),
-        ..rudp::proxy::ProxyConfig::new("127.0.0.1:0".parse().unwrap(), server.addr, 9)
+        ..rudp_cli::proxy::ProxyConfig::new("127.0.0.1:0".parse().unwrap(), server.addr, 9)
     })
     .await
     .unwrap();

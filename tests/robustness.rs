@@ -9,12 +9,12 @@
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use rudp::conn::Event;
-use rudp::endpoint::{ConnectionHandle, EndpointConfig, EndpointEvent};
-use rudp::impair::ImpairConfig;
-use rudp::sim::Sim;
-use rudp::wire::packet::append_checksum;
-use rudp::wire::{
+use rudp_core::conn::Event;
+use rudp_core::endpoint::{ConnectionHandle, EndpointConfig, EndpointEvent};
+use rudp_core::impair::ImpairConfig;
+use rudp_core::sim::Sim;
+use rudp_core::wire::packet::append_checksum;
+use rudp_core::wire::{
     varint, AckFrame, CloseFrame, CloseKind, ConnectionId, Frame, HandshakeParams, Header,
     PacketType, Protection, StreamFrame,
 };
@@ -391,7 +391,7 @@ fn every_bit_flip_of_a_real_packet_is_dropped() {
 /// however long it keeps probing.
 #[test]
 fn an_unvalidated_address_gets_at_most_three_times_its_bytes() {
-    use rudp::sim::Direction;
+    use rudp_core::sim::Direction;
     use std::cell::Cell;
     use std::rc::Rc;
     let server_cfg = EndpointConfig {

@@ -6,16 +6,16 @@ mod common;
 use common::{close_of, forged_initial, replies, template_initial, token_of};
 
 use bytes::Bytes;
-use rudp::config::Config;
-use rudp::conn::Event;
-use rudp::endpoint::{ConnectionHandle, Endpoint, EndpointConfig, EndpointEvent, RetryPolicy};
-use rudp::error::{ConnectionError, TransportCode};
-use rudp::impair::ImpairConfig;
-use rudp::psk::Psk;
-use rudp::sim::{Direction, Sim};
-use rudp::wire::frame::decode_all;
-use rudp::wire::packet::{append_checksum, decode};
-use rudp::wire::{Datagram, Frame, Header, PacketType, Protection};
+use rudp_core::config::Config;
+use rudp_core::conn::Event;
+use rudp_core::endpoint::{ConnectionHandle, Endpoint, EndpointConfig, EndpointEvent, RetryPolicy};
+use rudp_core::error::{ConnectionError, TransportCode};
+use rudp_core::impair::ImpairConfig;
+use rudp_core::psk::Psk;
+use rudp_core::sim::{Direction, Sim};
+use rudp_core::wire::frame::decode_all;
+use rudp_core::wire::packet::{append_checksum, decode};
+use rudp_core::wire::{Datagram, Frame, Header, PacketType, Protection};
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -246,7 +246,10 @@ fn an_altered_sealed_packet_is_rejected() {
 #[test]
 fn tokens_are_checked_for_address_cid_and_age() {
     let template = template_initial();
-    let mut server = Endpoint::new(server_cfg(None, RetryPolicy::Always), 3);
+    let mut server = Endpoint::new(
+        server_cfg(None, RetryPolicy::Always),
+        rudp_core::sim::seed_bytes(3),
+    );
     let t0 = Instant::now();
     let alice: SocketAddr = "127.0.0.1:5000".parse().unwrap();
     let mallory: SocketAddr = "127.0.0.1:6000".parse().unwrap();
@@ -289,7 +292,10 @@ fn tokens_are_checked_for_address_cid_and_age() {
 #[test]
 fn a_flood_of_forged_initials_creates_bounded_state() {
     let template = template_initial();
-    let mut server = Endpoint::new(server_cfg(None, EndpointConfig::default().retry), 5);
+    let mut server = Endpoint::new(
+        server_cfg(None, EndpointConfig::default().retry),
+        rudp_core::sim::seed_bytes(5),
+    );
     let now = Instant::now();
     let flood = 100_000u64;
     let (mut received, mut sent) = (0usize, 0usize);
@@ -316,7 +322,7 @@ fn a_flood_of_forged_initials_creates_bounded_state() {
         server.connection_count(),
         st.retries_sent
     );
-    let busy = rudp::endpoint::RETRY_WHEN_PENDING;
+    let busy = rudp_core::endpoint::RETRY_WHEN_PENDING;
     assert_eq!(server.connection_count(), busy);
     assert_eq!(server.pending_handshakes(), busy);
     assert_eq!(st.connections_accepted, busy as u64);
@@ -387,10 +393,10 @@ fn replayed_and_out_of_window_packets_change_nothing() {
         protection: Protection::Clear,
         dcid: conn.local_cid(),
         scid: None,
-        pn: largest + rudp::conn::PN_WINDOW + 1,
+        pn: largest + rudp_core::conn::PN_WINDOW + 1,
     }
     .encode(&mut forged);
-    Frame::Stream(rudp::wire::StreamFrame {
+    Frame::Stream(rudp_core::wire::StreamFrame {
         offset: 100,
         data: b"\x06forged",
         fin: false,
@@ -427,7 +433,7 @@ fn replayed_and_out_of_window_packets_change_nothing() {
 fn packet_numbers_start_at_random_offsets() {
     let firsts: Vec<u64> = (0..4)
         .map(|seed| {
-            let mut client = Endpoint::new(client_cfg(None), seed);
+            let mut client = Endpoint::new(client_cfg(None), rudp_core::sim::seed_bytes(seed));
             let now = Instant::now();
             client.connect(now, "127.0.0.1:9".parse().unwrap());
             let mut buf = Vec::new();
@@ -438,7 +444,9 @@ fn packet_numbers_start_at_random_offsets() {
             }
         })
         .collect();
-    assert!(firsts.iter().all(|&pn| pn < rudp::conn::FIRST_PN_RANGE));
+    assert!(firsts
+        .iter()
+        .all(|&pn| pn < rudp_core::conn::FIRST_PN_RANGE));
     let mut unique = firsts.clone();
     unique.sort();
     unique.dedup();

@@ -17,13 +17,13 @@
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rudp::conn::congestion::Algorithm;
-use rudp::conn::{Event, SendError};
-use rudp::endpoint::{ConnectionHandle, EndpointConfig, EndpointEvent, RetryPolicy};
-use rudp::impair::{Blackout, ImpairConfig};
-use rudp::psk::Psk;
-use rudp::sim::{Direction, Sim};
-use rudp::{Config, ConnectionError};
+use rudp_core::conn::congestion::Algorithm;
+use rudp_core::conn::{Event, SendError};
+use rudp_core::endpoint::{ConnectionHandle, EndpointConfig, EndpointEvent, RetryPolicy};
+use rudp_core::impair::{Blackout, ImpairConfig};
+use rudp_core::psk::Psk;
+use rudp_core::sim::{Direction, Sim};
+use rudp_core::{Config, ConnectionError};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,7 +57,7 @@ impl App {
     }
 
     /// Reacts to the endpoint's events and moves messages in and out.
-    fn pump(&mut self, ep: &mut rudp::endpoint::Endpoint) {
+    fn pump(&mut self, ep: &mut rudp_core::endpoint::Endpoint) {
         while let Some(ev) = ep.poll_event() {
             match ev {
                 EndpointEvent::Incoming(h) => {

@@ -6,10 +6,10 @@ mod common;
 use bytes::Bytes;
 use common::{free_port, rudp};
 use rand::{RngCore, SeedableRng};
-use rudp::endpoint::EndpointConfig;
-use rudp::impair::ImpairConfig;
-use rudp::transfer::{Offer, Trailer, FORMAT_VERSION};
 use rudp::Endpoint;
+use rudp_cli::transfer::{Offer, Trailer, FORMAT_VERSION};
+use rudp_core::endpoint::EndpointConfig;
+use rudp_core::impair::ImpairConfig;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -204,9 +204,7 @@ async fn content_that_fails_verification_is_not_kept() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     // A sender that lies about the hash.
     let addr = listen.parse().unwrap();
-    let ep = Endpoint::client(addr, EndpointConfig::default())
-        .await
-        .unwrap();
+    let ep = Endpoint::client(addr, EndpointConfig::default()).unwrap();
     let conn = ep.connect(addr).await.unwrap();
     let offer = Offer {
         version: FORMAT_VERSION,
@@ -581,9 +579,7 @@ async fn an_idle_peer_does_not_block_the_real_sender() {
     ]);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let addr = listen.parse().unwrap();
-    let idle = Endpoint::client(addr, EndpointConfig::default())
-        .await
-        .unwrap();
+    let idle = Endpoint::client(addr, EndpointConfig::default()).unwrap();
     let _idle_conn = idle.connect(addr).await.unwrap();
     let src = dir.join("real.bin");
     let data = random_file(&src, 200_000, 5);

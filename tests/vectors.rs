@@ -6,10 +6,10 @@
 //! `RUDP_PRINT_VECTORS=1 cargo test --test vectors -- --nocapture` prints
 //! the encoder's hex, for writing the document.
 
-use rudp::psk::Psk;
-use rudp::wire::frame::decode_all;
-use rudp::wire::packet::{append_checksum, decode};
-use rudp::wire::{
+use rudp_core::psk::Psk;
+use rudp_core::wire::frame::decode_all;
+use rudp_core::wire::packet::{append_checksum, decode};
+use rudp_core::wire::{
     AckFrame, CloseFrame, CloseKind, ConnectionId, Datagram, Frame, HandshakeParams, Header,
     PacketType, Protection, StreamFrame, VersionNegotiation,
 };

@@ -255,7 +255,7 @@ async fn with_client<T>(
     seed: u64,
     limit: Duration,
     work: impl AsyncFnOnce(&mut peers::Client) -> Result<T, BoxError>,
-) -> Result<(T, Option<rudp::conn::Stats>, &'static str), String> {
+) -> Result<(T, Option<rudp_core::conn::Stats>, &'static str), String> {
     let server = peers::server(peer).await.map_err(|e| e.to_string())?;
     let path = link::path(link, peer, server.addr, seed).await?;
     let via = path.via;
@@ -439,9 +439,9 @@ async fn month_latency(link: Link, rounds: usize, seed: u64) -> Result<Summary, 
     let any = "127.0.0.1:0".parse().map_err(|_| "address")?;
     let (addr, server) = peers::server_runtime()
         .spawn(async move {
-            let ep = rudp::Endpoint::server(any, peers::rudp_config()).await?;
+            let ep = rudp::Endpoint::server(any, peers::rudp_config())?;
             let addr = ep.local_addr();
-            let task = tokio::spawn(rudp::month::server::serve(ep, std::future::pending()));
+            let task = tokio::spawn(rudp_cli::month::server::serve(ep, std::future::pending()));
             Ok::<_, rudp::Error>((addr, task))
         })
         .await
@@ -449,7 +449,7 @@ async fn month_latency(link: Link, rounds: usize, seed: u64) -> Result<Summary, 
         .map_err(|e| e.to_string())?;
     let path = link::path(link, Peer::Rudp, addr, seed).await?;
     let run = async {
-        let ep = rudp::Endpoint::client(path.addr, peers::rudp_config()).await?;
+        let ep = rudp::Endpoint::client(path.addr, peers::rudp_config())?;
         let conn = ep.connect(path.addr).await?;
         conn.recv().await?; // greeting
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -465,7 +465,7 @@ async fn month_latency(link: Link, rounds: usize, seed: u64) -> Result<Summary, 
                 other => return Err(format!("unexpected answer {other:?}").into()),
             }
         }
-        conn.abort(0, "done");
+        conn.abort(rudp::VarInt::from_u32(0), "done");
         Ok::<_, BoxError>(rtts)
     };
     let r = tokio::time::timeout(Duration::from_secs(90), run).await;

@@ -42,7 +42,7 @@ impl Peer {
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The congestion controller rudp runs with (`--congestion`), default bbr.
-pub static RUDP_CONGESTION: std::sync::OnceLock<rudp::conn::congestion::Algorithm> =
+pub static RUDP_CONGESTION: std::sync::OnceLock<rudp_core::conn::congestion::Algorithm> =
     std::sync::OnceLock::new();
 
 /// rudp's largest datagram (`--datagram-size`), default 1200.
@@ -50,9 +50,9 @@ pub static RUDP_DATAGRAM: std::sync::OnceLock<usize> = std::sync::OnceLock::new(
 
 /// rudp's endpoint configuration: the defaults, with `--congestion` and
 /// `--datagram-size`.
-pub fn rudp_config() -> rudp::endpoint::EndpointConfig {
+pub fn rudp_config() -> rudp_core::endpoint::EndpointConfig {
     let defaults = rudp::Config::default();
-    rudp::endpoint::EndpointConfig {
+    rudp_core::endpoint::EndpointConfig {
         connection: Arc::new(rudp::Config {
             congestion: RUDP_CONGESTION.get().copied().unwrap_or_default(),
             max_datagram_size: RUDP_DATAGRAM
@@ -103,7 +103,7 @@ async fn start_server(peer: Peer) -> Result<Server, BoxError> {
     let any: SocketAddr = "127.0.0.1:0".parse()?;
     Ok(match peer {
         Peer::Rudp => {
-            let ep = rudp::Endpoint::server(any, rudp_config()).await?;
+            let ep = rudp::Endpoint::server(any, rudp_config())?;
             let addr = ep.local_addr();
             let task = tokio::spawn(async move {
                 while let Some(conn) = ep.accept().await {
@@ -280,7 +280,7 @@ pub enum Client {
 pub async fn connect(peer: Peer, addr: SocketAddr) -> Result<Client, BoxError> {
     Ok(match peer {
         Peer::Rudp => {
-            let ep = rudp::Endpoint::client(addr, rudp_config()).await?;
+            let ep = rudp::Endpoint::client(addr, rudp_config())?;
             let conn = ep.connect(addr).await?;
             Client::Rudp(conn, ep)
         }
@@ -473,7 +473,7 @@ impl Client {
     }
 
     /// The rudp connection's statistics, for rudp clients.
-    pub fn rudp_stats(&self) -> Option<rudp::conn::Stats> {
+    pub fn rudp_stats(&self) -> Option<rudp_core::conn::Stats> {
         match self {
             Client::Rudp(c, _) => Some(c.stats()),
             Client::Stream(..) => None,

@@ -68,7 +68,10 @@ pub async fn run(clients: usize) -> Result<ScaleResult, BoxError> {
     let endpoints: Vec<rudp::Endpoint> = {
         let mut v = Vec::new();
         for _ in 0..clients.div_ceil(PER_ENDPOINT) {
-            v.push(rudp::Endpoint::client(addr, rudp::endpoint::EndpointConfig::default()).await?);
+            v.push(rudp::Endpoint::client(
+                addr,
+                rudp_core::endpoint::EndpointConfig::default(),
+            )?);
         }
         v
     };
@@ -94,7 +97,7 @@ pub async fn run(clients: usize) -> Result<ScaleResult, BoxError> {
                 match tokio::time::timeout(Duration::from_secs(60), async {
                     let c = ep.connect(addr).await?;
                     c.recv().await?; // the greeting
-                    Ok::<_, rudp::io::Error>(c)
+                    Ok::<_, rudp::Error>(c)
                 })
                 .await
                 {

@@ -14,12 +14,12 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use rudp::config::Config;
-use rudp::endpoint::{EndpointConfig, EndpointEvent};
-use rudp::impair::ImpairConfig;
-use rudp::sim::Sim;
-use rudp::wire::packet::append_checksum;
-use rudp::wire::{ConnectionId, Header, PacketType, Protection};
+use rudp_core::config::Config;
+use rudp_core::endpoint::{EndpointConfig, EndpointEvent};
+use rudp_core::impair::ImpairConfig;
+use rudp_core::sim::Sim;
+use rudp_core::wire::packet::append_checksum;
+use rudp_core::wire::{ConnectionId, Header, PacketType, Protection};
 use std::sync::Arc;
 
 fuzz_target!(|data: &[u8]| {
@@ -73,7 +73,7 @@ fuzz_target!(|data: &[u8]| {
         }
         2 => {
             let now = sim.now();
-            let _ = sim.server.with_connection(s, |x| x.abort(now, 3, "fuzz"));
+            let _ = sim.server.with_connection(s, |x| x.abort(now, rudp_core::error::VarInt::from_u32(3), "fuzz"));
         }
         3 => {
             let _ = sim

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rudp::wire::{frame, packet, Datagram};
+use rudp_core::wire::{frame, packet, Datagram};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(Datagram::Packet { payload, .. }) = packet::decode(data) {
@@ -12,5 +12,5 @@ fuzz_target!(|data: &[u8]| {
     // Frames without the checksum in front, to reach the frame parsers
     // directly; and the one-line describer used by traces and logs.
     let _ = frame::decode_all(data);
-    let _ = rudp::wire::describe(data);
+    let _ = rudp_core::wire::describe(data);
 });

@@ -9,10 +9,10 @@
 //! own entry in the queue.
 
 use super::{answer, Answer, ERROR_PREFIX};
-use crate::config::Config;
-use crate::endpoint::EndpointConfig;
-use crate::io::{Connection, Endpoint, Secs};
 use bytes::Bytes;
+use rudp::{Connection, Endpoint, Secs};
+use rudp_core::config::Config;
+use rudp_core::endpoint::EndpointConfig;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -61,7 +61,7 @@ pub struct ClientOptions {
     /// Write an event trace of the connection here (docs/trace.md).
     pub trace: Option<std::path::PathBuf>,
     /// What that trace records.
-    pub trace_level: crate::io::TraceLevel,
+    pub trace_level: rudp::TraceLevel,
     /// Connection settings (key, congestion controller); the idle timeout
     /// is replaced by `timeout`.
     pub connection: Config,
@@ -87,7 +87,7 @@ pub struct SessionReport {
     pub seconds: f64,
     /// Message bytes received per second over the session.
     pub goodput_bytes_per_sec: f64,
-    pub stats: crate::conn::Stats,
+    pub stats: rudp_core::conn::Stats,
 }
 
 impl SessionReport {
@@ -147,7 +147,7 @@ async fn session(
         }),
         ..EndpointConfig::default()
     };
-    let endpoint = match Endpoint::client(opts.server, config).await {
+    let endpoint = match Endpoint::client(opts.server, config) {
         Ok(e) => e,
         Err(e) => {
             let _ = writeln!(err, "error: cannot open a socket: {e}");
@@ -164,12 +164,15 @@ async fn session(
         Ok(c) => c,
         Err(e) => {
             let _ = writeln!(err, "error: {e}");
+            if let Some(hint) = crate::report::hint(&e) {
+                let _ = writeln!(err, "{hint}");
+            }
             return (ClientExit::Failed, None);
         }
     };
     match tokio::time::timeout(opts.timeout, conn.recv()).await {
         Ok(Ok(Some(greeting))) => {
-            let _ = writeln!(err, "{}", crate::text::printable_bytes(&greeting));
+            let _ = writeln!(err, "{}", rudp_core::text::printable_bytes(&greeting));
         }
         Ok(Ok(None)) => {
             let _ = writeln!(err, "error: the server closed the connection at once");
@@ -277,7 +280,7 @@ async fn print_answers(
                         }
                         // One line per answer, nothing the terminal acts on,
                         // whatever the server sends (issue #12 item 14).
-                        let text = crate::text::printable_bytes(&m);
+                        let text = rudp_core::text::printable_bytes(&m);
                         match queue.pop_front() {
                             Some(Expect::Answer) => {
                                 rejected |= text.starts_with(ERROR_PREFIX);

@@ -99,7 +99,7 @@ fn quote(text: &str) -> String {
     } else {
         ""
     };
-    format!("'{}{more}'", crate::text::printable(&head))
+    format!("'{}{more}'", rudp_core::text::printable(&head))
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
 //! `rudp server`: serves the month service to any number of clients.
 
 use super::{answer, Answer, GREETING};
-use crate::conn::Stats;
-use crate::endpoint::EndpointStats;
-use crate::io::{Connection, Endpoint};
 use bytes::Bytes;
+use rudp::{Connection, Endpoint};
+use rudp_core::conn::Stats;
+use rudp_core::endpoint::EndpointStats;
 use serde::Serialize;
 use std::future::Future;
 use std::time::Duration;

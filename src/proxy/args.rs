@@ -6,11 +6,9 @@
 //! The flags are generated from one table, so that the three forms of
 //! every impairment cannot drift apart.
 
-use crate::impair::{
-    parse_duration, parse_probability, parse_rate, parse_size, Blackout, DelayDistribution,
-    ImpairConfig, JitterOrder, Slots, DEFAULT_QUEUE,
-};
+use crate::units::{parse_blackout, parse_duration, parse_probability, parse_rate, parse_size};
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
+use rudp_core::impair::{DelayDistribution, ImpairConfig, JitterOrder, Slots, DEFAULT_QUEUE};
 use std::time::Duration;
 
 /// One impairment's flags.
@@ -397,9 +395,7 @@ fn set(c: &mut ImpairConfig, spec: &Spec, value: &str) -> Result<(), String> {
         Kind::Order => c.jitter_order = value.parse::<JitterOrder>()?,
         Kind::Queue => c.queue = check_queue(value)?,
         Kind::Blackout if value == NONE => c.blackouts.clear(),
-        Kind::Blackout => c
-            .blackouts
-            .push(value.parse::<Blackout>().map_err(|e| e.0)?),
+        Kind::Blackout => c.blackouts.push(parse_blackout(value).map_err(|e| e.0)?),
     }
     Ok(())
 }
@@ -475,7 +471,7 @@ fn arg(id: String, spec: &Spec, help: String) -> Arg {
         Kind::Queue => a.value_parser(check_queue),
         Kind::Order => a.value_parser(|s: &str| s.parse::<JitterOrder>()),
         Kind::Blackout => a
-            .value_parser(|s: &str| s.parse::<Blackout>().map_err(|e| e.0))
+            .value_parser(|s: &str| parse_blackout(s).map_err(|e| e.0))
             .action(ArgAction::Append),
     }
 }

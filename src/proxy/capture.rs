@@ -9,7 +9,6 @@
 //! the next packet would pass the limit, capturing stops, with a warning
 //! and a last comment saying so; the proxy carries on.
 
-use crate::impair::Verdict;
 use etherparse::PacketBuilder;
 use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
 use pcap_file::pcapng::blocks::interface_description::{
@@ -17,6 +16,7 @@ use pcap_file::pcapng::blocks::interface_description::{
 };
 use pcap_file::pcapng::PcapNgWriter;
 use pcap_file::DataLink;
+use rudp_core::impair::Verdict;
 use std::borrow::Cow;
 use std::io::{BufWriter, Write};
 use std::net::{IpAddr, SocketAddr};

@@ -16,7 +16,7 @@ pub mod schedule;
 
 pub use args::ImpairArgs;
 
-use crate::impair::{ImpairConfig, ImpairStats, Impairment};
+use rudp_core::impair::{ImpairConfig, ImpairStats, Impairment};
 use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};

@@ -109,7 +109,7 @@ pub fn parse(text: &str) -> Result<Vec<Change>, (usize, String)> {
         let err = |reason: String| (i + 1, reason);
         let mut words = line.split_whitespace();
         let time = words.next().unwrap_or("");
-        let at = crate::impair::parse_duration(time).map_err(|e| err(e.0))?;
+        let at = crate::units::parse_duration(time).map_err(|e| err(e.0))?;
         let rest: Vec<&str> = words.collect();
         let action = match rest.as_slice() {
             [] => {

@@ -13,8 +13,8 @@ mod progress;
 pub mod recv;
 pub mod send;
 
-use crate::conn::Stats;
-use crate::io::Error as IoError;
+use rudp::Error as IoError;
+use rudp_core::conn::Stats;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use thiserror::Error;

@@ -4,8 +4,8 @@
 
 use super::progress::bar;
 use super::{safe_name, Offer, Report, Trailer, TransferError, Verdict, FORMAT_VERSION};
-use crate::io::{Connection, Error as IoError};
 use bytes::Bytes;
+use rudp::{Connection, Error as IoError};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -163,7 +163,7 @@ async fn receive_inner(
     if matches!(opts.output, Output::Dir(_)) && name.starts_with('.') {
         return Err(TransferError::Refused(format!(
             "the file name {:?} starts with a dot (a hidden file); rename it to send it",
-            crate::text::printable(&name)
+            rudp_core::text::printable(&name)
         )));
     }
     if offer.size > opts.max_size {

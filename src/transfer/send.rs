@@ -2,9 +2,9 @@
 
 use super::progress::bar;
 use super::{Offer, Report, Trailer, TransferError, Verdict, CHUNK, FORMAT_VERSION};
-use crate::endpoint::EndpointConfig;
-use crate::io::Endpoint;
 use bytes::{Bytes, BytesMut};
+use rudp::Endpoint;
+use rudp_core::endpoint::EndpointConfig;
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,7 +18,7 @@ pub async fn send_file(
     to: SocketAddr,
     config: EndpointConfig,
     timeout: Duration,
-    trace: Option<(&Path, crate::io::TraceLevel)>,
+    trace: Option<(&Path, rudp::TraceLevel)>,
 ) -> Result<Report, TransferError> {
     let read_err = |source| TransferError::Read {
         path: path.display().to_string(),
@@ -38,7 +38,7 @@ pub async fn send_file(
         .unwrap_or_else(|| "file".into());
     let size = meta.len();
 
-    let endpoint = Endpoint::client(to, config).await?;
+    let endpoint = Endpoint::client(to, config)?;
     if let Some((t, level)) = trace {
         endpoint
             .trace_to_level(t, level)
@@ -79,7 +79,10 @@ pub async fn send_file(
     progress.finish_and_clear();
     if sent != size {
         // The file changed while being read: the offer would be a lie.
-        conn.abort(1, "the file changed while being sent");
+        conn.abort(
+            rudp::VarInt::from_u32(1),
+            "the file changed while being sent",
+        );
         return Err(read_err(std::io::Error::other(format!(
             "the file changed while being sent ({size} bytes announced, {sent} read)"
         ))));
@@ -110,7 +113,9 @@ pub async fn send_file(
             stats: conn.stats(),
         }),
         // The receiver's words, printed later: nothing a terminal acts on.
-        Verdict::Error { reason } => Err(TransferError::Refused(crate::text::printable(&reason))),
+        Verdict::Error { reason } => {
+            Err(TransferError::Refused(rudp_core::text::printable(&reason)))
+        }
     }
 }
 

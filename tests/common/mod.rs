@@ -2,13 +2,13 @@
 //! binary, all on loopback with ephemeral ports and bounded waits.
 #![allow(dead_code)] // Each test file uses its own subset.
 
-use rudp::endpoint::EndpointConfig;
-use rudp::impair::ImpairConfig;
-use rudp::proxy::{Proxy, ProxyConfig};
-use rudp::wire::frame::{decode_all, HANDSHAKE};
-use rudp::wire::packet::{append_checksum, decode};
-use rudp::wire::{ConnectionId, Datagram, Frame, Header, PacketType};
 use rudp::Endpoint;
+use rudp_cli::proxy::{Proxy, ProxyConfig};
+use rudp_core::endpoint::EndpointConfig;
+use rudp_core::impair::ImpairConfig;
+use rudp_core::wire::frame::{decode_all, HANDSHAKE};
+use rudp_core::wire::packet::{append_checksum, decode};
+use rudp_core::wire::{ConnectionId, Datagram, Frame, Header, PacketType};
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
@@ -20,17 +20,16 @@ use tokio::task::JoinHandle;
 pub struct Server {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<rudp::month::server::ServerReport>,
+    task: JoinHandle<rudp_cli::month::server::ServerReport>,
 }
 
 impl Server {
     pub async fn start() -> Server {
         let endpoint = Endpoint::server("127.0.0.1:0".parse().unwrap(), EndpointConfig::default())
-            .await
             .expect("bind a loopback port");
         let addr = endpoint.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(rudp::month::server::serve(endpoint, async move {
+        let task = tokio::spawn(rudp_cli::month::server::serve(endpoint, async move {
             let _ = stopped.await;
         }));
         Server {
@@ -41,7 +40,7 @@ impl Server {
     }
 
     /// Stops the server; returns what it did.
-    pub async fn stop(mut self) -> rudp::month::server::ServerReport {
+    pub async fn stop(mut self) -> rudp_cli::month::server::ServerReport {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
@@ -60,8 +59,8 @@ pub async fn proxy(upstream: SocketAddr, up: ImpairConfig, down: ImpairConfig, s
         up,
         down,
         seed,
-        mapping_idle: rudp::proxy::MAPPING_IDLE,
-        max_clients: rudp::proxy::MAX_CLIENTS,
+        mapping_idle: rudp_cli::proxy::MAPPING_IDLE,
+        max_clients: rudp_cli::proxy::MAX_CLIENTS,
         schedule: Vec::new(),
         pcap: None,
     })
@@ -114,12 +113,11 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub const MONTHS: [&str; 12] = rudp::month::MONTHS;
+pub const MONTHS: [&str; 12] = rudp_cli::month::MONTHS;
 
 /// An echo server in this process: every message comes back, in order.
 pub async fn echo_server() -> (SocketAddr, JoinHandle<()>) {
     let endpoint = Endpoint::server("127.0.0.1:0".parse().unwrap(), EndpointConfig::default())
-        .await
         .expect("bind a loopback port");
     let addr = endpoint.local_addr();
     let task = tokio::spawn(async move {
@@ -148,9 +146,7 @@ pub async fn echo_exchange(addr: SocketAddr, count: usize, max_len: usize, seed:
             bytes::Bytes::from((0..len).map(|_| rng.gen::<u8>()).collect::<Vec<u8>>())
         })
         .collect();
-    let endpoint = Endpoint::client(addr, EndpointConfig::default())
-        .await
-        .unwrap();
+    let endpoint = Endpoint::client(addr, EndpointConfig::default()).unwrap();
     let conn = endpoint
         .connect(addr)
         .await
@@ -207,7 +203,10 @@ pub fn forged_initial(template: &[u8], scid: u64, token: Option<&[u8]>) -> Vec<u
 
 /// A real client's first INITIAL, to forge others from.
 pub fn template_initial() -> Vec<u8> {
-    let mut client = rudp::endpoint::Endpoint::new(EndpointConfig::default(), 1);
+    let mut client = rudp_core::endpoint::Endpoint::new(
+        EndpointConfig::default(),
+        rudp_core::sim::seed_bytes(1),
+    );
     let now = std::time::Instant::now();
     client.connect(now, "127.0.0.1:9".parse().unwrap());
     let mut buf = Vec::new();
@@ -217,7 +216,7 @@ pub fn template_initial() -> Vec<u8> {
 
 /// The stateless reply to one datagram: (type, frames' summary).
 pub fn replies(
-    server: &mut rudp::endpoint::Endpoint,
+    server: &mut rudp_core::endpoint::Endpoint,
     now: std::time::Instant,
 ) -> Vec<(SocketAddr, PacketType, Vec<u8>)> {
     let mut out = Vec::new();

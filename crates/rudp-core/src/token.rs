@@ -16,7 +16,8 @@
 
 use crate::wire::ConnectionId;
 use hmac::{Hmac, Mac};
-use rand::RngCore;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
 use sha2::Sha256;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -43,8 +44,11 @@ pub enum TokenError {
 }
 
 /// The server's rotating token secrets.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TokenKeys {
+    /// Draws the secrets; keyed once from the endpoint's seed and used for
+    /// nothing else.
+    rng: ChaCha20Rng,
     /// Origin of the issue times: the first instant the keys were used.
     epoch: Option<Instant>,
     /// (period number, secret), oldest first; at most the current and the
@@ -53,6 +57,15 @@ pub struct TokenKeys {
 }
 
 impl TokenKeys {
+    /// Secrets drawn from a generator keyed with `seed`.
+    pub fn new(seed: [u8; 32]) -> Self {
+        Self {
+            rng: ChaCha20Rng::from_seed(seed),
+            epoch: None,
+            keys: VecDeque::new(),
+        }
+    }
+
     fn millis(&mut self, now: Instant) -> u64 {
         let epoch = *self.epoch.get_or_insert(now);
         now.saturating_duration_since(epoch).as_millis() as u64
@@ -60,11 +73,11 @@ impl TokenKeys {
 
     /// The current period's secret, made (and older ones retired) as time
     /// passes.
-    fn current(&mut self, ms: u64, rng: &mut impl RngCore) -> [u8; 32] {
+    fn current(&mut self, ms: u64) -> [u8; 32] {
         let period = ms / KEY_PERIOD.as_millis() as u64;
         if self.keys.back().is_none_or(|(p, _)| *p < period) {
             let mut secret = [0u8; 32];
-            rng.fill_bytes(&mut secret);
+            self.rng.fill_bytes(&mut secret);
             self.keys.push_back((period, secret));
         }
         while self.keys.front().is_some_and(|(p, _)| *p + 1 < period) {
@@ -74,15 +87,9 @@ impl TokenKeys {
     }
 
     /// A token for the client at `addr` whose INITIAL named `client_cid`.
-    pub fn issue(
-        &mut self,
-        now: Instant,
-        rng: &mut impl RngCore,
-        addr: SocketAddr,
-        client_cid: ConnectionId,
-    ) -> Vec<u8> {
+    pub fn issue(&mut self, now: Instant, addr: SocketAddr, client_cid: ConnectionId) -> Vec<u8> {
         let ms = self.millis(now);
-        let secret = self.current(ms, rng);
+        let secret = self.current(ms);
         let mut token = Vec::with_capacity(TOKEN_LEN);
         token.extend_from_slice(&ms.to_be_bytes());
         token.extend_from_slice(&tag(&secret, ms, addr, client_cid));
@@ -93,13 +100,12 @@ impl TokenKeys {
     pub fn validate(
         &mut self,
         now: Instant,
-        rng: &mut impl RngCore,
         addr: SocketAddr,
         client_cid: ConnectionId,
         token: &[u8],
     ) -> Result<(), TokenError> {
         let ms_now = self.millis(now);
-        self.current(ms_now, rng); // Retire old secrets first.
+        self.current(ms_now); // Retire old secrets first.
         if token.len() != TOKEN_LEN {
             return Err(TokenError::Invalid);
         }
@@ -161,63 +167,56 @@ fn tag(secret: &[u8; 32], issued: u64, addr: SocketAddr, client_cid: ConnectionI
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
-    use rand_chacha::ChaCha8Rng;
 
     #[test]
     fn tokens_bind_address_and_cid_and_expire() {
-        let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let mut keys = TokenKeys::default();
+        let mut keys = TokenKeys::new([7; 32]);
         let t0 = Instant::now();
         let addr: SocketAddr = "127.0.0.1:4000".parse().unwrap();
         let cid = ConnectionId(42);
-        let token = keys.issue(t0, &mut rng, addr, cid);
+        let token = keys.issue(t0, addr, cid);
         assert_eq!(token.len(), TOKEN_LEN);
         let later = t0 + Duration::from_secs(1);
-        assert_eq!(keys.validate(later, &mut rng, addr, cid, &token), Ok(()));
+        assert_eq!(keys.validate(later, addr, cid, &token), Ok(()));
         let other_port: SocketAddr = "127.0.0.1:4001".parse().unwrap();
         let v6: SocketAddr = "[::1]:4000".parse().unwrap();
         for (a, c) in [(other_port, cid), (v6, cid), (addr, ConnectionId(43))] {
-            assert_eq!(
-                keys.validate(later, &mut rng, a, c, &token),
-                Err(TokenError::Invalid)
-            );
+            assert_eq!(keys.validate(later, a, c, &token), Err(TokenError::Invalid));
         }
         let mut forged = token.clone();
         forged[3] ^= 1; // A later issue time with the old tag.
         assert_eq!(
-            keys.validate(later, &mut rng, addr, cid, &forged),
+            keys.validate(later, addr, cid, &forged),
             Err(TokenError::Invalid)
         );
         assert_eq!(
-            keys.validate(later, &mut rng, addr, cid, &token[..10]),
+            keys.validate(later, addr, cid, &token[..10]),
             Err(TokenError::Invalid)
         );
         let expired = t0 + TOKEN_LIFETIME + Duration::from_millis(1);
         assert_eq!(
-            keys.validate(expired, &mut rng, addr, cid, &token),
+            keys.validate(expired, addr, cid, &token),
             Err(TokenError::Expired)
         );
     }
 
     #[test]
     fn secrets_rotate() {
-        let mut rng = ChaCha8Rng::seed_from_u64(2);
-        let mut keys = TokenKeys::default();
+        let mut keys = TokenKeys::new([7; 32]);
         let t0 = Instant::now();
         let addr: SocketAddr = "127.0.0.1:4000".parse().unwrap();
         let cid = ConnectionId(1);
-        keys.issue(t0, &mut rng, addr, cid); // Fixes the epoch.
-                                             // Issued just before a rotation: still valid just after it.
+        keys.issue(t0, addr, cid); // Fixes the epoch.
+                                   // Issued just before a rotation: still valid just after it.
         let before = t0 + KEY_PERIOD - Duration::from_secs(1);
-        let token = keys.issue(before, &mut rng, addr, cid);
+        let token = keys.issue(before, addr, cid);
         let after = t0 + KEY_PERIOD + Duration::from_secs(1);
-        assert_eq!(keys.validate(after, &mut rng, addr, cid, &token), Ok(()));
+        assert_eq!(keys.validate(after, addr, cid, &token), Ok(()));
         assert_eq!(keys.keys.len(), 2);
         // Two periods on, the old secret is gone: the token cannot verify.
         let much_later = t0 + KEY_PERIOD * 3;
         assert_eq!(
-            keys.validate(much_later, &mut rng, addr, cid, &token),
+            keys.validate(much_later, addr, cid, &token),
             Err(TokenError::Invalid)
         );
         assert_eq!(keys.keys.len(), 1);

@@ -27,10 +27,11 @@ pub mod rtt;
 pub mod send_stream;
 pub mod sent;
 pub mod stats;
+#[cfg(feature = "trace")]
 pub mod trace;
 
 use crate::config::Config;
-use crate::error::{ConnectionError, TransportCode};
+use crate::error::{ConnectionError, TransportCode, VarInt};
 use crate::psk::{PacketKey, Psk, TAG_LEN};
 use crate::wire::frame::{self, encode_stream_header, MAX_STREAM_HEADER_LEN};
 use crate::wire::packet::{append_checksum, LONG_HEADER_LEN};
@@ -47,14 +48,28 @@ use recv_stream::{RecvStream, StreamError};
 use rtt::RttEstimator;
 use send_stream::{SendStream, WriteError};
 use sent::{SentFrames, SentPacket, SentPackets};
+#[cfg(feature = "trace")]
 use serde_json::json;
 pub use stats::Stats;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
+#[cfg(feature = "trace")]
 pub use trace::TraceEvent;
+#[cfg(feature = "trace")]
 use trace::Tracer;
+
+/// Compiles its statements only with the `trace` feature: without it, no
+/// trace code or JSON is built (docs/trace.md).
+macro_rules! traced {
+    ($($body:tt)*) => {
+        #[cfg(feature = "trace")]
+        {
+            $($body)*
+        }
+    };
+}
 
 /// Which end of the connection this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,8 +238,10 @@ pub struct Connection {
     eliciting_since_recv: bool,
     last_eliciting_sent: Option<Instant>,
     created: Instant,
+    #[cfg(feature = "trace")]
     tracer: Option<Tracer>,
     /// Last values reported in a metrics event, to report only changes.
+    #[cfg(feature = "trace")]
     last_metrics: (u64, u64, u64),
     /// Adaptive loss thresholds (§9.2): packets, and an index into
     /// `rtt::TIME_THRESHOLDS`.
@@ -359,7 +376,9 @@ impl Connection {
             eliciting_since_recv: false,
             last_eliciting_sent: None,
             created: now,
+            #[cfg(feature = "trace")]
             tracer: None,
+            #[cfg(feature = "trace")]
             last_metrics: (0, 0, 0),
             packet_threshold: sent::PACKET_THRESHOLD,
             time_threshold: 0,
@@ -376,6 +395,7 @@ impl Connection {
 
     // ----- Tracing (docs/trace.md) ------------------------------------------
 
+    #[cfg(feature = "trace")]
     /// Starts recording trace events; drain them with [`Self::poll_trace`].
     pub fn enable_trace(&mut self) {
         if self.tracer.is_none() {
@@ -383,11 +403,13 @@ impl Connection {
         }
     }
 
+    #[cfg(feature = "trace")]
     /// The next recorded trace event.
     pub fn poll_trace(&mut self) -> Option<TraceEvent> {
         self.tracer.as_mut()?.pop()
     }
 
+    #[cfg(feature = "trace")]
     fn trace(
         &mut self,
         now: Instant,
@@ -407,6 +429,13 @@ impl Connection {
         }
     }
 
+    #[cfg(not(feature = "trace"))]
+    fn trace_state(&mut self, _now: Instant) {}
+
+    #[cfg(not(feature = "trace"))]
+    fn trace_metrics(&mut self, _now: Instant) {}
+
+    #[cfg(feature = "trace")]
     fn trace_state(&mut self, now: Instant) {
         let state = self.state;
         self.trace(now, "connectivity:connection_state_updated", || {
@@ -422,6 +451,7 @@ impl Connection {
         });
     }
 
+    #[cfg(feature = "trace")]
     /// `recovery:metrics_updated` when RTT, window or bytes in flight moved.
     fn trace_metrics(&mut self, now: Instant) {
         if self.tracer.is_none() {
@@ -593,14 +623,14 @@ impl Connection {
 
     /// Abrupt close with an application error code (§6.6). Undelivered data
     /// is discarded on both sides.
-    pub fn abort(&mut self, now: Instant, code: u64, reason: &str) {
+    pub fn abort(&mut self, now: Instant, code: VarInt, reason: &str) {
         if self.outcome.is_some() {
             return;
         }
         self.start_closing(
             now,
             CloseKind::Application,
-            code,
+            code.into_inner(),
             reason,
             Err(ConnectionError::LocallyAborted { code }),
         );
@@ -684,7 +714,9 @@ impl Connection {
         if now >= self.idle_deadline || unconfirmed || unacknowledged {
             // §9.5: silent close; the peer will time out too. A lingering
             // connection already reported its graceful outcome.
-            self.trace(now, "connectivity:idle_timeout", || json!({}));
+            traced! {
+                self.trace(now, "connectivity:idle_timeout", || json!({}));
+            }
             self.finish(Err(ConnectionError::TimedOut(self.idle_timeout)));
             self.set_state(now, State::Closed);
             return;
@@ -697,7 +729,9 @@ impl Connection {
             self.pacing_until = None;
         }
         if self.keep_alive_deadline().is_some_and(|t| now >= t) {
-            self.trace(now, "rudp:keepalive", || json!({}));
+            traced! {
+                self.trace(now, "rudp:keepalive", || json!({}));
+            }
             self.ping_pending = true;
         }
     }
@@ -740,11 +774,13 @@ impl Connection {
         };
         let pto_count = self.pto_count;
         tracing::debug!(cid = %self.local_cid, timer, pto_count, "loss timer fired");
-        self.trace(
-            now,
-            "recovery:loss_timer_expired",
-            || json!({ "timer_type": timer, "pto_count": pto_count }),
-        );
+        traced! {
+            self.trace(
+                now,
+                "recovery:loss_timer_expired",
+                || json!({ "timer_type": timer, "pto_count": pto_count }),
+            );
+        }
         if self.loss_time.is_some() {
             self.detect_lost(now);
         } else {
@@ -858,7 +894,9 @@ impl Connection {
             return;
         };
         tracing::debug!(cid = %self.local_cid, "retry: echoing the server's token");
-        self.trace(now, "rudp:retry", || json!({ "token_length": token.len() }));
+        traced! {
+            self.trace(now, "rudp:retry", || json!({ "token_length": token.len() }));
+        }
         self.retry_token = Some(token);
         self.stats.retries += 1;
         // The server kept nothing: our INITIALs so far will never be
@@ -899,12 +937,14 @@ impl Connection {
             == Arrival::Duplicate
         {
             self.stats.duplicates_discarded += 1;
-            let pn = header.pn;
-            self.trace(
-                now,
-                "transport:packet_dropped",
-                || json!({ "header": { "packet_number": pn }, "trigger": "duplicate" }),
-            );
+            traced! {
+                let pn = header.pn;
+                self.trace(
+                    now,
+                    "transport:packet_dropped",
+                    || json!({ "header": { "packet_number": pn }, "trigger": "duplicate" }),
+                );
+            }
             return;
         }
         if let State::Closing { .. } = self.state {
@@ -918,15 +958,17 @@ impl Connection {
             }
             return;
         }
-        if let Some(t) = self.tracer.as_mut() {
-            t.packet_frames(
-                now,
-                "transport:packet_received",
-                header,
-                wire_len,
-                &frames,
-                json!({}),
-            );
+        traced! {
+            if let Some(t) = self.tracer.as_mut() {
+                t.packet_frames(
+                    now,
+                    "transport:packet_received",
+                    header,
+                    wire_len,
+                    &frames,
+                    json!({}),
+                );
+            }
         }
         self.stats.packets_received += 1;
         self.stats.bytes_received += wire_len as u64;
@@ -1023,7 +1065,8 @@ impl Connection {
                 let reason = crate::text::printable_bytes(c.reason);
                 let err = match c.kind {
                     CloseKind::Application => ConnectionError::PeerAborted {
-                        code: c.code,
+                        // A decoded varint always fits.
+                        code: VarInt::from_u64(c.code).unwrap_or(VarInt::MAX),
                         reason,
                     },
                     CloseKind::Transport => ConnectionError::PeerTransportClose {
@@ -1147,6 +1190,7 @@ impl Connection {
 
     /// §9.2: an ACK for packets already declared lost shows the path
     /// reorders; widen the thresholds so it stops looking like loss.
+    #[cfg_attr(not(feature = "trace"), allow(unused_variables))]
     fn detect_spurious(&mut self, now: Instant, acked: std::ops::Range<u64>) {
         let spurious: Vec<(u64, u64)> = self
             .recently_lost
@@ -1165,18 +1209,18 @@ impl Connection {
                 self.packet_threshold.max(distance)
             };
             self.time_threshold = (self.time_threshold + 1).min(rtt::TIME_THRESHOLDS.len() - 1);
-            let (packet_threshold, (num, den)) = (
-                self.packet_threshold,
-                rtt::TIME_THRESHOLDS[self.time_threshold],
-            );
+            let packet_threshold = self.packet_threshold;
             tracing::debug!(cid = %self.local_cid, pn, packet_threshold, "spurious loss: the path reorders");
-            self.trace(now, "rudp:spurious_loss", || {
-                json!({
-                    "header": { "packet_number": pn },
-                    "packet_threshold": packet_threshold,
-                    "time_threshold": format!("{num}/{den}"),
-                })
-            });
+            traced! {
+                let (num, den) = rtt::TIME_THRESHOLDS[self.time_threshold];
+                self.trace(now, "rudp:spurious_loss", || {
+                    json!({
+                        "header": { "packet_number": pn },
+                        "packet_threshold": packet_threshold,
+                        "time_threshold": format!("{num}/{den}"),
+                    })
+                });
+            }
         }
     }
 
@@ -1209,17 +1253,19 @@ impl Connection {
             largest_acked = largest,
             "packets declared lost"
         );
-        if self.tracer.is_some() {
-            for (pn, _) in &lost {
-                let (pn, by_number) = (*pn, largest - *pn >= self.packet_threshold);
-                self.trace(now, "recovery:packet_lost", || {
-                    let trigger = if by_number {
-                        "reordering_threshold"
-                    } else {
-                        "time_threshold"
-                    };
-                    json!({ "header": { "packet_number": pn }, "trigger": trigger })
-                });
+        traced! {
+            if self.tracer.is_some() {
+                for (pn, _) in &lost {
+                    let (pn, by_number) = (*pn, largest - *pn >= self.packet_threshold);
+                    self.trace(now, "recovery:packet_lost", || {
+                        let trigger = if by_number {
+                            "reordering_threshold"
+                        } else {
+                            "time_threshold"
+                        };
+                        json!({ "header": { "packet_number": pn }, "trigger": trigger })
+                    });
+                }
             }
         }
         let mut newest_in_flight: Option<Instant> = None;
@@ -1490,6 +1536,7 @@ impl Connection {
             // full-size datagrams and bounding amplification.
             Frame::Padding(limit - out.len()).encode(out);
         }
+        #[cfg(feature = "trace")]
         let traced = self
             .tracer
             .is_some()
@@ -1523,17 +1570,19 @@ impl Connection {
                 delivery,
             },
         );
-        if let Some(frames) = traced {
-            let header = self.header(ty, pn);
-            if let Some(t) = self.tracer.as_mut() {
-                t.packet(
-                    now,
-                    "transport:packet_sent",
-                    &header,
-                    &frames,
-                    out.len(),
-                    json!({ "retransmission": retransmitted }),
-                );
+        traced! {
+            if let Some(frames) = traced {
+                let header = self.header(ty, pn);
+                if let Some(t) = self.tracer.as_mut() {
+                    t.packet(
+                        now,
+                        "transport:packet_sent",
+                        &header,
+                        &frames,
+                        out.len(),
+                        json!({ "retransmission": retransmitted }),
+                    );
+                }
             }
         }
         self.trace_metrics(now);
@@ -1579,6 +1628,7 @@ impl Connection {
     /// CLOSING: the CLOSE frame, once per reply due (§6.6), in the packet
     /// type the handshake state calls for: an INITIAL (padded, like every
     /// INITIAL, §6.2), an ACCEPT, or DATA.
+    #[cfg_attr(not(feature = "trace"), allow(unused_variables))]
     fn write_close(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
         if !self.close_send_pending {
             return false;
@@ -1611,6 +1661,7 @@ impl Connection {
             return false;
         }
         self.next_pn += 1;
+        #[cfg(feature = "trace")]
         let traced = self
             .tracer
             .is_some()
@@ -1621,18 +1672,20 @@ impl Connection {
         if self.amplification_limited() {
             self.unvalidated.1 += out.len() as u64;
         }
-        if let Some(frames) = traced {
-            let header = self.header(ty, pn);
-            if let Some(t) = self.tracer.as_mut() {
-                let len = out.len();
-                t.packet(
-                    now,
-                    "transport:packet_sent",
-                    &header,
-                    &frames,
-                    len,
-                    json!({}),
-                );
+        traced! {
+            if let Some(frames) = traced {
+                let header = self.header(ty, pn);
+                if let Some(t) = self.tracer.as_mut() {
+                    let len = out.len();
+                    t.packet(
+                        now,
+                        "transport:packet_sent",
+                        &header,
+                        &frames,
+                        len,
+                        json!({}),
+                    );
+                }
             }
         }
         true

@@ -86,8 +86,8 @@ impl Sim {
         Self {
             now: start,
             start,
-            client: Endpoint::new(client, seed.wrapping_mul(3).wrapping_add(1)),
-            server: Endpoint::new(server, seed.wrapping_mul(5).wrapping_add(2)),
+            client: Endpoint::new(client, seed_bytes(seed.wrapping_mul(3).wrapping_add(1))),
+            server: Endpoint::new(server, seed_bytes(seed.wrapping_mul(5).wrapping_add(2))),
             client_addr: "127.0.0.1:1000".parse().unwrap_or_else(|_| unreachable!()),
             server_addr: "127.0.0.1:2000".parse().unwrap_or_else(|_| unreachable!()),
             to_server: Impairment::new(to_server, seed ^ 0x5555, start),
@@ -252,4 +252,12 @@ impl Sim {
 
 fn dropped(s: &ImpairStats) -> u64 {
     s.dropped_loss + s.dropped_burst + s.dropped_queue + s.dropped_blackout
+}
+
+/// A 256-bit endpoint seed from a small number, for reproducible tests and
+/// simulations (a real endpoint takes 32 random bytes).
+pub fn seed_bytes(n: u64) -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    seed[..8].copy_from_slice(&n.to_le_bytes());
+    seed
 }

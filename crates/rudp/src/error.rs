@@ -1,6 +1,6 @@
 //! Errors of the tokio API, worded for the person who has to act on them.
 
-use crate::error::ConnectionError;
+use rudp_core::error::ConnectionError;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -8,33 +8,58 @@ use thiserror::Error;
 
 /// What went wrong with an endpoint or connection.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The handshake got no answer within the idle timeout.
     #[error("no answer from {addr} after {}: is the server running?", Secs(*after))]
-    NoAnswer { addr: SocketAddr, after: Duration },
+    NoAnswer {
+        /// The server's address.
+        addr: SocketAddr,
+        /// How long this side waited (the idle timeout).
+        after: Duration,
+    },
     /// The handshake got no answer, and this side seals its packets with a
     /// pre-shared key: a server with another key drops them unanswered.
     #[error(
-        "no answer from {addr} after {}: is the server running, and does it use the same --psk key?",
+        "no answer from {addr} after {}: is the server running, and does it use the same pre-shared key, if any?",
         Secs(*after)
     )]
-    NoAnswerKeyed { addr: SocketAddr, after: Duration },
+    NoAnswerKeyed {
+        /// The server's address.
+        addr: SocketAddr,
+        /// How long this side waited (the idle timeout).
+        after: Duration,
+    },
     /// The connection was established, then failed.
     #[error("connection to {addr} failed: {source}")]
     Connection {
+        /// The peer's address.
         addr: SocketAddr,
+        /// Why it failed.
         #[source]
         source: ConnectionError,
     },
     /// The message is larger than the peer accepts.
     #[error("message of {len} bytes exceeds the peer's limit of {max} bytes")]
-    MessageTooLarge { len: usize, max: usize },
+    MessageTooLarge {
+        /// The message's length.
+        len: usize,
+        /// The largest message the peer accepts.
+        max: usize,
+    },
     /// The connection was closed by this side (`close` or `abort` was called).
     #[error("the connection is closed")]
     Closed,
     /// The endpoint was shut down.
     #[error("the endpoint is shut down")]
     EndpointClosed,
+    /// The settings cannot work together.
+    #[error(transparent)]
+    Config(#[from] rudp_core::config::ConfigError),
+    /// `start_send` on a [`crate::MessageSink`] without a successful
+    /// `poll_ready` first.
+    #[error("the sink was not ready: call poll_ready first")]
+    SinkNotReady,
     /// The socket failed.
     #[error("socket error: {0}")]
     Io(#[from] std::io::Error),
@@ -50,7 +75,9 @@ impl Error {
     }
 }
 
-/// Formats a duration the way people say it: "10 s", "1.5 s", "250 ms".
+/// Formats a duration the way people say it: "10 s", "1.5 s", "250 ms"
+/// (as the error messages do).
+#[derive(Debug, Clone, Copy)]
 pub struct Secs(pub Duration);
 
 impl fmt::Display for Secs {

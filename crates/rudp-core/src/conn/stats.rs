@@ -1,11 +1,11 @@
 //! Per-connection counters (issue: statistics), readable at any time.
 
-use serde::Serialize;
 use std::fmt::Write;
 
 /// What one connection did. Counters only grow; the RTT and window fields
 /// are the current values.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Stats {
     /// Datagrams sent, and their bytes.
     pub packets_sent: u64,

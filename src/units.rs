@@ -1,6 +1,9 @@
-//! Parsing impairment values as users write them: `10%` or `0.1`, `20ms` or
-//! `1s 500ms`, `10mbit` or `2MB/s`, `5s+2s`.
+//! Parsing values as users write them on the command line and in schedule
+//! files: `10%` or `0.1`, `20ms` or `1s 500ms`, `500MB`, `10mbit` or
+//! `2MB/s`, `5s+2s`. The libraries take typed values (`Duration`, `u64`,
+//! [`Blackout`]); turning text into them is the CLI's job.
 
+use rudp_core::impair::Blackout;
 use std::time::Duration;
 use thiserror::Error;
 
@@ -9,32 +12,16 @@ use thiserror::Error;
 #[error("{0}")]
 pub struct ParseError(pub String);
 
-/// An interval during which a link drops everything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Blackout {
-    pub at: Duration,
-    pub length: Duration,
-}
-
-impl Blackout {
-    pub fn contains(&self, t: Duration) -> bool {
-        t >= self.at && t < self.at + self.length
-    }
-}
-
-impl std::str::FromStr for Blackout {
-    type Err = ParseError;
-
-    /// `AT+FOR`, for example `5s+2s`.
-    fn from_str(s: &str) -> Result<Self, ParseError> {
-        let (at, length) = s
-            .split_once('+')
-            .ok_or_else(|| ParseError(format!("'{s}' is not AT+FOR (for example 5s+2s)")))?;
-        Ok(Self {
-            at: parse_duration(at)?,
-            length: parse_duration(length)?,
-        })
-    }
+/// `AT+FOR`, for example `5s+2s`: an interval during which a link drops
+/// everything.
+pub fn parse_blackout(s: &str) -> Result<Blackout, ParseError> {
+    let (at, length) = s
+        .split_once('+')
+        .ok_or_else(|| ParseError(format!("'{s}' is not AT+FOR (for example 5s+2s)")))?;
+    Ok(Blackout {
+        at: parse_duration(at)?,
+        length: parse_duration(length)?,
+    })
 }
 
 /// A probability: `0.1` or `10%`, within 0..=1.
@@ -165,10 +152,10 @@ mod tests {
 
     #[test]
     fn blackouts() {
-        let b: Blackout = "5s+2s".parse().unwrap();
+        let b = parse_blackout("5s+2s").unwrap();
         assert!(!b.contains(Duration::from_millis(4999)));
         assert!(b.contains(Duration::from_secs(5)));
         assert!(!b.contains(Duration::from_secs(7)));
-        assert!("5s".parse::<Blackout>().is_err());
+        assert!(parse_blackout("5s").is_err());
     }
 }

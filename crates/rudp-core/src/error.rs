@@ -73,6 +73,7 @@ impl fmt::Display for TransportCode {
 
 /// Why a connection failed. A graceful close is not an error.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum ConnectionError {
     /// Nothing was heard from the peer for the idle timeout (§9.5).
     #[error("no answer from the peer for {0:?}")]
@@ -85,11 +86,98 @@ pub enum ConnectionError {
     PeerTransportClose { code: TransportCode, reason: String },
     /// The peer's application aborted the connection.
     #[error("the peer aborted the connection with code {code}: {reason}")]
-    PeerAborted { code: u64, reason: String },
+    PeerAborted { code: VarInt, reason: String },
     /// This side found the peer breaking the protocol and closed.
     #[error("the peer broke the protocol ({code}): {reason}")]
     LocalTransportClose { code: TransportCode, reason: String },
     /// This side's application aborted the connection.
     #[error("the connection was aborted locally with code {code}")]
-    LocallyAborted { code: u64 },
+    LocallyAborted { code: VarInt },
+}
+
+/// An application error code: a variable-length integer of at most 62
+/// bits, as CLOSE frames carry it (PROTOCOL.md §4.1, §5.7). Checked when
+/// made, so a code is never silently truncated on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct VarInt(u64);
+
+/// A value above [`VarInt::MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("{0} does not fit a 62-bit variable-length integer")]
+pub struct VarIntBoundsExceeded(pub u64);
+
+impl VarInt {
+    /// The largest value: 2^62 - 1.
+    pub const MAX: VarInt = VarInt(crate::wire::varint::MAX);
+    /// Zero, the code of an abort without a reason.
+    pub const ZERO: VarInt = VarInt(0);
+
+    /// Any `u32` fits.
+    pub const fn from_u32(v: u32) -> Self {
+        Self(v as u64)
+    }
+
+    /// `v`, if at most [`Self::MAX`].
+    pub fn from_u64(v: u64) -> Result<Self, VarIntBoundsExceeded> {
+        if v <= crate::wire::varint::MAX {
+            Ok(Self(v))
+        } else {
+            Err(VarIntBoundsExceeded(v))
+        }
+    }
+
+    /// The value.
+    pub const fn into_inner(self) -> u64 {
+        self.0
+    }
+}
+
+impl From<u32> for VarInt {
+    fn from(v: u32) -> Self {
+        Self::from_u32(v)
+    }
+}
+
+impl From<u8> for VarInt {
+    fn from(v: u8) -> Self {
+        Self(v as u64)
+    }
+}
+
+impl TryFrom<u64> for VarInt {
+    type Error = VarIntBoundsExceeded;
+    fn try_from(v: u64) -> Result<Self, Self::Error> {
+        Self::from_u64(v)
+    }
+}
+
+impl From<VarInt> for u64 {
+    fn from(v: VarInt) -> u64 {
+        v.0
+    }
+}
+
+impl fmt::Display for VarInt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod varint_tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_checked_not_masked() {
+        assert_eq!(VarInt::from_u64(7).map(u64::from), Ok(7));
+        assert_eq!(VarInt::from_u64(VarInt::MAX.into_inner()), Ok(VarInt::MAX));
+        assert_eq!(
+            VarInt::from_u64(1 << 62),
+            Err(VarIntBoundsExceeded(1 << 62))
+        );
+        assert_eq!(
+            VarInt::try_from(u64::MAX),
+            Err(VarIntBoundsExceeded(u64::MAX))
+        );
+    }
 }

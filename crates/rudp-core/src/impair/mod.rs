@@ -11,16 +11,26 @@
 //! and the impairment's name, so that turning one impairment on does not
 //! change the decisions of another.
 
-mod spec;
-
-pub use spec::{parse_duration, parse_probability, parse_rate, parse_size, Blackout, ParseError};
-
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
-use serde::Serialize;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+/// An interval during which a link drops everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blackout {
+    /// When it starts, from the link's creation.
+    pub at: Duration,
+    /// How long it lasts.
+    pub length: Duration,
+}
+
+impl Blackout {
+    /// Whether time `t` (from the link's creation) falls in the interval.
+    pub fn contains(&self, t: Duration) -> bool {
+        t >= self.at && t < self.at + self.length
+    }
+}
 
 /// What to do to the datagrams of one direction.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -172,7 +182,8 @@ pub const DEFAULT_QUEUE: usize = 1000;
 pub const MAX_HOLD: Duration = Duration::from_millis(20);
 
 /// What the model did, counted per direction.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct ImpairStats {
     pub datagrams_in: u64,
     pub bytes_in: u64,

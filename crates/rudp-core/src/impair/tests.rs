@@ -189,7 +189,10 @@ fn rate_limit_holds() {
 fn blackout_drops_exactly_its_interval() {
     let t0 = Instant::now();
     let config = ImpairConfig {
-        blackouts: vec!["1s+500ms".parse().unwrap()],
+        blackouts: vec![Blackout {
+            at: Duration::from_secs(1),
+            length: Duration::from_millis(500),
+        }],
         ..Default::default()
     };
     let mut m = Impairment::new(config, 6, t0);

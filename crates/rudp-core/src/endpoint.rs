@@ -14,7 +14,9 @@
 //! 3. `poll_event()` until `None`.
 
 use crate::config::{Config, MIN_DATAGRAM_SIZE};
-use crate::conn::{self, Address, Connection, Event, TraceEvent};
+#[cfg(feature = "trace")]
+use crate::conn::TraceEvent;
+use crate::conn::{self, Address, Connection, Event};
 use crate::error::TransportCode;
 use crate::token::TokenKeys;
 use crate::wire::frame::{self, Frame};
@@ -26,7 +28,6 @@ use crate::wire::{
 use rand::Rng;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 
@@ -137,7 +138,8 @@ pub enum EndpointEvent {
 }
 
 /// Datagrams the endpoint dropped before any connection saw them (§10).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct EndpointStats {
     pub datagrams_received: u64,
     pub dropped_not_rudp: u64,
@@ -200,7 +202,9 @@ pub struct Endpoint {
     events: VecDeque<EndpointEvent>,
     stats: EndpointStats,
     /// Whether new connections record trace events (docs/trace.md).
+    #[cfg(feature = "trace")]
     trace: bool,
+    #[cfg(feature = "trace")]
     traces: VecDeque<(ConnectionId, TraceEvent)>,
     /// Server connections whose client has not proved its address (§6.3,
     /// §6.8), in all and per source.
@@ -214,10 +218,14 @@ pub struct Endpoint {
 impl Endpoint {
     /// An endpoint whose connection IDs come from a generator seeded with
     /// `seed`; the tokio layer seeds it from the OS.
-    pub fn new(config: EndpointConfig, seed: u64) -> Self {
+    pub fn new(config: EndpointConfig, seed: [u8; 32]) -> Self {
+        let mut rng = ChaCha8Rng::from_seed(seed);
+        // The retry-token secrets come from their own generator, keyed
+        // from the seed once: nothing on the wire is drawn from it.
+        let tokens = TokenKeys::new(rng.gen());
         Self {
             config,
-            rng: ChaCha8Rng::seed_from_u64(seed),
+            rng,
             next_handle: 0,
             conns: Map::default(),
             by_cid: Map::default(),
@@ -227,11 +235,13 @@ impl Endpoint {
             stateless: VecDeque::new(),
             events: VecDeque::new(),
             stats: EndpointStats::default(),
+            #[cfg(feature = "trace")]
             trace: false,
+            #[cfg(feature = "trace")]
             traces: VecDeque::new(),
             pending: 0,
             pending_by_source: Map::default(),
-            tokens: TokenKeys::default(),
+            tokens,
             plain_buf: Vec::new(),
         }
     }
@@ -241,12 +251,14 @@ impl Endpoint {
         self.pending
     }
 
+    #[cfg(feature = "trace")]
     /// Records trace events for every connection created from now on;
     /// drain them with [`Self::poll_trace`].
     pub fn set_trace(&mut self, on: bool) {
         self.trace = on;
     }
 
+    #[cfg(feature = "trace")]
     /// The next trace event, with the local connection ID it belongs to.
     pub fn poll_trace(&mut self) -> Option<(ConnectionId, TraceEvent)> {
         self.traces.pop_front()
@@ -277,9 +289,20 @@ impl Endpoint {
 
     /// Starts a client connection to `remote`.
     pub fn connect(&mut self, now: Instant, remote: SocketAddr) -> ConnectionHandle {
+        self.connect_with(now, remote, self.config.connection.clone())
+    }
+
+    /// Like [`Self::connect`], with settings of its own for this connection
+    /// (validate them first with [`Config::validate`]).
+    pub fn connect_with(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        config: Arc<Config>,
+    ) -> ConnectionHandle {
         let cid = self.new_cid();
         let first_pn = self.rng.gen_range(0..conn::FIRST_PN_RANGE);
-        let conn = Connection::client(now, self.config.connection.clone(), cid, first_pn);
+        let conn = Connection::client(now, config, cid, first_pn);
         self.insert(conn, remote, None, Address::Validated)
     }
 
@@ -294,11 +317,12 @@ impl Endpoint {
 
     fn insert(
         &mut self,
-        mut conn: Connection,
+        #[cfg_attr(not(feature = "trace"), allow(unused_mut))] mut conn: Connection,
         remote: SocketAddr,
         initial_key: Option<(SocketAddr, ConnectionId)>,
         address: Address,
     ) -> ConnectionHandle {
+        #[cfg(feature = "trace")]
         if self.trace {
             conn.enable_trace();
         }
@@ -471,7 +495,7 @@ impl Endpoint {
                     client_cid,
                     Protection::Clear,
                     TransportCode::ConnectionRefused,
-                    "this server requires a pre-shared key (--psk)",
+                    "this server requires a pre-shared key",
                 );
                 None
             }
@@ -481,7 +505,7 @@ impl Endpoint {
                     client_cid,
                     Protection::Clear,
                     TransportCode::ConnectionRefused,
-                    "this server has no pre-shared key; connect without --psk",
+                    "this server has no pre-shared key; connect without one",
                 );
                 None
             }
@@ -512,10 +536,7 @@ impl Endpoint {
         // §6.8: a token proves the address; without one, a busy server
         // sends one and keeps nothing.
         let address = match token {
-            Some(t) => match self
-                .tokens
-                .validate(now, &mut self.rng, from, client_cid, &t)
-            {
+            Some(t) => match self.tokens.validate(now, from, client_cid, &t) {
                 Ok(()) => Address::Validated,
                 Err(e) => {
                     self.stats.invalid_tokens += 1;
@@ -624,7 +645,7 @@ impl Endpoint {
         client_cid: ConnectionId,
         protection: Protection,
     ) {
-        let token = self.tokens.issue(now, &mut self.rng, to, client_cid);
+        let token = self.tokens.issue(now, to, client_cid);
         self.stats.retries_sent += 1;
         self.stateless_reply(
             to,
@@ -810,6 +831,7 @@ impl Endpoint {
         while let Some(e) = entry.conn.poll_event() {
             self.events.push_back(EndpointEvent::Connection(h, e));
         }
+        #[cfg(feature = "trace")]
         while let Some(t) = entry.conn.poll_trace() {
             self.traces.push_back((entry.conn.local_cid(), t));
         }

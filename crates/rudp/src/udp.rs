@@ -30,14 +30,14 @@ const RX_BUFFERS: usize = 8;
 /// Size of each receive buffer: one GRO batch of full-size UDP payloads.
 const RX_BUFFER_LEN: usize = 65_536;
 
-pub struct Socket {
+pub(crate) struct Socket {
     io: UdpSocket,
     state: UdpSocketState,
     max_segments: usize,
 }
 
 impl Socket {
-    pub fn new(std: std::net::UdpSocket) -> io::Result<Self> {
+    pub(crate) fn new(std: std::net::UdpSocket) -> io::Result<Self> {
         let state = UdpSocketState::new((&std).into())?;
         let io = UdpSocket::from_std(std)?;
         let gso_off = std::env::var("RUDP_GSO").is_ok_and(|v| v == "off");
@@ -54,7 +54,7 @@ impl Socket {
         })
     }
 
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
         self.io.local_addr()
     }
 
@@ -63,7 +63,7 @@ impl Socket {
     }
 
     /// Sends everything queued in `tx`, then empties it.
-    pub async fn send(&self, tx: &mut TxBatch) {
+    pub(crate) async fn send(&self, tx: &mut TxBatch) {
         let max_segments = self.segments_allowed();
         for g in tx.groups(max_segments) {
             let contents = &tx.data[g.start..g.end];
@@ -111,48 +111,49 @@ impl Socket {
     }
 
     /// Waits until datagrams can be read.
-    pub async fn readable(&self) -> io::Result<()> {
+    pub(crate) async fn readable(&self) -> io::Result<()> {
         self.io.readable().await
     }
 
-    /// Reads what is queued, without waiting, calling `f` for each
-    /// datagram; stops after about `max` datagrams. Returns how many were
-    /// read (0 if none was queued).
-    pub fn try_recv(
-        &self,
-        rx: &mut RxBuffers,
-        max: usize,
-        mut f: impl FnMut(SocketAddr, &[u8]),
-    ) -> io::Result<usize> {
-        let mut count = 0;
-        while count < max {
-            let mut slices: Vec<IoSliceMut<'_>> =
-                rx.bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
-            let n = match self.io.try_io(Interest::READABLE, || {
-                self.state
-                    .recv((&self.io).into(), &mut slices, &mut rx.meta)
-            }) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return if count > 0 { Ok(count) } else { Err(e) },
-            };
-            drop(slices);
-            for (meta, buf) in rx.meta.iter().zip(&rx.bufs).take(n) {
-                let stride = meta.stride.max(1);
-                for datagram in buf[..meta.len].chunks(stride) {
-                    f(meta.addr, datagram);
-                    count += 1;
-                }
-            }
+    /// One `recvmmsg` (or `recvmsg`) call, without waiting: fills `rx`
+    /// and returns how many buffers hold data (0 if nothing was queued).
+    /// Read them with [`RxBuffers::for_each`]. The caller holds no lock
+    /// during the system call.
+    pub(crate) fn try_recv_batch(&self, rx: &mut RxBuffers) -> io::Result<usize> {
+        let mut slices: Vec<IoSliceMut<'_>> =
+            rx.bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+        match self.io.try_io(Interest::READABLE, || {
+            self.state
+                .recv((&self.io).into(), &mut slices, &mut rx.meta)
+        }) {
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) => Err(e),
         }
-        Ok(count)
     }
 }
 
 /// Receive buffers, allocated once.
-pub struct RxBuffers {
+pub(crate) struct RxBuffers {
     bufs: Vec<Box<[u8]>>,
     meta: Vec<RecvMeta>,
+}
+
+impl RxBuffers {
+    /// Calls `f` for each datagram of the first `n` buffers (as returned by
+    /// [`Socket::try_recv_batch`]), cutting GRO batches apart by their
+    /// stride; returns how many datagrams there were.
+    pub(crate) fn for_each(&self, n: usize, mut f: impl FnMut(SocketAddr, &[u8])) -> usize {
+        let mut count = 0;
+        for (meta, buf) in self.meta.iter().zip(&self.bufs).take(n) {
+            let stride = meta.stride.max(1);
+            for datagram in buf[..meta.len].chunks(stride) {
+                f(meta.addr, datagram);
+                count += 1;
+            }
+        }
+        count
+    }
 }
 
 impl Default for RxBuffers {
@@ -169,7 +170,7 @@ impl Default for RxBuffers {
 /// Datagrams waiting to be sent: one reused byte buffer, and where each
 /// datagram lies in it.
 #[derive(Default)]
-pub struct TxBatch {
+pub(crate) struct TxBatch {
     data: Vec<u8>,
     datagrams: Vec<(SocketAddr, usize, usize)>,
 }
@@ -184,13 +185,13 @@ struct Group {
 }
 
 impl TxBatch {
-    pub fn push(&mut self, to: SocketAddr, datagram: &[u8]) {
+    pub(crate) fn push(&mut self, to: SocketAddr, datagram: &[u8]) {
         let start = self.data.len();
         self.data.extend_from_slice(datagram);
         self.datagrams.push((to, start, self.data.len()));
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.datagrams.is_empty()
     }
 
@@ -282,9 +283,13 @@ mod tests {
         while got.len() < 50 && std::time::Instant::now() < deadline {
             let _ = tokio::time::timeout(std::time::Duration::from_millis(100), rx_sock.readable())
                 .await;
-            rx_sock
-                .try_recv(&mut rx, 1000, |_, d| got.push(d.to_vec()))
-                .unwrap();
+            loop {
+                let n = rx_sock.try_recv_batch(&mut rx).unwrap();
+                if n == 0 {
+                    break;
+                }
+                rx.for_each(n, |_, d| got.push(d.to_vec()));
+            }
         }
         assert_eq!(got.len(), 50);
         for (i, d) in got.iter().enumerate() {

@@ -1,0 +1,55 @@
+//! # rudp-core: the sans-IO protocol core of rudp
+//!
+//! Everything rudp decides, and nothing it does: this crate turns received
+//! datagrams and the passing of time into datagrams to send, deadlines and
+//! application events. It never opens a socket, reads a clock or spawns a
+//! task; it has no dependency that could (no tokio, no socket crate). The
+//! caller passes `now` into every call. That is what lets the tests run
+//! thousands of lossy connections a second in virtual time, and what lets
+//! you drive rudp from any event loop. The `rudp` crate is the tokio driver.
+//!
+//! PROTOCOL.md in the repository specifies every rule implemented here.
+//!
+//! ## Layout
+//!
+//! Lower layers never depend on upper ones:
+//!
+//! - [`wire`]: bytes on the wire: header, frames, checksum (PROTOCOL.md §3–§5).
+//! - [`ranges`]: the range set behind acknowledgements and reassembly.
+//! - [`conn`]: one connection's state machine: handshake, acks, RTT, loss
+//!   detection, retransmission, flow and congestion control (§6–§9).
+//! - [`endpoint`]: many connections behind one socket: routing by
+//!   connection ID, accepting, version negotiation (§10).
+//! - [`psk`]: optional pre-shared-key sealing of packets (§3.7).
+//! - [`token`]: stateless address-validation tokens for RETRY (§6.8).
+//! - [`config`], [`error`]: settings and failure reasons.
+//! - [`text`]: peer-supplied text made safe to print.
+//! - [`impair`], [`sim`] (feature `sim`): a seeded, I/O-free model of a bad
+//!   network, and two endpoints joined by impaired links in virtual time.
+//!
+//! ## Features
+//!
+//! - `serde`: `Serialize` on statistics and summaries.
+//! - `trace`: qlog-style JSON trace events from a connection (docs/trace.md).
+//! - `sim`: the impairment model and the simulator.
+//!
+//! With no feature, the dependency tree is the crypto, checksum and random
+//! number crates the protocol needs, and nothing else.
+
+pub mod config;
+pub mod conn;
+pub mod endpoint;
+pub mod error;
+#[cfg(feature = "sim")]
+pub mod impair;
+pub mod psk;
+pub mod ranges;
+#[cfg(feature = "sim")]
+pub mod sim;
+pub mod text;
+pub mod token;
+pub mod wire;
+
+pub use config::Config;
+pub use endpoint::{Endpoint, EndpointConfig};
+pub use error::ConnectionError;

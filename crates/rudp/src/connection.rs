@@ -1,0 +1,401 @@
+//! [`Connection`]: the application's handle on one connection, its
+//! `poll_*` primitives, and the [`Messages`] stream and [`MessageSink`]
+//! adapters built on them.
+
+use crate::error::Error;
+use crate::shared::{ConnSlot, Shared, State};
+use bytes::Bytes;
+use rudp_core::conn::{SendError, Stats};
+use rudp_core::endpoint::ConnectionHandle;
+use rudp_core::error::{ConnectionError, VarInt};
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
+
+/// One rudp connection: ordered, reliable messages to one peer.
+///
+/// Cloning gives another handle to the same connection, so one task can
+/// send while another receives. When the last handle is dropped without
+/// `close` or `abort`, the connection is closed gracefully in the
+/// background: what was sent is still delivered.
+///
+/// Each async method has a `poll_*` primitive under it, for code that
+/// writes its own futures; [`Self::messages`] and [`Self::sink`] adapt a
+/// connection to the `futures` `Stream` and `Sink` traits.
+#[derive(Debug)]
+pub struct Connection {
+    shared: Arc<Shared>,
+    handle: ConnectionHandle,
+    remote: SocketAddr,
+}
+
+impl Clone for Connection {
+    fn clone(&self) -> Self {
+        Connection::new(self.shared.clone(), self.handle, self.remote)
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let mut st = self.shared.lock();
+        let Some(slot) = st.slots.get_mut(&self.handle) else {
+            return;
+        };
+        slot.handles -= 1;
+        if slot.handles == 0 {
+            if slot.drained {
+                st.slots.remove(&self.handle);
+            } else {
+                st.ep.with_connection(self.handle, |c| c.close());
+            }
+        }
+        drop(st);
+        self.shared.wake_driver.notify_one();
+    }
+}
+
+impl Connection {
+    pub(crate) fn new(shared: Arc<Shared>, handle: ConnectionHandle, remote: SocketAddr) -> Self {
+        if let Some(slot) = shared.lock().slots.get_mut(&handle) {
+            slot.handles += 1;
+        }
+        Self {
+            shared,
+            handle,
+            remote,
+        }
+    }
+
+    /// The peer's address.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.remote
+    }
+
+    /// The local address of the endpoint the connection belongs to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// Runs `f` on the connection's slot under the lock. Without a slot
+    /// (which `Drop` prevents while a handle lives) the connection reads
+    /// as aborted.
+    fn with_slot<T>(&self, f: impl FnOnce(&mut State, &mut ConnSlot) -> T) -> T {
+        let mut guard = self.shared.lock();
+        let st = &mut *guard;
+        match st.slots.remove(&self.handle) {
+            Some(mut slot) => {
+                let r = f(st, &mut slot);
+                st.slots.insert(self.handle, slot);
+                r
+            }
+            None => {
+                let mut slot = ConnSlot::new(self.remote);
+                slot.outcome = Some(Err(ConnectionError::LocallyAborted { code: VarInt::ZERO }));
+                f(st, &mut slot)
+            }
+        }
+    }
+
+    /// How the connection failed, if it did: `Closed` if this side
+    /// aborted it, the reason otherwise.
+    fn outcome_error(&self, slot: &ConnSlot) -> Option<Error> {
+        match &slot.outcome {
+            Some(Err(ConnectionError::LocallyAborted { .. })) => Some(Error::Closed),
+            Some(Err(e)) => Some(Error::from_connection(self.remote, true, e.clone())),
+            _ => None,
+        }
+    }
+
+    /// The handshake's outcome, for `connect`.
+    pub(crate) fn poll_connected(
+        &self,
+        cx: &mut Context<'_>,
+        keyed: bool,
+    ) -> Poll<Result<(), Error>> {
+        self.with_slot(|st, slot| {
+            if slot.connected {
+                return Poll::Ready(Ok(()));
+            }
+            match &slot.outcome {
+                Some(Err(e)) => Poll::Ready(Err(
+                    match Error::from_connection(self.remote, false, e.clone()) {
+                        Error::NoAnswer { addr, after } if keyed => {
+                            Error::NoAnswerKeyed { addr, after }
+                        }
+                        other => other,
+                    },
+                )),
+                Some(Ok(())) => Poll::Ready(Err(Error::Closed)),
+                None if st.stopped.is_some() => Poll::Ready(Err(Error::EndpointClosed)),
+                None => {
+                    slot.state.register(cx.waker());
+                    Poll::Pending
+                }
+            }
+        })
+    }
+
+    /// Tries to queue `msg`. `Ready(Ok)` once queued; `Pending` (the task
+    /// is woken when there is room) while the send buffer is full.
+    pub fn poll_send(&self, cx: &mut Context<'_>, msg: &Bytes) -> Poll<Result<(), Error>> {
+        let r = self.with_slot(|st, slot| {
+            if let Some(e) = self.outcome_error(slot) {
+                return Poll::Ready(Err(e));
+            }
+            if st.stopped.is_some() {
+                return Poll::Ready(Err(Error::EndpointClosed));
+            }
+            match st.ep.with_connection(self.handle, |c| c.send(msg.clone())) {
+                Some(Ok(())) => Poll::Ready(Ok(())),
+                Some(Err(SendError::Blocked)) => {
+                    slot.writers.register(cx.waker());
+                    Poll::Pending
+                }
+                Some(Err(SendError::NotConnected)) => {
+                    slot.state.register(cx.waker());
+                    Poll::Pending
+                }
+                Some(Err(SendError::TooLarge { len, max })) => {
+                    Poll::Ready(Err(Error::MessageTooLarge { len, max }))
+                }
+                Some(Err(_)) | None => Poll::Ready(Err(Error::Closed)),
+            }
+        });
+        if r.is_ready() {
+            self.shared.wake_driver.notify_one();
+        }
+        r
+    }
+
+    /// Queues one message; waits while the send buffer is full.
+    ///
+    /// Cancel-safe: if the future is dropped before it completes, the
+    /// message was not queued.
+    pub async fn send(&self, msg: Bytes) -> Result<(), Error> {
+        poll_fn(|cx| self.poll_send(cx, &msg)).await
+    }
+
+    /// The next message, if one is ready: `Ready(Ok(Some))`; `Ready(Ok(None))`
+    /// once the peer has closed and every message was read; `Pending` (the
+    /// task is woken when one arrives) otherwise.
+    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, Error>> {
+        enum Polled {
+            Message(Bytes),
+            Finished,
+            Nothing,
+        }
+        let r = self.with_slot(|st, slot| {
+            let polled = st.ep.with_connection(self.handle, |c| match c.recv() {
+                Some(m) => Polled::Message(m),
+                None if c.is_recv_finished() => Polled::Finished,
+                None => Polled::Nothing,
+            });
+            match polled {
+                Some(Polled::Message(m)) => Poll::Ready(Ok(Some(m))),
+                Some(Polled::Finished) => Poll::Ready(Ok(None)),
+                // The connection is gone: report how it ended.
+                None => Poll::Ready(self.outcome_error(slot).map_or(Ok(None), Err)),
+                Some(Polled::Nothing) => match self.outcome_error(slot) {
+                    Some(e) => Poll::Ready(Err(e)),
+                    None if st.stopped.is_some() => Poll::Ready(Err(Error::EndpointClosed)),
+                    None => {
+                        slot.readers.register(cx.waker());
+                        Poll::Pending
+                    }
+                },
+            }
+        });
+        if r.is_ready() {
+            // Reading may have opened the flow-control window.
+            self.shared.wake_driver.notify_one();
+        }
+        r
+    }
+
+    /// The next message, in order; `Ok(None)` once the peer has closed and
+    /// every message it sent has been read.
+    ///
+    /// Cancel-safe: a message is taken from the connection only when this
+    /// returns it, so `recv` can be used in `tokio::select!`.
+    pub async fn recv(&self) -> Result<Option<Bytes>, Error> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// `Ready` once the connection has ended: `Ok(())` if it closed
+    /// gracefully (both sides), the reason otherwise.
+    pub fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.with_slot(|st, slot| match &slot.outcome {
+            Some(Ok(())) => Poll::Ready(Ok(())),
+            Some(Err(_)) => Poll::Ready(self.outcome_error(slot).map_or(Ok(()), Err)),
+            None if st.stopped.is_some() => Poll::Ready(Err(Error::EndpointClosed)),
+            None => {
+                slot.state.register(cx.waker());
+                Poll::Pending
+            }
+        })
+    }
+
+    /// Waits until the connection has ended, without ending it: `Ok(())`
+    /// if it closed gracefully, the reason otherwise.
+    ///
+    /// Cancel-safe: it only waits.
+    pub async fn closed(&self) -> Result<(), Error> {
+        poll_fn(|cx| self.poll_closed(cx)).await
+    }
+
+    /// Closes gracefully: everything sent is delivered, the peer learns the
+    /// connection ended, and this returns once the peer has closed too.
+    ///
+    /// Cancel-safe in the sense that the close, once started, completes in
+    /// the background if the future is dropped.
+    pub async fn close(&self) -> Result<(), Error> {
+        self.shared
+            .lock()
+            .ep
+            .with_connection(self.handle, |c| c.close());
+        self.shared.wake_driver.notify_one();
+        self.closed().await
+    }
+
+    /// Closes at once with an application error code; undelivered data is
+    /// discarded on both sides and the peer sees the code and reason (at
+    /// most 1,024 bytes of it are sent).
+    pub fn abort(&self, code: VarInt, reason: &str) {
+        self.shared
+            .lock()
+            .ep
+            .with_connection(self.handle, |c| c.abort(Instant::now(), code, reason));
+        self.shared.wake_driver.notify_one();
+    }
+
+    /// Counters and current estimates (PROTOCOL.md has their meaning).
+    pub fn stats(&self) -> Stats {
+        let st = self.shared.lock();
+        match st.ep.connection(self.handle) {
+            Some(c) => c.stats(),
+            None => st
+                .slots
+                .get(&self.handle)
+                .and_then(|s| s.final_stats.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The current smoothed round-trip time estimate (PROTOCOL.md §9.1).
+    pub fn rtt(&self) -> Duration {
+        Duration::from_micros(self.stats().smoothed_rtt_us)
+    }
+
+    /// The connection's messages as a `futures` `Stream`: each item is a
+    /// message or the error that ended the connection; the stream ends
+    /// when the peer has closed and every message was read.
+    pub fn messages(&self) -> Messages {
+        Messages {
+            conn: self.clone(),
+            done: false,
+        }
+    }
+
+    /// A `futures` `Sink` of messages on this connection. Flushing means
+    /// every message given to the sink is queued in the connection (sent
+    /// and retransmitted as needed in the background); closing the sink
+    /// closes the connection gracefully and waits for the peer.
+    pub fn sink(&self) -> MessageSink {
+        MessageSink {
+            conn: self.clone(),
+            pending: None,
+            close_started: false,
+        }
+    }
+}
+
+/// The messages of a connection as a [`futures_core::Stream`]
+/// ([`Connection::messages`]).
+#[derive(Debug)]
+pub struct Messages {
+    conn: Connection,
+    done: bool,
+}
+
+impl futures_core::Stream for Messages {
+    type Item = Result<Bytes, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let r = ready!(self.conn.poll_recv(cx));
+        Poll::Ready(match r {
+            Ok(Some(m)) => Some(Ok(m)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        })
+    }
+}
+
+/// A [`futures_sink::Sink`] of messages on a connection
+/// ([`Connection::sink`]). It holds at most one message that did not fit
+/// the send buffer yet.
+#[derive(Debug)]
+pub struct MessageSink {
+    conn: Connection,
+    pending: Option<Bytes>,
+    close_started: bool,
+}
+
+impl MessageSink {
+    /// Queues the held message, if any.
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if let Some(msg) = &self.pending {
+            ready!(self.conn.poll_send(cx, msg))?;
+            self.pending = None;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl futures_sink::Sink<Bytes> for MessageSink {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().poll_pending(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Bytes) -> Result<(), Error> {
+        let this = self.get_mut();
+        if this.pending.is_some() {
+            // `poll_ready` was not called or did not return `Ready(Ok)`.
+            return Err(Error::SinkNotReady);
+        }
+        this.pending = Some(item);
+        Ok(())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().poll_pending(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        ready!(this.poll_pending(cx))?;
+        if !this.close_started {
+            this.close_started = true;
+            this.conn
+                .shared
+                .lock()
+                .ep
+                .with_connection(this.conn.handle, |c| c.close());
+            this.conn.shared.wake_driver.notify_one();
+        }
+        this.conn.poll_closed(cx)
+    }
+}
