@@ -117,10 +117,12 @@ pub enum RetryMode {
 }
 
 impl RetryMode {
-    pub fn policy(self) -> RetryPolicy {
+    /// The policy for one of `workers` server endpoints: `auto`'s
+    /// threshold is shared out like the other limits.
+    pub fn policy(self, workers: usize) -> RetryPolicy {
         match self {
             Self::Auto => RetryPolicy::WhenBusy {
-                pending_handshakes: RETRY_WHEN_PENDING,
+                pending_handshakes: RETRY_WHEN_PENDING.div_ceil(workers.max(1)),
             },
             Self::Always => RetryPolicy::Always,
             Self::Never => RetryPolicy::Never,
@@ -180,6 +182,12 @@ pub enum Command {
         /// state until it comes back (address validation, PROTOCOL.md §6.8).
         #[arg(long, value_enum, default_value_t = RetryMode::Auto)]
         retry: RetryMode,
+        /// Worker endpoints, each with its own socket on the same port
+        /// (SO_REUSEPORT), so that the server uses every core. Default: the
+        /// number of cores, or 1 with --trace. The limits above are totals,
+        /// shared out between the workers.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+        threads: Option<u16>,
         #[command(flatten)]
         conn: ConnArgs,
         #[command(flatten)]
@@ -198,7 +206,9 @@ pub enum Command {
         #[command(flatten)]
         observe: ObserveArgs,
         /// Requests to send; with none, each line of standard input is one.
-        #[arg(value_name = "MONTH", allow_hyphen_values = true)]
+        /// Options may come before or after them; after `--` everything is
+        /// a request, so `rudp client -- -3` sends "-3".
+        #[arg(value_name = "MONTH")]
         months: Vec<String>,
     },
     /// Relay UDP between clients and a server, impairing it: loss, bursts,
@@ -359,20 +369,34 @@ pub async fn run(cli: Cli) -> i32 {
             max_connections,
             max_pending_handshakes,
             retry,
+            threads,
             conn,
             observe,
         } => {
             let Some(connection) = conn.config(rudp::Config::default()) else {
                 return 1;
             };
+            let threads = match (threads, &observe.trace) {
+                (Some(n), Some(_)) if n > 1 => {
+                    eprintln!("error: --trace records one worker: use it with --threads 1");
+                    return 2;
+                }
+                (Some(n), _) => usize::from(n),
+                (None, Some(_)) => 1,
+                (None, None) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            };
+            // Each worker takes its share of the totals (rounded up).
+            let share = |total: usize| total.div_ceil(threads).max(1);
+            let defaults = EndpointConfig::default();
             let config = EndpointConfig {
                 connection: std::sync::Arc::new(connection),
-                max_connections: max_connections as usize,
-                max_pending_handshakes: max_pending_handshakes as usize,
-                retry: retry.policy(),
-                ..EndpointConfig::default()
+                max_connections: share(max_connections as usize),
+                max_pending_handshakes: share(max_pending_handshakes as usize),
+                max_pending_per_source: share(defaults.max_pending_per_source),
+                retry: retry.policy(threads),
+                ..defaults
             };
-            run_server(listen, config, observe).await
+            run_server(listen, config, threads, observe).await
         }
         Command::Client {
             server,
@@ -915,20 +939,65 @@ fn start_trace(endpoint: &Endpoint, spec: Option<(&std::path::Path, rudp::TraceL
     }
 }
 
-async fn run_server(listen: SocketAddr, config: EndpointConfig, observe: ObserveArgs) -> i32 {
-    let endpoint = match Endpoint::server(listen, config) {
+async fn run_server(
+    listen: SocketAddr,
+    config: EndpointConfig,
+    threads: usize,
+    observe: ObserveArgs,
+) -> i32 {
+    let endpoints = if threads == 1 {
+        Endpoint::server(listen, config).map(|e| vec![e])
+    } else {
+        shared_port_sockets(listen, threads)
+            .map_err(rudp::Error::Io)
+            .and_then(|sockets| {
+                sockets
+                    .into_iter()
+                    .map(|s| Endpoint::server_on(s, config.clone()))
+                    .collect()
+            })
+    };
+    let endpoints = match endpoints {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: cannot listen on {listen}: {e}");
             return ClientExit::Failed as i32;
         }
     };
-    if !start_trace(&endpoint, observe.trace_spec()) {
+    if !start_trace(&endpoints[0], observe.trace_spec()) {
         return 1;
     }
-    let report = server::serve(endpoint, shutdown_signal()).await;
+    if threads > 1 {
+        tracing::info!(listen = %endpoints[0].local_addr(), workers = threads, "one socket per worker (SO_REUSEPORT)");
+    }
+    let report = server::serve_all(endpoints, shutdown_signal()).await;
     eprintln!("{}", report.summary());
     write_report(observe.stats_json.as_deref(), &report).map_or(1, |()| 0)
+}
+
+/// `n` non-blocking UDP sockets bound to one address with `SO_REUSEPORT`,
+/// for one server endpoint each: the kernel hashes each client's address
+/// and port to one of them. With port 0, the first socket's port is the
+/// one the others take.
+pub fn shared_port_sockets(
+    listen: SocketAddr,
+    n: usize,
+) -> std::io::Result<Vec<std::net::UdpSocket>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut addr = listen;
+    let mut sockets = Vec::with_capacity(n);
+    for _ in 0..n {
+        let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        s.set_reuse_port(true)?;
+        let _ = s.set_recv_buffer_size(rudp::SOCKET_BUFFER);
+        let _ = s.set_send_buffer_size(rudp::SOCKET_BUFFER);
+        s.set_nonblocking(true)?;
+        s.bind(&addr.into())?;
+        let s: std::net::UdpSocket = s.into();
+        addr = s.local_addr()?;
+        sockets.push(s);
+    }
+    Ok(sockets)
 }
 
 /// Completes on Ctrl-C or SIGTERM.

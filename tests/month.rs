@@ -18,7 +18,7 @@ fn all_twelve() -> Vec<String> {
 }
 
 fn args<'a>(server: &'a str, months: &'a [String]) -> Vec<&'a str> {
-    let mut a = vec!["client", "--server", server];
+    let mut a = vec!["client", "--server", server, "--"];
     a.extend(months.iter().map(String::as_str));
     a
 }
@@ -623,4 +623,149 @@ async fn huge_and_malformed_durations_are_clear_errors() {
     )
     .await;
     assert_eq!(out.code, Some(2), "{out:?}");
+}
+
+/// Issue #13: options are recognised anywhere on the line (`3 --timeout 2s`
+/// used to send "--timeout" and "2s" as requests), `--` ends them, and a
+/// request that starts with `-` can be sent after it.
+#[tokio::test]
+async fn options_anywhere_and_double_dash_ends_them() {
+    let server = Server::start().await;
+    let addr = server.addr.to_string();
+    let out = rudp(
+        &["client", "3", "--timeout", "2s", "--server", &addr, "4"],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout, "March\nApril\n", "{out:?}");
+
+    let out = rudp(
+        &["client", "--server", &addr, "5", "--", "-3", "--timeout"],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{out:?}");
+    assert_eq!(lines[0], "May");
+    assert!(
+        lines[1].starts_with("error: '-3' is not a number"),
+        "{out:?}"
+    );
+    assert!(
+        lines[2].starts_with("error: '--timeout' is not a number"),
+        "{out:?}"
+    );
+
+    // Without `--`, a leading '-' is an unknown option: a usage error that
+    // says how to send it, and nothing reaches the server.
+    let out = rudp(&["client", "--server", &addr, "-3"], b"", LIMIT).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("-- -3"), "{out:?}");
+}
+
+/// Issue #13: `rudp server --threads N` runs one endpoint per worker on
+/// sockets sharing the port (SO_REUSEPORT). Clients from many ports are
+/// spread over the workers by the kernel; each gets its own answers, and
+/// the report sums the workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_sharing_a_port_all_serve() {
+    let sockets = rudp_cli::cli::shared_port_sockets("127.0.0.1:0".parse().unwrap(), 2)
+        .expect("two sockets on one port");
+    let addr = sockets[0].local_addr().unwrap();
+    assert_eq!(sockets[1].local_addr().unwrap(), addr);
+    let endpoints: Vec<Endpoint> = sockets
+        .into_iter()
+        .map(|s| Endpoint::server_on(s, EndpointConfig::default()).unwrap())
+        .collect();
+    let watch: Vec<Endpoint> = endpoints.to_vec();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(rudp_cli::month::server::serve_all(endpoints, async move {
+        let _ = stopped.await;
+    }));
+    let clients = 40;
+    let mut tasks = Vec::new();
+    for i in 0..clients {
+        tasks.push(tokio::spawn(async move {
+            let month = i % 12 + 1;
+            let opts = ClientOptions {
+                server: addr,
+                timeout: Duration::from_secs(20),
+                trace: None,
+                trace_level: Default::default(),
+                connection: Default::default(),
+            };
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let code = client::run(
+                &opts,
+                Input::Args(vec![month.to_string()]),
+                &mut out,
+                &mut err,
+            )
+            .await;
+            assert_eq!(
+                code,
+                ClientExit::AllMonths,
+                "client {i}: {}",
+                String::from_utf8_lossy(&err)
+            );
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format!("{}\n", MONTHS[month - 1])
+            );
+        }));
+    }
+    for t in tasks {
+        tokio::time::timeout(LIMIT, t)
+            .await
+            .expect("clients finish")
+            .expect("client ok");
+    }
+    // 40 clients on random ports all hashed to one socket: odds 2^-39.
+    let accepted: Vec<u64> = watch
+        .iter()
+        .map(|e| e.stats().connections_accepted)
+        .collect();
+    assert!(
+        accepted.iter().all(|&n| n > 0),
+        "every worker served: {accepted:?}"
+    );
+    assert_eq!(accepted.iter().sum::<u64>(), clients as u64, "{accepted:?}");
+    drop(watch);
+    let _ = stop.send(());
+    let report = tokio::time::timeout(LIMIT, server)
+        .await
+        .expect("server stops")
+        .unwrap();
+    assert_eq!(report.connections, clients);
+    assert_eq!(report.endpoint.connections_accepted, clients as u64);
+    assert_eq!(
+        report.totals.messages_received, clients as u64,
+        "one request each"
+    );
+}
+
+/// `--trace` records one worker, so it takes `--threads 1` (the default
+/// with `--trace`); asking for more is a usage error.
+#[tokio::test]
+async fn trace_with_several_workers_is_a_usage_error() {
+    let out = rudp(
+        &[
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--threads",
+            "2",
+            "--trace",
+            "/tmp/never-written.jsonl",
+        ],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("--threads 1"), "{out:?}");
 }

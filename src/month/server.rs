@@ -97,6 +97,50 @@ pub async fn serve(endpoint: Endpoint, shutdown: impl Future<Output = ()>) -> Se
     }
 }
 
+/// Serves on several endpoints at once, each running [`serve`] in its own
+/// task: with sockets sharing one port (`SO_REUSEPORT`), the kernel spreads
+/// clients over them by address, and the endpoints share nothing, so a
+/// multi-thread runtime runs them on every core (docs/architecture.md,
+/// "Using every core"). The report sums the workers'.
+pub async fn serve_all(
+    endpoints: Vec<Endpoint>,
+    shutdown: impl Future<Output = ()>,
+) -> ServerReport {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut workers = JoinSet::new();
+    for (i, endpoint) in endpoints.into_iter().enumerate() {
+        let mut stopped = stopped.clone();
+        let signal = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        workers.spawn(serve(endpoint, signal).instrument(info_span!("worker", i)));
+    }
+    shutdown.await;
+    let _ = stop.send(true);
+    let mut total: Option<ServerReport> = None;
+    while let Some(done) = workers.join_next().await {
+        let Ok(r) = done else { continue };
+        match total.as_mut() {
+            None => total = Some(r),
+            Some(t) => {
+                t.connections += r.connections;
+                t.seconds = t.seconds.max(r.seconds);
+                t.totals.accumulate(&r.totals);
+                t.endpoint.accumulate(&r.endpoint);
+            }
+        }
+    }
+    let mut total = total.unwrap_or_else(|| ServerReport {
+        connections: 0,
+        seconds: 0.0,
+        goodput_bytes_per_sec: 0.0,
+        totals: Stats::default(),
+        endpoint: EndpointStats::default(),
+    });
+    total.goodput_bytes_per_sec = total.totals.bytes_delivered as f64 / total.seconds.max(1e-9);
+    total
+}
+
 /// One client's session: the greeting, then one answer per request.
 async fn serve_one(conn: Connection) -> Stats {
     session(&conn).await;

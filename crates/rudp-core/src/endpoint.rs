@@ -137,33 +137,46 @@ pub enum EndpointEvent {
     Drained(ConnectionHandle),
 }
 
-/// Datagrams the endpoint dropped before any connection saw them (§10).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-pub struct EndpointStats {
-    pub datagrams_received: u64,
-    pub dropped_not_rudp: u64,
-    pub dropped_corrupt: u64,
-    pub dropped_malformed: u64,
-    pub dropped_unknown_connection: u64,
-    pub dropped_wrong_address: u64,
-    /// INITIALs (first or later) shorter than 1200 bytes (§6.2).
-    pub dropped_small_initial: u64,
-    /// INITIALs that failed pre-shared-key authentication (§3.7).
-    pub dropped_unauthenticated: u64,
-    pub version_negotiations_sent: u64,
-    /// RETRY packets sent instead of creating a connection (§6.8).
-    pub retries_sent: u64,
-    /// INITIALs refused: connection or pending-handshake limit, key
-    /// mismatch, bad token (§6.3).
-    pub refused: u64,
-    /// Of those, for a token that was invalid or expired.
-    pub invalid_tokens: u64,
-    /// Of those, because the source had its share of pending handshakes.
-    pub refused_per_source: u64,
-    pub connections_accepted: u64,
-    /// Of those, created for a client that echoed a valid token.
-    pub accepted_with_token: u64,
+crate::counters! {
+    /// Datagrams the endpoint dropped before any connection saw them, and
+    /// what it answered itself (§10).
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+    #[non_exhaustive]
+    pub struct EndpointStats {
+        /// Datagrams read from the socket.
+        pub datagrams_received: u64,
+        /// Without rudp's magic bytes: not a rudp datagram (§3).
+        pub dropped_not_rudp: u64,
+        /// The checksum failed (§3.6).
+        pub dropped_corrupt: u64,
+        /// The header did not parse (§3).
+        pub dropped_malformed: u64,
+        /// For no connection this endpoint has (INITIALs too, on an
+        /// endpoint that does not accept connections).
+        pub dropped_unknown_connection: u64,
+        /// For a connection, from an address other than its peer's (§6.1).
+        pub dropped_wrong_address: u64,
+        /// INITIALs (first or later) shorter than 1200 bytes (§6.2).
+        pub dropped_small_initial: u64,
+        /// INITIALs that failed pre-shared-key authentication (§3.7).
+        pub dropped_unauthenticated: u64,
+        /// VERSION_NEGOTIATION packets sent (§3.5).
+        pub version_negotiations_sent: u64,
+        /// RETRY packets sent instead of creating a connection (§6.8).
+        pub retries_sent: u64,
+        /// INITIALs refused: connection or pending-handshake limit, key
+        /// mismatch, bad token (§6.3).
+        pub refused: u64,
+        /// Of those, for a token that was invalid or expired.
+        pub invalid_tokens: u64,
+        /// Of those, because the source had its share of pending handshakes.
+        pub refused_per_source: u64,
+        /// Server connections created.
+        pub connections_accepted: u64,
+        /// Of those, created for a client that echoed a valid token.
+        pub accepted_with_token: u64,
+    }
 }
 
 #[derive(Debug)]

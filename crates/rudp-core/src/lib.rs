@@ -36,6 +36,32 @@
 //! With no feature, the dependency tree is the crypto, checksum and random
 //! number crates the protocol needs, and nothing else.
 
+/// Defines a struct of `u64` counters with an `accumulate` that adds
+/// every field of another: totals over many connections or endpoints
+/// cannot forget a field, because the field list is written once.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! counters {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$fmeta:meta])* pub $field:ident: u64, )*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $( $(#[$fmeta])* pub $field: u64, )*
+        }
+
+        impl $name {
+            /// Adds every counter of `other` to this one's.
+            pub fn accumulate(&mut self, other: &Self) {
+                $( self.$field += other.$field; )*
+            }
+        }
+    };
+}
+
 pub mod config;
 pub mod conn;
 pub mod endpoint;
