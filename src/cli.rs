@@ -945,40 +945,39 @@ async fn run_server(
     threads: usize,
     observe: ObserveArgs,
 ) -> i32 {
-    let endpoints = if threads == 1 {
-        Endpoint::server(listen, config).map(|e| vec![e])
-    } else {
-        shared_port_sockets(listen, threads)
-            .map_err(rudp::Error::Io)
-            .and_then(|sockets| {
-                sockets
-                    .into_iter()
-                    .map(|s| Endpoint::server_on(s, config.clone()))
-                    .collect()
-            })
-    };
-    let endpoints = match endpoints {
-        Ok(e) => e,
+    let sockets = match shared_port_sockets(listen, threads) {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("error: cannot listen on {listen}: {e}");
             return ClientExit::Failed as i32;
         }
     };
-    if !start_trace(&endpoints[0], observe.trace_spec()) {
-        return 1;
-    }
     if threads > 1 {
-        tracing::info!(listen = %endpoints[0].local_addr(), workers = threads, "one socket per worker (SO_REUSEPORT)");
+        if let Ok(addr) = sockets[0].local_addr() {
+            tracing::info!(listen = %addr, workers = threads, "one socket and one thread per worker (SO_REUSEPORT)");
+        }
     }
-    let report = server::serve_all(endpoints, shutdown_signal()).await;
+    let setup = server::WorkerSetup {
+        config,
+        trace: observe
+            .trace_spec()
+            .map(|(path, level)| (path.to_path_buf(), level)),
+    };
+    let report = match server::serve_threads(sockets, setup, shutdown_signal()).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ClientExit::Failed as i32;
+        }
+    };
     eprintln!("{}", report.summary());
     write_report(observe.stats_json.as_deref(), &report).map_or(1, |()| 0)
 }
 
-/// `n` non-blocking UDP sockets bound to one address with `SO_REUSEPORT`,
-/// for one server endpoint each: the kernel hashes each client's address
-/// and port to one of them. With port 0, the first socket's port is the
-/// one the others take.
+/// `n` non-blocking UDP sockets bound to one address, for one server
+/// endpoint each: with more than one, `SO_REUSEPORT` lets them share the
+/// port and the kernel hashes each client's address and port to one of
+/// them. With port 0, the first socket's port is the one the others take.
 pub fn shared_port_sockets(
     listen: SocketAddr,
     n: usize,
@@ -988,7 +987,9 @@ pub fn shared_port_sockets(
     let mut sockets = Vec::with_capacity(n);
     for _ in 0..n {
         let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-        s.set_reuse_port(true)?;
+        if n > 1 {
+            s.set_reuse_port(true)?;
+        }
         let _ = s.set_recv_buffer_size(rudp::SOCKET_BUFFER);
         let _ = s.set_send_buffer_size(rudp::SOCKET_BUFFER);
         s.set_nonblocking(true)?;

@@ -667,25 +667,28 @@ async fn options_anywhere_and_double_dash_ends_them() {
     assert!(out.stderr.contains("-- -3"), "{out:?}");
 }
 
-/// Issue #13: `rudp server --threads N` runs one endpoint per worker on
-/// sockets sharing the port (SO_REUSEPORT). Clients from many ports are
-/// spread over the workers by the kernel; each gets its own answers, and
-/// the report sums the workers.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// Issue #13: `rudp server --threads N` runs one endpoint per worker
+/// thread on sockets sharing the port (SO_REUSEPORT). Clients from many
+/// ports are spread over the workers by the kernel; each gets its own
+/// answers, and the report sums the workers.
+#[tokio::test]
 async fn workers_sharing_a_port_all_serve() {
     let sockets = rudp_cli::cli::shared_port_sockets("127.0.0.1:0".parse().unwrap(), 2)
         .expect("two sockets on one port");
     let addr = sockets[0].local_addr().unwrap();
     assert_eq!(sockets[1].local_addr().unwrap(), addr);
-    let endpoints: Vec<Endpoint> = sockets
-        .into_iter()
-        .map(|s| Endpoint::server_on(s, EndpointConfig::default()).unwrap())
-        .collect();
-    let watch: Vec<Endpoint> = endpoints.to_vec();
+    let setup = rudp_cli::month::server::WorkerSetup {
+        config: EndpointConfig::default(),
+        trace: None,
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(rudp_cli::month::server::serve_all(endpoints, async move {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(rudp_cli::month::server::serve_threads(
+        sockets,
+        setup,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     let clients = 40;
     let mut tasks = Vec::new();
     for i in 0..clients {
@@ -724,28 +727,51 @@ async fn workers_sharing_a_port_all_serve() {
             .expect("clients finish")
             .expect("client ok");
     }
-    // 40 clients on random ports all hashed to one socket: odds 2^-39.
-    let accepted: Vec<u64> = watch
-        .iter()
-        .map(|e| e.stats().connections_accepted)
-        .collect();
-    assert!(
-        accepted.iter().all(|&n| n > 0),
-        "every worker served: {accepted:?}"
-    );
-    assert_eq!(accepted.iter().sum::<u64>(), clients as u64, "{accepted:?}");
-    drop(watch);
     let _ = stop.send(());
     let report = tokio::time::timeout(LIMIT, server)
         .await
         .expect("server stops")
-        .unwrap();
+        .unwrap()
+        .expect("workers start");
+    assert_eq!(report.workers, 2);
     assert_eq!(report.connections, clients);
     assert_eq!(report.endpoint.connections_accepted, clients as u64);
     assert_eq!(
         report.totals.messages_received, clients as u64,
         "one request each"
     );
+    // 40 clients on random ports all hashed to one socket: odds 2^-39.
+    assert_eq!(report.worker_connections.len(), 2);
+    assert!(
+        report.worker_connections.iter().all(|&n| n > 0),
+        "every worker served: {:?}",
+        report.worker_connections
+    );
+    // Single-threaded workers: no task can find the lock taken.
+    assert_eq!(report.lock_waits, 0);
+}
+
+/// A second server on a port in use is refused by the kernel: SO_REUSEPORT
+/// sockets join only a group made by the same user, and `--threads 1` does
+/// not set it at all.
+#[tokio::test]
+async fn a_port_in_use_is_a_clear_error() {
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    for threads in ["1", "2"] {
+        let out = rudp(
+            &["server", "--listen", &addr, "--threads", threads],
+            b"",
+            LIMIT,
+        )
+        .await;
+        assert_eq!(out.code, Some(1), "{out:?}");
+        assert!(
+            out.stderr
+                .contains(&format!("error: cannot listen on {addr}")),
+            "{out:?}"
+        );
+    }
 }
 
 /// `--trace` records one worker, so it takes `--threads 1` (the default

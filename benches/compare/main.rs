@@ -43,6 +43,11 @@ struct Options {
     sections: Vec<String>,
     out: PathBuf,
     scale: Vec<usize>,
+    /// `--threads` values for the scale servers; `None` runs without it.
+    scale_threads: Vec<Option<usize>>,
+    /// Another `rudp` binary to measure in the scale section, side by side
+    /// (for example the previous release), run without `--threads`.
+    scale_baseline: Option<PathBuf>,
     peers: Vec<Peer>,
     /// Bulk links to run, by key (`clean`, `loss1`, ...); all by default.
     links: Option<Vec<String>>,
@@ -57,6 +62,8 @@ fn options() -> Result<Options, String> {
         sections: ALL.iter().map(|s| s.to_string()).collect(),
         out: PathBuf::from("target/compare"),
         scale: vec![1_000, 10_000],
+        scale_threads: vec![Some(1), Some(2)],
+        scale_baseline: None,
         peers: PEERS.to_vec(),
         links: None,
     };
@@ -127,6 +134,19 @@ fn options() -> Result<Options, String> {
                     .split(',')
                     .map(|s| s.parse().map_err(|e| format!("--scale: {e}")))
                     .collect::<Result<_, _>>()?
+            }
+            "--scale-threads" => {
+                o.scale_threads = value("--scale-threads")?
+                    .split(',')
+                    .map(|s| {
+                        s.parse()
+                            .map(Some)
+                            .map_err(|e| format!("--scale-threads: {e}"))
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            "--scale-baseline" => {
+                o.scale_baseline = Some(PathBuf::from(value("--scale-baseline")?))
             }
             other => return Err(format!("unknown argument '{other}'")),
         }
@@ -519,29 +539,42 @@ async fn scale_section(o: &Options) -> Value {
         "Scale: concurrent month clients on one `rudp server` process, {} requests each",
         scale::REQUESTS
     ));
-    println!("| clients | connected | connect time | requests/s | p50 / p99 / max | server RSS | per connection |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| server | workers | clients | connected | connect time | requests/s | p50 / p99 / max | CPU per request | datagrams per CPU second | lock wait | server RSS | per connection |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut runs: Vec<(Option<&std::path::Path>, Option<usize>)> = Vec::new();
+    if let Some(b) = &o.scale_baseline {
+        runs.push((Some(b.as_path()), None));
+    }
+    runs.extend(o.scale_threads.iter().map(|&t| (None, t)));
     let mut rows = Vec::new();
     for &n in &o.scale {
-        match scale::run(n).await {
-            Ok(r) => {
-                println!(
-                    "| {} | {} | {:.1} s | {:.0} | {} / {} / {} | {} MiB | {:.1} KiB |",
-                    r.clients,
-                    r.connected,
-                    r.connect_seconds,
-                    r.requests_per_second,
-                    fmt_us(r.latency.p50_us),
-                    fmt_us(r.latency.p99_us),
-                    fmt_us(r.latency.max_us),
-                    r.server_rss_kib / 1024,
-                    r.kib_per_connection
-                );
-                rows.push(json!(r));
-            }
-            Err(e) => {
-                println!("| {n} | failed: {e} | | | | | |");
-                rows.push(json!({ "clients": n, "error": e.to_string() }));
+        for &(bin, threads) in &runs {
+            let name = bin.map_or("this build".to_string(), |b| b.display().to_string());
+            let workers = threads.map_or("-".to_string(), |t| t.to_string());
+            match scale::run(n, threads, bin).await {
+                Ok(r) => {
+                    println!(
+                        "| {name} | {workers} | {} | {} | {:.1} s | {:.0} | {} / {} / {} | {:.0} µs | {:.0} | {} | {} MiB | {:.1} KiB |",
+                        r.clients,
+                        r.connected,
+                        r.connect_seconds,
+                        r.requests_per_second,
+                        fmt_us(r.latency.p50_us),
+                        fmt_us(r.latency.p99_us),
+                        fmt_us(r.latency.max_us),
+                        r.server_cpu_us_per_request,
+                        r.server_datagrams_per_cpu_second,
+                        r.server_lock_wait_share
+                            .map_or("–".to_string(), |s| format!("{:.2}%", s * 100.0)),
+                        r.server_rss_kib / 1024,
+                        r.kib_per_connection
+                    );
+                    rows.push(json!(r));
+                }
+                Err(e) => {
+                    println!("| {name} | {workers} | {n} | failed: {e} | | | | | | | | |");
+                    rows.push(json!({ "clients": n, "threads": threads, "error": e.to_string() }));
+                }
             }
         }
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Barrier, Semaphore};
 
 /// Connections per client endpoint (one UDP socket each).
-const PER_ENDPOINT: usize = 100;
+const PER_ENDPOINT: usize = 20;
 /// Handshakes in progress at once, so the server's pending-handshake limit
 /// (4096) is not what is measured.
 const CONNECTING_AT_ONCE: usize = 500;
@@ -20,6 +20,10 @@ pub const REQUESTS: usize = 5;
 
 #[derive(Debug, serde::Serialize)]
 pub struct ScaleResult {
+    /// The server binary measured, and its `--threads` (None: not passed,
+    /// for a binary from before the option).
+    pub server: String,
+    pub threads: Option<usize>,
     pub clients: usize,
     pub connected: usize,
     pub connect_seconds: f64,
@@ -30,6 +34,32 @@ pub struct ScaleResult {
     pub server_rss_kib: u64,
     pub kib_per_connection: f64,
     pub failures: usize,
+    /// Server CPU time (user + system) during the request phase, per
+    /// request.
+    pub server_cpu_us_per_request: f64,
+    /// Datagrams the server read per second of its CPU time over the whole
+    /// run: what one fully busy core would handle.
+    pub server_datagrams_per_cpu_second: f64,
+    /// Share of the server's CPU time its tasks spent waiting on an
+    /// endpoint lock (None for a server that does not report it).
+    pub server_lock_wait_share: Option<f64>,
+}
+
+/// User + system CPU time of process `pid`, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the parenthesised command name; utime and stime
+            // are the 14th and 15th fields of the line.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    ticks as f64 / hz as f64
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -43,20 +73,36 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-pub async fn run(clients: usize) -> Result<ScaleResult, BoxError> {
+/// Runs `clients` month clients against `server_bin` (this build's `rudp`
+/// unless given) with `--threads threads` when set.
+pub async fn run(
+    clients: usize,
+    threads: Option<usize>,
+    server_bin: Option<&std::path::Path>,
+) -> Result<ScaleResult, BoxError> {
     let port = {
         let s = std::net::UdpSocket::bind("127.0.0.1:0")?;
         s.local_addr()?.port()
     };
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_rudp"))
-        .args([
-            "server",
-            "--listen",
-            &addr.to_string(),
-            "--max-connections",
-            "100000",
-        ])
+    let bin = server_bin.map_or(std::path::PathBuf::from(env!("CARGO_BIN_EXE_rudp")), |p| {
+        p.to_path_buf()
+    });
+    let report = tempfile::NamedTempFile::new()?;
+    let mut args = vec![
+        "server".to_string(),
+        "--listen".into(),
+        addr.to_string(),
+        "--max-connections".into(),
+        "100000".into(),
+        "--stats-json".into(),
+        report.path().display().to_string(),
+    ];
+    if let Some(n) = threads {
+        args.extend(["--threads".into(), n.to_string()]);
+    }
+    let mut server = tokio::process::Command::new(&bin)
+        .args(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -67,9 +113,14 @@ pub async fn run(clients: usize) -> Result<ScaleResult, BoxError> {
 
     let endpoints: Vec<rudp::Endpoint> = {
         let mut v = Vec::new();
-        for _ in 0..clients.div_ceil(PER_ENDPOINT) {
-            v.push(rudp::Endpoint::client(
-                addr,
+        // Each client endpoint on its own loopback address (127.0.x.y):
+        // the server limits pending handshakes per source address (32,
+        // PROTOCOL.md §6.3), and real clients come from many addresses.
+        for i in 0..clients.div_ceil(PER_ENDPOINT) {
+            let local =
+                std::net::SocketAddr::from(([127, 0, (i / 250) as u8, (i % 250 + 1) as u8], 0));
+            v.push(rudp::Endpoint::bind(
+                local,
                 rudp_core::endpoint::EndpointConfig::default(),
             )?);
         }
@@ -84,7 +135,8 @@ pub async fn run(clients: usize) -> Result<ScaleResult, BoxError> {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..clients {
-        let ep = endpoints[i / PER_ENDPOINT].clone();
+        // Interleaved, so the handshakes in progress come from many addresses.
+        let ep = endpoints[i % endpoints.len()].clone();
         let (connecting, connected, requested, release) = (
             connecting.clone(),
             connected.clone(),
@@ -140,8 +192,10 @@ pub async fn run(clients: usize) -> Result<ScaleResult, BoxError> {
     connected.wait().await;
     let connect_seconds = start.elapsed().as_secs_f64();
     let request_start = Instant::now();
+    let cpu_before = cpu_seconds(pid);
     requested.wait().await;
     let request_seconds = request_start.elapsed().as_secs_f64();
+    let request_cpu = cpu_seconds(pid) - cpu_before;
     // All connections open and idle: the server's memory now.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss = rss_kib(pid);
@@ -161,9 +215,27 @@ pub async fn run(clients: usize) -> Result<ScaleResult, BoxError> {
         failures += usize::from(!ok);
         all.extend(rtts);
     }
+    // SIGTERM: the server shuts down and writes its report.
+    let total_cpu = cpu_seconds(pid);
+    // SAFETY: kill has no memory preconditions; pid is our child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let _ = tokio::time::timeout(Duration::from_secs(20), server.wait()).await;
     let _ = server.start_kill();
+    let served: serde_json::Value = std::fs::read_to_string(report.path())
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default();
+    let datagrams = served["endpoint"]["datagrams_received"]
+        .as_f64()
+        .unwrap_or(0.0);
+    let lock_wait = served["lock_wait_seconds"].as_f64();
     let connected_n = clients - failures;
     Ok(ScaleResult {
+        server: bin.display().to_string(),
+        threads,
+        server_cpu_us_per_request: request_cpu * 1e6 / all.len().max(1) as f64,
+        server_datagrams_per_cpu_second: datagrams / total_cpu.max(1e-9),
+        server_lock_wait_share: lock_wait.map(|w| w / total_cpu.max(1e-9)),
         clients,
         connected: connected_n,
         connect_seconds,

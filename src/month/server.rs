@@ -2,7 +2,7 @@
 
 use super::{answer, Answer, GREETING};
 use bytes::Bytes;
-use rudp::{Connection, Endpoint};
+use rudp::{Connection, Endpoint, EndpointConfig};
 use rudp_core::conn::Stats;
 use rudp_core::endpoint::EndpointStats;
 use serde::Serialize;
@@ -29,16 +29,29 @@ pub struct ServerReport {
     pub totals: Stats,
     /// Datagrams the endpoint dropped or answered itself.
     pub endpoint: EndpointStats,
+    /// Workers (endpoints) that served.
+    pub workers: usize,
+    /// Sessions served by each worker: how evenly the kernel spread the
+    /// clients.
+    pub worker_connections: Vec<usize>,
+    /// Times a task found its endpoint's lock taken, and the seconds spent
+    /// waiting for it, summed over the workers (docs/architecture.md).
+    pub lock_waits: u64,
+    pub lock_wait_seconds: f64,
 }
 
 impl ServerReport {
     pub fn summary(&self) -> String {
         format!(
-            "served {} connection(s) in {:.1} s; totals: {}; goodput {:.1} kB/s",
+            "served {} connection(s) in {:.1} s on {} worker(s); totals: {}; goodput {:.1} kB/s; \
+             lock waits {} ({:.1} ms)",
             self.connections,
             self.seconds,
+            self.workers,
             self.totals.summary(),
-            self.goodput_bytes_per_sec / 1e3
+            self.goodput_bytes_per_sec / 1e3,
+            self.lock_waits,
+            self.lock_wait_seconds * 1e3,
         )
     }
 }
@@ -88,38 +101,111 @@ pub async fn serve(endpoint: Endpoint, shutdown: impl Future<Output = ()>) -> Se
     tasks.abort_all();
     info!("stopped");
     let seconds = started.elapsed().as_secs_f64();
+    let lock = endpoint.lock_contention();
     ServerReport {
         connections,
         seconds,
         goodput_bytes_per_sec: totals.bytes_delivered as f64 / seconds.max(1e-9),
         totals,
         endpoint: endpoint.stats(),
+        workers: 1,
+        worker_connections: vec![connections],
+        lock_waits: lock.waits,
+        lock_wait_seconds: lock.waited.as_secs_f64(),
     }
 }
 
-/// Serves on several endpoints at once, each running [`serve`] in its own
-/// task: with sockets sharing one port (`SO_REUSEPORT`), the kernel spreads
-/// clients over them by address, and the endpoints share nothing, so a
-/// multi-thread runtime runs them on every core (docs/architecture.md,
-/// "Using every core"). The report sums the workers'.
-pub async fn serve_all(
-    endpoints: Vec<Endpoint>,
+/// How `rudp server` runs its workers ([`serve_threads`]).
+#[derive(Debug, Clone)]
+pub struct WorkerSetup {
+    /// Settings of each worker's endpoint (limits already shared out).
+    pub config: EndpointConfig,
+    /// Trace worker 0's connections to this file, at this level.
+    pub trace: Option<(std::path::PathBuf, rudp::TraceLevel)>,
+}
+
+/// Serves on one thread per socket, each with its own single-threaded
+/// runtime and endpoint (thread per core): with sockets sharing one port
+/// (`SO_REUSEPORT`) the kernel spreads clients over them by address, and
+/// the workers share nothing, not even a runtime, so no task ever waits
+/// for another worker (docs/architecture.md, "Using every core"). Returns
+/// once `shutdown` completes and every worker has stopped; the report sums
+/// the workers'. An endpoint or trace file that cannot be made is an
+/// error before anything is served.
+pub async fn serve_threads(
+    sockets: Vec<std::net::UdpSocket>,
+    setup: WorkerSetup,
     shutdown: impl Future<Output = ()>,
-) -> ServerReport {
+) -> Result<ServerReport, String> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut workers = JoinSet::new();
-    for (i, endpoint) in endpoints.into_iter().enumerate() {
+    let mut ready = Vec::new();
+    let mut reports = Vec::new();
+    let mut threads = Vec::new();
+    for (i, socket) in sockets.into_iter().enumerate() {
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
+        let (report_tx, report_rx) = tokio::sync::oneshot::channel::<ServerReport>();
         let mut stopped = stopped.clone();
-        let signal = async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        };
-        workers.spawn(serve(endpoint, signal).instrument(info_span!("worker", i)));
+        let setup = setup.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("rudp-worker-{i}"))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("cannot start worker {i}: {e}")));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let endpoint = match Endpoint::server_on(socket, setup.config) {
+                        Ok(e) => e,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                            return;
+                        }
+                    };
+                    if let (0, Some((path, level))) = (i, &setup.trace) {
+                        if let Err(e) = endpoint.trace_to_level(path, *level) {
+                            let _ = ready_tx.send(Err(format!(
+                                "cannot write the trace {}: {e}",
+                                path.display()
+                            )));
+                            return;
+                        }
+                    }
+                    let _ = ready_tx.send(Ok(()));
+                    let signal = async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    };
+                    let report = serve(endpoint, signal)
+                        .instrument(info_span!("worker", i))
+                        .await;
+                    let _ = report_tx.send(report);
+                });
+            })
+            .map_err(|e| format!("cannot start worker {i}: {e}"))?;
+        threads.push(thread);
+        ready.push(ready_rx);
+        reports.push(report_rx);
     }
-    shutdown.await;
+    let mut failed = None;
+    for r in ready {
+        match r.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failed = failed.or(Some(e)),
+            Err(_) => failed = failed.or(Some("a worker stopped before it started".into())),
+        }
+    }
+    if failed.is_none() {
+        shutdown.await;
+    }
     let _ = stop.send(true);
     let mut total: Option<ServerReport> = None;
-    while let Some(done) = workers.join_next().await {
-        let Ok(r) = done else { continue };
+    for r in reports {
+        let Ok(r) = r.await else { continue };
         match total.as_mut() {
             None => total = Some(r),
             Some(t) => {
@@ -127,18 +213,22 @@ pub async fn serve_all(
                 t.seconds = t.seconds.max(r.seconds);
                 t.totals.accumulate(&r.totals);
                 t.endpoint.accumulate(&r.endpoint);
+                t.workers += r.workers;
+                t.worker_connections.extend(r.worker_connections);
+                t.lock_waits += r.lock_waits;
+                t.lock_wait_seconds += r.lock_wait_seconds;
             }
         }
     }
-    let mut total = total.unwrap_or_else(|| ServerReport {
-        connections: 0,
-        seconds: 0.0,
-        goodput_bytes_per_sec: 0.0,
-        totals: Stats::default(),
-        endpoint: EndpointStats::default(),
-    });
+    for t in threads {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let mut total = total.ok_or("no worker reported")?;
     total.goodput_bytes_per_sec = total.totals.bytes_delivered as f64 / total.seconds.max(1e-9);
-    total
+    Ok(total)
 }
 
 /// One client's session: the greeting, then one answer per request.

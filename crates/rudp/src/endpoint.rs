@@ -38,6 +38,16 @@ fn bind_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
+/// Waits on an endpoint's lock ([`Endpoint::lock_contention`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LockContention {
+    /// Times a task found the lock taken.
+    pub waits: u64,
+    /// Time spent waiting for it, in all.
+    pub waited: Duration,
+}
+
 /// Which side an endpoint plays; chosen by the constructor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -130,6 +140,8 @@ impl Endpoint {
             wake_driver: Notify::new(),
             incoming: Notify::new(),
             local_addr,
+            lock_waits: Default::default(),
+            lock_wait_ns: Default::default(),
         });
         let span = info_span!("endpoint", local = %local_addr);
         tokio::spawn(drive(shared.clone(), socket).instrument(span));
@@ -242,6 +254,17 @@ impl Endpoint {
     /// Counters of datagrams the endpoint dropped or answered itself.
     pub fn stats(&self) -> EndpointStats {
         self.shared.lock().ep.stats().clone()
+    }
+
+    /// How often, and how long in all, the driver and the application
+    /// tasks waited for each other on the endpoint's lock since it was
+    /// made: the cost of sharing one state machine between tasks.
+    pub fn lock_contention(&self) -> LockContention {
+        use std::sync::atomic::Ordering;
+        LockContention {
+            waits: self.shared.lock_waits.load(Ordering::Relaxed),
+            waited: Duration::from_nanos(self.shared.lock_wait_ns.load(Ordering::Relaxed)),
+        }
     }
 
     /// Open connections (including those still finishing a close).

@@ -6,7 +6,8 @@ use rudp_core::endpoint::{self as proto, ConnectionHandle};
 use rudp_core::error::ConnectionError;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::task::Waker;
 use std::time::Instant;
 use tokio::sync::Notify;
@@ -102,12 +103,28 @@ pub(crate) struct Shared {
     /// Wakes `accept` and `shutdown` callers.
     pub(crate) incoming: Notify,
     pub(crate) local_addr: SocketAddr,
+    /// Times a caller found the lock taken, and nanoseconds spent waiting
+    /// for it: how much the driver and the application tasks get in each
+    /// other's way ([`crate::Endpoint::lock_contention`]).
+    pub(crate) lock_waits: AtomicU64,
+    pub(crate) lock_wait_ns: AtomicU64,
 }
 
 impl Shared {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves the state consistent enough
         // to keep shutting down: no invariant spans two statements.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        match self.state.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                let started = Instant::now();
+                let guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                let waited = started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+                self.lock_waits.fetch_add(1, Ordering::Relaxed);
+                self.lock_wait_ns.fetch_add(waited, Ordering::Relaxed);
+                guard
+            }
+        }
     }
 }
