@@ -74,7 +74,7 @@ fn main() {
         let stats = conn.stats();
         println!("bulk, clean loopback: {mb} MiB in {secs:.2} s = {:.1} MB/s goodput", (mb << 20) as f64 / secs / 1e6);
         println!("  packets sent {}, retransmitted {}, lost {}, srtt {} us, cwnd {} bytes",
-            stats.packets_sent, stats.packets_retransmitted, stats.packets_lost, stats.smoothed_rtt_us, stats.congestion_window);
+            stats.sent.packets, stats.sent.packets_retransmitted, stats.sent.packets_lost, stats.path.smoothed_rtt.as_micros(), stats.path.congestion_window);
         conn.close().await.unwrap();
 
         // Request/response: 8-byte echo, one at a time.

@@ -7,7 +7,7 @@ use crate::proxy::{format_stats, ImpairArgs, Proxy, ProxyConfig};
 use crate::units::parse_duration;
 use clap::{Parser, Subcommand};
 use rudp::Endpoint;
-use rudp_core::conn::congestion::Algorithm;
+use rudp_core::congestion::Algorithm;
 use rudp_core::endpoint::{EndpointConfig, RetryPolicy, RETRY_WHEN_PENDING};
 use rudp_core::psk::Psk;
 use std::io::IsTerminal;
@@ -96,11 +96,12 @@ impl ConnArgs {
     /// `None` (after a message) if the key file cannot be used.
     pub fn config(&self, base: rudp::Config) -> Option<rudp::Config> {
         let psk = self.load().map_err(|e| eprintln!("error: {e}")).ok()?;
-        Some(rudp::Config {
-            psk,
-            congestion: self.congestion,
-            ..base
-        })
+        base.to_builder()
+            .psk(psk)
+            .congestion(std::sync::Arc::new(self.congestion))
+            .build()
+            .map_err(|e| eprintln!("error: {e}"))
+            .ok()
     }
 }
 
@@ -199,7 +200,7 @@ pub enum Command {
         #[arg(long, default_value = DEFAULT_ADDR, value_parser = parse_addr)]
         server: SocketAddr,
         /// Give up after this long without progress from the server (e.g. 10s, 500ms).
-        #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+        #[arg(long, default_value = "10s", value_parser = parse_timeout, allow_hyphen_values = true)]
         timeout: Duration,
         #[command(flatten)]
         conn: ConnArgs,
@@ -230,7 +231,7 @@ pub enum Command {
         #[arg(long)]
         seed: Option<u64>,
         /// Also print the statistics this often (e.g. 5s).
-        #[arg(long, value_parser = parse_timeout)]
+        #[arg(long, value_parser = parse_timeout, allow_hyphen_values = true)]
         stats_interval: Option<Duration>,
         /// Write the statistics as JSON to FILE (on exit, and at every interval).
         #[arg(long, value_name = "FILE")]
@@ -264,7 +265,7 @@ pub enum Command {
         #[arg(long, value_parser = parse_addr)]
         to: SocketAddr,
         /// Give up after this long without progress (e.g. 10s).
-        #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+        #[arg(long, default_value = "10s", value_parser = parse_timeout, allow_hyphen_values = true)]
         timeout: Duration,
         #[command(flatten)]
         conn: ConnArgs,
@@ -296,7 +297,7 @@ pub enum Command {
         #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
         max_transfers: u32,
         /// Give up on a transfer after this long without progress.
-        #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+        #[arg(long, default_value = "10s", value_parser = parse_timeout, allow_hyphen_values = true)]
         timeout: Duration,
         #[command(flatten)]
         conn: ConnArgs,
@@ -388,13 +389,20 @@ pub async fn run(cli: Cli) -> i32 {
             // Each worker takes its share of the totals (rounded up).
             let share = |total: usize| total.div_ceil(threads).max(1);
             let defaults = EndpointConfig::default();
-            let config = EndpointConfig {
-                connection: std::sync::Arc::new(connection),
-                max_connections: share(max_connections as usize),
-                max_pending_handshakes: share(max_pending_handshakes as usize),
-                max_pending_per_source: share(defaults.max_pending_per_source),
-                retry: retry.policy(threads),
-                ..defaults
+            let config = match defaults
+                .to_builder()
+                .connection(std::sync::Arc::new(connection))
+                .max_connections(share(max_connections as usize))
+                .max_pending_handshakes(share(max_pending_handshakes as usize))
+                .max_pending_per_source(share(defaults.max_pending_per_source()))
+                .retry(retry.policy(threads))
+                .build()
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return 2;
+                }
             };
             run_server(listen, config, threads, observe).await
         }
@@ -484,17 +492,17 @@ pub async fn run(cli: Cli) -> i32 {
             conn,
             observe,
         } => {
-            let base = rudp::Config {
-                idle_timeout: timeout,
-                ..rudp::Config::default()
+            let base = match rudp::Config::builder().idle_timeout(timeout).build() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: --timeout: {e}");
+                    return 2;
+                }
             };
             let Some(connection) = conn.config(base) else {
                 return 1;
             };
-            let config = EndpointConfig {
-                connection: std::sync::Arc::new(connection),
-                ..EndpointConfig::default()
-            };
+            let config = EndpointConfig::new(connection);
             match crate::transfer::send::send_file(&file, to, config, timeout, observe.trace_spec())
                 .await
             {
@@ -529,10 +537,7 @@ pub async fn run(cli: Cli) -> i32 {
             let Some(connection) = conn.config(rudp::Config::default()) else {
                 return 1;
             };
-            let config = EndpointConfig {
-                connection: std::sync::Arc::new(connection),
-                ..EndpointConfig::default()
-            };
+            let config = EndpointConfig::new(connection);
             let opts = crate::transfer::recv::RecvOptions {
                 output,
                 timeout,

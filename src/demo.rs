@@ -208,8 +208,8 @@ async fn rudp_part(seed: u64, out: &mut impl Write) -> Result<(bool, usize), Err
         out,
         "What the protocol did (client side):\n  {}\n  probe timeouts {}, messages sent {}\n",
         stats.summary().replace("; ", "\n  "),
-        stats.probe_timeouts,
-        stats.messages_sent,
+        stats.sent.probe_timeouts,
+        stats.sent.messages,
     );
     let verdict = if all_right {
         "every answer belongs to its question"

@@ -23,15 +23,14 @@ impl Pair {
     /// Connects over `link` (both ways) with `config` on both sides.
     fn new(seed: u64, config: Config, link: ImpairConfig) -> Pair {
         let config = Arc::new(config);
-        let client = EndpointConfig {
-            connection: config.clone(),
-            ..EndpointConfig::default()
-        };
-        let server = EndpointConfig {
-            connection: config,
-            accept_incoming: true,
-            ..EndpointConfig::default()
-        };
+        let client = EndpointConfig::builder()
+            .connection(config.clone())
+            .build()
+            .expect("valid settings");
+        let server = EndpointConfig::builder()
+            .connection(config)
+            .build()
+            .expect("valid settings");
         let mut sim = Sim::new(seed, client, server, link.clone(), link);
         let c = sim.client.connect(sim.now(), sim.server_addr());
         let mut s = None;
@@ -92,17 +91,17 @@ fn clean() -> ImpairConfig {
 
 #[test]
 fn quiet_connection_with_keepalive_stays_open() {
-    let config = Config {
-        idle_timeout: Duration::from_secs(3),
-        ..Config::default()
-    };
+    let config = Config::builder()
+        .idle_timeout(Duration::from_secs(3))
+        .build()
+        .expect("valid settings");
     let mut p = Pair::new(1, config, clean());
     p.run_until(Duration::from_secs(60), |_| false);
     assert_eq!(p.client_outcome, None);
     assert_eq!(p.server_outcome, None);
     // Keepalive PINGs flowed: the client sent far more than the handshake.
     let stats = p.sim.client.connection(p.c).unwrap().stats();
-    assert!(stats.packets_sent > 20, "{stats:?}");
+    assert!(stats.sent.packets > 20, "{stats:?}");
     // And the connection still works.
     p.sim
         .client
@@ -120,11 +119,11 @@ fn quiet_connection_with_keepalive_stays_open() {
 #[test]
 fn without_keepalive_a_quiet_connection_times_out_at_the_idle_timeout() {
     let idle = Duration::from_secs(2);
-    let config = Config {
-        idle_timeout: idle,
-        keep_alive: None,
-        ..Config::default()
-    };
+    let config = Config::builder()
+        .idle_timeout(idle)
+        .keep_alive(None)
+        .build()
+        .expect("valid settings");
     let mut p = Pair::new(2, config, clean());
     let start = p.sim.elapsed();
     p.run_until(Duration::from_secs(10), |p| {
@@ -150,10 +149,10 @@ fn link_cut_longer_than_the_idle_timeout_fails_at_the_boundary() {
         }],
         ..clean()
     };
-    let config = Config {
-        idle_timeout: idle,
-        ..Config::default()
-    };
+    let config = Config::builder()
+        .idle_timeout(idle)
+        .build()
+        .expect("valid settings");
     let mut p = Pair::new(3, config, link);
     // Keep traffic flowing so the cut is noticed by unanswered data.
     for i in 0..100u8 {
@@ -217,12 +216,12 @@ fn abort_reports_the_code_and_reason_to_the_peer() {
 #[test]
 fn a_receiver_that_does_not_read_bounds_memory_and_the_sender_is_pushed_back() {
     let window = 64 * 1024;
-    let config = Config {
-        max_message_size: 16 * 1024,
-        receive_window: window,
-        send_buffer: 128 * 1024,
-        ..Config::default()
-    };
+    let config = Config::builder()
+        .max_message_size(16 * 1024)
+        .receive_window(window)
+        .send_buffer(128 * 1024)
+        .build()
+        .expect("valid settings");
     let mut p = Pair::new(5, config, clean());
     let msg = Bytes::from(vec![9u8; 10_000]);
     let mut queued = 0usize;
@@ -246,9 +245,9 @@ fn a_receiver_that_does_not_read_bounds_memory_and_the_sender_is_pushed_back() {
                 p.run_until(Duration::from_millis(200), |_| false);
                 let s = p.sim.server.connection(p.s).unwrap().stats();
                 assert!(
-                    s.receive_buffered <= window,
+                    s.buffers.receive_buffered <= window,
                     "receiver holds {} > window {window}",
-                    s.receive_buffered
+                    s.buffers.receive_buffered
                 );
             }
             Err(e) => panic!("{e}"),
@@ -261,7 +260,10 @@ fn a_receiver_that_does_not_read_bounds_memory_and_the_sender_is_pushed_back() {
     // Window plus send buffer, in 10 kB messages: about 19 fit.
     assert!((15..=25).contains(&queued), "{queued} messages queued");
     let client = p.sim.client.connection(p.c).unwrap().stats();
-    assert!(client.send_buffered <= 128 * 1024 + 10_008, "{client:?}");
+    assert!(
+        client.buffers.send_buffered <= 128 * 1024 + 10_008,
+        "{client:?}"
+    );
     // Now the receiver reads everything: all messages arrive, in order, once.
     let mut got = 0;
     p.run_until(Duration::from_secs(30), |p| {
@@ -322,7 +324,10 @@ fn one_mebibyte_messages_both_ways_through_10_percent_loss() {
         "the server's 1 MiB message arrived damaged or not at all"
     );
     let s = p.sim.client.connection(p.c).unwrap().stats();
-    assert!(s.packets_retransmitted > 0, "no loss was repaired: {s:?}");
+    assert!(
+        s.sent.packets_retransmitted > 0,
+        "no loss was repaired: {s:?}"
+    );
 }
 
 // ---- Reordering ---------------------------------------------------------
@@ -361,15 +366,18 @@ fn reordering_without_loss_causes_few_spurious_retransmissions() {
     });
     assert_eq!(got, 20);
     let s = p.sim.client.connection(p.c).unwrap().stats();
-    let share = s.packets_lost as f64 / s.packets_sent as f64;
+    let share = s.sent.packets_lost as f64 / s.sent.packets as f64;
     eprintln!(
         "declared lost {} of {} packets ({:.1}%), {} found spurious",
-        s.packets_lost,
-        s.packets_sent,
+        s.sent.packets_lost,
+        s.sent.packets,
         share * 100.0,
-        s.spurious_losses
+        s.sent.spurious_losses
     );
-    assert!(s.spurious_losses > 0, "no reordering was detected: {s:?}");
+    assert!(
+        s.sent.spurious_losses > 0,
+        "no reordering was detected: {s:?}"
+    );
 
     assert!(
         share < 0.02,
@@ -401,7 +409,10 @@ fn long_path_transfer(config: Config) -> (Duration, u64) {
             }
         }
         if let Some(s) = p.sim.server.connection(p.s).map(|c| c.stats()) {
-            assert!(s.receive_buffered <= s.receive_window, "{s:?}");
+            assert!(
+                s.buffers.receive_buffered <= s.buffers.receive_window,
+                "{s:?}"
+            );
         }
         while p
             .sim
@@ -415,7 +426,14 @@ fn long_path_transfer(config: Config) -> (Duration, u64) {
         got == total
     });
     assert_eq!(got, total);
-    let window = p.sim.server.connection(p.s).unwrap().stats().receive_window;
+    let window = p
+        .sim
+        .server
+        .connection(p.s)
+        .unwrap()
+        .stats()
+        .buffers
+        .receive_window;
     (p.sim.elapsed() - start, window)
 }
 
@@ -424,10 +442,10 @@ fn long_path_transfer(config: Config) -> (Duration, u64) {
 /// maximum, and the same transfer finishes much sooner.
 #[test]
 fn receive_window_grows_on_a_long_fast_path() {
-    let fixed = Config {
-        max_receive_window: 4 << 20,
-        ..Config::default()
-    };
+    let fixed = Config::builder()
+        .max_receive_window(4 << 20)
+        .build()
+        .expect("valid settings");
     let (slow, fixed_window) = long_path_transfer(fixed);
     let (fast, window) = long_path_transfer(Config::default());
     eprintln!("48 MiB over 50 ms RTT: fixed 4 MiB window {slow:?}, auto-tuned {fast:?} (window {window} B)");

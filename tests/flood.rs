@@ -94,7 +94,7 @@ async fn flood_of_forged_handshakes_and_garbage_while_clients_work() {
                 let err = String::from_utf8_lossy(&err);
                 assert_eq!(code, ClientExit::AllMonths, "client {i}: {err}");
                 assert_eq!(String::from_utf8_lossy(&out), expected, "client {i}");
-                packets += report.map_or(0, |r| r.stats.packets_sent);
+                packets += report.map_or(0, |r| r.stats.sent.packets);
                 sessions += 1;
                 if !flooding.load(std::sync::atomic::Ordering::Relaxed) && sessions >= 2 {
                     return (sessions, packets);

@@ -23,11 +23,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn server_cfg(retry: RetryPolicy) -> EndpointConfig {
-    EndpointConfig {
-        accept_incoming: true,
-        retry,
-        ..EndpointConfig::default()
-    }
+    EndpointConfig::builder()
+        .retry(retry)
+        .build()
+        .expect("valid settings")
 }
 
 /// A sim whose client is established and whose server announced the
@@ -135,7 +134,13 @@ fn drain(server: &mut Endpoint, now: Instant) -> Vec<(SocketAddr, usize)> {
 fn out_of_order_fragments_cost_at_most_the_window() {
     let (mut sim, _c, s) = established(EndpointConfig::default(), server_cfg(RetryPolicy::Never));
     let from = sim.client_addr();
-    let window = sim.server.connection(s).unwrap().stats().receive_window;
+    let window = sim
+        .server
+        .connection(s)
+        .unwrap()
+        .stats()
+        .buffers
+        .receive_window;
     let (dcid, mut pn) = target(&sim, s);
     let byte = [0x55u8];
     let (mut offset, mut sent, mut peak) = (2u64, 0usize, 0u64);
@@ -155,7 +160,14 @@ fn out_of_order_fragments_cost_at_most_the_window() {
         pn += 1;
         sent += d.len();
         sim.server.handle_datagram(now, from, &d);
-        peak = peak.max(sim.server.connection(s).unwrap().stats().receive_memory);
+        peak = peak.max(
+            sim.server
+                .connection(s)
+                .unwrap()
+                .stats()
+                .buffers
+                .receive_memory,
+        );
         assert!(offset < window, "never stopped");
     }
     let conn = sim.server.connection(s).unwrap();
@@ -168,7 +180,7 @@ fn out_of_order_fragments_cost_at_most_the_window() {
     println!(
         "fragment attack: {sent} bytes sent, peak {peak} bytes held (window {window}), \
          {} held after the close",
-        conn.stats().receive_memory
+        conn.stats().buffers.receive_memory
     );
     assert!(
         peak <= window,
@@ -179,7 +191,7 @@ fn out_of_order_fragments_cost_at_most_the_window() {
         "{peak} bytes held for data spanning {offset} bytes"
     );
     assert_eq!(
-        conn.stats().receive_memory,
+        conn.stats().buffers.receive_memory,
         0,
         "memory returned at the close"
     );
@@ -200,10 +212,10 @@ fn closing_state_cannot_amplify_towards_a_spoofed_address() {
     };
     for retry in [
         RetryPolicy::Never,
-        EndpointConfig::default().retry,
+        EndpointConfig::default().retry(),
         RetryPolicy::Always,
     ] {
-        let mut server = Endpoint::new(server_cfg(retry), rudp_core::sim::seed_bytes(9));
+        let mut server = Endpoint::server(server_cfg(retry), rudp_core::sim::seed_bytes(9));
         let mut now = Instant::now();
         let (mut received, mut sent) = (0usize, 0usize);
         let first = initial(42, 1, Some(bad), 1200);
@@ -268,7 +280,7 @@ fn closing_replies_are_rate_limited() {
 #[test]
 fn a_spoofed_initial_never_reaches_the_application() {
     let template = template_initial();
-    let mut server = Endpoint::new(
+    let mut server = Endpoint::server(
         server_cfg(RetryPolicy::Never),
         rudp_core::sim::seed_bytes(4),
     );
@@ -304,21 +316,24 @@ fn a_spoofed_initial_never_reaches_the_application() {
 #[test]
 fn a_replayed_sealed_initial_never_reaches_the_application() {
     let psk = Psk::new(b"0123456789abcdef0123").unwrap();
-    let keyed = |accept| EndpointConfig {
-        connection: Arc::new(Config {
-            psk: Some(psk.clone()),
-            ..Config::default()
-        }),
-        accept_incoming: accept,
-        retry: RetryPolicy::Never,
-        ..EndpointConfig::default()
+    let keyed = || {
+        EndpointConfig::builder()
+            .connection(Arc::new(
+                Config::builder()
+                    .psk(Some(psk.clone()))
+                    .build()
+                    .expect("valid settings"),
+            ))
+            .retry(RetryPolicy::Never)
+            .build()
+            .expect("valid settings")
     };
-    let mut client = Endpoint::new(keyed(false), rudp_core::sim::seed_bytes(1));
+    let mut client = Endpoint::client(keyed(), rudp_core::sim::seed_bytes(1));
     let t0 = Instant::now();
     client.connect(t0, "127.0.0.1:9".parse().unwrap());
     let mut recorded = Vec::new();
     client.poll_transmit(t0, &mut recorded).expect("an INITIAL");
-    let mut server = Endpoint::new(keyed(true), rudp_core::sim::seed_bytes(2));
+    let mut server = Endpoint::server(keyed(), rudp_core::sim::seed_bytes(2));
     let replayer: SocketAddr = "127.0.0.66:6666".parse().unwrap();
     server.handle_datagram(t0, replayer, &recorded);
     assert_eq!(
@@ -376,7 +391,7 @@ fn a_peer_that_never_acknowledges_is_bounded_and_timed_out() {
         sim.server.handle_timeout(t);
         let _ = drain(&mut sim.server, t);
         if let Some(x) = sim.server.connection(s) {
-            peak = peak.max(x.stats().packets_tracked);
+            peak = peak.max(x.stats().buffers.packets_tracked);
         }
         while let Some(e) = sim.server.poll_event() {
             if let EndpointEvent::Connection(h, Event::Closed(o)) = e {
@@ -394,7 +409,7 @@ fn a_peer_that_never_acknowledges_is_bounded_and_timed_out() {
     );
     assert!(after <= Duration::from_secs(35), "{after:?}");
     assert!(
-        peak <= rudp_core::conn::sent::MAX_ACK_ONLY_TRACKED as u64 + 64,
+        peak <= rudp_core::conn::MAX_ACK_ONLY_TRACKED as u64 + 64,
         "{peak}"
     );
 }
@@ -408,8 +423,8 @@ fn a_peer_that_never_acknowledges_is_bounded_and_timed_out() {
 #[test]
 fn one_address_cannot_take_the_pending_handshake_budget() {
     let template = template_initial();
-    let mut server = Endpoint::new(
-        server_cfg(EndpointConfig::default().retry),
+    let mut server = Endpoint::server(
+        server_cfg(EndpointConfig::default().retry()),
         rudp_core::sim::seed_bytes(6),
     );
     let now = Instant::now();
@@ -427,7 +442,7 @@ fn one_address_cannot_take_the_pending_handshake_budget() {
         server.handle_datagram(now, from, &initial(1000 + i, 5, Some(params()), 33));
     }
     let held = server.pending_handshakes();
-    let share = EndpointConfig::default().max_pending_per_source;
+    let share = EndpointConfig::default().max_pending_per_source();
     println!(
         "4096 handshakes from one address: {held} kept, {} refused for the source, {} small INITIALs dropped",
         server.stats().refused_per_source,
@@ -473,14 +488,16 @@ fn one_address_cannot_take_the_pending_handshake_budget() {
 /// the rules require: probes on PTO and keepalives.
 #[test]
 fn a_flow_blocked_sender_does_not_storm() {
-    let small = EndpointConfig {
-        connection: Arc::new(Config {
-            receive_window: 300,
-            max_message_size: 200,
-            ..Config::default()
-        }),
-        ..EndpointConfig::default()
-    };
+    let small = EndpointConfig::builder()
+        .connection(Arc::new(
+            Config::builder()
+                .receive_window(300)
+                .max_message_size(200)
+                .build()
+                .expect("valid settings"),
+        ))
+        .build()
+        .expect("valid settings");
     let (mut sim, c, s) = established(small, server_cfg(RetryPolicy::Never));
     for _ in 0..20 {
         sim.server
@@ -489,7 +506,7 @@ fn a_flow_blocked_sender_does_not_storm() {
             .unwrap();
     }
     sim.server.with_connection(s, |x| x.close()).unwrap();
-    let before = sim.server.connection(s).unwrap().stats().packets_sent;
+    let before = sim.server.connection(s).unwrap().stats().sent.packets;
     let t0 = sim.now();
     // The client reads nothing: its window stays closed.
     while sim.now() < t0 + Duration::from_secs(20) {
@@ -500,7 +517,7 @@ fn a_flow_blocked_sender_does_not_storm() {
         while sim.server.poll_event().is_some() {}
     }
     let _ = c;
-    let sent = sim.server.connection(s).unwrap().stats().packets_sent - before;
+    let sent = sim.server.connection(s).unwrap().stats().sent.packets - before;
     println!("flow-blocked server: {sent} packets in 20 s");
     assert!(sent < 100, "{sent} packets while blocked");
 }
@@ -511,7 +528,7 @@ fn a_flow_blocked_sender_does_not_storm() {
 /// nothing.
 #[test]
 fn an_initial_without_handshake_or_with_data_opens_nothing() {
-    let mut server = Endpoint::new(
+    let mut server = Endpoint::server(
         server_cfg(RetryPolicy::Never),
         rudp_core::sim::seed_bytes(8),
     );
@@ -555,8 +572,8 @@ fn an_initial_without_handshake_or_with_data_opens_nothing() {
 /// client reports INVALID_PARAMETERS instead of timing out.
 #[test]
 fn a_handshake_closed_by_the_server_is_reported_by_the_client() {
-    let mut client = Endpoint::new(EndpointConfig::default(), rudp_core::sim::seed_bytes(1));
-    let mut server = Endpoint::new(
+    let mut client = Endpoint::client(EndpointConfig::default(), rudp_core::sim::seed_bytes(1));
+    let mut server = Endpoint::server(
         server_cfg(RetryPolicy::Never),
         rudp_core::sim::seed_bytes(2),
     );

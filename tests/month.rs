@@ -335,13 +335,13 @@ async fn summaries_and_stats_json_for_server_and_client() {
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&client_json).unwrap()).unwrap();
     assert_eq!(
-        v["stats"]["messages_received"], 3,
+        v["stats"]["received"]["messages"], 3,
         "greeting and two answers: {v}"
     );
-    assert!(v["stats"]["smoothed_rtt_us"].as_u64().unwrap() > 0);
+    assert!(v["stats"]["path"]["smoothed_rtt_ms"].as_f64().unwrap() > 0.0);
     let report = server.stop().await;
     assert_eq!(report.connections, 1);
-    assert_eq!(report.totals.messages_received, 2);
+    assert_eq!(report.totals.received.messages, 2);
     assert!(report.summary().contains("served 1 connection"));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -737,7 +737,7 @@ async fn workers_sharing_a_port_all_serve() {
     assert_eq!(report.connections, clients);
     assert_eq!(report.endpoint.connections_accepted, clients as u64);
     assert_eq!(
-        report.totals.messages_received, clients as u64,
+        report.totals.received.messages, clients as u64,
         "one request each"
     );
     // 40 clients on random ports all hashed to one socket: odds 2^-39.

@@ -23,26 +23,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn server_cfg(psk: Option<Psk>, retry: RetryPolicy) -> EndpointConfig {
-    EndpointConfig {
-        connection: Arc::new(Config {
-            psk,
-            ..Config::default()
-        }),
-        accept_incoming: true,
-        retry,
-        ..EndpointConfig::default()
-    }
+    EndpointConfig::builder()
+        .connection(Arc::new(
+            Config::builder().psk(psk).build().expect("valid settings"),
+        ))
+        .retry(retry)
+        .build()
+        .expect("valid settings")
 }
 
 fn client_cfg(psk: Option<Psk>) -> EndpointConfig {
-    EndpointConfig {
-        connection: Arc::new(Config {
-            psk,
-            idle_timeout: Duration::from_secs(5),
-            ..Config::default()
-        }),
-        ..EndpointConfig::default()
-    }
+    EndpointConfig::builder()
+        .connection(Arc::new(
+            Config::builder()
+                .psk(psk)
+                .idle_timeout(Duration::from_secs(5))
+                .build()
+                .expect("valid settings"),
+        ))
+        .build()
+        .expect("valid settings")
 }
 
 fn key(text: &str) -> Option<Psk> {
@@ -127,7 +127,10 @@ fn retry_costs_one_round_trip_and_validates_the_address() {
     let s = s.expect("accepted after the retry");
     let st = sim.server.stats();
     assert_eq!((st.retries_sent, st.accepted_with_token), (1, 1), "{st:?}");
-    assert_eq!(sim.client.connection(c).unwrap().stats().retries, 1);
+    assert_eq!(
+        sim.client.connection(c).unwrap().stats().received.retries,
+        1
+    );
     let got = deliver(&mut sim, c, s, &[b"one", b"two"]);
     assert_eq!(got, vec![Bytes::from("one"), Bytes::from("two")]);
 }
@@ -234,8 +237,8 @@ fn an_altered_sealed_packet_is_rejected() {
     sim.server
         .handle_datagram(sim.now(), sim.client_addr(), &bad);
     let st = sim.server.connection(s).unwrap().stats();
-    assert_eq!(st.unauthenticated_dropped, 1);
-    assert_eq!(st.messages_received, 0);
+    assert_eq!(st.received.unauthenticated_dropped, 1);
+    assert_eq!(st.received.messages, 0);
     // The genuine packet is accepted.
     sim.server
         .handle_datagram(sim.now(), sim.client_addr(), &buf);
@@ -246,7 +249,7 @@ fn an_altered_sealed_packet_is_rejected() {
 #[test]
 fn tokens_are_checked_for_address_cid_and_age() {
     let template = template_initial();
-    let mut server = Endpoint::new(
+    let mut server = Endpoint::server(
         server_cfg(None, RetryPolicy::Always),
         rudp_core::sim::seed_bytes(3),
     );
@@ -292,8 +295,8 @@ fn tokens_are_checked_for_address_cid_and_age() {
 #[test]
 fn a_flood_of_forged_initials_creates_bounded_state() {
     let template = template_initial();
-    let mut server = Endpoint::new(
-        server_cfg(None, EndpointConfig::default().retry),
+    let mut server = Endpoint::server(
+        server_cfg(None, EndpointConfig::default().retry()),
         rudp_core::sim::seed_bytes(5),
     );
     let now = Instant::now();
@@ -333,8 +336,11 @@ fn a_flood_of_forged_initials_creates_bounded_state() {
 #[test]
 fn the_pending_handshake_limit_refuses_clearly() {
     let template = template_initial();
-    let mut cfg = server_cfg(None, RetryPolicy::Never);
-    cfg.max_pending_handshakes = 3;
+    let cfg = server_cfg(None, RetryPolicy::Never)
+        .to_builder()
+        .max_pending_handshakes(3)
+        .build()
+        .expect("valid settings");
     let mut sim = new_sim(client_cfg(None), cfg);
     for i in 0..3u16 {
         let from = SocketAddr::from(([127, 0, 0, 1], 7000 + i));
@@ -409,13 +415,14 @@ fn replayed_and_out_of_window_packets_change_nothing() {
         sim.step();
     }
     let after = sim.server.connection(s).unwrap().stats();
-    assert_eq!(after.messages_received, before.messages_received);
-    assert_eq!(after.out_of_window_dropped, 1);
+    assert_eq!(after.received.messages, before.received.messages);
+    assert_eq!(after.received.out_of_window_dropped, 1);
     assert!(
-        after.duplicates_discarded >= before.duplicates_discarded + old.len() as u64 - 2,
+        after.received.duplicates_discarded
+            >= before.received.duplicates_discarded + old.len() as u64 - 2,
         "replays: {} -> {} of {}",
-        before.duplicates_discarded,
-        after.duplicates_discarded,
+        before.received.duplicates_discarded,
+        after.received.duplicates_discarded,
         old.len()
     );
     assert!(sim
@@ -433,7 +440,7 @@ fn replayed_and_out_of_window_packets_change_nothing() {
 fn packet_numbers_start_at_random_offsets() {
     let firsts: Vec<u64> = (0..4)
         .map(|seed| {
-            let mut client = Endpoint::new(client_cfg(None), rudp_core::sim::seed_bytes(seed));
+            let mut client = Endpoint::client(client_cfg(None), rudp_core::sim::seed_bytes(seed));
             let now = Instant::now();
             client.connect(now, "127.0.0.1:9".parse().unwrap());
             let mut buf = Vec::new();

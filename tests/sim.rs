@@ -17,7 +17,7 @@
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rudp_core::conn::congestion::Algorithm;
+use rudp_core::congestion::Algorithm;
 use rudp_core::conn::{Event, SendError};
 use rudp_core::endpoint::{ConnectionHandle, EndpointConfig, EndpointEvent, RetryPolicy};
 use rudp_core::impair::{Blackout, ImpairConfig};
@@ -176,31 +176,32 @@ fn run_seed(seed: u64, verbose: bool) -> Result<(), String> {
     let retry = if security & 2 == 2 {
         RetryPolicy::Always
     } else {
-        EndpointConfig::default().retry
+        EndpointConfig::default().retry()
     };
     // A third of the runs each with every congestion controller (§9.4).
     let congestion = [Algorithm::Bbr, Algorithm::Cubic, Algorithm::NewReno][rng.gen_range(0..3)];
-    let config = Arc::new(Config {
-        idle_timeout: IDLE_TIMEOUT,
-        psk,
-        congestion,
-        ..Config::default()
-    });
-    let client_cfg = EndpointConfig {
-        connection: config.clone(),
-        ..EndpointConfig::default()
-    };
-    let server_cfg = EndpointConfig {
-        connection: config.clone(),
-        accept_incoming: true,
-        retry,
-        ..EndpointConfig::default()
-    };
+    let config = Arc::new(
+        Config::builder()
+            .idle_timeout(IDLE_TIMEOUT)
+            .psk(psk)
+            .congestion(std::sync::Arc::new(congestion))
+            .build()
+            .expect("valid settings"),
+    );
+    let client_cfg = EndpointConfig::builder()
+        .connection(config.clone())
+        .build()
+        .expect("valid settings");
+    let server_cfg = EndpointConfig::builder()
+        .connection(config.clone())
+        .retry(retry)
+        .build()
+        .expect("valid settings");
     if verbose {
         eprintln!("seed {seed}\n  to server: {up:?}\n  to client: {down:?}");
         eprintln!(
             "  pre-shared key {}, retry {retry:?}, congestion {congestion}",
-            config.psk.is_some()
+            config.psk().is_some()
         );
         eprintln!(
             "  client sends {} messages, server sends {}",
@@ -376,10 +377,7 @@ fn recovery_time(
         ..ImpairConfig::default()
     };
     let client_cfg = EndpointConfig::default();
-    let server_cfg = EndpointConfig {
-        accept_incoming: true,
-        ..EndpointConfig::default()
-    };
+    let server_cfg = EndpointConfig::builder().build().expect("valid settings");
     let mut sim = Sim::new(1, client_cfg, server_cfg, clean.clone(), clean);
     let marker = format!("message-{victim:04}");
     let mut dropped = false;
@@ -500,10 +498,7 @@ fn single_tail_loss_is_repaired_by_a_probe_within_milliseconds() {
 /// graceful close: the server has not finished (PROTOCOL.md §6.5).
 #[test]
 fn close_is_not_graceful_until_the_peer_closes_too() {
-    let server_cfg = EndpointConfig {
-        accept_incoming: true,
-        ..EndpointConfig::default()
-    };
+    let server_cfg = EndpointConfig::builder().build().expect("valid settings");
     let mut sim = Sim::new(
         3,
         EndpointConfig::default(),
@@ -537,10 +532,7 @@ fn close_is_not_graceful_until_the_peer_closes_too() {
 /// service's pattern): both sides then complete within a few round trips.
 #[test]
 fn close_after_peer_finished_completes_promptly() {
-    let server_cfg = EndpointConfig {
-        accept_incoming: true,
-        ..EndpointConfig::default()
-    };
+    let server_cfg = EndpointConfig::builder().build().expect("valid settings");
     let link = ImpairConfig {
         delay: Duration::from_millis(10),
         ..ImpairConfig::default()

@@ -42,7 +42,7 @@ impl Peer {
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The congestion controller rudp runs with (`--congestion`), default bbr.
-pub static RUDP_CONGESTION: std::sync::OnceLock<rudp_core::conn::congestion::Algorithm> =
+pub static RUDP_CONGESTION: std::sync::OnceLock<rudp_core::congestion::Algorithm> =
     std::sync::OnceLock::new();
 
 /// rudp's largest datagram (`--datagram-size`), default 1200.
@@ -52,17 +52,19 @@ pub static RUDP_DATAGRAM: std::sync::OnceLock<usize> = std::sync::OnceLock::new(
 /// `--datagram-size`.
 pub fn rudp_config() -> rudp_core::endpoint::EndpointConfig {
     let defaults = rudp::Config::default();
-    rudp_core::endpoint::EndpointConfig {
-        connection: Arc::new(rudp::Config {
-            congestion: RUDP_CONGESTION.get().copied().unwrap_or_default(),
-            max_datagram_size: RUDP_DATAGRAM
-                .get()
-                .copied()
-                .unwrap_or(defaults.max_datagram_size),
-            ..defaults
-        }),
-        ..Default::default()
-    }
+    rudp_core::endpoint::EndpointConfig::new(
+        defaults
+            .to_builder()
+            .congestion(Arc::new(RUDP_CONGESTION.get().copied().unwrap_or_default()))
+            .max_datagram_size(
+                RUDP_DATAGRAM
+                    .get()
+                    .copied()
+                    .unwrap_or(defaults.max_datagram_size()),
+            )
+            .build()
+            .expect("valid settings"),
+    )
 }
 
 /// A running server; dropping it stops it.

@@ -26,18 +26,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, data)) = data.split_first() else {
         return;
     };
-    let server_cfg = EndpointConfig {
-        accept_incoming: true,
-        ..EndpointConfig::default()
-    };
+    let server_cfg = EndpointConfig::builder().build().expect("valid settings");
     let mut client_cfg = EndpointConfig::default();
     if mode % 4 == 1 {
         // The client's window is tiny and never opened: the server blocks.
-        client_cfg.connection = Arc::new(Config {
-            receive_window: 300,
-            max_message_size: 200,
-            ..Config::default()
-        });
+        client_cfg.connection = Arc::new(Config::builder().receive_window(300).max_message_size(200).build().expect("valid settings"));
     }
     let clean = ImpairConfig::default();
     let mut sim = Sim::new(1, client_cfg, server_cfg, clean.clone(), clean);
@@ -58,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((cid, window)) = sim
         .server
         .connection(s)
-        .map(|x| (x.local_cid(), x.stats().receive_window))
+        .map(|x| (x.local_cid(), x.stats().buffers.receive_window))
     else {
         return;
     };
@@ -121,8 +114,8 @@ fuzz_target!(|data: &[u8]| {
             // §8.2: within the window (as it may have grown), plus the one
             // message being assembled, whatever the frames.
             let st = x.stats();
-            let bound = 2 * window.max(st.receive_window) + (1 << 20) + 8;
-            assert!(st.receive_memory <= bound, "{} bytes held", st.receive_memory);
+            let bound = 2 * window.max(st.buffers.receive_window) + (1 << 20) + 8;
+            assert!(st.buffers.receive_memory <= bound, "{} bytes held", st.buffers.receive_memory);
         }
         sim.step();
     }

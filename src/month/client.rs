@@ -127,7 +127,7 @@ pub async fn run_with_report(
         SessionReport {
             server: opts.server,
             seconds,
-            goodput_bytes_per_sec: stats.bytes_delivered as f64 / seconds.max(1e-9),
+            goodput_bytes_per_sec: stats.received.bytes_delivered as f64 / seconds.max(1e-9),
             stats,
         }
     });
@@ -140,12 +140,17 @@ async fn session(
     out: &mut (impl AsyncWrite + Unpin),
     err: &mut impl Write,
 ) -> (ClientExit, Option<Connection>) {
-    let config = EndpointConfig {
-        connection: Arc::new(Config {
-            idle_timeout: opts.timeout,
-            ..opts.connection.clone()
-        }),
-        ..EndpointConfig::default()
+    let config = match opts
+        .connection
+        .to_builder()
+        .idle_timeout(opts.timeout)
+        .build()
+    {
+        Ok(c) => EndpointConfig::new(c),
+        Err(e) => {
+            let _ = writeln!(err, "error: --timeout: {e}");
+            return (ClientExit::Failed, None);
+        }
     };
     let endpoint = match Endpoint::client(opts.server, config) {
         Ok(e) => e,

@@ -105,7 +105,7 @@ pub async fn serve(endpoint: Endpoint, shutdown: impl Future<Output = ()>) -> Se
     ServerReport {
         connections,
         seconds,
-        goodput_bytes_per_sec: totals.bytes_delivered as f64 / seconds.max(1e-9),
+        goodput_bytes_per_sec: totals.received.bytes_delivered as f64 / seconds.max(1e-9),
         totals,
         endpoint: endpoint.stats(),
         workers: 1,
@@ -227,7 +227,8 @@ pub async fn serve_threads(
         return Err(e);
     }
     let mut total = total.ok_or("no worker reported")?;
-    total.goodput_bytes_per_sec = total.totals.bytes_delivered as f64 / total.seconds.max(1e-9);
+    total.goodput_bytes_per_sec =
+        total.totals.received.bytes_delivered as f64 / total.seconds.max(1e-9);
     Ok(total)
 }
 

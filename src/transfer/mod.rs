@@ -111,8 +111,8 @@ impl Report {
         } else {
             0.0
         };
-        let lost_pct = if s.packets_sent > 0 {
-            100.0 * s.packets_lost as f64 / s.packets_sent as f64
+        let lost_pct = if s.sent.packets > 0 {
+            100.0 * s.sent.packets_lost as f64 / s.sent.packets as f64
         } else {
             0.0
         };

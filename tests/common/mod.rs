@@ -203,7 +203,7 @@ pub fn forged_initial(template: &[u8], scid: u64, token: Option<&[u8]>) -> Vec<u
 
 /// A real client's first INITIAL, to forge others from.
 pub fn template_initial() -> Vec<u8> {
-    let mut client = rudp_core::endpoint::Endpoint::new(
+    let mut client = rudp_core::endpoint::Endpoint::client(
         EndpointConfig::default(),
         rudp_core::sim::seed_bytes(1),
     );

@@ -1,54 +1,62 @@
 //! Connection settings, with the defaults PROTOCOL.md §12 lists.
 
-use crate::conn::congestion::Algorithm;
+use crate::congestion::{Algorithm, ControllerFactory};
+use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 
 /// Settings for one connection. Both sides announce the parts the peer must
 /// know in their HANDSHAKE frame (PROTOCOL.md §5.4).
+///
+/// A `Config` is always valid: make one with [`Config::builder`] (or
+/// [`Config::to_builder`] from another), whose `build` checks that the
+/// settings fit together and says which do not. Read the settings with the
+/// methods of the same names.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Largest UDP payload sent or accepted (default 1200, the size every
     /// IPv4 and IPv6 path carries without fragmentation). At least 1200.
-    pub max_datagram_size: usize,
+    pub(crate) max_datagram_size: usize,
     /// Largest message accepted from the peer, and sent to it (default 1 MiB).
-    pub max_message_size: usize,
+    pub(crate) max_message_size: usize,
     /// Bytes of received, undelivered stream data this side buffers at most;
     /// the flow-control window advertised to the peer (default 4 MiB).
-    pub receive_window: u64,
+    pub(crate) receive_window: u64,
     /// The receive window grows by doubling up to this when the sender is
     /// limited by it (§8.3 auto-tuning; default 64 MiB). Memory is used
     /// only for data actually received and not yet taken.
-    pub max_receive_window: u64,
+    pub(crate) max_receive_window: u64,
     /// Bytes of sent but unacknowledged data, plus unsent data, queued at
     /// most before `send` pushes back (default 4 MiB).
-    pub send_buffer: u64,
+    pub(crate) send_buffer: u64,
     /// The send buffer grows to twice the congestion window, up to this
     /// (default 64 MiB), so that a long fast path can be kept full; it does
     /// not grow while the peer's flow-control window blocks sending.
-    pub max_send_buffer: u64,
+    pub(crate) max_send_buffer: u64,
     /// Longest time this side delays an acknowledgement (default 1 ms). The
     /// peer's probe timeout includes it, so it bounds how fast a lone lost
     /// request or answer is repaired; a small value costs a few more
     /// ACK-only packets on sparse flows, none on bulk ones (they are acked
     /// every second packet anyway).
-    pub max_ack_delay: Duration,
+    pub(crate) max_ack_delay: Duration,
     /// Silence after which the connection is declared dead (default 30 s).
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// Send a PING after this long without sending anything ack-eliciting, so
     /// that a quiet but live connection does not hit the idle timeout
     /// (default: a third of the idle timeout). `None` disables it.
-    pub keep_alive: Option<Duration>,
+    pub(crate) keep_alive: Option<Duration>,
     /// RTT assumed before the first sample (default 100 ms; RFC 9002 uses
     /// 333 ms, which makes handshake loss needlessly slow to repair).
-    pub initial_rtt: Duration,
-    /// Congestion controller (default: the loss-tolerant BBR-style one,
-    /// PROTOCOL.md §9.4.3).
-    pub congestion: Algorithm,
+    pub(crate) initial_rtt: Duration,
+    /// Makes each connection's congestion controller (default: the
+    /// loss-tolerant BBR-style one, [`Algorithm::Bbr`], PROTOCOL.md
+    /// §9.4.3). Any [`ControllerFactory`] works, so a program can bring its
+    /// own controller.
+    pub(crate) congestion: Arc<dyn ControllerFactory>,
     /// Pre-shared key: when set, every packet is sealed with it and packets
     /// not sealed with it are dropped (PROTOCOL.md §3.7). Both sides must
     /// use the same key. Default: none, packets travel in clear.
-    pub psk: Option<crate::psk::Psk>,
+    pub(crate) psk: Option<crate::psk::Psk>,
 }
 
 impl Default for Config {
@@ -64,16 +72,24 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(30),
             keep_alive: Some(Duration::from_secs(10)),
             initial_rtt: Duration::from_millis(100),
-            congestion: Algorithm::default(),
+            congestion: Arc::new(Algorithm::default()),
             psk: None,
         }
     }
 }
 
-/// A setting that cannot work.
+/// A setting that cannot work, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("invalid configuration: {0}")]
-pub struct ConfigError(pub String);
+pub struct ConfigError(String);
+
+impl ConfigError {
+    /// An error with this explanation (for configurations built on top of
+    /// this crate's).
+    pub fn new(why: impl Into<String>) -> Self {
+        Self(why.into())
+    }
+}
 
 /// The smallest datagram size allowed (PROTOCOL.md §3): large enough for an
 /// INITIAL with its HANDSHAKE frame and for useful ACK frames.
@@ -81,9 +97,84 @@ pub const MIN_DATAGRAM_SIZE: usize = 1200;
 /// The largest datagram size: the largest UDP payload over IPv4.
 pub const MAX_DATAGRAM_SIZE: usize = 65_507;
 
+macro_rules! settings {
+    ($( $(#[$doc:meta])* $name:ident: $ty:ty, )*) => {
+        impl Config {
+            $(
+                $(#[$doc])*
+                pub fn $name(&self) -> $ty {
+                    self.$name.clone()
+                }
+            )*
+        }
+
+        impl ConfigBuilder {
+            $(
+                $(#[$doc])*
+                pub fn $name(mut self, value: $ty) -> Self {
+                    self.0.$name = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+settings! {
+    /// Largest UDP payload sent or accepted (default 1200, the size every
+    /// IPv4 and IPv6 path carries without fragmentation). At least 1200.
+    max_datagram_size: usize,
+    /// Largest message accepted from the peer, and sent to it (default 1 MiB).
+    max_message_size: usize,
+    /// The flow-control window first advertised (default 4 MiB), §8.3.
+    receive_window: u64,
+    /// The receive window grows up to this (default 64 MiB), §8.3.
+    max_receive_window: u64,
+    /// Bytes queued at most before `send` pushes back (default 4 MiB).
+    send_buffer: u64,
+    /// The send buffer grows up to this (default 64 MiB).
+    max_send_buffer: u64,
+    /// Longest time an acknowledgement is delayed (default 1 ms), §7.
+    max_ack_delay: Duration,
+    /// Silence after which the connection is declared dead (default 30 s), §9.5.
+    idle_timeout: Duration,
+    /// PING after this long without sending (default 10 s); `None` never.
+    keep_alive: Option<Duration>,
+    /// RTT assumed before the first sample (default 100 ms), §9.1.
+    initial_rtt: Duration,
+    /// Makes each connection's congestion controller (default BBR-style), §9.4.
+    congestion: Arc<dyn ControllerFactory>,
+    /// Pre-shared key sealing every packet (default none), §3.7.
+    psk: Option<crate::psk::Psk>,
+}
+
+/// Makes a [`Config`]: start from the defaults ([`Config::builder`]) or
+/// another config ([`Config::to_builder`]), set what differs, then
+/// [`ConfigBuilder::build`].
+#[derive(Debug, Clone)]
+pub struct ConfigBuilder(Config);
+
+impl ConfigBuilder {
+    /// The config, if its settings fit together.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        self.0.validate()?;
+        Ok(self.0)
+    }
+}
+
 impl Config {
+    /// A builder starting from the defaults.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder(Config::default())
+    }
+
+    /// A builder starting from this config's settings.
+    pub fn to_builder(&self) -> ConfigBuilder {
+        ConfigBuilder(self.clone())
+    }
+
     /// Checks that the settings fit together.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self) -> Result<(), ConfigError> {
         let err = |s: String| Err(ConfigError(s));
         if !(MIN_DATAGRAM_SIZE..=MAX_DATAGRAM_SIZE).contains(&self.max_datagram_size) {
             return err(format!(

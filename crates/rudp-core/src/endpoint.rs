@@ -13,7 +13,7 @@
 //!    datagram to the address it returns;
 //! 3. `poll_event()` until `None`.
 
-use crate::config::{Config, MIN_DATAGRAM_SIZE};
+use crate::config::{Config, ConfigError, MIN_DATAGRAM_SIZE};
 #[cfg(feature = "trace")]
 use crate::conn::TraceEvent;
 use crate::conn::{self, Address, Connection, Event};
@@ -47,29 +47,115 @@ const STATELESS_PN_START: u64 = 1 << 61;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectionHandle(pub u64);
 
-/// Endpoint settings.
+/// Endpoint settings. Always valid: make one with
+/// [`EndpointConfig::builder`] (or [`EndpointConfig::to_builder`]); read
+/// them with the methods of the same names.
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
+    pub(crate) connection: Arc<Config>,
+    pub(crate) max_connections: usize,
+    pub(crate) max_pending_handshakes: usize,
+    pub(crate) max_pending_per_source: usize,
+    pub(crate) retry: RetryPolicy,
+}
+
+macro_rules! endpoint_settings {
+    ($( $(#[$doc:meta])* $name:ident: $ty:ty, )*) => {
+        impl EndpointConfig {
+            $(
+                $(#[$doc])*
+                pub fn $name(&self) -> $ty {
+                    self.$name.clone()
+                }
+            )*
+        }
+
+        impl EndpointConfigBuilder {
+            $(
+                $(#[$doc])*
+                pub fn $name(mut self, value: $ty) -> Self {
+                    self.0.$name = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+endpoint_settings! {
     /// Settings for every connection of this endpoint.
-    pub connection: Arc<Config>,
-    /// Whether INITIALs from unknown peers create connections (a server).
-    pub accept_incoming: bool,
+    connection: Arc<Config>,
     /// Open connections at most (ones that have not yet ended; those still
     /// lingering after a close do not count); further INITIALs are refused
-    /// (§6.3).
-    pub max_connections: usize,
+    /// (§6.3). Default 100,000.
+    max_connections: usize,
     /// Server connections whose client has not yet proved its address
     /// (§6.2) at most; beyond it an INITIAL without a token gets a RETRY,
-    /// one with a token is refused (§6.3).
-    pub max_pending_handshakes: usize,
+    /// one with a token is refused (§6.3). Default 4096.
+    max_pending_handshakes: usize,
     /// Of those, at most this many from one source (one IPv4 address or
     /// one IPv6 /64) without a token, and as many again with one (§6.3):
     /// one address cannot take the whole budget. Past the first share an
-    /// INITIAL gets a RETRY, past the second a refusal.
-    pub max_pending_per_source: usize,
+    /// INITIAL gets a RETRY, past the second a refusal. Default 32.
+    max_pending_per_source: usize,
     /// When to make clients prove their address with a RETRY round trip
     /// before any state is kept for them (§6.8).
-    pub retry: RetryPolicy,
+    retry: RetryPolicy,
+}
+
+/// Makes an [`EndpointConfig`]; `build` checks the limits.
+#[derive(Debug, Clone)]
+pub struct EndpointConfigBuilder(EndpointConfig);
+
+impl EndpointConfigBuilder {
+    /// The connection settings, given by value.
+    pub fn connection_config(self, config: Config) -> Self {
+        self.connection(Arc::new(config))
+    }
+
+    /// The config, if every limit is at least 1.
+    pub fn build(self) -> Result<EndpointConfig, ConfigError> {
+        let c = &self.0;
+        for (value, name) in [
+            (c.max_connections, "max_connections"),
+            (c.max_pending_handshakes, "max_pending_handshakes"),
+            (c.max_pending_per_source, "max_pending_per_source"),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(format!("{name} must be at least 1")));
+            }
+        }
+        Ok(self.0)
+    }
+}
+
+impl EndpointConfig {
+    /// Default limits, with these connection settings.
+    pub fn new(connection: Config) -> Self {
+        Self {
+            connection: Arc::new(connection),
+            ..Self::default()
+        }
+    }
+
+    /// A builder starting from the defaults.
+    pub fn builder() -> EndpointConfigBuilder {
+        EndpointConfigBuilder(EndpointConfig::default())
+    }
+
+    /// A builder starting from these settings.
+    pub fn to_builder(&self) -> EndpointConfigBuilder {
+        EndpointConfigBuilder(self.clone())
+    }
+}
+
+/// Which side an endpoint plays: chosen by its constructor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Opens connections; INITIALs from unknown peers are dropped.
+    Client,
+    /// Accepts connections, and may open them too.
+    Server,
 }
 
 /// When a server answers an INITIAL with a RETRY instead of a connection.
@@ -112,7 +198,6 @@ impl Default for EndpointConfig {
     fn default() -> Self {
         Self {
             connection: Arc::new(Config::default()),
-            accept_incoming: false,
             max_connections: 100_000,
             max_pending_handshakes: 4096,
             max_pending_per_source: MAX_PENDING_PER_SOURCE,
@@ -201,6 +286,7 @@ struct Entry {
 /// The sans-IO endpoint.
 #[derive(Debug)]
 pub struct Endpoint {
+    role: Role,
     config: EndpointConfig,
     rng: ChaCha8Rng,
     next_handle: u64,
@@ -231,12 +317,26 @@ pub struct Endpoint {
 impl Endpoint {
     /// An endpoint whose connection IDs come from a generator seeded with
     /// `seed`; the tokio layer seeds it from the OS.
-    pub fn new(config: EndpointConfig, seed: [u8; 32]) -> Self {
+    /// A server endpoint: accepts connections (and may open them too).
+    /// `seed` keys every random choice (connection IDs, packet numbers,
+    /// token secrets): 32 bytes from a secure source.
+    pub fn server(config: EndpointConfig, seed: [u8; 32]) -> Self {
+        Self::new(Role::Server, config, seed)
+    }
+
+    /// A client endpoint: opens connections; INITIALs from unknown peers
+    /// are dropped.
+    pub fn client(config: EndpointConfig, seed: [u8; 32]) -> Self {
+        Self::new(Role::Client, config, seed)
+    }
+
+    fn new(role: Role, config: EndpointConfig, seed: [u8; 32]) -> Self {
         let mut rng = ChaCha8Rng::from_seed(seed);
         // The retry-token secrets come from their own generator, keyed
         // from the seed once: nothing on the wire is drawn from it.
         let tokens = TokenKeys::new(rng.gen());
         Self {
+            role,
             config,
             rng,
             next_handle: 0,
@@ -471,7 +571,7 @@ impl Endpoint {
         header: &Header,
         payload: &[u8],
     ) -> Option<ConnectionHandle> {
-        if !self.config.accept_incoming {
+        if self.role != Role::Server {
             self.stats.dropped_unknown_connection += 1;
             return None;
         }
@@ -729,7 +829,7 @@ impl Endpoint {
     fn answer_unknown_version(&mut self, from: SocketAddr, len: usize, scid: ConnectionId) {
         // §3.5: only servers answer, and only full-size datagrams, so the
         // answer is never larger than the question.
-        if !self.config.accept_incoming || len < MIN_DATAGRAM_SIZE {
+        if self.role != Role::Server || len < MIN_DATAGRAM_SIZE {
             self.stats.dropped_malformed += 1;
             return;
         }

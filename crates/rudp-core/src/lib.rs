@@ -36,6 +36,8 @@
 //! With no feature, the dependency tree is the crypto, checksum and random
 //! number crates the protocol needs, and nothing else.
 
+#![warn(missing_docs, unreachable_pub)]
+
 /// Defines a struct of `u64` counters with an `accumulate` that adds
 /// every field of another: totals over many connections or endpoints
 /// cannot forget a field, because the field list is written once.
@@ -63,6 +65,7 @@ macro_rules! counters {
 }
 
 pub mod config;
+pub mod congestion;
 pub mod conn;
 pub mod endpoint;
 pub mod error;
@@ -70,6 +73,7 @@ pub mod error;
 pub mod impair;
 pub mod psk;
 pub mod ranges;
+pub mod rtt;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod text;

@@ -86,8 +86,8 @@ impl Sim {
         Self {
             now: start,
             start,
-            client: Endpoint::new(client, seed_bytes(seed.wrapping_mul(3).wrapping_add(1))),
-            server: Endpoint::new(server, seed_bytes(seed.wrapping_mul(5).wrapping_add(2))),
+            client: Endpoint::client(client, seed_bytes(seed.wrapping_mul(3).wrapping_add(1))),
+            server: Endpoint::server(server, seed_bytes(seed.wrapping_mul(5).wrapping_add(2))),
             client_addr: "127.0.0.1:1000".parse().unwrap_or_else(|_| unreachable!()),
             server_addr: "127.0.0.1:2000".parse().unwrap_or_else(|_| unreachable!()),
             to_server: Impairment::new(to_server, seed ^ 0x5555, start),

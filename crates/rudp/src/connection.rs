@@ -286,7 +286,7 @@ impl Connection {
 
     /// The current smoothed round-trip time estimate (PROTOCOL.md §9.1).
     pub fn rtt(&self) -> Duration {
-        Duration::from_micros(self.stats().smoothed_rtt_us)
+        self.stats().path.smoothed_rtt
     }
 
     /// The connection's messages as a `futures` `Stream`: each item is a

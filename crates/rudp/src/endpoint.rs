@@ -118,16 +118,17 @@ impl Endpoint {
 
     fn start(
         socket: std::net::UdpSocket,
-        mut config: EndpointConfig,
+        config: EndpointConfig,
         role: Role,
     ) -> Result<Self, Error> {
-        config.connection.validate()?;
-        config.accept_incoming = role == Role::Server;
         let socket = Socket::new(socket)?;
         let local_addr = socket.local_addr()?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                ep: proto::Endpoint::new(config, rand::random()),
+                ep: match role {
+                    Role::Server => proto::Endpoint::server(config, rand::random()),
+                    Role::Client => proto::Endpoint::client(config, rand::random()),
+                },
                 slots: HashMap::new(),
                 incoming: VecDeque::new(),
                 closing: false,
@@ -192,7 +193,6 @@ impl Endpoint {
         config: Config,
         remote: SocketAddr,
     ) -> Result<Connection, Error> {
-        config.validate()?;
         self.open(remote, Some(Arc::new(config))).await
     }
 
@@ -208,7 +208,9 @@ impl Endpoint {
             }
             let keyed = config
                 .as_ref()
-                .map_or(st.ep.config().connection.psk.is_some(), |c| c.psk.is_some());
+                .map_or(st.ep.config().connection().psk().is_some(), |c| {
+                    c.psk().is_some()
+                });
             let h = match config {
                 Some(c) => st.ep.connect_with(Instant::now(), remote, c),
                 None => st.ep.connect(Instant::now(), remote),

@@ -80,7 +80,7 @@ pub use trace_file::{TraceLevel, METRICS_INTERVAL_MS};
 /// at the top of this crate.
 pub use rudp_core as proto;
 pub use rudp_core::config::{Config, ConfigError};
-pub use rudp_core::conn::congestion::Algorithm;
+pub use rudp_core::congestion::Algorithm;
 pub use rudp_core::conn::Stats;
 pub use rudp_core::endpoint::{EndpointConfig, EndpointStats, RetryPolicy};
 pub use rudp_core::error::{ConnectionError, TransportCode, VarInt, VarIntBoundsExceeded};

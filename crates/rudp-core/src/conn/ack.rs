@@ -16,24 +16,24 @@ use std::time::{Duration, Instant};
 /// Generous, because a packet wrongly taken for a duplicate is a real loss:
 /// a fast sender on a path that reorders by a few milliseconds opens
 /// hundreds of gaps.
-pub const MAX_ACK_RANGES: usize = 1024;
+pub(super) const MAX_ACK_RANGES: usize = 1024;
 /// Ranges in one ACK frame: the highest ones (§7.2). With packet numbers
 /// within 2^24 of each other every range takes at most 8 bytes, so a frame
 /// stays under 540 bytes.
-pub const ACK_FRAME_RANGES: usize = 64;
+pub(super) const ACK_FRAME_RANGES: usize = 64;
 
 /// Ack-eliciting packets received before an acknowledgement is sent at once.
-pub const ACK_ELICITING_THRESHOLD: u32 = 2;
+pub(super) const ACK_ELICITING_THRESHOLD: u32 = 2;
 
 /// Whether a packet was new.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arrival {
+pub(super) enum Arrival {
     New,
     Duplicate,
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct AckTracker {
+pub(super) struct AckTracker {
     received: RangeSet,
     /// Packet numbers below this are treated as already received.
     floor: u64,
@@ -52,7 +52,7 @@ pub struct AckTracker {
 impl AckTracker {
     /// Records a packet that passed all checks. Returns whether it was new;
     /// a duplicate's frames must not be processed again.
-    pub fn on_packet(
+    pub(super) fn on_packet(
         &mut self,
         now: Instant,
         pn: u64,
@@ -88,30 +88,30 @@ impl AckTracker {
     }
 
     /// The largest packet number received so far.
-    pub fn largest(&self) -> Option<u64> {
+    pub(super) fn largest(&self) -> Option<u64> {
         self.largest.map(|(pn, _)| pn)
     }
 
     /// Asks for an ACK at the next opportunity (for example, during the
     /// handshake, where delaying would only slow it down).
-    pub fn request_immediate(&mut self) {
+    pub(super) fn request_immediate(&mut self) {
         if self.dirty {
             self.immediate = true;
         }
     }
 
     /// Whether an ACK must be sent now, even alone in a packet.
-    pub fn ack_due(&self, now: Instant) -> bool {
+    pub(super) fn ack_due(&self, now: Instant) -> bool {
         self.dirty && (self.immediate || self.deadline.is_some_and(|d| d <= now))
     }
 
     /// Whether there is something new to acknowledge (worth piggybacking).
-    pub fn has_news(&self) -> bool {
+    pub(super) fn has_news(&self) -> bool {
         self.dirty
     }
 
     /// When a delayed ACK falls due.
-    pub fn deadline(&self) -> Option<Instant> {
+    pub(super) fn deadline(&self) -> Option<Instant> {
         if self.dirty {
             self.deadline
         } else {
@@ -120,7 +120,7 @@ impl AckTracker {
     }
 
     /// The ACK frame to send now, if anything was received.
-    pub fn frame(&self, now: Instant) -> Option<AckFrame> {
+    pub(super) fn frame(&self, now: Instant) -> Option<AckFrame> {
         let (_, at) = self.largest?;
         Some(AckFrame {
             delay_micros: now.saturating_duration_since(at).as_micros() as u64,
@@ -129,7 +129,7 @@ impl AckTracker {
     }
 
     /// Call once an ACK frame has been put in a packet.
-    pub fn on_ack_sent(&mut self) {
+    pub(super) fn on_ack_sent(&mut self) {
         self.unacked_eliciting = 0;
         self.dirty = false;
         self.immediate = false;

@@ -18,21 +18,21 @@
 //! [`pacing`], [`send_stream`],
 //! [`recv_stream`], [`stats`].
 
-pub mod ack;
-pub mod congestion;
-pub mod delivery;
-pub mod pacing;
-pub mod recv_stream;
-pub mod rtt;
-pub mod send_stream;
-pub mod sent;
+mod ack;
+mod pacing;
+mod recv_stream;
+mod send_stream;
+mod sent;
 pub mod stats;
 #[cfg(feature = "trace")]
 pub mod trace;
 
 use crate::config::Config;
+use crate::congestion::delivery::DeliveryRate;
+use crate::congestion::{self, Controller};
 use crate::error::{ConnectionError, TransportCode, VarInt};
 use crate::psk::{PacketKey, Psk, TAG_LEN};
+use crate::rtt::{self, RttEstimator};
 use crate::wire::frame::{self, encode_stream_header, MAX_STREAM_HEADER_LEN};
 use crate::wire::packet::{append_checksum, LONG_HEADER_LEN};
 use crate::wire::{
@@ -41,12 +41,10 @@ use crate::wire::{
 };
 use ack::{AckTracker, Arrival};
 use bytes::Bytes;
-use congestion::Controller;
-use delivery::DeliveryRate;
 use pacing::Pacer;
 use recv_stream::{RecvStream, StreamError};
-use rtt::RttEstimator;
 use send_stream::{SendStream, WriteError};
+pub use sent::MAX_ACK_ONLY_TRACKED;
 use sent::{SentFrames, SentPacket, SentPackets};
 #[cfg(feature = "trace")]
 use serde_json::json;
@@ -200,6 +198,8 @@ pub struct Connection {
     acks: AckTracker,
     rtt: RttEstimator,
     cc: Box<dyn Controller>,
+    /// Which controller `cc` is, for statistics.
+    congestion_name: &'static str,
     delivery: DeliveryRate,
     pacer: Pacer,
     /// Set when pacing held back a packet: when it may go (§9.6).
@@ -347,7 +347,8 @@ impl Connection {
             largest_acked: None,
             acks: AckTracker::default(),
             rtt: RttEstimator::new(config.initial_rtt),
-            cc: config.congestion.build(config.max_datagram_size),
+            cc: config.congestion.build(config.max_datagram_size as u64),
+            congestion_name: config.congestion.name(),
             delivery: DeliveryRate::new(now),
             pacer: Pacer::new(now, config.max_datagram_size as u64),
             pacing_until: None,
@@ -530,17 +531,18 @@ impl Connection {
     /// Counters and current estimates.
     pub fn stats(&self) -> Stats {
         let mut s = self.stats.clone();
-        s.smoothed_rtt_us = self.rtt.smoothed().as_micros() as u64;
-        s.min_rtt_us = self.rtt.min().as_micros() as u64;
-        s.rtt_var_us = self.rtt.var().as_micros() as u64;
-        s.congestion_window = self.cc.window();
-        s.pacing_rate = self.cc.pacing_rate(&self.rtt);
-        s.bytes_in_flight = self.sent.bytes_in_flight();
-        s.receive_buffered = self.recv.buffered();
-        s.send_buffered = self.send.buffered();
-        s.receive_window = self.recv.window();
-        s.receive_memory = self.recv.memory() as u64;
-        s.packets_tracked = self.sent.len() as u64;
+        s.path.smoothed_rtt = self.rtt.smoothed();
+        s.path.min_rtt = self.rtt.min();
+        s.path.rtt_var = self.rtt.var();
+        s.path.congestion = self.congestion_name;
+        s.path.congestion_window = self.cc.window();
+        s.path.pacing_rate = self.cc.pacing_rate(&self.rtt);
+        s.path.bytes_in_flight = self.sent.bytes_in_flight();
+        s.buffers.receive_buffered = self.recv.buffered();
+        s.buffers.send_buffered = self.send.buffered();
+        s.buffers.receive_window = self.recv.window();
+        s.buffers.receive_memory = self.recv.memory() as u64;
+        s.buffers.packets_tracked = self.sent.len() as u64;
         s
     }
 
@@ -566,7 +568,7 @@ impl Connection {
 
     /// Counts a datagram that claimed to be ours but failed its checksum.
     pub fn on_corrupt_datagram(&mut self) {
-        self.stats.corrupt_dropped += 1;
+        self.stats.received.corrupt_dropped += 1;
     }
 
     // ----- Application side ----------------------------------------------
@@ -588,7 +590,7 @@ impl Connection {
         }
         match self.send.write(msg) {
             Ok(()) => {
-                self.stats.messages_sent += 1;
+                self.stats.sent.messages += 1;
                 Ok(())
             }
             Err(WriteError::Blocked) => Err(SendError::Blocked),
@@ -599,8 +601,8 @@ impl Connection {
     /// The next whole message from the peer, if one has arrived.
     pub fn recv(&mut self) -> Option<Bytes> {
         let msg = self.recv.pop()?;
-        self.stats.messages_received += 1;
-        self.stats.bytes_delivered += msg.len() as u64;
+        self.stats.received.messages += 1;
+        self.stats.received.bytes_delivered += msg.len() as u64;
         if self.recv.max_data_update().is_some() {
             self.max_data_pending = true;
         }
@@ -786,7 +788,7 @@ impl Connection {
         } else {
             // Probe timeout: resend the oldest unacknowledged content in up to
             // two new packets, outside the congestion window (§9.3).
-            self.stats.probe_timeouts += 1;
+            self.stats.sent.probe_timeouts += 1;
             self.pto_count += 1;
             self.probes = PROBES_PER_PTO;
             if let Some(p) = self.sent.oldest_eliciting() {
@@ -805,7 +807,7 @@ impl Connection {
         // §4.2: a number far from the largest received is forged or stale.
         if let Some(largest) = self.acks.largest() {
             if header.pn.abs_diff(largest) > PN_WINDOW {
-                self.stats.out_of_window_dropped += 1;
+                self.stats.received.out_of_window_dropped += 1;
                 return;
             }
         }
@@ -814,7 +816,7 @@ impl Connection {
         match self.unprotect(header, payload, &mut plain) {
             Some(Body::Clear) => self.on_payload(now, header, wire_len, payload),
             Some(Body::Opened) => self.on_payload(now, header, wire_len, &plain),
-            None => self.stats.unauthenticated_dropped += 1,
+            None => self.stats.received.unauthenticated_dropped += 1,
         }
         self.plain_buf = plain;
     }
@@ -869,7 +871,7 @@ impl Connection {
             || self.peer.is_some()
             || self.retry_token.is_some()
         {
-            self.stats.malformed_dropped += 1;
+            self.stats.received.malformed_dropped += 1;
             return;
         }
         let mut plain = std::mem::take(&mut self.plain_buf);
@@ -877,7 +879,7 @@ impl Connection {
             Some(Body::Clear) => payload,
             Some(Body::Opened) => &plain[..],
             None => {
-                self.stats.unauthenticated_dropped += 1;
+                self.stats.received.unauthenticated_dropped += 1;
                 self.plain_buf = plain;
                 return;
             }
@@ -890,7 +892,7 @@ impl Connection {
         });
         self.plain_buf = plain;
         let Some(token) = token else {
-            self.stats.malformed_dropped += 1;
+            self.stats.received.malformed_dropped += 1;
             return;
         };
         tracing::debug!(cid = %self.local_cid, "retry: echoing the server's token");
@@ -898,7 +900,7 @@ impl Connection {
             self.trace(now, "rudp:retry", || json!({ "token_length": token.len() }));
         }
         self.retry_token = Some(token);
-        self.stats.retries += 1;
+        self.stats.received.retries += 1;
         // The server kept nothing: our INITIALs so far will never be
         // acknowledged, and are not lost either. Start the handshake again
         // at once, with the token.
@@ -918,7 +920,7 @@ impl Connection {
         let frames = match frame::decode_all(payload) {
             Ok(f) => f,
             Err(_) => {
-                self.stats.malformed_dropped += 1;
+                self.stats.received.malformed_dropped += 1;
                 return;
             }
         };
@@ -926,7 +928,7 @@ impl Connection {
             return;
         }
         if !self.packet_type_allowed(header.ty) || !initial_frames_allowed(header.ty, &frames) {
-            self.stats.malformed_dropped += 1;
+            self.stats.received.malformed_dropped += 1;
             return;
         }
         let eliciting = frames.iter().any(Frame::is_ack_eliciting);
@@ -936,7 +938,7 @@ impl Connection {
             .on_packet(now, header.pn, eliciting, max_ack_delay)
             == Arrival::Duplicate
         {
-            self.stats.duplicates_discarded += 1;
+            self.stats.received.duplicates_discarded += 1;
             traced! {
                 let pn = header.pn;
                 self.trace(
@@ -970,8 +972,8 @@ impl Connection {
                 );
             }
         }
-        self.stats.packets_received += 1;
-        self.stats.bytes_received += wire_len as u64;
+        self.stats.received.packets += 1;
+        self.stats.received.bytes += wire_len as u64;
         self.idle_deadline = now + self.effective_idle_timeout();
         self.eliciting_since_recv = false;
 
@@ -1199,7 +1201,7 @@ impl Connection {
             .collect();
         for (pn, largest_then) in spurious {
             self.recently_lost.remove(&pn);
-            self.stats.spurious_losses += 1;
+            self.stats.sent.spurious_losses += 1;
             let distance = largest_then - pn + 1;
             // Beyond the cap, counting packets cannot tell loss from
             // reordering: leave it to the time threshold (§9.2).
@@ -1240,7 +1242,7 @@ impl Connection {
         if lost.is_empty() {
             return;
         }
-        self.stats.packets_lost += lost.len() as u64;
+        self.stats.sent.packets_lost += lost.len() as u64;
         for (pn, _) in &lost {
             self.recently_lost.insert(*pn, largest);
         }
@@ -1507,7 +1509,8 @@ impl Connection {
                     self.send.on_chunk_sent(&chunk);
                     if chunk.offset < frontier {
                         retransmitted = true;
-                        self.stats.stream_bytes_retransmitted += frontier.min(end) - chunk.offset;
+                        self.stats.sent.stream_bytes_retransmitted +=
+                            frontier.min(end) - chunk.offset;
                     }
                     if chunk.len > 0 {
                         frames.stream.push(chunk.offset..end);
@@ -1543,13 +1546,13 @@ impl Connection {
             .then(|| out[ty.header_len()..].to_vec());
         self.finish_packet(ty, pn, out);
 
-        self.stats.packets_sent += 1;
-        self.stats.bytes_sent += out.len() as u64;
+        self.stats.sent.packets += 1;
+        self.stats.sent.bytes += out.len() as u64;
         if self.amplification_limited() {
             self.unvalidated.1 += out.len() as u64;
         }
         if retransmitted {
-            self.stats.packets_retransmitted += 1;
+            self.stats.sent.packets_retransmitted += 1;
         }
         let in_flight = eliciting || ty == PacketType::Initial;
         if eliciting && !self.sent.has_eliciting_in_flight() {
@@ -1620,7 +1623,7 @@ impl Connection {
             let len = (r.end - r.start) as usize;
             encode_stream_header(r.start, len, false, out);
             self.send.copy_range(r.clone(), out);
-            self.stats.stream_bytes_bundled += len as u64;
+            self.stats.sent.stream_bytes_bundled += len as u64;
             frames.stream.push(r);
         }
     }
@@ -1657,7 +1660,7 @@ impl Connection {
         let len = (out.len() + self.trailer_len()) as u64;
         if self.amplification_limited() && len > self.amplification_budget() {
             out.clear();
-            self.stats.closes_suppressed += 1;
+            self.stats.sent.closes_suppressed += 1;
             return false;
         }
         self.next_pn += 1;
@@ -1667,8 +1670,8 @@ impl Connection {
             .is_some()
             .then(|| out[ty.header_len()..].to_vec());
         self.finish_packet(ty, pn, out);
-        self.stats.packets_sent += 1;
-        self.stats.bytes_sent += out.len() as u64;
+        self.stats.sent.packets += 1;
+        self.stats.sent.bytes += out.len() as u64;
         if self.amplification_limited() {
             self.unvalidated.1 += out.len() as u64;
         }

@@ -18,13 +18,13 @@ const MIN_BURST: u64 = 10;
 const MAX_BURST: u64 = 2048;
 
 #[derive(Debug, Clone)]
-pub struct Pacer {
+pub(super) struct Pacer {
     tokens: f64,
     last: Instant,
 }
 
 impl Pacer {
-    pub fn new(now: Instant, mss: u64) -> Self {
+    pub(super) fn new(now: Instant, mss: u64) -> Self {
         Self {
             tokens: (MIN_BURST * mss) as f64,
             last: now,
@@ -38,7 +38,13 @@ impl Pacer {
 
     /// Whether a packet of `size` bytes may leave at `now` at `rate` bytes
     /// per second: `None` if so, otherwise when it may.
-    pub fn delay(&mut self, now: Instant, size: u64, rate: u64, mss: u64) -> Option<Instant> {
+    pub(super) fn delay(
+        &mut self,
+        now: Instant,
+        size: u64,
+        rate: u64,
+        mss: u64,
+    ) -> Option<Instant> {
         let rate = rate.max(1);
         let capacity = Self::capacity(rate, mss);
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
@@ -54,7 +60,7 @@ impl Pacer {
     }
 
     /// A packet of `size` bytes left.
-    pub fn on_sent(&mut self, size: u64) {
+    pub(super) fn on_sent(&mut self, size: u64) {
         self.tokens = (self.tokens - size as f64).max(0.0);
     }
 }

@@ -20,14 +20,14 @@ use std::ops::Range;
 /// reach the cap; a peer that sends one byte in every other position of the
 /// window does, and is closed with FLOW_CONTROL_ERROR instead of making the
 /// receiver keep a record per byte.
-pub const BYTES_PER_OUT_OF_ORDER_PIECE: u64 = 1024;
+pub(super) const BYTES_PER_OUT_OF_ORDER_PIECE: u64 = 1024;
 /// The cap on out-of-order pieces for small windows.
-pub const MIN_OUT_OF_ORDER_PIECES: usize = 64;
+pub(super) const MIN_OUT_OF_ORDER_PIECES: usize = 64;
 
 /// A stream-level protocol violation by the peer; the connection is closed
 /// with the matching code (§11).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StreamError {
+pub(super) enum StreamError {
     /// Data beyond the flow-control limit we advertised.
     FlowControl { end: u64, limit: u64 },
     /// The stream's end moved, or data arrived beyond it.
@@ -41,7 +41,7 @@ pub enum StreamError {
 }
 
 #[derive(Debug)]
-pub struct RecvStream {
+pub(super) struct RecvStream {
     /// In-order bytes not yet cut into messages; starts at a message boundary.
     partial: BytesMut,
     /// Every byte below this has been received.
@@ -68,7 +68,7 @@ pub struct RecvStream {
 }
 
 impl RecvStream {
-    pub fn new(window: u64, max_message: u64) -> Self {
+    pub(super) fn new(window: u64, max_message: u64) -> Self {
         Self {
             partial: BytesMut::new(),
             assembled: 0,
@@ -86,7 +86,12 @@ impl RecvStream {
     }
 
     /// Takes one STREAM frame. Returns the number of bytes that were new.
-    pub fn on_frame(&mut self, offset: u64, data: &[u8], fin: bool) -> Result<u64, StreamError> {
+    pub(super) fn on_frame(
+        &mut self,
+        offset: u64,
+        data: &[u8],
+        fin: bool,
+    ) -> Result<u64, StreamError> {
         let end = offset + data.len() as u64;
         if end > self.max_data {
             return Err(StreamError::FlowControl {
@@ -194,14 +199,14 @@ impl RecvStream {
 
     /// Frees the reassembly buffers: the connection failed, so no more
     /// bytes will arrive. Whole messages already cut stay readable.
-    pub fn release(&mut self) {
+    pub(super) fn release(&mut self) {
         self.partial = BytesMut::new();
         self.ahead = VecDeque::new();
         self.ahead_ranges = RangeSet::new();
     }
 
     /// Bytes of memory the buffers hold: what the window bounds.
-    pub fn memory(&self) -> usize {
+    pub(super) fn memory(&self) -> usize {
         self.partial.capacity()
             + self.ahead.capacity()
             + self.ready.iter().map(Bytes::len).sum::<usize>()
@@ -236,29 +241,29 @@ impl RecvStream {
     }
 
     /// The next whole message, if any.
-    pub fn pop(&mut self) -> Option<Bytes> {
+    pub(super) fn pop(&mut self) -> Option<Bytes> {
         let msg = self.ready.pop_front()?;
         self.consumed += (varint::encoded_len(msg.len() as u64) + msg.len()) as u64;
         Some(msg)
     }
 
-    pub fn has_message(&self) -> bool {
+    pub(super) fn has_message(&self) -> bool {
         !self.ready.is_empty()
     }
 
     /// Whether the peer finished the stream and every message was taken.
-    pub fn is_finished(&self) -> bool {
+    pub(super) fn is_finished(&self) -> bool {
         self.fin == Some(self.consumed)
     }
 
     /// Whether every byte up to the peer's FIN has arrived.
-    pub fn is_fin_received(&self) -> bool {
+    pub(super) fn is_fin_received(&self) -> bool {
         self.fin == Some(self.assembled)
     }
 
     /// A new limit to advertise, once the application has freed at least half
     /// the window (§8.3): fewer, larger updates.
-    pub fn max_data_update(&self) -> Option<u64> {
+    pub(super) fn max_data_update(&self) -> Option<u64> {
         if self.fin.is_some() {
             return None;
         }
@@ -267,27 +272,27 @@ impl RecvStream {
     }
 
     /// Doubles the window, up to `max` (§8.3 auto-tuning).
-    pub fn grow_window(&mut self, max: u64) {
+    pub(super) fn grow_window(&mut self, max: u64) {
         self.window = self.window.saturating_mul(2).min(max).max(self.window);
     }
 
     /// The current window.
-    pub fn window(&self) -> u64 {
+    pub(super) fn window(&self) -> u64 {
         self.window
     }
 
     /// Records that `max` was advertised.
-    pub fn on_max_data_sent(&mut self, max: u64) {
+    pub(super) fn on_max_data_sent(&mut self, max: u64) {
         self.max_data = self.max_data.max(max);
     }
 
     /// The currently advertised limit (resent as is if its packet is lost).
-    pub fn max_data(&self) -> u64 {
+    pub(super) fn max_data(&self) -> u64 {
         self.max_data
     }
 
     /// Bytes received and held but not yet taken by the application.
-    pub fn buffered(&self) -> u64 {
+    pub(super) fn buffered(&self) -> u64 {
         self.highest.max(self.assembled) - self.consumed
     }
 }

@@ -11,7 +11,7 @@ use std::ops::Range;
 
 /// Why a message was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteError {
+pub(super) enum WriteError {
     /// The send buffer is full: try again once data has been acknowledged.
     Blocked,
     /// The stream was finished (the connection is closing).
@@ -30,7 +30,7 @@ enum Fin {
 }
 
 #[derive(Debug)]
-pub struct SendStream {
+pub(super) struct SendStream {
     /// Written bytes from `acked_prefix` on, as the chunks they were written
     /// in, each with its stream offset.
     chunks: VecDeque<(u64, Bytes)>,
@@ -53,14 +53,14 @@ pub struct SendStream {
 
 /// A STREAM frame the sender has chosen to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Chunk {
+pub(super) struct Chunk {
     pub offset: u64,
     pub len: usize,
     pub fin: bool,
 }
 
 impl SendStream {
-    pub fn new(capacity: u64) -> Self {
+    pub(super) fn new(capacity: u64) -> Self {
         Self {
             chunks: VecDeque::new(),
             acked_prefix: 0,
@@ -77,7 +77,7 @@ impl SendStream {
     /// Queues one message. Fails with `Blocked` only when the buffer already
     /// holds data: an empty buffer always takes one message (the size limit
     /// is checked by the caller).
-    pub fn write(&mut self, msg: Bytes) -> Result<(), WriteError> {
+    pub(super) fn write(&mut self, msg: Bytes) -> Result<(), WriteError> {
         if self.fin != Fin::Open {
             return Err(WriteError::Finished);
         }
@@ -101,46 +101,47 @@ impl SendStream {
     }
 
     /// Bytes held: unacknowledged plus unsent.
-    pub fn buffered(&self) -> u64 {
+    pub(super) fn buffered(&self) -> u64 {
         self.end - self.acked_prefix
     }
 
     /// Ends the stream after the bytes written so far.
-    pub fn finish(&mut self) {
+    pub(super) fn finish(&mut self) {
         if self.fin == Fin::Open {
             self.fin = Fin::Pending;
         }
     }
 
-    pub fn is_finished(&self) -> bool {
+    pub(super) fn is_finished(&self) -> bool {
         self.fin != Fin::Open
     }
 
     /// Every byte written has been acknowledged.
-    pub fn is_data_acked(&self) -> bool {
+    pub(super) fn is_data_acked(&self) -> bool {
         self.acked_prefix == self.end
     }
 
     /// Every byte and the FIN have been acknowledged.
-    pub fn is_fully_acked(&self) -> bool {
+    pub(super) fn is_fully_acked(&self) -> bool {
         self.fin == Fin::Acked && self.is_data_acked()
     }
 
-    pub fn set_max_data(&mut self, max: u64) {
+    pub(super) fn set_max_data(&mut self, max: u64) {
         self.max_data = self.max_data.max(max);
     }
 
-    pub fn max_data(&self) -> u64 {
+    #[cfg(test)]
+    pub(super) fn max_data(&self) -> u64 {
         self.max_data
     }
 
     /// Whether new data is waiting but flow control forbids sending it.
-    pub fn is_flow_blocked(&self) -> bool {
+    pub(super) fn is_flow_blocked(&self) -> bool {
         self.sent < self.end && self.sent >= self.max_data
     }
 
     /// Whether `next_chunk` would return something.
-    pub fn has_sendable(&self) -> bool {
+    pub(super) fn has_sendable(&self) -> bool {
         // A FIN waiting behind data that flow control holds back is not
         // sendable yet: counting it made a blocked sender fill its window
         // with PING-only packets (issue #12 item 16, §8.3).
@@ -153,7 +154,7 @@ impl SendStream {
     /// retransmissions first (oldest first), then new data, then a bare FIN.
     /// The caller copies the bytes with [`Self::copy_range`] and then calls
     /// [`Self::on_chunk_sent`].
-    pub fn next_chunk(&mut self, max_len: usize) -> Option<Chunk> {
+    pub(super) fn next_chunk(&mut self, max_len: usize) -> Option<Chunk> {
         if max_len == 0 && self.fin != Fin::Pending {
             return None;
         }
@@ -203,7 +204,7 @@ impl SendStream {
     }
 
     /// Appends the stream bytes `range` to `out`.
-    pub fn copy_range(&self, range: Range<u64>, out: &mut Vec<u8>) {
+    pub(super) fn copy_range(&self, range: Range<u64>, out: &mut Vec<u8>) {
         // The chunk holding `range.start`: chunks are sorted by offset.
         let idx = self
             .chunks
@@ -221,7 +222,7 @@ impl SendStream {
         debug_assert_eq!(pos, range.end, "copy_range outside the buffer");
     }
 
-    pub fn on_chunk_sent(&mut self, chunk: &Chunk) {
+    pub(super) fn on_chunk_sent(&mut self, chunk: &Chunk) {
         let end = chunk.offset + chunk.len as u64;
         self.retransmit.remove(chunk.offset..end);
         self.sent = self.sent.max(end);
@@ -231,7 +232,7 @@ impl SendStream {
     }
 
     /// The peer acknowledged a packet that carried these ranges.
-    pub fn on_acked(&mut self, ranges: &[Range<u64>], fin: bool) {
+    pub(super) fn on_acked(&mut self, ranges: &[Range<u64>], fin: bool) {
         for r in ranges {
             // Bytes below the prefix were acknowledged before (a range can be
             // acknowledged twice when it was also retransmitted).
@@ -263,7 +264,7 @@ impl SendStream {
 
     /// A packet that carried these ranges was lost (or is being probed):
     /// queue what the peer has not acknowledged for retransmission.
-    pub fn on_lost(&mut self, ranges: &[Range<u64>], fin: bool) {
+    pub(super) fn on_lost(&mut self, ranges: &[Range<u64>], fin: bool) {
         for r in ranges {
             let start = r.start.max(self.acked_prefix);
             for gap in self.acked.gaps_in(start..r.end.max(start)) {
@@ -278,7 +279,7 @@ impl SendStream {
     /// Sent bytes below `below` that are not acknowledged, if they add up
     /// to at most `max` bytes in at most `max_ranges` ranges: what a thin
     /// stream bundles into the spare room of its next packet (§8.4).
-    pub fn unacked_below(
+    pub(super) fn unacked_below(
         &self,
         below: u64,
         max: u64,
@@ -296,12 +297,12 @@ impl SendStream {
     /// Raises the buffer size to `capacity` (it never shrinks): the
     /// connection keeps it at twice the congestion window, so that the
     /// application can keep a long, fast path full (§8.3).
-    pub fn grow_capacity(&mut self, capacity: u64) {
+    pub(super) fn grow_capacity(&mut self, capacity: u64) {
         self.capacity = self.capacity.max(capacity);
     }
 
     /// Bytes below this have been sent at least once.
-    pub fn sent_offset(&self) -> u64 {
+    pub(super) fn sent_offset(&self) -> u64 {
         self.sent
     }
 }

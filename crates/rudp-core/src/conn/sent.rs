@@ -9,15 +9,15 @@ use std::time::{Duration, Instant};
 /// RFC 9002 §6.1.1 kPacketThreshold: a packet is lost once a packet sent
 /// this many packet numbers after it is acknowledged. This is the starting
 /// value; spurious losses raise it (§9.2).
-pub const PACKET_THRESHOLD: u64 = 3;
+pub(super) const PACKET_THRESHOLD: u64 = 3;
 /// The packet threshold grows up to this; a reordering distance beyond it
 /// turns the packet threshold off (§9.2).
-pub const MAX_PACKET_THRESHOLD: u64 = 20;
+pub(super) const MAX_PACKET_THRESHOLD: u64 = 20;
 
 /// What a sent packet carried that must be resent if it is lost. Packet
 /// numbers are never reused (§4.2): lost content goes into new packets.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SentFrames {
+pub(super) struct SentFrames {
     /// Stream byte ranges: inline for up to two (no allocation per packet).
     pub stream: SmallVec<[Range<u64>; 2]>,
     /// Whether a STREAM frame carried the FIN bit.
@@ -28,7 +28,7 @@ pub struct SentFrames {
 }
 
 #[derive(Debug, Clone)]
-pub struct SentPacket {
+pub(super) struct SentPacket {
     pub time_sent: Instant,
     pub size: usize,
     pub ack_eliciting: bool,
@@ -36,7 +36,7 @@ pub struct SentPacket {
     pub in_flight: bool,
     pub frames: SentFrames,
     /// Delivery state when sent, for the rate sample its ACK gives.
-    pub delivery: super::delivery::PacketDelivery,
+    pub delivery: crate::congestion::delivery::PacketDelivery,
 }
 
 /// Ack-only packets (neither ack-eliciting nor in flight) kept at most. They
@@ -53,7 +53,7 @@ pub const MAX_ACK_ONLY_TRACKED: usize = 1024;
 /// A number missing from the map means "acknowledged" (or an ack-only packet
 /// forgotten): persistent congestion detection relies on it.
 #[derive(Debug, Default)]
-pub struct SentPackets {
+pub(super) struct SentPackets {
     packets: BTreeMap<u64, SentPacket>,
     /// Numbers of the ack-only packets recorded, oldest first; some may
     /// since have been acknowledged or declared lost.
@@ -68,7 +68,7 @@ pub struct SentPackets {
 }
 
 impl SentPackets {
-    pub fn on_sent(&mut self, pn: u64, packet: SentPacket) {
+    pub(super) fn on_sent(&mut self, pn: u64, packet: SentPacket) {
         if packet.in_flight {
             self.bytes_in_flight += packet.size as u64;
         }
@@ -101,7 +101,7 @@ impl SentPackets {
     }
 
     /// Removes and returns the packets in `range`, in ascending order.
-    pub fn take_range(&mut self, range: Range<u64>) -> Vec<(u64, SentPacket)> {
+    pub(super) fn take_range(&mut self, range: Range<u64>) -> Vec<(u64, SentPacket)> {
         let pns: Vec<u64> = self.packets.range(range).map(|(&pn, _)| pn).collect();
         let mut out = Vec::with_capacity(pns.len());
         for pn in pns {
@@ -116,7 +116,7 @@ impl SentPackets {
     /// Declares lost every packet below `largest_acked` that is too far
     /// behind it in number or time (RFC 9002 §6.1). Returns the lost packets
     /// and when the next one would pass the time threshold.
-    pub fn detect_lost(
+    pub(super) fn detect_lost(
         &mut self,
         now: Instant,
         largest_acked: u64,
@@ -156,32 +156,34 @@ impl SentPackets {
     }
 
     /// The oldest ack-eliciting packet in flight: the one a probe resends.
-    pub fn oldest_eliciting(&self) -> Option<&SentPacket> {
+    pub(super) fn oldest_eliciting(&self) -> Option<&SentPacket> {
         self.packets.values().find(|p| p.ack_eliciting)
     }
 
-    pub fn bytes_in_flight(&self) -> u64 {
+    pub(super) fn bytes_in_flight(&self) -> u64 {
         self.bytes_in_flight
     }
 
-    pub fn has_eliciting_in_flight(&self) -> bool {
+    pub(super) fn has_eliciting_in_flight(&self) -> bool {
         self.eliciting_in_flight > 0
     }
 
-    pub fn last_eliciting_sent(&self) -> Option<Instant> {
+    pub(super) fn last_eliciting_sent(&self) -> Option<Instant> {
         self.last_eliciting_sent
     }
 
+    #[cfg(test)]
     /// Packets loss detection has examined so far.
-    pub fn examined(&self) -> u64 {
+    pub(super) fn examined(&self) -> u64 {
         self.examined
     }
 
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.packets.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(super) fn is_empty(&self) -> bool {
         self.packets.is_empty()
     }
 }
@@ -189,7 +191,7 @@ impl SentPackets {
 /// Whether a batch of lost packets shows persistent congestion (RFC 9002
 /// §7.6.2): two ack-eliciting packets, with every packet numbered between
 /// them lost too, sent further apart than `duration`. `lost` is ascending.
-pub fn is_persistent_congestion(lost: &[(u64, SentPacket)], duration: Duration) -> bool {
+pub(super) fn is_persistent_congestion(lost: &[(u64, SentPacket)], duration: Duration) -> bool {
     let mut run_start: Option<Instant> = None;
     let mut prev_pn: Option<u64> = None;
     for (pn, p) in lost {
@@ -215,7 +217,7 @@ mod tests {
 
     fn pkt(t: Instant) -> SentPacket {
         SentPacket {
-            delivery: super::super::delivery::DeliveryRate::new(t).on_sent(t, 0),
+            delivery: crate::congestion::delivery::DeliveryRate::new(t).on_sent(t, 0),
             time_sent: t,
             size: 100,
             ack_eliciting: true,

@@ -1,62 +1,116 @@
-//! Per-connection counters (issue: statistics), readable at any time.
+//! Per-connection statistics, readable at any time, in groups: what was
+//! sent, what was received, the path's current estimates and the buffers.
+//!
+//! Counters are defined with [`crate::counters!`], so the totals over many
+//! connections ([`Stats::accumulate`]) add every field without a list to
+//! keep up to date; the current estimates are taken whole from the last
+//! connection added.
 
 use std::fmt::Write;
+use std::time::Duration;
 
-/// What one connection did. Counters only grow; the RTT and window fields
-/// are the current values.
+crate::counters! {
+    /// What this side sent, and what became of it.
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+    #[non_exhaustive]
+    pub struct SentStats {
+        /// Datagrams sent.
+        pub packets: u64,
+        /// Their bytes (UDP payload).
+        pub bytes: u64,
+        /// Packets that resent stream data.
+        pub packets_retransmitted: u64,
+        /// Stream bytes sent again.
+        pub stream_bytes_retransmitted: u64,
+        /// Unacknowledged stream bytes sent again, unasked, in the spare
+        /// room of a later packet of a thin stream (§8.4).
+        pub stream_bytes_bundled: u64,
+        /// Packets declared lost (§9.2).
+        pub packets_lost: u64,
+        /// Of those, packets acknowledged after all: losses that were
+        /// really reordering (§9.2).
+        pub spurious_losses: u64,
+        /// Probe timeouts that fired (§9.3).
+        pub probe_timeouts: u64,
+        /// CLOSE replies not sent in CLOSING because the
+        /// anti-amplification budget had no room for them (§6.7).
+        pub closes_suppressed: u64,
+        /// Messages queued by the application.
+        pub messages: u64,
+    }
+}
+
+crate::counters! {
+    /// What this side received for the connection, and what it dropped.
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+    #[non_exhaustive]
+    pub struct ReceivedStats {
+        /// Valid datagrams received.
+        pub packets: u64,
+        /// Their bytes (UDP payload).
+        pub bytes: u64,
+        /// Packets received twice and discarded (§7.4).
+        pub duplicates_discarded: u64,
+        /// Datagrams whose checksum failed (§3.6).
+        pub corrupt_dropped: u64,
+        /// Datagrams that failed to parse (§10).
+        pub malformed_dropped: u64,
+        /// Packets whose number was too far from the largest received:
+        /// forged or stale (§4.2).
+        pub out_of_window_dropped: u64,
+        /// Packets that failed pre-shared-key authentication, or arrived in
+        /// clear on a connection that uses a key (§3.7).
+        pub unauthenticated_dropped: u64,
+        /// RETRY packets that sent the client back with a token (§6.8).
+        pub retries: u64,
+        /// Messages received whole and handed to the application.
+        pub messages: u64,
+        /// Their payload bytes.
+        pub bytes_delivered: u64,
+    }
+}
+
+/// The path's current estimates (not counters: totals take the last).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
-pub struct Stats {
-    /// Datagrams sent, and their bytes.
-    pub packets_sent: u64,
-    pub bytes_sent: u64,
-    /// Valid datagrams received for this connection, and their bytes.
-    pub packets_received: u64,
-    pub bytes_received: u64,
-    /// Packets that resent stream data, and the resent bytes.
-    pub packets_retransmitted: u64,
-    pub stream_bytes_retransmitted: u64,
-    /// Unacknowledged stream bytes sent again, unasked, in the spare room
-    /// of a later packet of a thin stream (§8.4).
-    pub stream_bytes_bundled: u64,
-    /// Packets declared lost (§9.2).
-    pub packets_lost: u64,
-    /// Of those, packets acknowledged after all: losses that were really
-    /// reordering (§9.2).
-    pub spurious_losses: u64,
-    /// Probe timeouts that fired (§9.3).
-    pub probe_timeouts: u64,
-    /// Packets received twice and discarded (§7.4).
-    pub duplicates_discarded: u64,
-    /// Datagrams addressed to this connection whose checksum failed (§3.6).
-    pub corrupt_dropped: u64,
-    /// Datagrams for this connection that failed to parse (§10).
-    pub malformed_dropped: u64,
-    /// Packets whose number was too far from the largest received: forged
-    /// or stale (§4.2).
-    pub out_of_window_dropped: u64,
-    /// Packets that failed pre-shared-key authentication, or arrived in
-    /// clear on a connection that uses a key (§3.7).
-    pub unauthenticated_dropped: u64,
-    /// RETRY packets that sent the client back with a token (§6.8).
-    pub retries: u64,
-    /// CLOSE replies not sent in CLOSING because the anti-amplification
-    /// budget had no room for them (§6.7).
-    pub closes_suppressed: u64,
-    /// Messages queued by the application, and received whole.
-    pub messages_sent: u64,
-    pub messages_received: u64,
-    /// Message payload bytes handed to the application.
-    pub bytes_delivered: u64,
-    /// Current RTT estimate, in microseconds (§9.1).
-    pub smoothed_rtt_us: u64,
-    pub min_rtt_us: u64,
-    pub rtt_var_us: u64,
-    /// Current congestion window and bytes in flight (§9.4).
+#[non_exhaustive]
+pub struct PathStats {
+    /// Smoothed round-trip time (§9.1).
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "smoothed_rtt_ms", serialize_with = "millis")
+    )]
+    pub smoothed_rtt: Duration,
+    /// Smallest round-trip time seen.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "min_rtt_ms", serialize_with = "millis")
+    )]
+    pub min_rtt: Duration,
+    /// Round-trip time variation.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "rtt_var_ms", serialize_with = "millis")
+    )]
+    pub rtt_var: Duration,
+    /// Congestion window, bytes (§9.4).
     pub congestion_window: u64,
+    /// Bytes in flight.
     pub bytes_in_flight: u64,
-    /// Current pacing rate, bytes per second (§9.6).
+    /// Pacing rate, bytes per second (§9.6).
     pub pacing_rate: u64,
+    /// The congestion controller that ran
+    /// ([`crate::congestion::ControllerFactory::name`]).
+    pub congestion: &'static str,
+}
+
+/// Buffers and bookkeeping now (not counters: totals take the last).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct BufferStats {
     /// Bytes received and held, not yet taken by the application; never
     /// more than the receive window (§8.3).
     pub receive_buffered: u64,
@@ -71,28 +125,49 @@ pub struct Stats {
     pub packets_tracked: u64,
 }
 
+/// What one connection did, and its current estimates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct Stats {
+    /// What this side sent.
+    pub sent: SentStats,
+    /// What this side received.
+    pub received: ReceivedStats,
+    /// The path's current estimates.
+    pub path: PathStats,
+    /// Buffers now.
+    pub buffers: BufferStats,
+}
+
+#[cfg(feature = "serde")]
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1000.0)
+}
+
 impl Stats {
     /// One compact line for people, at the end of a run.
     pub fn summary(&self) -> String {
+        let (sent, received, path) = (&self.sent, &self.received, &self.path);
         let mut s = format!(
             "packets sent {} received {}, retransmitted {}, lost {}, duplicates discarded {}, \
              corrupt dropped {}; RTT {:.2} ms (min {:.2} ms); cwnd {} B; delivered {} B in {} messages",
-            self.packets_sent,
-            self.packets_received,
-            self.packets_retransmitted,
-            self.packets_lost,
-            self.duplicates_discarded,
-            self.corrupt_dropped,
-            self.smoothed_rtt_us as f64 / 1000.0,
-            self.min_rtt_us as f64 / 1000.0,
-            self.congestion_window,
-            self.bytes_delivered,
-            self.messages_received,
+            sent.packets,
+            received.packets,
+            sent.packets_retransmitted,
+            sent.packets_lost,
+            received.duplicates_discarded,
+            received.corrupt_dropped,
+            path.smoothed_rtt.as_secs_f64() * 1000.0,
+            path.min_rtt.as_secs_f64() * 1000.0,
+            path.congestion_window,
+            received.bytes_delivered,
+            received.messages,
         );
         for (n, what) in [
-            (self.malformed_dropped, "malformed"),
-            (self.out_of_window_dropped, "out of window"),
-            (self.unauthenticated_dropped, "unauthenticated"),
+            (received.malformed_dropped, "malformed"),
+            (received.out_of_window_dropped, "out of window"),
+            (received.unauthenticated_dropped, "unauthenticated"),
         ] {
             if n > 0 {
                 let _ = write!(s, "; {what} dropped {n}");
@@ -104,32 +179,32 @@ impl Stats {
     /// Adds another connection's counters (for totals over many
     /// connections); the current estimates are taken from `other`.
     pub fn accumulate(&mut self, other: &Stats) {
-        self.packets_sent += other.packets_sent;
-        self.bytes_sent += other.bytes_sent;
-        self.packets_received += other.packets_received;
-        self.bytes_received += other.bytes_received;
-        self.packets_retransmitted += other.packets_retransmitted;
-        self.stream_bytes_retransmitted += other.stream_bytes_retransmitted;
-        self.packets_lost += other.packets_lost;
-        self.spurious_losses += other.spurious_losses;
-        self.probe_timeouts += other.probe_timeouts;
-        self.duplicates_discarded += other.duplicates_discarded;
-        self.corrupt_dropped += other.corrupt_dropped;
-        self.malformed_dropped += other.malformed_dropped;
-        self.out_of_window_dropped += other.out_of_window_dropped;
-        self.unauthenticated_dropped += other.unauthenticated_dropped;
-        self.retries += other.retries;
-        self.closes_suppressed += other.closes_suppressed;
-        self.stream_bytes_bundled += other.stream_bytes_bundled;
-        self.messages_sent += other.messages_sent;
-        self.messages_received += other.messages_received;
-        self.bytes_delivered += other.bytes_delivered;
-        self.smoothed_rtt_us = other.smoothed_rtt_us;
-        self.min_rtt_us = other.min_rtt_us;
-        self.rtt_var_us = other.rtt_var_us;
-        self.congestion_window = other.congestion_window;
-        self.bytes_in_flight = other.bytes_in_flight;
-        self.receive_buffered = other.receive_buffered;
-        self.send_buffered = other.send_buffered;
+        self.sent.accumulate(&other.sent);
+        self.received.accumulate(&other.received);
+        self.path = other.path.clone();
+        self.buffers = other.buffers.clone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_add_every_counter_and_take_the_last_estimates() {
+        let mut one = Stats::default();
+        one.sent.stream_bytes_bundled = 5;
+        one.received.bytes_delivered = 7;
+        one.path.pacing_rate = 100;
+        let mut two = one.clone();
+        two.path.pacing_rate = 200;
+        two.buffers.receive_window = 9;
+        let mut total = Stats::default();
+        total.accumulate(&one);
+        total.accumulate(&two);
+        assert_eq!(total.sent.stream_bytes_bundled, 10);
+        assert_eq!(total.received.bytes_delivered, 14);
+        assert_eq!(total.path.pacing_rate, 200);
+        assert_eq!(total.buffers.receive_window, 9);
     }
 }

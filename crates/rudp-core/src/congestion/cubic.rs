@@ -4,7 +4,7 @@
 //! it at least as fast as Reno on short-RTT paths (§4.3 of the RFC).
 
 use super::{initial_window, minimum_window, Controller};
-use crate::conn::rtt::RttEstimator;
+use crate::rtt::RttEstimator;
 use std::time::Instant;
 
 /// RFC 9438 §5: the multiplicative decrease factor.

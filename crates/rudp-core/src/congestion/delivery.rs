@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 /// What a packet records about the delivery state when it is sent.
 #[derive(Debug, Clone, Copy)]
-pub struct PacketDelivery {
+pub(crate) struct PacketDelivery {
     /// Bytes delivered (acknowledged) before this packet was sent.
     delivered: u64,
     /// When `delivered` last grew, as of sending.
@@ -48,7 +48,7 @@ pub struct AckSample {
 
 /// The connection's delivery counters.
 #[derive(Debug, Clone)]
-pub struct DeliveryRate {
+pub(crate) struct DeliveryRate {
     delivered: u64,
     delivered_time: Instant,
     first_sent_time: Instant,
@@ -70,7 +70,7 @@ struct Building {
 }
 
 impl DeliveryRate {
-    pub fn new(now: Instant) -> Self {
+    pub(crate) fn new(now: Instant) -> Self {
         Self {
             delivered: 0,
             delivered_time: now,
@@ -81,7 +81,7 @@ impl DeliveryRate {
     }
 
     /// A packet is being sent with `bytes_in_flight` already in flight.
-    pub fn on_sent(&mut self, now: Instant, bytes_in_flight: u64) -> PacketDelivery {
+    pub(crate) fn on_sent(&mut self, now: Instant, bytes_in_flight: u64) -> PacketDelivery {
         if bytes_in_flight == 0 {
             // A new flight after an idle period: intervals restart here.
             self.first_sent_time = now;
@@ -96,12 +96,18 @@ impl DeliveryRate {
     }
 
     /// The sender had room to send but nothing to send.
-    pub fn on_app_limited(&mut self, bytes_in_flight: u64) {
+    pub(crate) fn on_app_limited(&mut self, bytes_in_flight: u64) {
         self.app_limited_until = (self.delivered + bytes_in_flight).max(1);
     }
 
     /// One newly acknowledged in-flight packet of `size` bytes.
-    pub fn on_packet_acked(&mut self, now: Instant, sent: Instant, size: u64, p: &PacketDelivery) {
+    pub(crate) fn on_packet_acked(
+        &mut self,
+        now: Instant,
+        sent: Instant,
+        size: u64,
+        p: &PacketDelivery,
+    ) {
         self.delivered += size;
         self.delivered_time = now;
         let b = self.current.get_or_insert(Building {
@@ -129,12 +135,16 @@ impl DeliveryRate {
 
     /// Ends the ACK frame: the sample it gave. Intervals shorter than
     /// `min_rtt` are discarded, as they measure bursts, not the path.
-    pub fn finish_ack(&mut self, min_rtt: Duration, bytes_in_flight: u64) -> Option<AckSample> {
+    pub(crate) fn finish_ack(
+        &mut self,
+        min_rtt: Duration,
+        bytes_in_flight: u64,
+    ) -> Option<AckSample> {
         let b = self.current.take()?;
         let interval = b.send_elapsed.max(b.ack_elapsed);
         let bytes = self.delivered - b.prior_delivered;
         let rate = (!interval.is_zero() && interval >= min_rtt).then(|| RateSample {
-            bytes_per_sec: super::congestion::rate_of(bytes, interval),
+            bytes_per_sec: super::rate_of(bytes, interval),
             app_limited: b.app_limited,
         });
         Some(AckSample {

@@ -5,11 +5,11 @@ use std::time::Duration;
 /// Timer granularity: the smallest loss delay and PTO variance term
 /// (RFC 9002 §6.1.2 kGranularity). It is 1 ms, not TCP's customary 200 ms
 /// minimum RTO, so that recovery on a fast path takes milliseconds.
-pub const GRANULARITY: Duration = Duration::from_millis(1);
+pub(super) const GRANULARITY: Duration = Duration::from_millis(1);
 
 /// Time thresholds, as fractions of the RTT: 9/8 (RFC 9002 §6.1.2) to start
 /// with, one step wider after each spurious loss (§9.2).
-pub const TIME_THRESHOLDS: [(u32, u32); 4] = [(9, 8), (5, 4), (3, 2), (2, 1)];
+pub(super) const TIME_THRESHOLDS: [(u32, u32); 4] = [(9, 8), (5, 4), (3, 2), (2, 1)];
 
 /// Smoothed RTT, its variation and the minimum, from acknowledgement samples.
 #[derive(Debug, Clone)]

@@ -21,13 +21,13 @@
 //! own rate samples, so a path whose capacity drops sharply is overdriven
 //! for up to ten rounds, unless the loss ceiling trips first.
 
+use super::delivery::AckSample;
 use super::{initial_window, Controller};
-use crate::conn::delivery::AckSample;
-use crate::conn::rtt::RttEstimator;
+use crate::rtt::RttEstimator;
 use std::time::{Duration, Instant};
 
 /// Loss above this share of a loss epoch's bytes is congestion, not noise.
-pub const LOSS_CEILING: f64 = 0.20;
+pub(super) const LOSS_CEILING: f64 = 0.20;
 /// A loss epoch lasts until this many datagrams were delivered or lost...
 const LOSS_EPOCH_PACKETS: u64 = 200;
 /// ...or this many rounds passed, whichever comes first.
@@ -338,7 +338,7 @@ impl Controller for Bbr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conn::delivery::RateSample;
+    use crate::congestion::delivery::RateSample;
 
     fn sample(delivered: u64, prior: u64, acked: u64, bw: u64) -> AckSample {
         AckSample {

@@ -9,18 +9,22 @@
 //!   congestion (§9.4.3 gives its rules and trade-offs).
 //!
 //! Congestion control is local policy: the peer cannot see which controller
-//! runs, so new ones can be added without a protocol change.
+//! runs, so new ones can be added without a protocol change. To bring your
+//! own, implement [`Controller`] and a [`ControllerFactory`] that makes it,
+//! and put the factory in [`crate::Config::congestion`].
 
 mod bbr;
 mod cubic;
+pub(crate) mod delivery;
 mod new_reno;
+
+pub use delivery::{AckSample, RateSample};
 
 pub use bbr::Bbr;
 pub use cubic::Cubic;
 pub use new_reno::NewReno;
 
-use super::delivery::AckSample;
-use super::rtt::RttEstimator;
+use crate::rtt::RttEstimator;
 use std::fmt::Debug;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -37,9 +41,29 @@ pub enum Algorithm {
     Bbr,
 }
 
+/// Makes each new connection's congestion controller. [`Algorithm`] is the
+/// factory of the built-in ones; a type of your own makes yours.
+pub trait ControllerFactory: Debug + Send + Sync {
+    /// A controller for a connection whose datagrams are at most
+    /// `max_datagram_size` bytes.
+    fn build(&self, max_datagram_size: u64) -> Box<dyn Controller>;
+    /// A short name for statistics and traces (`Stats::congestion`).
+    fn name(&self) -> &'static str;
+}
+
 impl Algorithm {
-    pub fn build(self, max_datagram_size: usize) -> Box<dyn Controller> {
-        let mss = max_datagram_size as u64;
+    /// The name used on the command line and in statistics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::NewReno => "newreno",
+            Algorithm::Cubic => "cubic",
+            Algorithm::Bbr => "bbr",
+        }
+    }
+}
+
+impl ControllerFactory for Algorithm {
+    fn build(&self, mss: u64) -> Box<dyn Controller> {
         match self {
             Algorithm::NewReno => Box::new(NewReno::new(mss)),
             Algorithm::Cubic => Box::new(Cubic::new(mss)),
@@ -47,12 +71,8 @@ impl Algorithm {
         }
     }
 
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::NewReno => "newreno",
-            Algorithm::Cubic => "cubic",
-            Algorithm::Bbr => "bbr",
-        }
+    fn name(&self) -> &'static str {
+        Algorithm::name(*self)
     }
 }
 
@@ -76,7 +96,8 @@ impl std::fmt::Display for Algorithm {
     }
 }
 
-/// What a congestion controller is told and asked. The connection calls
+/// What a congestion controller is told and asked (PROTOCOL.md §9.4). The
+/// connection calls
 /// `on_ack` for each newly acknowledged in-flight packet, then `on_ack_event`
 /// once for the whole ACK frame, then `on_congestion_event` if the ACK
 /// revealed losses.

@@ -2,7 +2,7 @@
 //! datagram more per window acknowledged, and half the window on loss.
 
 use super::{initial_window, minimum_window, Controller};
-use crate::conn::rtt::RttEstimator;
+use crate::rtt::RttEstimator;
 use std::time::Instant;
 
 /// NewReno as RFC 9002 §7.3 describes it.
