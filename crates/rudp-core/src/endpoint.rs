@@ -166,7 +166,10 @@ pub enum RetryPolicy {
     /// Once this many connections are in their handshake: a flood of
     /// INITIALs from forged addresses then costs no memory, while a quiet
     /// server saves its clients the extra round trip.
-    WhenBusy { pending_handshakes: usize },
+    WhenBusy {
+        /// The threshold.
+        pending_handshakes: usize,
+    },
     /// For every INITIAL without a valid token.
     Always,
 }
@@ -377,10 +380,12 @@ impl Endpoint {
         self.traces.pop_front()
     }
 
+    /// The endpoint's settings.
     pub fn config(&self) -> &EndpointConfig {
         &self.config
     }
 
+    /// What the endpoint dropped or answered itself.
     pub fn stats(&self) -> &EndpointStats {
         &self.stats
     }
@@ -462,6 +467,7 @@ impl Endpoint {
         h
     }
 
+    /// A connection, to read its state.
     pub fn connection(&self, h: ConnectionHandle) -> Option<&Connection> {
         self.conns.get(&h).map(|e| &e.conn)
     }
@@ -921,6 +927,7 @@ impl Endpoint {
         None
     }
 
+    /// The next event: new connections, connection events, removals.
     pub fn poll_event(&mut self) -> Option<EndpointEvent> {
         self.events.pop_front()
     }

@@ -8,20 +8,30 @@ use thiserror::Error;
 /// Transport error codes of CLOSE frames of kind "transport" (§11).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportCode {
+    /// 0x0: the connection ended without error.
     NoError,
+    /// 0x1: the implementation failed.
     InternalError,
+    /// 0x2: the peer broke a rule of PROTOCOL.md.
     ProtocolViolation,
+    /// 0x3: the peer sent beyond the flow-control limit, or too fragmented (§8.2).
     FlowControl,
+    /// 0x4: data beyond or a change of the stream's announced end.
     FinalSize,
+    /// 0x5: a message over the receiver's Max Message Size.
     MessageTooLarge,
+    /// 0x6: the server will not take the connection (§6.3).
     ConnectionRefused,
+    /// 0x7: handshake parameters outside their limits (§5.4).
     InvalidParameters,
+    /// 0x8: a RETRY token that failed validation (§6.8).
     InvalidToken,
     /// A code this version does not define (kept, so it can be reported).
     Unknown(u64),
 }
 
 impl TransportCode {
+    /// The code on the wire.
     pub fn to_u64(self) -> u64 {
         match self {
             Self::NoError => 0x0,
@@ -37,6 +47,7 @@ impl TransportCode {
         }
     }
 
+    /// The code for a wire value; unknown values are kept.
     pub fn from_u64(code: u64) -> Self {
         match code {
             0x0 => Self::NoError,
@@ -80,19 +91,42 @@ pub enum ConnectionError {
     TimedOut(Duration),
     /// The server speaks none of our versions (§3.5).
     #[error("the peer speaks protocol versions {theirs:?}, we speak {ours}")]
-    VersionMismatch { ours: u8, theirs: Vec<u8> },
+    VersionMismatch {
+        /// The version this side speaks.
+        ours: u8,
+        /// The versions the server listed.
+        theirs: Vec<u8>,
+    },
     /// The peer's rudp implementation closed the connection with an error.
     #[error("the peer closed the connection: {code}: {reason}")]
-    PeerTransportClose { code: TransportCode, reason: String },
+    PeerTransportClose {
+        /// The transport error code (§11).
+        code: TransportCode,
+        /// The reason, escaped for printing.
+        reason: String,
+    },
     /// The peer's application aborted the connection.
     #[error("the peer aborted the connection with code {code}: {reason}")]
-    PeerAborted { code: VarInt, reason: String },
+    PeerAborted {
+        /// The application's code.
+        code: VarInt,
+        /// The reason, escaped for printing.
+        reason: String,
+    },
     /// This side found the peer breaking the protocol and closed.
     #[error("the peer broke the protocol ({code}): {reason}")]
-    LocalTransportClose { code: TransportCode, reason: String },
+    LocalTransportClose {
+        /// The transport error code sent (§11).
+        code: TransportCode,
+        /// The reason sent.
+        reason: String,
+    },
     /// This side's application aborted the connection.
     #[error("the connection was aborted locally with code {code}")]
-    LocallyAborted { code: VarInt },
+    LocallyAborted {
+        /// The code this side gave.
+        code: VarInt,
+    },
 }
 
 /// An application error code: a variable-length integer of at most 62
@@ -104,7 +138,10 @@ pub struct VarInt(u64);
 /// A value above [`VarInt::MAX`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 #[error("{0} does not fit a 62-bit variable-length integer")]
-pub struct VarIntBoundsExceeded(pub u64);
+pub struct VarIntBoundsExceeded(
+    /// The value that did not fit.
+    pub u64,
+);
 
 impl VarInt {
     /// The largest value: 2^62 - 1.

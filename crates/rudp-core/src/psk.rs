@@ -35,8 +35,11 @@ const SERVER_LABEL: &[u8] = b"rudp v1 server";
 #[derive(Debug, Error)]
 pub enum PskError {
     #[error("cannot read the key file {path}: {source}")]
+    /// The file could not be opened or read.
     Read {
+        /// The file.
         path: String,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
@@ -44,11 +47,25 @@ pub enum PskError {
         "the key file {path} holds {len} bytes; at least {MIN_PSK_LEN} are needed \
          (make one with: head -c 32 /dev/urandom > {path})"
     )]
-    TooShort { path: String, len: usize },
+    /// Fewer than [`MIN_PSK_LEN`] bytes.
+    TooShort {
+        /// The file.
+        path: String,
+        /// Its length.
+        len: usize,
+    },
     #[error("the key file {path} is not a regular file")]
-    NotAFile { path: String },
+    /// A directory, device or FIFO.
+    NotAFile {
+        /// The file.
+        path: String,
+    },
     #[error("the key file {path} is larger than {MAX_PSK_FILE_LEN} bytes; a key needs 16 to 64")]
-    TooLong { path: String },
+    /// More than [`MAX_PSK_FILE_LEN`] bytes.
+    TooLong {
+        /// The file.
+        path: String,
+    },
 }
 
 /// The largest key file read (§3.7 needs at least 16 bytes; 32 is usual).

@@ -17,10 +17,12 @@ pub struct RangeSet {
 }
 
 impl RangeSet {
+    /// An empty set.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Whether the set holds nothing.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }

@@ -22,6 +22,7 @@ pub struct RttEstimator {
 }
 
 impl RttEstimator {
+    /// An estimator assuming `initial` until the first sample (§9.1).
     pub fn new(initial: Duration) -> Self {
         Self {
             latest: initial,
@@ -59,18 +60,22 @@ impl RttEstimator {
         self.smoothed = Some((smoothed * 7 + adjusted) / 8);
     }
 
+    /// The smoothed RTT (the initial guess before a sample).
     pub fn smoothed(&self) -> Duration {
         self.smoothed.unwrap_or(self.initial)
     }
 
+    /// The RTT variation.
     pub fn var(&self) -> Duration {
         self.var
     }
 
+    /// The smallest RTT sampled.
     pub fn min(&self) -> Duration {
         self.min
     }
 
+    /// The last sample.
     pub fn latest(&self) -> Duration {
         self.latest
     }

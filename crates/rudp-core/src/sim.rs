@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 /// Which way a datagram travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Direction {
+    /// From the client to the server.
     ToServer,
+    /// From the server to the client.
     ToClient,
 }
 
@@ -31,7 +33,9 @@ type InFlight = (Instant, u64, Direction, Vec<u8>);
 pub struct Sim {
     now: Instant,
     start: Instant,
+    /// The client side.
     pub client: Endpoint,
+    /// The server side.
     pub server: Endpoint,
     client_addr: SocketAddr,
     server_addr: SocketAddr,
@@ -101,6 +105,7 @@ impl Sim {
         }
     }
 
+    /// The virtual time now.
     pub fn now(&self) -> Instant {
         self.now
     }
@@ -110,10 +115,12 @@ impl Sim {
         self.now - self.start
     }
 
+    /// The server's simulated address.
     pub fn server_addr(&self) -> SocketAddr {
         self.server_addr
     }
 
+    /// The client's simulated address.
     pub fn client_addr(&self) -> SocketAddr {
         self.client_addr
     }
@@ -123,6 +130,7 @@ impl Sim {
         self.trace = on;
     }
 
+    /// Drops the datagrams `filter` picks, before the impairment model.
     pub fn set_filter(&mut self, filter: Filter) {
         self.filter = Some(filter);
     }

@@ -38,8 +38,10 @@ const TAG_LEN: usize = 16;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum TokenError {
     #[error("the retry token is malformed or was not issued to this address")]
+    /// Forged, altered, or issued to another address or connection.
     Invalid,
     #[error("the retry token has expired")]
+    /// Older than its lifetime.
     Expired,
 }
 

@@ -494,6 +494,9 @@ fn dispatch_events(shared: &Shared, st: &mut State) {
                     }
                     Event::Readable => slot.readers.wake(),
                     Event::Writable => slot.writers.wake(),
+                    // An event this layer does not know yet: let every
+                    // waiting task look again.
+                    _ => slot.wake_all(),
                 }
             }
             EndpointEvent::Drained(h) => {

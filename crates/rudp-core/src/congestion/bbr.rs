@@ -54,6 +54,9 @@ enum Mode {
     ProbeBw { phase: usize, since: Instant },
 }
 
+/// The BBR-style controller (§9.4.3): paces at the measured delivery rate
+/// and keeps about two bandwidth-delay products in flight; random loss
+/// below a ceiling does not cut the rate.
 #[derive(Debug, Clone)]
 pub struct Bbr {
     mss: u64,
@@ -84,6 +87,7 @@ pub struct Bbr {
 }
 
 impl Bbr {
+    /// A controller for datagrams of at most `mss` bytes, starting up.
     pub fn new(mss: u64) -> Self {
         Self {
             mss,

@@ -12,6 +12,7 @@ const BETA: f64 = 0.7;
 /// RFC 9438 §5: the cubic constant, in datagrams per second cubed.
 const C: f64 = 0.4;
 
+/// CUBIC (RFC 9438): cubic window growth, multiplicative decrease by 0.7.
 #[derive(Debug, Clone)]
 pub struct Cubic {
     mss: u64,
@@ -32,6 +33,7 @@ pub struct Cubic {
 }
 
 impl Cubic {
+    /// A controller for datagrams of at most `mss` bytes, in slow start.
     pub fn new(mss: u64) -> Self {
         Self {
             mss,

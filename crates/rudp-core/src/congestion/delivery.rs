@@ -27,7 +27,9 @@ pub(crate) struct PacketDelivery {
 /// One rate sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateSample {
+    /// Delivery rate measured over the sample's interval.
     pub bytes_per_sec: u64,
+    /// Whether the application, not the network, limited it.
     pub app_limited: bool,
 }
 
@@ -43,6 +45,7 @@ pub struct AckSample {
     pub newly_acked: u64,
     /// Bytes still in flight after this ACK.
     pub bytes_in_flight: u64,
+    /// The rate sample this ACK gave, if any (§9.4.3).
     pub rate: Option<RateSample>,
 }
 

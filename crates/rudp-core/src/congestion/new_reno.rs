@@ -20,6 +20,7 @@ pub struct NewReno {
 }
 
 impl NewReno {
+    /// A controller for datagrams of at most `mss` bytes, in slow start.
     pub fn new(mss: u64) -> Self {
         Self {
             mss,

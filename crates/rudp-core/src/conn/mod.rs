@@ -72,7 +72,9 @@ macro_rules! traced {
 /// Which end of the connection this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
+    /// Opened the connection.
     Client,
+    /// Accepted it.
     Server,
 }
 
@@ -91,15 +93,22 @@ pub enum State {
     /// outlasts any retransmission the peer can still make.
     Lingering,
     /// We sent CLOSE; we answer further packets with CLOSE until `until`.
-    Closing { until: Instant },
+    Closing {
+        /// When the connection may be forgotten.
+        until: Instant,
+    },
     /// The peer sent CLOSE; we stay silent until `until`.
-    Draining { until: Instant },
+    Draining {
+        /// When the connection may be forgotten.
+        until: Instant,
+    },
     /// Nothing left to do: the connection can be dropped.
     Closed,
 }
 
 /// Something the application may want to react to.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// The handshake completed.
     Connected,
@@ -113,14 +122,24 @@ pub enum Event {
 
 /// Why [`Connection::send`] refused a message.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum SendError {
     #[error("the send buffer is full")]
+    /// The send buffer is full; try again after `Writable`.
     Blocked,
     #[error("message of {len} bytes exceeds the peer's limit of {max} bytes")]
-    TooLarge { len: usize, max: usize },
+    /// Larger than the peer's Max Message Size.
+    TooLarge {
+        /// The message's length.
+        len: usize,
+        /// The peer's limit.
+        max: usize,
+    },
     #[error("the handshake has not completed")]
+    /// The handshake has not completed.
     NotConnected,
     #[error("the connection is closing or closed")]
+    /// The connection is closing or closed.
     Closed,
 }
 
@@ -484,18 +503,22 @@ impl Connection {
 
     // ----- Accessors -----------------------------------------------------
 
+    /// Which end this is.
     pub fn side(&self) -> Side {
         self.side
     }
 
+    /// The state (§6.4).
     pub fn state(&self) -> State {
         self.state
     }
 
+    /// This side's connection ID: the destination of the peer's packets.
     pub fn local_cid(&self) -> ConnectionId {
         self.local_cid
     }
 
+    /// The peer's connection ID.
     pub fn remote_cid(&self) -> ConnectionId {
         self.remote_cid
     }
@@ -638,6 +661,7 @@ impl Connection {
         );
     }
 
+    /// The next event for the application.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }

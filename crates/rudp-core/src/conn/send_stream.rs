@@ -130,11 +130,6 @@ impl SendStream {
         self.max_data = self.max_data.max(max);
     }
 
-    #[cfg(test)]
-    pub(super) fn max_data(&self) -> u64 {
-        self.max_data
-    }
-
     /// Whether new data is waiting but flow control forbids sending it.
     pub(super) fn is_flow_blocked(&self) -> bool {
         self.sent < self.end && self.sent >= self.max_data

@@ -181,11 +181,6 @@ impl SentPackets {
     pub(super) fn len(&self) -> usize {
         self.packets.len()
     }
-
-    #[cfg(test)]
-    pub(super) fn is_empty(&self) -> bool {
-        self.packets.is_empty()
-    }
 }
 
 /// Whether a batch of lost packets shows persistent congestion (RFC 9002

@@ -17,25 +17,26 @@ pub struct TraceEvent {
     pub time: f64,
     /// `category:event`, e.g. `transport:packet_sent`.
     pub name: &'static str,
+    /// The event's fields, in qlog's vocabulary where it has one (docs/trace.md).
     pub data: Value,
 }
 
 /// The trace of one connection: a queue the driver drains.
 #[derive(Debug)]
-pub struct Tracer {
+pub(crate) struct Tracer {
     start: Instant,
     events: std::collections::VecDeque<TraceEvent>,
 }
 
 impl Tracer {
-    pub fn new(start: Instant) -> Self {
+    pub(crate) fn new(start: Instant) -> Self {
         Self {
             start,
             events: Default::default(),
         }
     }
 
-    pub fn event(&mut self, now: Instant, name: &'static str, data: Value) {
+    pub(crate) fn event(&mut self, now: Instant, name: &'static str, data: Value) {
         self.events.push_back(TraceEvent {
             time: now.saturating_duration_since(self.start).as_secs_f64() * 1000.0,
             name,
@@ -45,7 +46,7 @@ impl Tracer {
 
     /// A packet just built: its header, and its frames' bytes before any
     /// sealing, decoded again for the trace.
-    pub fn packet(
+    pub(crate) fn packet(
         &mut self,
         now: Instant,
         name: &'static str,
@@ -59,7 +60,7 @@ impl Tracer {
     }
 
     /// A packet with its header and frames already decoded.
-    pub fn packet_frames(
+    pub(crate) fn packet_frames(
         &mut self,
         now: Instant,
         name: &'static str,
@@ -84,7 +85,7 @@ impl Tracer {
         self.event(now, name, data);
     }
 
-    pub fn pop(&mut self) -> Option<TraceEvent> {
+    pub(crate) fn pop(&mut self) -> Option<TraceEvent> {
         self.events.pop_front()
     }
 }

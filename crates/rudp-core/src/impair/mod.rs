@@ -181,29 +181,45 @@ pub const DEFAULT_QUEUE: usize = 1000;
 /// Longest a reordered datagram is held when no later datagram comes.
 pub const MAX_HOLD: Duration = Duration::from_millis(20);
 
-/// What the model did, counted per direction.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-pub struct ImpairStats {
-    pub datagrams_in: u64,
-    pub bytes_in: u64,
-    pub forwarded: u64,
-    pub bytes_forwarded: u64,
-    pub dropped_loss: u64,
-    pub dropped_burst: u64,
-    pub dropped_queue: u64,
-    pub dropped_blackout: u64,
-    pub duplicated: u64,
-    pub reordered: u64,
-    pub corrupted: u64,
+crate::counters! {
+    /// What the model did, counted per direction.
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+    pub struct ImpairStats {
+        /// Datagrams offered to the model.
+        pub datagrams_in: u64,
+        /// Their bytes.
+        pub bytes_in: u64,
+        /// Datagrams delivered (copies included).
+        pub forwarded: u64,
+        /// Their bytes.
+        pub bytes_forwarded: u64,
+        /// Dropped by random loss.
+        pub dropped_loss: u64,
+        /// Dropped in a loss burst.
+        pub dropped_burst: u64,
+        /// Dropped because the rate limiter's queue was full.
+        pub dropped_queue: u64,
+        /// Dropped during a blackout.
+        pub dropped_blackout: u64,
+        /// Sent twice.
+        pub duplicated: u64,
+        /// Held back and released after later ones.
+        pub reordered: u64,
+        /// Delivered with a flipped bit.
+        pub corrupted: u64,
+    }
 }
 
 /// A datagram to deliver at `at`. `tag` is whatever the caller passed with
 /// it (the proxy uses it to remember which client a datagram belongs to).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
+    /// When to deliver it.
     pub at: Instant,
+    /// The caller's tag.
     pub tag: u64,
+    /// The datagram (perhaps corrupted).
     pub data: Vec<u8>,
 }
 
@@ -220,9 +236,13 @@ pub struct Verdict {
 /// Why the model dropped a datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
+    /// Random loss.
     Loss,
+    /// A loss burst.
     Burst,
+    /// The rate limiter's queue was full.
     Queue,
+    /// A blackout.
     Blackout,
 }
 
@@ -365,6 +385,7 @@ impl Impairment {
         }
     }
 
+    /// The impairments in force.
     pub fn config(&self) -> &ImpairConfig {
         &self.config
     }
@@ -377,6 +398,7 @@ impl Impairment {
         self.config = config;
     }
 
+    /// What the model did so far.
     pub fn stats(&self) -> &ImpairStats {
         &self.stats
     }

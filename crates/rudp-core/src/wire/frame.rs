@@ -15,15 +15,25 @@
 use super::{varint, DecodeError, Reader};
 use std::ops::Range;
 
+/// Frame type: one byte of padding (runs of them pad a packet).
 pub const PADDING: u8 = 0x00;
+/// Frame type: asks for an acknowledgement, carries nothing.
 pub const PING: u8 = 0x01;
+/// Frame type: acknowledged packet-number ranges and the ACK delay.
 pub const ACK: u8 = 0x02;
+/// Frame type: the handshake parameters (§5.4).
 pub const HANDSHAKE: u8 = 0x03;
+/// Frame type: stream bytes at an offset.
 pub const STREAM: u8 = 0x04;
+/// Frame type: stream bytes at an offset, the last of the stream.
 pub const STREAM_FIN: u8 = 0x05;
+/// Frame type: the receiver's new flow-control limit.
 pub const MAX_DATA: u8 = 0x06;
+/// Frame type: closed by the implementation, with a code from §11.
 pub const CLOSE_TRANSPORT: u8 = 0x07;
+/// Frame type: closed by the application, with its own code.
 pub const CLOSE_APPLICATION: u8 = 0x08;
+/// Frame type: an address-validation token (§5.8).
 pub const TOKEN: u8 = 0x09;
 
 /// Longest address-validation token a frame may carry (§5.8).
@@ -36,6 +46,7 @@ pub struct AckFrame {
     /// The receiver's delay between receiving the largest acknowledged packet
     /// and sending this frame, in microseconds (§7.2).
     pub delay_micros: u64,
+    /// Acknowledged packet numbers, largest range first, disjoint.
     pub ranges: Vec<Range<u64>>,
 }
 
@@ -68,8 +79,11 @@ pub struct HandshakeParams {
 /// sender's stream; with `fin`, the stream ends after them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamFrame<'a> {
+    /// Stream offset of the first byte.
     pub offset: u64,
+    /// The bytes.
     pub data: &'a [u8],
+    /// Whether the stream ends after them.
     pub fin: bool,
 }
 
@@ -85,8 +99,11 @@ pub enum CloseKind {
 /// A CLOSE frame (§5.7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CloseFrame<'a> {
+    /// Who closed.
     pub kind: CloseKind,
+    /// The error code (§11 for transport closes).
     pub code: u64,
+    /// Why, for people (at most 1024 bytes are sent).
     pub reason: &'a [u8],
 }
 
@@ -95,11 +112,17 @@ pub struct CloseFrame<'a> {
 pub enum Frame<'a> {
     /// A run of this many padding bytes.
     Padding(usize),
+    /// Asks for an acknowledgement (§5.2).
     Ping,
+    /// Acknowledgements (§5.3).
     Ack(AckFrame),
+    /// Handshake parameters (§5.4).
     Handshake(HandshakeParams),
+    /// Stream data (§5.5).
     Stream(StreamFrame<'a>),
+    /// A new flow-control limit: stream offset the peer may send up to (§5.6).
     MaxData(u64),
+    /// The connection is closing (§5.7).
     Close(CloseFrame<'a>),
     /// An address-validation token (§5.8): in RETRY from the server, echoed
     /// in the client's INITIALs.
@@ -195,11 +218,11 @@ pub fn ack_len(ack: &AckFrame) -> usize {
     out.len()
 }
 
-/// Decodes every frame of a payload. A payload with any malformed frame is
-/// rejected whole, so that a bad packet never half-applies (§10).
 /// Frames of one packet: inline up to four (no allocation per packet).
 pub type Frames<'a> = smallvec::SmallVec<[Frame<'a>; 4]>;
 
+/// Decodes every frame of a payload. A payload with any malformed frame is
+/// rejected whole, so that a bad packet never half-applies (§10).
 pub fn decode_all(payload: &[u8]) -> Result<Frames<'_>, DecodeError> {
     let mut r = Reader::new(payload);
     let mut frames = Frames::new();

@@ -26,13 +26,18 @@ use thiserror::Error;
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum DecodeError {
     #[error("datagram too short ({0} bytes)")]
+    /// Shorter than any header (its length).
     TooShort(usize),
     #[error("not an rudp datagram (bad magic)")]
+    /// The magic bytes are missing: not rudp.
     BadMagic,
     #[error("checksum mismatch")]
+    /// The CRC32C does not match (§3.6).
     BadChecksum,
     #[error("unsupported version {version}")]
+    /// A version this implementation does not speak.
     UnsupportedVersion {
+        /// The version byte.
         version: u8,
         /// The sender's source connection ID, read from the version-independent
         /// invariant positions (§3.4), so that a version negotiation reply can
@@ -40,16 +45,22 @@ pub enum DecodeError {
         scid: ConnectionId,
     },
     #[error("unknown packet type {0:#04x}")]
+    /// A packet type byte outside §3.3.
     UnknownPacketType(u8),
     #[error("unknown frame type {0:#04x}")]
+    /// A frame type byte outside §5.
     UnknownFrameType(u8),
     #[error("frame truncated")]
+    /// A frame or field runs past the end.
     Truncated,
     #[error("invalid ack ranges")]
+    /// ACK ranges that overlap, underflow or are empty (§5.3).
     InvalidAck,
     #[error("value out of range")]
+    /// A value beyond its limit.
     OutOfRange,
     #[error("packet carries no frames")]
+    /// A packet without frames.
     Empty,
 }
 
@@ -61,14 +72,17 @@ pub struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// A reader at the start of `buf`.
     pub fn new(buf: &'a [u8]) -> Self {
         Self { buf, pos: 0 }
     }
 
+    /// Bytes not yet read.
     pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
 
+    /// Whether everything was read.
     pub fn is_empty(&self) -> bool {
         self.remaining() == 0
     }
@@ -78,12 +92,14 @@ impl<'a> Reader<'a> {
         self.buf.get(self.pos).copied()
     }
 
+    /// The next byte.
     pub fn u8(&mut self) -> Result<u8, DecodeError> {
         let b = *self.buf.get(self.pos).ok_or(DecodeError::Truncated)?;
         self.pos += 1;
         Ok(b)
     }
 
+    /// The next `n` bytes.
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let end = self.pos.checked_add(n).ok_or(DecodeError::Truncated)?;
         let out = self.buf.get(self.pos..end).ok_or(DecodeError::Truncated)?;
@@ -91,6 +107,7 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
+    /// The next 8 bytes as a big-endian integer.
     pub fn u64_be(&mut self) -> Result<u64, DecodeError> {
         let b = self.bytes(8)?;
         let mut a = [0u8; 8];
@@ -98,6 +115,7 @@ impl<'a> Reader<'a> {
         Ok(u64::from_be_bytes(a))
     }
 
+    /// The next variable-length integer (§4.1).
     pub fn varint(&mut self) -> Result<u64, DecodeError> {
         varint::read(self)
     }

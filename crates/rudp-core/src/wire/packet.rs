@@ -72,7 +72,9 @@ pub const SEALED_BIT: u8 = 0x40;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Protection {
     #[default]
+    /// Frames in clear.
     Clear,
+    /// Frames sealed with the pre-shared key.
     Sealed,
 }
 
@@ -98,6 +100,7 @@ impl PacketType {
         matches!(self, Self::Initial | Self::Accept | Self::Retry)
     }
 
+    /// Bytes of the header of this packet type.
     pub fn header_len(self) -> usize {
         if self.has_source_cid() {
             LONG_HEADER_LEN
@@ -110,12 +113,15 @@ impl PacketType {
 /// A decoded packet header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
+    /// The packet type.
     pub ty: PacketType,
     /// Whether the payload is sealed (§3.7); the type byte's 0x40 bit.
     pub protection: Protection,
+    /// The destination connection ID.
     pub dcid: ConnectionId,
     /// Present exactly when `ty.has_source_cid()`.
     pub scid: Option<ConnectionId>,
+    /// The packet number (§4.2).
     pub pn: u64,
 }
 
@@ -147,11 +153,14 @@ impl Header {
 pub struct VersionNegotiation {
     /// The client's source connection ID, echoed so the client can match it.
     pub dcid: ConnectionId,
+    /// The server's connection ID (any value).
     pub scid: ConnectionId,
+    /// The versions the server speaks, one byte each.
     pub versions: Vec<u8>,
 }
 
 impl VersionNegotiation {
+    /// Appends the packet, checksum included.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&MAGIC);
         out.push(VERSION_NEGOTIATION);
@@ -167,7 +176,14 @@ impl VersionNegotiation {
 /// has to be parsed into frames, or a version negotiation packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Datagram<'a> {
-    Packet { header: Header, payload: &'a [u8] },
+    /// A packet of our version: its header and its (unparsed) payload.
+    Packet {
+        /// The checked header.
+        header: Header,
+        /// The frames, still encoded (and sealed, if the header says so).
+        payload: &'a [u8],
+    },
+    /// A version negotiation packet.
     VersionNegotiation(VersionNegotiation),
 }
 
