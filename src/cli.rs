@@ -186,7 +186,8 @@ pub enum Command {
         /// Worker endpoints, each with its own socket on the same port
         /// (SO_REUSEPORT), so that the server uses every core. Default: the
         /// number of cores, or 1 with --trace. The limits above are totals,
-        /// shared out between the workers.
+        /// shared out equally between the workers (so there are never more
+        /// workers than --max-connections).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
         threads: Option<u16>,
         #[command(flatten)]
@@ -386,25 +387,37 @@ pub async fn run(cli: Cli) -> i32 {
                 (None, Some(_)) => 1,
                 (None, None) => std::thread::available_parallelism().map_or(1, |n| n.get()),
             };
-            // Each worker takes its share of the totals (rounded up).
-            let share = |total: usize| total.div_ceil(threads).max(1);
+            let (max_connections, max_pending) =
+                (max_connections as usize, max_pending_handshakes as usize);
+            // Every worker takes an equal share of the totals, so they add
+            // up exactly; no more workers than there are connections to
+            // share out.
+            let threads = threads.min(max_connections).min(max_pending).max(1);
+            let share = |total: usize, worker: usize| {
+                (total / threads + usize::from(worker < total % threads)).max(1)
+            };
+            let connection = std::sync::Arc::new(connection);
             let defaults = EndpointConfig::default();
-            let config = match defaults
-                .to_builder()
-                .connection(std::sync::Arc::new(connection))
-                .max_connections(share(max_connections as usize))
-                .max_pending_handshakes(share(max_pending_handshakes as usize))
-                .max_pending_per_source(share(defaults.max_pending_per_source()))
-                .retry(retry.policy(threads))
-                .build()
-            {
+            let configs: Result<Vec<EndpointConfig>, _> = (0..threads)
+                .map(|i| {
+                    defaults
+                        .to_builder()
+                        .connection(connection.clone())
+                        .max_connections(share(max_connections, i))
+                        .max_pending_handshakes(share(max_pending, i))
+                        .max_pending_per_source(share(defaults.max_pending_per_source(), i))
+                        .retry(retry.policy(threads))
+                        .build()
+                })
+                .collect();
+            let configs = match configs {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("error: {e}");
                     return 2;
                 }
             };
-            run_server(listen, config, threads, observe).await
+            run_server(listen, configs, observe).await
         }
         Command::Client {
             server,
@@ -944,12 +957,8 @@ fn start_trace(endpoint: &Endpoint, spec: Option<(&std::path::Path, rudp::TraceL
     }
 }
 
-async fn run_server(
-    listen: SocketAddr,
-    config: EndpointConfig,
-    threads: usize,
-    observe: ObserveArgs,
-) -> i32 {
+async fn run_server(listen: SocketAddr, configs: Vec<EndpointConfig>, observe: ObserveArgs) -> i32 {
+    let threads = configs.len();
     let sockets = match shared_port_sockets(listen, threads) {
         Ok(s) => s,
         Err(e) => {
@@ -963,7 +972,7 @@ async fn run_server(
         }
     }
     let setup = server::WorkerSetup {
-        config,
+        configs,
         trace: observe
             .trace_spec()
             .map(|(path, level)| (path.to_path_buf(), level)),

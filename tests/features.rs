@@ -32,20 +32,7 @@ impl Pair {
             .build()
             .expect("valid settings");
         let mut sim = Sim::new(seed, client, server, link.clone(), link);
-        let c = sim.client.connect(sim.now(), sim.server_addr());
-        let mut s = None;
-        for _ in 0..100_000 {
-            sim.step();
-            while let Some(e) = sim.server.poll_event() {
-                if let EndpointEvent::Incoming(h) = e {
-                    s = Some(h);
-                }
-            }
-            if s.is_some() && sim.client.connection(c).is_some_and(|x| x.is_established()) {
-                break;
-            }
-        }
-        let s = s.expect("handshake");
+        let (c, s) = sim.connect(100_000).expect("handshake");
         Pair {
             sim,
             c,

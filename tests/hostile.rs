@@ -37,22 +37,8 @@ fn established(
 ) -> (Sim, ConnectionHandle, ConnectionHandle) {
     let clean = ImpairConfig::default();
     let mut sim = Sim::new(3, client, server, clean.clone(), clean);
-    let c = sim.client.connect(sim.now(), sim.server_addr());
-    let mut s = None;
-    for _ in 0..10_000 {
-        assert!(sim.step(), "the simulation stopped before the handshake");
-        while let Some(e) = sim.server.poll_event() {
-            if let EndpointEvent::Incoming(h) = e {
-                s = Some(h);
-            }
-        }
-        while sim.client.poll_event().is_some() {}
-        let up = sim.client.connection(c).is_some_and(|x| x.is_established());
-        if let (true, Some(s)) = (up, s) {
-            return (sim, c, s);
-        }
-    }
-    panic!("no handshake");
+    let (c, s) = sim.connect(10_000).expect("handshake");
+    (sim, c, s)
 }
 
 /// What a hostile client needs to write packets the server's connection

@@ -678,7 +678,7 @@ async fn workers_sharing_a_port_all_serve() {
     let addr = sockets[0].local_addr().unwrap();
     assert_eq!(sockets[1].local_addr().unwrap(), addr);
     let setup = rudp_cli::month::server::WorkerSetup {
-        config: EndpointConfig::default(),
+        configs: vec![EndpointConfig::default(); 2],
         trace: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

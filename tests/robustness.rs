@@ -32,20 +32,9 @@ fn established() -> (Sim, ConnectionHandle, ConnectionHandle, ConnectionId) {
         clean.clone(),
         clean,
     );
-    let c = sim.client.connect(sim.now(), sim.server_addr());
-    let mut s = None;
-    for _ in 0..100 {
-        sim.step();
-        while let Some(e) = sim.server.poll_event() {
-            if let EndpointEvent::Incoming(h) = e {
-                s = Some(h);
-            }
-        }
-        if sim.client.connection(c).is_some_and(|x| x.is_established()) && s.is_some() {
-            break;
-        }
-    }
-    let s = s.expect("handshake completes on a clean link");
+    let (c, s) = sim
+        .connect(100)
+        .expect("handshake completes on a clean link");
     let cid = sim.server.connection(s).unwrap().local_cid();
     (sim, c, s, cid)
 }
@@ -293,16 +282,7 @@ proptest! {
             if !sim.step() { break; }
         }
         // A fresh connection on the same endpoints works exactly.
-        let c2 = sim.client.connect(sim.now(), sim.server_addr());
-        let mut s2 = None;
-        for _ in 0..1000 {
-            sim.step();
-            while let Some(e) = sim.server.poll_event() {
-                if let EndpointEvent::Incoming(h) = e { s2 = Some(h); }
-            }
-            if s2.is_some() && sim.client.connection(c2).is_some_and(|x| x.is_established()) { break; }
-        }
-        let s2 = s2.expect("a new connection is accepted");
+        let (c2, s2) = sim.connect(1000).expect("a new connection is accepted");
         let (sent, got, failed) = exchange(&mut sim, c2, s2);
         prop_assert!(!failed && got == sent, "the new connection misdelivered");
     }
@@ -330,7 +310,8 @@ proptest! {
         prefix in any::<bool>(),
     ) {
         let (mut sim, _c, s, _cid) = established();
-        let before = sim.server.stats().datagrams_received;
+        let before_stats = sim.server.stats().clone();
+        let before = before_stats.datagrams_received;
         let from = sim.client_addr();
         for mut d in datagrams.clone() {
             if prefix {
@@ -342,8 +323,28 @@ proptest! {
         }
         let st = sim.server.stats();
         prop_assert_eq!(st.datagrams_received - before, datagrams.len() as u64);
+        // Each one is dropped, and counted under a reason, exactly once (a
+        // wrong version is answered with version negotiation instead).
+        prop_assert_eq!(
+            answered_or_dropped(st) - answered_or_dropped(&before_stats),
+            datagrams.len() as u64,
+            "{:?}", st
+        );
         prop_assert!(sim.server.connection(s).is_some(), "garbage closed the connection");
     }
+}
+
+/// Datagrams the endpoint dropped, under any reason, or answered with
+/// version negotiation.
+fn answered_or_dropped(st: &rudp_core::endpoint::EndpointStats) -> u64 {
+    st.dropped_not_rudp
+        + st.dropped_corrupt
+        + st.dropped_malformed
+        + st.dropped_unknown_connection
+        + st.dropped_wrong_address
+        + st.dropped_small_initial
+        + st.dropped_unauthenticated
+        + st.version_negotiations_sent
 }
 
 /// Every single-bit corruption of a real packet is caught by the checksum

@@ -7,8 +7,7 @@ use common::{close_of, forged_initial, replies, template_initial, token_of};
 
 use bytes::Bytes;
 use rudp_core::config::Config;
-use rudp_core::conn::Event;
-use rudp_core::endpoint::{ConnectionHandle, Endpoint, EndpointConfig, EndpointEvent, RetryPolicy};
+use rudp_core::endpoint::{ConnectionHandle, Endpoint, EndpointConfig, RetryPolicy};
 use rudp_core::error::{ConnectionError, TransportCode};
 use rudp_core::impair::ImpairConfig;
 use rudp_core::psk::Psk;
@@ -64,29 +63,10 @@ fn handshake(
     Option<ConnectionHandle>,
     Option<Result<(), ConnectionError>>,
 ) {
-    let c = sim.client.connect(sim.now(), sim.server_addr());
-    let mut s = None;
-    let mut outcome = None;
-    for _ in 0..10_000 {
-        if !sim.step() {
-            break;
-        }
-        while let Some(e) = sim.server.poll_event() {
-            if let EndpointEvent::Incoming(h) = e {
-                s = Some(h);
-            }
-        }
-        while let Some(e) = sim.client.poll_event() {
-            if let EndpointEvent::Connection(_, Event::Closed(r)) = e {
-                outcome = Some(r);
-            }
-        }
-        let up = sim.client.connection(c).is_some_and(|x| x.is_established());
-        if outcome.is_some() || up && s.is_some() {
-            break;
-        }
+    match sim.connect(10_000) {
+        Ok((c, s)) => (c, Some(s), None),
+        Err(f) => (f.client, f.server, f.outcome),
     }
-    (c, s, outcome)
 }
 
 /// Sends `msgs` from client to server and returns what the server got.

@@ -280,8 +280,33 @@ fn run_seed(seed: u64, verbose: bool) -> Result<(), String> {
     }
     let complete =
         server.received.len() == client.sent.len() && client.received.len() == server.sent.len();
+    // A side that reports a graceful close must have received everything
+    // the other sent, cut link or not (§6.5): graceful means complete.
+    for (name, outcome, got, want) in [
+        (
+            "client",
+            &client.outcome,
+            client.received.len(),
+            server.sent.len(),
+        ),
+        (
+            "server",
+            &server.outcome,
+            server.received.len(),
+            client.sent.len(),
+        ),
+    ] {
+        if matches!(outcome, Some(Ok(()))) && got != want {
+            return Err(format!(
+                "{name} closed gracefully having received {got} of {want} messages"
+            ));
+        }
+    }
     match (&client.outcome, &server.outcome) {
         (Some(Ok(())), Some(Ok(()))) if complete => Ok(()),
+        // A cut link may end the connection in an error (or leave a side
+        // that never heard the close still open); it must never end it in
+        // a graceful close with messages missing, checked above.
         _ if cut => Ok(()),
         (c, s) => Err(format!(
             "client outcome {c:?}, server outcome {s:?}, complete {complete}, \

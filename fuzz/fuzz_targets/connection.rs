@@ -15,39 +15,31 @@
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use rudp_core::config::Config;
-use rudp_core::endpoint::{EndpointConfig, EndpointEvent};
+use rudp_core::endpoint::EndpointConfig;
 use rudp_core::impair::ImpairConfig;
 use rudp_core::sim::Sim;
 use rudp_core::wire::packet::append_checksum;
 use rudp_core::wire::{ConnectionId, Header, PacketType, Protection};
-use std::sync::Arc;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, data)) = data.split_first() else {
         return;
     };
-    let server_cfg = EndpointConfig::builder().build().expect("valid settings");
-    let mut client_cfg = EndpointConfig::default();
-    if mode % 4 == 1 {
+    let server_cfg = EndpointConfig::default();
+    let client_cfg = if mode % 4 == 1 {
         // The client's window is tiny and never opened: the server blocks.
-        client_cfg.connection = Arc::new(Config::builder().receive_window(300).max_message_size(200).build().expect("valid settings"));
-    }
+        let tiny = Config::builder()
+            .receive_window(300)
+            .max_message_size(200)
+            .build();
+        let Ok(tiny) = tiny else { return };
+        EndpointConfig::new(tiny)
+    } else {
+        EndpointConfig::default()
+    };
     let clean = ImpairConfig::default();
     let mut sim = Sim::new(1, client_cfg, server_cfg, clean.clone(), clean);
-    let c = sim.client.connect(sim.now(), sim.server_addr());
-    let mut s = None;
-    for _ in 0..200 {
-        sim.step();
-        while let Some(e) = sim.server.poll_event() {
-            if let EndpointEvent::Incoming(h) = e {
-                s = Some(h);
-            }
-        }
-        if s.is_some() && sim.client.connection(c).is_some_and(|x| x.is_established()) {
-            break;
-        }
-    }
-    let Some(s) = s else { return };
+    let Ok((c, s)) = sim.connect(200) else { return };
     let Some((cid, window)) = sim
         .server
         .connection(s)
@@ -66,7 +58,9 @@ fuzz_target!(|data: &[u8]| {
         }
         2 => {
             let now = sim.now();
-            let _ = sim.server.with_connection(s, |x| x.abort(now, rudp_core::error::VarInt::from_u32(3), "fuzz"));
+            let _ = sim.server.with_connection(s, |x| {
+                x.abort(now, rudp_core::error::VarInt::from_u32(3), "fuzz")
+            });
         }
         3 => {
             let _ = sim
@@ -115,7 +109,11 @@ fuzz_target!(|data: &[u8]| {
             // message being assembled, whatever the frames.
             let st = x.stats();
             let bound = 2 * window.max(st.buffers.receive_window) + (1 << 20) + 8;
-            assert!(st.buffers.receive_memory <= bound, "{} bytes held", st.buffers.receive_memory);
+            assert!(
+                st.buffers.receive_memory <= bound,
+                "{} bytes held",
+                st.buffers.receive_memory
+            );
         }
         sim.step();
     }

@@ -118,8 +118,9 @@ pub async fn serve(endpoint: Endpoint, shutdown: impl Future<Output = ()>) -> Se
 /// How `rudp server` runs its workers ([`serve_threads`]).
 #[derive(Debug, Clone)]
 pub struct WorkerSetup {
-    /// Settings of each worker's endpoint (limits already shared out).
-    pub config: EndpointConfig,
+    /// Settings of each worker's endpoint, one per socket (limits already
+    /// shared out).
+    pub configs: Vec<EndpointConfig>,
     /// Trace worker 0's connections to this file, at this level.
     pub trace: Option<(std::path::PathBuf, rudp::TraceLevel)>,
 }
@@ -141,11 +142,18 @@ pub async fn serve_threads(
     let mut ready = Vec::new();
     let mut reports = Vec::new();
     let mut threads = Vec::new();
-    for (i, socket) in sockets.into_iter().enumerate() {
+    if sockets.len() != setup.configs.len() {
+        return Err(format!(
+            "{} sockets for {} worker settings",
+            sockets.len(),
+            setup.configs.len()
+        ));
+    }
+    for (i, (socket, config)) in sockets.into_iter().zip(setup.configs.clone()).enumerate() {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
         let (report_tx, report_rx) = tokio::sync::oneshot::channel::<ServerReport>();
         let mut stopped = stopped.clone();
-        let setup = setup.clone();
+        let trace = setup.trace.clone();
         let thread = std::thread::Builder::new()
             .name(format!("rudp-worker-{i}"))
             .spawn(move || {
@@ -160,14 +168,14 @@ pub async fn serve_threads(
                     }
                 };
                 runtime.block_on(async move {
-                    let endpoint = match Endpoint::server_on(socket, setup.config) {
+                    let endpoint = match Endpoint::server_on(socket, config) {
                         Ok(e) => e,
                         Err(e) => {
                             let _ = ready_tx.send(Err(e.to_string()));
                             return;
                         }
                     };
-                    if let (0, Some((path, level))) = (i, &setup.trace) {
+                    if let (0, Some((path, level))) = (i, &trace) {
                         if let Err(e) = endpoint.trace_to_level(path, *level) {
                             let _ = ready_tx.send(Err(format!(
                                 "cannot write the trace {}: {e}",

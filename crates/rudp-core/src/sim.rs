@@ -5,12 +5,25 @@
 //! held datagram being released), so a connection across a lossy 100 ms
 //! path takes microseconds of real time. The same seed gives the same run.
 
-use crate::endpoint::{Endpoint, EndpointConfig};
+use crate::conn::Event;
+use crate::endpoint::{ConnectionHandle, Endpoint, EndpointConfig, EndpointEvent};
+use crate::error::ConnectionError;
 use crate::impair::{ImpairConfig, ImpairStats, Impairment};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+/// A handshake [`Sim::connect`] could not finish.
+#[derive(Debug)]
+pub struct HandshakeFailed {
+    /// The client's connection.
+    pub client: ConnectionHandle,
+    /// The server's, if it announced one.
+    pub server: Option<ConnectionHandle>,
+    /// How the client's attempt ended, if it did.
+    pub outcome: Option<Result<(), ConnectionError>>,
+}
 
 /// Which way a datagram travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -190,6 +203,50 @@ impl Sim {
                 }
             }
         }
+    }
+
+    /// The handshake every test starts from: opens a connection from the
+    /// client and steps until the client is established and the server has
+    /// announced it (at most `max_steps` steps, or until the client's
+    /// attempt ends). Events of both endpoints up to then are consumed.
+    pub fn connect(
+        &mut self,
+        max_steps: usize,
+    ) -> Result<(ConnectionHandle, ConnectionHandle), HandshakeFailed> {
+        let c = self.client.connect(self.now, self.server_addr);
+        let mut s = None;
+        let mut outcome = None;
+        for _ in 0..max_steps {
+            if !self.step() {
+                break;
+            }
+            while let Some(e) = self.server.poll_event() {
+                if let EndpointEvent::Incoming(h) = e {
+                    s = Some(h);
+                }
+            }
+            while let Some(e) = self.client.poll_event() {
+                if let EndpointEvent::Connection(h, Event::Closed(r)) = e {
+                    if h == c {
+                        outcome = Some(r);
+                    }
+                }
+            }
+            let up = self
+                .client
+                .connection(c)
+                .is_some_and(|x| x.is_established());
+            match (up, s, &outcome) {
+                (true, Some(s), _) => return Ok((c, s)),
+                (_, _, Some(_)) => break,
+                _ => {}
+            }
+        }
+        Err(HandshakeFailed {
+            client: c,
+            server: s,
+            outcome,
+        })
     }
 
     /// Sends what is pending, then advances the clock to the next event and
