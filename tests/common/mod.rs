@@ -197,7 +197,11 @@ pub fn forged_initial(template: &[u8], scid: u64, token: Option<&[u8]>) -> Vec<u
     let pad = 1200 - 4 - out.len();
     Frame::Padding(pad).encode(&mut out);
     append_checksum(&mut out);
-    assert!(out.len() == 1200 && out[12..20] == scid.to_be_bytes() && payload[0] == HANDSHAKE);
+    assert!(
+        out.len() == 1200
+            && out[rudp_core::wire::packet::field::SCID] == scid.to_be_bytes()
+            && payload[0] == HANDSHAKE
+    );
     out
 }
 

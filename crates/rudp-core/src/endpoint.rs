@@ -31,10 +31,14 @@ use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 
-/// The endpoint's maps are looked up for every datagram: foldhash is several
-/// times faster than the standard SipHash and still randomly seeded per
-/// process, so peers cannot choose colliding keys in advance.
+/// Maps keyed by values this endpoint chose (connection IDs, handles),
+/// looked up for every datagram: foldhash is several times faster than
+/// SipHash, and a peer cannot choose the keys that are stored.
 pub(crate) type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+/// Maps keyed by values a peer chooses (its address, its connection ID):
+/// SipHash with random keys, so that no one can compute colliding keys and
+/// turn every insertion into a scan.
+type PeerKeyedMap<K, V> = HashMap<K, V, std::collections::hash_map::RandomState>;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -295,7 +299,7 @@ pub struct Endpoint {
     next_handle: u64,
     conns: Map<ConnectionHandle, Entry>,
     by_cid: Map<ConnectionId, ConnectionHandle>,
-    by_initial: Map<(SocketAddr, ConnectionId), ConnectionHandle>,
+    by_initial: PeerKeyedMap<(SocketAddr, ConnectionId), ConnectionHandle>,
     /// Connections that may have something to send.
     dirty: VecDeque<ConnectionHandle>,
     timers: BinaryHeap<Reverse<(Instant, ConnectionHandle)>>,
@@ -311,7 +315,7 @@ pub struct Endpoint {
     /// Server connections whose client has not proved its address (§6.3,
     /// §6.8), in all and per source.
     pending: usize,
-    pending_by_source: Map<SourceKey, usize>,
+    pending_by_source: PeerKeyedMap<SourceKey, usize>,
     tokens: TokenKeys,
     /// Reused buffer for opening sealed INITIALs.
     plain_buf: Vec<u8>,
@@ -345,7 +349,7 @@ impl Endpoint {
             next_handle: 0,
             conns: Map::default(),
             by_cid: Map::default(),
-            by_initial: Map::default(),
+            by_initial: PeerKeyedMap::default(),
             dirty: VecDeque::new(),
             timers: BinaryHeap::new(),
             stateless: VecDeque::new(),
@@ -356,7 +360,7 @@ impl Endpoint {
             #[cfg(feature = "trace")]
             traces: VecDeque::new(),
             pending: 0,
-            pending_by_source: Map::default(),
+            pending_by_source: PeerKeyedMap::default(),
             tokens,
             plain_buf: Vec::new(),
         }
@@ -563,7 +567,7 @@ impl Endpoint {
     }
 
     fn route_unverified(&self, from: SocketAddr, data: &[u8]) -> Option<ConnectionHandle> {
-        let dcid = ConnectionId(u64::from_be_bytes(data.get(4..12)?.try_into().ok()?));
+        let dcid = ConnectionId(packet::read_u64(data, packet::field::DCID)?);
         let h = *self.by_cid.get(&dcid)?;
         (self.conns.get(&h)?.remote == from).then_some(h)
     }

@@ -129,6 +129,42 @@ pub enum Frame<'a> {
     Token(&'a [u8]),
 }
 
+/// One line per frame, as logs and `wire::describe` print it:
+/// `STREAM off=0 len=2 fin`, `ACK 0..5,7..9 delay=250us`.
+impl std::fmt::Display for Frame<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Frame::Padding(n) => write!(f, "PADDING {n}"),
+            Frame::Ping => f.write_str("PING"),
+            Frame::Ack(a) => {
+                f.write_str("ACK ")?;
+                for (i, r) in a.ranges.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { "," };
+                    write!(f, "{sep}{}..{}", r.start, r.end)?;
+                }
+                write!(f, " delay={}us", a.delay_micros)
+            }
+            Frame::Handshake(_) => f.write_str("HANDSHAKE"),
+            Frame::Stream(st) => write!(
+                f,
+                "STREAM off={} len={}{}",
+                st.offset,
+                st.data.len(),
+                if st.fin { " fin" } else { "" }
+            ),
+            Frame::MaxData(m) => write!(f, "MAX_DATA {m}"),
+            Frame::Close(c) => write!(
+                f,
+                "CLOSE {:?} code={} {:?}",
+                c.kind,
+                c.code,
+                String::from_utf8_lossy(c.reason)
+            ),
+            Frame::Token(t) => write!(f, "TOKEN {} bytes", t.len()),
+        }
+    }
+}
+
 impl Frame<'_> {
     /// Whether receiving this frame obliges the receiver to acknowledge (§7.1).
     pub fn is_ack_eliciting(&self) -> bool {

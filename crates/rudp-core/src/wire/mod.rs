@@ -151,36 +151,7 @@ pub fn describe(datagram: &[u8]) -> String {
     }
     match frame::decode_all(payload) {
         Ok(frames) => {
-            let parts: Vec<String> = frames
-                .iter()
-                .map(|f| match f {
-                    Frame::Padding(n) => format!("PADDING {n}"),
-                    Frame::Ping => "PING".into(),
-                    Frame::Ack(a) => {
-                        let ranges: Vec<String> = a
-                            .ranges
-                            .iter()
-                            .map(|r| format!("{}..{}", r.start, r.end))
-                            .collect();
-                        format!("ACK {} delay={}us", ranges.join(","), a.delay_micros)
-                    }
-                    Frame::Handshake(_) => "HANDSHAKE".into(),
-                    Frame::Stream(st) => format!(
-                        "STREAM off={} len={}{}",
-                        st.offset,
-                        st.data.len(),
-                        if st.fin { " fin" } else { "" }
-                    ),
-                    Frame::MaxData(m) => format!("MAX_DATA {m}"),
-                    Frame::Close(c) => format!(
-                        "CLOSE {:?} code={} {:?}",
-                        c.kind,
-                        c.code,
-                        String::from_utf8_lossy(c.reason)
-                    ),
-                    Frame::Token(t) => format!("TOKEN {} bytes", t.len()),
-                })
-                .collect();
+            let parts: Vec<String> = frames.iter().map(Frame::to_string).collect();
             s.push_str(&parts.join(", "));
         }
         Err(e) => {

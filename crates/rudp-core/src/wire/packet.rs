@@ -33,6 +33,36 @@ pub const VERSION_NEGOTIATION: u8 = 0;
 /// Length of the CRC32C trailer.
 pub const CHECKSUM_LEN: usize = 4;
 
+/// Where each header field lies in a datagram (§3.1), as smoltcp names its
+/// offsets: code that reads a field before the whole packet is checked
+/// (the endpoint's routing, the invariants of §3.4) uses these, not bare
+/// numbers.
+pub mod field {
+    use std::ops::Range;
+
+    /// Magic, "RU".
+    pub const MAGIC: Range<usize> = 0..2;
+    /// The version byte.
+    pub const VERSION: usize = 2;
+    /// The type byte (with the sealed bit).
+    pub const TYPE: usize = 3;
+    /// The destination connection ID.
+    pub const DCID: Range<usize> = 4..12;
+    /// The source connection ID, in long headers (INITIAL, ACCEPT, RETRY)
+    /// and at the same place in every version's INITIAL (§3.4).
+    pub const SCID: Range<usize> = 12..20;
+    /// The packet number of a long header.
+    pub const LONG_PN: Range<usize> = 20..28;
+    /// The packet number of a short header (DATA).
+    pub const SHORT_PN: Range<usize> = 12..20;
+}
+
+/// The 8-byte big-endian value at `range` of `data`, if it is there.
+pub fn read_u64(data: &[u8], range: std::ops::Range<usize>) -> Option<u64> {
+    let bytes: [u8; 8] = data.get(range)?.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
+}
+
 /// Header length of INITIAL, ACCEPT and RETRY packets (with a source CID).
 pub const LONG_HEADER_LEN: usize = 28;
 /// Header length of DATA packets.
@@ -202,20 +232,15 @@ pub fn decode(datagram: &[u8]) -> Result<Datagram<'_>, DecodeError> {
     if datagram.len() < 4 {
         return Err(DecodeError::TooShort(datagram.len()));
     }
-    if datagram[..2] != MAGIC {
+    if datagram[field::MAGIC] != MAGIC {
         return Err(DecodeError::BadMagic);
     }
-    let version = datagram[2];
+    let version = datagram[field::VERSION];
     if version != VERSION && version != VERSION_NEGOTIATION {
-        // §3.4 invariants: the source CID sits at bytes 12..20 in every
+        // §3.4 invariants: the source CID sits at the same place in every
         // version's INITIAL.
-        let scid = datagram
-            .get(12..20)
-            .map(|b| {
-                let mut a = [0u8; 8];
-                a.copy_from_slice(b);
-                ConnectionId(u64::from_be_bytes(a))
-            })
+        let scid = read_u64(datagram, field::SCID)
+            .map(ConnectionId)
             .ok_or(DecodeError::TooShort(datagram.len()))?;
         return Err(DecodeError::UnsupportedVersion { version, scid });
     }
@@ -228,7 +253,7 @@ pub fn decode(datagram: &[u8]) -> Result<Datagram<'_>, DecodeError> {
     if crc32c::crc32c(body) != u32::from_be_bytes(crc_bytes) {
         return Err(DecodeError::BadChecksum);
     }
-    let mut r = Reader::new(&body[3..]);
+    let mut r = Reader::new(&body[field::TYPE..]);
     let ty_byte = r.u8()?;
     if version == VERSION_NEGOTIATION {
         let dcid = ConnectionId(r.u64_be()?);
@@ -271,6 +296,34 @@ pub fn decode(datagram: &[u8]) -> Result<Datagram<'_>, DecodeError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn field_ranges_are_where_the_encoder_writes() {
+        for ty in [PacketType::Initial, PacketType::Data] {
+            let h = Header {
+                ty,
+                protection: Protection::Sealed,
+                dcid: ConnectionId(0x1111_1111_1111_1111),
+                scid: ty
+                    .has_source_cid()
+                    .then_some(ConnectionId(0x2222_2222_2222_2222)),
+                pn: 0x3333_3333_3333_3333,
+            };
+            let mut out = Vec::new();
+            h.encode(&mut out);
+            assert_eq!(out.len(), ty.header_len());
+            assert_eq!(out[field::MAGIC], MAGIC);
+            assert_eq!(out[field::VERSION], VERSION);
+            assert_eq!(out[field::TYPE], ty as u8 | SEALED_BIT);
+            assert_eq!(read_u64(&out, field::DCID), Some(h.dcid.0));
+            if ty.has_source_cid() {
+                assert_eq!(read_u64(&out, field::SCID), h.scid.map(|c| c.0));
+                assert_eq!(read_u64(&out, field::LONG_PN), Some(h.pn));
+            } else {
+                assert_eq!(read_u64(&out, field::SHORT_PN), Some(h.pn));
+            }
+        }
+    }
     use super::*;
     use proptest::prelude::*;
 
