@@ -20,7 +20,7 @@ use crate::conn::{self, Address, Connection, Event};
 use crate::error::TransportCode;
 use crate::token::TokenKeys;
 use crate::wire::frame::{self, Frame};
-use crate::wire::packet::{self, decode, LONG_HEADER_LEN};
+use crate::wire::packet::{self, decode};
 use crate::wire::{
     CloseFrame, CloseKind, ConnectionId, Datagram, DecodeError, Header, PacketType, Protection,
     VersionNegotiation,
@@ -599,11 +599,9 @@ impl Endpoint {
         let body = match (&psk, header.protection) {
             (None, Protection::Clear) => Some(payload),
             (Some(psk), Protection::Sealed) => {
-                let mut aad = Vec::with_capacity(LONG_HEADER_LEN);
-                header.encode(&mut aad);
                 match psk
                     .client_key(client_cid)
-                    .open(header.pn, &aad, payload, &mut plain)
+                    .open_packet(header, payload, &mut plain)
                 {
                     Ok(()) => Some(&plain[..]),
                     Err(_) => {

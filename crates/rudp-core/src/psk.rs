@@ -195,6 +195,20 @@ impl PacketKey {
         }
     }
 
+    /// Opens the sealed payload of a packet whose header is `header`: the
+    /// header, as encoded, is the associated data (§3.7). The one way both
+    /// the endpoint (INITIALs) and connections open packets.
+    pub fn open_packet(
+        &self,
+        header: &crate::wire::Header,
+        sealed: &[u8],
+        plain: &mut Vec<u8>,
+    ) -> Result<(), AuthError> {
+        let mut aad = Vec::with_capacity(crate::wire::packet::LONG_HEADER_LEN);
+        header.encode(&mut aad);
+        self.open(header.pn, &aad, sealed, plain)
+    }
+
     /// Opens a sealed payload (ciphertext then tag) into `plain`.
     pub fn open(
         &self,

@@ -1,0 +1,345 @@
+//! Receiving (PROTOCOL.md §6, §7, §10): a checked packet is opened
+//! (pre-shared key), its frames decoded whole, then applied in order.
+
+use super::*;
+
+impl Connection {
+    /// Takes one packet addressed to this connection whose header the
+    /// endpoint already checked (§10 says in which order).
+    pub fn handle_packet(&mut self, now: Instant, header: &Header, payload: &[u8]) {
+        // §4.2: a number far from the largest received is forged or stale.
+        if let Some(largest) = self.acks.largest() {
+            if header.pn.abs_diff(largest) > PN_WINDOW {
+                self.stats.received.out_of_window_dropped += 1;
+                return;
+            }
+        }
+        let wire_len = header.ty.header_len() + payload.len() + CHECKSUM_LEN;
+        let mut plain = std::mem::take(&mut self.plain_buf);
+        match self.unprotect(header, payload, &mut plain) {
+            Some(Body::Clear) => self.on_payload(now, header, wire_len, payload),
+            Some(Body::Opened) => self.on_payload(now, header, wire_len, &plain),
+            None => self.stats.received.unauthenticated_dropped += 1,
+        }
+        self.plain_buf = plain;
+    }
+
+    /// §3.7: checks a packet's protection against ours and opens a sealed
+    /// payload into `plain`. `None` if the packet must be dropped.
+    pub(super) fn unprotect(
+        &mut self,
+        header: &Header,
+        payload: &[u8],
+        plain: &mut Vec<u8>,
+    ) -> Option<Body> {
+        match (self.keys.is_some(), header.protection) {
+            (false, Protection::Clear) => Some(Body::Clear),
+            (false, Protection::Sealed) => None,
+            (true, Protection::Sealed) => {
+                let key = self.open_key(header)?;
+                key.open_packet(header, payload, plain).ok()?;
+                Some(Body::Opened)
+            }
+            (true, Protection::Clear) => {
+                // The one clear packet a keyed client accepts: a server
+                // without a key refusing it, so the user learns why.
+                let refused = TransportCode::ConnectionRefused.to_u64();
+                let refusal = self.side == Side::Client
+                    && self.state == State::Handshake
+                    && header.ty == PacketType::Accept
+                    && matches!(frame::decode_all(payload).as_deref(),
+                        Ok([Frame::Close(c)]) if c.kind == CloseKind::Transport && c.code == refused);
+                refusal.then_some(Body::Clear)
+            }
+        }
+    }
+
+    /// The key that opens this packet of the peer's.
+    pub(super) fn open_key(&mut self, header: &Header) -> Option<&PacketKey> {
+        let (side, local, remote) = (self.side, self.local_cid, self.remote_cid);
+        let keys = self.keys.as_mut()?;
+        if side == Side::Client {
+            // The server's key is bound to its CID: the source CID of an
+            // ACCEPT (zero in stateless replies), then the one we learned.
+            let server_cid = header.scid.unwrap_or(remote);
+            if keys.open.as_ref().is_none_or(|(c, _)| *c != server_cid) {
+                keys.open = Some((server_cid, keys.psk.server_key(local, server_cid)));
+            }
+        }
+        keys.open.as_ref().map(|(_, k)| k)
+    }
+
+    /// A RETRY answering our INITIAL (§6.8): the server wants its token back
+    /// before it keeps any state. Accepted once, during the handshake.
+    pub fn handle_retry(&mut self, now: Instant, header: &Header, payload: &[u8]) {
+        if self.side != Side::Client
+            || self.state != State::Handshake
+            || self.peer.is_some()
+            || self.retry_token.is_some()
+        {
+            self.stats.received.malformed_dropped += 1;
+            return;
+        }
+        let mut plain = std::mem::take(&mut self.plain_buf);
+        let body = match self.unprotect(header, payload, &mut plain) {
+            Some(Body::Clear) => payload,
+            Some(Body::Opened) => &plain[..],
+            None => {
+                self.stats.received.unauthenticated_dropped += 1;
+                self.plain_buf = plain;
+                return;
+            }
+        };
+        let token = frame::decode_all(body).ok().and_then(|frames| {
+            frames.iter().find_map(|f| match f {
+                Frame::Token(t) => Some(t.to_vec()),
+                _ => None,
+            })
+        });
+        self.plain_buf = plain;
+        let Some(token) = token else {
+            self.stats.received.malformed_dropped += 1;
+            return;
+        };
+        tracing::debug!(cid = %self.local_cid, "retry: echoing the server's token");
+        traced! {
+            self.trace(now, "rudp:retry", || json!({ "token_length": token.len() }));
+        }
+        self.retry_token = Some(token);
+        self.stats.received.retries += 1;
+        // The server kept nothing: our INITIALs so far will never be
+        // acknowledged, and are not lost either. Start the handshake again
+        // at once, with the token.
+        let _ = self.sent.take_range(0..u64::MAX);
+        self.loss_time = None;
+        self.pto_count = 0;
+        self.probes = 0;
+        self.handshake_pending = true;
+        self.idle_deadline = now + self.effective_idle_timeout();
+        self.set_loss_timer();
+    }
+
+    pub(super) fn on_payload(
+        &mut self,
+        now: Instant,
+        header: &Header,
+        wire_len: usize,
+        payload: &[u8],
+    ) {
+        if self.amplification_limited() {
+            self.amplification.received += wire_len as u64;
+        }
+        let frames = match frame::decode_all(payload) {
+            Ok(f) => f,
+            Err(_) => {
+                self.stats.received.malformed_dropped += 1;
+                return;
+            }
+        };
+        if matches!(self.state, State::Closed | State::Draining { .. }) {
+            return;
+        }
+        if !self.packet_type_allowed(header.ty) || !initial_frames_allowed(header.ty, &frames) {
+            self.stats.received.malformed_dropped += 1;
+            return;
+        }
+        let eliciting = frames.iter().any(Frame::is_ack_eliciting);
+        let max_ack_delay = self.config.max_ack_delay;
+        if self
+            .acks
+            .on_packet(now, header.pn, eliciting, max_ack_delay)
+            == Arrival::Duplicate
+        {
+            self.stats.received.duplicates_discarded += 1;
+            traced! {
+                let pn = header.pn;
+                self.trace(
+                    now,
+                    "transport:packet_dropped",
+                    || json!({ "header": { "packet_number": pn }, "trigger": "duplicate" }),
+                );
+            }
+            return;
+        }
+        if let State::Closing { .. } = self.state {
+            // §6.6: answer new packets with our CLOSE again, but only the
+            // 1st, 2nd, 4th, 8th... since entering CLOSING (RFC 9000
+            // §10.2.1), so a peer cannot turn us into a reflector.
+            self.closing_received += 1;
+            if self.closing_received >= self.closing_next_reply {
+                self.closing_next_reply = self.closing_received.saturating_mul(2);
+                self.close_send_pending = true;
+            }
+            return;
+        }
+        traced! {
+            if let Some(t) = self.tracer.as_mut() {
+                t.packet_frames(
+                    now,
+                    "transport:packet_received",
+                    header,
+                    wire_len,
+                    &frames,
+                    json!({}),
+                );
+            }
+        }
+        self.stats.received.packets += 1;
+        self.stats.received.bytes += wire_len as u64;
+        self.idle_deadline = now + self.effective_idle_timeout();
+        self.eliciting_since_recv = false;
+
+        // Handshake progress (§6.2). The client completes on an ACCEPT that
+        // carries the server's parameters (every valid one does).
+        let carries_params = frames.iter().any(|f| matches!(f, Frame::Handshake(_)));
+        match (self.side, header.ty) {
+            (Side::Client, PacketType::Accept)
+                if self.state == State::Handshake && carries_params =>
+            {
+                self.remote_cid = header.scid.unwrap_or_default();
+                self.confirmed = true;
+                self.set_state(now, State::Established);
+                self.handshake_pending = false;
+                self.acks.request_immediate();
+                self.emit(Event::Connected);
+            }
+            (Side::Server, PacketType::Data) if !self.confirmed => {
+                self.confirmed = true;
+                self.handshake_pending = false;
+                if self.state == State::Handshake {
+                    self.set_state(now, State::Established);
+                    self.emit(Event::Connected);
+                }
+            }
+            (_, PacketType::Initial | PacketType::Accept) => self.acks.request_immediate(),
+            _ => {}
+        }
+
+        for f in &frames {
+            if let Err((code, reason)) = self.on_frame(now, f) {
+                self.start_closing(
+                    now,
+                    CloseKind::Transport,
+                    code.to_u64(),
+                    &reason,
+                    Err(ConnectionError::LocalTransportClose {
+                        code,
+                        reason: reason.clone(),
+                    }),
+                );
+                return;
+            }
+            if self.outcome.is_some() {
+                return;
+            }
+        }
+        self.check_graceful_end(now);
+        // §7.2: a FIN, and anything that arrives once we are lingering, is
+        // acknowledged at once, so closes complete without a delayed ACK
+        // (and a process that exits after its close has sent it).
+        let carries_fin = frames
+            .iter()
+            .any(|f| matches!(f, Frame::Stream(s) if s.fin));
+        if carries_fin || self.state == State::Lingering {
+            self.acks.request_immediate();
+        }
+    }
+
+    pub(super) fn packet_type_allowed(&self, ty: PacketType) -> bool {
+        match (self.side, ty) {
+            (Side::Server, PacketType::Accept) | (Side::Client, PacketType::Initial) => false,
+            // RETRY is stateless and goes to `handle_retry`.
+            (_, PacketType::Retry) => false,
+            // A client that has no ACCEPT yet cannot use DATA packets: it does
+            // not know the server's parameters.
+            (Side::Client, PacketType::Data) => self.state != State::Handshake,
+            _ => true,
+        }
+    }
+
+    pub(super) fn on_frame(
+        &mut self,
+        now: Instant,
+        f: &Frame<'_>,
+    ) -> Result<(), (TransportCode, String)> {
+        match f {
+            // The endpoint read the TOKEN before creating us (§6.8).
+            Frame::Padding(_) | Frame::Ping | Frame::Token(_) => {}
+            Frame::Ack(ack) => self.on_ack(now, ack)?,
+            Frame::Handshake(p) => self.on_handshake(p)?,
+            Frame::Stream(s) => {
+                let new = self
+                    .recv
+                    .on_frame(s.offset, s.data, s.fin)
+                    .map_err(stream_error)?;
+                if (new > 0 || s.fin) && (self.recv.has_message() || self.recv.is_finished()) {
+                    self.emit(Event::Readable);
+                }
+            }
+            Frame::MaxData(max) => self.send.set_max_data(*max),
+            Frame::Close(c) => {
+                // §5.7: the reason is for people, and may be printed:
+                // escape anything a terminal would act on.
+                let reason = crate::text::printable_bytes(c.reason);
+                let err = match c.kind {
+                    CloseKind::Application => ConnectionError::PeerAborted {
+                        // A decoded varint always fits.
+                        code: VarInt::from_u64(c.code).unwrap_or(VarInt::MAX),
+                        reason,
+                    },
+                    CloseKind::Transport => ConnectionError::PeerTransportClose {
+                        code: TransportCode::from_u64(c.code),
+                        reason,
+                    },
+                };
+                let until = now + self.pto() * 3;
+                self.set_state(now, State::Draining { until });
+                self.finish(Err(err));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_handshake(
+        &mut self,
+        p: &HandshakeParams,
+    ) -> Result<(), (TransportCode, String)> {
+        if self.peer.is_some() {
+            return Ok(()); // Repeated in every INITIAL/ACCEPT; the first counts.
+        }
+        if p.max_datagram_size < crate::config::MIN_DATAGRAM_SIZE as u64
+            || p.max_message_size == 0
+            || p.idle_timeout_millis == 0
+            || p.max_ack_delay_micros > 1_000_000
+            || p.initial_max_data < p.max_message_size.saturating_add(8)
+        {
+            return Err((
+                TransportCode::InvalidParameters,
+                format!("unacceptable transport parameters {p:?}"),
+            ));
+        }
+        self.peer = Some(*p);
+        self.max_datagram = self.max_datagram.min(p.max_datagram_size as usize);
+        self.idle_timeout = self
+            .idle_timeout
+            .min(Duration::from_millis(p.idle_timeout_millis));
+        self.send.set_max_data(p.initial_max_data);
+        Ok(())
+    }
+
+    pub(super) fn local_params(&self) -> HandshakeParams {
+        HandshakeParams {
+            max_ack_delay_micros: self.config.max_ack_delay.as_micros() as u64,
+            idle_timeout_millis: self.config.idle_timeout.as_millis() as u64,
+            initial_max_data: self.recv.max_data(),
+            max_message_size: self.config.max_message_size as u64,
+            max_datagram_size: self.config.max_datagram_size as u64,
+        }
+    }
+
+    /// The idle timeout, never shorter than three probe timeouts (§9.5), so
+    /// that a slow path is not mistaken for a dead one.
+    pub(super) fn effective_idle_timeout(&self) -> Duration {
+        self.idle_timeout.max(self.pto() * 3)
+    }
+}

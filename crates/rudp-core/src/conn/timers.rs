@@ -1,0 +1,156 @@
+//! The connection's timers (PROTOCOL.md §9.3, §9.5, §6.2): idle, handshake,
+//! acknowledgement progress, keep-alive, loss and probe timeouts; the
+//! earliest is what `poll_timeout` reports.
+
+use super::*;
+
+impl Connection {
+    /// The earliest instant at which `handle_timeout` has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.amplification_blocked() {
+            // Nothing can be sent until the client sends more (§6.7): only
+            // its next packet or the idle timeout can change anything, and a
+            // due ACK or probe must not keep waking us for nothing.
+            return Some(self.idle_deadline);
+        }
+        match self.state {
+            State::Closed => None,
+            State::Closing { until } | State::Draining { until } => Some(until),
+            State::Handshake | State::Established | State::Lingering => [
+                Some(self.idle_deadline),
+                self.loss_timer,
+                self.acks.deadline(),
+                self.keep_alive_deadline(),
+                self.pacing_until,
+                self.unconfirmed_deadline(),
+                self.ack_progress_deadline(),
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
+        }
+    }
+
+    /// Server, before the client's first DATA packet: when the handshake
+    /// gives up (§6.2).
+    pub(super) fn unconfirmed_deadline(&self) -> Option<Instant> {
+        self.handshake_deadline.filter(|_| !self.confirmed)
+    }
+
+    /// With ack-eliciting packets outstanding: when the peer, having
+    /// acknowledged nothing new for an idle timeout, is declared gone even
+    /// if it keeps sending (§9.5).
+    pub(super) fn ack_progress_deadline(&self) -> Option<Instant> {
+        self.sent
+            .has_eliciting_in_flight()
+            .then(|| self.ack_progress + self.effective_idle_timeout())
+    }
+
+    pub(super) fn keep_alive_deadline(&self) -> Option<Instant> {
+        if self.state != State::Established || self.send.is_finished() || self.ping_pending {
+            return None;
+        }
+        let interval = self.config.keep_alive?.min(self.idle_timeout / 2);
+        Some(self.last_eliciting_sent? + interval)
+    }
+
+    /// Runs every timer that has expired by `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.state {
+            State::Closed => return,
+            State::Closing { until } | State::Draining { until } => {
+                if now >= until {
+                    self.set_state(now, State::Closed);
+                }
+                return;
+            }
+            State::Handshake | State::Established | State::Lingering => {}
+        }
+        let unconfirmed = self.unconfirmed_deadline().is_some_and(|t| now >= t);
+        let unacknowledged = self.ack_progress_deadline().is_some_and(|t| now >= t);
+        if now >= self.idle_deadline || unconfirmed || unacknowledged {
+            // §9.5: silent close; the peer will time out too. A lingering
+            // connection already reported its graceful outcome.
+            traced! {
+                self.trace(now, "connectivity:idle_timeout", || json!({}));
+            }
+            self.finish(Err(ConnectionError::TimedOut(self.idle_timeout)));
+            self.set_state(now, State::Closed);
+            return;
+        }
+        if self.loss_timer.is_some_and(|t| now >= t) {
+            self.on_loss_timer(now);
+        }
+        if self.pacing_until.is_some_and(|t| now >= t) {
+            // The caller polls for transmits next; the pacer decides again.
+            self.pacing_until = None;
+        }
+        if self.keep_alive_deadline().is_some_and(|t| now >= t) {
+            traced! {
+                self.trace(now, "rudp:keepalive", || json!({}));
+            }
+            self.ping_pending = true;
+        }
+    }
+
+    pub(super) fn pto(&self) -> Duration {
+        // The peer delays ACKs only once the handshake is confirmed (§9.3).
+        let ack_delay = match self.peer {
+            Some(p) if self.confirmed => Duration::from_micros(p.max_ack_delay_micros),
+            _ => Duration::ZERO,
+        };
+        self.rtt.pto_base() + ack_delay
+    }
+
+    /// RFC 9002 §6.2.1 SetLossDetectionTimer.
+    pub(super) fn set_loss_timer(&mut self) {
+        if let Some(t) = self.loss_time {
+            self.loss_timer = Some(t);
+            return;
+        }
+        match self.sent.last_eliciting_sent() {
+            Some(last) => {
+                let pto = self.pto();
+                let backed_off = pto * (1u32 << self.pto_count.min(MAX_PTO_BACKOFF));
+                // §9.3: backoff stops at a twentieth of the idle timeout, so a
+                // lossy but live path gets about twenty probes before the
+                // idle timeout declares it dead.
+                let cap = (self.effective_idle_timeout() / PROBES_PER_IDLE_TIMEOUT).max(pto);
+                self.loss_timer = Some(last + backed_off.min(cap));
+            }
+            None => self.loss_timer = None,
+        }
+    }
+
+    /// RFC 9002 §6.2.1 OnLossDetectionTimeout.
+    pub(super) fn on_loss_timer(&mut self, now: Instant) {
+        let timer = if self.loss_time.is_some() {
+            "time_threshold"
+        } else {
+            "pto"
+        };
+        let pto_count = self.pto_count;
+        tracing::debug!(cid = %self.local_cid, timer, pto_count, "loss timer fired");
+        traced! {
+            self.trace(
+                now,
+                "recovery:loss_timer_expired",
+                || json!({ "timer_type": timer, "pto_count": pto_count }),
+            );
+        }
+        if self.loss_time.is_some() {
+            self.detect_lost(now);
+        } else {
+            // Probe timeout: resend the oldest unacknowledged content in up to
+            // two new packets, outside the congestion window (§9.3).
+            self.stats.sent.probe_timeouts += 1;
+            self.pto_count += 1;
+            self.probes = PROBES_PER_PTO;
+            if let Some(p) = self.sent.oldest_eliciting() {
+                let frames = p.frames.clone();
+                self.requeue(&frames);
+            }
+        }
+        self.set_loss_timer();
+    }
+}

@@ -1,0 +1,339 @@
+//! Sending (PROTOCOL.md §6.7, §8, §9.6): choosing the packet type,
+//! filling a packet with frames in priority order within the congestion
+//! window, pacing and amplification limits, sealing, and the CLOSE of
+//! CLOSING.
+
+use super::*;
+
+impl Connection {
+    /// Whether the §6.7 limit applies: a server that has not yet seen a DATA
+    /// packet from the client, so cannot know the client's address is real.
+    pub(super) fn amplification_limited(&self) -> bool {
+        self.side == Side::Server && !self.confirmed && self.address == Address::Unvalidated
+    }
+
+    /// Whether the §6.7 budget is too small for any packet.
+    pub(super) fn amplification_blocked(&self) -> bool {
+        self.amplification_limited()
+            && matches!(self.state, State::Handshake | State::Established)
+            && self.amplification_budget() < MIN_BUDGETED_PACKET
+    }
+
+    /// Bytes the server may still send before validation.
+    pub(super) fn amplification_budget(&self) -> u64 {
+        (self.amplification.received * AMPLIFICATION_FACTOR).saturating_sub(self.amplification.sent)
+    }
+
+    pub(super) fn header(&self, ty: PacketType, pn: u64) -> Header {
+        Header {
+            ty,
+            protection: if self.keys.is_some() {
+                Protection::Sealed
+            } else {
+                Protection::Clear
+            },
+            dcid: self.remote_cid,
+            scid: ty.has_source_cid().then_some(self.local_cid),
+            pn,
+        }
+    }
+
+    /// Seals the frames after the header with our key, if we have one,
+    /// then appends the checksum: the last step of building a packet.
+    pub(super) fn finish_packet(&self, ty: PacketType, pn: u64, out: &mut Vec<u8>) {
+        if let Some(keys) = &self.keys {
+            keys.seal.seal(pn, ty.header_len(), out);
+        }
+        append_checksum(out);
+    }
+
+    /// Bytes after the frames: the AEAD tag, if any, and the checksum.
+    pub(super) fn trailer_len(&self) -> usize {
+        CHECKSUM_LEN + if self.keys.is_some() { TAG_LEN } else { 0 }
+    }
+
+    pub(super) fn packet_type(&self) -> PacketType {
+        match self.side {
+            Side::Client if self.state == State::Handshake => PacketType::Initial,
+            Side::Server if !self.confirmed => PacketType::Accept,
+            _ => PacketType::Data,
+        }
+    }
+
+    /// Writes the next datagram to send into `out` (cleared first) and
+    /// returns true, or returns false if there is nothing to send now.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+        out.clear();
+        match self.state {
+            State::Closed | State::Draining { .. } => return false,
+            State::Closing { .. } => return self.write_close(now, out),
+            _ => {}
+        }
+        let ty = self.packet_type();
+        let probe = self.probes > 0;
+        let in_flight = self.sent.bytes_in_flight();
+        let cwnd_open = in_flight + self.max_datagram as u64 <= self.cc.window();
+        let have_data = self.peer.is_some() && self.send.has_sendable();
+        let have_eliciting = (ty != PacketType::Data && self.handshake_pending)
+            || have_data
+            || self.max_data_pending
+            || self.ping_pending;
+        if cwnd_open && !have_data && self.state == State::Established {
+            // Room in the window and nothing to fill it: rate samples taken
+            // now measure the application, not the path (§9.4.3).
+            self.delivery.on_app_limited(in_flight);
+        }
+        // §9.6: pace what the window allows; probes are not paced.
+        let mut paced_open = true;
+        if cwnd_open && have_eliciting && !probe {
+            let rate = self.cc.pacing_rate(&self.rtt);
+            let mss = self.max_datagram as u64;
+            self.pacing_until = self.pacer.delay(now, mss, rate, mss);
+            paced_open = self.pacing_until.is_none();
+        }
+        let may_elicit = probe || (cwnd_open && paced_open);
+        let want_eliciting = may_elicit && (have_eliciting || probe);
+        if !want_eliciting && !self.acks.ack_due(now) {
+            return false;
+        }
+        // §6.7: an unvalidated client gets at most three times what it sent.
+        let mut max_len = self.max_datagram;
+        if self.amplification_blocked() {
+            return false;
+        }
+        if self.amplification_limited() {
+            max_len = max_len.min(self.amplification_budget() as usize);
+        }
+
+        let pn = self.next_pn;
+        self.next_pn += 1;
+        self.header(ty, pn).encode(out);
+        let limit = max_len - self.trailer_len();
+        let mut frames = SentFrames::default();
+        let mut eliciting = false;
+        let mut retransmitted = false;
+        let mut frontier = 0;
+
+        if self.acks.has_news() {
+            if let Some(ack) = self.acks.frame(now) {
+                Frame::Ack(ack).encode(out);
+                self.acks.on_ack_sent();
+            }
+        }
+        if ty != PacketType::Data {
+            // Every INITIAL and ACCEPT carries the parameters (§6.2), so any
+            // one of them that arrives completes the handshake.
+            Frame::Handshake(self.local_params()).encode(out);
+            if let (PacketType::Initial, Some(token)) = (ty, &self.retry_token) {
+                Frame::Token(token).encode(out);
+            }
+            frames.handshake = true;
+            self.handshake_pending = false;
+            eliciting = true;
+        }
+        if want_eliciting {
+            if self.max_data_pending {
+                if self.recv.max_data_update().is_some() {
+                    // §8.3 auto-tuning: a new limit needed within two RTTs
+                    // of the last one means the window, not the path,
+                    // limits the sender.
+                    let fast = self.last_window_update.is_some_and(|t| {
+                        now.saturating_duration_since(t) < self.rtt.smoothed() * 2
+                    });
+                    if fast {
+                        self.recv.grow_window(self.config.max_receive_window);
+                    }
+                    self.last_window_update = Some(now);
+                }
+                let max = self.recv.max_data_update().unwrap_or(self.recv.max_data());
+                Frame::MaxData(max).encode(out);
+                self.recv.on_max_data_sent(max);
+                frames.max_data = true;
+                self.max_data_pending = false;
+                eliciting = true;
+            }
+            if self.peer.is_some() {
+                // Data below the frontier was sent before: a retransmission.
+                frontier = self.send.sent_offset();
+                while let Some(room) = limit.checked_sub(out.len() + MAX_STREAM_HEADER_LEN) {
+                    let Some(chunk) = self.send.next_chunk(room) else {
+                        break;
+                    };
+                    let end = chunk.offset + chunk.len as u64;
+                    encode_stream_header(chunk.offset, chunk.len, chunk.fin, out);
+                    self.send.copy_range(chunk.offset..end, out);
+                    self.send.on_chunk_sent(&chunk);
+                    if chunk.offset < frontier {
+                        retransmitted = true;
+                        self.stats.sent.stream_bytes_retransmitted +=
+                            frontier.min(end) - chunk.offset;
+                    }
+                    if chunk.len > 0 {
+                        frames.stream.push(chunk.offset..end);
+                    }
+                    frames.fin |= chunk.fin;
+                    eliciting = true;
+                    if chunk.len == 0 {
+                        break;
+                    }
+                }
+            }
+            let new_data = frames.stream.last().is_some_and(|r| r.end > frontier);
+            if new_data && !retransmitted {
+                self.bundle_unacked(frontier, limit, out, &mut frames);
+            }
+            if !eliciting {
+                Frame::Ping.encode(out);
+                frames.ping = true;
+                eliciting = true;
+            }
+            self.ping_pending = false;
+            self.probes = self.probes.saturating_sub(1);
+        }
+        if ty == PacketType::Initial && out.len() < limit {
+            // §6.2: INITIALs fill the datagram, proving the path carries
+            // full-size datagrams and bounding amplification.
+            Frame::Padding(limit - out.len()).encode(out);
+        }
+        self.seal_and_count(now, ty, pn, out, Some(retransmitted));
+        if retransmitted {
+            self.stats.sent.packets_retransmitted += 1;
+        }
+        let in_flight = eliciting || ty == PacketType::Initial;
+        if eliciting && !self.sent.has_eliciting_in_flight() {
+            self.ack_progress = now;
+        }
+        let delivery = self.delivery.on_sent(now, self.sent.bytes_in_flight());
+        if in_flight {
+            self.pacer.on_sent(out.len() as u64);
+        }
+        self.sent.on_sent(
+            pn,
+            SentPacket {
+                time_sent: now,
+                size: out.len(),
+                ack_eliciting: eliciting,
+                in_flight,
+                frames,
+                delivery,
+            },
+        );
+        self.trace_metrics(now);
+        if eliciting {
+            self.last_eliciting_sent = Some(now);
+            if !self.eliciting_since_recv {
+                // RFC 9000 §10.1: the idle timer restarts on the first
+                // ack-eliciting packet sent after a receipt.
+                self.eliciting_since_recv = true;
+                self.idle_deadline = self.idle_deadline.max(now + self.effective_idle_timeout());
+            }
+            self.set_loss_timer();
+        }
+        true
+    }
+
+    /// §8.4 thin streams: a packet that carries new data and has room to
+    /// spare also carries again every byte still unacknowledged, if all of
+    /// them fit. A lone lost packet of a sparse flow (a request now and
+    /// then) is then repaired by the next packet, without waiting for any
+    /// loss timer. Bulk flows fill their packets and never bundle.
+    pub(super) fn bundle_unacked(
+        &mut self,
+        below: u64,
+        limit: usize,
+        out: &mut Vec<u8>,
+        frames: &mut SentFrames,
+    ) {
+        let room = limit.saturating_sub(out.len());
+        let max = room.saturating_sub(MAX_BUNDLED_RANGES * MAX_STREAM_HEADER_LEN) as u64;
+        let Some(ranges) = self.send.unacked_below(below, max, MAX_BUNDLED_RANGES) else {
+            return;
+        };
+        for r in ranges {
+            let len = (r.end - r.start) as usize;
+            encode_stream_header(r.start, len, false, out);
+            self.send.copy_range(r.clone(), out);
+            self.stats.sent.stream_bytes_bundled += len as u64;
+            frames.stream.push(r);
+        }
+    }
+
+    /// CLOSING: the CLOSE frame, once per reply due (§6.6), in the packet
+    /// type the handshake state calls for: an INITIAL (padded, like every
+    /// INITIAL, §6.2), an ACCEPT, or DATA.
+    #[cfg_attr(not(feature = "trace"), allow(unused_variables))]
+    pub(super) fn write_close(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+        if !self.close_send_pending {
+            return false;
+        }
+        let Some(close) = self.close.as_ref() else {
+            return false;
+        };
+        self.close_send_pending = false;
+        let ty = self.packet_type();
+        let pn = self.next_pn;
+        self.header(ty, pn).encode(out);
+        Frame::Close(CloseFrame {
+            kind: close.kind,
+            code: close.code,
+            reason: &close.reason,
+        })
+        .encode(out);
+        if ty == PacketType::Initial {
+            let limit = crate::config::MIN_DATAGRAM_SIZE - self.trailer_len();
+            if out.len() < limit {
+                Frame::Padding(limit - out.len()).encode(out);
+            }
+        }
+        // §6.7: a CLOSE is held to the anti-amplification budget like every
+        // other packet; one that does not fit is not sent.
+        let len = (out.len() + self.trailer_len()) as u64;
+        if self.amplification_limited() && len > self.amplification_budget() {
+            out.clear();
+            self.stats.sent.closes_suppressed += 1;
+            return false;
+        }
+        self.next_pn += 1;
+        self.seal_and_count(now, ty, pn, out, None);
+        true
+    }
+
+    /// The end of every packet this side sends, data or CLOSE: seals it
+    /// (pre-shared key) and appends the checksum, counts it, charges it to
+    /// the anti-amplification budget (§6.7), and traces it with the frames
+    /// as they went out. `retransmission` is `None` for a CLOSE.
+    #[cfg_attr(not(feature = "trace"), allow(unused_variables))]
+    pub(super) fn seal_and_count(
+        &mut self,
+        now: Instant,
+        ty: PacketType,
+        pn: u64,
+        out: &mut Vec<u8>,
+        retransmission: Option<bool>,
+    ) {
+        #[cfg(feature = "trace")]
+        let frames = self
+            .tracer
+            .is_some()
+            .then(|| out[ty.header_len()..].to_vec());
+        self.finish_packet(ty, pn, out);
+        self.stats.sent.packets += 1;
+        self.stats.sent.bytes += out.len() as u64;
+        if self.amplification_limited() {
+            self.amplification.sent += out.len() as u64;
+        }
+        traced! {
+            if let Some(frames) = frames {
+                let header = self.header(ty, pn);
+                let data = match retransmission {
+                    Some(r) => json!({ "retransmission": r }),
+                    None => json!({}),
+                };
+                if let Some(t) = self.tracer.as_mut() {
+                    t.packet(now, "transport:packet_sent", &header, &frames, out.len(), data);
+                }
+            }
+        }
+    }
+}
