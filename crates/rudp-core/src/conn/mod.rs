@@ -699,3 +699,6 @@ fn stream_error(e: StreamError) -> (TransportCode, String) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests;
