@@ -3,7 +3,6 @@
 use crate::congestion::{Algorithm, ControllerFactory};
 use std::sync::Arc;
 use std::time::Duration;
-use thiserror::Error;
 
 /// Settings for one connection. Both sides announce the parts the peer must
 /// know in their HANDSHAKE frame (PROTOCOL.md §5.4).
@@ -79,8 +78,7 @@ impl Default for Config {
 }
 
 /// A setting that cannot work, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("invalid configuration: {0}")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError(String);
 
 impl ConfigError {
@@ -219,3 +217,12 @@ impl Config {
         Ok(())
     }
 }
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self(v0) = self;
+        write!(f, "invalid configuration: {v0}")
+    }
+}
+
+impl std::error::Error for ConfigError {}

@@ -25,8 +25,7 @@ use crate::wire::{
     CloseFrame, CloseKind, ConnectionId, Datagram, DecodeError, Header, PacketType, Protection,
     VersionNegotiation,
 };
-use rand::Rng;
-use rand::{RngCore, SeedableRng};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -341,7 +340,9 @@ impl Endpoint {
         let mut rng = ChaCha8Rng::from_seed(seed);
         // The retry-token secrets come from their own generator, keyed
         // from the seed once: nothing on the wire is drawn from it.
-        let tokens = TokenKeys::new(rng.gen());
+        let mut token_seed = [0u8; 32];
+        rng.fill_bytes(&mut token_seed);
+        let tokens = TokenKeys::new(token_seed);
         Self {
             role,
             config,
@@ -423,7 +424,7 @@ impl Endpoint {
         config: Arc<Config>,
     ) -> ConnectionHandle {
         let cid = self.new_cid();
-        let first_pn = self.rng.gen_range(0..conn::FIRST_PN_RANGE);
+        let first_pn = self.rng.next_u64() % conn::FIRST_PN_RANGE;
         let conn = Connection::client(now, config, cid, first_pn);
         self.insert(conn, remote, None, Address::Validated)
     }
@@ -732,7 +733,7 @@ impl Endpoint {
             return None;
         }
         let cid = self.new_cid();
-        let first_pn = self.rng.gen_range(0..conn::FIRST_PN_RANGE);
+        let first_pn = self.rng.next_u64() % conn::FIRST_PN_RANGE;
         let conn = Connection::server(
             now,
             self.config.connection.clone(),
@@ -811,9 +812,10 @@ impl Endpoint {
         protection: Protection,
         frame: Frame<'_>,
     ) {
-        let pn = self
-            .rng
-            .gen_range(STATELESS_PN_START..crate::wire::varint::MAX + 1);
+        // The top quarter of the varint range, 2^61 values: a power of two,
+        // so the modulo is unbiased.
+        let pn = STATELESS_PN_START
+            + self.rng.next_u64() % (crate::wire::varint::MAX + 1 - STATELESS_PN_START);
         let mut out = Vec::with_capacity(128);
         Header {
             ty,

@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::time::Duration;
-use thiserror::Error;
 
 /// Transport error codes of CLOSE frames of kind "transport" (§11).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,14 +82,12 @@ impl fmt::Display for TransportCode {
 }
 
 /// Why a connection failed. A graceful close is not an error.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConnectionError {
     /// Nothing was heard from the peer for the idle timeout (§9.5).
-    #[error("no answer from the peer for {0:?}")]
     TimedOut(Duration),
     /// The server speaks none of our versions (§3.5).
-    #[error("the peer speaks protocol versions {theirs:?}, we speak {ours}")]
     VersionMismatch {
         /// The version this side speaks.
         ours: u8,
@@ -98,7 +95,6 @@ pub enum ConnectionError {
         theirs: Vec<u8>,
     },
     /// The peer's rudp implementation closed the connection with an error.
-    #[error("the peer closed the connection: {code}: {reason}")]
     PeerTransportClose {
         /// The transport error code (§11).
         code: TransportCode,
@@ -106,7 +102,6 @@ pub enum ConnectionError {
         reason: String,
     },
     /// The peer's application aborted the connection.
-    #[error("the peer aborted the connection with code {code}: {reason}")]
     PeerAborted {
         /// The application's code.
         code: VarInt,
@@ -114,7 +109,6 @@ pub enum ConnectionError {
         reason: String,
     },
     /// This side found the peer breaking the protocol and closed.
-    #[error("the peer broke the protocol ({code}): {reason}")]
     LocalTransportClose {
         /// The transport error code sent (§11).
         code: TransportCode,
@@ -122,7 +116,6 @@ pub enum ConnectionError {
         reason: String,
     },
     /// This side's application aborted the connection.
-    #[error("the connection was aborted locally with code {code}")]
     LocallyAborted {
         /// The code this side gave.
         code: VarInt,
@@ -136,8 +129,7 @@ pub enum ConnectionError {
 pub struct VarInt(u64);
 
 /// A value above [`VarInt::MAX`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-#[error("{0} does not fit a 62-bit variable-length integer")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VarIntBoundsExceeded(
     /// The value that did not fit.
     pub u64,
@@ -199,6 +191,42 @@ impl fmt::Display for VarInt {
         self.0.fmt(f)
     }
 }
+
+impl std::fmt::Display for ConnectionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TimedOut(v0) => write!(f, "no answer from the peer for {v0:?}"),
+            Self::VersionMismatch { ours, theirs } => write!(
+                f,
+                "the peer speaks protocol versions {theirs:?}, we speak {ours}"
+            ),
+            Self::PeerTransportClose { code, reason } => {
+                write!(f, "the peer closed the connection: {code}: {reason}")
+            }
+            Self::PeerAborted { code, reason } => write!(
+                f,
+                "the peer aborted the connection with code {code}: {reason}"
+            ),
+            Self::LocalTransportClose { code, reason } => {
+                write!(f, "the peer broke the protocol ({code}): {reason}")
+            }
+            Self::LocallyAborted { code } => {
+                write!(f, "the connection was aborted locally with code {code}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConnectionError {}
+
+impl std::fmt::Display for VarIntBoundsExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self(v0) = self;
+        write!(f, "{v0} does not fit a 62-bit variable-length integer")
+    }
+}
+
+impl std::error::Error for VarIntBoundsExceeded {}
 
 #[cfg(test)]
 mod varint_tests {

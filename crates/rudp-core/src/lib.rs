@@ -32,11 +32,21 @@
 //! - `serde`: `Serialize` on statistics and summaries.
 //! - `trace`: qlog-style JSON trace events from a connection (docs/trace.md).
 //! - `sim`: the impairment model and the simulator.
+//! - `log`: debug logs (state changes, losses, timers) through `tracing`.
 //!
 //! With no feature, the dependency tree is the crypto, checksum and random
 //! number crates the protocol needs, and nothing else.
 
 #![warn(missing_docs, unreachable_pub)]
+
+/// A debug log line through `tracing`, with the `log` feature; nothing
+/// without it.
+macro_rules! debug_log {
+    ($($arg:tt)*) => {
+        #[cfg(feature = "log")]
+        tracing::debug!($($arg)*);
+    };
+}
 
 /// Defines a struct of `u64` counters with an `accumulate` that adds
 /// every field of another: totals over many connections or endpoints

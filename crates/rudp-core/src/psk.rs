@@ -18,7 +18,6 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 use std::fmt;
 use std::path::Path;
-use thiserror::Error;
 
 /// Bytes the AEAD tag adds to every sealed packet.
 pub const TAG_LEN: usize = 16;
@@ -32,21 +31,15 @@ const CLIENT_LABEL: &[u8] = b"rudp v1 client";
 const SERVER_LABEL: &[u8] = b"rudp v1 server";
 
 /// Why a key could not be used.
-#[derive(Debug, Error)]
+#[derive(Debug)]
 pub enum PskError {
-    #[error("cannot read the key file {path}: {source}")]
     /// The file could not be opened or read.
     Read {
         /// The file.
         path: String,
         /// Why.
-        #[source]
         source: std::io::Error,
     },
-    #[error(
-        "the key file {path} holds {len} bytes; at least {MIN_PSK_LEN} are needed \
-         (make one with: head -c 32 /dev/urandom > {path})"
-    )]
     /// Fewer than [`MIN_PSK_LEN`] bytes.
     TooShort {
         /// The file.
@@ -54,13 +47,11 @@ pub enum PskError {
         /// Its length.
         len: usize,
     },
-    #[error("the key file {path} is not a regular file")]
     /// A directory, device or FIFO.
     NotAFile {
         /// The file.
         path: String,
     },
-    #[error("the key file {path} is larger than {MAX_PSK_FILE_LEN} bytes; a key needs 16 to 64")]
     /// More than [`MAX_PSK_FILE_LEN`] bytes.
     TooLong {
         /// The file.
@@ -72,8 +63,7 @@ pub enum PskError {
 pub const MAX_PSK_FILE_LEN: usize = 4096;
 
 /// A packet failed authentication: wrong key, forged, or altered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-#[error("packet failed authentication")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthError;
 
 /// A pre-shared key, ready to derive packet keys from.
@@ -226,6 +216,43 @@ impl PacketKey {
             .map_err(|_| AuthError)
     }
 }
+
+impl std::fmt::Display for PskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Read { path, source, .. } => {
+                write!(f, "cannot read the key file {path}: {source}")
+            }
+            Self::TooShort { path, len } => write!(
+                f,
+                "the key file {path} holds {len} bytes; at least {MIN_PSK_LEN} are needed \
+         (make one with: head -c 32 /dev/urandom > {path})"
+            ),
+            Self::NotAFile { path } => write!(f, "the key file {path} is not a regular file"),
+            Self::TooLong { path } => write!(
+                f,
+                "the key file {path} is larger than {MAX_PSK_FILE_LEN} bytes; a key needs 16 to 64"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PskError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Read { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for AuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "packet failed authentication")
+    }
+}
+
+impl std::error::Error for AuthError {}
 
 #[cfg(test)]
 mod tests {

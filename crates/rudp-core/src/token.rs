@@ -16,13 +16,12 @@
 
 use crate::wire::ConnectionId;
 use hmac::{Hmac, Mac};
-use rand::{RngCore, SeedableRng};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use sha2::Sha256;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
-use thiserror::Error;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -35,12 +34,10 @@ pub const TOKEN_LEN: usize = 8 + TAG_LEN;
 const TAG_LEN: usize = 16;
 
 /// Why a token was not accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenError {
-    #[error("the retry token is malformed or was not issued to this address")]
     /// Forged, altered, or issued to another address or connection.
     Invalid,
-    #[error("the retry token has expired")]
     /// Older than its lifetime.
     Expired,
 }
@@ -165,6 +162,20 @@ fn tag(secret: &[u8; 32], issued: u64, addr: SocketAddr, client_cid: ConnectionI
     t.copy_from_slice(&full[..TAG_LEN]);
     t
 }
+
+impl std::fmt::Display for TokenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Invalid => write!(
+                f,
+                "the retry token is malformed or was not issued to this address"
+            ),
+            Self::Expired => write!(f, "the retry token has expired"),
+        }
+    }
+}
+
+impl std::error::Error for TokenError {}
 
 #[cfg(test)]
 mod tests {

@@ -68,7 +68,6 @@ pub use stats::Stats;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use thiserror::Error;
 #[cfg(feature = "trace")]
 pub use trace::TraceEvent;
 #[cfg(feature = "trace")]
@@ -126,13 +125,11 @@ pub enum Event {
 }
 
 /// Why [`Connection::send`] refused a message.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SendError {
-    #[error("the send buffer is full")]
     /// The send buffer is full; try again after `Writable`.
     Blocked,
-    #[error("message of {len} bytes exceeds the peer's limit of {max} bytes")]
     /// Larger than the peer's Max Message Size.
     TooLarge {
         /// The message's length.
@@ -140,10 +137,8 @@ pub enum SendError {
         /// The peer's limit.
         max: usize,
     },
-    #[error("the handshake has not completed")]
     /// The handshake has not completed.
     NotConnected,
-    #[error("the connection is closing or closed")]
     /// The connection is closing or closed.
     Closed,
 }
@@ -432,7 +427,7 @@ impl Connection {
 
     fn set_state(&mut self, now: Instant, state: State) {
         if self.state != state {
-            tracing::debug!(cid = %self.local_cid, from = ?self.state, to = ?state, "state");
+            debug_log!(cid = %self.local_cid, from = ?self.state, to = ?state, "state");
             self.state = state;
             self.trace_state(now);
         }
@@ -699,6 +694,22 @@ fn stream_error(e: StreamError) -> (TransportCode, String) {
         ),
     }
 }
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Blocked => write!(f, "the send buffer is full"),
+            Self::TooLarge { len, max } => write!(
+                f,
+                "message of {len} bytes exceeds the peer's limit of {max} bytes"
+            ),
+            Self::NotConnected => write!(f, "the handshake has not completed"),
+            Self::Closed => write!(f, "the connection is closing or closed"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
 
 #[cfg(test)]
 mod tests;

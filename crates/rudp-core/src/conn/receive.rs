@@ -101,7 +101,7 @@ impl Connection {
             self.stats.received.malformed_dropped += 1;
             return;
         };
-        tracing::debug!(cid = %self.local_cid, "retry: echoing the server's token");
+        debug_log!(cid = %self.local_cid, "retry: echoing the server's token");
         traced! {
             self.trace(now, "rudp:retry", || json!({ "token_length": token.len() }));
         }

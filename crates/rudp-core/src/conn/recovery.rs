@@ -97,7 +97,7 @@ impl Connection {
             };
             self.time_threshold = (self.time_threshold + 1).min(rtt::TIME_THRESHOLDS.len() - 1);
             let packet_threshold = self.packet_threshold;
-            tracing::debug!(cid = %self.local_cid, pn, packet_threshold, "spurious loss: the path reorders");
+            debug_log!(cid = %self.local_cid, pn, packet_threshold, "spurious loss: the path reorders");
             traced! {
                 let (num, den) = rtt::TIME_THRESHOLDS[self.time_threshold];
                 self.trace(now, "rudp:spurious_loss", || {
@@ -134,7 +134,7 @@ impl Connection {
         while self.recently_lost.len() > RECENTLY_LOST_KEPT {
             self.recently_lost.pop_first();
         }
-        tracing::debug!(
+        debug_log!(
             cid = %self.local_cid,
             lost = ?lost.iter().map(|(pn, _)| *pn).collect::<Vec<_>>(),
             largest_acked = largest,

@@ -124,13 +124,16 @@ impl Connection {
 
     /// RFC 9002 §6.2.1 OnLossDetectionTimeout.
     pub(super) fn on_loss_timer(&mut self, now: Instant) {
-        let timer = if self.loss_time.is_some() {
-            "time_threshold"
-        } else {
-            "pto"
-        };
-        let pto_count = self.pto_count;
-        tracing::debug!(cid = %self.local_cid, timer, pto_count, "loss timer fired");
+        #[cfg(any(feature = "log", feature = "trace"))]
+        let (timer, pto_count) = (
+            if self.loss_time.is_some() {
+                "time_threshold"
+            } else {
+                "pto"
+            },
+            self.pto_count,
+        );
+        debug_log!(cid = %self.local_cid, timer, pto_count, "loss timer fired");
         traced! {
             self.trace(
                 now,

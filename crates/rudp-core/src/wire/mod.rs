@@ -19,22 +19,16 @@ pub use packet::{
     MAGIC, SUPPORTED_VERSIONS, VERSION,
 };
 
-use thiserror::Error;
-
 /// Why a datagram could not be decoded. The receiver drops the datagram and
 /// counts it (PROTOCOL.md §10); connection state never changes.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecodeError {
-    #[error("datagram too short ({0} bytes)")]
     /// Shorter than any header (its length).
     TooShort(usize),
-    #[error("not an rudp datagram (bad magic)")]
     /// The magic bytes are missing: not rudp.
     BadMagic,
-    #[error("checksum mismatch")]
     /// The CRC32C does not match (§3.6).
     BadChecksum,
-    #[error("unsupported version {version}")]
     /// A version this implementation does not speak.
     UnsupportedVersion {
         /// The version byte.
@@ -44,22 +38,16 @@ pub enum DecodeError {
         /// be addressed.
         scid: ConnectionId,
     },
-    #[error("unknown packet type {0:#04x}")]
     /// A packet type byte outside §3.3.
     UnknownPacketType(u8),
-    #[error("unknown frame type {0:#04x}")]
     /// A frame type byte outside §5.
     UnknownFrameType(u8),
-    #[error("frame truncated")]
     /// A frame or field runs past the end.
     Truncated,
-    #[error("invalid ack ranges")]
     /// ACK ranges that overlap, underflow or are empty (§5.3).
     InvalidAck,
-    #[error("value out of range")]
     /// A value beyond its limit.
     OutOfRange,
-    #[error("packet carries no frames")]
     /// A packet without frames.
     Empty,
 }
@@ -161,3 +149,22 @@ pub fn describe(datagram: &[u8]) -> String {
     s.push(']');
     s
 }
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TooShort(v0) => write!(f, "datagram too short ({v0} bytes)"),
+            Self::BadMagic => write!(f, "not an rudp datagram (bad magic)"),
+            Self::BadChecksum => write!(f, "checksum mismatch"),
+            Self::UnsupportedVersion { version, .. } => write!(f, "unsupported version {version}"),
+            Self::UnknownPacketType(v0) => write!(f, "unknown packet type {v0:#04x}"),
+            Self::UnknownFrameType(v0) => write!(f, "unknown frame type {v0:#04x}"),
+            Self::Truncated => write!(f, "frame truncated"),
+            Self::InvalidAck => write!(f, "invalid ack ranges"),
+            Self::OutOfRange => write!(f, "value out of range"),
+            Self::Empty => write!(f, "packet carries no frames"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
