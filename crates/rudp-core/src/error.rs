@@ -6,6 +6,7 @@ use std::time::Duration;
 
 /// Transport error codes of CLOSE frames of kind "transport" (§11).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TransportCode {
     /// 0x0: the connection ended without error.
     NoError,

@@ -32,6 +32,7 @@ const SERVER_LABEL: &[u8] = b"rudp v1 server";
 
 /// Why a key could not be used.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum PskError {
     /// The file could not be opened or read.
     Read {

@@ -35,6 +35,7 @@ const TAG_LEN: usize = 16;
 
 /// Why a token was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TokenError {
     /// Forged, altered, or issued to another address or connection.
     Invalid,

@@ -22,6 +22,7 @@ pub use packet::{
 /// Why a datagram could not be decoded. The receiver drops the datagram and
 /// counts it (PROTOCOL.md §10); connection state never changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// Shorter than any header (its length).
     TooShort(usize),
