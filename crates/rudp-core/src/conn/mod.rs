@@ -32,6 +32,7 @@ macro_rules! traced {
 mod ack;
 mod observe;
 mod pacing;
+mod path;
 mod receive;
 mod recovery;
 mod recv_stream;
@@ -44,11 +45,10 @@ pub mod trace;
 mod transmit;
 
 use crate::config::Config;
-use crate::congestion::delivery::DeliveryRate;
-use crate::congestion::{self, Controller};
+use crate::congestion;
 use crate::error::{ConnectionError, TransportCode, VarInt};
 use crate::psk::{PacketKey, Psk, TAG_LEN};
-use crate::rtt::{self, RttEstimator};
+use crate::rtt;
 use crate::wire::frame::{self, encode_stream_header, MAX_STREAM_HEADER_LEN};
 use crate::wire::packet::append_checksum;
 use crate::wire::{
@@ -57,7 +57,7 @@ use crate::wire::{
 };
 use ack::{AckTracker, Arrival};
 use bytes::Bytes;
-use pacing::Pacer;
+use path::Path;
 use recv_stream::{RecvStream, StreamError};
 use send_stream::{SendStream, WriteError};
 pub use sent::MAX_ACK_ONLY_TRACKED;
@@ -143,16 +143,6 @@ pub enum SendError {
     Closed,
 }
 
-/// What an unvalidated address sent us and what we sent it (§6.7): we may
-/// send at most three times what we received.
-#[derive(Debug, Clone, Copy, Default)]
-struct Amplification {
-    /// Bytes received from the address.
-    received: u64,
-    /// Bytes sent to it.
-    sent: u64,
-}
-
 /// Whether a server knows that the client really receives at the address
 /// its packets come from (§6.7, §6.8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -225,12 +215,9 @@ pub struct Connection {
     sent: SentPackets,
     largest_acked: Option<u64>,
     acks: AckTracker,
-    rtt: RttEstimator,
-    cc: Box<dyn Controller>,
-    /// Which controller `cc` is, for statistics.
-    congestion_name: &'static str,
-    delivery: DeliveryRate,
-    pacer: Pacer,
+    /// The network path: RTT, congestion control, pacing, datagram size
+    /// and the anti-amplification budget (§9, §6.7).
+    path: Path,
     /// Set when pacing held back a packet: when it may go (§9.6).
     pacing_until: Option<Instant>,
     send: SendStream,
@@ -261,7 +248,6 @@ pub struct Connection {
     outcome: Option<Result<(), ConnectionError>>,
     events: VecDeque<Event>,
     stats: Stats,
-    max_datagram: usize,
     idle_timeout: Duration,
     idle_deadline: Instant,
     eliciting_since_recv: bool,
@@ -279,9 +265,6 @@ pub struct Connection {
     /// Recently declared losses: packet number -> largest acknowledged when
     /// it was declared lost. An ACK for one of them reveals reordering.
     recently_lost: std::collections::BTreeMap<u64, u64>,
-    /// Server, until the client's address is validated: bytes received from
-    /// and sent to it, for the anti-amplification limit (§6.7).
-    amplification: Amplification,
     address: Address,
     /// Our first packet number (§4.2): nothing below it can be acknowledged.
     first_pn: u64,
@@ -375,11 +358,7 @@ impl Connection {
             sent: SentPackets::default(),
             largest_acked: None,
             acks: AckTracker::default(),
-            rtt: RttEstimator::new(config.initial_rtt),
-            cc: config.congestion.build(config.max_datagram_size as u64),
-            congestion_name: config.congestion.name(),
-            delivery: DeliveryRate::new(now),
-            pacer: Pacer::new(now, config.max_datagram_size as u64),
+            path: Path::new(now, &config),
             pacing_until: None,
             send: SendStream::new(config.send_buffer),
             recv: RecvStream::new(config.receive_window, config.max_message_size as u64),
@@ -400,7 +379,6 @@ impl Connection {
             outcome: None,
             events: VecDeque::new(),
             stats: Stats::default(),
-            max_datagram: config.max_datagram_size,
             idle_timeout: config.idle_timeout,
             idle_deadline: now + config.idle_timeout,
             eliciting_since_recv: false,
@@ -413,7 +391,6 @@ impl Connection {
             packet_threshold: sent::PACKET_THRESHOLD,
             time_threshold: 0,
             recently_lost: Default::default(),
-            amplification: Amplification::default(),
             address,
             first_pn,
             keys,
@@ -486,12 +463,12 @@ impl Connection {
     /// Counters and current estimates.
     pub fn stats(&self) -> Stats {
         let mut s = self.stats.clone();
-        s.path.smoothed_rtt = self.rtt.smoothed();
-        s.path.min_rtt = self.rtt.min();
-        s.path.rtt_var = self.rtt.var();
-        s.path.congestion = self.congestion_name;
-        s.path.congestion_window = self.cc.window();
-        s.path.pacing_rate = self.cc.pacing_rate(&self.rtt);
+        s.path.smoothed_rtt = self.path.rtt.smoothed();
+        s.path.min_rtt = self.path.rtt.min();
+        s.path.rtt_var = self.path.rtt.var();
+        s.path.congestion = self.path.congestion_name;
+        s.path.congestion_window = self.path.cc.window();
+        s.path.pacing_rate = self.path.cc.pacing_rate(&self.path.rtt);
         s.path.bytes_in_flight = self.sent.bytes_in_flight();
         s.buffers.receive_buffered = self.recv.buffered();
         s.buffers.send_buffered = self.send.buffered();

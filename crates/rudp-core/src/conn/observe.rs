@@ -60,15 +60,15 @@ impl Connection {
             return;
         }
         let m = (
-            self.rtt.smoothed().as_micros() as u64,
-            self.cc.window(),
+            self.path.rtt.smoothed().as_micros() as u64,
+            self.path.cc.window(),
             self.sent.bytes_in_flight(),
         );
         if m == self.last_metrics {
             return;
         }
         self.last_metrics = m;
-        let (rtt, cc_window, in_flight) = (self.rtt.clone(), m.1, m.2);
+        let (rtt, cc_window, in_flight) = (self.path.rtt.clone(), m.1, m.2);
         self.trace(now, "recovery:metrics_updated", || {
             json!({
                 "smoothed_rtt": rtt.smoothed().as_secs_f64() * 1000.0,

@@ -127,7 +127,7 @@ impl Connection {
         payload: &[u8],
     ) {
         if self.amplification_limited() {
-            self.amplification.received += wire_len as u64;
+            self.path.amplification.received += wire_len as u64;
         }
         let frames = match frame::decode_all(payload) {
             Ok(f) => f,
@@ -319,7 +319,7 @@ impl Connection {
             ));
         }
         self.peer = Some(*p);
-        self.max_datagram = self.max_datagram.min(p.max_datagram_size as usize);
+        self.path.max_datagram = self.path.max_datagram.min(p.max_datagram_size as usize);
         self.idle_timeout = self
             .idle_timeout
             .min(Duration::from_millis(p.idle_timeout_millis));

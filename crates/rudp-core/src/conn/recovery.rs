@@ -38,7 +38,8 @@ impl Connection {
                 let peer_max =
                     Duration::from_micros(self.peer.map_or(0, |p| p.max_ack_delay_micros));
                 let delay = Duration::from_micros(ack.delay_micros).min(peer_max);
-                self.rtt
+                self.path
+                    .rtt
                     .update(now.saturating_duration_since(p.time_sent), delay);
             }
         }
@@ -46,24 +47,28 @@ impl Connection {
         // window as large as the path needs can be filled; not while the
         // peer's flow-control limit is what holds data back.
         if !self.send.is_flow_blocked() {
-            let wanted = self.cc.window().saturating_mul(2);
+            let wanted = self.path.cc.window().saturating_mul(2);
             self.send
                 .grow_capacity(wanted.min(self.config.max_send_buffer));
         }
         let before = self.send.buffered();
         for (_, p) in &newly {
             if p.in_flight {
-                self.cc.on_ack(now, p.time_sent, p.size as u64, &self.rtt);
-                self.delivery
+                self.path
+                    .cc
+                    .on_ack(now, p.time_sent, p.size as u64, &self.path.rtt);
+                self.path
+                    .delivery
                     .on_packet_acked(now, p.time_sent, p.size as u64, &p.delivery);
             }
             self.send.on_acked(&p.frames.stream, p.frames.fin);
         }
         if let Some(sample) = self
+            .path
             .delivery
-            .finish_ack(self.rtt.min(), self.sent.bytes_in_flight())
+            .finish_ack(self.path.rtt.min(), self.sent.bytes_in_flight())
         {
-            self.cc.on_ack_event(now, &sample, &self.rtt);
+            self.path.cc.on_ack_event(now, &sample, &self.path.rtt);
         }
         if self.send.buffered() < before {
             self.emit(Event::Writable);
@@ -118,6 +123,7 @@ impl Connection {
             return;
         };
         let loss_delay = self
+            .path
             .rtt
             .loss_delay_times(rtt::TIME_THRESHOLDS[self.time_threshold]);
         let (lost, loss_time) =
@@ -166,12 +172,13 @@ impl Connection {
             }
         }
         if let Some(sent) = newest_in_flight {
-            let persistent = self.rtt.has_sample()
+            let persistent = self.path.rtt.has_sample()
                 && sent::is_persistent_congestion(
                     &lost,
                     congestion::persistent_congestion_duration(self.pto()),
                 );
-            self.cc
+            self.path
+                .cc
                 .on_congestion_event(now, sent, lost_bytes, persistent);
             self.trace_metrics(now);
         }

@@ -4,7 +4,48 @@
 
 use super::*;
 
+/// The connection's timers: what each does when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Timer {
+    /// §9.5: nothing heard for the idle timeout; the connection ends.
+    Idle,
+    /// §6.2: a server's unconfirmed handshake gives up.
+    Handshake,
+    /// §9.5: the peer acknowledged nothing new for an idle timeout.
+    AckProgress,
+    /// RFC 9002 §6.2: time-threshold loss detection or a probe timeout.
+    Loss,
+    /// §7.1: a delayed acknowledgement is due.
+    Ack,
+    /// A keep-alive PING is due.
+    KeepAlive,
+    /// The pacer lets the next packet go (§9.6).
+    Pacing,
+}
+
 impl Connection {
+    /// Every timer and when it fires, if armed: the one table that both
+    /// `poll_timeout` and `handle_timeout` read, so the deadline reported
+    /// and the work done can never disagree.
+    pub(super) fn timer_table(&self) -> [(Timer, Option<Instant>); 7] {
+        [
+            (Timer::Idle, Some(self.idle_deadline)),
+            (Timer::Handshake, self.unconfirmed_deadline()),
+            (Timer::AckProgress, self.ack_progress_deadline()),
+            (Timer::Loss, self.loss_timer),
+            (Timer::Ack, self.acks.deadline()),
+            (Timer::KeepAlive, self.keep_alive_deadline()),
+            (Timer::Pacing, self.pacing_until),
+        ]
+    }
+
+    /// Whether `timer` is armed and has fired by `now`.
+    fn expired(table: &[(Timer, Option<Instant>)], timer: Timer, now: Instant) -> bool {
+        table
+            .iter()
+            .any(|&(t, at)| t == timer && at.is_some_and(|at| now >= at))
+    }
+
     /// The earliest instant at which `handle_timeout` has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.amplification_blocked() {
@@ -16,18 +57,11 @@ impl Connection {
         match self.state {
             State::Closed => None,
             State::Closing { until } | State::Draining { until } => Some(until),
-            State::Handshake | State::Established | State::Lingering => [
-                Some(self.idle_deadline),
-                self.loss_timer,
-                self.acks.deadline(),
-                self.keep_alive_deadline(),
-                self.pacing_until,
-                self.unconfirmed_deadline(),
-                self.ack_progress_deadline(),
-            ]
-            .into_iter()
-            .flatten()
-            .min(),
+            State::Handshake | State::Established | State::Lingering => self
+                .timer_table()
+                .into_iter()
+                .filter_map(|(_, at)| at)
+                .min(),
         }
     }
 
@@ -66,9 +100,9 @@ impl Connection {
             }
             State::Handshake | State::Established | State::Lingering => {}
         }
-        let unconfirmed = self.unconfirmed_deadline().is_some_and(|t| now >= t);
-        let unacknowledged = self.ack_progress_deadline().is_some_and(|t| now >= t);
-        if now >= self.idle_deadline || unconfirmed || unacknowledged {
+        let table = self.timer_table();
+        let fired = |timer| Self::expired(&table, timer, now);
+        if fired(Timer::Idle) || fired(Timer::Handshake) || fired(Timer::AckProgress) {
             // §9.5: silent close; the peer will time out too. A lingering
             // connection already reported its graceful outcome.
             traced! {
@@ -78,14 +112,15 @@ impl Connection {
             self.set_state(now, State::Closed);
             return;
         }
-        if self.loss_timer.is_some_and(|t| now >= t) {
+        if fired(Timer::Loss) {
             self.on_loss_timer(now);
         }
-        if self.pacing_until.is_some_and(|t| now >= t) {
+        if fired(Timer::Pacing) {
             // The caller polls for transmits next; the pacer decides again.
             self.pacing_until = None;
         }
-        if self.keep_alive_deadline().is_some_and(|t| now >= t) {
+        // Timer::Ack needs nothing here: `poll_transmit` sends a due ACK.
+        if fired(Timer::KeepAlive) {
             traced! {
                 self.trace(now, "rudp:keepalive", || json!({}));
             }
@@ -99,7 +134,7 @@ impl Connection {
             Some(p) if self.confirmed => Duration::from_micros(p.max_ack_delay_micros),
             _ => Duration::ZERO,
         };
-        self.rtt.pto_base() + ack_delay
+        self.path.rtt.pto_base() + ack_delay
     }
 
     /// RFC 9002 §6.2.1 SetLossDetectionTimer.

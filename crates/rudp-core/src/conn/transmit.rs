@@ -21,7 +21,8 @@ impl Connection {
 
     /// Bytes the server may still send before validation.
     pub(super) fn amplification_budget(&self) -> u64 {
-        (self.amplification.received * AMPLIFICATION_FACTOR).saturating_sub(self.amplification.sent)
+        (self.path.amplification.received * AMPLIFICATION_FACTOR)
+            .saturating_sub(self.path.amplification.sent)
     }
 
     pub(super) fn header(&self, ty: PacketType, pn: u64) -> Header {
@@ -73,7 +74,7 @@ impl Connection {
         let ty = self.packet_type();
         let probe = self.probes > 0;
         let in_flight = self.sent.bytes_in_flight();
-        let cwnd_open = in_flight + self.max_datagram as u64 <= self.cc.window();
+        let cwnd_open = in_flight + self.path.max_datagram as u64 <= self.path.cc.window();
         let have_data = self.peer.is_some() && self.send.has_sendable();
         let have_eliciting = (ty != PacketType::Data && self.handshake_pending)
             || have_data
@@ -82,14 +83,14 @@ impl Connection {
         if cwnd_open && !have_data && self.state == State::Established {
             // Room in the window and nothing to fill it: rate samples taken
             // now measure the application, not the path (§9.4.3).
-            self.delivery.on_app_limited(in_flight);
+            self.path.delivery.on_app_limited(in_flight);
         }
         // §9.6: pace what the window allows; probes are not paced.
         let mut paced_open = true;
         if cwnd_open && have_eliciting && !probe {
-            let rate = self.cc.pacing_rate(&self.rtt);
-            let mss = self.max_datagram as u64;
-            self.pacing_until = self.pacer.delay(now, mss, rate, mss);
+            let rate = self.path.cc.pacing_rate(&self.path.rtt);
+            let mss = self.path.max_datagram as u64;
+            self.pacing_until = self.path.pacer.delay(now, mss, rate, mss);
             paced_open = self.pacing_until.is_none();
         }
         let may_elicit = probe || (cwnd_open && paced_open);
@@ -98,7 +99,7 @@ impl Connection {
             return false;
         }
         // §6.7: an unvalidated client gets at most three times what it sent.
-        let mut max_len = self.max_datagram;
+        let mut max_len = self.path.max_datagram;
         if self.amplification_blocked() {
             return false;
         }
@@ -139,7 +140,7 @@ impl Connection {
                     // of the last one means the window, not the path,
                     // limits the sender.
                     let fast = self.last_window_update.is_some_and(|t| {
-                        now.saturating_duration_since(t) < self.rtt.smoothed() * 2
+                        now.saturating_duration_since(t) < self.path.rtt.smoothed() * 2
                     });
                     if fast {
                         self.recv.grow_window(self.config.max_receive_window);
@@ -204,9 +205,9 @@ impl Connection {
         if eliciting && !self.sent.has_eliciting_in_flight() {
             self.ack_progress = now;
         }
-        let delivery = self.delivery.on_sent(now, self.sent.bytes_in_flight());
+        let delivery = self.path.delivery.on_sent(now, self.sent.bytes_in_flight());
         if in_flight {
-            self.pacer.on_sent(out.len() as u64);
+            self.path.pacer.on_sent(out.len() as u64);
         }
         self.sent.on_sent(
             pn,
@@ -321,7 +322,7 @@ impl Connection {
         self.stats.sent.packets += 1;
         self.stats.sent.bytes += out.len() as u64;
         if self.amplification_limited() {
-            self.amplification.sent += out.len() as u64;
+            self.path.amplification.sent += out.len() as u64;
         }
         traced! {
             if let Some(frames) = frames {

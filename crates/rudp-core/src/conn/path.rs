@@ -1,0 +1,57 @@
+//! What a connection knows about its network path (PROTOCOL.md §9, §6.7):
+//! the RTT estimate, the congestion controller and its delivery-rate
+//! samples, the pacer, the datagram size, and the anti-amplification
+//! budget of an unvalidated address. One value, so that a connection that
+//! moves to a new path (the paths issue) can start a fresh one and keep
+//! the old until the new is proven.
+
+use super::pacing::Pacer;
+use crate::config::Config;
+use crate::congestion::delivery::DeliveryRate;
+use crate::congestion::Controller;
+use crate::rtt::RttEstimator;
+use std::time::Instant;
+
+/// What an unvalidated address sent us and what we sent it (§6.7): we may
+/// send at most three times what we received.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Amplification {
+    /// Bytes received from the address.
+    pub(super) received: u64,
+    /// Bytes sent to it.
+    pub(super) sent: u64,
+}
+
+/// One network path's state.
+#[derive(Debug)]
+pub(super) struct Path {
+    /// Round-trip time estimate (§9.1).
+    pub(super) rtt: RttEstimator,
+    /// Congestion controller (§9.4).
+    pub(super) cc: Box<dyn Controller>,
+    /// Which controller `cc` is, for statistics.
+    pub(super) congestion_name: &'static str,
+    /// Delivery-rate samples for the controller (§9.4.3).
+    pub(super) delivery: DeliveryRate,
+    /// Spreads sends over the RTT (§9.6).
+    pub(super) pacer: Pacer,
+    /// Largest UDP payload sent on it.
+    pub(super) max_datagram: usize,
+    /// Server, until the client's address is validated (§6.7).
+    pub(super) amplification: Amplification,
+}
+
+impl Path {
+    pub(super) fn new(now: Instant, config: &Config) -> Self {
+        let mss = config.max_datagram_size as u64;
+        Self {
+            rtt: RttEstimator::new(config.initial_rtt),
+            cc: config.congestion.build(mss),
+            congestion_name: config.congestion.name(),
+            delivery: DeliveryRate::new(now),
+            pacer: Pacer::new(now, mss),
+            max_datagram: config.max_datagram_size,
+            amplification: Amplification::default(),
+        }
+    }
+}
