@@ -900,7 +900,7 @@ async fn run_recv(
                         eprintln!("{}", report.summary("received"));
                         let written = write_report(observe.stats_json.as_deref(), &report);
                         if !serve.keep_open {
-                            endpoint.linger(crate::month::client::LINGER).await;
+                            endpoint.linger(crate::LINGER).await;
                             break written.map_or(1, |()| 0);
                         }
                     }

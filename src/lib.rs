@@ -7,6 +7,13 @@
 //! `rudp-core`); it is a library so that the integration tests under
 //! tests/ can drive the applications in-process.
 
+use std::time::Duration;
+
+/// Longest a command (`client`, `send`, `recv`) stays after its last close
+/// to re-acknowledge a peer's FIN whose ACK was lost (PROTOCOL.md §6.5,
+/// `rudp::Endpoint::linger`): the process's policy, not the library's.
+pub const LINGER: Duration = Duration::from_secs(2);
+
 pub mod cli;
 pub mod demo;
 pub mod month;

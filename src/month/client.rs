@@ -24,9 +24,6 @@ use tokio::sync::mpsc;
 /// messages could be larger, but no month needs more).
 pub const MAX_LINE: usize = 64 * 1024;
 
-/// Longest a client process stays after its close, to re-acknowledge a
-/// server FIN whose ACK was lost (PROTOCOL.md §6.5).
-pub const LINGER: Duration = Duration::from_secs(2);
 
 /// The client's exit status (docs/month.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,7 +209,7 @@ async fn session(
                 let _ = writeln!(err, "warning: the server did not confirm the close");
             }
         }
-        endpoint.linger(LINGER).await;
+        endpoint.linger(crate::LINGER).await;
     }
     (status, Some(conn))
 }

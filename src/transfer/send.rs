@@ -102,7 +102,7 @@ pub async fn send_file(
         .map_err(|e| TransferError::Format(format!("unreadable verdict: {e}")))?;
     let seconds = started.elapsed().as_secs_f64();
     if let Ok(Ok(())) = tokio::time::timeout(timeout, conn.close()).await {
-        endpoint.linger(crate::month::client::LINGER).await;
+        endpoint.linger(crate::LINGER).await;
     }
     match verdict {
         Verdict::Ok => Ok(Report {
