@@ -24,7 +24,6 @@ use tokio::sync::mpsc;
 /// messages could be larger, but no month needs more).
 pub const MAX_LINE: usize = 64 * 1024;
 
-
 /// The client's exit status (docs/month.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientExit {

@@ -95,30 +95,7 @@ pub const MIN_DATAGRAM_SIZE: usize = 1200;
 /// The largest datagram size: the largest UDP payload over IPv4.
 pub const MAX_DATAGRAM_SIZE: usize = 65_507;
 
-macro_rules! settings {
-    ($( $(#[$doc:meta])* $name:ident: $ty:ty, )*) => {
-        impl Config {
-            $(
-                $(#[$doc])*
-                pub fn $name(&self) -> $ty {
-                    self.$name.clone()
-                }
-            )*
-        }
-
-        impl ConfigBuilder {
-            $(
-                $(#[$doc])*
-                pub fn $name(mut self, value: $ty) -> Self {
-                    self.0.$name = value;
-                    self
-                }
-            )*
-        }
-    };
-}
-
-settings! {
+settings!(Config, ConfigBuilder, {
     /// Largest UDP payload sent or accepted (default 1200, the size every
     /// IPv4 and IPv6 path carries without fragmentation). At least 1200.
     max_datagram_size: usize,
@@ -144,7 +121,7 @@ settings! {
     congestion: Arc<dyn ControllerFactory>,
     /// Pre-shared key sealing every packet (default none), §3.7.
     psk: Option<crate::psk::Psk>,
-}
+});
 
 /// Makes a [`Config`]: start from the defaults ([`Config::builder`]) or
 /// another config ([`Config::to_builder`]), set what differs, then

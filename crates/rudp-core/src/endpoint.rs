@@ -62,30 +62,7 @@ pub struct EndpointConfig {
     pub(crate) retry: RetryPolicy,
 }
 
-macro_rules! endpoint_settings {
-    ($( $(#[$doc:meta])* $name:ident: $ty:ty, )*) => {
-        impl EndpointConfig {
-            $(
-                $(#[$doc])*
-                pub fn $name(&self) -> $ty {
-                    self.$name.clone()
-                }
-            )*
-        }
-
-        impl EndpointConfigBuilder {
-            $(
-                $(#[$doc])*
-                pub fn $name(mut self, value: $ty) -> Self {
-                    self.0.$name = value;
-                    self
-                }
-            )*
-        }
-    };
-}
-
-endpoint_settings! {
+settings!(EndpointConfig, EndpointConfigBuilder, {
     /// Settings for every connection of this endpoint.
     connection: Arc<Config>,
     /// Open connections at most (ones that have not yet ended; those still
@@ -104,7 +81,7 @@ endpoint_settings! {
     /// When to make clients prove their address with a RETRY round trip
     /// before any state is kept for them (§6.8).
     retry: RetryPolicy,
-}
+});
 
 /// Makes an [`EndpointConfig`]; `build` checks the limits.
 #[derive(Debug, Clone)]
@@ -416,7 +393,7 @@ impl Endpoint {
     }
 
     /// Like [`Self::connect`], with settings of its own for this connection
-    /// (validate them first with [`Config::validate`]).
+    /// (a [`Config`] is valid by construction).
     pub fn connect_with(
         &mut self,
         now: Instant,

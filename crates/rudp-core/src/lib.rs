@@ -24,7 +24,7 @@
 //! - [`token`]: stateless address-validation tokens for RETRY (§6.8).
 //! - [`config`], [`error`]: settings and failure reasons.
 //! - [`text`]: peer-supplied text made safe to print.
-//! - [`impair`], [`sim`] (feature `sim`): a seeded, I/O-free model of a bad
+//! - `impair`, `sim` (feature `sim`): a seeded, I/O-free model of a bad
 //!   network, and two endpoints joined by impaired links in virtual time.
 //!
 //! ## Features
@@ -45,6 +45,32 @@ macro_rules! debug_log {
     ($($arg:tt)*) => {
         #[cfg(feature = "log")]
         tracing::debug!($($arg)*);
+    };
+}
+
+/// Getters on a settings struct and chainable setters on its builder (a
+/// newtype around it), one pair per field, from one list: the names, types
+/// and documentation cannot drift apart.
+macro_rules! settings {
+    ($settings:ty, $builder:ty, { $( $(#[$doc:meta])* $name:ident: $ty:ty, )* }) => {
+        impl $settings {
+            $(
+                $(#[$doc])*
+                pub fn $name(&self) -> $ty {
+                    self.$name.clone()
+                }
+            )*
+        }
+
+        impl $builder {
+            $(
+                $(#[$doc])*
+                pub fn $name(mut self, value: $ty) -> Self {
+                    self.0.$name = value;
+                    self
+                }
+            )*
+        }
     };
 }
 

@@ -13,10 +13,11 @@
 //!    datagram it writes;
 //! 3. drain [`Connection::poll_event`], then sleep until `poll_timeout`.
 //!
-//! Parts, one file each: [`ack`] (what we received), [`sent`] (what we sent,
-//! loss detection), [`rtt`], [`congestion`], [`delivery`] (rate samples),
-//! [`pacing`], [`send_stream`],
-//! [`recv_stream`], [`stats`].
+//! Parts, one file each: `ack` (what we received), `sent` (what we sent),
+//! `recovery` (loss detection), `timers`, `path` (RTT, controller, pacer),
+//! `transmit` and `receive` (packets out and in), `send_stream` and
+//! `recv_stream` (messages into bytes and back), [`stats`]; RTT estimation
+//! and congestion control are [`crate::rtt`] and [`crate::congestion`].
 
 /// Compiles its statements only with the `trace` feature: without it, no
 /// trace code or JSON is built (docs/trace.md).

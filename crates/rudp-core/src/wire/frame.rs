@@ -7,7 +7,7 @@
 //! | 0x01      | PING        | yes           | (none)                                   |
 //! | 0x02      | ACK         | no            | largest, delay, range count, ranges      |
 //! | 0x03      | HANDSHAKE   | yes           | transport parameters                     |
-//! | 0x04/0x05 | STREAM[_FIN]| yes           | offset, length, data                     |
+//! | 0x04/0x05 | STREAM, STREAM_FIN | yes     | offset, length, data                     |
 //! | 0x06      | MAX_DATA    | yes           | maximum stream offset                    |
 //! | 0x07/0x08 | CLOSE       | no            | error code, reason length, reason        |
 //! | 0x09      | TOKEN       | yes           | token length, token                      |
