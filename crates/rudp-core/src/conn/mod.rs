@@ -225,7 +225,6 @@ pub struct Connection {
     recv: RecvStream,
     /// Time-threshold loss timer or probe timeout (RFC 9002 §6.2).
     loss_timer: Option<Instant>,
-    loss_time: Option<Instant>,
     pto_count: u32,
     probes: u8,
     handshake_pending: bool,
@@ -259,13 +258,8 @@ pub struct Connection {
     /// Last values reported in a metrics event, to report only changes.
     #[cfg(feature = "trace")]
     last_metrics: (u64, u64, u64),
-    /// Adaptive loss thresholds (§9.2): packets, and an index into
-    /// `rtt::TIME_THRESHOLDS`.
-    packet_threshold: u64,
-    time_threshold: usize,
-    /// Recently declared losses: packet number -> largest acknowledged when
-    /// it was declared lost. An ACK for one of them reveals reordering.
-    recently_lost: std::collections::BTreeMap<u64, u64>,
+    /// Loss detection's thresholds and its memory of recent losses (§9.2).
+    loss: recovery::LossDetector,
     address: Address,
     /// Our first packet number (§4.2): nothing below it can be acknowledged.
     first_pn: u64,
@@ -364,7 +358,6 @@ impl Connection {
             send: SendStream::new(config.send_buffer),
             recv: RecvStream::new(config.receive_window, config.max_message_size as u64),
             loss_timer: None,
-            loss_time: None,
             pto_count: 0,
             probes: 0,
             handshake_pending: true,
@@ -389,9 +382,7 @@ impl Connection {
             tracer: None,
             #[cfg(feature = "trace")]
             last_metrics: (0, 0, 0),
-            packet_threshold: sent::PACKET_THRESHOLD,
-            time_threshold: 0,
-            recently_lost: Default::default(),
+            loss: recovery::LossDetector::default(),
             address,
             first_pn,
             keys,

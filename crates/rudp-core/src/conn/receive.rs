@@ -111,7 +111,7 @@ impl Connection {
         // acknowledged, and are not lost either. Start the handshake again
         // at once, with the token.
         let _ = self.sent.take_range(0..u64::MAX);
-        self.loss_time = None;
+        self.loss.time = None;
         self.pto_count = 0;
         self.probes = 0;
         self.handshake_pending = true;

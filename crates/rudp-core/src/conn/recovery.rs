@@ -3,6 +3,7 @@
 //! detection, and requeueing what lost packets carried.
 
 use super::*;
+use crate::rtt::RttEstimator;
 
 impl Connection {
     /// RFC 9002 §6 OnAckReceived.
@@ -81,34 +82,18 @@ impl Connection {
     }
 
     /// §9.2: an ACK for packets already declared lost shows the path
-    /// reorders; widen the thresholds so it stops looking like loss.
+    /// reorders: the detector widens its thresholds; count and trace each.
     #[cfg_attr(not(feature = "trace"), allow(unused_variables))]
     pub(super) fn detect_spurious(&mut self, now: Instant, acked: std::ops::Range<u64>) {
-        let spurious: Vec<(u64, u64)> = self
-            .recently_lost
-            .range(acked)
-            .map(|(&pn, &largest)| (pn, largest))
-            .collect();
-        for (pn, largest_then) in spurious {
-            self.recently_lost.remove(&pn);
+        for s in self.loss.on_acked(acked) {
             self.stats.sent.spurious_losses += 1;
-            let distance = largest_then - pn + 1;
-            // Beyond the cap, counting packets cannot tell loss from
-            // reordering: leave it to the time threshold (§9.2).
-            self.packet_threshold = if distance > sent::MAX_PACKET_THRESHOLD {
-                u64::MAX
-            } else {
-                self.packet_threshold.max(distance)
-            };
-            self.time_threshold = (self.time_threshold + 1).min(rtt::TIME_THRESHOLDS.len() - 1);
-            let packet_threshold = self.packet_threshold;
-            debug_log!(cid = %self.local_cid, pn, packet_threshold, "spurious loss: the path reorders");
+            debug_log!(cid = %self.local_cid, pn = s.pn, packet_threshold = s.packet_threshold, "spurious loss: the path reorders");
             traced! {
-                let (num, den) = rtt::TIME_THRESHOLDS[self.time_threshold];
+                let (num, den) = s.time_threshold;
                 self.trace(now, "rudp:spurious_loss", || {
                     json!({
-                        "header": { "packet_number": pn },
-                        "packet_threshold": packet_threshold,
+                        "header": { "packet_number": s.pn },
+                        "packet_threshold": s.packet_threshold,
                         "time_threshold": format!("{num}/{den}"),
                     })
                 });
@@ -122,34 +107,24 @@ impl Connection {
         let Some(largest) = self.largest_acked else {
             return;
         };
-        let loss_delay = self
-            .path
-            .rtt
-            .loss_delay_times(rtt::TIME_THRESHOLDS[self.time_threshold]);
-        let (lost, loss_time) =
-            self.sent
-                .detect_lost(now, largest, self.packet_threshold, loss_delay);
-        self.loss_time = loss_time;
-        if lost.is_empty() {
+        let pto = self.pto();
+        let outcome = self
+            .loss
+            .detect(now, &mut self.sent, largest, &self.path.rtt, pto);
+        if outcome.lost.is_empty() {
             return;
         }
-        self.stats.sent.packets_lost += lost.len() as u64;
-        for (pn, _) in &lost {
-            self.recently_lost.insert(*pn, largest);
-        }
-        while self.recently_lost.len() > RECENTLY_LOST_KEPT {
-            self.recently_lost.pop_first();
-        }
+        self.stats.sent.packets_lost += outcome.lost.len() as u64;
         debug_log!(
             cid = %self.local_cid,
-            lost = ?lost.iter().map(|(pn, _)| *pn).collect::<Vec<_>>(),
+            lost = ?outcome.lost.iter().map(|(pn, _)| *pn).collect::<Vec<_>>(),
             largest_acked = largest,
             "packets declared lost"
         );
         traced! {
             if self.tracer.is_some() {
-                for (pn, _) in &lost {
-                    let (pn, by_number) = (*pn, largest - *pn >= self.packet_threshold);
+                for (pn, _) in &outcome.lost {
+                    let (pn, by_number) = (*pn, largest - *pn >= self.loss.packet_threshold);
                     self.trace(now, "recovery:packet_lost", || {
                         let trigger = if by_number {
                             "reordering_threshold"
@@ -161,25 +136,13 @@ impl Connection {
                 }
             }
         }
-        let mut newest_in_flight: Option<Instant> = None;
-        let mut lost_bytes = 0;
-        for (_, p) in &lost {
+        for (_, p) in &outcome.lost {
             self.requeue(&p.frames);
-            if p.in_flight {
-                newest_in_flight =
-                    Some(newest_in_flight.map_or(p.time_sent, |t| t.max(p.time_sent)));
-                lost_bytes += p.size as u64;
-            }
         }
-        if let Some(sent) = newest_in_flight {
-            let persistent = self.path.rtt.has_sample()
-                && sent::is_persistent_congestion(
-                    &lost,
-                    congestion::persistent_congestion_duration(self.pto()),
-                );
+        if let Some(sent) = outcome.newest_in_flight {
             self.path
                 .cc
-                .on_congestion_event(now, sent, lost_bytes, persistent);
+                .on_congestion_event(now, sent, outcome.lost_bytes, outcome.persistent);
             self.trace_metrics(now);
         }
     }
@@ -192,6 +155,128 @@ impl Connection {
         }
         if frames.handshake && !self.confirmed {
             self.handshake_pending = true;
+        }
+    }
+}
+
+/// Loss detection's state (§9.2, RFC 9002 §6.1): the thresholds, which
+/// widen when losses turn out to be reordering, the time at which the
+/// earliest unacknowledged packet will count as lost, and the packets lost
+/// lately (to recognise a spurious loss when its ACK arrives).
+#[derive(Debug)]
+pub(super) struct LossDetector {
+    /// A packet this many numbers below the largest acknowledged is lost.
+    pub(super) packet_threshold: u64,
+    /// Index into `rtt::TIME_THRESHOLDS`: a packet older than that many
+    /// RTTs is lost.
+    time_threshold: usize,
+    /// When the next packet will have waited long enough to count as lost.
+    pub(super) time: Option<Instant>,
+    /// Packet number -> largest acknowledged when it was declared lost.
+    recently_lost: std::collections::BTreeMap<u64, u64>,
+}
+
+impl Default for LossDetector {
+    fn default() -> Self {
+        Self {
+            packet_threshold: sent::PACKET_THRESHOLD,
+            time_threshold: 0,
+            time: None,
+            recently_lost: Default::default(),
+        }
+    }
+}
+
+/// A loss that was really reordering, and the thresholds it left: what the
+/// log and the trace report (read only with those features).
+#[cfg_attr(not(any(feature = "log", feature = "trace")), allow(dead_code))]
+pub(super) struct SpuriousLoss {
+    pub(super) pn: u64,
+    pub(super) packet_threshold: u64,
+    #[cfg_attr(not(feature = "trace"), allow(dead_code))]
+    pub(super) time_threshold: (u32, u32),
+}
+
+/// What one round of loss detection found: the lost packets, and what the
+/// congestion controller needs to hear about them.
+pub(super) struct LossOutcome {
+    /// The lost packets, their numbers first.
+    pub(super) lost: Vec<(u64, SentPacket)>,
+    /// Bytes of the lost packets that counted in flight.
+    pub(super) lost_bytes: u64,
+    /// When the newest of those was sent; `None` if none was in flight.
+    pub(super) newest_in_flight: Option<Instant>,
+    /// Whether they show persistent congestion (RFC 9002 §7.6).
+    pub(super) persistent: bool,
+}
+
+impl LossDetector {
+    /// Packets in `acked` that were declared lost: each widens the
+    /// thresholds so that the path's reordering stops looking like loss.
+    pub(super) fn on_acked(&mut self, acked: std::ops::Range<u64>) -> Vec<SpuriousLoss> {
+        let spurious: Vec<(u64, u64)> = self
+            .recently_lost
+            .range(acked)
+            .map(|(&pn, &largest)| (pn, largest))
+            .collect();
+        spurious
+            .into_iter()
+            .map(|(pn, largest_then)| {
+                self.recently_lost.remove(&pn);
+                let distance = largest_then - pn + 1;
+                // Beyond the cap, counting packets cannot tell loss from
+                // reordering: leave it to the time threshold (§9.2).
+                self.packet_threshold = if distance > sent::MAX_PACKET_THRESHOLD {
+                    u64::MAX
+                } else {
+                    self.packet_threshold.max(distance)
+                };
+                self.time_threshold = (self.time_threshold + 1).min(rtt::TIME_THRESHOLDS.len() - 1);
+                SpuriousLoss {
+                    pn,
+                    packet_threshold: self.packet_threshold,
+                    time_threshold: rtt::TIME_THRESHOLDS[self.time_threshold],
+                }
+            })
+            .collect()
+    }
+
+    /// Takes the packets that count as lost from `sent` and says what the
+    /// congestion controller must be told.
+    pub(super) fn detect(
+        &mut self,
+        now: Instant,
+        sent: &mut SentPackets,
+        largest: u64,
+        rtt: &RttEstimator,
+        pto: Duration,
+    ) -> LossOutcome {
+        let loss_delay = rtt.loss_delay_times(rtt::TIME_THRESHOLDS[self.time_threshold]);
+        let (lost, loss_time) = sent.detect_lost(now, largest, self.packet_threshold, loss_delay);
+        self.time = loss_time;
+        for (pn, _) in &lost {
+            self.recently_lost.insert(*pn, largest);
+        }
+        while self.recently_lost.len() > RECENTLY_LOST_KEPT {
+            self.recently_lost.pop_first();
+        }
+        let mut newest_in_flight: Option<Instant> = None;
+        let mut lost_bytes = 0;
+        for (_, p) in lost.iter().filter(|(_, p)| p.in_flight) {
+            newest_in_flight = Some(newest_in_flight.map_or(p.time_sent, |t| t.max(p.time_sent)));
+            lost_bytes += p.size as u64;
+        }
+        let persistent = newest_in_flight.is_some()
+            && rtt.has_sample()
+            && sent::is_persistent_congestion(
+                &lost,
+                congestion::persistent_congestion_duration(pto),
+            );
+        LossOutcome {
+            lost,
+            lost_bytes,
+            newest_in_flight,
+            persistent,
         }
     }
 }

@@ -139,7 +139,7 @@ impl Connection {
 
     /// RFC 9002 §6.2.1 SetLossDetectionTimer.
     pub(super) fn set_loss_timer(&mut self) {
-        if let Some(t) = self.loss_time {
+        if let Some(t) = self.loss.time {
             self.loss_timer = Some(t);
             return;
         }
@@ -161,7 +161,7 @@ impl Connection {
     pub(super) fn on_loss_timer(&mut self, now: Instant) {
         #[cfg(any(feature = "log", feature = "trace"))]
         let (timer, pto_count) = (
-            if self.loss_time.is_some() {
+            if self.loss.time.is_some() {
                 "time_threshold"
             } else {
                 "pto"
@@ -176,7 +176,7 @@ impl Connection {
                 || json!({ "timer_type": timer, "pto_count": pto_count }),
             );
         }
-        if self.loss_time.is_some() {
+        if self.loss.time.is_some() {
             self.detect_lost(now);
         } else {
             // Probe timeout: resend the oldest unacknowledged content in up to
