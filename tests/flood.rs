@@ -58,13 +58,7 @@ async fn flood_of_forged_handshakes_and_garbage_while_clients_work() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Warm up: one session, so the baseline includes a served connection.
-    let opts = ClientOptions {
-        server: addr,
-        timeout: Duration::from_secs(20),
-        trace: None,
-        trace_level: Default::default(),
-        connection: Default::default(),
-    };
+    let opts = ClientOptions::new(addr, Duration::from_secs(20));
     let mut out = Vec::new();
     let code = client::run(
         &opts,

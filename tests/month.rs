@@ -127,13 +127,7 @@ async fn fifty_clients_at_once_each_get_their_own_answers() {
                 .iter()
                 .map(|r| format!("{}\n", MONTHS[r.parse::<usize>().unwrap() - 1]))
                 .collect();
-            let opts = ClientOptions {
-                server: addr,
-                timeout: Duration::from_secs(20),
-                trace: None,
-                trace_level: Default::default(),
-                connection: Default::default(),
-            };
+            let opts = ClientOptions::new(addr, Duration::from_secs(20));
             let mut out = Vec::new();
             let mut err = Vec::new();
             let code = client::run(&opts, Input::Args(requests), &mut out, &mut err).await;
@@ -694,13 +688,7 @@ async fn workers_sharing_a_port_all_serve() {
     for i in 0..clients {
         tasks.push(tokio::spawn(async move {
             let month = i % 12 + 1;
-            let opts = ClientOptions {
-                server: addr,
-                timeout: Duration::from_secs(20),
-                trace: None,
-                trace_level: Default::default(),
-                connection: Default::default(),
-            };
+            let opts = ClientOptions::new(addr, Duration::from_secs(20));
             let (mut out, mut err) = (Vec::new(), Vec::new());
             let code = client::run(
                 &opts,

@@ -62,6 +62,20 @@ pub struct ClientOptions {
     pub connection: Config,
 }
 
+impl ClientOptions {
+    /// Options to ask `server`, waiting at most `timeout` for progress, with
+    /// default connection settings and no trace.
+    pub fn new(server: SocketAddr, timeout: Duration) -> Self {
+        Self {
+            server,
+            timeout,
+            trace: None,
+            trace_level: rudp::TraceLevel::default(),
+            connection: Config::default(),
+        }
+    }
+}
+
 /// What the printing loop expects next, in request order.
 #[derive(Debug)]
 enum Expect {
