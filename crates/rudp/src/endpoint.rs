@@ -89,10 +89,10 @@ impl Endpoint {
         Self::start(bind_socket(addr)?, config, Role::Server)
     }
 
-    /// A server endpoint on a socket the caller made, bound and
-    /// non-blocking: for options this crate does not set, such as
-    /// `SO_REUSEPORT`, which lets several endpoints (one per core) share a
-    /// port (docs/architecture.md, "Using every core").
+    /// A server endpoint on a socket the caller made and bound: for options
+    /// this crate does not set, such as `SO_REUSEPORT`, which lets several
+    /// endpoints (one per core) share a port (docs/architecture.md, "Using
+    /// every core"). The socket is made non-blocking here.
     pub fn server_on(socket: std::net::UdpSocket, config: EndpointConfig) -> Result<Self, Error> {
         Self::start(socket, config, Role::Server)
     }
@@ -121,6 +121,8 @@ impl Endpoint {
         config: EndpointConfig,
         role: Role,
     ) -> Result<Self, Error> {
+        // A blocking socket would stall the runtime's thread.
+        socket.set_nonblocking(true)?;
         let socket = Socket::new(socket)?;
         let local_addr = socket.local_addr()?;
         let shared = Arc::new(Shared {

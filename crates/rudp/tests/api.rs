@@ -224,3 +224,32 @@ async fn constructors_bind_without_awaiting() {
         Err(Error::Io(_))
     ));
 }
+
+#[tokio::test]
+async fn server_on_takes_a_blocking_socket_and_serves() {
+    // A socket as std makes it, blocking: the endpoint must not stall on it.
+    let socket = std::net::UdpSocket::bind(loopback()).unwrap();
+    let server = Endpoint::server_on(socket, EndpointConfig::default()).unwrap();
+    let addr = server.local_addr();
+    let accepting = server.clone();
+    tokio::spawn(async move {
+        while let Some(c) = accepting.accept().await {
+            tokio::spawn(async move {
+                while let Ok(Some(m)) = c.recv().await {
+                    let _ = c.send(m).await;
+                }
+            });
+        }
+    });
+    let client = Endpoint::client(addr, EndpointConfig::default()).unwrap();
+    let c = tokio::time::timeout(LIMIT, client.connect(addr))
+        .await
+        .unwrap()
+        .unwrap();
+    c.send(Bytes::from_static(b"echo")).await.unwrap();
+    let m = tokio::time::timeout(LIMIT, c.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.as_deref(), Some(&b"echo"[..]));
+}
