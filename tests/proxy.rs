@@ -625,3 +625,41 @@ async fn tshark_decodes_a_proxy_capture_with_the_rudp_dissector() {
     assert!(dropped > 0, "20% loss dropped nothing");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--mtu` (issue #15's test tooling): every rudp datagram is at most 1200
+/// bytes and every INITIAL exactly 1200 (§6.2), so a link that carries 1200
+/// serves the month service and one that carries 1199 is a black hole for
+/// the handshake, counted as MTU drops.
+#[tokio::test]
+async fn the_mtu_drops_larger_datagrams() {
+    let server = common::Server::start().await;
+    for (mtu, works) in [(1200, true), (1199, false)] {
+        let link = rudp_core::impair::ImpairConfig {
+            mtu: Some(mtu),
+            ..Default::default()
+        };
+        let proxy = common::proxy(server.addr, link.clone(), link, 5).await;
+        let addr = proxy.local_addr().to_string();
+        let out = rudp(
+            &["client", "--server", &addr, "--timeout", "1s", "7"],
+            b"",
+            Duration::from_secs(30),
+        )
+        .await;
+        let stats = proxy.stop().await;
+        if works {
+            assert_eq!(out.code, Some(0), "--mtu {mtu}: {out:?}");
+            assert_eq!(out.stdout, "July\n");
+            assert_eq!(stats.up.dropped_mtu + stats.down.dropped_mtu, 0);
+        } else {
+            assert_eq!(out.code, Some(1), "--mtu {mtu}: {out:?}");
+            assert!(out.stderr.contains("no answer"), "{out:?}");
+            assert!(stats.up.dropped_mtu > 0, "{stats:?}");
+            assert_eq!(
+                stats.up.dropped_mtu, stats.up.datagrams_in,
+                "every INITIAL is 1200 bytes"
+            );
+        }
+    }
+    server.stop().await;
+}

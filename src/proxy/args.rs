@@ -34,6 +34,7 @@ enum Kind {
     Queue,
     Blackout,
     Order,
+    Mtu,
 }
 
 const SPECS: &[Spec] = &[
@@ -138,6 +139,12 @@ const SPECS: &[Spec] = &[
         value: "SIZE",
         help: "bytes a slot carries at most (e.g. 15kB)",
         kind: Kind::SlotBytes,
+    },
+    Spec {
+        name: "mtu",
+        value: "BYTES",
+        help: "drop datagrams (UDP payloads) larger than BYTES, as a path with a smaller MTU does, e.g. 1400",
+        kind: Kind::Mtu,
     },
     Spec {
         name: "blackout",
@@ -250,6 +257,7 @@ impl ImpairArgs {
                     "corrupt" => json!(c.corrupt),
                     "rate" => json!(c.rate),
                     "queue" => json!(c.queue),
+                    "mtu" => json!(c.mtu),
                     _ => Value::Array(
                         c.blackouts
                             .iter()
@@ -394,6 +402,8 @@ fn set(c: &mut ImpairConfig, spec: &Spec, value: &str) -> Result<(), String> {
         Kind::Rate => c.rate = Some(parse_rate(value).map_err(|e| e.0)?),
         Kind::Order => c.jitter_order = value.parse::<JitterOrder>()?,
         Kind::Queue => c.queue = check_queue(value)?,
+        Kind::Mtu if value == NONE => c.mtu = None,
+        Kind::Mtu => c.mtu = Some(check_mtu(value)?),
         Kind::Blackout if value == NONE => c.blackouts.clear(),
         Kind::Blackout => c.blackouts.push(parse_blackout(value).map_err(|e| e.0)?),
     }
@@ -444,6 +454,17 @@ fn parse_slot_limit(value: &str) -> Result<u64, String> {
     }
 }
 
+/// `--mtu`: a datagram size from 1 to 65,535 bytes (the largest UDP
+/// payload), plain or with a unit (`1400`, `9kB`).
+fn check_mtu(value: &str) -> Result<usize, String> {
+    match parse_size(value) {
+        Ok(n) if (1..=65_535).contains(&n) => Ok(n as usize),
+        _ => Err(format!(
+            "'{value}' is not a datagram size from 1 to 65535 bytes (e.g. 1400)"
+        )),
+    }
+}
+
 /// `loss-burst-time`'s counterpart flag, `loss-burst` (with its prefix).
 fn id_without_time(id: &str) -> String {
     id.trim_end_matches("-time").to_string()
@@ -469,6 +490,7 @@ fn arg(id: String, spec: &Spec, help: String) -> Arg {
         Kind::Duration => a.value_parser(|s: &str| parse_duration(s).map_err(|e| e.0)),
         Kind::Rate => a.value_parser(|s: &str| parse_rate(s).map_err(|e| e.0)),
         Kind::Queue => a.value_parser(check_queue),
+        Kind::Mtu => a.value_parser(check_mtu),
         Kind::Order => a.value_parser(|s: &str| s.parse::<JitterOrder>()),
         Kind::Blackout => a
             .value_parser(|s: &str| parse_blackout(s).map_err(|e| e.0))
@@ -599,6 +621,8 @@ mod tests {
             (vec!["--rate", "fast"], "--rate", "10mbit"),
             (vec!["--queue", "0"], "--queue", "1 to 1000000"),
             (vec!["--blackout", "5s"], "--blackout", "AT+FOR"),
+            (vec!["--mtu", "0"], "--mtu", "1 to 65535"),
+            (vec!["--up-mtu", "70000"], "--up-mtu", "1 to 65535"),
         ] {
             let e = parse(&args).unwrap_err();
             assert_eq!(e.exit_code(), 2);
@@ -682,5 +706,18 @@ mod tests {
         assert_eq!(a, b, "{json:?}");
         assert!(b.apply("slot-packets", "4").is_err(), "down has no slot");
         assert!(a.apply("up-slot", "none").is_ok() && a.up.slot.is_none());
+    }
+
+    #[test]
+    fn mtu_by_flag_by_direction_and_cleared_by_none() {
+        let a = parse(&["--mtu", "1400", "--down-mtu", "9kB"]).unwrap();
+        assert_eq!(a.up.mtu, Some(1400));
+        assert_eq!(a.down.mtu, Some(9000));
+        let mut a = a;
+        a.apply("mtu", "none").unwrap();
+        assert_eq!((a.up.mtu, a.down.mtu), (None, None));
+        a.apply("up-mtu", "1300").unwrap();
+        assert_eq!(a.settings()["up-mtu"], serde_json::json!(1300));
+        assert_eq!(a.settings()["down-mtu"], serde_json::Value::Null);
     }
 }

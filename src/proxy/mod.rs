@@ -608,7 +608,7 @@ async fn read_server(socket: Arc<UdpSocket>, id: u64, tx: mpsc::Sender<Input>) {
 pub fn format_stats(s: &ProxyStats) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "{:<16}{:>10}{:>11}{:>8}{:>8}{:>8}{:>10}{:>8}{:>9}{:>9}{:>12}{:>12}\n",
+        "{:<16}{:>10}{:>11}{:>8}{:>8}{:>8}{:>10}{:>6}{:>8}{:>9}{:>9}{:>12}{:>12}\n",
         "direction",
         "in",
         "forwarded",
@@ -616,6 +616,7 @@ pub fn format_stats(s: &ProxyStats) -> String {
         "burst",
         "queue",
         "blackout",
+        "mtu",
         "dup",
         "reorder",
         "corrupt",
@@ -624,7 +625,7 @@ pub fn format_stats(s: &ProxyStats) -> String {
     ));
     for (name, d) in [("client->server", &s.up), ("server->client", &s.down)] {
         out.push_str(&format!(
-            "{:<16}{:>10}{:>11}{:>8}{:>8}{:>8}{:>10}{:>8}{:>9}{:>9}{:>12}{:>12}\n",
+            "{:<16}{:>10}{:>11}{:>8}{:>8}{:>8}{:>10}{:>6}{:>8}{:>9}{:>9}{:>12}{:>12}\n",
             name,
             d.datagrams_in,
             d.forwarded,
@@ -632,6 +633,7 @@ pub fn format_stats(s: &ProxyStats) -> String {
             d.dropped_burst,
             d.dropped_queue,
             d.dropped_blackout,
+            d.dropped_mtu,
             d.duplicated,
             d.reordered,
             d.corrupted,

@@ -316,7 +316,7 @@ impl Sim {
 }
 
 fn dropped(s: &ImpairStats) -> u64 {
-    s.dropped_loss + s.dropped_burst + s.dropped_queue + s.dropped_blackout
+    s.dropped_loss + s.dropped_burst + s.dropped_queue + s.dropped_blackout + s.dropped_mtu
 }
 
 /// A 256-bit endpoint seed from a small number, for reproducible tests and

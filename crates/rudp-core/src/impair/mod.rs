@@ -77,6 +77,10 @@ pub struct ImpairConfig {
     pub queue: usize,
     /// Intervals, from the model's start, during which everything is dropped.
     pub blackouts: Vec<Blackout>,
+    /// Largest datagram (UDP payload, bytes) the link carries: larger ones
+    /// are dropped, as a path with a smaller MTU drops them (RFC 8899's
+    /// black hole when it is set mid-run). `None`: no limit.
+    pub mtu: Option<usize>,
     /// Deliveries in bursts (netem's `slot`): datagrams leave only when a
     /// slot opens, slots open at intervals uniform in `min..=max`, and
     /// each carries at most `packets` datagrams and `bytes` bytes.
@@ -202,6 +206,8 @@ crate::counters! {
         pub dropped_queue: u64,
         /// Dropped during a blackout.
         pub dropped_blackout: u64,
+        /// Dropped for being larger than the MTU.
+        pub dropped_mtu: u64,
         /// Sent twice.
         pub duplicated: u64,
         /// Held back and released after later ones.
@@ -244,6 +250,8 @@ pub enum DropReason {
     Queue,
     /// A blackout.
     Blackout,
+    /// Larger than the link's MTU.
+    Mtu,
 }
 
 /// What happened to one copy of a datagram that was not dropped.
@@ -268,6 +276,7 @@ impl std::fmt::Display for Verdict {
                 DropReason::Burst => "burst loss",
                 DropReason::Queue => "bottleneck queue full",
                 DropReason::Blackout => "blackout",
+                DropReason::Mtu => "larger than the MTU",
             };
             return write!(f, "dropped: {why}");
         }
@@ -438,6 +447,11 @@ impl Impairment {
         {
             self.stats.dropped_blackout += 1;
             verdict.dropped = Some(DropReason::Blackout);
+            return (out, verdict);
+        }
+        if self.config.mtu.is_some_and(|mtu| data.len() > mtu) {
+            self.stats.dropped_mtu += 1;
+            verdict.dropped = Some(DropReason::Mtu);
             return (out, verdict);
         }
         if let Some(lost) = self.draw_loss(now) {
