@@ -127,6 +127,7 @@ fn measure(relay: Relay, payload: usize, secs: u64) -> f64 {
                     max_clients: rudp_cli::proxy::MAX_CLIENTS,
                     schedule: Vec::new(),
                     pcap: pcap.clone(),
+                    rebind: None,
                 }))
                 .unwrap();
             let p = Arc::new(p);

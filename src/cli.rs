@@ -257,6 +257,11 @@ pub enum Command {
         /// Stop capturing once the pcap file would pass this size.
         #[arg(long, value_name = "SIZE", default_value = "100MB", value_parser = parse_size, requires = "pcap")]
         pcap_limit: u64,
+        /// Move each client's mapping to a new upstream source port about this
+        /// often, as a NAT rebinding does (e.g. 30s, 500ms): the server sees
+        /// the client's address change.
+        #[arg(long, value_name = "EVERY", value_parser = parse_positive_duration)]
+        rebind: Option<Duration>,
     },
     /// Send a file to `rudp recv`; exit 0 once the receiver has verified it.
     Send {
@@ -475,6 +480,7 @@ pub async fn run(cli: Cli) -> i32 {
             control,
             pcap,
             pcap_limit,
+            rebind,
         } => {
             // Required unless `ctl` is given, which this arm excludes.
             let (Some(listen), Some(upstream)) = (listen, upstream) else {
@@ -486,6 +492,7 @@ pub async fn run(cli: Cli) -> i32 {
                 schedule: schedule.map(|s| s.0).unwrap_or_default(),
                 control,
                 pcap: pcap.map(|p| (p, pcap_limit)),
+                rebind,
             };
             run_proxy(
                 listen,
@@ -613,6 +620,17 @@ struct ProxyLimits {
     control: Option<SocketAddr>,
     /// `--pcap FILE` and its size limit.
     pcap: Option<(PathBuf, u64)>,
+    /// `--rebind EVERY`.
+    rebind: Option<Duration>,
+}
+
+/// A duration above zero (`--rebind`).
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err(format!("'{s}' must be longer than zero")),
+        Err(e) => Err(e.0),
+    }
 }
 
 /// `--control ADDR`: the API has no authentication, so only a loopback
@@ -740,6 +758,7 @@ async fn run_proxy(
         max_clients: limits.max_clients,
         schedule: limits.schedule,
         pcap: limits.pcap.clone(),
+        rebind: limits.rebind,
     })
     .await
     {

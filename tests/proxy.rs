@@ -663,3 +663,45 @@ async fn the_mtu_drops_larger_datagrams() {
     }
     server.stop().await;
 }
+
+/// `--rebind` (issue #15's test tooling): the server sees a client's source
+/// port change about every period, as behind a rebinding NAT, while the
+/// client keeps talking to the same proxy address; answers still reach it.
+#[tokio::test]
+async fn rebind_moves_each_mapping_to_a_new_port() {
+    let upstream = port_echo_server();
+    let proxy = rudp_cli::proxy::Proxy::start(rudp_cli::proxy::ProxyConfig {
+        rebind: Some(Duration::from_millis(200)),
+        ..rudp_cli::proxy::ProxyConfig::new("127.0.0.1:0".parse().unwrap(), upstream, 1)
+    })
+    .await
+    .unwrap();
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let first = ask(&client, proxy.local_addr()).await;
+    assert_eq!(
+        ask(&client, proxy.local_addr()).await,
+        first,
+        "no move within the period"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = ask(&client, proxy.local_addr()).await;
+    assert_ne!(second, first, "a new source port after the period");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let third = ask(&client, proxy.local_addr()).await;
+    assert_ne!(third, second);
+    let stats = proxy.stop().await;
+    assert!(stats.rebinds >= 2, "{stats:?}");
+    assert_eq!(stats.clients, 1, "still one client mapping");
+}
+
+/// Without `--rebind`, a busy mapping keeps its port.
+#[tokio::test]
+async fn without_rebind_a_mapping_keeps_its_port() {
+    let upstream = port_echo_server();
+    let proxy = mapping_proxy(upstream, Duration::from_secs(30), 10).await;
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let first = ask(&client, proxy.local_addr()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(ask(&client, proxy.local_addr()).await, first);
+    assert_eq!(proxy.stop().await.rebinds, 0);
+}

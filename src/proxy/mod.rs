@@ -57,6 +57,10 @@ pub struct ProxyConfig {
     /// Where to capture every datagram and its verdict (`--pcap`), and the
     /// file's size limit in bytes.
     pub pcap: Option<(std::path::PathBuf, u64)>,
+    /// `--rebind EVERY`: each client's upstream mapping moves to a new
+    /// source port about this often, the old one closed, as a NAT rebinds
+    /// an idle UDP flow: the server sees the client's address change.
+    pub rebind: Option<Duration>,
 }
 
 impl ProxyConfig {
@@ -75,6 +79,7 @@ impl ProxyConfig {
             max_clients: MAX_CLIENTS,
             schedule: Vec::new(),
             pcap: None,
+            rebind: None,
         }
     }
 }
@@ -95,6 +100,8 @@ pub struct ProxyStats {
     /// `--pcap`: datagrams written, and those left out after the limit.
     pub pcap_recorded: u64,
     pub pcap_left_out: u64,
+    /// `--rebind`: client mappings moved to a new upstream port.
+    pub rebinds: u64,
 }
 
 /// A running proxy. Dropping it stops the proxy.
@@ -148,6 +155,8 @@ impl Proxy {
             schedule: config.schedule.into(),
             schedule_applied: 0,
             capture,
+            rebind: config.rebind.filter(|d| !d.is_zero()),
+            rebinds: 0,
             stats: stats.clone(),
         };
         let (tx, rx) = mpsc::channel(4096);
@@ -254,6 +263,8 @@ struct Mapping {
     id: u64,
     socket: Arc<UdpSocket>,
     last_seen: Instant,
+    /// When the upstream socket was opened (for `--rebind`).
+    bound_at: Instant,
     reader: JoinHandle<()>,
 }
 
@@ -287,6 +298,9 @@ struct Core {
     schedule_applied: u64,
     /// `--pcap`, while it is open.
     capture: Option<capture::Capture>,
+    /// `--rebind`: how often a mapping moves to a new upstream port.
+    rebind: Option<Duration>,
+    rebinds: u64,
     stats: Arc<Mutex<ProxyStats>>,
 }
 
@@ -301,6 +315,11 @@ impl Core {
         let listen_reader = tokio::spawn(read_clients(self.listen.clone(), tx.clone()));
         let mut sweep =
             tokio::time::interval((self.mapping_idle / 4).max(Duration::from_millis(10)));
+        // `--rebind`: checked a few times per period, so a mapping moves
+        // within a quarter period of its due time.
+        let mut rebind_tick = tokio::time::interval(
+            (self.rebind.unwrap_or(Duration::from_secs(3600)) / 4).max(Duration::from_millis(5)),
+        );
         loop {
             let now = Instant::now();
             self.apply_schedule(now);
@@ -347,6 +366,10 @@ impl Core {
                 }
                 // Forget clients that went quiet.
                 _ = sweep.tick() => self.expire(Instant::now()),
+                // Move mappings whose port is due for a change.
+                _ = rebind_tick.tick(), if self.rebind.is_some() => {
+                    self.rebind_due(Instant::now(), &tx);
+                }
                 // The owner stopped the proxy.
                 _ = &mut stopped => break,
             }
@@ -437,6 +460,7 @@ impl Core {
                 id,
                 socket,
                 last_seen: now,
+                bound_at: now,
                 reader,
             },
         );
@@ -536,6 +560,39 @@ impl Core {
         }
     }
 
+    /// `--rebind`: gives every mapping bound for a whole period a new
+    /// upstream socket (a new source port), closing the old one, as a NAT
+    /// does when it rebinds a flow. Datagrams the server sends to the old
+    /// port are lost, as they would be behind the NAT.
+    fn rebind_due(&mut self, now: Instant, tx: &mpsc::Sender<Input>) {
+        let Some(every) = self.rebind else {
+            return;
+        };
+        let due: Vec<SocketAddr> = self
+            .mappings
+            .iter()
+            .filter(|(_, m)| now.duration_since(m.bound_at) >= every)
+            .map(|(a, _)| *a)
+            .collect();
+        for client in due {
+            let socket = match self.upstream_socket() {
+                Ok(s) => Arc::new(s),
+                Err(e) => {
+                    warn!(client = %client, error = %e, "cannot open a new upstream socket; the mapping stays");
+                    continue;
+                }
+            };
+            if let Some(m) = self.mappings.get_mut(&client) {
+                m.reader.abort();
+                m.reader = tokio::spawn(read_server(socket.clone(), m.id, tx.clone()));
+                m.socket = socket;
+                m.bound_at = now;
+                self.rebinds += 1;
+                debug!(client = %client, id = m.id, "mapping moved to a new port");
+            }
+        }
+    }
+
     fn expire(&mut self, now: Instant) {
         let stale: Vec<SocketAddr> = self
             .mappings
@@ -559,6 +616,7 @@ impl Core {
         s.clients = self.mappings.len();
         s.clients_evicted = self.evicted;
         s.schedule_applied = self.schedule_applied;
+        s.rebinds = self.rebinds;
         if let Some(c) = &self.capture {
             s.pcap_recorded = c.recorded;
             s.pcap_left_out = c.left_out;
@@ -642,9 +700,13 @@ pub fn format_stats(s: &ProxyStats) -> String {
         ));
     }
     out.push_str(&format!(
-        "clients: {} open, {} evicted to make room\n",
+        "clients: {} open, {} evicted to make room",
         s.clients, s.clients_evicted
     ));
+    if s.rebinds > 0 {
+        out.push_str(&format!(", {} moved to a new port (--rebind)", s.rebinds));
+    }
+    out.push('\n');
     if s.pcap_recorded + s.pcap_left_out > 0 {
         out.push_str(&format!(
             "pcap: {} datagram(s) recorded, {} left out after the size limit\n",

@@ -63,6 +63,7 @@ pub async fn proxy(upstream: SocketAddr, up: ImpairConfig, down: ImpairConfig, s
         max_clients: rudp_cli::proxy::MAX_CLIENTS,
         schedule: Vec::new(),
         pcap: None,
+        rebind: None,
     })
     .await
     .expect("start the proxy")
