@@ -61,6 +61,11 @@ pub struct Sim {
     filter: Option<Filter>,
     trace: bool,
     outages: [Outage; 2],
+    /// A NAT in front of the client that rebinds its mapping this often:
+    /// the client's address (as the server sees it) moves to the next port.
+    rebind_every: Option<Duration>,
+    next_rebind: Instant,
+    rebinds: u64,
 }
 
 /// Tracks how long a direction went without delivering anything while
@@ -115,7 +120,25 @@ impl Sim {
             filter: None,
             trace: false,
             outages: [Outage::new(start); 2],
+            rebind_every: None,
+            next_rebind: start,
+            rebinds: 0,
         }
+    }
+
+    /// Puts a rebinding NAT in front of the client (`None` removes it):
+    /// every `every` of virtual time from now, the client's address as the
+    /// server sees it moves to the next port, and datagrams the server
+    /// sends to an older address are dropped, as the NAT no longer maps it.
+    /// The simulator's counterpart of `rudp proxy --rebind`.
+    pub fn set_rebind(&mut self, every: Option<Duration>) {
+        self.rebind_every = every.filter(|d| !d.is_zero());
+        self.next_rebind = self.now + self.rebind_every.unwrap_or_default();
+    }
+
+    /// Times the client's address moved (`set_rebind`).
+    pub fn rebinds(&self) -> u64 {
+        self.rebinds
     }
 
     /// The virtual time now.
@@ -171,8 +194,13 @@ impl Sim {
                     Direction::ToServer => &mut self.client,
                     Direction::ToClient => &mut self.server,
                 };
-                if ep.poll_transmit(self.now, &mut self.buf).is_none() {
+                let Some(to) = ep.poll_transmit(self.now, &mut self.buf) else {
                     break;
+                };
+                if way == Direction::ToClient && to != self.client_addr {
+                    // The NAT has no mapping for an old address any more.
+                    self.outages[way as usize].dropped_since = true;
+                    continue;
                 }
                 let data = self.buf.clone();
                 if self.trace {
@@ -267,6 +295,14 @@ impl Sim {
             return false;
         };
         self.now = self.now.max(next);
+        if let Some(every) = self.rebind_every {
+            while self.now >= self.next_rebind {
+                let port = self.client_addr.port().wrapping_add(1).max(1);
+                self.client_addr.set_port(port);
+                self.next_rebind += every;
+                self.rebinds += 1;
+            }
+        }
         while let Some(Reverse((t, ..))) = self.wire.peek() {
             if *t > self.now {
                 break;
