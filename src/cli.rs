@@ -1015,19 +1015,15 @@ pub fn shared_port_sockets(
     listen: SocketAddr,
     n: usize,
 ) -> std::io::Result<Vec<std::net::UdpSocket>> {
-    use socket2::{Domain, Protocol, Socket, Type};
+    let sharing = if n > 1 {
+        rudp::PortSharing::Shared
+    } else {
+        rudp::PortSharing::Exclusive
+    };
     let mut addr = listen;
     let mut sockets = Vec::with_capacity(n);
     for _ in 0..n {
-        let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-        if n > 1 {
-            s.set_reuse_port(true)?;
-        }
-        let _ = s.set_recv_buffer_size(rudp::SOCKET_BUFFER);
-        let _ = s.set_send_buffer_size(rudp::SOCKET_BUFFER);
-        s.set_nonblocking(true)?;
-        s.bind(&addr.into())?;
-        let s: std::net::UdpSocket = s.into();
+        let s = rudp::bind_udp(addr, sharing)?;
         addr = s.local_addr()?;
         sockets.push(s);
     }

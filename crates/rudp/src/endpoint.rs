@@ -26,11 +26,33 @@ const RECV_BATCH: usize = 64;
 /// or a bulk transfer produces.
 pub const SOCKET_BUFFER: usize = 4 << 20;
 
+/// Whether a socket may share its port with other sockets of this user
+/// (`SO_REUSEPORT`, for one endpoint per core; unix only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PortSharing {
+    /// The port is this socket's alone: binding a port in use fails.
+    Exclusive,
+    /// Other sockets may bind the same address too; the kernel spreads
+    /// datagrams over them by the sender's address and port.
+    Shared,
+}
+
 /// A non-blocking UDP socket bound to `addr`, with large buffers where the
-/// OS allows (best effort: a smaller buffer is not an error).
-fn bind_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+/// OS allows (best effort: a smaller buffer is not an error): what every
+/// endpoint's socket is, for [`Endpoint::server_on`] when the port is shared.
+pub fn bind_udp(addr: SocketAddr, sharing: PortSharing) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if sharing == PortSharing::Shared {
+        #[cfg(unix)]
+        socket.set_reuse_port(true)?;
+        #[cfg(not(unix))]
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "sharing a port needs SO_REUSEPORT (unix)",
+        ));
+    }
     let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
     socket.set_nonblocking(true)?;
@@ -86,7 +108,11 @@ impl Drop for Endpoint {
 impl Endpoint {
     /// A server endpoint: binds `addr` and accepts incoming connections.
     pub fn server(addr: SocketAddr, config: EndpointConfig) -> Result<Self, Error> {
-        Self::start(bind_socket(addr)?, config, Role::Server)
+        Self::start(
+            bind_udp(addr, PortSharing::Exclusive)?,
+            config,
+            Role::Server,
+        )
     }
 
     /// A server endpoint on a socket the caller made and bound: for options
@@ -113,7 +139,11 @@ impl Endpoint {
 
     /// A client endpoint bound to `addr`.
     pub fn bind(addr: SocketAddr, config: EndpointConfig) -> Result<Self, Error> {
-        Self::start(bind_socket(addr)?, config, Role::Client)
+        Self::start(
+            bind_udp(addr, PortSharing::Exclusive)?,
+            config,
+            Role::Client,
+        )
     }
 
     fn start(

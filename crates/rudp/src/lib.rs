@@ -70,7 +70,7 @@ mod trace_file;
 mod udp;
 
 pub use connection::{Connection, MessageSink, Messages};
-pub use endpoint::{Endpoint, LockContention, SOCKET_BUFFER};
+pub use endpoint::{bind_udp, Endpoint, LockContention, PortSharing, SOCKET_BUFFER};
 pub use error::{Error, Secs};
 #[cfg(feature = "trace")]
 pub use trace_file::{TraceLevel, METRICS_INTERVAL_MS};
