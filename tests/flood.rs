@@ -10,7 +10,7 @@ mod common;
 use common::{forged_initial, template_initial, MONTHS};
 use rand::{Rng, RngCore, SeedableRng};
 use rudp_cli::month::client::{self, ClientExit, ClientOptions, Input};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 const FORGED: u64 = 100_000;
@@ -42,19 +42,23 @@ fn kernel_drops(port: u16) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flood_of_forged_handshakes_and_garbage_while_clients_work() {
-    let port = common::free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let dir = std::env::temp_dir().join(format!("rudp-flood-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let stats_path = dir.join("server.json");
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_rudp"))
-        .args(["server", "--listen", &addr.to_string(), "--stats-json"])
-        .arg(&stats_path)
-        .env("RUST_LOG", "rudp=warn")
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let pid = server.id().unwrap();
+    // Quiet, except for the month server's start line, which names its port.
+    let mut server = common::Listening::spawn_with_env(
+        &[
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--stats-json",
+            stats_path.to_str().unwrap(),
+        ],
+        &[("RUST_LOG", "rudp=warn,rudp_cli::month::server=info")],
+    )
+    .await;
+    let addr = server.addr;
+    let pid = server.child.id().unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Warm up: one session, so the baseline includes a served connection.
@@ -144,14 +148,14 @@ async fn flood_of_forged_handshakes_and_garbage_while_clients_work() {
         sessions += s;
         legit_packets += p;
     }
-    let drops = kernel_drops(port);
+    let drops = kernel_drops(addr.port());
 
     // Stop the server; its statistics count what it dropped.
     std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
         .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(20), server.wait())
+    let status = tokio::time::timeout(Duration::from_secs(20), server.child.wait())
         .await
         .expect("server exits after SIGTERM")
         .unwrap();

@@ -88,9 +88,9 @@ async fn piped_lines_and_zero_ends_the_session() {
 
 #[tokio::test]
 async fn nothing_listening_fails_with_status_1_within_the_timeout() {
-    // Bind and release a port so that nothing listens there.
-    let port = common::free_port();
-    let addr = format!("127.0.0.1:{port}");
+    // A port held by a socket that never answers: nobody is serving there.
+    let (_nobody, addr) = common::silent_peer();
+    let addr = addr.to_string();
     let started = Instant::now();
     let out = rudp(
         &["client", "--server", &addr, "--timeout", "1s", "1"],
@@ -233,25 +233,19 @@ async fn survives_burst_loss() {
 
 #[tokio::test]
 async fn server_binary_exits_0_on_sigterm() {
-    let port = common::free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rudp"))
-        .args(["server", "--listen", &addr])
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut server = common::Listening::spawn(&["server", "--listen", "127.0.0.1:0"]).await;
+    let addr = server.addr.to_string();
     // Serve one real client first.
     let out = rudp(&["client", "--server", &addr, "7"], b"", LIMIT).await;
     assert_eq!(out.stdout, "July\n", "{out:?}");
-    let pid = child.id().expect("running") as i32;
+    let pid = server.child.id().expect("running") as i32;
     // SAFETY-free: sending a signal through the kill(1) command.
     let status = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let code = tokio::time::timeout(Duration::from_secs(10), child.wait())
+    let code = tokio::time::timeout(Duration::from_secs(10), server.child.wait())
         .await
         .expect("server exits within 10 s of SIGTERM")
         .unwrap();
@@ -412,15 +406,15 @@ async fn trace_file_and_plot() {
 
 #[tokio::test]
 async fn max_connections_refuses_clearly_and_closed_connections_free_their_place() {
-    let port = common::free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let _server = tokio::process::Command::new(env!("CARGO_BIN_EXE_rudp"))
-        .args(["server", "--listen", &addr, "--max-connections", "1"])
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let server = common::Listening::spawn(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--max-connections",
+        "1",
+    ])
+    .await;
+    let addr = server.addr.to_string();
     // The one allowed connection, held open.
     let sock: std::net::SocketAddr = addr.parse().unwrap();
     let ep = rudp::Endpoint::client(sock, Default::default()).unwrap();
@@ -455,17 +449,17 @@ async fn pre_shared_key_and_retry_from_the_command_line() {
         wrong.to_str().unwrap(),
         short.to_str().unwrap(),
     );
-    let port = common::free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let _server = tokio::process::Command::new(env!("CARGO_BIN_EXE_rudp"))
-        .args([
-            "server", "--listen", &addr, "--psk", key, "--retry", "always",
-        ])
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let server = common::Listening::spawn(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--psk",
+        key,
+        "--retry",
+        "always",
+    ])
+    .await;
+    let addr = server.addr.to_string();
 
     let out = rudp(
         &["client", "--server", &addr, "--psk", key, "3"],

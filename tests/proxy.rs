@@ -43,37 +43,36 @@ async fn bad_flags_exit_2_naming_the_flag_and_range() {
 #[tokio::test]
 async fn relays_the_month_service_and_reports_statistics_on_sigterm() {
     let server = Server::start().await;
-    let port = common::free_port();
-    let listen = format!("127.0.0.1:{port}");
     let dir = std::env::temp_dir().join(format!("rudp-proxy-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("stats.json");
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rudp"))
-        .args([
-            "proxy",
-            "--listen",
-            &listen,
-            "--upstream",
-            &server.addr.to_string(),
-        ])
-        .args(["--loss", "10%", "--up-duplicate", "0.2", "--seed", "42"])
-        .arg("--stats-json")
-        .arg(&json)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let upstream = server.addr.to_string();
+    let proxy = common::Listening::spawn(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream,
+        "--loss",
+        "10%",
+        "--up-duplicate",
+        "0.2",
+        "--seed",
+        "42",
+        "--stats-json",
+        json.to_str().unwrap(),
+    ])
+    .await;
+    let listen = proxy.addr.to_string();
     let out = rudp(&["client", "--server", &listen, "1", "2", "3"], b"", LIMIT).await;
     assert_eq!(out.stdout, "January\nFebruary\nMarch\n", "{out:?}");
-    let pid = child.id().unwrap().to_string();
+    let pid = proxy.child.id().unwrap().to_string();
     assert!(std::process::Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .unwrap()
         .success());
-    let done = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+    let done = tokio::time::timeout(Duration::from_secs(10), proxy.wait_with_output())
         .await
         .expect("proxy exits after SIGTERM")
         .unwrap();

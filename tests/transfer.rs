@@ -4,7 +4,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{free_port, rudp};
+use common::{rudp, silent_peer, Listening};
 use rand::{RngCore, SeedableRng};
 use rudp::Endpoint;
 use rudp_cli::transfer::{Offer, Trailer, FORMAT_VERSION};
@@ -41,15 +41,11 @@ fn leftovers(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-fn spawn_recv(args: &[&str]) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_rudp"))
-        .arg("recv")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
+/// `rudp recv` on a port of its own choosing, with `args` after `--listen`.
+async fn spawn_recv(args: &[&str]) -> Listening {
+    let mut all = vec!["recv", "--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    Listening::spawn(&all).await
 }
 
 #[tokio::test]
@@ -57,11 +53,10 @@ async fn a_file_arrives_intact_through_10_percent_loss() {
     let dir = scratch("lossy");
     let src = dir.join("data.bin");
     let data = random_file(&src, 3_000_000, 1);
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
     let out_dir = dir.join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
-    let recv = spawn_recv(&["--listen", &listen, "--out", out_dir.to_str().unwrap()]);
+    let recv = spawn_recv(&["--out", out_dir.to_str().unwrap()]).await;
+    let listen = recv.addr.to_string();
     let link = ImpairConfig {
         loss: 0.1,
         duplicate: 0.02,
@@ -116,9 +111,10 @@ async fn out_dash_writes_to_standard_output() {
     let dir = scratch("stdout");
     let src = dir.join("small.txt");
     let data = random_file(&src, 200_000, 2);
-    let listen = format!("127.0.0.1:{}", free_port());
     // Read the receiver's output while it runs: a full pipe would stall it.
-    let recv = tokio::spawn(spawn_recv(&["--listen", &listen, "--out", "-"]).wait_with_output());
+    let recv = spawn_recv(&["--out", "-"]).await;
+    let listen = recv.addr.to_string();
+    let recv = tokio::spawn(recv.wait_with_output());
     tokio::time::sleep(Duration::from_millis(200)).await;
     let sent = rudp(
         &["send", src.to_str().unwrap(), "--to", &listen],
@@ -145,16 +141,9 @@ async fn an_interrupted_transfer_leaves_no_file_and_both_sides_fail() {
     let dir = scratch("interrupted");
     let src = dir.join("big.bin");
     random_file(&src, 20_000_000, 3);
-    let listen = format!("127.0.0.1:{}", free_port());
     let out = dir.join("received.bin");
-    let recv = spawn_recv(&[
-        "--listen",
-        &listen,
-        "--out",
-        out.to_str().unwrap(),
-        "--timeout",
-        "2s",
-    ]);
+    let recv = spawn_recv(&["--out", out.to_str().unwrap(), "--timeout", "2s"]).await;
+    let listen = recv.addr.to_string();
     // A slow link, so the transfer is still running when the sender dies.
     let link = ImpairConfig {
         rate: Some(2_000_000),
@@ -198,9 +187,9 @@ async fn an_interrupted_transfer_leaves_no_file_and_both_sides_fail() {
 #[tokio::test]
 async fn content_that_fails_verification_is_not_kept() {
     let dir = scratch("verify");
-    let listen = format!("127.0.0.1:{}", free_port());
     let out = dir.join("x.bin");
-    let recv = spawn_recv(&["--listen", &listen, "--out", out.to_str().unwrap()]);
+    let recv = spawn_recv(&["--out", out.to_str().unwrap()]).await;
+    let listen = recv.addr.to_string();
     tokio::time::sleep(Duration::from_millis(200)).await;
     // A sender that lies about the hash.
     let addr = listen.parse().unwrap();
@@ -239,8 +228,8 @@ async fn content_that_fails_verification_is_not_kept() {
 #[tokio::test]
 async fn bad_arguments_fail_clearly() {
     let dir = scratch("badargs");
-    let port = free_port();
-    let to = format!("127.0.0.1:{port}");
+    let (_nobody, to) = silent_peer();
+    let to = to.to_string();
     let missing = dir.join("nope.bin");
     let out = rudp(
         &["send", missing.to_str().unwrap(), "--to", &to],
@@ -279,7 +268,13 @@ async fn bad_arguments_fail_clearly() {
     // An output path in a directory that does not exist.
     let bad_out = dir.join("no/such/dir/f.bin");
     let out = rudp(
-        &["recv", "--listen", &to, "--out", bad_out.to_str().unwrap()],
+        &[
+            "recv",
+            "--listen",
+            "127.0.0.1:0",
+            "--out",
+            bad_out.to_str().unwrap(),
+        ],
         b"",
         LIMIT,
     )
@@ -300,16 +295,8 @@ async fn a_transfer_sealed_with_a_pre_shared_key() {
     std::fs::write(&key, [7u8; 32]).unwrap();
     let key = key.to_str().unwrap();
     let out = dir.join("received.bin");
-    let listen = format!("127.0.0.1:{}", free_port());
-    let recv = spawn_recv(&[
-        "--listen",
-        &listen,
-        "--out",
-        out.to_str().unwrap(),
-        "--psk",
-        key,
-        "--keep-open",
-    ]);
+    let recv = spawn_recv(&["--out", out.to_str().unwrap(), "--psk", key, "--keep-open"]).await;
+    let listen = recv.addr.to_string();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let refused = rudp(
         &["send", src.to_str().unwrap(), "--to", &listen],
@@ -346,17 +333,9 @@ async fn each_congestion_controller_moves_a_file_through_loss() {
     let src = dir.join("data.bin");
     let data = random_file(&src, 1_000_000, 9);
     for (i, algorithm) in ["bbr", "cubic", "newreno"].into_iter().enumerate() {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
         let out = dir.join(format!("out-{algorithm}.bin"));
-        let recv = spawn_recv(&[
-            "--listen",
-            &listen,
-            "--out",
-            out.to_str().unwrap(),
-            "--congestion",
-            algorithm,
-        ]);
+        let recv = spawn_recv(&["--out", out.to_str().unwrap(), "--congestion", algorithm]).await;
+        let listen = recv.addr.to_string();
         let link = ImpairConfig {
             loss: 0.05,
             ..ImpairConfig::default()
@@ -426,7 +405,7 @@ async fn each_congestion_controller_moves_a_file_through_loss() {
 }
 
 /// Waits for a `rudp recv` to exit: its status and standard error.
-async fn finish(recv: tokio::process::Child) -> (Option<i32>, String) {
+async fn finish(recv: Listening) -> (Option<i32>, String) {
     let r = tokio::time::timeout(LIMIT, recv.wait_with_output())
         .await
         .expect("recv exits in time")
@@ -464,15 +443,8 @@ async fn existing_files_and_dotfiles_are_never_replaced() {
     std::fs::create_dir_all(&out_dir).unwrap();
     std::fs::write(out_dir.join(".bashrc"), "mine").unwrap();
     std::fs::write(out_dir.join("notes.txt"), "mine").unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let recv = spawn_recv(&[
-        "--listen",
-        &listen,
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--keep-open",
-    ]);
+    let recv = spawn_recv(&["--out", out_dir.to_str().unwrap(), "--keep-open"]).await;
+    let listen = recv.addr.to_string();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let dot = dir.join(".bashrc");
     random_file(&dot, 100, 1);
@@ -497,16 +469,11 @@ async fn existing_files_and_dotfiles_are_never_replaced() {
         "mine"
     );
     assert_eq!(std::fs::read(out_dir.join("notes.1.txt")).unwrap(), data);
-    // Killed and reaped before another receiver takes the port.
+    // The first receiver ends; a second one, with --force, replaces.
     let mut recv = recv;
-    recv.kill().await.unwrap();
-    let recv = spawn_recv(&[
-        "--listen",
-        &listen,
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--force",
-    ]);
+    recv.child.kill().await.unwrap();
+    let recv = spawn_recv(&["--out", out_dir.to_str().unwrap(), "--force"]).await;
+    let listen = recv.addr.to_string();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(send_to(&notes, &listen).await.code, Some(0));
     let (code, stderr) = finish(recv).await;
@@ -525,11 +492,9 @@ async fn existing_files_and_dotfiles_are_never_replaced() {
 #[tokio::test]
 async fn oversized_offers_and_missing_directories_fail_before_any_data() {
     let dir = scratch("limits");
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
     let missing = format!("{}/", dir.join("missing").display());
     let out = rudp(
-        &["recv", "--listen", &listen, "--out", &missing],
+        &["recv", "--listen", "127.0.0.1:0", "--out", &missing],
         b"",
         LIMIT,
     )
@@ -537,21 +502,15 @@ async fn oversized_offers_and_missing_directories_fail_before_any_data() {
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
     let out = rudp(
-        &["recv", "--listen", &listen, "--max-size", "lots"],
+        &["recv", "--listen", "127.0.0.1:0", "--max-size", "lots"],
         b"",
         LIMIT,
     )
     .await;
     assert_eq!(out.code, Some(2), "{out:?}");
 
-    let recv = spawn_recv(&[
-        "--listen",
-        &listen,
-        "--out",
-        dir.to_str().unwrap(),
-        "--max-size",
-        "100kB",
-    ]);
+    let recv = spawn_recv(&["--out", dir.to_str().unwrap(), "--max-size", "100kB"]).await;
+    let listen = recv.addr.to_string();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let big = dir.join("big.bin");
     random_file(&big, 2_000_000, 3);
@@ -571,18 +530,10 @@ async fn oversized_offers_and_missing_directories_fail_before_any_data() {
 #[tokio::test]
 async fn an_idle_peer_does_not_block_the_real_sender() {
     let dir = scratch("idle");
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
     let out_dir = dir.join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
-    let recv = spawn_recv(&[
-        "--listen",
-        &listen,
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--timeout",
-        "30s",
-    ]);
+    let recv = spawn_recv(&["--out", out_dir.to_str().unwrap(), "--timeout", "30s"]).await;
+    let listen = recv.addr.to_string();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let addr = listen.parse().unwrap();
     let idle = Endpoint::client(addr, EndpointConfig::default()).unwrap();
@@ -617,9 +568,8 @@ async fn an_idle_peer_does_not_block_the_real_sender() {
 #[tokio::test]
 async fn a_metrics_trace_has_no_packets_and_still_plots() {
     let dir = scratch("tracelevel");
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let recv = spawn_recv(&["--listen", &listen, "--out", dir.to_str().unwrap()]);
+    let recv = spawn_recv(&["--out", dir.to_str().unwrap()]).await;
+    let listen = recv.addr.to_string();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let src = dir.join("t.bin");
     random_file(&src, 2_000_000, 6);

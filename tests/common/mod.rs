@@ -105,13 +105,105 @@ pub async fn rudp(args: &[&str], stdin: &[u8], limit: Duration) -> Output {
     }
 }
 
-/// A loopback UDP port that was free a moment ago (bound, then released),
-/// for a child process to listen on.
-pub fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("bind an ephemeral loopback port")
-        .port()
+/// A loopback address where a socket is bound and never answers: a peer
+/// that is not there. The socket is returned so that the test holds the port
+/// for as long as it needs it; a port bound and released could be taken at
+/// once by another test running in parallel (it happened: a `send` meant for
+/// nobody reached another test's `recv`).
+pub fn silent_peer() -> (std::net::UdpSocket, SocketAddr) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
+    let addr = socket.local_addr().expect("a bound socket has an address");
+    (socket, addr)
+}
+
+/// A child `rudp` process that listens on a port the kernel chose for it
+/// (`--listen 127.0.0.1:0`), read back from the address it logs. Handing a
+/// child a port the test reserved and released would race with every other
+/// test binding ephemeral ports at the same time.
+pub struct Listening {
+    pub child: tokio::process::Child,
+    pub addr: SocketAddr,
+    stdout: JoinHandle<Vec<u8>>,
+    stderr: JoinHandle<String>,
+}
+
+impl Listening {
+    /// Runs the binary with `args`, which must listen on port 0, and waits
+    /// (at most 30 s) for the line that names the address it got:
+    /// `listening on ADDR` or `listen=ADDR`.
+    pub async fn spawn(args: &[&str]) -> Listening {
+        Self::spawn_with_env(args, &[]).await
+    }
+
+    /// [`Listening::spawn`] with environment variables set for the child.
+    pub async fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Listening {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rudp"))
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn rudp");
+        let mut out = child.stdout.take().expect("stdout is piped");
+        let stdout = tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let _ = out.read_to_end(&mut buf).await;
+            buf
+        });
+        let mut err = BufReader::new(child.stderr.take().expect("stderr is piped"));
+        let mut seen = String::new();
+        let found = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let start = seen.len();
+                match err.read_line(&mut seen).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {
+                        if let Some(addr) = logged_address(&seen[start..]) {
+                            return Some(addr);
+                        }
+                    }
+                }
+            }
+        })
+        .await;
+        let Ok(Some(addr)) = found else {
+            panic!("rudp {args:?} never said where it listens; it wrote:\n{seen}");
+        };
+        let stderr = tokio::spawn(async move {
+            let _ = err.read_to_string(&mut seen).await;
+            seen
+        });
+        Listening {
+            child,
+            addr,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Waits for the child to exit: its status and everything it wrote.
+    pub async fn wait_with_output(mut self) -> std::io::Result<std::process::Output> {
+        let status = self.child.wait().await?;
+        let stdout = self.stdout.await.unwrap_or_default();
+        let stderr = self.stderr.await.unwrap_or_default().into_bytes();
+        Ok(std::process::Output {
+            status,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+/// The address in a line such as `rudp recv: listening on 127.0.0.1:4433`
+/// or `... month service ready listen=127.0.0.1:4433`.
+fn logged_address(line: &str) -> Option<SocketAddr> {
+    ["listening on ", "listen="].iter().find_map(|marker| {
+        let rest = &line[line.find(marker)? + marker.len()..];
+        rest.split_whitespace().next()?.parse().ok()
+    })
 }
 
 pub const MONTHS: [&str; 12] = rudp_cli::month::MONTHS;
