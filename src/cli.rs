@@ -73,7 +73,7 @@ impl ObserveArgs {
 
 /// Connection settings for every command that opens connections: packet
 /// protection and congestion control.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct ConnArgs {
     /// Seal every packet with the pre-shared key in FILE (its whole content,
     /// at least 16 bytes; make one with `head -c 32 /dev/urandom > FILE`).
@@ -84,6 +84,34 @@ pub struct ConnArgs {
     /// or newreno (loss-based). See docs/benchmarks.md for how they compare.
     #[arg(long, value_name = "ALGORITHM", default_value_t = Algorithm::default())]
     pub congestion: Algorithm,
+    /// Largest UDP payload to accept and to search for with path MTU
+    /// discovery (PROTOCOL.md §9.7), 1200 to 65507. Connections start at
+    /// 1200 bytes and grow only to what the path is shown to carry; 1200
+    /// turns discovery off.
+    #[arg(long, value_name = "BYTES", default_value_t = rudp_core::config::MAX_DATAGRAM_SIZE,
+          value_parser = parse_datagram_size)]
+    pub max_datagram_size: usize,
+}
+
+/// `--max-datagram-size`: a whole number of bytes in 1200..=65507.
+fn parse_datagram_size(s: &str) -> Result<usize, String> {
+    use rudp_core::config::{MAX_DATAGRAM_SIZE, MIN_DATAGRAM_SIZE};
+    match s.parse::<usize>() {
+        Ok(n) if (MIN_DATAGRAM_SIZE..=MAX_DATAGRAM_SIZE).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a number of bytes from {MIN_DATAGRAM_SIZE} to {MAX_DATAGRAM_SIZE}"
+        )),
+    }
+}
+
+impl Default for ConnArgs {
+    fn default() -> Self {
+        Self {
+            psk: None,
+            congestion: Algorithm::default(),
+            max_datagram_size: rudp_core::config::MAX_DATAGRAM_SIZE,
+        }
+    }
 }
 
 impl ConnArgs {
@@ -99,6 +127,7 @@ impl ConnArgs {
         base.to_builder()
             .psk(psk)
             .congestion(std::sync::Arc::new(self.congestion))
+            .max_datagram_size(self.max_datagram_size)
             .build()
             .map_err(|e| eprintln!("error: {e}"))
             .ok()

@@ -351,6 +351,11 @@ async fn each_congestion_controller_moves_a_file_through_loss() {
                 &proxy.local_addr().to_string(),
                 "--congestion",
                 algorithm,
+                // 1200-byte datagrams: about 900 packets, so that 5% loss
+                // surely hits some (64 KiB ones would make about 20). Also
+                // checks the flag.
+                "--max-datagram-size",
+                "1200",
                 "--stats-json",
                 stats_path.to_str().unwrap(),
             ],
@@ -371,6 +376,8 @@ async fn each_congestion_controller_moves_a_file_through_loss() {
         let json: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&stats_path).unwrap()).unwrap();
         assert!(json["stats"]["path"]["congestion_window"].as_u64().unwrap() >= 2 * 1200);
+        assert_eq!(json["stats"]["path"]["max_datagram_size"], 1200);
+        assert_eq!(json["stats"]["sent"]["mtu_probes"], 0);
         assert!(
             json["stats"]["sent"]["packets_lost"].as_u64().unwrap() > 0,
             "{algorithm}: {json}"

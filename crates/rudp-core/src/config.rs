@@ -13,8 +13,12 @@ use std::time::Duration;
 /// methods of the same names.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Largest UDP payload sent or accepted (default 1200, the size every
-    /// IPv4 and IPv6 path carries without fragmentation). At least 1200.
+    /// Largest UDP payload accepted, announced to the peer, and the most
+    /// path MTU discovery searches up to (default 65 507, the largest UDP
+    /// payload over IPv4). At least 1200. Connections start at 1200, the
+    /// size every path carries, and send larger datagrams only once a probe
+    /// of that size got through (PROTOCOL.md §9.7); 1200 turns discovery
+    /// off.
     pub(crate) max_datagram_size: usize,
     /// Largest message accepted from the peer, and sent to it (default 1 MiB).
     pub(crate) max_message_size: usize,
@@ -61,7 +65,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            max_datagram_size: 1200,
+            max_datagram_size: MAX_DATAGRAM_SIZE,
             max_message_size: 1 << 20,
             receive_window: 4 << 20,
             max_receive_window: 64 << 20,
@@ -96,8 +100,8 @@ pub const MIN_DATAGRAM_SIZE: usize = 1200;
 pub const MAX_DATAGRAM_SIZE: usize = 65_507;
 
 settings!(Config, ConfigBuilder, {
-    /// Largest UDP payload sent or accepted (default 1200, the size every
-    /// IPv4 and IPv6 path carries without fragmentation). At least 1200.
+    /// Largest UDP payload accepted, and the most path MTU discovery
+    /// searches up to (default 65 507), §9.7. 1200 turns discovery off.
     max_datagram_size: usize,
     /// Largest message accepted from the peer, and sent to it (default 1 MiB).
     max_message_size: usize,

@@ -136,6 +136,14 @@ impl Sim {
         self.next_rebind = self.now + self.rebind_every.unwrap_or_default();
     }
 
+    /// Changes the links' impairments from now on, each way (what `rudp
+    /// proxy --schedule` does): for instance a smaller MTU mid-run, a black
+    /// hole appearing. Datagrams already on the wire are unaffected.
+    pub fn set_links(&mut self, to_server: ImpairConfig, to_client: ImpairConfig) {
+        self.to_server.set_config(to_server);
+        self.to_client.set_config(to_client);
+    }
+
     /// Times the client's address moved (`set_rebind`).
     pub fn rebinds(&self) -> u64 {
         self.rebinds

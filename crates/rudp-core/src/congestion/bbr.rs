@@ -329,6 +329,11 @@ impl Controller for Bbr {
         self.window
     }
 
+    fn set_max_datagram_size(&mut self, mss: u64) {
+        self.mss = mss;
+        self.window = self.window.max(self.min_window());
+    }
+
     fn pacing_rate(&self, rtt: &RttEstimator) -> u64 {
         let bw = self.bandwidth();
         if bw == 0 {

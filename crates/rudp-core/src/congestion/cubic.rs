@@ -133,6 +133,11 @@ impl Controller for Cubic {
     fn window(&self) -> u64 {
         self.window as u64
     }
+
+    fn set_max_datagram_size(&mut self, mss: u64) {
+        self.mss = mss;
+        self.window = self.window.max(minimum_window(mss) as f64);
+    }
 }
 
 #[cfg(test)]

@@ -119,6 +119,11 @@ pub trait Controller: Debug + Send {
     );
     /// Bytes that may be in flight.
     fn window(&self) -> u64;
+    /// Path MTU discovery (PROTOCOL.md §9.7) changed the largest datagram
+    /// to `mss` bytes. A controller whose minimum window is counted in
+    /// datagrams must keep room for at least one: the connection sends only
+    /// whole datagrams that fit the window.
+    fn set_max_datagram_size(&mut self, _mss: u64) {}
     /// Bytes per second to pace sends at (§9.6). Window-based controllers
     /// spread their window over the smoothed RTT, with 25% headroom so that
     /// pacing never is what limits them (RFC 9002 §7.7).

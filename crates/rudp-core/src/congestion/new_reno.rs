@@ -72,6 +72,11 @@ impl Controller for NewReno {
     fn window(&self) -> u64 {
         self.window
     }
+
+    fn set_max_datagram_size(&mut self, mss: u64) {
+        self.mss = mss;
+        self.window = self.window.max(minimum_window(mss));
+    }
 }
 
 #[cfg(test)]

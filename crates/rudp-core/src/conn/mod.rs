@@ -31,6 +31,7 @@ macro_rules! traced {
 }
 
 mod ack;
+mod mtu;
 mod observe;
 mod pacing;
 mod path;
@@ -462,6 +463,7 @@ impl Connection {
         s.path.congestion_window = self.path.cc.window();
         s.path.pacing_rate = self.path.cc.pacing_rate(&self.path.rtt);
         s.path.bytes_in_flight = self.sent.bytes_in_flight();
+        s.path.max_datagram_size = self.path.max_datagram() as u64;
         s.buffers.receive_buffered = self.recv.buffered();
         s.buffers.send_buffered = self.send.buffered();
         s.buffers.receive_window = self.recv.window();

@@ -37,6 +37,20 @@ impl Connection {
     #[cfg(not(feature = "trace"))]
     pub(super) fn trace_metrics(&mut self, _now: Instant) {}
 
+    #[cfg(not(feature = "trace"))]
+    pub(super) fn trace_mtu(&mut self, _now: Instant, _size: usize, _black_hole: bool) {}
+
+    #[cfg(feature = "trace")]
+    /// `connectivity:mtu_updated`: the datagram size in use changed (§9.7),
+    /// up after an acknowledged probe or down to 1200 after a black hole.
+    pub(super) fn trace_mtu(&mut self, now: Instant, size: usize, black_hole: bool) {
+        self.trace(
+            now,
+            "connectivity:mtu_updated",
+            || json!({ "new": size, "black_hole": black_hole }),
+        );
+    }
+
     #[cfg(feature = "trace")]
     pub(super) fn trace_state(&mut self, now: Instant) {
         let state = self.state;

@@ -1,10 +1,11 @@
 //! What a connection knows about its network path (PROTOCOL.md §9, §6.7):
 //! the RTT estimate, the congestion controller and its delivery-rate
-//! samples, the pacer, the datagram size, and the anti-amplification
-//! budget of an unvalidated address. One value, so that a connection that
+//! samples, the pacer, the datagram size the path carries (§9.7), and the
+//! anti-amplification budget of an unvalidated address. One value, so that a connection that
 //! moves to a new path (the paths issue) can start a fresh one and keep
 //! the old until the new is proven.
 
+use super::mtu::MtuDiscovery;
 use super::pacing::Pacer;
 use crate::config::Config;
 use crate::congestion::delivery::DeliveryRate;
@@ -35,23 +36,30 @@ pub(super) struct Path {
     pub(super) delivery: DeliveryRate,
     /// Spreads sends over the RTT (§9.6).
     pub(super) pacer: Pacer,
-    /// Largest UDP payload sent on it.
-    pub(super) max_datagram: usize,
+    /// The datagram size it carries, and the search for a larger one
+    /// (§9.7).
+    pub(super) mtu: MtuDiscovery,
     /// Server, until the client's address is validated (§6.7).
     pub(super) amplification: Amplification,
 }
 
 impl Path {
     pub(super) fn new(now: Instant, config: &Config) -> Self {
-        let mss = config.max_datagram_size as u64;
+        // Every path starts at 1200 bytes (§3.0); discovery raises it.
+        let mss = crate::config::MIN_DATAGRAM_SIZE as u64;
         Self {
             rtt: RttEstimator::new(config.initial_rtt),
             cc: config.congestion.build(mss),
             congestion_name: config.congestion.name(),
             delivery: DeliveryRate::new(now),
             pacer: Pacer::new(now, mss),
-            max_datagram: config.max_datagram_size,
+            mtu: MtuDiscovery::new(),
             amplification: Amplification::default(),
         }
+    }
+
+    /// The largest datagram to send now.
+    pub(super) fn max_datagram(&self) -> usize {
+        self.mtu.current()
     }
 }

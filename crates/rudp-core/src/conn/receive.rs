@@ -319,7 +319,11 @@ impl Connection {
             ));
         }
         self.peer = Some(*p);
-        self.path.max_datagram = self.path.max_datagram.min(p.max_datagram_size as usize);
+        // §9.7: search up to what both sides accept.
+        let peers = p
+            .max_datagram_size
+            .min(crate::config::MAX_DATAGRAM_SIZE as u64) as usize;
+        self.path.mtu.start(self.config.max_datagram_size, peers);
         self.idle_timeout = self
             .idle_timeout
             .min(Duration::from_millis(p.idle_timeout_millis));

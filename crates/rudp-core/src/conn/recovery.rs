@@ -2,6 +2,7 @@
 //! RTT samples, spurious-loss detection and the thresholds it widens, loss
 //! detection, and requeueing what lost packets carried.
 
+use super::mtu::SizeChange;
 use super::*;
 use crate::rtt::RttEstimator;
 
@@ -53,7 +54,10 @@ impl Connection {
                 .grow_capacity(wanted.min(self.config.max_send_buffer));
         }
         let before = self.send.buffered();
-        for (_, p) in &newly {
+        for (pn, p) in &newly {
+            if let SizeChange::Raised(size) = self.path.mtu.on_acked(*pn, p.size) {
+                self.on_datagram_size(now, size);
+            }
             if p.in_flight {
                 self.path
                     .cc
@@ -108,13 +112,29 @@ impl Connection {
             return;
         };
         let pto = self.pto();
-        let outcome = self
-            .loss
-            .detect(now, &mut self.sent, largest, &self.path.rtt, pto);
+        // §9.7: a lost MTU probe says the path does not carry its size,
+        // not that we sent too fast.
+        let mtu_probe = self.path.mtu.probe_pn();
+        let outcome =
+            self.loss
+                .detect(now, &mut self.sent, largest, &self.path.rtt, pto, mtu_probe);
         if outcome.lost.is_empty() {
             return;
         }
-        self.stats.sent.packets_lost += outcome.lost.len() as u64;
+        let mut black_hole = false;
+        for (pn, p) in &outcome.lost {
+            black_hole |= self.path.mtu.on_lost(*pn, p.size) == SizeChange::BlackHole;
+        }
+        if black_hole {
+            self.on_black_hole(now);
+        }
+        let probes = outcome
+            .lost
+            .iter()
+            .filter(|(pn, _)| Some(*pn) == mtu_probe)
+            .count();
+        self.stats.sent.packets_lost += (outcome.lost.len() - probes) as u64;
+        self.stats.sent.mtu_probes_lost += probes as u64;
         debug_log!(
             cid = %self.local_cid,
             lost = ?outcome.lost.iter().map(|(pn, _)| *pn).collect::<Vec<_>>(),
@@ -145,6 +165,23 @@ impl Connection {
                 .on_congestion_event(now, sent, outcome.lost_bytes, outcome.persistent);
             self.trace_metrics(now);
         }
+    }
+
+    /// §9.7: an MTU probe of `size` bytes was acknowledged; packets may be
+    /// that large from now on.
+    pub(super) fn on_datagram_size(&mut self, now: Instant, size: usize) {
+        debug_log!(cid = %self.local_cid, size, "path MTU probe acknowledged");
+        self.path.cc.set_max_datagram_size(size as u64);
+        self.trace_mtu(now, size, false);
+    }
+
+    /// §9.7: packets of the size in use stopped arriving: back to 1200.
+    pub(super) fn on_black_hole(&mut self, now: Instant) {
+        debug_log!(cid = %self.local_cid, "path MTU black hole: back to 1200 bytes");
+        self.stats.sent.mtu_black_holes += 1;
+        let size = self.path.max_datagram();
+        self.path.cc.set_max_datagram_size(size as u64);
+        self.trace_mtu(now, size, true);
     }
 
     /// Puts what a lost (or probed) packet carried back in line to be sent.
@@ -250,6 +287,7 @@ impl LossDetector {
         largest: u64,
         rtt: &RttEstimator,
         pto: Duration,
+        mtu_probe: Option<u64>,
     ) -> LossOutcome {
         let loss_delay = rtt.loss_delay_times(rtt::TIME_THRESHOLDS[self.time_threshold]);
         let (lost, loss_time) = sent.detect_lost(now, largest, self.packet_threshold, loss_delay);
@@ -262,14 +300,21 @@ impl LossDetector {
         }
         let mut newest_in_flight: Option<Instant> = None;
         let mut lost_bytes = 0;
-        for (_, p) in lost.iter().filter(|(_, p)| p.in_flight) {
+        // Everything lost but the MTU probe (§9.7), ack-only packets too:
+        // they keep persistent congestion's runs of numbers unbroken.
+        let congestion: Vec<(u64, SentPacket)> = lost
+            .iter()
+            .filter(|(pn, _)| Some(*pn) != mtu_probe)
+            .cloned()
+            .collect();
+        for (_, p) in congestion.iter().filter(|(_, p)| p.in_flight) {
             newest_in_flight = Some(newest_in_flight.map_or(p.time_sent, |t| t.max(p.time_sent)));
             lost_bytes += p.size as u64;
         }
         let persistent = newest_in_flight.is_some()
             && rtt.has_sample()
             && sent::is_persistent_congestion(
-                &lost,
+                &congestion,
                 congestion::persistent_congestion_duration(pto),
             );
         LossOutcome {

@@ -135,6 +135,11 @@ impl SendStream {
         self.sent < self.end && self.sent >= self.max_data
     }
 
+    /// New bytes that flow control lets us send now.
+    pub(super) fn unsent(&self) -> u64 {
+        self.end.min(self.max_data).saturating_sub(self.sent)
+    }
+
     /// Whether `next_chunk` would return something.
     pub(super) fn has_sendable(&self) -> bool {
         // A FIN waiting behind data that flow control holds back is not

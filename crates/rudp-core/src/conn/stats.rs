@@ -38,6 +38,13 @@ crate::counters! {
         pub closes_suppressed: u64,
         /// Messages queued by the application.
         pub messages: u64,
+        /// Path MTU probes sent (§9.7).
+        pub mtu_probes: u64,
+        /// Of those, declared lost: the path did not carry their size.
+        pub mtu_probes_lost: u64,
+        /// Times packets of the size in use stopped arriving and the size
+        /// fell back to 1200 (§9.7).
+        pub mtu_black_holes: u64,
     }
 }
 
@@ -104,6 +111,9 @@ pub struct PathStats {
     /// The congestion controller that ran
     /// ([`crate::congestion::ControllerFactory::name`]).
     pub congestion: &'static str,
+    /// The largest datagram in use, bytes: 1200 until path MTU discovery
+    /// finds more (§9.7).
+    pub max_datagram_size: u64,
 }
 
 /// Buffers and bookkeeping now (not counters: totals take the last).

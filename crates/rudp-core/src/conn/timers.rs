@@ -183,6 +183,9 @@ impl Connection {
             // two new packets, outside the congestion window (§9.3).
             self.stats.sent.probe_timeouts += 1;
             self.pto_count += 1;
+            if self.path.mtu.on_probe_timeout(self.pto_count) == mtu::SizeChange::BlackHole {
+                self.on_black_hole(now);
+            }
             self.probes = PROBES_PER_PTO;
             if let Some(p) = self.sent.oldest_eliciting() {
                 let frames = p.frames.clone();

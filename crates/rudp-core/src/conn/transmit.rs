@@ -74,7 +74,7 @@ impl Connection {
         let ty = self.packet_type();
         let probe = self.probes > 0;
         let in_flight = self.sent.bytes_in_flight();
-        let cwnd_open = in_flight + self.path.max_datagram as u64 <= self.path.cc.window();
+        let cwnd_open = in_flight + self.path.max_datagram() as u64 <= self.path.cc.window();
         let have_data = self.peer.is_some() && self.send.has_sendable();
         let have_eliciting = (ty != PacketType::Data && self.handshake_pending)
             || have_data
@@ -89,7 +89,7 @@ impl Connection {
         let mut paced_open = true;
         if cwnd_open && have_eliciting && !probe {
             let rate = self.path.cc.pacing_rate(&self.path.rtt);
-            let mss = self.path.max_datagram as u64;
+            let mss = self.path.max_datagram() as u64;
             self.pacing_until = self.path.pacer.delay(now, mss, rate, mss);
             paced_open = self.pacing_until.is_none();
         }
@@ -99,12 +99,21 @@ impl Connection {
             return false;
         }
         // §6.7: an unvalidated client gets at most three times what it sent.
-        let mut max_len = self.path.max_datagram;
+        let mut max_len = self.path.max_datagram();
         if self.amplification_blocked() {
             return false;
         }
         if self.amplification_limited() {
             max_len = max_len.min(self.amplification_budget() as usize);
+        }
+        // §9.7: a path MTU probe, when one is due and the window has room.
+        let mtu_probe = if want_eliciting && !probe {
+            self.mtu_probe_due(now, in_flight)
+        } else {
+            None
+        };
+        if let Some(size) = mtu_probe {
+            max_len = size;
         }
 
         let pn = self.next_pn;
@@ -133,7 +142,15 @@ impl Connection {
             self.handshake_pending = false;
             eliciting = true;
         }
-        if want_eliciting {
+        if let Some(size) = mtu_probe {
+            // PING and PADDING only: a probe carries nothing that would
+            // need resending when it is lost, as it may well be.
+            Frame::Ping.encode(out);
+            frames.ping = true;
+            eliciting = true;
+            self.path.mtu.on_probe_sent(pn, size);
+            self.stats.sent.mtu_probes += 1;
+        } else if want_eliciting {
             if self.max_data_pending {
                 if self.recv.max_data_update().is_some() {
                     // §8.3 auto-tuning: a new limit needed within two RTTs
@@ -192,9 +209,10 @@ impl Connection {
             self.ping_pending = false;
             self.probes = self.probes.saturating_sub(1);
         }
-        if ty == PacketType::Initial && out.len() < limit {
+        if (ty == PacketType::Initial || mtu_probe.is_some()) && out.len() < limit {
             // §6.2: INITIALs fill the datagram, proving the path carries
-            // full-size datagrams and bounding amplification.
+            // full-size datagrams and bounding amplification. §9.7: a probe
+            // is exactly the size it tests.
             Frame::Padding(limit - out.len()).encode(out);
         }
         self.seal_and_count(now, ty, pn, out, Some(retransmitted));
@@ -232,6 +250,19 @@ impl Connection {
             self.set_loss_timer();
         }
         true
+    }
+
+    /// §9.7: the size of the path MTU probe to send now, if one is due:
+    /// only once established, only while more is queued than one datagram
+    /// of the size in use holds (a request-and-answer connection never
+    /// probes), and only if the probe fits the congestion window.
+    fn mtu_probe_due(&mut self, now: Instant, in_flight: u64) -> Option<usize> {
+        if self.state != State::Established || self.send.unsent() <= self.path.max_datagram() as u64
+        {
+            return None;
+        }
+        let size = self.path.mtu.probe_size(now)?;
+        (in_flight + size as u64 <= self.path.cc.window()).then_some(size)
     }
 
     /// §8.4 thin streams: a packet that carries new data and has room to

@@ -1,0 +1,242 @@
+//! Real paths (issue #15), in virtual time: path MTU discovery (PROTOCOL.md
+//! §9.7) settles below the path's MTU and survives a black hole, and
+//! connections survive address changes (§6.9).
+
+use bytes::Bytes;
+use rudp_core::conn::Stats;
+use rudp_core::conn::{Event, SendError};
+use rudp_core::endpoint::{ConnectionHandle, EndpointConfig, EndpointEvent};
+use rudp_core::impair::ImpairConfig;
+use rudp_core::sim::Sim;
+use rudp_core::{Config, ConnectionError};
+use std::time::Duration;
+
+/// A one-way bulk transfer, client to server, of numbered messages.
+struct Transfer {
+    sim: Sim,
+    c: ConnectionHandle,
+    s: ConnectionHandle,
+    /// Messages queued so far, and the total to send.
+    queued: u64,
+    total: u64,
+    size: usize,
+    /// Messages received, checked in order.
+    received: u64,
+    client_outcome: Option<Result<(), ConnectionError>>,
+    /// Longest time between two deliveries to the server's application
+    /// once the transfer started.
+    longest_gap: Duration,
+    last_delivery: Duration,
+}
+
+fn message(i: u64, size: usize) -> Bytes {
+    let mut m = vec![(i % 251) as u8; size];
+    m[..8].copy_from_slice(&i.to_be_bytes());
+    Bytes::from(m)
+}
+
+impl Transfer {
+    fn new(seed: u64, config: Config, link: ImpairConfig, total: u64, size: usize) -> Self {
+        let ep = EndpointConfig::new(config);
+        let mut sim = Sim::new(seed, ep.clone(), ep, link.clone(), link);
+        let (c, s) = sim.connect(100_000).expect("handshake");
+        let last_delivery = sim.elapsed();
+        Self {
+            sim,
+            c,
+            s,
+            queued: 0,
+            total,
+            size,
+            received: 0,
+            client_outcome: None,
+            longest_gap: Duration::ZERO,
+            last_delivery,
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.received == self.total
+    }
+
+    /// Steps until the transfer is done, `stop` says so, or `limit` of
+    /// virtual time passes.
+    fn run(&mut self, limit: Duration, mut stop: impl FnMut(&Self) -> bool) {
+        let end = self.sim.elapsed() + limit;
+        while self.sim.elapsed() < end && !self.done() && !stop(self) {
+            let (queued, total, size) = (&mut self.queued, self.total, self.size);
+            self.sim.client.with_connection(self.c, |x| {
+                while *queued < total {
+                    match x.send(message(*queued, size)) {
+                        Ok(()) => *queued += 1,
+                        Err(SendError::Blocked) => break,
+                        Err(e) => panic!("send: {e}"),
+                    }
+                }
+            });
+            let (mut got, expected) = (Vec::new(), self.received);
+            self.sim.server.with_connection(self.s, |x| {
+                while let Some(m) = x.recv() {
+                    got.push(m);
+                }
+            });
+            for (k, m) in got.iter().enumerate() {
+                let i = expected + k as u64;
+                assert_eq!(m, &message(i, self.size), "message {i} intact, in order");
+            }
+            if !got.is_empty() {
+                let now = self.sim.elapsed();
+                self.longest_gap = self.longest_gap.max(now - self.last_delivery);
+                self.last_delivery = now;
+                self.received += got.len() as u64;
+            }
+            while let Some(e) = self.sim.client.poll_event() {
+                if let EndpointEvent::Connection(h, Event::Closed(o)) = e {
+                    if h == self.c {
+                        self.client_outcome = Some(o);
+                    }
+                }
+            }
+            while self.sim.server.poll_event().is_some() {}
+            assert!(
+                self.client_outcome.is_none(),
+                "the connection ended: {:?}",
+                self.client_outcome
+            );
+            if !self.sim.step() {
+                break;
+            }
+        }
+    }
+
+    fn client_stats(&self) -> Stats {
+        self.sim
+            .client
+            .connection(self.c)
+            .expect("the connection")
+            .stats()
+    }
+}
+
+fn link(delay_ms: u64, mtu: Option<usize>) -> ImpairConfig {
+    ImpairConfig {
+        delay: Duration::from_millis(delay_ms),
+        mtu,
+        ..ImpairConfig::default()
+    }
+}
+
+// ---- Path MTU discovery (§9.7) -------------------------------------------
+
+/// Through a path that carries 1400 bytes, discovery settles within 20
+/// bytes below it in well under a second, and only probes were dropped for
+/// their size.
+#[test]
+fn discovery_settles_below_a_1400_byte_path_within_a_second() {
+    let mut t = Transfer::new(1, Config::default(), link(10, Some(1400)), 2_000, 10_000);
+    let start = t.sim.elapsed();
+    t.run(Duration::from_secs(1), |t| {
+        t.client_stats().path.max_datagram_size >= 1381
+    });
+    let settled_in = t.sim.elapsed() - start;
+    let stats = t.client_stats();
+    assert!(
+        (1381..=1400).contains(&stats.path.max_datagram_size),
+        "{:?}",
+        stats.path
+    );
+    assert!(settled_in < Duration::from_secs(1), "{settled_in:?}");
+    t.run(Duration::from_secs(60), |_| false);
+    assert!(t.done(), "the transfer completed");
+    let stats = t.client_stats();
+    let (up, _) = t.sim.link_stats();
+    assert_eq!(
+        up.dropped_mtu, stats.sent.mtu_probes_lost,
+        "only probes were too big: {stats:?}"
+    );
+    assert_eq!(stats.sent.packets_lost, 0, "probe losses are not losses");
+    assert_eq!(stats.sent.mtu_black_holes, 0);
+    println!(
+        "settled at {} bytes in {settled_in:?} with {} probes, {} lost",
+        stats.path.max_datagram_size, stats.sent.mtu_probes, stats.sent.mtu_probes_lost
+    );
+}
+
+/// Without an MTU limit (loopback), discovery reaches the largest UDP
+/// payload; with `max_datagram_size` 1200 on either side, it never probes.
+#[test]
+fn discovery_reaches_the_maximum_on_an_open_path_and_1200_turns_it_off() {
+    let mut t = Transfer::new(2, Config::default(), link(1, None), 3_000, 10_000);
+    t.run(Duration::from_secs(60), |_| false);
+    assert!(t.done());
+    let stats = t.client_stats();
+    assert!(stats.path.max_datagram_size == 65_507, "{:?}", stats.path);
+    let small = Config::builder()
+        .max_datagram_size(1200)
+        .build()
+        .expect("valid settings");
+    let mut t = Transfer::new(3, small, link(1, None), 500, 10_000);
+    t.run(Duration::from_secs(60), |_| false);
+    assert!(t.done());
+    let stats = t.client_stats();
+    assert_eq!(stats.sent.mtu_probes, 0);
+    assert_eq!(stats.path.max_datagram_size, 1200);
+}
+
+/// A request-and-answer connection (nothing queued beyond one datagram)
+/// never probes: discovery costs it nothing.
+#[test]
+fn small_messages_never_probe() {
+    let mut t = Transfer::new(4, Config::default(), link(5, None), 200, 100);
+    let mut sent = 0;
+    while !t.done() {
+        // One message at a time, as the month service does.
+        t.total = (sent + 1).min(200);
+        t.run(Duration::from_secs(5), |_| false);
+        sent = t.received;
+    }
+    assert_eq!(t.client_stats().sent.mtu_probes, 0);
+}
+
+/// The path's MTU drops from 9000 to 1300 in the middle of a transfer: the
+/// full-size packets vanish, the size falls back to 1200 within a few
+/// round trips, discovery settles again below 1300, and every message
+/// arrives intact and in order.
+#[test]
+fn a_black_hole_mid_transfer_falls_back_and_the_transfer_completes() {
+    let mut t = Transfer::new(5, Config::default(), link(10, Some(9000)), 20_000, 10_000);
+    t.run(Duration::from_secs(10), |t| {
+        t.client_stats().path.max_datagram_size > 8_900
+    });
+    let before = t.client_stats();
+    assert!(
+        before.path.max_datagram_size > 8_900,
+        "{:?} {:?} after {:?}, {} received",
+        before.path,
+        before.sent,
+        t.sim.elapsed(),
+        t.received
+    );
+    let before = t.client_stats();
+    t.longest_gap = Duration::ZERO;
+    t.sim.set_links(link(10, Some(1300)), link(10, Some(1300)));
+    t.run(Duration::from_secs(120), |_| false);
+    assert!(t.done(), "the transfer completed");
+    let stats = t.client_stats();
+    assert_eq!(stats.sent.mtu_black_holes, before.sent.mtu_black_holes + 1);
+    assert!(
+        (1281..=1300).contains(&stats.path.max_datagram_size),
+        "{:?}",
+        stats.path
+    );
+    // A round trip is 20 ms; the fallback waits for two probe timeouts.
+    assert!(
+        t.longest_gap < Duration::from_millis(500),
+        "delivery stalled for {:?}",
+        t.longest_gap
+    );
+    println!(
+        "black hole: longest stall {:?}, settled again at {} bytes",
+        t.longest_gap, stats.path.max_datagram_size
+    );
+}
