@@ -441,6 +441,12 @@ pub async fn run(cli: Cli) -> i32 {
                         .max_pending_handshakes(share(max_pending, i))
                         .max_pending_per_source(share(defaults.max_pending_per_source(), i))
                         .retry(retry.policy(threads))
+                        // Worker i's CIDs start with byte i, so the shared
+                        // port can steer a moved client back to it (§6.9).
+                        .server_id(
+                            (threads > 1 && threads <= rudp::MAX_STEERED_SOCKETS)
+                                .then_some(i as u8),
+                        )
                         .build()
                 })
                 .collect();
@@ -1017,6 +1023,15 @@ async fn run_server(listen: SocketAddr, configs: Vec<EndpointConfig>, observe: O
     if threads > 1 {
         if let Ok(addr) = sockets[0].local_addr() {
             tracing::info!(listen = %addr, workers = threads, "one socket and one thread per worker (SO_REUSEPORT)");
+        }
+        // Packets go to the worker their connection ID names, whatever
+        // port they come from: a client behind a rebinding NAT stays with
+        // its worker (PROTOCOL.md §6.9).
+        let steered = threads <= rudp::MAX_STEERED_SOCKETS;
+        match steered.then(|| rudp::steer_by_server_id(&sockets[0])) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => tracing::warn!(error = %e, "cannot steer by connection ID: a client that changes address may reach another worker and lose its connection"),
+            None => tracing::warn!(workers = threads, "more workers than connection IDs can name: a client that changes address may reach another worker and lose its connection"),
         }
     }
     let setup = server::WorkerSetup {

@@ -74,42 +74,6 @@ fn clean() -> ImpairConfig {
     }
 }
 
-// ---- A rebinding NAT (issue #15's simulator tooling) ---------------------
-
-/// `Sim::set_rebind`: the client's address moves under it. Connections do
-/// not migrate yet (PROTOCOL.md §6.1): the server drops the client's packets
-/// from the new address, its answers to the old one find no mapping, and
-/// the connection ends at the idle timeout although both ends are alive.
-/// The paths issue (migration) turns this into a connection that survives.
-#[test]
-fn a_rebinding_nat_ends_todays_connections_at_the_idle_timeout() {
-    let config = Config::builder()
-        .idle_timeout(Duration::from_secs(3))
-        .build()
-        .expect("valid settings");
-    let mut p = Pair::new(4, config, clean());
-    let before = p.sim.client_addr();
-    p.sim.set_rebind(Some(Duration::from_secs(1)));
-    p.run_until(Duration::from_secs(10), |p| p.client_outcome.is_some());
-    assert!(p.sim.rebinds() >= 1);
-    assert_ne!(p.sim.client_addr(), before, "the address moved");
-    assert!(
-        p.sim.server.stats().dropped_wrong_address > 0,
-        "{:?}",
-        p.sim.server.stats()
-    );
-    assert!(
-        matches!(p.client_outcome, Some(Err(ConnectionError::TimedOut(_)))),
-        "{:?}",
-        p.client_outcome
-    );
-    assert!(
-        p.sim.elapsed() < Duration::from_secs(6),
-        "ended within about one idle timeout of the move: {:?}",
-        p.sim.elapsed()
-    );
-}
-
 // ---- Keepalive and idle timeout -----------------------------------------
 
 #[test]

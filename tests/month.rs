@@ -777,3 +777,62 @@ async fn trace_with_several_workers_is_a_usage_error() {
     assert_eq!(out.code, Some(2), "{out:?}");
     assert!(out.stderr.contains("--threads 1"), "{out:?}");
 }
+
+/// Issue #15 with the real server's workers: `rudp server --threads 2`
+/// steers each packet to the worker its connection ID names (PROTOCOL.md
+/// §3.2), so a client whose NAT rebinds it every 300 ms (a new source port,
+/// which the kernel's hash would send to either worker) keeps its
+/// connection, its worker validating and following each move (§6.9).
+#[tokio::test]
+async fn workers_keep_a_client_whose_nat_rebinds_it() {
+    let dir = std::env::temp_dir().join(format!("rudp-month-rebind-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("server.json");
+    let server = common::Listening::spawn(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--threads",
+        "2",
+        "--stats-json",
+        json.to_str().unwrap(),
+    ])
+    .await;
+    let link = rudp_core::impair::ImpairConfig {
+        loss: 0.1,
+        ..Default::default()
+    };
+    let proxy = common::rebinding_proxy(
+        server.addr,
+        link.clone(),
+        link,
+        21,
+        Some(Duration::from_millis(300)),
+    )
+    .await;
+    let code = common::ask_one_by_one(proxy.local_addr(), 30, Duration::from_millis(100)).await;
+    assert_eq!(code, Some(0));
+    let rebinds = proxy.stop().await.rebinds;
+    assert!(rebinds >= 5, "{rebinds} rebinds");
+    let pid = server.child.id().expect("running").to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = tokio::time::timeout(LIMIT, server.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["workers"], 2, "{report}");
+    let migrations = report["totals"]["migration"]["migrations"].as_u64().unwrap();
+    assert!(migrations >= 3, "{migrations} migrations after {rebinds} rebinds: {report}");
+    assert_eq!(
+        report["endpoint"]["dropped_unknown_connection"], 0,
+        "no packet reached the wrong worker: {report}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

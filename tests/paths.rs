@@ -109,6 +109,14 @@ impl Transfer {
         }
     }
 
+    fn server_stats(&self) -> Stats {
+        self.sim
+            .server
+            .connection(self.s)
+            .expect("the connection")
+            .stats()
+    }
+
     fn client_stats(&self) -> Stats {
         self.sim
             .client
@@ -239,4 +247,135 @@ fn a_black_hole_mid_transfer_falls_back_and_the_transfer_completes() {
         "black hole: longest stall {:?}, settled again at {} bytes",
         t.longest_gap, stats.path.max_datagram_size
     );
+}
+
+// ---- Migration (§6.9) -----------------------------------------------------
+
+fn lossy(loss: f64, rate: Option<u64>) -> ImpairConfig {
+    ImpairConfig {
+        delay: Duration::from_millis(10),
+        loss,
+        rate,
+        queue: 200,
+        ..ImpairConfig::default()
+    }
+}
+
+/// A NAT that rebinds the client every 500 ms, on a link losing 10% each
+/// way: each time the server validates the new port and moves there, and
+/// the transfer completes with every message intact and in order. (Before
+/// migration, the first rebinding ended the connection at the idle
+/// timeout.) A port-only move keeps the path's RTT and congestion state.
+#[test]
+fn a_connection_survives_a_nat_that_rebinds_every_500_ms_through_10_percent_loss() {
+    let config = Config::builder()
+        .idle_timeout(Duration::from_secs(3))
+        .build()
+        .expect("valid settings");
+    // 2 MB/s: 8 MB take several seconds, so the NAT rebinds many times.
+    let link = lossy(0.1, Some(2_000_000));
+    let mut t = Transfer::new(11, config, link, 800, 10_000);
+    let before = t.sim.client_addr();
+    t.sim.set_rebind(Some(Duration::from_millis(500)));
+    t.run(Duration::from_secs(120), |_| false);
+    assert!(t.done(), "the transfer completed");
+    assert_ne!(t.sim.client_addr(), before);
+    let rebinds = t.sim.rebinds();
+    let m = t.server_stats().migration;
+    assert!(rebinds >= 4, "{rebinds} rebinds");
+    assert!(m.migrations + 1 >= rebinds, "{rebinds} rebinds, {m:?}");
+    assert_eq!(m.path_resets, 0, "a new port is the same path: {m:?}");
+    println!(
+        "{rebinds} rebinds: {} migrations, {} challenges, {} validations failed, longest stall {:?}",
+        m.migrations, m.challenges_sent, m.validations_failed, t.longest_gap
+    );
+}
+
+/// The client moves to another IP address (a phone leaving Wi-Fi): the
+/// server validates it, moves, and starts the path over (RTT, congestion
+/// control and MTU discovery), as the new path shares nothing with the old.
+#[test]
+fn a_client_that_changes_networks_keeps_its_connection_on_a_fresh_path() {
+    let mut t = Transfer::new(
+        12,
+        Config::default(),
+        lossy(0.0, Some(5_000_000)),
+        1_500,
+        10_000,
+    );
+    t.run(Duration::from_secs(1), |_| false);
+    assert!(!t.done(), "still running when the client moves");
+    t.longest_gap = Duration::ZERO;
+    let new_home: std::net::SocketAddr = "10.9.8.7:4444".parse().expect("an address");
+    t.sim.move_client(new_home);
+    t.run(Duration::from_secs(120), |_| false);
+    assert!(t.done(), "the transfer completed");
+    let s = t.server_stats();
+    assert_eq!(s.migration.migrations, 1, "{:?}", s.migration);
+    assert_eq!(s.migration.path_resets, 1, "{:?}", s.migration);
+    assert_eq!(
+        t.sim.server.remote(t.s),
+        Some(new_home),
+        "the server sends to the new address"
+    );
+    assert!(
+        t.longest_gap < Duration::from_secs(1),
+        "stalled {:?}",
+        t.longest_gap
+    );
+    println!("moved networks: longest stall {:?}", t.longest_gap);
+}
+
+/// An attacker copies a client's packet and delivers it from its own
+/// address before the original arrives (the race RFC 9000 §9.3.2
+/// describes). The copy is valid, so the server challenges the attacker's
+/// address, but within three times what the attacker sent, and the
+/// connection never leaves the client, whose next packets carry on.
+#[test]
+fn a_spoofed_packet_never_moves_the_connection_nor_draws_more_than_3x() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let mut t = Transfer::new(13, Config::default(), lossy(0.0, None), 300, 10_000);
+    t.run(Duration::from_millis(50), |_| false);
+    let real = t.sim.client_addr();
+    // Capture the client's next datagrams, and hold the originals back.
+    let captured: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
+    let tap = captured.clone();
+    t.sim.set_filter(Box::new(move |_, way, data| {
+        if way == rudp_core::sim::Direction::ToServer && tap.borrow().len() < 5 {
+            tap.borrow_mut().push(data.to_vec());
+            return true;
+        }
+        false
+    }));
+    t.run(Duration::from_millis(20), |_| captured.borrow().len() >= 5);
+    let copies = captured.borrow().clone();
+    assert_eq!(copies.len(), 5);
+    let attacker: std::net::SocketAddr = "203.0.113.66:6666".parse().expect("an address");
+    let mut from_attacker = 0;
+    for c in &copies {
+        t.sim.inject_to_server(attacker, c);
+        from_attacker += c.len() as u64;
+    }
+    // The originals arrive late (duplicates now), and the transfer goes on.
+    for c in &copies {
+        t.sim.inject_to_server(real, c);
+    }
+    t.run(Duration::from_secs(60), |_| false);
+    assert!(t.done(), "the transfer completed");
+    let s = t.server_stats();
+    assert_eq!(
+        t.sim.server.remote(t.s),
+        Some(real),
+        "still on the real path"
+    );
+    assert_eq!(s.migration.migrations, 0, "{:?}", s.migration);
+    assert!(s.migration.challenges_sent >= 1, "{:?}", s.migration);
+    let to_attacker = t.sim.server_sent_elsewhere(attacker);
+    assert!(to_attacker > 0, "the attacker's address was challenged");
+    assert!(
+        to_attacker <= 3 * from_attacker,
+        "sent {to_attacker} bytes to the attacker for {from_attacker}"
+    );
+    println!("attacker sent {from_attacker} bytes, drew {to_attacker}");
 }

@@ -3,6 +3,7 @@
 mod common;
 
 use common::{rudp, Server};
+use rudp_core::impair::ImpairConfig;
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -703,4 +704,37 @@ async fn without_rebind_a_mapping_keeps_its_port() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(ask(&client, proxy.local_addr()).await, first);
     assert_eq!(proxy.stop().await.rebinds, 0);
+}
+
+/// Issue #15: the month service through a NAT that rebinds the client every
+/// 500 ms, on a link losing 10% each way. The client asks one month every
+/// 100 ms for three seconds; every answer is right and in order, and the
+/// server's totals show the moves it validated (PROTOCOL.md §6.9).
+#[tokio::test]
+async fn the_month_service_answers_through_a_rebinding_nat_and_10_percent_loss() {
+    let server = Server::start().await;
+    let link = ImpairConfig {
+        loss: 0.1,
+        ..ImpairConfig::default()
+    };
+    let proxy = common::rebinding_proxy(
+        server.addr,
+        link.clone(),
+        link,
+        15,
+        Some(Duration::from_millis(500)),
+    )
+    .await;
+    let code =
+        common::ask_one_by_one(proxy.local_addr(), 30, Duration::from_millis(100)).await;
+    assert_eq!(code, Some(0));
+    let stats = proxy.stop().await;
+    assert!(stats.rebinds >= 3, "{stats:?}");
+    let report = server.stop().await;
+    assert!(
+        report.totals.migration.migrations >= 3,
+        "{:?} after {} rebinds",
+        report.totals.migration,
+        stats.rebinds
+    );
 }

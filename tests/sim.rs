@@ -45,6 +45,8 @@ struct App {
     received: Vec<Bytes>,
     close_called: bool,
     outcome: Option<Result<(), ConnectionError>>,
+    /// Verbose replays: the connection's statistics when last seen.
+    last_stats: Option<Box<rudp_core::conn::Stats>>,
 }
 
 impl App {
@@ -71,6 +73,11 @@ impl App {
             }
         }
         let Some(h) = self.handle else { return };
+        if self.last_stats.is_some() {
+            if let Some(c) = ep.connection(h) {
+                self.last_stats = Some(Box::new(c.stats()));
+            }
+        }
         let (to_send, received, close_called) = (
             &mut self.to_send,
             &mut self.received,
@@ -167,6 +174,33 @@ fn run_seed(seed: u64, verbose: bool) -> Result<(), String> {
         up.blackouts.push(b);
         down.blackouts.push(b);
     }
+    // Real paths (issue #15): one run in five has a path MTU below 9000
+    // (PROTOCOL.md §9.7), half of those lowering it mid-run (a black hole
+    // appearing); one in five a NAT that rebinds the client's port every
+    // 200 ms to 3 s once the connection is up (§6.9).
+    let mut mtu_drop = None;
+    if rng.gen_bool(0.2) {
+        let mtu = rng.gen_range(1200..=9000);
+        up.mtu = Some(mtu);
+        down.mtu = Some(mtu);
+        if rng.gen_bool(0.5) {
+            let at = Duration::from_millis(rng.gen_range(0..3_000));
+            mtu_drop = Some((at, rng.gen_range(1200..=mtu)));
+        }
+    }
+    let mut rebind = rng
+        .gen_bool(0.2)
+        .then(|| Duration::from_millis(rng.gen_range(500..3_000)));
+    // A NAT that moves a flow while the peer has nothing to send leaves
+    // that peer unreachable until it speaks again (a keep-alive, §9.5):
+    // on a bad link the idle timeout can come first. Such runs must still
+    // deliver exactly once and in order; they must also end well when the
+    // link is mild (at most 10% loss each way, no blackout).
+    let rebind_excuses = rebind.is_some()
+        && (up.loss.max(down.loss) > 0.1
+            || up.loss_burst.is_some()
+            || down.loss_burst.is_some()
+            || !up.blackouts.is_empty());
     let client_msgs = random_messages(&mut rng, b'c');
     let server_msgs = random_messages(&mut rng, b's');
     // A quarter of the runs each: in clear, sealed with a pre-shared key
@@ -208,11 +242,17 @@ fn run_seed(seed: u64, verbose: bool) -> Result<(), String> {
             client_msgs.len(),
             server_msgs.len()
         );
+        eprintln!("  MTU drop {mtu_drop:?}, NAT rebinding every {rebind:?}");
     }
+    let (up_later, down_later) = (up.clone(), down.clone());
     let mut sim = Sim::new(seed, client_cfg, server_cfg, up, down);
     sim.set_trace(verbose);
     let mut client = App::new(client_msgs);
     let mut server = App::new(server_msgs);
+    if verbose {
+        client.last_stats = Some(Box::default());
+        server.last_stats = Some(Box::default());
+    }
     client.handle = Some(sim.client.connect(sim.now(), sim.server_addr()));
 
     // Run until both sides have an outcome and nothing is left scheduled.
@@ -234,6 +274,18 @@ fn run_seed(seed: u64, verbose: bool) -> Result<(), String> {
         }
         client.pump(&mut sim.client);
         server.pump(&mut sim.server);
+        if let Some((_, mtu)) = mtu_drop.filter(|(at, _)| sim.elapsed() >= *at) {
+            let lower = |l: &ImpairConfig| ImpairConfig {
+                mtu: Some(mtu),
+                ..l.clone()
+            };
+            sim.set_links(lower(&up_later), lower(&down_later));
+            mtu_drop = None;
+        }
+        if let Some(every) = rebind.filter(|_| server.handle.is_some()) {
+            sim.set_rebind(Some(every));
+            rebind = None;
+        }
         let done = client.outcome.is_some()
             && (server.outcome.is_some() || server.handle.is_none())
             && sim.client.connection_count() == 0
@@ -249,7 +301,7 @@ fn run_seed(seed: u64, verbose: bool) -> Result<(), String> {
     let (outage_up, outage_down) = outages_at_failure.unwrap_or_else(|| sim.longest_outages());
     // The link was cut, in effect, if a direction delivered nothing for
     // longer than the idle timeout while traffic was being dropped.
-    let cut = long_blackout || outage_up.max(outage_down) > IDLE_TIMEOUT;
+    let cut = long_blackout || rebind_excuses || outage_up.max(outage_down) > IDLE_TIMEOUT;
     let c_stats = client
         .handle
         .and_then(|h| sim.client.connection(h))
@@ -263,6 +315,9 @@ fn run_seed(seed: u64, verbose: bool) -> Result<(), String> {
             client.outcome, server.outcome
         );
         eprintln!("  client stats {c_stats:?}");
+        eprintln!("  client stats when last seen {:?}", client.last_stats);
+        eprintln!("  server stats when last seen {:?}", server.last_stats);
+        eprintln!("  NAT rebinds {}", sim.rebinds());
     }
 
     // Exactly once, in order: whatever arrived is a prefix of what was sent.

@@ -169,6 +169,37 @@ fn closing_vectors() -> Vec<(&'static str, Header, Vec<Frame<'static>>)> {
     ]
 }
 
+/// Vectors 11 and 12: path validation (PROTOCOL.md §6.9): the server
+/// challenges a client's new address, and the client answers; each frame
+/// alone in its DATA packet.
+fn path_vectors() -> Vec<(&'static str, Header, Vec<Frame<'static>>)> {
+    const CHALLENGE: [u8; 8] = [0xa1, 0xb2, 0xc3, 0xd4, 0xe5, 0xf6, 0x07, 0x18];
+    vec![
+        (
+            "DATA with PATH_CHALLENGE",
+            Header {
+                ty: PacketType::Data,
+                protection: Protection::Clear,
+                dcid: CLIENT_CID,
+                scid: None,
+                pn: 301,
+            },
+            vec![Frame::PathChallenge(CHALLENGE)],
+        ),
+        (
+            "DATA with PATH_RESPONSE",
+            Header {
+                ty: PacketType::Data,
+                protection: Protection::Clear,
+                dcid: SERVER_CID,
+                scid: None,
+                pn: 9,
+            },
+            vec![Frame::PathResponse(CHALLENGE)],
+        ),
+    ]
+}
+
 /// Vector 7: a RETRY with a 24-byte token 00 01 .. 17.
 fn retry() -> (Header, Vec<u8>) {
     const TOKEN: [u8; 24] = {
@@ -306,7 +337,7 @@ fn protocol_md_vectors_match_the_encoder_and_decoder() {
     );
     append_checksum(&mut sealed);
     built.push(("DATA sealed with a pre-shared key".to_string(), sealed));
-    for (n, h, f) in closing_vectors() {
+    for (n, h, f) in closing_vectors().into_iter().chain(path_vectors()) {
         built.push((n.to_string(), packet(h, &f)));
     }
     if std::env::var("RUDP_PRINT_VECTORS").is_ok() {
@@ -329,12 +360,13 @@ fn protocol_md_vectors_match_the_encoder_and_decoder() {
         );
     }
     // Decoding the document's bytes gives back the fields (vectors 1-5,
-    // then 9 and 10 after the three built apart).
+    // then 9 to 12 after the three built apart).
     let fielded: Vec<_> = vectors()
         .into_iter()
         .map(Some)
         .chain([None, None, None])
         .chain(closing_vectors().into_iter().map(Some))
+        .chain(path_vectors().into_iter().map(Some))
         .collect();
     for ((name, bytes), (_, header, frames)) in
         doc.iter().zip(fielded).filter_map(|(d, v)| Some((d, v?)))

@@ -144,3 +144,88 @@ async fn tshark_decodes_a_captured_month_session() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The dissector decodes path validation's frames (PROTOCOL.md §5.9): a
+/// challenge and its response, written to a capture file the way `rudp
+/// proxy --pcap` writes what it relays.
+#[test]
+fn tshark_decodes_path_challenge_and_response() {
+    use rudp_cli::proxy::capture::{Capture, Way};
+    use rudp_core::impair::Verdict;
+    use rudp_core::wire::packet::append_checksum;
+    use rudp_core::wire::{ConnectionId, Frame, Header, PacketType, Protection};
+    if !tshark_available() {
+        eprintln!(
+            "SKIPPED: tshark is not installed (bash .ci/run installs it from Debian's packages)"
+        );
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("rudp-wireshark-path-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join("path.pcapng");
+    let packet = |dcid: u64, pn: u64, frame: Frame<'_>| {
+        let mut out = Vec::new();
+        Header {
+            ty: PacketType::Data,
+            protection: Protection::Clear,
+            dcid: ConnectionId(dcid),
+            scid: None,
+            pn,
+        }
+        .encode(&mut out);
+        frame.encode(&mut out);
+        append_checksum(&mut out);
+        out
+    };
+    let data = [0xa1, 0xb2, 0xc3, 0xd4, 0xe5, 0xf6, 0x07, 0x18];
+    let (client, server) = (
+        "127.0.0.1:40000".parse().unwrap(),
+        "127.0.0.1:8091".parse().unwrap(),
+    );
+    let mut capture = Capture::create(&pcap, 1 << 20).expect("create the capture");
+    let verdict = Verdict::default();
+    capture.record(
+        Way::Down,
+        client,
+        server,
+        &packet(1, 301, Frame::PathChallenge(data)),
+        &verdict,
+    );
+    capture.record(
+        Way::Up,
+        client,
+        server,
+        &packet(2, 9, Frame::PathResponse(data)),
+        &verdict,
+    );
+    capture.finish();
+    let out = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args([
+            "-X",
+            &format!("lua_script:{DISSECTOR}"),
+            "-T",
+            "fields",
+            "-E",
+            "separator=;",
+            "-e",
+            "rudp1.frame",
+            "-e",
+            "rudp1.path_challenge",
+            "-e",
+            "rudp1.path_response",
+        ])
+        .output()
+        .expect("run tshark -r");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !errors.contains("Lua"), "{errors}");
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        rows,
+        ["0x0a;0xa1b2c3d4e5f60718;", "0x0b;;0xa1b2c3d4e5f60718"],
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -45,7 +45,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub static RUDP_CONGESTION: std::sync::OnceLock<rudp_core::congestion::Algorithm> =
     std::sync::OnceLock::new();
 
-/// rudp's largest datagram (`--datagram-size`), default 1200.
+/// rudp's largest datagram (`--datagram-size`): the most path MTU discovery
+/// searches up to; default the configuration's (65507).
 pub static RUDP_DATAGRAM: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 
 /// rudp's endpoint configuration: the defaults, with `--congestion` and

@@ -16,6 +16,7 @@ local frame_types = {
   [0x00] = "PADDING", [0x01] = "PING", [0x02] = "ACK", [0x03] = "HANDSHAKE",
   [0x04] = "STREAM", [0x05] = "STREAM (FIN)", [0x06] = "MAX_DATA",
   [0x07] = "CLOSE (transport)", [0x08] = "CLOSE (application)", [0x09] = "TOKEN",
+  [0x0a] = "PATH_CHALLENGE", [0x0b] = "PATH_RESPONSE",
 }
 local transport_errors = {
   [0] = "NO_ERROR", [1] = "INTERNAL_ERROR", [2] = "PROTOCOL_VIOLATION",
@@ -56,6 +57,8 @@ local f = {
   max_data = ProtoField.uint64("rudp1.max_data", "Maximum data"),
   close_code = ProtoField.uint64("rudp1.close.code", "Error code"),
   close_reason = ProtoField.string("rudp1.close.reason", "Reason"),
+  path_challenge = ProtoField.uint64("rudp1.path_challenge", "Challenge data", base.HEX),
+  path_response = ProtoField.uint64("rudp1.path_response", "Response data", base.HEX),
 }
 rudp.fields = f
 
@@ -160,6 +163,14 @@ local function dissect_frames(tvb, tree, off, stop)
       off = off + vlen
       ft:add(f.token, tvb(off, tlen))
       off = off + tlen
+    elseif ftype == 0x0a or ftype == 0x0b then
+      -- Path validation (§5.9, §6.9): 8 bytes to echo, or echoed.
+      if off + 8 > stop then
+        ft:add_proto_expert_info(ef_malformed, "path data beyond the packet")
+        return summary
+      end
+      ft:add(ftype == 0x0a and f.path_challenge or f.path_response, tvb(off, 8))
+      off = off + 8
     else
       ft:add_proto_expert_info(ef_malformed, "unknown frame type")
       return summary

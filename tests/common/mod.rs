@@ -53,6 +53,18 @@ impl Server {
 
 /// A proxy in this process in front of `upstream`.
 pub async fn proxy(upstream: SocketAddr, up: ImpairConfig, down: ImpairConfig, seed: u64) -> Proxy {
+    rebinding_proxy(upstream, up, down, seed, None).await
+}
+
+/// [`proxy`] that also rebinds each client's upstream port every `rebind`,
+/// as a NAT does (`rudp proxy --rebind`).
+pub async fn rebinding_proxy(
+    upstream: SocketAddr,
+    up: ImpairConfig,
+    down: ImpairConfig,
+    seed: u64,
+    rebind: Option<Duration>,
+) -> Proxy {
     Proxy::start(ProxyConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         upstream,
@@ -63,7 +75,7 @@ pub async fn proxy(upstream: SocketAddr, up: ImpairConfig, down: ImpairConfig, s
         max_clients: rudp_cli::proxy::MAX_CLIENTS,
         schedule: Vec::new(),
         pcap: None,
-        rebind: None,
+        rebind,
     })
     .await
     .expect("start the proxy")
@@ -343,4 +355,47 @@ pub fn close_of(payload: &[u8]) -> (u64, String) {
         [Frame::Close(c)] => (c.code, String::from_utf8_lossy(c.reason).into_owned()),
         other => panic!("expected a lone CLOSE, got {other:?}"),
     }
+}
+
+/// Runs `rudp client --server server` and asks months one at a time,
+/// `pause` apart, `requests` in all (cycling 1 to 12): each answer must be
+/// the right month, read before the next request is written. Returns the
+/// client's exit status once its standard input is closed.
+pub async fn ask_one_by_one(server: SocketAddr, requests: usize, pause: Duration) -> Option<i32> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rudp"))
+        .args(["client", "--server", &server.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn rudp client");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+    for i in 0..requests {
+        let month = i % 12 + 1;
+        stdin
+            .write_all(format!("{month}\n").as_bytes())
+            .await
+            .expect("write a request");
+        let answer = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("no answer to request {i} within 20 s"))
+            .expect("read an answer")
+            .unwrap_or_else(|| panic!("the client ended before answering request {i}"));
+        assert_eq!(answer, MONTHS[month - 1], "request {i}");
+        tokio::time::sleep(pause).await;
+    }
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("the client exits within 20 s of its input closing")
+        .expect("wait for the client");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.status.code()
 }

@@ -60,6 +60,7 @@ pub struct EndpointConfig {
     pub(crate) max_pending_handshakes: usize,
     pub(crate) max_pending_per_source: usize,
     pub(crate) retry: RetryPolicy,
+    pub(crate) server_id: Option<u8>,
 }
 
 settings!(EndpointConfig, EndpointConfigBuilder, {
@@ -81,6 +82,14 @@ settings!(EndpointConfig, EndpointConfigBuilder, {
     /// When to make clients prove their address with a RETRY round trip
     /// before any state is kept for them (§6.8).
     retry: RetryPolicy,
+    /// The first byte of every connection ID this endpoint chooses (§3.2),
+    /// the other 56 bits staying random; `None` (the default) keeps all 64
+    /// random. The peer writes our CID on every packet after the INITIAL,
+    /// so whatever routes datagrams to endpoints (an `SO_REUSEPORT` group
+    /// steered by the tokio crate's `steer_by_server_id`, or a load
+    /// balancer, docs/deploy.md) can send a client that changed address
+    /// (§6.9) to the endpoint that knows it.
+    server_id: Option<u8>,
 });
 
 /// Makes an [`EndpointConfig`]; `build` checks the limits.
@@ -187,6 +196,7 @@ impl Default for EndpointConfig {
             retry: RetryPolicy::WhenBusy {
                 pending_handshakes: RETRY_WHEN_PENDING,
             },
+            server_id: None,
         }
     }
 }
@@ -250,7 +260,10 @@ crate::counters! {
 #[derive(Debug)]
 struct Entry {
     conn: Connection,
-    remote: SocketAddr,
+    /// Where the connection's first packet came from, for the per-source
+    /// limit on pending handshakes (§6.3): fixed, though the peer may move
+    /// later (§6.9).
+    source: Source,
     /// Key in `by_initial`, for server connections.
     initial_key: Option<(SocketAddr, ConnectionId)>,
     /// Deadline currently in the timer heap for this connection.
@@ -402,13 +415,23 @@ impl Endpoint {
     ) -> ConnectionHandle {
         let cid = self.new_cid();
         let first_pn = self.rng.next_u64() % conn::FIRST_PN_RANGE;
-        let conn = Connection::client(now, config, cid, first_pn);
-        self.insert(conn, remote, None, Address::Validated)
+        let conn = Connection::client(now, config, cid, first_pn, remote, self.path_secret());
+        self.insert(conn, None, Address::Validated)
+    }
+
+    /// A fresh key for one connection's path challenges (§6.9).
+    fn path_secret(&mut self) -> [u8; 32] {
+        let mut secret = [0u8; 32];
+        self.rng.fill_bytes(&mut secret);
+        secret
     }
 
     fn new_cid(&mut self) -> ConnectionId {
         loop {
-            let cid = ConnectionId(self.rng.next_u64());
+            let mut cid = ConnectionId(self.rng.next_u64());
+            if let Some(id) = self.config.server_id {
+                cid.0 = (u64::from(id) << 56) | (cid.0 & ((1 << 56) - 1));
+            }
             if cid.0 != 0 && !self.by_cid.contains_key(&cid) {
                 return cid;
             }
@@ -418,7 +441,6 @@ impl Endpoint {
     fn insert(
         &mut self,
         #[cfg_attr(not(feature = "trace"), allow(unused_mut))] mut conn: Connection,
-        remote: SocketAddr,
         initial_key: Option<(SocketAddr, ConnectionId)>,
         address: Address,
     ) -> ConnectionHandle {
@@ -435,8 +457,8 @@ impl Endpoint {
         self.conns.insert(
             h,
             Entry {
+                source: Source::of(conn.remote_addr()),
                 conn,
-                remote,
                 initial_key,
                 timer: None,
                 pending: false,
@@ -456,7 +478,7 @@ impl Endpoint {
 
     /// The peer address of a connection.
     pub fn remote(&self, h: ConnectionHandle) -> Option<SocketAddr> {
-        self.conns.get(&h).map(|e| e.remote)
+        self.conns.get(&h).map(|e| e.conn.remote_addr())
     }
 
     /// Runs `f` on a connection (to send, receive, close...), then schedules
@@ -530,16 +552,16 @@ impl Endpoint {
         let Some(entry) = self.conns.get_mut(&h) else {
             return;
         };
-        if entry.remote != from {
-            // §10: connections do not migrate; a packet from elsewhere is
-            // either spoofed or misrouted.
+        if !entry.conn.accepts_from(from) {
+            // §10 step 7: before the handshake is confirmed a connection
+            // does not move; a packet from elsewhere is spoofed or misrouted.
             self.stats.dropped_wrong_address += 1;
             return;
         }
         if header.ty == PacketType::Retry {
             entry.conn.handle_retry(now, &header, payload);
         } else {
-            entry.conn.handle_packet(now, &header, payload);
+            entry.conn.handle_packet(now, from, &header, payload);
         }
         self.touch(h);
     }
@@ -547,7 +569,7 @@ impl Endpoint {
     fn route_unverified(&self, from: SocketAddr, data: &[u8]) -> Option<ConnectionHandle> {
         let dcid = ConnectionId(packet::read_u64(data, packet::field::DCID)?);
         let h = *self.by_cid.get(&dcid)?;
-        (self.conns.get(&h)?.remote == from).then_some(h)
+        (self.conns.get(&h)?.conn.remote_addr() == from).then_some(h)
     }
 
     /// A new INITIAL: create a server connection, if we accept and may
@@ -717,8 +739,9 @@ impl Endpoint {
             (cid, client_cid),
             first_pn,
             address,
+            (from, self.path_secret()),
         );
-        let h = self.insert(conn, from, Some((from, client_cid)), address);
+        let h = self.insert(conn, Some((from, client_cid)), address);
         self.stats.connections_accepted += 1;
         if address == Address::Validated {
             self.stats.accepted_with_token += 1;
@@ -841,7 +864,7 @@ impl Endpoint {
         };
         // §3.5: ignored unless it answers our INITIAL and really excludes
         // our version (a forged one listing our version changes nothing).
-        if entry.remote != from || vn.versions.contains(&packet::VERSION) {
+        if entry.conn.remote_addr() != from || vn.versions.contains(&packet::VERSION) {
             self.stats.dropped_malformed += 1;
             return;
         }
@@ -898,8 +921,8 @@ impl Endpoint {
                 self.dirty.pop_front();
                 continue;
             };
-            if entry.conn.poll_transmit(now, buf) {
-                return Some(entry.remote);
+            if let Some(to) = entry.conn.poll_transmit(now, buf) {
+                return Some(to);
             }
             entry.dirty = false;
             self.dirty.pop_front();
@@ -940,7 +963,7 @@ impl Endpoint {
         let pending = server && !entry.conn.is_confirmed() && !entry.conn.is_drained();
         if pending != entry.pending {
             entry.pending = pending;
-            let source = (Source::of(entry.remote), entry.address);
+            let source = (entry.source, entry.address);
             if pending {
                 self.pending += 1;
                 *self.pending_by_source.entry(source).or_default() += 1;

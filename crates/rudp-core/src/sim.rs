@@ -66,6 +66,9 @@ pub struct Sim {
     rebind_every: Option<Duration>,
     next_rebind: Instant,
     rebinds: u64,
+    /// Bytes the server sent to addresses that are not the client's now,
+    /// by address: what a spoofer could make it send (§6.7, §6.9).
+    sent_elsewhere: std::collections::BTreeMap<SocketAddr, u64>,
 }
 
 /// Tracks how long a direction went without delivering anything while
@@ -123,7 +126,27 @@ impl Sim {
             rebind_every: None,
             next_rebind: start,
             rebinds: 0,
+            sent_elsewhere: Default::default(),
         }
+    }
+
+    /// Moves the client to `to` at once, as a client that changes networks
+    /// does: its datagrams come from there, and datagrams to its old
+    /// address are lost.
+    pub fn move_client(&mut self, to: SocketAddr) {
+        self.client_addr = to;
+    }
+
+    /// Hands the server `data` from `from` now, as an attacker who can
+    /// write any source address would: not through the link.
+    pub fn inject_to_server(&mut self, from: SocketAddr, data: &[u8]) {
+        self.server.handle_datagram(self.now, from, data);
+    }
+
+    /// Bytes the server sent to `addr` while it was not the client's
+    /// address (an old address, or one a spoofer used).
+    pub fn server_sent_elsewhere(&self, addr: SocketAddr) -> u64 {
+        self.sent_elsewhere.get(&addr).copied().unwrap_or(0)
     }
 
     /// Puts a rebinding NAT in front of the client (`None` removes it):
@@ -208,6 +231,7 @@ impl Sim {
                 if way == Direction::ToClient && to != self.client_addr {
                     // The NAT has no mapping for an old address any more.
                     self.outages[way as usize].dropped_since = true;
+                    *self.sent_elsewhere.entry(to).or_default() += self.buf.len() as u64;
                     continue;
                 }
                 let data = self.buf.clone();

@@ -69,9 +69,15 @@ impl Connection {
         }
     }
 
-    /// The peer's address.
+    /// The peer's address now. It changes when the peer moves (a NAT
+    /// rebinding, a new network) and proves it receives at the new address
+    /// (PROTOCOL.md §6.9); once the connection is gone, the last one.
     pub fn remote_addr(&self) -> SocketAddr {
-        self.remote
+        self.shared
+            .lock()
+            .ep
+            .remote(self.handle)
+            .unwrap_or(self.remote)
     }
 
     /// The local address of the endpoint the connection belongs to.

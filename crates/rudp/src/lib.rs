@@ -65,6 +65,7 @@ mod connection;
 mod endpoint;
 mod error;
 mod shared;
+mod steering;
 #[cfg(feature = "trace")]
 mod trace_file;
 mod udp;
@@ -72,6 +73,7 @@ mod udp;
 pub use connection::{Connection, MessageSink, Messages};
 pub use endpoint::{bind_udp, Endpoint, LockContention, PortSharing, SOCKET_BUFFER};
 pub use error::{Error, Secs};
+pub use steering::{steer_by_server_id, MAX_STEERED_SOCKETS};
 #[cfg(feature = "trace")]
 pub use trace_file::{TraceLevel, METRICS_INTERVAL_MS};
 

@@ -31,6 +31,7 @@ macro_rules! traced {
 }
 
 mod ack;
+mod migration;
 mod mtu;
 mod observe;
 mod pacing;
@@ -68,6 +69,7 @@ use sent::{SentFrames, SentPacket, SentPackets};
 use serde_json::json;
 pub use stats::Stats;
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 #[cfg(feature = "trace")]
@@ -210,6 +212,11 @@ pub struct Connection {
     local_cid: ConnectionId,
     /// Zero until the client learns it from an ACCEPT.
     remote_cid: ConnectionId,
+    /// Where the peer is: every packet goes there, except path
+    /// validation's (§6.9).
+    remote: SocketAddr,
+    /// Path validation: a new address being proven, responses owed (§6.9).
+    migration: migration::Migration,
     peer: Option<HandshakeParams>,
     /// Server: the client has sent a DATA packet, so it has our ACCEPT.
     confirmed: bool,
@@ -285,13 +292,17 @@ const MAX_BUNDLED_RANGES: usize = 8;
 const RECENTLY_LOST_KEPT: usize = 1024;
 
 impl Connection {
-    /// A client connection; its first `poll_transmit` writes the INITIAL.
-    /// `first_pn` should be random, below [`FIRST_PN_RANGE`] (§4.2).
+    /// A client connection to `remote`; its first `poll_transmit` writes
+    /// the INITIAL. `first_pn` should be random, below [`FIRST_PN_RANGE`]
+    /// (§4.2); `path_secret` (32 bytes from a secure source) keys the path
+    /// challenges (§6.9).
     pub fn client(
         now: Instant,
         config: Arc<Config>,
         local_cid: ConnectionId,
         first_pn: u64,
+        remote: SocketAddr,
+        path_secret: [u8; 32],
     ) -> Self {
         let keys = config.psk.as_ref().map(|psk| Keys {
             seal: psk.client_key(local_cid),
@@ -306,17 +317,20 @@ impl Connection {
             first_pn,
             keys,
             Address::Validated,
+            (remote, path_secret),
         )
     }
 
-    /// A server connection for a client that chose `client_cid`; feed it the
-    /// INITIAL that announced it with [`Self::handle_packet`].
+    /// A server connection for a client at `remote` that chose
+    /// `client_cid`; feed it the INITIAL that announced it with
+    /// [`Self::handle_packet`]. `path_secret` as for [`Self::client`].
     pub fn server(
         now: Instant,
         config: Arc<Config>,
         (local_cid, client_cid): (ConnectionId, ConnectionId),
         first_pn: u64,
         address: Address,
+        (remote, path_secret): (SocketAddr, [u8; 32]),
     ) -> Self {
         let keys = config.psk.as_ref().map(|psk| Keys {
             seal: psk.server_key(client_cid, local_cid),
@@ -331,9 +345,11 @@ impl Connection {
             first_pn,
             keys,
             address,
+            (remote, path_secret),
         )
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn new(
         now: Instant,
         side: Side,
@@ -342,12 +358,15 @@ impl Connection {
         first_pn: u64,
         keys: Option<Keys>,
         address: Address,
+        (remote, path_secret): (SocketAddr, [u8; 32]),
     ) -> Self {
         Self {
             side,
             state: State::Handshake,
             local_cid,
             remote_cid,
+            remote,
+            migration: migration::Migration::new(path_secret),
             peer: None,
             confirmed: false,
             next_pn: first_pn,
@@ -423,6 +442,12 @@ impl Connection {
     /// The peer's connection ID.
     pub fn remote_cid(&self) -> ConnectionId {
         self.remote_cid
+    }
+
+    /// The peer's address: where packets go. It changes when the peer moves
+    /// and proves its new address (§6.9).
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.remote
     }
 
     /// The largest packet number received from the peer, if any.

@@ -38,6 +38,21 @@ impl Connection {
     pub(super) fn trace_metrics(&mut self, _now: Instant) {}
 
     #[cfg(not(feature = "trace"))]
+    pub(super) fn trace_path(&mut self, _now: Instant, _what: &'static str, _addr: SocketAddr) {}
+
+    #[cfg(feature = "trace")]
+    /// `connectivity:path_updated`: a path validation started
+    /// (`validating`), succeeded (`migrated`) or was given up
+    /// (`abandoned`), §6.9.
+    pub(super) fn trace_path(&mut self, now: Instant, what: &'static str, addr: SocketAddr) {
+        self.trace(
+            now,
+            "connectivity:path_updated",
+            || json!({ "event": what, "address": addr.to_string() }),
+        );
+    }
+
+    #[cfg(not(feature = "trace"))]
     pub(super) fn trace_mtu(&mut self, _now: Instant, _size: usize, _black_hole: bool) {}
 
     #[cfg(feature = "trace")]

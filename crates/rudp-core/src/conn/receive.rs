@@ -4,9 +4,27 @@
 use super::*;
 
 impl Connection {
-    /// Takes one packet addressed to this connection whose header the
-    /// endpoint already checked (§10 says in which order).
-    pub fn handle_packet(&mut self, now: Instant, header: &Header, payload: &[u8]) {
+    /// Whether a packet from `from` may be processed (§10 step 7): from the
+    /// peer's address always; from another only once the handshake is
+    /// confirmed and the connection is open, when it may start a path
+    /// validation (§6.9).
+    pub fn accepts_from(&self, from: SocketAddr) -> bool {
+        from == self.remote
+            || self.confirmed && matches!(self.state, State::Established | State::Lingering)
+    }
+
+    /// Takes one packet from `from` addressed to this connection whose
+    /// header the endpoint already checked (§10 says in which order).
+    pub fn handle_packet(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        header: &Header,
+        payload: &[u8],
+    ) {
+        if !self.accepts_from(from) {
+            return;
+        }
         // §4.2: a number far from the largest received is forged or stale.
         if let Some(largest) = self.acks.largest() {
             if header.pn.abs_diff(largest) > PN_WINDOW {
@@ -17,8 +35,8 @@ impl Connection {
         let wire_len = header.ty.header_len() + payload.len() + CHECKSUM_LEN;
         let mut plain = std::mem::take(&mut self.plain_buf);
         match self.unprotect(header, payload, &mut plain) {
-            Some(Body::Clear) => self.on_payload(now, header, wire_len, payload),
-            Some(Body::Opened) => self.on_payload(now, header, wire_len, &plain),
+            Some(Body::Clear) => self.on_payload(now, from, header, wire_len, payload),
+            Some(Body::Opened) => self.on_payload(now, from, header, wire_len, &plain),
             None => self.stats.received.unauthenticated_dropped += 1,
         }
         self.plain_buf = plain;
@@ -122,6 +140,7 @@ impl Connection {
     pub(super) fn on_payload(
         &mut self,
         now: Instant,
+        from: SocketAddr,
         header: &Header,
         wire_len: usize,
         payload: &[u8],
@@ -145,6 +164,7 @@ impl Connection {
         }
         let eliciting = frames.iter().any(Frame::is_ack_eliciting);
         let max_ack_delay = self.config.max_ack_delay;
+        let newest = self.acks.largest().is_none_or(|l| header.pn > l);
         if self
             .acks
             .on_packet(now, header.pn, eliciting, max_ack_delay)
@@ -215,8 +235,13 @@ impl Connection {
             _ => {}
         }
 
+        if from != self.remote {
+            // §6.9: a valid packet from elsewhere; its frames count (they
+            // passed every check), and it may start a path validation.
+            self.on_packet_from_new_address(now, from, wire_len, newest);
+        }
         for f in &frames {
-            if let Err((code, reason)) = self.on_frame(now, f) {
+            if let Err((code, reason)) = self.on_frame(now, from, f) {
                 self.start_closing(
                     now,
                     CloseKind::Transport,
@@ -260,6 +285,7 @@ impl Connection {
     pub(super) fn on_frame(
         &mut self,
         now: Instant,
+        from: SocketAddr,
         f: &Frame<'_>,
     ) -> Result<(), (TransportCode, String)> {
         match f {
@@ -277,6 +303,8 @@ impl Connection {
                 }
             }
             Frame::MaxData(max) => self.send.set_max_data(*max),
+            Frame::PathChallenge(data) => self.migration.on_challenge(from, *data),
+            Frame::PathResponse(data) => self.on_path_response(now, *data),
             Frame::Close(c) => {
                 // §5.7: the reason is for people, and may be printed:
                 // escape anything a terminal would act on.

@@ -79,6 +79,32 @@ crate::counters! {
     }
 }
 
+crate::counters! {
+    /// Path validation and migration (§6.9).
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+    #[non_exhaustive]
+    pub struct MigrationStats {
+        /// Validations of a new peer address started: a valid packet came
+        /// from it.
+        pub validations_started: u64,
+        /// PATH_CHALLENGEs sent.
+        pub challenges_sent: u64,
+        /// Moves to a validated new address (each ends one validation).
+        pub migrations: u64,
+        /// Of those, to a new IP address: RTT, congestion control and path
+        /// MTU started over.
+        pub path_resets: u64,
+        /// Validations abandoned, their challenges unanswered.
+        pub validations_failed: u64,
+        /// PATH_RESPONSEs sent, answering the peer's challenges.
+        pub responses_sent: u64,
+        /// Responses not sent: owed to an address that was neither the
+        /// peer's nor being validated, or beyond its budget (§6.7).
+        pub responses_suppressed: u64,
+    }
+}
+
 /// The path's current estimates (not counters: totals take the last).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -146,6 +172,8 @@ pub struct Stats {
     pub received: ReceivedStats,
     /// The path's current estimates.
     pub path: PathStats,
+    /// Path validation and migration.
+    pub migration: MigrationStats,
     /// Buffers now.
     pub buffers: BufferStats,
 }
@@ -191,6 +219,7 @@ impl Stats {
     pub fn accumulate(&mut self, other: &Stats) {
         self.sent.accumulate(&other.sent);
         self.received.accumulate(&other.received);
+        self.migration.accumulate(&other.migration);
         self.path = other.path.clone();
         self.buffers = other.buffers.clone();
     }

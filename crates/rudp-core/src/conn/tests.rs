@@ -11,6 +11,12 @@ const CLIENT_CID: ConnectionId = ConnectionId(0xC1C1_C1C1_C1C1_C1C1);
 const SERVER_CID: ConnectionId = ConnectionId(0x5E5E_5E5E_5E5E_5E5E);
 const CLIENT_PN: u64 = 1000;
 const SERVER_PN: u64 = 5000;
+const CLIENT_ADDR: &str = "192.0.2.1:1000";
+const SERVER_ADDR: &str = "192.0.2.2:2000";
+
+fn addr(a: &str) -> SocketAddr {
+    a.parse().expect("a test address")
+}
 
 fn t0() -> Instant {
     // Any fixed origin: only differences matter.
@@ -22,7 +28,14 @@ fn ms(n: u64) -> Duration {
 }
 
 fn client(now: Instant) -> Connection {
-    Connection::client(now, Arc::new(Config::default()), CLIENT_CID, CLIENT_PN)
+    Connection::client(
+        now,
+        Arc::new(Config::default()),
+        CLIENT_CID,
+        CLIENT_PN,
+        addr(SERVER_ADDR),
+        [1; 32],
+    )
 }
 
 fn server(now: Instant) -> Connection {
@@ -32,6 +45,7 @@ fn server(now: Instant) -> Connection {
         (SERVER_CID, CLIENT_CID),
         SERVER_PN,
         Address::Validated,
+        (addr(CLIENT_ADDR), [2; 32]),
     )
 }
 
@@ -48,9 +62,7 @@ struct Sent {
 /// The next datagram `c` sends at `now`, if any.
 fn transmit(c: &mut Connection, now: Instant) -> Option<Sent> {
     let mut out = Vec::new();
-    if !c.poll_transmit(now, &mut out) {
-        return None;
-    }
+    c.poll_transmit(now, &mut out)?;
     let Ok(Datagram::Packet { header, payload }) = packet::decode(&out) else {
         panic!("the connection sent an undecodable datagram");
     };
@@ -77,7 +89,12 @@ fn deliver(c: &mut Connection, now: Instant, datagram: &[u8]) {
     let Ok(Datagram::Packet { header, payload }) = packet::decode(datagram) else {
         panic!("test datagrams decode");
     };
-    c.handle_packet(now, &header, payload);
+    // From the peer's address, whichever side `c` is.
+    let from = match c.side() {
+        Side::Client => addr(SERVER_ADDR),
+        Side::Server => addr(CLIENT_ADDR),
+    };
+    c.handle_packet(now, from, &header, payload);
 }
 
 /// A packet from the peer with exactly these frames.

@@ -21,13 +21,15 @@ pub(super) enum Timer {
     KeepAlive,
     /// The pacer lets the next packet go (§9.6).
     Pacing,
+    /// §6.9: challenge a new address again, or give up on it.
+    PathValidation,
 }
 
 impl Connection {
     /// Every timer and when it fires, if armed: the one table that both
     /// `poll_timeout` and `handle_timeout` read, so the deadline reported
     /// and the work done can never disagree.
-    pub(super) fn timer_table(&self) -> [(Timer, Option<Instant>); 7] {
+    pub(super) fn timer_table(&self) -> [(Timer, Option<Instant>); 8] {
         [
             (Timer::Idle, Some(self.idle_deadline)),
             (Timer::Handshake, self.unconfirmed_deadline()),
@@ -36,6 +38,7 @@ impl Connection {
             (Timer::Ack, self.acks.deadline()),
             (Timer::KeepAlive, self.keep_alive_deadline()),
             (Timer::Pacing, self.pacing_until),
+            (Timer::PathValidation, self.migration.deadline()),
         ]
     }
 
@@ -80,8 +83,14 @@ impl Connection {
             .then(|| self.ack_progress + self.effective_idle_timeout())
     }
 
+    /// §9.5: a PING after a keep-alive interval without anything
+    /// ack-eliciting sent, while the connection is open and the peer's side
+    /// has not finished: also after our own stream finished, since a side
+    /// waiting for the rest of the peer's data must still be heard from, or
+    /// a NAT that rebinds it would leave the peer no way to find it (§6.9).
     pub(super) fn keep_alive_deadline(&self) -> Option<Instant> {
-        if self.state != State::Established || self.send.is_finished() || self.ping_pending {
+        let both_finished = self.send.is_finished() && self.recv.is_fin_received();
+        if self.state != State::Established || both_finished || self.ping_pending {
             return None;
         }
         let interval = self.config.keep_alive?.min(self.idle_timeout / 2);
@@ -114,6 +123,9 @@ impl Connection {
         }
         if fired(Timer::Loss) {
             self.on_loss_timer(now);
+        }
+        if fired(Timer::PathValidation) {
+            self.on_path_timer(now);
         }
         if fired(Timer::Pacing) {
             // The caller polls for transmits next; the pacer decides again.

@@ -113,6 +113,12 @@ fn frame_json(f: &Frame<'_>) -> Value {
         }),
         Frame::MaxData(m) => json!({"frame_type": "max_data", "maximum": m}),
         Frame::Token(t) => json!({"frame_type": "token", "length": t.len()}),
+        Frame::PathChallenge(d) => json!({
+            "frame_type": "path_challenge", "data": format!("{:016x}", u64::from_be_bytes(*d)),
+        }),
+        Frame::PathResponse(d) => json!({
+            "frame_type": "path_response", "data": format!("{:016x}", u64::from_be_bytes(*d)),
+        }),
         Frame::Close(c) => json!({
             "frame_type": "connection_close",
             "error_space": match c.kind {

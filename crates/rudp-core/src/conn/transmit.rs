@@ -62,14 +62,18 @@ impl Connection {
     }
 
     /// Writes the next datagram to send into `out` (cleared first) and
-    /// returns true, or returns false if there is nothing to send now.
+    /// returns where to send it: the peer's address, or a new address of the
+    /// peer's being validated (§6.9). `None` if there is nothing to send now.
     #[must_use]
-    pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> Option<SocketAddr> {
         out.clear();
         match self.state {
-            State::Closed | State::Draining { .. } => return false,
-            State::Closing { .. } => return self.write_close(now, out),
+            State::Closed | State::Draining { .. } => return None,
+            State::Closing { .. } => return self.write_close(now, out).then_some(self.remote),
             _ => {}
+        }
+        if let Some(to) = self.write_path_packet(now, out) {
+            return Some(to);
         }
         let ty = self.packet_type();
         let probe = self.probes > 0;
@@ -96,12 +100,12 @@ impl Connection {
         let may_elicit = probe || (cwnd_open && paced_open);
         let want_eliciting = may_elicit && (have_eliciting || probe);
         if !want_eliciting && !self.acks.ack_due(now) {
-            return false;
+            return None;
         }
         // §6.7: an unvalidated client gets at most three times what it sent.
         let mut max_len = self.path.max_datagram();
         if self.amplification_blocked() {
-            return false;
+            return None;
         }
         if self.amplification_limited() {
             max_len = max_len.min(self.amplification_budget() as usize);
@@ -249,7 +253,7 @@ impl Connection {
             }
             self.set_loss_timer();
         }
-        true
+        Some(self.remote)
     }
 
     /// §9.7: the size of the path MTU probe to send now, if one is due:

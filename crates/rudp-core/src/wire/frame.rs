@@ -11,6 +11,8 @@
 //! | 0x06      | MAX_DATA    | yes           | maximum stream offset                    |
 //! | 0x07/0x08 | CLOSE       | no            | error code, reason length, reason        |
 //! | 0x09      | TOKEN       | yes           | token length, token                      |
+//! | 0x0a      | PATH_CHALLENGE | no         | 8 bytes of data                          |
+//! | 0x0b      | PATH_RESPONSE  | no         | 8 bytes of data                          |
 
 use super::{varint, DecodeError, Reader};
 use std::ops::Range;
@@ -35,6 +37,12 @@ pub const CLOSE_TRANSPORT: u8 = 0x07;
 pub const CLOSE_APPLICATION: u8 = 0x08;
 /// Frame type: an address-validation token (§5.8).
 pub const TOKEN: u8 = 0x09;
+
+/// Frame type: asks the receiver to echo 8 bytes, to prove it receives at
+/// the address the packet went to (§5.9, §6.9).
+pub const PATH_CHALLENGE: u8 = 0x0a;
+/// Frame type: echoes a PATH_CHALLENGE's 8 bytes (§5.9).
+pub const PATH_RESPONSE: u8 = 0x0b;
 
 /// Longest address-validation token a frame may carry (§5.8).
 pub const MAX_TOKEN_LEN: usize = 255;
@@ -127,6 +135,10 @@ pub enum Frame<'a> {
     /// An address-validation token (§5.8): in RETRY from the server, echoed
     /// in the client's INITIALs.
     Token(&'a [u8]),
+    /// Echo these bytes back (§5.9): path validation (§6.9).
+    PathChallenge([u8; 8]),
+    /// The bytes of a PATH_CHALLENGE, echoed (§5.9).
+    PathResponse([u8; 8]),
 }
 
 /// One line per frame, as logs and `wire::describe` print it:
@@ -161,14 +173,25 @@ impl std::fmt::Display for Frame<'_> {
                 String::from_utf8_lossy(c.reason)
             ),
             Frame::Token(t) => write!(f, "TOKEN {} bytes", t.len()),
+            Frame::PathChallenge(d) => write!(f, "PATH_CHALLENGE {:016x}", u64::from_be_bytes(*d)),
+            Frame::PathResponse(d) => write!(f, "PATH_RESPONSE {:016x}", u64::from_be_bytes(*d)),
         }
     }
 }
 
 impl Frame<'_> {
     /// Whether receiving this frame obliges the receiver to acknowledge (§7.1).
+    /// Path validation's frames are answered by their own rules (§6.9),
+    /// never retransmitted, and so never acknowledged.
     pub fn is_ack_eliciting(&self) -> bool {
-        !matches!(self, Frame::Padding(_) | Frame::Ack(_) | Frame::Close(_))
+        !matches!(
+            self,
+            Frame::Padding(_)
+                | Frame::Ack(_)
+                | Frame::Close(_)
+                | Frame::PathChallenge(_)
+                | Frame::PathResponse(_)
+        )
     }
 
     /// Appends the encoded frame.
@@ -210,6 +233,14 @@ impl Frame<'_> {
                 out.push(TOKEN);
                 varint::write(t.len() as u64, out);
                 out.extend_from_slice(t);
+            }
+            Frame::PathChallenge(d) => {
+                out.push(PATH_CHALLENGE);
+                out.extend_from_slice(d);
+            }
+            Frame::PathResponse(d) => {
+                out.push(PATH_RESPONSE);
+                out.extend_from_slice(d);
             }
         }
     }
@@ -327,6 +358,15 @@ fn decode_one<'a>(r: &mut Reader<'a>) -> Result<Frame<'a>, DecodeError> {
             }
             Frame::Token(r.bytes(len)?)
         }
+        PATH_CHALLENGE | PATH_RESPONSE => {
+            let mut data = [0u8; 8];
+            data.copy_from_slice(r.bytes(8)?);
+            if ty == PATH_CHALLENGE {
+                Frame::PathChallenge(data)
+            } else {
+                Frame::PathResponse(data)
+            }
+        }
         other => return Err(DecodeError::UnknownFrameType(other)),
     })
 }
@@ -399,6 +439,8 @@ mod tests {
             reason: b"bye",
         }));
         round_trip(Frame::Token(&[7; 24]));
+        round_trip(Frame::PathChallenge([1, 2, 3, 4, 5, 6, 7, 8]));
+        round_trip(Frame::PathResponse([8; 8]));
     }
 
     #[test]
