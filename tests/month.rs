@@ -825,11 +825,15 @@ async fn workers_keep_a_client_whose_nat_rebinds_it() {
         .unwrap()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(report["workers"], 2, "{report}");
-    let migrations = report["totals"]["migration"]["migrations"].as_u64().unwrap();
-    assert!(migrations >= 3, "{migrations} migrations after {rebinds} rebinds: {report}");
+    let migrations = report["totals"]["migration"]["migrations"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        migrations >= 3,
+        "{migrations} migrations after {rebinds} rebinds: {report}"
+    );
     assert_eq!(
         report["endpoint"]["dropped_unknown_connection"], 0,
         "no packet reached the wrong worker: {report}"

@@ -326,11 +326,12 @@ fn a_client_that_changes_networks_keeps_its_connection_on_a_fresh_path() {
     println!("moved networks: longest stall {:?}", t.longest_gap);
 }
 
-/// An attacker copies a client's packet and delivers it from its own
-/// address before the original arrives (the race RFC 9000 §9.3.2
-/// describes). The copy is valid, so the server challenges the attacker's
-/// address, but within three times what the attacker sent, and the
-/// connection never leaves the client, whose next packets carry on.
+/// An attacker copies a client's packets and delivers them from its own
+/// address before the originals arrive (the race RFC 9000 §9.3.2
+/// describes). The copies are valid, so the server challenges the
+/// attacker's address, within three times what the attacker sent, but
+/// processes nothing else in them; the connection never leaves the client,
+/// and the originals are delivered as usual.
 #[test]
 fn a_spoofed_packet_never_moves_the_connection_nor_draws_more_than_3x() {
     use std::cell::RefCell;
@@ -357,7 +358,8 @@ fn a_spoofed_packet_never_moves_the_connection_nor_draws_more_than_3x() {
         t.sim.inject_to_server(attacker, c);
         from_attacker += c.len() as u64;
     }
-    // The originals arrive late (duplicates now), and the transfer goes on.
+    // The originals arrive late; the copies were not recorded as received
+    // (their frames did not count), so the originals are taken as usual.
     for c in &copies {
         t.sim.inject_to_server(real, c);
     }
@@ -370,6 +372,7 @@ fn a_spoofed_packet_never_moves_the_connection_nor_draws_more_than_3x() {
         "still on the real path"
     );
     assert_eq!(s.migration.migrations, 0, "{:?}", s.migration);
+    assert_eq!(s.migration.packets_unvalidated, 5, "{:?}", s.migration);
     assert!(s.migration.challenges_sent >= 1, "{:?}", s.migration);
     let to_attacker = t.sim.server_sent_elsewhere(attacker);
     assert!(to_attacker > 0, "the attacker's address was challenged");
@@ -378,4 +381,49 @@ fn a_spoofed_packet_never_moves_the_connection_nor_draws_more_than_3x() {
         "sent {to_attacker} bytes to the attacker for {from_attacker}"
     );
     println!("attacker sent {from_attacker} bytes, drew {to_attacker}");
+}
+
+/// The client's NAT rebinds it between the ACCEPT and its first DATA packet:
+/// the server's connection, bound to the INITIAL's address, is confirmed by
+/// that DATA (it names the CID only the ACCEPT told) and then validates and
+/// follows the new address; the messages arrive.
+#[test]
+fn a_rebinding_between_accept_and_first_data_still_completes_the_handshake() {
+    let ep = EndpointConfig::new(Config::default());
+    let mut sim = Sim::new(21, ep.clone(), ep, link(10, None), link(10, None));
+    let c = sim.client.connect(sim.now(), sim.server_addr());
+    for _ in 0..10_000 {
+        if sim.client.connection(c).is_some_and(|x| x.is_established()) {
+            break;
+        }
+        assert!(sim.step(), "the handshake goes on");
+    }
+    let moved: std::net::SocketAddr = "127.0.0.1:1777".parse().expect("an address");
+    sim.move_client(moved);
+    sim.client
+        .with_connection(c, |x| x.send(Bytes::from_static(b"after the move")))
+        .expect("the connection")
+        .expect("queued");
+    let mut s = None;
+    let mut got = Vec::new();
+    for _ in 0..100_000 {
+        while let Some(e) = sim.server.poll_event() {
+            if let EndpointEvent::Incoming(h) = e {
+                s = Some(h);
+            }
+        }
+        if let Some(h) = s {
+            while let Some(m) = sim.server.with_connection(h, |x| x.recv()).flatten() {
+                got.push(m);
+            }
+        }
+        if !got.is_empty() || !sim.step() {
+            break;
+        }
+    }
+    let s = s.expect("the server announced the connection");
+    assert_eq!(got, [Bytes::from_static(b"after the move")]);
+    assert_eq!(sim.server.remote(s), Some(moved));
+    let m = sim.server.connection(s).expect("open").stats().migration;
+    assert_eq!(m.migrations, 1, "{m:?}");
 }

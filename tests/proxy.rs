@@ -725,8 +725,7 @@ async fn the_month_service_answers_through_a_rebinding_nat_and_10_percent_loss()
         Some(Duration::from_millis(500)),
     )
     .await;
-    let code =
-        common::ask_one_by_one(proxy.local_addr(), 30, Duration::from_millis(100)).await;
+    let code = common::ask_one_by_one(proxy.local_addr(), 30, Duration::from_millis(100)).await;
     assert_eq!(code, Some(0));
     let stats = proxy.stop().await;
     assert!(stats.rebinds >= 3, "{stats:?}");

@@ -50,12 +50,12 @@ mod imp {
     fn program() -> [libc::sock_filter; 6] {
         let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
         [
-            op(LD_B_ABS, 0, 0, 3),             // A = type byte
-            op(ALU_AND_K, 0, 0, 0x3f),         // A &= 0x3f
-            op(JEQ_K, 2, 0, 1),                // INITIAL? -> hash
-            op(LD_B_ABS, 0, 0, 4),             // A = first byte of the DCID
-            op(RET_A, 0, 0, 0),                // socket A (out of range: hash)
-            op(RET_K, 0, 0, u32::MAX),         // out of range: hash
+            op(LD_B_ABS, 0, 0, 3),     // A = type byte
+            op(ALU_AND_K, 0, 0, 0x3f), // A &= 0x3f
+            op(JEQ_K, 2, 0, 1),        // INITIAL? -> hash
+            op(LD_B_ABS, 0, 0, 4),     // A = first byte of the DCID
+            op(RET_A, 0, 0, 0),        // socket A (out of range: hash)
+            op(RET_K, 0, 0, u32::MAX), // out of range: hash
         ]
     }
 

@@ -3,7 +3,9 @@
 //!
 //! A packet that passes every check of §10 but comes from an address other
 //! than the peer's starts a path validation, if it is the newest packet yet
-//! (a late or replayed one never moves anything): we send a PATH_CHALLENGE
+//! (a late or replayed one never moves anything). Only its path-validation
+//! frames are processed, and it is not recorded as received, so its sender
+//! resends the rest after the move. We send a PATH_CHALLENGE
 //! with 8 unpredictable bytes to the new address, and keep everything else
 //! on the current path. Only a PATH_RESPONSE with those bytes moves the
 //! connection, so a packet spoofed from, or replayed through, an address
@@ -201,6 +203,7 @@ impl Connection {
         len: usize,
         newest: bool,
     ) {
+        self.stats.migration.packets_unvalidated += 1;
         if self.migration.on_packet_from(from, len, newest) {
             self.stats.migration.validations_started += 1;
             debug_log!(cid = %self.local_cid, %from, "packet from a new address: validating it");

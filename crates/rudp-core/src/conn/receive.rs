@@ -11,6 +11,7 @@ impl Connection {
     pub fn accepts_from(&self, from: SocketAddr) -> bool {
         from == self.remote
             || self.confirmed && matches!(self.state, State::Established | State::Lingering)
+            || self.side == Side::Server && self.state == State::Handshake
     }
 
     /// Takes one packet from `from` addressed to this connection whose
@@ -162,9 +163,36 @@ impl Connection {
             self.stats.received.malformed_dropped += 1;
             return;
         }
+        if from != self.remote {
+            // §6.9: from an address not (yet) validated, only path
+            // validation's frames count. The packet is not recorded as
+            // received either, so its sender resends what it carried once
+            // the connection has moved: nobody who merely knows the CID can
+            // inject frames from an address of their own.
+            if self.side == Side::Server && header.ty == PacketType::Data && !self.confirmed {
+                // The client had our ACCEPT (only it told our CID) and moved
+                // before its first DATA arrived: the handshake is confirmed
+                // at its first address, and the new one is validated like
+                // any other (§6.2 step 5, §6.9).
+                self.confirm_by_data(now);
+            }
+            if !self.confirmed {
+                self.stats.migration.packets_unvalidated += 1;
+                return;
+            }
+            let newest = self.acks.largest().is_none_or(|l| header.pn > l);
+            self.on_packet_from_new_address(now, from, wire_len, newest);
+            for f in &frames {
+                match f {
+                    Frame::PathChallenge(data) => self.migration.on_challenge(from, *data),
+                    Frame::PathResponse(data) => self.on_path_response(now, *data),
+                    _ => {}
+                }
+            }
+            return;
+        }
         let eliciting = frames.iter().any(Frame::is_ack_eliciting);
         let max_ack_delay = self.config.max_ack_delay;
-        let newest = self.acks.largest().is_none_or(|l| header.pn > l);
         if self
             .acks
             .on_packet(now, header.pn, eliciting, max_ack_delay)
@@ -223,23 +251,11 @@ impl Connection {
                 self.acks.request_immediate();
                 self.emit(Event::Connected);
             }
-            (Side::Server, PacketType::Data) if !self.confirmed => {
-                self.confirmed = true;
-                self.handshake_pending = false;
-                if self.state == State::Handshake {
-                    self.set_state(now, State::Established);
-                    self.emit(Event::Connected);
-                }
-            }
+            (Side::Server, PacketType::Data) if !self.confirmed => self.confirm_by_data(now),
             (_, PacketType::Initial | PacketType::Accept) => self.acks.request_immediate(),
             _ => {}
         }
 
-        if from != self.remote {
-            // §6.9: a valid packet from elsewhere; its frames count (they
-            // passed every check), and it may start a path validation.
-            self.on_packet_from_new_address(now, from, wire_len, newest);
-        }
         for f in &frames {
             if let Err((code, reason)) = self.on_frame(now, from, f) {
                 self.start_closing(
@@ -267,6 +283,17 @@ impl Connection {
             .any(|f| matches!(f, Frame::Stream(s) if s.fin));
         if carries_fin || self.state == State::Lingering {
             self.acks.request_immediate();
+        }
+    }
+
+    /// Server: the client's first DATA packet confirms the handshake: it
+    /// names the CID only our ACCEPT told (§6.2 step 5).
+    fn confirm_by_data(&mut self, now: Instant) {
+        self.confirmed = true;
+        self.handshake_pending = false;
+        if self.state == State::Handshake {
+            self.set_state(now, State::Established);
+            self.emit(Event::Connected);
         }
     }
 

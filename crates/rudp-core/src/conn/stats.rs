@@ -85,6 +85,9 @@ crate::counters! {
     #[cfg_attr(feature = "serde", derive(serde::Serialize))]
     #[non_exhaustive]
     pub struct MigrationStats {
+        /// Valid packets from an address other than the peer's: only their
+        /// path-validation frames were processed (§6.9).
+        pub packets_unvalidated: u64,
         /// Validations of a new peer address started: a valid packet came
         /// from it.
         pub validations_started: u64,
