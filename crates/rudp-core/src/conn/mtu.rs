@@ -37,9 +37,10 @@ pub(super) const MAX_PROBES: u8 = 3;
 pub(super) const SEARCH_GRANULARITY: usize = 20;
 /// A finished search starts again after this (RFC 8899 PMTU_RAISE_TIMER).
 pub(super) const RAISE_INTERVAL: Duration = Duration::from_secs(600);
-/// Packets larger than 1200 declared lost in a row, with no larger packet
-/// acknowledged in between, that mean a black hole. Random loss of 10% makes
-/// such a run once in ten billion packets.
+/// Packets larger than 1200, all sent after the last such packet that was
+/// acknowledged, declared lost with none acknowledged since, that mean a
+/// black hole. A congestion loss burst does not count: the ACK that reveals
+/// it acknowledges large packets sent after it.
 pub(super) const BLACK_HOLE_LOSSES: u32 = 10;
 /// Probe timeouts in a row, with packets larger than 1200 outstanding, that
 /// mean a black hole: when nothing at all is acknowledged, loss detection
@@ -92,8 +93,12 @@ pub(super) struct MtuDiscovery {
     max: usize,
     phase: Phase,
     probe: Option<Probe>,
-    /// Packets larger than 1200 lost since one was last acknowledged.
+    /// Packets larger than 1200 lost since one was last acknowledged,
+    /// counting only those sent after it.
     large_lost: u32,
+    /// The newest packet larger than 1200 acknowledged: losses of packets
+    /// sent before it say nothing about the size.
+    largest_large_acked: Option<u64>,
 }
 
 impl MtuDiscovery {
@@ -105,6 +110,7 @@ impl MtuDiscovery {
             phase: Phase::Disabled,
             probe: None,
             large_lost: 0,
+            largest_large_acked: None,
         }
     }
 
@@ -183,6 +189,7 @@ impl MtuDiscovery {
     pub(super) fn on_acked(&mut self, pn: u64, size: usize) -> SizeChange {
         if size > MIN_DATAGRAM_SIZE {
             self.large_lost = 0;
+            self.largest_large_acked = Some(self.largest_large_acked.map_or(pn, |l| l.max(pn)));
         }
         match self.probe {
             Some(p) if p.pn == pn => {
@@ -219,7 +226,8 @@ impl MtuDiscovery {
             }
             return SizeChange::Same;
         }
-        if size > MIN_DATAGRAM_SIZE {
+        let after_last_acked = self.largest_large_acked.is_none_or(|l| pn > l);
+        if size > MIN_DATAGRAM_SIZE && after_last_acked {
             self.large_lost += 1;
             if self.large_lost >= BLACK_HOLE_LOSSES {
                 return self.black_hole();
@@ -386,6 +394,25 @@ mod tests {
         assert_eq!(d.current(), 1200);
         let next = d.probe_size(now).unwrap();
         assert!(next < 1472, "the failed size is not tried again: {next}");
+    }
+
+    #[test]
+    fn a_congestion_burst_revealed_by_later_acknowledgements_is_no_black_hole() {
+        let mut d = MtuDiscovery::new();
+        d.start(9000, 9000);
+        d.on_probe_sent(1, 1472);
+        d.on_acked(1, 1472);
+        // One ACK acknowledges packet 100 and reveals 30 losses before it.
+        d.on_acked(100, 1472);
+        for pn in 60..90 {
+            assert_eq!(d.on_lost(pn, 1472), SizeChange::Same, "packet {pn}");
+        }
+        assert_eq!(d.current(), 1472);
+        // Losses of packets sent after the last acknowledged one do count.
+        for pn in 101..101 + u64::from(BLACK_HOLE_LOSSES) - 1 {
+            assert_eq!(d.on_lost(pn, 1472), SizeChange::Same);
+        }
+        assert_eq!(d.on_lost(200, 1472), SizeChange::BlackHole);
     }
 
     #[test]
