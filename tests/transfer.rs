@@ -622,6 +622,31 @@ async fn a_metrics_trace_has_no_packets_and_still_plots() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Sends `src` to `to` with `--stats-json json`; both the sender and the
+/// receiver `recv` must succeed.
+async fn send_and_finish(src: &Path, to: std::net::SocketAddr, json: &Path, recv: Listening) {
+    let sent = rudp(
+        &[
+            "send",
+            src.to_str().unwrap(),
+            "--to",
+            &to.to_string(),
+            "--stats-json",
+            json.to_str().unwrap(),
+        ],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(sent.code, Some(0), "{sent:?}");
+    let (code, stderr) = finish(recv).await;
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+fn json_file(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
 /// Issue #15: through a NAT that rebinds the sender every 500 ms, on a link
 /// losing 10% each way, the file arrives intact; the receiver's statistics
 /// show the moves it validated (PROTOCOL.md §6.9), the sender's the
@@ -657,29 +682,11 @@ async fn a_file_arrives_intact_through_a_rebinding_nat_and_10_percent_loss() {
     )
     .await;
     let send_json = dir.join("send.json");
-    let sent = rudp(
-        &[
-            "send",
-            src.to_str().unwrap(),
-            "--to",
-            &proxy.local_addr().to_string(),
-            "--stats-json",
-            send_json.to_str().unwrap(),
-        ],
-        b"",
-        LIMIT,
-    )
-    .await;
-    assert_eq!(sent.code, Some(0), "{sent:?}");
-    let (code, stderr) = finish(recv).await;
-    assert_eq!(code, Some(0), "{stderr}");
+    send_and_finish(&src, proxy.local_addr(), &send_json, recv).await;
     assert!(std::fs::read(out_dir.join("moving.bin")).unwrap() == data);
     let stats = proxy.stop().await;
     assert!(stats.rebinds >= 2, "{stats:?}");
-    let json = |p: &Path| -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
-    };
-    let (r, s) = (json(&recv_json), json(&send_json));
+    let (r, s) = (json_file(&recv_json), json_file(&send_json));
     let migrations = r["stats"]["migration"]["migrations"].as_u64().unwrap();
     assert!(migrations >= 2, "{r}");
     assert!(
@@ -706,24 +713,9 @@ async fn discovery_settles_under_the_proxys_mtu_and_the_file_arrives() {
     };
     let proxy = common::proxy(recv.addr, link.clone(), link, 14).await;
     let json = dir.join("send.json");
-    let sent = rudp(
-        &[
-            "send",
-            src.to_str().unwrap(),
-            "--to",
-            &proxy.local_addr().to_string(),
-            "--stats-json",
-            json.to_str().unwrap(),
-        ],
-        b"",
-        LIMIT,
-    )
-    .await;
-    assert_eq!(sent.code, Some(0), "{sent:?}");
-    let (code, stderr) = finish(recv).await;
-    assert_eq!(code, Some(0), "{stderr}");
+    send_and_finish(&src, proxy.local_addr(), &json, recv).await;
     assert!(std::fs::read(&out).unwrap() == data);
-    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let s = json_file(&json);
     let size = s["stats"]["path"]["max_datagram_size"].as_u64().unwrap();
     // Above 1200: discovery found more; at most 1400: it respected the
     // path. (How close it gets is the simulator's to check, tests/paths.rs:

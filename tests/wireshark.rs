@@ -12,21 +12,25 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 const DISSECTOR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/wireshark/rudp.lua");
 
+/// Whether tshark runs here; if not, says the test is skipped and why.
 fn tshark_available() -> bool {
-    std::process::Command::new("tshark")
+    let there = std::process::Command::new("tshark")
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success())
+        .is_ok_and(|s| s.success());
+    if !there {
+        eprintln!(
+            "SKIPPED: tshark is not installed (bash .ci/run installs it from Debian's packages)"
+        );
+    }
+    there
 }
 
 #[tokio::test]
 async fn tshark_decodes_a_captured_month_session() {
     if !tshark_available() {
-        eprintln!(
-            "SKIPPED: tshark is not installed (bash .ci/run installs it from Debian's packages)"
-        );
         return;
     }
     let dir = std::env::temp_dir().join(format!("rudp-wireshark-{}", std::process::id()));
@@ -155,9 +159,6 @@ fn tshark_decodes_path_challenge_and_response() {
     use rudp_core::wire::packet::append_checksum;
     use rudp_core::wire::{ConnectionId, Frame, Header, PacketType, Protection};
     if !tshark_available() {
-        eprintln!(
-            "SKIPPED: tshark is not installed (bash .ci/run installs it from Debian's packages)"
-        );
         return;
     }
     let dir = std::env::temp_dir().join(format!("rudp-wireshark-path-{}", std::process::id()));
