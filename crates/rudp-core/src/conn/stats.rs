@@ -205,6 +205,21 @@ impl Stats {
             received.bytes_delivered,
             received.messages,
         );
+        // Real paths (§6.9, §9.7): shown only when something happened.
+        let m = &self.migration;
+        if m.migrations > 0 || m.validations_failed > 0 {
+            let _ = write!(
+                s,
+                "; peer moved {} time(s), {} new address(es) not validated",
+                m.migrations, m.validations_failed
+            );
+        }
+        if path.max_datagram_size > 1200 {
+            let _ = write!(s, "; datagrams up to {} B", path.max_datagram_size);
+        }
+        if sent.mtu_black_holes > 0 {
+            let _ = write!(s, "; path MTU black holes {}", sent.mtu_black_holes);
+        }
         for (n, what) in [
             (received.malformed_dropped, "malformed"),
             (received.out_of_window_dropped, "out of window"),
@@ -231,6 +246,27 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_summary_mentions_moves_and_datagram_sizes_only_when_they_happened() {
+        let mut st = Stats::default();
+        st.path.max_datagram_size = 1200;
+        let quiet = st.summary();
+        assert!(
+            !quiet.contains("moved") && !quiet.contains("datagrams up to"),
+            "{quiet}"
+        );
+        st.migration.migrations = 3;
+        st.path.max_datagram_size = 1472;
+        st.sent.mtu_black_holes = 1;
+        let busy = st.summary();
+        assert!(
+            busy.contains("peer moved 3 time(s), 0 new address(es) not validated"),
+            "{busy}"
+        );
+        assert!(busy.contains("datagrams up to 1472 B"), "{busy}");
+        assert!(busy.contains("path MTU black holes 1"), "{busy}");
+    }
 
     #[test]
     fn totals_add_every_counter_and_take_the_last_estimates() {
