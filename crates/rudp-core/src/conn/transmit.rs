@@ -152,6 +152,7 @@ impl Connection {
             Frame::Ping.encode(out);
             frames.ping = true;
             eliciting = true;
+            self.ping_pending = false;
             self.path.mtu.on_probe_sent(pn, size);
             self.stats.sent.mtu_probes += 1;
         } else if want_eliciting {
