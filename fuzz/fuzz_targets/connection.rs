@@ -8,7 +8,8 @@
 //! correctly addressed and sealed (a fuzzer cannot guess CRC32Cs), with the
 //! type and frames taken from the chunk and a packet number within the
 //! window of the largest received (a fuzzer cannot guess 48 random bits
-//! either); virtual time moves between packets. Then real traffic flows.
+//! either), from the client's address or, with the type byte's top bit, from
+//! another (path validation, §6.9); virtual time moves between packets. Then real traffic flows.
 //! Nothing may panic, and the receive memory stays within the window.
 #![no_main]
 
@@ -70,7 +71,9 @@ fuzz_target!(|data: &[u8]| {
         _ => {}
     }
     sim.step();
-    let from = sim.client_addr();
+    // A packet whose type byte has the top bit set comes from another
+    // address: a NAT rebinding or a spoofer (§6.9).
+    let elsewhere: std::net::SocketAddr = "198.51.100.7:4242".parse().expect("an address");
 
     // Chunks: [len][type][pn offset: 2 bytes][frames ...], len counting
     // what follows. The offset is signed around the largest received.
@@ -103,6 +106,11 @@ fuzz_target!(|data: &[u8]| {
         .encode(&mut bytes);
         bytes.extend_from_slice(&chunk[3..]);
         append_checksum(&mut bytes);
+        let from = if chunk[0] & 0x80 != 0 {
+            elsewhere
+        } else {
+            sim.client_addr()
+        };
         sim.server.handle_datagram(sim.now(), from, &bytes);
         if let Some(x) = sim.server.connection(s) {
             // §8.2: within the window (as it may have grown), plus the one
