@@ -180,10 +180,7 @@ impl Migration {
     /// `None` if it is not.
     pub(super) fn budget(&self, addr: SocketAddr) -> Option<u64> {
         let c = self.candidate.as_ref().filter(|c| c.addr == addr)?;
-        Some(
-            (c.amplification.received * super::AMPLIFICATION_FACTOR)
-                .saturating_sub(c.amplification.sent),
-        )
+        Some(c.amplification.budget())
     }
 
     /// `len` bytes went to `addr`: charge the candidate's budget.

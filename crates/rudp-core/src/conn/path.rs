@@ -23,6 +23,13 @@ pub(super) struct Amplification {
     pub(super) sent: u64,
 }
 
+impl Amplification {
+    /// Bytes we may still send to the address.
+    pub(super) fn budget(&self) -> u64 {
+        (self.received * super::AMPLIFICATION_FACTOR).saturating_sub(self.sent)
+    }
+}
+
 /// One network path's state.
 #[derive(Debug)]
 pub(super) struct Path {

@@ -21,8 +21,7 @@ impl Connection {
 
     /// Bytes the server may still send before validation.
     pub(super) fn amplification_budget(&self) -> u64 {
-        (self.path.amplification.received * AMPLIFICATION_FACTOR)
-            .saturating_sub(self.path.amplification.sent)
+        self.path.amplification.budget()
     }
 
     pub(super) fn header(&self, ty: PacketType, pn: u64) -> Header {
