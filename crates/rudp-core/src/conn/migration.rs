@@ -224,12 +224,7 @@ impl Connection {
         self.stats.migration.migrations += 1;
         if old.ip() != addr.ip() {
             self.path = Path::new(now, &self.config);
-            if let Some(peer) = self.peer {
-                let peers =
-                    peer.max_datagram_size
-                        .min(crate::config::MAX_DATAGRAM_SIZE as u64) as usize;
-                self.path.mtu.start(self.config.max_datagram_size, peers);
-            }
+            self.start_mtu_search();
             self.stats.migration.path_resets += 1;
         }
         debug_log!(cid = %self.local_cid, from = %old, to = %addr, "migrated");

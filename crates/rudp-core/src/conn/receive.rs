@@ -374,16 +374,23 @@ impl Connection {
             ));
         }
         self.peer = Some(*p);
-        // §9.7: search up to what both sides accept.
-        let peers = p
-            .max_datagram_size
-            .min(crate::config::MAX_DATAGRAM_SIZE as u64) as usize;
-        self.path.mtu.start(self.config.max_datagram_size, peers);
+        self.start_mtu_search();
         self.idle_timeout = self
             .idle_timeout
             .min(Duration::from_millis(p.idle_timeout_millis));
         self.send.set_max_data(p.initial_max_data);
         Ok(())
+    }
+
+    /// §9.7: once the peer's parameters are known, and on a new path,
+    /// search up to what both sides accept.
+    pub(super) fn start_mtu_search(&mut self) {
+        if let Some(peer) = self.peer {
+            let peers = peer
+                .max_datagram_size
+                .min(crate::config::MAX_DATAGRAM_SIZE as u64) as usize;
+            self.path.mtu.start(self.config.max_datagram_size, peers);
+        }
     }
 
     pub(super) fn local_params(&self) -> HandshakeParams {
