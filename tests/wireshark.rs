@@ -28,6 +28,31 @@ fn tshark_available() -> bool {
     there
 }
 
+/// Decodes `pcap` with the dissector and prints `fields` of each packet,
+/// `;`-separated, one line per packet; tshark must succeed and the Lua
+/// dissector report no error.
+fn decode_fields(pcap: &std::path::Path, fields: &[&str]) -> String {
+    let mut cmd = std::process::Command::new("tshark");
+    cmd.arg("-r").arg(pcap).args([
+        "-X",
+        &format!("lua_script:{DISSECTOR}"),
+        "-T",
+        "fields",
+        "-E",
+        "separator=;",
+    ]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let decoded = cmd.output().expect("run tshark -r");
+    let errors = String::from_utf8_lossy(&decoded.stderr);
+    assert!(
+        decoded.status.success() && !errors.contains("Lua"),
+        "{errors}"
+    );
+    String::from_utf8_lossy(&decoded.stdout).into_owned()
+}
+
 #[tokio::test]
 async fn tshark_decodes_a_captured_month_session() {
     if !tshark_available() {
@@ -95,25 +120,7 @@ async fn tshark_decodes_a_captured_month_session() {
         "rudp1.stream.data",
         "rudp1.ack.range",
     ];
-    let mut cmd = std::process::Command::new("tshark");
-    cmd.arg("-r").arg(&pcap).args([
-        "-X",
-        &format!("lua_script:{DISSECTOR}"),
-        "-T",
-        "fields",
-        "-E",
-        "separator=;",
-    ]);
-    for f in fields {
-        cmd.args(["-e", f]);
-    }
-    let decoded = cmd.output().expect("run tshark -r");
-    let text = String::from_utf8_lossy(&decoded.stdout).into_owned();
-    let errors = String::from_utf8_lossy(&decoded.stderr);
-    assert!(
-        decoded.status.success() && !errors.contains("Lua"),
-        "{errors}"
-    );
+    let text = decode_fields(&pcap, &fields);
     let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(';').collect()).collect();
     assert!(rows.len() >= 6, "too few packets decoded:\n{text}");
 
@@ -200,28 +207,10 @@ fn tshark_decodes_path_challenge_and_response() {
         &verdict,
     );
     capture.finish();
-    let out = std::process::Command::new("tshark")
-        .arg("-r")
-        .arg(&pcap)
-        .args([
-            "-X",
-            &format!("lua_script:{DISSECTOR}"),
-            "-T",
-            "fields",
-            "-E",
-            "separator=;",
-            "-e",
-            "rudp1.frame",
-            "-e",
-            "rudp1.path_challenge",
-            "-e",
-            "rudp1.path_response",
-        ])
-        .output()
-        .expect("run tshark -r");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let errors = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && !errors.contains("Lua"), "{errors}");
+    let text = decode_fields(
+        &pcap,
+        &["rudp1.frame", "rudp1.path_challenge", "rudp1.path_response"],
+    );
     let rows: Vec<&str> = text.lines().collect();
     assert_eq!(
         rows,
