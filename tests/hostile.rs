@@ -53,6 +53,7 @@ fn target(sim: &Sim, s: ConnectionHandle) -> (ConnectionId, u64) {
 fn forged_data(dcid: ConnectionId, pn: u64, frames: &[Frame<'_>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1200);
     Header {
+        version: rudp_core::wire::VERSION,
         ty: PacketType::Data,
         protection: Protection::Clear,
         dcid,
@@ -71,6 +72,7 @@ fn forged_data(dcid: ConnectionId, pn: u64, frames: &[Frame<'_>]) -> Vec<u8> {
 fn initial(scid: u64, pn: u64, params: Option<HandshakeParams>, len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len);
     Header {
+        version: rudp_core::wire::VERSION,
         ty: PacketType::Initial,
         protection: Protection::Clear,
         dcid: ConnectionId(0),
@@ -523,6 +525,7 @@ fn an_initial_without_handshake_or_with_data_opens_nothing() {
     server.handle_datagram(now, from, &initial(5, 1, None, 1200));
     let mut with_data = Vec::new();
     Header {
+        version: rudp_core::wire::VERSION,
         ty: PacketType::Initial,
         protection: Protection::Clear,
         dcid: ConnectionId(0),

@@ -177,6 +177,7 @@ fn structured_payload() -> impl Strategy<Value = Vec<u8>> {
 fn sealed(ty: PacketType, dcid: ConnectionId, pn: u64, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     Header {
+        version: rudp_core::wire::VERSION,
         ty,
         protection: Protection::Clear,
         dcid,

@@ -375,6 +375,7 @@ fn replayed_and_out_of_window_packets_change_nothing() {
     let largest = conn.largest_received().unwrap();
     let mut forged = Vec::new();
     Header {
+        version: rudp_core::wire::VERSION,
         ty: PacketType::Data,
         protection: Protection::Clear,
         dcid: conn.local_cid(),

@@ -8,6 +8,7 @@
 
 use rudp_core::psk::Psk;
 use rudp_core::wire::frame::decode_all;
+use rudp_core::wire::frame::{SkipFrame, StreamNFrame, StreamParams};
 use rudp_core::wire::packet::{append_checksum, decode};
 use rudp_core::wire::{
     AckFrame, CloseFrame, CloseKind, ConnectionId, Datagram, Frame, HandshakeParams, Header,
@@ -40,6 +41,7 @@ fn packet(header: Header, frames: &[Frame<'_>]) -> Vec<u8> {
 /// (name as in PROTOCOL.md, header, frames); the VN vector is separate.
 fn vectors() -> Vec<(&'static str, Header, Vec<Frame<'static>>)> {
     let initial_hdr = Header {
+        version: 1,
         ty: PacketType::Initial,
         protection: Protection::Clear,
         dcid: ConnectionId(0),
@@ -57,6 +59,7 @@ fn vectors() -> Vec<(&'static str, Header, Vec<Frame<'static>>)> {
         (
             "ACCEPT",
             Header {
+                version: 1,
                 ty: PacketType::Accept,
                 protection: Protection::Clear,
                 dcid: CLIENT_CID,
@@ -80,6 +83,7 @@ fn vectors() -> Vec<(&'static str, Header, Vec<Frame<'static>>)> {
         (
             "DATA with ACK ranges and a final message",
             Header {
+                version: 1,
                 ty: PacketType::Data,
                 protection: Protection::Clear,
                 dcid: SERVER_CID,
@@ -101,6 +105,7 @@ fn vectors() -> Vec<(&'static str, Header, Vec<Frame<'static>>)> {
         (
             "DATA with MAX_DATA and PING",
             Header {
+                version: 1,
                 ty: PacketType::Data,
                 protection: Protection::Clear,
                 dcid: CLIENT_CID,
@@ -112,6 +117,7 @@ fn vectors() -> Vec<(&'static str, Header, Vec<Frame<'static>>)> {
         (
             "DATA with an application CLOSE",
             Header {
+                version: 1,
                 ty: PacketType::Data,
                 protection: Protection::Clear,
                 dcid: SERVER_CID,
@@ -136,6 +142,7 @@ fn closing_vectors() -> Vec<(&'static str, Header, Vec<Frame<'static>>)> {
         (
             "ACCEPT closing the handshake",
             Header {
+                version: 1,
                 ty: PacketType::Accept,
                 protection: Protection::Clear,
                 dcid: CLIENT_CID,
@@ -151,6 +158,7 @@ fn closing_vectors() -> Vec<(&'static str, Header, Vec<Frame<'static>>)> {
         (
             "INITIAL closing the handshake",
             Header {
+                version: 1,
                 ty: PacketType::Initial,
                 protection: Protection::Clear,
                 dcid: ConnectionId(0),
@@ -178,6 +186,7 @@ fn path_vectors() -> Vec<(&'static str, Header, Vec<Frame<'static>>)> {
         (
             "DATA with PATH_CHALLENGE",
             Header {
+                version: 1,
                 ty: PacketType::Data,
                 protection: Protection::Clear,
                 dcid: CLIENT_CID,
@@ -189,6 +198,7 @@ fn path_vectors() -> Vec<(&'static str, Header, Vec<Frame<'static>>)> {
         (
             "DATA with PATH_RESPONSE",
             Header {
+                version: 1,
                 ty: PacketType::Data,
                 protection: Protection::Clear,
                 dcid: SERVER_CID,
@@ -196,6 +206,88 @@ fn path_vectors() -> Vec<(&'static str, Header, Vec<Frame<'static>>)> {
                 pn: 9,
             },
             vec![Frame::PathResponse(CHALLENGE)],
+        ),
+    ]
+}
+
+/// Vectors 13 to 15: version 2 (PROTOCOL.md §15): the client's INITIAL
+/// with STREAM_PARAMETERS, stream data on an unordered stream with a SKIP,
+/// and a datagram with the stream control frames.
+fn version_2_vectors() -> Vec<(&'static str, Header, Vec<Frame<'static>>)> {
+    let v2 = |ty, dcid, scid, pn| Header {
+        version: 2,
+        ty,
+        protection: Protection::Clear,
+        dcid,
+        scid,
+        pn,
+    };
+    let stream_params = StreamParams {
+        max_streams: 100,
+        stream_window: 2_097_152,
+        streams_window: 16_777_216,
+        max_datagram_payload: 1_200,
+    };
+    // header 28 + HANDSHAKE 17 + STREAM_PARAMETERS 13 + PADDING + CRC 4.
+    let padding = 1200 - 28 - 17 - 13 - 4;
+    vec![
+        (
+            "version 2 INITIAL",
+            v2(PacketType::Initial, ConnectionId(0), Some(CLIENT_CID), 0),
+            vec![
+                Frame::Handshake(params()),
+                Frame::StreamParams(stream_params),
+                Frame::Padding(padding),
+            ],
+        ),
+        (
+            "STREAM_N and SKIP",
+            v2(PacketType::Data, SERVER_CID, None, 12),
+            vec![
+                // Stream 2 (the client's first), unordered: bytes 9..15,
+                // the whole message "hello" (prefix 05) starting at 9.
+                Frame::StreamN(StreamNFrame {
+                    id: 2,
+                    offset: 9,
+                    message_start: Some(9),
+                    data: b"\x05hello",
+                    fin: false,
+                }),
+                // Stream 4, ordered: its last message, "bye", then FIN.
+                Frame::StreamN(StreamNFrame {
+                    id: 4,
+                    offset: 100,
+                    message_start: None,
+                    data: b"\x03bye",
+                    fin: true,
+                }),
+                // Stream 2's message at 0..9 expired: skipped.
+                Frame::Skip(SkipFrame {
+                    id: 2,
+                    offset: 0,
+                    len: 9,
+                    messages: 1,
+                }),
+            ],
+        ),
+        (
+            "DATAGRAM and stream control frames",
+            v2(PacketType::Data, CLIENT_CID, None, 40),
+            vec![
+                Frame::MaxStreamData {
+                    id: 2,
+                    max: 4_194_304,
+                },
+                Frame::MaxStreams(101),
+                Frame::MaxStreamsData(33_554_432),
+                Frame::ResetStream {
+                    id: 1,
+                    code: 7,
+                    final_size: 300,
+                },
+                Frame::StopSending { id: 4, code: 8 },
+                Frame::Datagram(b"tick"),
+            ],
         ),
     ]
 }
@@ -213,6 +305,7 @@ fn retry() -> (Header, Vec<u8>) {
     };
     (
         Header {
+            version: 1,
             ty: PacketType::Retry,
             protection: Protection::Clear,
             dcid: CLIENT_CID,
@@ -230,6 +323,7 @@ const VECTOR_PSK: &[u8] = b"rudp test vector key, 32 bytes!!";
 fn sealed_data() -> (Header, Frame<'static>) {
     (
         Header {
+            version: 1,
             ty: PacketType::Data,
             protection: Protection::Sealed,
             dcid: SERVER_CID,
@@ -337,7 +431,11 @@ fn protocol_md_vectors_match_the_encoder_and_decoder() {
     );
     append_checksum(&mut sealed);
     built.push(("DATA sealed with a pre-shared key".to_string(), sealed));
-    for (n, h, f) in closing_vectors().into_iter().chain(path_vectors()) {
+    for (n, h, f) in closing_vectors()
+        .into_iter()
+        .chain(path_vectors())
+        .chain(version_2_vectors())
+    {
         built.push((n.to_string(), packet(h, &f)));
     }
     if std::env::var("RUDP_PRINT_VECTORS").is_ok() {
@@ -367,6 +465,7 @@ fn protocol_md_vectors_match_the_encoder_and_decoder() {
         .chain([None, None, None])
         .chain(closing_vectors().into_iter().map(Some))
         .chain(path_vectors().into_iter().map(Some))
+        .chain(version_2_vectors().into_iter().map(Some))
         .collect();
     for ((name, bytes), (_, header, frames)) in
         doc.iter().zip(fielded).filter_map(|(d, v)| Some((d, v?)))

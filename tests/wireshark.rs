@@ -119,6 +119,7 @@ async fn tshark_decodes_a_captured_month_session() {
         "rudp1.padding.length",
         "rudp1.stream.data",
         "rudp1.ack.range",
+        "rudp1.stream_parameters.max_streams",
     ];
     let text = decode_fields(&pcap, &fields);
     let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(';').collect()).collect();
@@ -127,7 +128,8 @@ async fn tshark_decodes_a_captured_month_session() {
     // The client's INITIAL, field by field (PROTOCOL.md §3, §5.4, §6.2).
     let initial = &rows[0];
     assert_eq!(initial[0], "0x01", "type INITIAL: {initial:?}");
-    assert_eq!(initial[1], "1", "version");
+    assert_eq!(initial[1], "2", "version 2 offered first (§3.5)");
+    assert_eq!(initial[9], "100", "STREAM_PARAMETERS' default stream limit");
     assert_eq!(
         initial[2], "0x0000000000000000",
         "INITIAL's destination CID is zero"
@@ -140,7 +142,8 @@ async fn tshark_decodes_a_captured_month_session() {
     // The default maximum, what discovery may search up to (§9.7).
     assert_eq!(initial[4], "65507");
     assert_eq!(initial[5], "1048576");
-    assert_eq!(initial[6], "1151", "padding up to 1200 bytes");
+    // 1200 - 28 (header) - 4 (CRC) - 17 (HANDSHAKE) - 15 (STREAM_PARAMETERS).
+    assert_eq!(initial[6], "1136", "padding up to 1200 bytes");
     // The ACCEPT answers with type 2 and acknowledges the INITIAL.
     let accept = rows.iter().find(|r| r[0] == "0x02").expect("an ACCEPT");
     let acked = format!("{first_pn}-{first_pn}");
@@ -174,6 +177,7 @@ fn tshark_decodes_path_challenge_and_response() {
     let packet = |dcid: u64, pn: u64, frame: Frame<'_>| {
         let mut out = Vec::new();
         Header {
+            version: rudp_core::wire::VERSION,
             ty: PacketType::Data,
             protection: Protection::Clear,
             dcid: ConnectionId(dcid),

@@ -1,4 +1,5 @@
--- Wireshark dissector for rudp version 1 (PROTOCOL.md in the rudp repository).
+-- Wireshark dissector for rudp versions 1 and 2 (PROTOCOL.md in the rudp
+-- repository; version 2's frames are in its §15.8).
 --
 -- Install: copy this file to your personal Lua plugins folder
 -- (Help > About Wireshark > Folders > Personal Lua Plugins), or run
@@ -6,9 +7,10 @@
 -- rudp runs on any UDP port: datagrams that start with "RU" (0x52 0x55)
 -- and a known version byte are recognised heuristically; port 8091 (the
 -- month service) is also registered. Filter with `rudp1` (Wireshark's built-in
--- "rudp" is Cisco's unrelated Reliable UDP).
+-- "rudp" is Cisco's unrelated Reliable UDP); `rudp1.stream.id == 2` picks
+-- one stream.
 
-local rudp = Proto("rudp1", "rudp version 1 (reliable messages over UDP)")
+local rudp = Proto("rudp1", "rudp (reliable messages over UDP)")
 
 local packet_types = { [1] = "INITIAL", [2] = "ACCEPT", [3] = "DATA", [4] = "RETRY" }
 local SEALED_BIT = 0x40
@@ -17,11 +19,17 @@ local frame_types = {
   [0x04] = "STREAM", [0x05] = "STREAM (FIN)", [0x06] = "MAX_DATA",
   [0x07] = "CLOSE (transport)", [0x08] = "CLOSE (application)", [0x09] = "TOKEN",
   [0x0a] = "PATH_CHALLENGE", [0x0b] = "PATH_RESPONSE",
+  [0x0c] = "STREAM_PARAMETERS",
+  [0x10] = "STREAM_N", [0x11] = "STREAM_N (FIN)",
+  [0x12] = "STREAM_N (unordered)", [0x13] = "STREAM_N (unordered, FIN)",
+  [0x14] = "MAX_STREAM_DATA", [0x15] = "MAX_STREAMS", [0x16] = "MAX_STREAMS_DATA",
+  [0x17] = "RESET_STREAM", [0x18] = "STOP_SENDING", [0x19] = "SKIP", [0x1a] = "DATAGRAM",
 }
 local transport_errors = {
   [0] = "NO_ERROR", [1] = "INTERNAL_ERROR", [2] = "PROTOCOL_VIOLATION",
   [3] = "FLOW_CONTROL_ERROR", [4] = "FINAL_SIZE_ERROR", [5] = "MESSAGE_TOO_LARGE",
   [6] = "CONNECTION_REFUSED", [7] = "INVALID_PARAMETERS", [8] = "INVALID_TOKEN",
+  [9] = "STREAM_LIMIT_ERROR", [10] = "STREAM_STATE_ERROR",
 }
 
 local f = {
@@ -59,6 +67,22 @@ local f = {
   close_reason = ProtoField.string("rudp1.close.reason", "Reason"),
   path_challenge = ProtoField.uint64("rudp1.path_challenge", "Challenge data", base.HEX),
   path_response = ProtoField.uint64("rudp1.path_response", "Response data", base.HEX),
+  sp_streams = ProtoField.uint64("rudp1.stream_parameters.max_streams", "Max streams"),
+  sp_window = ProtoField.uint64("rudp1.stream_parameters.stream_window", "Stream window"),
+  sp_total = ProtoField.uint64("rudp1.stream_parameters.streams_window", "Window of all streams"),
+  sp_dgram = ProtoField.uint64("rudp1.stream_parameters.max_datagram_payload", "Max datagram payload"),
+  st_id = ProtoField.uint64("rudp1.stream.id", "Stream ID"),
+  st_message_start = ProtoField.uint64("rudp1.stream.message_start", "Message start"),
+  max_stream_data = ProtoField.uint64("rudp1.max_stream_data", "Maximum stream data"),
+  max_streams = ProtoField.uint64("rudp1.max_streams", "Maximum streams"),
+  max_streams_data = ProtoField.uint64("rudp1.max_streams_data", "Maximum data of all streams"),
+  app_code = ProtoField.uint64("rudp1.stream.error_code", "Application error code"),
+  final_size = ProtoField.uint64("rudp1.stream.final_size", "Final size"),
+  skip_offset = ProtoField.uint64("rudp1.skip.offset", "Skipped from offset"),
+  skip_length = ProtoField.uint64("rudp1.skip.length", "Skipped bytes"),
+  skip_messages = ProtoField.uint64("rudp1.skip.messages", "Skipped messages"),
+  dgram_length = ProtoField.uint64("rudp1.datagram.length", "Datagram length"),
+  dgram_data = ProtoField.bytes("rudp1.datagram.data", "Datagram data"),
 }
 rudp.fields = f
 
@@ -171,6 +195,56 @@ local function dissect_frames(tvb, tree, off, stop)
       end
       ft:add(ftype == 0x0a and f.path_challenge or f.path_response, tvb(off, 8))
       off = off + 8
+    elseif ftype == 0x0c then
+      _, off = add_varint(ft, f.sp_streams, tvb, off)
+      _, off = add_varint(ft, f.sp_window, tvb, off)
+      _, off = add_varint(ft, f.sp_total, tvb, off)
+      _, off = add_varint(ft, f.sp_dgram, tvb, off)
+    elseif ftype >= 0x10 and ftype <= 0x13 then
+      -- STREAM_N (§15.8.2): bit 0x01 FIN, bit 0x02 a message start.
+      local id, len
+      id, off = add_varint(ft, f.st_id, tvb, off)
+      _, off = add_varint(ft, f.st_offset, tvb, off)
+      if bit.band(ftype, 0x02) ~= 0 then
+        _, off = add_varint(ft, f.st_message_start, tvb, off)
+      end
+      len, off = add_varint(ft, f.st_length, tvb, off)
+      ft:add(f.st_fin, tvb(start, 1), bit.band(ftype, 0x01) ~= 0)
+      if len == nil or off + len > stop then
+        ft:add_proto_expert_info(ef_malformed, "stream data beyond the packet")
+        return summary
+      end
+      if len > 0 then ft:add(f.st_data, tvb(off, len)) end
+      off = off + len
+      if id ~= nil then summary[#summary] = string.format("STREAM_N %d", id) end
+    elseif ftype == 0x14 then
+      _, off = add_varint(ft, f.st_id, tvb, off)
+      _, off = add_varint(ft, f.max_stream_data, tvb, off)
+    elseif ftype == 0x15 then
+      _, off = add_varint(ft, f.max_streams, tvb, off)
+    elseif ftype == 0x16 then
+      _, off = add_varint(ft, f.max_streams_data, tvb, off)
+    elseif ftype == 0x17 then
+      _, off = add_varint(ft, f.st_id, tvb, off)
+      _, off = add_varint(ft, f.app_code, tvb, off)
+      _, off = add_varint(ft, f.final_size, tvb, off)
+    elseif ftype == 0x18 then
+      _, off = add_varint(ft, f.st_id, tvb, off)
+      _, off = add_varint(ft, f.app_code, tvb, off)
+    elseif ftype == 0x19 then
+      _, off = add_varint(ft, f.st_id, tvb, off)
+      _, off = add_varint(ft, f.skip_offset, tvb, off)
+      _, off = add_varint(ft, f.skip_length, tvb, off)
+      _, off = add_varint(ft, f.skip_messages, tvb, off)
+    elseif ftype == 0x1a then
+      local len
+      len, off = add_varint(ft, f.dgram_length, tvb, off)
+      if len == nil or off + len > stop then
+        ft:add_proto_expert_info(ef_malformed, "datagram beyond the packet")
+        return summary
+      end
+      if len > 0 then ft:add(f.dgram_data, tvb(off, len)) end
+      off = off + len
     else
       ft:add_proto_expert_info(ef_malformed, "unknown frame type")
       return summary
@@ -228,7 +302,7 @@ end
 local function heuristic(tvb, pinfo, tree)
   if tvb:len() < 24 or tvb(0, 2):string() ~= "RU" then return false end
   local v = tvb(2, 1):uint()
-  if v ~= 0 and v ~= 1 then return false end
+  if v > 2 then return false end
   rudp.dissector(tvb, pinfo, tree)
   return true
 end

@@ -93,6 +93,7 @@ fuzz_target!(|data: &[u8]| {
         let pn = largest.saturating_add_signed(offset);
         let mut bytes = Vec::new();
         Header {
+            version: rudp_core::wire::VERSION,
             ty,
             protection: Protection::Clear,
             dcid: if ty == PacketType::Initial {

@@ -287,6 +287,7 @@ pub fn forged_initial(template: &[u8], scid: u64, token: Option<&[u8]>) -> Vec<u
     assert_eq!(header.ty, PacketType::Initial);
     let mut out = Vec::with_capacity(1200);
     Header {
+        version: rudp_core::wire::VERSION,
         scid: Some(ConnectionId(scid)),
         ..header
     }

@@ -60,6 +60,28 @@ pub struct Config {
     /// not sealed with it are dropped (PROTOCOL.md §3.7). Both sides must
     /// use the same key. Default: none, packets travel in clear.
     pub(crate) psk: Option<crate::psk::Psk>,
+    /// The newest protocol version offered (a client) or accepted (a
+    /// server): 2 (default), which adds streams, per-message reliability
+    /// and datagrams (PROTOCOL.md §15), or 1, the first edition. A client
+    /// offering 2 to a server that speaks only 1 falls back to 1 on its
+    /// version negotiation packet (§3.5), one round trip later.
+    pub(crate) version: u8,
+    /// Streams the peer may open at once beyond the first (default 100;
+    /// §15.2). Each costs a few hundred bytes of state until it closes.
+    pub(crate) max_streams: u64,
+    /// Flow-control window of each stream beyond the first (default 2 MiB;
+    /// §15.4); at least max_message_size + 8.
+    pub(crate) stream_receive_window: u64,
+    /// Flow-control window shared by all streams beyond the first (default
+    /// 16 MiB; §15.4): what bounds the memory they can make us hold.
+    pub(crate) streams_receive_window: u64,
+    /// Datagrams received and not yet taken that are held at most; more
+    /// are dropped and counted (default 256; §15.6). Zero refuses
+    /// datagrams: the peer is told it may not send any.
+    pub(crate) datagram_receive_queue: usize,
+    /// Datagrams queued for sending at most; a full queue drops the oldest
+    /// (default 256; §15.6).
+    pub(crate) datagram_send_queue: usize,
 }
 
 impl Default for Config {
@@ -77,6 +99,12 @@ impl Default for Config {
             initial_rtt: Duration::from_millis(100),
             congestion: Arc::new(Algorithm::default()),
             psk: None,
+            version: crate::wire::VERSION,
+            max_streams: 100,
+            stream_receive_window: 2 << 20,
+            streams_receive_window: 16 << 20,
+            datagram_receive_queue: 256,
+            datagram_send_queue: 256,
         }
     }
 }
@@ -98,6 +126,9 @@ impl ConfigError {
 pub const MIN_DATAGRAM_SIZE: usize = 1200;
 /// The largest datagram size: the largest UDP payload over IPv4.
 pub const MAX_DATAGRAM_SIZE: usize = 65_507;
+/// The most streams a side may let its peer open at once (§15.2): the
+/// bound on per-connection stream state, whatever a configuration says.
+pub const MAX_STREAMS_LIMIT: u64 = 1 << 16;
 
 settings!(Config, ConfigBuilder, {
     /// Largest UDP payload accepted, and the most path MTU discovery
@@ -125,6 +156,18 @@ settings!(Config, ConfigBuilder, {
     congestion: Arc<dyn ControllerFactory>,
     /// Pre-shared key sealing every packet (default none), §3.7.
     psk: Option<crate::psk::Psk>,
+    /// The newest protocol version offered or accepted (1 or 2).
+    version: u8,
+    /// Streams the peer may open at once beyond the first.
+    max_streams: u64,
+    /// Flow-control window of each stream beyond the first.
+    stream_receive_window: u64,
+    /// Flow-control window shared by the streams beyond the first.
+    streams_receive_window: u64,
+    /// Received datagrams held for the application at most (0 refuses them).
+    datagram_receive_queue: usize,
+    /// Datagrams queued for sending at most.
+    datagram_send_queue: usize,
 });
 
 /// Makes a [`Config`]: start from the defaults ([`Config::builder`]) or
@@ -184,6 +227,31 @@ impl Config {
             return err(format!(
                 "send_buffer {} must be at least max_message_size + 8 = {needed}",
                 self.send_buffer
+            ));
+        }
+        if !crate::wire::SUPPORTED_VERSIONS.contains(&self.version) {
+            return err(format!(
+                "version {} is not one of {:?}",
+                self.version,
+                crate::wire::SUPPORTED_VERSIONS
+            ));
+        }
+        if self.stream_receive_window < needed {
+            return err(format!(
+                "stream_receive_window {} must be at least max_message_size + 8 = {needed}",
+                self.stream_receive_window
+            ));
+        }
+        if self.streams_receive_window < self.stream_receive_window {
+            return err(format!(
+                "streams_receive_window {} must be at least stream_receive_window {}",
+                self.streams_receive_window, self.stream_receive_window
+            ));
+        }
+        if self.max_streams > MAX_STREAMS_LIMIT {
+            return err(format!(
+                "max_streams {} is above {MAX_STREAMS_LIMIT}",
+                self.max_streams
             ));
         }
         if self.idle_timeout < Duration::from_millis(10) {

@@ -308,6 +308,45 @@ pub struct Endpoint {
     tokens: TokenKeys,
     /// Reused buffer for opening sealed INITIALs.
     plain_buf: Vec<u8>,
+    /// The version of the INITIAL being answered, for stateless replies
+    /// (refusals and RETRY answer in the version they were asked in, §3.5).
+    reply_version: u8,
+}
+
+/// A connection borrowed from its [`Endpoint`] with
+/// [`Endpoint::connection_mut`]: dropping it schedules what changed.
+#[derive(Debug)]
+pub struct ConnectionMut<'a> {
+    ep: &'a mut Endpoint,
+    h: ConnectionHandle,
+}
+
+impl std::ops::Deref for ConnectionMut<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        match self.ep.conns.get(&self.h) {
+            Some(e) => &e.conn,
+            // Checked when the guard was made; nothing removes connections
+            // while it borrows the endpoint.
+            None => unreachable!("a ConnectionMut outlived its connection"),
+        }
+    }
+}
+
+impl std::ops::DerefMut for ConnectionMut<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        match self.ep.conns.get_mut(&self.h) {
+            Some(e) => &mut e.conn,
+            None => unreachable!("a ConnectionMut outlived its connection"),
+        }
+    }
+}
+
+impl Drop for ConnectionMut<'_> {
+    fn drop(&mut self) {
+        self.ep.touch(self.h);
+    }
 }
 
 impl Endpoint {
@@ -354,6 +393,7 @@ impl Endpoint {
             pending_by_source: PeerKeyedMap::default(),
             tokens,
             plain_buf: Vec::new(),
+            reply_version: crate::wire::VERSION_1,
         }
     }
 
@@ -476,6 +516,14 @@ impl Endpoint {
         self.conns.get(&h).map(|e| &e.conn)
     }
 
+    /// A connection to act on directly; whatever that changes is scheduled
+    /// when the guard is dropped, as after [`Self::with_connection`].
+    pub fn connection_mut(&mut self, h: ConnectionHandle) -> Option<ConnectionMut<'_>> {
+        self.conns
+            .contains_key(&h)
+            .then_some(ConnectionMut { ep: self, h })
+    }
+
     /// The peer address of a connection.
     pub fn remote(&self, h: ConnectionHandle) -> Option<SocketAddr> {
         self.conns.get(&h).map(|e| e.conn.remote_addr())
@@ -591,6 +639,14 @@ impl Endpoint {
             self.stats.dropped_malformed += 1;
             return None;
         }
+        // §3.5: a version newer than this server is configured to speak is
+        // answered like an unknown one, so the client can fall back.
+        if header.version > self.config.connection.version {
+            self.answer_unknown_version(from, MIN_DATAGRAM_SIZE, client_cid);
+            return None;
+        }
+        // Stateless replies answer in the INITIAL's version.
+        self.reply_version = header.version;
         // §3.7: the INITIAL's protection must match ours. A mismatch is
         // answered in clear, so that the user learns why; a wrong key is not
         // (the server cannot tell it from a forgery).
@@ -818,6 +874,7 @@ impl Endpoint {
             + self.rng.next_u64() % (crate::wire::varint::MAX + 1 - STATELESS_PN_START);
         let mut out = Vec::with_capacity(128);
         Header {
+            version: self.reply_version,
             ty,
             protection,
             dcid: client_cid,
@@ -847,7 +904,11 @@ impl Endpoint {
         VersionNegotiation {
             dcid: scid,
             scid: ConnectionId(0),
-            versions: packet::SUPPORTED_VERSIONS.to_vec(),
+            versions: packet::SUPPORTED_VERSIONS
+                .iter()
+                .copied()
+                .filter(|&v| v <= self.config.connection.version)
+                .collect(),
         }
         .encode(&mut out);
         self.stats.version_negotiations_sent += 1;
@@ -864,7 +925,7 @@ impl Endpoint {
         };
         // §3.5: ignored unless it answers our INITIAL and really excludes
         // our version (a forged one listing our version changes nothing).
-        if entry.conn.remote_addr() != from || vn.versions.contains(&packet::VERSION) {
+        if entry.conn.remote_addr() != from || vn.versions.contains(&entry.conn.version()) {
             self.stats.dropped_malformed += 1;
             return;
         }

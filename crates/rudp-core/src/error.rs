@@ -26,6 +26,10 @@ pub enum TransportCode {
     InvalidParameters,
     /// 0x8: a RETRY token that failed validation (§6.8).
     InvalidToken,
+    /// 0x9: a stream beyond the advertised limit (§15.2).
+    StreamLimit,
+    /// 0xa: a frame for a stream in a state that cannot take it (§15.2).
+    StreamState,
     /// A code this version does not define (kept, so it can be reported).
     Unknown(u64),
 }
@@ -43,6 +47,8 @@ impl TransportCode {
             Self::ConnectionRefused => 0x6,
             Self::InvalidParameters => 0x7,
             Self::InvalidToken => 0x8,
+            Self::StreamLimit => 0x9,
+            Self::StreamState => 0xa,
             Self::Unknown(c) => c,
         }
     }
@@ -59,6 +65,8 @@ impl TransportCode {
             0x6 => Self::ConnectionRefused,
             0x7 => Self::InvalidParameters,
             0x8 => Self::InvalidToken,
+            0x9 => Self::StreamLimit,
+            0xa => Self::StreamState,
             c => Self::Unknown(c),
         }
     }
@@ -76,6 +84,8 @@ impl fmt::Display for TransportCode {
             Self::ConnectionRefused => "CONNECTION_REFUSED",
             Self::InvalidParameters => "INVALID_PARAMETERS",
             Self::InvalidToken => "INVALID_TOKEN",
+            Self::StreamLimit => "STREAM_LIMIT_ERROR",
+            Self::StreamState => "STREAM_STATE_ERROR",
             Self::Unknown(c) => return write!(f, "unknown error {c:#x}"),
         };
         f.write_str(name)

@@ -312,6 +312,13 @@ impl Sim {
     /// Sends what is pending, then advances the clock to the next event and
     /// handles it. Returns false when nothing at all is scheduled.
     pub fn step(&mut self) -> bool {
+        self.step_until(None)
+    }
+
+    /// [`Self::step`], but the clock stops at `limit` if nothing happens
+    /// before: lets a test act at times of its own (a message every 10 ms)
+    /// on a connection that would otherwise sleep until its next timer.
+    pub fn step_until(&mut self, limit: Option<Instant>) -> bool {
         self.flush();
         let next = [
             self.wire.peek().map(|Reverse((t, ..))| *t),
@@ -322,6 +329,7 @@ impl Sim {
         ]
         .into_iter()
         .flatten()
+        .chain(limit)
         .min();
         let Some(next) = next else {
             return false;

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 /// connection to the `futures` `Stream` and `Sink` traits.
 #[derive(Debug)]
 pub struct Connection {
-    shared: Arc<Shared>,
-    handle: ConnectionHandle,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) handle: ConnectionHandle,
     remote: SocketAddr,
 }
 
@@ -88,7 +88,7 @@ impl Connection {
     /// Runs `f` on the connection's slot under the lock. Without a slot
     /// (which `Drop` prevents while a handle lives) the connection reads
     /// as aborted.
-    fn with_slot<T>(&self, f: impl FnOnce(&mut State, &mut ConnSlot) -> T) -> T {
+    pub(crate) fn with_slot<T>(&self, f: impl FnOnce(&mut State, &mut ConnSlot) -> T) -> T {
         let mut guard = self.shared.lock();
         let st = &mut *guard;
         match st.slots.remove(&self.handle) {
@@ -107,7 +107,7 @@ impl Connection {
 
     /// How the connection failed, if it did: `Closed` if this side
     /// aborted it, the reason otherwise.
-    fn outcome_error(&self, slot: &ConnSlot) -> Option<Error> {
+    pub(crate) fn outcome_error(&self, slot: &ConnSlot) -> Option<Error> {
         match &slot.outcome {
             Some(Err(ConnectionError::LocallyAborted { .. })) => Some(Error::Closed),
             Some(Err(e)) => Some(Error::from_connection(self.remote, true, e.clone())),

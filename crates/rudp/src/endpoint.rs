@@ -524,7 +524,10 @@ fn dispatch_events(shared: &Shared, st: &mut State) {
                         // `shutdown` waits on this.
                         shared.incoming.notify_waiters();
                     }
-                    Event::Readable => slot.readers.wake(),
+                    Event::Readable
+                    | Event::StreamReadable(_)
+                    | Event::StreamOpened
+                    | Event::DatagramReceived => slot.readers.wake(),
                     Event::Writable => slot.writers.wake(),
                     // An event this layer does not know yet: let every
                     // waiting task look again.

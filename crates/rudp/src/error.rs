@@ -56,6 +56,36 @@ pub enum Error {
     /// The settings cannot work together.
     #[error(transparent)]
     Config(#[from] rudp_core::config::ConfigError),
+    /// Streams, partial reliability and datagrams need protocol version
+    /// 2, which the peer did not offer (PROTOCOL.md §15.1).
+    #[error("the peer speaks protocol version 1: no streams, expiring messages or datagrams")]
+    Unsupported,
+    /// No such stream: never opened, or over and forgotten.
+    #[error("no such stream")]
+    UnknownStream,
+    /// The stream was finished or reset: nothing more can be sent on it.
+    #[error("the stream was finished or reset")]
+    StreamFinished,
+    /// The peer reset the stream; what it had not delivered is lost.
+    #[error("the peer reset the stream (code {code})")]
+    StreamReset {
+        /// The peer application's code.
+        code: u64,
+    },
+    /// The peer asked us to stop sending on the stream, which was reset.
+    #[error("the peer stopped the stream (code {code})")]
+    StreamStopped {
+        /// The peer application's code.
+        code: u64,
+    },
+    /// A datagram larger than the path and the peer allow now.
+    #[error("datagram of {len} bytes exceeds the {max} bytes the path and peer allow")]
+    DatagramTooLarge {
+        /// The datagram's length.
+        len: usize,
+        /// The largest payload that fits now.
+        max: usize,
+    },
     /// `start_send` on a [`crate::MessageSink`] without a successful
     /// `poll_ready` first.
     #[error("the sink was not ready: call poll_ready first")]

@@ -66,6 +66,7 @@ mod endpoint;
 mod error;
 mod shared;
 mod steering;
+mod stream;
 #[cfg(feature = "trace")]
 mod trace_file;
 mod udp;
@@ -74,6 +75,7 @@ pub use connection::{Connection, MessageSink, Messages};
 pub use endpoint::{bind_udp, Endpoint, LockContention, PortSharing, SOCKET_BUFFER};
 pub use error::{Error, Secs};
 pub use steering::{steer_by_server_id, MAX_STEERED_SOCKETS};
+pub use stream::{Stream, StreamMessages, StreamSink};
 #[cfg(feature = "trace")]
 pub use trace_file::{TraceLevel, METRICS_INTERVAL_MS};
 
@@ -83,7 +85,7 @@ pub use trace_file::{TraceLevel, METRICS_INTERVAL_MS};
 pub use rudp_core as proto;
 pub use rudp_core::config::{Config, ConfigError};
 pub use rudp_core::congestion::Algorithm;
-pub use rudp_core::conn::Stats;
+pub use rudp_core::conn::{Delivery, Received, Reliability, Stats, StreamId, StreamOptions};
 pub use rudp_core::endpoint::{EndpointConfig, EndpointStats, RetryPolicy};
 pub use rudp_core::error::{ConnectionError, TransportCode, VarInt, VarIntBoundsExceeded};
 pub use rudp_core::psk::Psk;

@@ -31,6 +31,7 @@ macro_rules! traced {
 }
 
 mod ack;
+mod datagrams;
 mod migration;
 mod mtu;
 mod observe;
@@ -42,6 +43,9 @@ mod recv_stream;
 mod send_stream;
 mod sent;
 pub mod stats;
+mod stream_api;
+mod stream_frames;
+mod streams;
 mod timers;
 #[cfg(feature = "trace")]
 pub mod trace;
@@ -61,6 +65,7 @@ use crate::wire::{
 use ack::{AckTracker, Arrival};
 use bytes::Bytes;
 use path::Path;
+pub use recv_stream::Received;
 use recv_stream::{RecvStream, StreamError};
 use send_stream::{SendStream, WriteError};
 pub use sent::MAX_ACK_ONLY_TRACKED;
@@ -72,6 +77,8 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+pub use stream_api::{DatagramError, OpenError, RecvError};
+pub use streams::{Delivery, Reliability, StreamId, StreamOptions};
 #[cfg(feature = "trace")]
 pub use trace::TraceEvent;
 #[cfg(feature = "trace")]
@@ -122,8 +129,17 @@ pub enum Event {
     Connected,
     /// A message can be read with [`Connection::recv`], or the peer finished.
     Readable,
-    /// Acknowledgements freed send-buffer space.
+    /// Acknowledgements freed send-buffer space (on any stream), or the
+    /// peer stopped a stream.
     Writable,
+    /// The peer opened a stream: take it with
+    /// [`Connection::accept_stream`] (§15.2).
+    StreamOpened,
+    /// A stream other than the first has a message, a skip or an end to
+    /// read with [`Connection::recv_on`].
+    StreamReadable(StreamId),
+    /// A datagram arrived: [`Connection::recv_datagram`] (§15.6).
+    DatagramReceived,
     /// The connection ended: `Ok` for a graceful close.
     Closed(Result<(), ConnectionError>),
 }
@@ -145,6 +161,19 @@ pub enum SendError {
     NotConnected,
     /// The connection is closing or closed.
     Closed,
+    /// No such stream: never opened, or over and forgotten.
+    UnknownStream,
+    /// Partial reliability needs protocol version 2 (§15.5), which the
+    /// peer did not offer.
+    Unsupported,
+    /// The stream was finished or reset; nothing more can be sent on it.
+    StreamFinished,
+    /// The peer asked us to stop sending on this stream, with this code
+    /// (§15.8.7); the stream was reset.
+    Stopped {
+        /// The peer application's code.
+        code: u64,
+    },
 }
 
 /// Whether a server knows that the client really receives at the address
@@ -231,6 +260,16 @@ pub struct Connection {
     pacing_until: Option<Instant>,
     send: SendStream,
     recv: RecvStream,
+    /// The protocol version of this connection's packets: the client's
+    /// offer until a version negotiation says otherwise; a server takes
+    /// the first INITIAL's (0 until then). §3.5.
+    version: u8,
+    /// Version 2's other streams (§15).
+    streams: streams::Streams,
+    /// Version 2's unreliable datagrams (§15.6).
+    datagrams: datagrams::Datagrams,
+    /// The peer's version-2 limits, once known (§15.8.1).
+    peer_streams: Option<frame::StreamParams>,
     /// Time-threshold loss timer or probe timeout (RFC 9002 §6.2).
     loss_timer: Option<Instant>,
     pto_count: u32,
@@ -377,6 +416,13 @@ impl Connection {
             pacing_until: None,
             send: SendStream::new(config.send_buffer),
             recv: RecvStream::new(config.receive_window, config.max_message_size as u64),
+            version: match side {
+                Side::Client => config.version,
+                Side::Server => 0,
+            },
+            streams: streams::Streams::new(side, &config),
+            datagrams: datagrams::Datagrams::new(&config),
+            peer_streams: None,
             loss_timer: None,
             pto_count: 0,
             probes: 0,
@@ -489,20 +535,29 @@ impl Connection {
         s.path.pacing_rate = self.path.cc.pacing_rate(&self.path.rtt);
         s.path.bytes_in_flight = self.sent.bytes_in_flight();
         s.path.max_datagram_size = self.path.max_datagram() as u64;
-        s.buffers.receive_buffered = self.recv.buffered();
-        s.buffers.send_buffered = self.send.buffered();
+        s.buffers.receive_buffered = self.recv.buffered() + self.streams.recv_buffered();
+        s.buffers.send_buffered = self.send.buffered() + self.streams.send_buffered();
         s.buffers.receive_window = self.recv.window();
-        s.buffers.receive_memory = self.recv.memory() as u64;
+        s.buffers.receive_memory = (self.recv.memory() + self.streams.memory()) as u64;
+        s.buffers.datagrams_queued = self.datagrams.queued() as u64;
         s.buffers.packets_tracked = self.sent.len() as u64;
         s
     }
 
     /// The server answered our INITIAL with a version negotiation packet that
-    /// excludes our version (§3.5): the connection cannot be made.
+    /// excludes our version (§3.5): the client falls back to version 1 if
+    /// the server speaks it and we offered 2; otherwise the connection
+    /// cannot be made.
     pub fn on_version_negotiation(&mut self, theirs: Vec<u8>) {
         if self.side == Side::Client && self.state == State::Handshake {
+            if self.version == crate::wire::VERSION_2 && theirs.contains(&crate::wire::VERSION_1) {
+                self.version = crate::wire::VERSION_1;
+                self.handshake_pending = true;
+                self.stats.streams.version_fallbacks += 1;
+                return;
+            }
             self.finish(Err(ConnectionError::VersionMismatch {
-                ours: crate::wire::VERSION,
+                ours: self.version,
                 theirs,
             }));
             self.state = State::Closed;
@@ -567,10 +622,12 @@ impl Connection {
     }
 
     /// Graceful close (§6.5): everything queued is still delivered, then the
-    /// stream ends. The connection ends once both sides have done this.
+    /// streams end (every stream, §15.2). The connection ends once both
+    /// sides have done this.
     pub fn close(&mut self) {
         if self.outcome.is_none() {
             self.send.finish();
+            self.streams.finish_all();
         }
     }
 
@@ -607,6 +664,7 @@ impl Connection {
         if self.state == State::Established
             && self.send.is_fully_acked()
             && self.recv.is_fin_received()
+            && self.streams.all_closed()
         {
             self.set_state(now, State::Lingering);
             self.finish(Ok(()));
@@ -618,6 +676,8 @@ impl Connection {
             // Nothing more will be reassembled: return the memory now, not
             // when the connection is finally dropped (§13).
             self.recv.release();
+            self.streams.release();
+            self.datagrams.release();
         }
         if self.outcome.is_none() {
             self.outcome = Some(outcome.clone());
@@ -655,6 +715,8 @@ pub(crate) fn initial_frames_allowed(ty: PacketType, frames: &[Frame<'_>]) -> bo
     let announced = frames
         .iter()
         .any(|f| matches!(f, Frame::Handshake(_) | Frame::Close(_)));
+    // Version 2's STREAM_PARAMETERS travels with HANDSHAKE (§15.8.1);
+    // the caller has already dropped version-2 frames in version 1.
     announced
         && frames.iter().all(|f| {
             matches!(
@@ -665,6 +727,7 @@ pub(crate) fn initial_frames_allowed(ty: PacketType, frames: &[Frame<'_>]) -> bo
                     | Frame::Handshake(_)
                     | Frame::Token(_)
                     | Frame::Close(_)
+                    | Frame::StreamParams(_)
             )
         })
 }
@@ -684,6 +747,10 @@ fn stream_error(e: StreamError) -> (TransportCode, String) {
             TransportCode::ProtocolViolation,
             "stream ended inside a message".into(),
         ),
+        StreamError::BadSkip => (
+            TransportCode::ProtocolViolation,
+            "SKIP starts inside delivered data".into(),
+        ),
         StreamError::TooFragmented { pieces, max } => (
             TransportCode::FlowControl,
             format!("out-of-order stream data in {pieces} pieces exceeds the limit of {max}"),
@@ -701,6 +768,15 @@ impl std::fmt::Display for SendError {
             ),
             Self::NotConnected => write!(f, "the handshake has not completed"),
             Self::Closed => write!(f, "the connection is closing or closed"),
+            Self::UnknownStream => write!(f, "no such stream"),
+            Self::Unsupported => write!(
+                f,
+                "messages that may expire need protocol version 2, which the peer did not offer"
+            ),
+            Self::StreamFinished => write!(f, "the stream was finished or reset"),
+            Self::Stopped { code } => {
+                write!(f, "the peer stopped the stream (code {code})")
+            }
         }
     }
 }

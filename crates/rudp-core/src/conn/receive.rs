@@ -26,6 +26,16 @@ impl Connection {
         if !self.accepts_from(from) {
             return;
         }
+        // §3.5: every packet of a connection carries its version; a server
+        // takes the version of the first INITIAL (the endpoint checked
+        // that it speaks it).
+        if self.version == 0 && header.ty == PacketType::Initial {
+            self.version = header.version;
+        }
+        if header.version != self.version {
+            self.stats.received.malformed_dropped += 1;
+            return;
+        }
         // §4.2: a number far from the largest received is forged or stale.
         if let Some(largest) = self.acks.largest() {
             if header.pn.abs_diff(largest) > PN_WINDOW {
@@ -159,7 +169,13 @@ impl Connection {
         if matches!(self.state, State::Closed | State::Draining { .. }) {
             return;
         }
-        if !self.packet_type_allowed(header.ty) || !initial_frames_allowed(header.ty, &frames) {
+        // §15.8: version 1 has none of version 2's frames.
+        let v1_violation =
+            self.version == crate::wire::VERSION_1 && frames.iter().any(Frame::is_version_2);
+        if v1_violation
+            || !self.packet_type_allowed(header.ty)
+            || !initial_frames_allowed(header.ty, &frames)
+        {
             self.stats.received.malformed_dropped += 1;
             return;
         }
@@ -257,6 +273,10 @@ impl Connection {
         }
 
         for f in &frames {
+            // §15.8.1: STREAM_PARAMETERS counts only with HANDSHAKE.
+            if matches!(f, Frame::StreamParams(_)) && header.ty == PacketType::Data {
+                continue;
+            }
             if let Err((code, reason)) = self.on_frame(now, from, f) {
                 self.start_closing(
                     now,
@@ -278,9 +298,12 @@ impl Connection {
         // §7.2: a FIN, and anything that arrives once we are lingering, is
         // acknowledged at once, so closes complete without a delayed ACK
         // (and a process that exits after its close has sent it).
-        let carries_fin = frames
-            .iter()
-            .any(|f| matches!(f, Frame::Stream(s) if s.fin));
+        let carries_fin = frames.iter().any(|f| match f {
+            Frame::Stream(s) => s.fin,
+            Frame::StreamN(s) => s.fin,
+            Frame::ResetStream { .. } => true,
+            _ => false,
+        });
         if carries_fin || self.state == State::Lingering {
             self.acks.request_immediate();
         }
@@ -332,6 +355,15 @@ impl Connection {
             Frame::MaxData(max) => self.send.set_max_data(*max),
             Frame::PathChallenge(data) => self.migration.on_challenge(from, *data),
             Frame::PathResponse(data) => self.on_path_response(now, *data),
+            Frame::StreamParams(_)
+            | Frame::StreamN(_)
+            | Frame::MaxStreamData { .. }
+            | Frame::MaxStreams(_)
+            | Frame::MaxStreamsData(_)
+            | Frame::ResetStream { .. }
+            | Frame::StopSending { .. }
+            | Frame::Skip(_)
+            | Frame::Datagram(_) => self.on_stream_frame(f)?,
             Frame::Close(c) => {
                 // §5.7: the reason is for people, and may be printed:
                 // escape anything a terminal would act on.

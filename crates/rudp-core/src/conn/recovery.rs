@@ -53,7 +53,7 @@ impl Connection {
             self.send
                 .grow_capacity(wanted.min(self.config.max_send_buffer));
         }
-        let before = self.send.buffered();
+        let before = self.send.buffered() + self.streams.send_buffered();
         for (pn, p) in &newly {
             if let SizeChange::Raised(size) = self.path.mtu.on_acked(*pn, p.size) {
                 self.on_datagram_size(now, size);
@@ -67,7 +67,9 @@ impl Connection {
                     .on_packet_acked(now, p.time_sent, p.size as u64, &p.delivery);
             }
             self.send.on_acked(&p.frames.stream, p.frames.fin);
+            self.on_streams_acked(&p.frames);
         }
+        self.streams.collect();
         if let Some(sample) = self
             .path
             .delivery
@@ -75,7 +77,7 @@ impl Connection {
         {
             self.path.cc.on_ack_event(now, &sample, &self.path.rtt);
         }
-        if self.send.buffered() < before {
+        if self.send.buffered() + self.streams.send_buffered() < before {
             self.emit(Event::Writable);
         }
         self.detect_lost(now);
@@ -158,6 +160,7 @@ impl Connection {
         }
         for (_, p) in &outcome.lost {
             self.requeue(&p.frames);
+            self.stats.streams.datagrams_lost += u64::from(p.frames.datagrams);
         }
         if let Some(sent) = outcome.newest_in_flight {
             self.path
@@ -187,6 +190,7 @@ impl Connection {
     /// Puts what a lost (or probed) packet carried back in line to be sent.
     pub(super) fn requeue(&mut self, frames: &SentFrames) {
         self.send.on_lost(&frames.stream, frames.fin);
+        self.requeue_streams(frames);
         if frames.max_data {
             self.max_data_pending = true;
         }

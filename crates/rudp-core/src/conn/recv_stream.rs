@@ -7,12 +7,40 @@
 //! that arrive ahead of a gap go into one contiguous buffer indexed by
 //! offset, never into an allocation per frame, and the number of separate
 //! pieces held ahead of the gaps is capped in proportion to the window.
+//!
+//! Version 2 (§15) adds skipped messages: a SKIP marks its range, and the
+//! in-order reader steps over a marked range (dropping whatever of it
+//! arrived), reporting how many messages it held. Unordered streams deliver a message as soon as all
+//! of its bytes are here, and mark it the same way so that the in-order
+//! reader later steps over it without delivering it twice.
 
 use crate::ranges::RangeSet;
 use crate::wire::{varint, Reader};
 use bytes::{Buf, Bytes, BytesMut};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
+
+/// What the application reads from a stream (§15.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// A whole message.
+    Message(Bytes),
+    /// The sender abandoned this many messages here (their lifetime or
+    /// retransmission budget ran out): they will never arrive.
+    Skipped {
+        /// How many messages.
+        messages: u64,
+    },
+}
+
+/// A range the in-order reader steps over instead of parsing.
+#[derive(Debug, Clone, Copy)]
+struct Marker {
+    end: u64,
+    /// Messages the sender skipped here; zero for a message an unordered
+    /// stream already delivered.
+    skipped: u64,
+}
 
 /// §8.2: a receiver holds out-of-order data in at most `window / this`
 /// separate pieces (but at least [`MIN_OUT_OF_ORDER_PIECES`]). An honest
@@ -38,6 +66,8 @@ pub(super) enum StreamError {
     TruncatedMessage,
     /// Out-of-order data in more separate pieces than the window allows.
     TooFragmented { pieces: usize, max: usize },
+    /// A SKIP that starts inside what was already delivered (§15.8.8).
+    BadSkip,
 }
 
 #[derive(Debug)]
@@ -52,8 +82,12 @@ pub(super) struct RecvStream {
     ahead: VecDeque<u8>,
     /// Which ranges (absolute offsets) `ahead` holds.
     ahead_ranges: RangeSet,
-    /// Whole messages, waiting for the application.
-    ready: VecDeque<Bytes>,
+    /// Whole messages (and skips), waiting for the application.
+    ready: VecDeque<Received>,
+    /// Ranges to step over, by start (§15.5, §15.3).
+    markers: BTreeMap<u64, Marker>,
+    /// Deliver each message as soon as it is whole (§15.3).
+    unordered: bool,
     /// Stream offset up to which the application has taken messages.
     consumed: u64,
     /// Stream offset just after the messages in `ready`.
@@ -75,6 +109,8 @@ impl RecvStream {
             ahead: VecDeque::new(),
             ahead_ranges: RangeSet::new(),
             ready: VecDeque::new(),
+            markers: BTreeMap::new(),
+            unordered: false,
             consumed: 0,
             ready_end: 0,
             highest: 0,
@@ -85,10 +121,91 @@ impl RecvStream {
         }
     }
 
+    /// Delivers messages as soon as they are whole (§15.3).
+    pub(super) fn set_unordered(&mut self) {
+        self.unordered = true;
+    }
+
+    /// Takes one SKIP frame (§15.8.8): `offset..offset + len`, `messages`
+    /// whole messages, will never come. Returns whether it was new.
+    pub(super) fn on_skip(
+        &mut self,
+        offset: u64,
+        len: u64,
+        messages: u64,
+    ) -> Result<bool, StreamError> {
+        let end = offset + len;
+        if end <= self.ready_end || self.markers.contains_key(&offset) {
+            return Ok(false); // Stepped over already, or a repeat.
+        }
+        if offset < self.ready_end {
+            // Part of it was delivered: the sender merged a message we may
+            // have had, which §15.8.8 forbids.
+            return Err(StreamError::BadSkip);
+        }
+        if end > self.max_data {
+            return Err(StreamError::FlowControl {
+                end,
+                limit: self.max_data,
+            });
+        }
+        if self.fin.is_some_and(|f| end > f) {
+            return Err(StreamError::FinalSize);
+        }
+        if self.markers.len() >= self.max_pieces() {
+            return Err(StreamError::TooFragmented {
+                pieces: self.markers.len() + 1,
+                max: self.max_pieces(),
+            });
+        }
+        self.highest = self.highest.max(end);
+        self.markers.insert(
+            offset,
+            Marker {
+                end,
+                skipped: messages,
+            },
+        );
+        self.cut_messages()?;
+        Ok(true)
+    }
+
+    /// Moves the reader from `ready_end` (a marker's start) to `end`,
+    /// dropping whatever bytes of the range arrived.
+    fn jump_to(&mut self, end: u64) {
+        if self.assembled >= end {
+            self.partial.advance((end - self.ready_end) as usize);
+        } else {
+            self.partial.clear();
+            let n = (end - self.assembled) as usize;
+            if n >= self.ahead.len() {
+                self.ahead.clear();
+            } else {
+                self.ahead.drain(..n);
+            }
+            self.ahead_ranges.remove(0..end);
+            self.assembled = end;
+            self.absorb_contiguous();
+        }
+        self.ready_end = end;
+    }
+
     /// Takes one STREAM frame. Returns the number of bytes that were new.
     pub(super) fn on_frame(
         &mut self,
         offset: u64,
+        data: &[u8],
+        fin: bool,
+    ) -> Result<u64, StreamError> {
+        self.on_frame_in(offset, None, data, fin)
+    }
+
+    /// Takes one STREAM or STREAM_N frame; `message_start` is where the
+    /// message of its bytes starts, on unordered streams (§15.3).
+    pub(super) fn on_frame_in(
+        &mut self,
+        offset: u64,
+        message_start: Option<u64>,
         data: &[u8],
         fin: bool,
     ) -> Result<u64, StreamError> {
@@ -125,11 +242,52 @@ impl RecvStream {
                 new += self.place_out_of_order(offset, data, start..end)?;
             }
             self.cut_messages()?;
+            if let (true, Some(m)) = (self.unordered, message_start) {
+                self.deliver_early(m)?;
+            }
         }
         if self.fin == Some(self.assembled) && !self.partial.is_empty() {
             return Err(StreamError::TruncatedMessage);
         }
         Ok(new)
+    }
+
+    /// §15.3: the message starting at `start`, ahead of a gap, is delivered
+    /// if all of it is here, and marked so the in-order reader skips it.
+    fn deliver_early(&mut self, start: u64) -> Result<(), StreamError> {
+        if start < self.assembled || self.markers.contains_key(&start) {
+            return Ok(()); // In order (cut already) or delivered before.
+        }
+        let at = (start - self.assembled) as usize;
+        let mut prefix = [0u8; 8];
+        let avail = self.ahead.len().saturating_sub(at).min(8);
+        for (i, b) in prefix.iter_mut().enumerate().take(avail) {
+            *b = self.ahead[at + i];
+        }
+        let mut r = Reader::new(&prefix[..avail]);
+        let Ok(len) = varint::read(&mut r) else {
+            return Ok(());
+        };
+        if len > self.max_message {
+            return Err(StreamError::MessageTooLarge {
+                len,
+                max: self.max_message,
+            });
+        }
+        let header = (avail - r.remaining()) as u64;
+        let end = start + header + len;
+        if !self.ahead_ranges.gaps_in(start..end).is_empty() {
+            return Ok(()); // Not whole yet.
+        }
+        let from = at + header as usize;
+        let body: Vec<u8> = self
+            .ahead
+            .range(from..from + len as usize)
+            .copied()
+            .collect();
+        self.ready.push_back(Received::Message(Bytes::from(body)));
+        self.markers.insert(start, Marker { end, skipped: 0 });
+        Ok(())
     }
 
     /// Stores the parts of `data` (at `offset`) within `range` not held yet,
@@ -172,6 +330,13 @@ impl RecvStream {
                 max,
             });
         }
+        self.absorb_contiguous();
+        Ok(new)
+    }
+
+    /// Moves the held range that starts where the in-order bytes end, if
+    /// any, to the message buffer.
+    fn absorb_contiguous(&mut self) {
         if let Some(first) = self.ahead_ranges.first() {
             if first.start == self.assembled {
                 self.ahead_ranges.pop_first();
@@ -188,7 +353,6 @@ impl RecvStream {
                 }
             }
         }
-        Ok(new)
     }
 
     /// The most separate out-of-order pieces held at once (§8.2).
@@ -209,11 +373,33 @@ impl RecvStream {
     pub(super) fn memory(&self) -> usize {
         self.partial.capacity()
             + self.ahead.capacity()
-            + self.ready.iter().map(Bytes::len).sum::<usize>()
+            + self
+                .ready
+                .iter()
+                .map(|r| match r {
+                    Received::Message(m) => m.len(),
+                    Received::Skipped { .. } => 0,
+                })
+                .sum::<usize>()
     }
 
     fn cut_messages(&mut self) -> Result<(), StreamError> {
         loop {
+            if let Some(m) = self.markers.remove(&self.ready_end) {
+                // A skipped or already delivered range (§15.5, §15.3).
+                let len = m.end - self.ready_end;
+                self.jump_to(m.end);
+                if m.skipped > 0 {
+                    // Nothing of it waits for the application: its bytes
+                    // are consumed now, so they return to the window. (An
+                    // early-delivered message counts when it is read.)
+                    self.consumed += len;
+                    self.ready.push_back(Received::Skipped {
+                        messages: m.skipped,
+                    });
+                }
+                continue;
+            }
             let mut r = Reader::new(&self.partial);
             let Ok(len) = varint::read(&mut r) else {
                 return Ok(()); // The length prefix itself is incomplete.
@@ -234,21 +420,69 @@ impl RecvStream {
                 return Ok(());
             }
             self.partial.advance(header);
-            self.ready
-                .push_back(self.partial.split_to(len as usize).freeze());
+            self.ready.push_back(Received::Message(
+                self.partial.split_to(len as usize).freeze(),
+            ));
             self.ready_end += total as u64;
         }
     }
 
-    /// The next whole message, if any.
+    /// The next whole message or skip, if any.
+    pub(super) fn pop_item(&mut self) -> Option<Received> {
+        let item = self.ready.pop_front()?;
+        if let Received::Message(msg) = &item {
+            self.consumed += (varint::encoded_len(msg.len() as u64) + msg.len()) as u64;
+        }
+        Some(item)
+    }
+
+    /// The next whole message, if any; skips are stepped over.
     pub(super) fn pop(&mut self) -> Option<Bytes> {
-        let msg = self.ready.pop_front()?;
-        self.consumed += (varint::encoded_len(msg.len() as u64) + msg.len()) as u64;
-        Some(msg)
+        loop {
+            match self.pop_item()? {
+                Received::Message(m) => return Some(m),
+                Received::Skipped { .. } => continue,
+            }
+        }
     }
 
     pub(super) fn has_message(&self) -> bool {
         !self.ready.is_empty()
+    }
+
+    /// What the application has freed, for flow control: read bytes, but
+    /// not those an unordered stream delivered ahead of a gap (§15.3).
+    pub(super) fn consumed_credit(&self) -> u64 {
+        self.consumed.min(self.ready_end)
+    }
+
+    /// The highest offset received (data, FIN or SKIP).
+    pub(super) fn highest(&self) -> u64 {
+        self.highest
+    }
+
+    /// The peer reset the stream at `final_size` (§15.8.6): nothing more
+    /// will be delivered, and everything up to the final size counts as
+    /// received and freed.
+    pub(super) fn on_reset(&mut self, final_size: u64) -> Result<(), StreamError> {
+        if final_size < self.highest || self.fin.is_some_and(|f| f != final_size) {
+            return Err(StreamError::FinalSize);
+        }
+        if final_size > self.max_data {
+            return Err(StreamError::FlowControl {
+                end: final_size,
+                limit: self.max_data,
+            });
+        }
+        self.highest = final_size;
+        self.fin = Some(final_size);
+        self.release();
+        self.ready.clear();
+        self.markers.clear();
+        self.assembled = final_size;
+        self.ready_end = final_size;
+        self.consumed = final_size;
+        Ok(())
     }
 
     /// Whether the peer finished the stream and every message was taken.
@@ -267,8 +501,10 @@ impl RecvStream {
         if self.fin.is_some() {
             return None;
         }
-        let candidate = self.consumed + self.window;
-        (candidate - self.max_data >= self.window / 2).then_some(candidate)
+        // Messages an unordered stream delivered ahead of a gap free no
+        // window until the gap fills: the buffer still spans them (§15.3).
+        let candidate = self.consumed.min(self.ready_end) + self.window;
+        (candidate.saturating_sub(self.max_data) >= self.window / 2).then_some(candidate)
     }
 
     /// Doubles the window, up to `max` (§8.3 auto-tuning).
@@ -293,7 +529,9 @@ impl RecvStream {
 
     /// Bytes received and held but not yet taken by the application.
     pub(super) fn buffered(&self) -> u64 {
-        self.highest.max(self.assembled) - self.consumed
+        self.highest
+            .max(self.assembled)
+            .saturating_sub(self.consumed)
     }
 }
 

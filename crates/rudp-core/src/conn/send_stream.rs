@@ -2,12 +2,51 @@
 //! records in one byte stream (PROTOCOL.md §8.1), which is cut into STREAM
 //! frames, retransmitted where lost, and limited by the peer's flow-control
 //! window (§8.3) and by our own send buffer.
+//!
+//! Version 2 (§15) adds, per stream: messages that the sender gives up on
+//! once their lifetime or retransmission budget is spent (§15.5; their
+//! bytes are then skipped, announced with SKIP frames), and unordered
+//! streams, whose frames never cross a message boundary and name the
+//! message they belong to (§15.3).
 
 use crate::ranges::RangeSet;
 use crate::wire::varint;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::ops::Range;
+use std::time::{Duration, Instant};
+
+/// When a message stops being worth sending (§15.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Expiry {
+    /// Not sent (first time or again) once it could no longer arrive
+    /// before this.
+    pub deadline: Option<Instant>,
+    /// Declared lost more than this many times: abandoned.
+    pub budget: Option<u32>,
+}
+
+/// A message whose boundaries the sender must remember: every message of
+/// an unordered stream, and every message that may expire.
+#[derive(Debug, Clone)]
+struct Record {
+    start: u64,
+    end: u64,
+    expiry: Expiry,
+    losses: u32,
+    abandoned: bool,
+}
+
+/// Messages given up on, to announce in a SKIP frame (§15.8.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Skip {
+    pub offset: u64,
+    pub len: u64,
+    pub messages: u64,
+    /// None of its bytes was ever sent: only such skips may be merged, so
+    /// that a skip never covers a message the peer may have (§15.8.8).
+    pub unsent: bool,
+}
 
 /// Why a message was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +88,15 @@ pub(super) struct SendStream {
     max_data: u64,
     /// Our send buffer size.
     capacity: u64,
+    /// Boundaries of the messages that need them, in stream order.
+    records: VecDeque<Record>,
+    /// Every message gets a record: frames stay within one message and say
+    /// where it starts (§15.3).
+    unordered: bool,
+    /// Abandoned messages not yet announced (or whose SKIP was lost).
+    skips: VecDeque<Skip>,
+    /// Messages abandoned so far.
+    abandoned: u64,
 }
 
 /// A STREAM frame the sender has chosen to send.
@@ -57,6 +105,8 @@ pub(super) struct Chunk {
     pub offset: u64,
     pub len: usize,
     pub fin: bool,
+    /// Unordered streams: where the message the bytes belong to starts.
+    pub message_start: Option<u64>,
 }
 
 impl SendStream {
@@ -71,13 +121,29 @@ impl SendStream {
             fin: Fin::Open,
             max_data: 0,
             capacity,
+            records: VecDeque::new(),
+            unordered: false,
+            skips: VecDeque::new(),
+            abandoned: 0,
         }
+    }
+
+    /// Makes every frame carry its message's start (§15.3). Only before the
+    /// first write.
+    pub(super) fn set_unordered(&mut self) {
+        self.unordered = true;
     }
 
     /// Queues one message. Fails with `Blocked` only when the buffer already
     /// holds data: an empty buffer always takes one message (the size limit
     /// is checked by the caller).
     pub(super) fn write(&mut self, msg: Bytes) -> Result<(), WriteError> {
+        self.write_with(msg, Expiry::default())
+    }
+
+    /// Queues one message that the sender abandons once `expiry` says so
+    /// (§15.5).
+    pub(super) fn write_with(&mut self, msg: Bytes, expiry: Expiry) -> Result<(), WriteError> {
         if self.fin != Fin::Open {
             return Err(WriteError::Finished);
         }
@@ -87,17 +153,117 @@ impl SendStream {
         if self.buffered() > 0 && self.buffered() + total > self.capacity {
             return Err(WriteError::Blocked);
         }
+        let start = self.end;
         self.push(Bytes::from(header));
         if !msg.is_empty() {
             self.push(msg);
         }
+        if self.unordered || expiry != Expiry::default() {
+            self.records.push_back(Record {
+                start,
+                end: self.end,
+                expiry,
+                losses: 0,
+                abandoned: false,
+            });
+        }
         Ok(())
+    }
+
+    /// Abandons every message that could no longer arrive in time: its
+    /// deadline is less than `lead` (the one-way delay) away. Returns how
+    /// many were abandoned.
+    pub(super) fn expire(&mut self, now: Instant, lead: Duration) -> u64 {
+        let before = self.abandoned;
+        for i in 0..self.records.len() {
+            let r = &self.records[i];
+            let late = r.expiry.deadline.is_some_and(|d| now + lead >= d);
+            if late && !r.abandoned && !self.is_range_acked(r.start..r.end) {
+                self.abandon(i);
+            }
+        }
+        self.release_acked();
+        self.abandoned - before
+    }
+
+    /// The earliest deadline of a message not yet abandoned or delivered:
+    /// when [`Self::expire`] next has work.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.records
+            .iter()
+            .filter(|r| !r.abandoned)
+            .filter_map(|r| r.expiry.deadline)
+            .min()
+    }
+
+    fn is_range_acked(&self, r: Range<u64>) -> bool {
+        r.end <= self.acked_prefix
+            || self
+                .acked
+                .gaps_in(r.start.max(self.acked_prefix)..r.end)
+                .is_empty()
+    }
+
+    /// Gives up on record `i`: its bytes count as delivered here, are never
+    /// sent again, and a SKIP tells the peer to move past them.
+    fn abandon(&mut self, i: usize) {
+        let r = &mut self.records[i];
+        r.abandoned = true;
+        let range = r.start..r.end;
+        let unsent = range.start >= self.sent;
+        self.abandoned += 1;
+        self.retransmit.remove(range.clone());
+        let start = range.start.max(self.acked_prefix);
+        if start < range.end {
+            self.acked.insert(start..range.end);
+        }
+        match self.skips.back_mut() {
+            Some(last) if last.unsent && unsent && last.offset + last.len == range.start => {
+                last.len += range.end - range.start;
+                last.messages += 1;
+            }
+            _ => self.skips.push_back(Skip {
+                offset: range.start,
+                len: range.end - range.start,
+                messages: 1,
+                unsent,
+            }),
+        }
+        self.skip_abandoned_unsent();
+    }
+
+    /// The next SKIP to send, if its range lies within the peer's limit
+    /// and `cap` (it moves the peer's stream forward like data would,
+    /// §15.4).
+    pub(super) fn next_skip(&mut self, cap: u64) -> Option<Skip> {
+        if !self.has_skip(cap) {
+            return None;
+        }
+        self.skips.pop_front()
+    }
+
+    /// A packet carrying this SKIP was lost: announce it again.
+    pub(super) fn on_skip_lost(&mut self, k: Skip) {
+        self.skips.push_back(k);
+    }
+
+    /// Whether a SKIP waits that may be sent within `cap`.
+    pub(super) fn has_skip(&self, cap: u64) -> bool {
+        self.skips
+            .front()
+            .is_some_and(|k| k.offset + k.len <= self.max_data.min(cap))
     }
 
     fn push(&mut self, bytes: Bytes) {
         let len = bytes.len() as u64;
         self.chunks.push_back((self.end, bytes));
         self.end += len;
+    }
+
+    /// Bytes written so far: the stream's length, its final size if it
+    /// is reset now (§15.8.6).
+    pub(super) fn written(&self) -> u64 {
+        self.end
     }
 
     /// Bytes held: unacknowledged plus unsent.
@@ -142,11 +308,16 @@ impl SendStream {
 
     /// Whether `next_chunk` would return something.
     pub(super) fn has_sendable(&self) -> bool {
+        self.has_sendable_within(u64::MAX)
+    }
+
+    /// Whether `next_chunk` with this `cap` would return something.
+    pub(super) fn has_sendable_within(&self, cap: u64) -> bool {
         // A FIN waiting behind data that flow control holds back is not
         // sendable yet: counting it made a blocked sender fill its window
         // with PING-only packets (issue #12 item 16, §8.3).
         !self.retransmit.is_empty()
-            || (self.sent < self.end && self.sent < self.max_data)
+            || (self.sent < self.end && self.sent < self.max_data.min(cap))
             || (self.fin == Fin::Pending && self.sent == self.end)
     }
 
@@ -155,6 +326,12 @@ impl SendStream {
     /// The caller copies the bytes with [`Self::copy_range`] and then calls
     /// [`Self::on_chunk_sent`].
     pub(super) fn next_chunk(&mut self, max_len: usize) -> Option<Chunk> {
+        self.next_chunk_within(max_len, u64::MAX)
+    }
+
+    /// [`Self::next_chunk`], sending no new byte at or beyond `cap` (the
+    /// limit shared by a connection's streams, §15.4).
+    pub(super) fn next_chunk_within(&mut self, max_len: usize, cap: u64) -> Option<Chunk> {
         if max_len == 0 && self.fin != Fin::Pending {
             return None;
         }
@@ -163,13 +340,15 @@ impl SendStream {
             let gaps = self.acked.gaps_in(r.start.max(self.acked_prefix)..r.end);
             match gaps.first() {
                 Some(g) if max_len > 0 => {
-                    let len = (g.end - g.start).min(max_len as u64) as usize;
+                    let (message_start, message_end) = self.message_of(g.start);
+                    let len = (g.end.min(message_end) - g.start).min(max_len as u64) as usize;
                     let end = g.start + len as u64;
                     let fin = end == self.end && self.fin_unacked();
                     return Some(Chunk {
                         offset: g.start,
                         len,
                         fin,
+                        message_start,
                     });
                 }
                 Some(_) => return None,
@@ -178,15 +357,23 @@ impl SendStream {
                 }
             }
         }
-        let limit = self.end.min(self.max_data);
+        let mut limit = self.end.min(self.max_data).min(cap);
+        if self.abandoned == 0 {
+            // Nothing abandoned: no acknowledged range lies ahead.
+        } else if let Some(next) = self.acked.iter().find(|r| r.start > self.sent) {
+            // New data stops where an abandoned message begins.
+            limit = limit.min(next.start);
+        }
         if self.sent < limit && max_len > 0 {
-            let len = (limit - self.sent).min(max_len as u64) as usize;
+            let (message_start, message_end) = self.message_of(self.sent);
+            let len = (limit.min(message_end) - self.sent).min(max_len as u64) as usize;
             let end = self.sent + len as u64;
             let fin = end == self.end && self.fin != Fin::Open && self.fin != Fin::Acked;
             return Some(Chunk {
                 offset: self.sent,
                 len,
                 fin,
+                message_start,
             });
         }
         if self.fin == Fin::Pending && self.sent == self.end {
@@ -194,9 +381,39 @@ impl SendStream {
                 offset: self.end,
                 len: 0,
                 fin: true,
+                message_start: None,
             });
         }
         None
+    }
+
+    /// Moves the new-data position past messages abandoned before they
+    /// were ever sent: their bytes are announced by SKIP, never sent.
+    fn skip_abandoned_unsent(&mut self) {
+        if self.abandoned == 0 {
+            return;
+        }
+        while let Some(r) = self.acked_range_at(self.sent) {
+            self.sent = r.end;
+        }
+        self.sent = self.sent.max(self.acked_prefix);
+    }
+
+    fn acked_range_at(&self, at: u64) -> Option<Range<u64>> {
+        self.acked.iter().find(|r| r.start <= at && at < r.end)
+    }
+
+    /// On unordered streams, the message holding byte `at`: its start and
+    /// end, so that a frame stays inside it (§15.3). Elsewhere, no bound.
+    fn message_of(&self, at: u64) -> (Option<u64>, u64) {
+        if !self.unordered {
+            return (None, u64::MAX);
+        }
+        let i = self.records.partition_point(|r| r.end <= at);
+        match self.records.get(i) {
+            Some(r) if r.start <= at => (Some(r.start), r.end),
+            _ => (None, u64::MAX),
+        }
     }
 
     fn fin_unacked(&self) -> bool {
@@ -229,6 +446,7 @@ impl SendStream {
         if chunk.fin && self.fin == Fin::Pending {
             self.fin = Fin::Sent;
         }
+        self.skip_abandoned_unsent();
     }
 
     /// The peer acknowledged a packet that carried these ranges.
@@ -245,7 +463,12 @@ impl SendStream {
         if fin {
             self.fin = Fin::Acked;
         }
-        // Release the acknowledged prefix; it only ever moves forward.
+        self.release_acked();
+    }
+
+    /// Drops what the acknowledged prefix covers; it only ever moves
+    /// forward.
+    fn release_acked(&mut self) {
         while let Some(first) = self.acked.first() {
             if first.start > self.acked_prefix {
                 break;
@@ -260,6 +483,13 @@ impl SendStream {
                 break;
             }
         }
+        while self
+            .records
+            .front()
+            .is_some_and(|r| r.end <= self.acked_prefix)
+        {
+            self.records.pop_front();
+        }
     }
 
     /// A packet that carried these ranges was lost (or is being probed):
@@ -270,10 +500,32 @@ impl SendStream {
             for gap in self.acked.gaps_in(start..r.end.max(start)) {
                 self.retransmit.insert(gap);
             }
+            self.count_losses(r.clone());
         }
         if fin && self.fin == Fin::Sent {
             self.fin = Fin::Pending;
         }
+    }
+
+    /// §15.5: each loss of part of a message with a retransmission budget
+    /// spends one; a message lost more often than its budget allows is
+    /// abandoned.
+    fn count_losses(&mut self, lost: Range<u64>) {
+        let first = self.records.partition_point(|r| r.end <= lost.start);
+        for i in first..self.records.len() {
+            let r = &mut self.records[i];
+            if r.start >= lost.end {
+                break;
+            }
+            if r.abandoned {
+                continue;
+            }
+            r.losses += 1;
+            if r.expiry.budget.is_some_and(|b| r.losses > b) {
+                self.abandon(i);
+            }
+        }
+        self.release_acked();
     }
 
     /// Sent bytes below `below` that are not acknowledged, if they add up
@@ -330,7 +582,8 @@ mod tests {
             Chunk {
                 offset: 0,
                 len: 7,
-                fin: false
+                fin: false,
+                message_start: None,
             }
         );
         let mut out = Vec::new();

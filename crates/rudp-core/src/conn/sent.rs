@@ -25,6 +25,37 @@ pub(super) struct SentFrames {
     pub max_data: bool,
     pub handshake: bool,
     pub ping: bool,
+    /// Version 2: data of other streams (§15.8.2).
+    pub streams: SmallVec<[StreamSent; 1]>,
+    /// Version 2: control frames, resent (with current values) when lost.
+    pub controls: SmallVec<[Control; 1]>,
+    /// Version 2: DATAGRAM frames; never resent (§15.6).
+    pub datagrams: u32,
+}
+
+/// Bytes of a stream beyond the first that a packet carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct StreamSent {
+    pub id: u64,
+    pub range: Range<u64>,
+    pub fin: bool,
+}
+
+/// A version-2 control frame a packet carried (§15.8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Control {
+    MaxStreamData(u64),
+    MaxStreams,
+    MaxStreamsData,
+    Reset(u64),
+    Stop {
+        id: u64,
+        code: u64,
+    },
+    Skip {
+        id: u64,
+        skip: super::send_stream::Skip,
+    },
 }
 
 #[derive(Debug, Clone)]

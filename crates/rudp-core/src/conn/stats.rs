@@ -108,6 +108,44 @@ crate::counters! {
     }
 }
 
+crate::counters! {
+    /// Version 2's streams, partial reliability and datagrams (§15).
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+    #[non_exhaustive]
+    pub struct StreamStats {
+        /// Version negotiations that made this client fall back from
+        /// version 2 to version 1 (§3.5).
+        pub version_fallbacks: u64,
+        /// Streams this side opened.
+        pub opened: u64,
+        /// Streams the peer opened.
+        pub accepted: u64,
+        /// Streams whose sending half this side reset (the application, or
+        /// the peer's STOP_SENDING).
+        pub reset: u64,
+        /// Messages this side abandoned: their lifetime or retransmission
+        /// budget ran out (§15.5).
+        pub messages_abandoned: u64,
+        /// Messages the peer abandoned, reported to the application as
+        /// skipped.
+        pub messages_skipped: u64,
+        /// Datagrams sent (§15.6).
+        pub datagrams_sent: u64,
+        /// Of those, in packets acknowledged.
+        pub datagrams_acked: u64,
+        /// Of those, in packets declared lost (never resent).
+        pub datagrams_lost: u64,
+        /// Datagrams dropped before sending: the send queue overflowed, or
+        /// the path's datagram size fell below them.
+        pub datagrams_dropped_unsent: u64,
+        /// Datagrams received and queued for the application.
+        pub datagrams_received: u64,
+        /// Datagrams received and dropped: the receive queue was full.
+        pub datagrams_dropped_received: u64,
+    }
+}
+
 /// The path's current estimates (not counters: totals take the last).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -162,6 +200,8 @@ pub struct BufferStats {
     pub receive_memory: u64,
     /// Sent packets recorded and not yet acknowledged or lost (§9.2).
     pub packets_tracked: u64,
+    /// Datagrams queued to send (§15.6).
+    pub datagrams_queued: u64,
 }
 
 /// What one connection did, and its current estimates.
@@ -177,6 +217,8 @@ pub struct Stats {
     pub path: PathStats,
     /// Path validation and migration.
     pub migration: MigrationStats,
+    /// Streams, partial reliability and datagrams (version 2).
+    pub streams: StreamStats,
     /// Buffers now.
     pub buffers: BufferStats,
 }
@@ -238,6 +280,7 @@ impl Stats {
         self.sent.accumulate(&other.sent);
         self.received.accumulate(&other.received);
         self.migration.accumulate(&other.migration);
+        self.streams.accumulate(&other.streams);
         self.path = other.path.clone();
         self.buffers = other.buffers.clone();
     }

@@ -12,6 +12,10 @@ const SERVER_CID: ConnectionId = ConnectionId(0x5E5E_5E5E_5E5E_5E5E);
 const CLIENT_PN: u64 = 1000;
 const SERVER_PN: u64 = 5000;
 const CLIENT_ADDR: &str = "192.0.2.1:1000";
+/// Version 2's limits, as the default configuration announces them next
+/// to HANDSHAKE (§15.8.1).
+const STREAM_PARAMS: &str =
+    "STREAM_PARAMETERS streams=100 window=2097152 total=16777216 datagram=65507";
 const SERVER_ADDR: &str = "192.0.2.2:2000";
 
 fn addr(a: &str) -> SocketAddr {
@@ -100,6 +104,7 @@ fn deliver(c: &mut Connection, now: Instant, datagram: &[u8]) {
 /// A packet from the peer with exactly these frames.
 fn packet(ty: PacketType, dcid: ConnectionId, pn: u64, frames: &[Frame<'_>]) -> Vec<u8> {
     let header = Header {
+        version: crate::wire::VERSION,
         ty,
         protection: Protection::Clear,
         dcid,
@@ -162,9 +167,58 @@ mod handshake {
         assert_eq!(s.header.scid, Some(CLIENT_CID));
         assert_eq!(s.header.pn, CLIENT_PN);
         assert_eq!(s.len, 1200, "§6.2: INITIALs fill the datagram");
+        assert_eq!(s.header.version, crate::wire::VERSION_2);
+        assert_eq!(s.frames.len(), 3, "{:?}", s.frames);
+        assert_eq!(s.frames[0], "HANDSHAKE");
+        assert_eq!(s.frames[1], STREAM_PARAMS);
+        assert!(s.frames[2].starts_with("PADDING "), "{:?}", s.frames);
+    }
+
+    #[test]
+    fn a_version_1_client_sends_version_1_frames_only() {
+        let now = t0();
+        let config = Config::builder().version(1).build().unwrap();
+        let mut c = Connection::client(
+            now,
+            Arc::new(config),
+            CLIENT_CID,
+            CLIENT_PN,
+            addr(SERVER_ADDR),
+            [1; 32],
+        );
+        let s = transmit(&mut c, now).expect("an INITIAL");
+        assert_eq!(s.header.version, crate::wire::VERSION_1);
         assert_eq!(s.frames.len(), 2, "{:?}", s.frames);
         assert_eq!(s.frames[0], "HANDSHAKE");
-        assert!(s.frames[1].starts_with("PADDING "), "{:?}", s.frames);
+        // A version-2 server answers in version 1, without version 2's
+        // frames (§15.1).
+        let mut srv = server(now);
+        deliver(&mut srv, now, &s.bytes);
+        let a = transmit(&mut srv, now).expect("an ACCEPT");
+        assert_eq!(a.header.version, crate::wire::VERSION_1);
+        assert_eq!(a.frames[1..], ["HANDSHAKE".to_string()]);
+        assert_eq!(srv.version(), crate::wire::VERSION_1);
+    }
+
+    #[test]
+    fn version_negotiation_makes_a_version_2_client_fall_back_to_version_1() {
+        let now = t0();
+        let mut c = client(now);
+        transmit(&mut c, now).expect("an INITIAL");
+        c.on_version_negotiation(vec![1]);
+        assert!(c.outcome().is_none(), "not a failure: version 1 is common");
+        let again = transmit(&mut c, now).expect("the INITIAL in version 1");
+        assert_eq!(again.header.version, crate::wire::VERSION_1);
+        assert_eq!(again.frames[0], "HANDSHAKE");
+        assert!(again.frames[1].starts_with("PADDING"), "{:?}", again.frames);
+        assert_eq!(c.stats().streams.version_fallbacks, 1);
+        // A server that speaks neither version ends it.
+        let mut c = client(now);
+        c.on_version_negotiation(vec![7]);
+        assert!(matches!(
+            c.outcome(),
+            Some(Err(ConnectionError::VersionMismatch { ours: 2, .. }))
+        ));
     }
 
     #[test]
@@ -186,7 +240,8 @@ mod handshake {
             format!("ACK {CLIENT_PN}..{} delay=0us", CLIENT_PN + 1)
         );
         assert_eq!(a.frames[1], "HANDSHAKE");
-        assert_eq!(a.frames.len(), 2, "{:?}", a.frames);
+        assert_eq!(a.frames[2], STREAM_PARAMS);
+        assert_eq!(a.frames.len(), 3, "{:?}", a.frames);
         assert!(
             !s.is_confirmed(),
             "confirmed only by the client's first DATA (§6.2)"
@@ -255,7 +310,8 @@ mod handshake {
             sent[0].frames,
             vec![
                 format!("ACK {CLIENT_PN}..{} delay=0us", again.header.pn + 1),
-                "HANDSHAKE".to_string()
+                "HANDSHAKE".to_string(),
+                STREAM_PARAMS.to_string(),
             ]
         );
     }

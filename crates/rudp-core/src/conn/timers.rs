@@ -23,13 +23,15 @@ pub(super) enum Timer {
     Pacing,
     /// §6.9: challenge a new address again, or give up on it.
     PathValidation,
+    /// §15.5: a message's lifetime runs out; abandon it and send SKIP.
+    Expiry,
 }
 
 impl Connection {
     /// Every timer and when it fires, if armed: the one table that both
     /// `poll_timeout` and `handle_timeout` read, so the deadline reported
     /// and the work done can never disagree.
-    pub(super) fn timer_table(&self) -> [(Timer, Option<Instant>); 8] {
+    pub(super) fn timer_table(&self) -> [(Timer, Option<Instant>); 9] {
         [
             (Timer::Idle, Some(self.idle_deadline)),
             (Timer::Handshake, self.unconfirmed_deadline()),
@@ -39,6 +41,7 @@ impl Connection {
             (Timer::KeepAlive, self.keep_alive_deadline()),
             (Timer::Pacing, self.pacing_until),
             (Timer::PathValidation, self.migration.deadline()),
+            (Timer::Expiry, self.expiry_deadline()),
         ]
     }
 
@@ -130,6 +133,10 @@ impl Connection {
         if fired(Timer::Pacing) {
             // The caller polls for transmits next; the pacer decides again.
             self.pacing_until = None;
+        }
+        if fired(Timer::Expiry) {
+            // §15.5: abandon now, so the SKIP goes out with the next packet.
+            self.expire_messages(now);
         }
         // Timer::Ack needs nothing here: `poll_transmit` sends a due ACK.
         if fired(Timer::KeepAlive) {

@@ -109,8 +109,41 @@ fn frame_json(f: &Frame<'_>) -> Value {
             "max_datagram_size": p.max_datagram_size,
         }),
         Frame::Stream(s) => json!({
-            "frame_type": "stream", "offset": s.offset, "length": s.data.len(), "fin": s.fin,
+            "frame_type": "stream", "stream_id": 0, "offset": s.offset,
+            "length": s.data.len(), "fin": s.fin,
         }),
+        Frame::StreamN(s) => json!({
+            "frame_type": "stream", "stream_id": s.id, "offset": s.offset,
+            "length": s.data.len(), "fin": s.fin, "message_start": s.message_start,
+        }),
+        Frame::StreamParams(p) => json!({
+            "frame_type": "stream_parameters",
+            "max_streams": p.max_streams,
+            "stream_window": p.stream_window,
+            "streams_window": p.streams_window,
+            "max_datagram_payload": p.max_datagram_payload,
+        }),
+        Frame::MaxStreamData { id, max } => {
+            json!({"frame_type": "max_stream_data", "stream_id": id, "maximum": max})
+        }
+        Frame::MaxStreams(m) => json!({"frame_type": "max_streams", "maximum": m}),
+        Frame::MaxStreamsData(m) => json!({"frame_type": "max_streams_data", "maximum": m}),
+        Frame::ResetStream {
+            id,
+            code,
+            final_size,
+        } => json!({
+            "frame_type": "reset_stream", "stream_id": id, "error_code": code,
+            "final_size": final_size,
+        }),
+        Frame::StopSending { id, code } => {
+            json!({"frame_type": "stop_sending", "stream_id": id, "error_code": code})
+        }
+        Frame::Skip(k) => json!({
+            "frame_type": "skip", "stream_id": k.id, "offset": k.offset, "length": k.len,
+            "messages": k.messages,
+        }),
+        Frame::Datagram(d) => json!({"frame_type": "datagram", "length": d.len()}),
         Frame::MaxData(m) => json!({"frame_type": "max_data", "maximum": m}),
         Frame::Token(t) => json!({"frame_type": "token", "length": t.len()}),
         Frame::PathChallenge(d) => json!({

@@ -26,6 +26,7 @@ impl Connection {
 
     pub(super) fn header(&self, ty: PacketType, pn: u64) -> Header {
         Header {
+            version: self.version,
             ty,
             protection: if self.keys.is_some() {
                 Protection::Sealed
@@ -74,14 +75,21 @@ impl Connection {
         if let Some(to) = self.write_path_packet(now, out) {
             return Some(to);
         }
+        if self.peer.is_some() {
+            self.expire_messages(now);
+        }
         let ty = self.packet_type();
         let probe = self.probes > 0;
         let in_flight = self.sent.bytes_in_flight();
         let cwnd_open = in_flight + self.path.max_datagram() as u64 <= self.path.cc.window();
-        let have_data = self.peer.is_some() && self.send.has_sendable();
+        let have_data = self.peer.is_some()
+            && (self.send.has_sendable()
+                || self.send.has_skip(u64::MAX)
+                || self.streams_want_to_send());
         let have_eliciting = (ty != PacketType::Data && self.handshake_pending)
             || have_data
             || self.max_data_pending
+            || self.streams.has_control()
             || self.ping_pending;
         if cwnd_open && !have_data && self.state == State::Established {
             // Room in the window and nothing to fill it: rate samples taken
@@ -126,7 +134,7 @@ impl Connection {
         let mut frames = SentFrames::default();
         let mut eliciting = false;
         let mut retransmitted = false;
-        let mut frontier = 0;
+        let frontier;
 
         if self.acks.has_news() {
             if let Some(ack) = self.acks.frame(now) {
@@ -138,6 +146,9 @@ impl Connection {
             // Every INITIAL and ACCEPT carries the parameters (§6.2), so any
             // one of them that arrives completes the handshake.
             Frame::Handshake(self.local_params()).encode(out);
+            if self.version == crate::wire::VERSION_2 {
+                Frame::StreamParams(self.local_stream_params()).encode(out);
+            }
             if let (PacketType::Initial, Some(token)) = (ty, &self.retry_token) {
                 Frame::Token(token).encode(out);
             }
@@ -175,30 +186,41 @@ impl Connection {
                 self.max_data_pending = false;
                 eliciting = true;
             }
+            if self.version == crate::wire::VERSION_2 && self.peer.is_some() {
+                eliciting |= self.write_stream_controls(limit, out, &mut frames);
+            }
+            // Data below the frontier was sent before: a retransmission.
+            frontier = self.send.sent_offset();
             if self.peer.is_some() {
-                // Data below the frontier was sent before: a retransmission.
-                frontier = self.send.sent_offset();
-                while let Some(room) = limit.checked_sub(out.len() + MAX_STREAM_HEADER_LEN) {
-                    let Some(chunk) = self.send.next_chunk(room) else {
+                // §15.7: by priority, round robin within one.
+                let first = self.send.has_sendable() || self.send.has_skip(u64::MAX);
+                let datagram = self
+                    .datagrams
+                    .has_queued()
+                    .then_some(self.datagrams.priority);
+                for id in self.streams.schedule(first, datagram) {
+                    if out.len() + MAX_STREAM_HEADER_LEN >= limit {
                         break;
+                    }
+                    let wrote = match id {
+                        0 => self.write_first_stream(limit, out, &mut frames, &mut retransmitted),
+                        u64::MAX => self.write_datagrams(limit, out, &mut frames),
+                        _ => {
+                            let wrote = self.write_stream_n(
+                                now,
+                                id,
+                                limit,
+                                out,
+                                &mut frames,
+                                &mut retransmitted,
+                            );
+                            if wrote {
+                                self.streams.last_served = id;
+                            }
+                            wrote
+                        }
                     };
-                    let end = chunk.offset + chunk.len as u64;
-                    encode_stream_header(chunk.offset, chunk.len, chunk.fin, out);
-                    self.send.copy_range(chunk.offset..end, out);
-                    self.send.on_chunk_sent(&chunk);
-                    if chunk.offset < frontier {
-                        retransmitted = true;
-                        self.stats.sent.stream_bytes_retransmitted +=
-                            frontier.min(end) - chunk.offset;
-                    }
-                    if chunk.len > 0 {
-                        frames.stream.push(chunk.offset..end);
-                    }
-                    frames.fin |= chunk.fin;
-                    eliciting = true;
-                    if chunk.len == 0 {
-                        break;
-                    }
+                    eliciting |= wrote;
                 }
             }
             let new_data = frames.stream.last().is_some_and(|r| r.end > frontier);
@@ -256,13 +278,62 @@ impl Connection {
         Some(self.remote)
     }
 
+    /// Writes the first stream's SKIPs and data (STREAM frames) while they
+    /// fit; returns whether it wrote anything.
+    fn write_first_stream(
+        &mut self,
+        limit: usize,
+        out: &mut Vec<u8>,
+        frames: &mut SentFrames,
+        retransmitted: &mut bool,
+    ) -> bool {
+        let mut wrote = false;
+        while out.len() + 1 + 4 * 8 <= limit {
+            let Some(k) = self.send.next_skip(u64::MAX) else {
+                break;
+            };
+            Frame::Skip(crate::wire::frame::SkipFrame {
+                id: 0,
+                offset: k.offset,
+                len: k.len,
+                messages: k.messages,
+            })
+            .encode(out);
+            frames.controls.push(sent::Control::Skip { id: 0, skip: k });
+            wrote = true;
+        }
+        let frontier = self.send.sent_offset();
+        while let Some(room) = limit.checked_sub(out.len() + MAX_STREAM_HEADER_LEN) {
+            let Some(chunk) = self.send.next_chunk(room) else {
+                break;
+            };
+            let end = chunk.offset + chunk.len as u64;
+            encode_stream_header(chunk.offset, chunk.len, chunk.fin, out);
+            self.send.copy_range(chunk.offset..end, out);
+            self.send.on_chunk_sent(&chunk);
+            if chunk.offset < frontier {
+                *retransmitted = true;
+                self.stats.sent.stream_bytes_retransmitted += frontier.min(end) - chunk.offset;
+            }
+            if chunk.len > 0 {
+                frames.stream.push(chunk.offset..end);
+            }
+            frames.fin |= chunk.fin;
+            wrote = true;
+            if chunk.len == 0 {
+                break;
+            }
+        }
+        wrote
+    }
+
     /// §9.7: the size of the path MTU probe to send now, if one is due:
     /// only once established, only while more is queued than one datagram
     /// of the size in use holds (a request-and-answer connection never
     /// probes), and only if the probe fits the congestion window.
     fn mtu_probe_due(&mut self, now: Instant, in_flight: u64) -> Option<usize> {
-        if self.state != State::Established || self.send.unsent() <= self.path.max_datagram() as u64
-        {
+        let unsent = self.send.unsent() + self.streams.unsent();
+        if self.state != State::Established || unsent <= self.path.max_datagram() as u64 {
             return None;
         }
         let size = self.path.mtu.probe_size(now)?;

@@ -13,6 +13,20 @@
 //! | 0x09      | TOKEN       | yes           | token length, token                      |
 //! | 0x0a      | PATH_CHALLENGE | no         | 8 bytes of data                          |
 //! | 0x0b      | PATH_RESPONSE  | no         | 8 bytes of data                          |
+//!
+//! Version 2 adds (§15.8; a version-1 packet carrying one is malformed):
+//!
+//! | type      | name        | ack-eliciting | fields                                   |
+//! |-----------|-------------|---------------|------------------------------------------|
+//! | 0x0c      | STREAM_PARAMETERS | yes     | max streams, windows, datagram payload   |
+//! | 0x10-0x13 | STREAM_N    | yes           | id, offset, [message start], length, data|
+//! | 0x14      | MAX_STREAM_DATA | yes       | id, maximum                              |
+//! | 0x15      | MAX_STREAMS | yes           | maximum                                  |
+//! | 0x16      | MAX_STREAMS_DATA | yes      | maximum (all streams but the first)      |
+//! | 0x17      | RESET_STREAM | yes          | id, error code, final size               |
+//! | 0x18      | STOP_SENDING | yes          | id, error code                           |
+//! | 0x19      | SKIP        | yes           | id, offset, length, messages             |
+//! | 0x1a      | DATAGRAM    | yes           | length, data                             |
 
 use super::{varint, DecodeError, Reader};
 use std::ops::Range;
@@ -43,6 +57,32 @@ pub const TOKEN: u8 = 0x09;
 pub const PATH_CHALLENGE: u8 = 0x0a;
 /// Frame type: echoes a PATH_CHALLENGE's 8 bytes (§5.9).
 pub const PATH_RESPONSE: u8 = 0x0b;
+
+/// Frame type (version 2): the sender's stream limits (§15.8.1).
+pub const STREAM_PARAMETERS: u8 = 0x0c;
+/// Frame types (version 2): data of a numbered stream (§15.8.2); bit 0x01
+/// is FIN, bit 0x02 says a Message Start field follows the offset.
+pub const STREAM_N: u8 = 0x10;
+/// The FIN bit of a STREAM_N type.
+pub const STREAM_N_FIN_BIT: u8 = 0x01;
+/// The message-start bit of a STREAM_N type (unordered streams).
+pub const STREAM_N_START_BIT: u8 = 0x02;
+/// Frame type (version 2): one stream's new flow-control limit (§15.8.3).
+pub const MAX_STREAM_DATA: u8 = 0x14;
+/// Frame type (version 2): how many streams the peer may open (§15.8.4).
+pub const MAX_STREAMS: u8 = 0x15;
+/// Frame type (version 2): the limit shared by all streams but the first
+/// (§15.8.5).
+pub const MAX_STREAMS_DATA: u8 = 0x16;
+/// Frame type (version 2): the sender abandons its half of a stream
+/// (§15.8.6).
+pub const RESET_STREAM: u8 = 0x17;
+/// Frame type (version 2): the receiver asks the sender to stop (§15.8.7).
+pub const STOP_SENDING: u8 = 0x18;
+/// Frame type (version 2): messages the sender gave up on (§15.8.8).
+pub const SKIP: u8 = 0x19;
+/// Frame type (version 2): an unreliable datagram (§15.8.9).
+pub const DATAGRAM: u8 = 0x1a;
 
 /// Longest address-validation token a frame may carry (§5.8).
 pub const MAX_TOKEN_LEN: usize = 255;
@@ -81,6 +121,50 @@ pub struct HandshakeParams {
     pub max_message_size: u64,
     /// The largest UDP payload the sender accepts.
     pub max_datagram_size: u64,
+}
+
+/// The limits of version 2's streams and datagrams (§15.8.1), sent by each
+/// side in its INITIAL or ACCEPT next to HANDSHAKE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StreamParams {
+    /// How many streams the peer may open at once, beyond the first.
+    pub max_streams: u64,
+    /// The flow-control limit of each new stream (bytes).
+    pub stream_window: u64,
+    /// The limit over all streams but the first, together (bytes).
+    pub streams_window: u64,
+    /// The largest DATAGRAM payload accepted; 0 refuses datagrams.
+    pub max_datagram_payload: u64,
+}
+
+/// A STREAM_N frame (§15.8.2): bytes of stream `id` at `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamNFrame<'a> {
+    /// The stream.
+    pub id: u64,
+    /// Stream offset of the first byte.
+    pub offset: u64,
+    /// On unordered streams: where the message these bytes belong to
+    /// starts (its length prefix); the frame holds nothing past its end.
+    pub message_start: Option<u64>,
+    /// The bytes.
+    pub data: &'a [u8],
+    /// Whether the stream ends after them.
+    pub fin: bool,
+}
+
+/// A SKIP frame (§15.8.8): stream bytes `offset..offset + len`, holding
+/// `messages` whole messages, will never be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SkipFrame {
+    /// The stream.
+    pub id: u64,
+    /// Where the first abandoned message starts.
+    pub offset: u64,
+    /// Bytes abandoned (length prefixes included).
+    pub len: u64,
+    /// Messages abandoned.
+    pub messages: u64,
 }
 
 /// A STREAM frame (§5.5): bytes `offset..offset + data.len()` of the
@@ -139,6 +223,41 @@ pub enum Frame<'a> {
     PathChallenge([u8; 8]),
     /// The bytes of a PATH_CHALLENGE, echoed (§5.9).
     PathResponse([u8; 8]),
+    /// Version 2: stream and datagram limits (§15.8.1).
+    StreamParams(StreamParams),
+    /// Version 2: data of a numbered stream (§15.8.2).
+    StreamN(StreamNFrame<'a>),
+    /// Version 2: stream `id` may send below `max` (§15.8.3).
+    MaxStreamData {
+        /// The stream.
+        id: u64,
+        /// The new limit.
+        max: u64,
+    },
+    /// Version 2: the peer may open this many streams (§15.8.4).
+    MaxStreams(u64),
+    /// Version 2: the limit over all streams but the first (§15.8.5).
+    MaxStreamsData(u64),
+    /// Version 2: the sender abandoned its half of stream `id` (§15.8.6).
+    ResetStream {
+        /// The stream.
+        id: u64,
+        /// The application's reason.
+        code: u64,
+        /// The stream's final size.
+        final_size: u64,
+    },
+    /// Version 2: the receiver no longer wants stream `id` (§15.8.7).
+    StopSending {
+        /// The stream.
+        id: u64,
+        /// The application's reason.
+        code: u64,
+    },
+    /// Version 2: messages the sender gave up on (§15.8.8).
+    Skip(SkipFrame),
+    /// Version 2: an unreliable datagram (§15.8.9).
+    Datagram(&'a [u8]),
 }
 
 /// One line per frame, as logs and `wire::describe` print it:
@@ -175,6 +294,38 @@ impl std::fmt::Display for Frame<'_> {
             Frame::Token(t) => write!(f, "TOKEN {} bytes", t.len()),
             Frame::PathChallenge(d) => write!(f, "PATH_CHALLENGE {:016x}", u64::from_be_bytes(*d)),
             Frame::PathResponse(d) => write!(f, "PATH_RESPONSE {:016x}", u64::from_be_bytes(*d)),
+            Frame::StreamParams(p) => write!(
+                f,
+                "STREAM_PARAMETERS streams={} window={} total={} datagram={}",
+                p.max_streams, p.stream_window, p.streams_window, p.max_datagram_payload
+            ),
+            Frame::StreamN(st) => {
+                write!(f, "STREAM_N id={} off={}", st.id, st.offset)?;
+                if let Some(m) = st.message_start {
+                    write!(f, " msg={m}")?;
+                }
+                write!(
+                    f,
+                    " len={}{}",
+                    st.data.len(),
+                    if st.fin { " fin" } else { "" }
+                )
+            }
+            Frame::MaxStreamData { id, max } => write!(f, "MAX_STREAM_DATA id={id} {max}"),
+            Frame::MaxStreams(m) => write!(f, "MAX_STREAMS {m}"),
+            Frame::MaxStreamsData(m) => write!(f, "MAX_STREAMS_DATA {m}"),
+            Frame::ResetStream {
+                id,
+                code,
+                final_size,
+            } => write!(f, "RESET_STREAM id={id} code={code} final={final_size}"),
+            Frame::StopSending { id, code } => write!(f, "STOP_SENDING id={id} code={code}"),
+            Frame::Skip(k) => write!(
+                f,
+                "SKIP id={} off={} len={} messages={}",
+                k.id, k.offset, k.len, k.messages
+            ),
+            Frame::Datagram(d) => write!(f, "DATAGRAM len={}", d.len()),
         }
     }
 }
@@ -191,6 +342,23 @@ impl Frame<'_> {
                 | Frame::Close(_)
                 | Frame::PathChallenge(_)
                 | Frame::PathResponse(_)
+        )
+    }
+
+    /// Whether only version 2 has this frame (§15.8): a version-1 packet
+    /// that carries one is malformed.
+    pub fn is_version_2(&self) -> bool {
+        matches!(
+            self,
+            Frame::StreamParams(_)
+                | Frame::StreamN(_)
+                | Frame::MaxStreamData { .. }
+                | Frame::MaxStreams(_)
+                | Frame::MaxStreamsData(_)
+                | Frame::ResetStream { .. }
+                | Frame::StopSending { .. }
+                | Frame::Skip(_)
+                | Frame::Datagram(_)
         )
     }
 
@@ -242,6 +410,43 @@ impl Frame<'_> {
                 out.push(PATH_RESPONSE);
                 out.extend_from_slice(d);
             }
+            Frame::StreamParams(p) => {
+                out.push(STREAM_PARAMETERS);
+                for v in [
+                    p.max_streams,
+                    p.stream_window,
+                    p.streams_window,
+                    p.max_datagram_payload,
+                ] {
+                    varint::write(v, out);
+                }
+            }
+            Frame::StreamN(st) => {
+                encode_stream_n_header(
+                    st.id,
+                    st.offset,
+                    st.message_start,
+                    st.data.len(),
+                    st.fin,
+                    out,
+                );
+                out.extend_from_slice(st.data);
+            }
+            Frame::MaxStreamData { id, max } => write_varints(MAX_STREAM_DATA, &[*id, *max], out),
+            Frame::MaxStreams(m) => write_varints(MAX_STREAMS, &[*m], out),
+            Frame::MaxStreamsData(m) => write_varints(MAX_STREAMS_DATA, &[*m], out),
+            Frame::ResetStream {
+                id,
+                code,
+                final_size,
+            } => write_varints(RESET_STREAM, &[*id, *code, *final_size], out),
+            Frame::StopSending { id, code } => write_varints(STOP_SENDING, &[*id, *code], out),
+            Frame::Skip(k) => write_varints(SKIP, &[k.id, k.offset, k.len, k.messages], out),
+            Frame::Datagram(d) => {
+                out.push(DATAGRAM);
+                varint::write(d.len() as u64, out);
+                out.extend_from_slice(d);
+            }
         }
     }
 }
@@ -257,6 +462,45 @@ pub fn encode_stream_header(offset: u64, len: usize, fin: bool, out: &mut Vec<u8
 
 /// Bytes a STREAM frame header takes at most (type + two 8-byte varints).
 pub const MAX_STREAM_HEADER_LEN: usize = 17;
+
+/// Appends the header of a STREAM_N frame (§15.8.2); the caller then
+/// appends exactly `len` bytes.
+pub fn encode_stream_n_header(
+    id: u64,
+    offset: u64,
+    message_start: Option<u64>,
+    len: usize,
+    fin: bool,
+    out: &mut Vec<u8>,
+) {
+    let mut ty = STREAM_N;
+    if fin {
+        ty |= STREAM_N_FIN_BIT;
+    }
+    if message_start.is_some() {
+        ty |= STREAM_N_START_BIT;
+    }
+    out.push(ty);
+    varint::write(id, out);
+    varint::write(offset, out);
+    if let Some(m) = message_start {
+        varint::write(m, out);
+    }
+    varint::write(len as u64, out);
+}
+
+/// Bytes a STREAM_N frame header takes at most (type + four 8-byte varints).
+pub const MAX_STREAM_N_HEADER_LEN: usize = 33;
+
+/// Bytes a DATAGRAM frame adds to its payload at most.
+pub const MAX_DATAGRAM_HEADER_LEN: usize = 9;
+
+fn write_varints(ty: u8, values: &[u64], out: &mut Vec<u8>) {
+    out.push(ty);
+    for v in values {
+        varint::write(*v, out);
+    }
+}
 
 fn encode_ack(ack: &AckFrame, out: &mut Vec<u8>) {
     out.push(ACK);
@@ -367,6 +611,77 @@ fn decode_one<'a>(r: &mut Reader<'a>) -> Result<Frame<'a>, DecodeError> {
                 Frame::PathResponse(data)
             }
         }
+        STREAM_PARAMETERS => Frame::StreamParams(StreamParams {
+            max_streams: r.varint()?,
+            stream_window: r.varint()?,
+            streams_window: r.varint()?,
+            max_datagram_payload: r.varint()?,
+        }),
+        STREAM_N..=0x13 => {
+            let id = r.varint()?;
+            let offset = r.varint()?;
+            let message_start = if ty & STREAM_N_START_BIT != 0 {
+                let m = r.varint()?;
+                if m > offset {
+                    return Err(DecodeError::OutOfRange);
+                }
+                Some(m)
+            } else {
+                None
+            };
+            let len = r.varint_len()?;
+            if offset
+                .checked_add(len as u64)
+                .is_none_or(|end| end > varint::MAX)
+            {
+                return Err(DecodeError::OutOfRange);
+            }
+            Frame::StreamN(StreamNFrame {
+                id,
+                offset,
+                message_start,
+                data: r.bytes(len)?,
+                fin: ty & STREAM_N_FIN_BIT != 0,
+            })
+        }
+        MAX_STREAM_DATA => Frame::MaxStreamData {
+            id: r.varint()?,
+            max: r.varint()?,
+        },
+        MAX_STREAMS => Frame::MaxStreams(r.varint()?),
+        MAX_STREAMS_DATA => Frame::MaxStreamsData(r.varint()?),
+        RESET_STREAM => Frame::ResetStream {
+            id: r.varint()?,
+            code: r.varint()?,
+            final_size: r.varint()?,
+        },
+        STOP_SENDING => Frame::StopSending {
+            id: r.varint()?,
+            code: r.varint()?,
+        },
+        SKIP => {
+            let k = SkipFrame {
+                id: r.varint()?,
+                offset: r.varint()?,
+                len: r.varint()?,
+                messages: r.varint()?,
+            };
+            // A skip covers at least one message, each at least one byte
+            // (its length prefix), and stays within the offset space.
+            if k.messages == 0
+                || k.len < k.messages
+                || k.offset
+                    .checked_add(k.len)
+                    .is_none_or(|end| end > varint::MAX)
+            {
+                return Err(DecodeError::OutOfRange);
+            }
+            Frame::Skip(k)
+        }
+        DATAGRAM => {
+            let len = r.varint_len()?;
+            Frame::Datagram(r.bytes(len)?)
+        }
         other => return Err(DecodeError::UnknownFrameType(other)),
     })
 }
@@ -441,6 +756,53 @@ mod tests {
         round_trip(Frame::Token(&[7; 24]));
         round_trip(Frame::PathChallenge([1, 2, 3, 4, 5, 6, 7, 8]));
         round_trip(Frame::PathResponse([8; 8]));
+        round_trip(Frame::StreamParams(StreamParams {
+            max_streams: 100,
+            stream_window: 2 << 20,
+            streams_window: 16 << 20,
+            max_datagram_payload: 1150,
+        }));
+        for message_start in [None, Some(3)] {
+            for fin in [false, true] {
+                round_trip(Frame::StreamN(StreamNFrame {
+                    id: 5,
+                    offset: 9,
+                    message_start,
+                    data: b"abc",
+                    fin,
+                }));
+            }
+        }
+        round_trip(Frame::MaxStreamData {
+            id: 2,
+            max: 1 << 30,
+        });
+        round_trip(Frame::MaxStreams(7));
+        round_trip(Frame::MaxStreamsData(1 << 40));
+        round_trip(Frame::ResetStream {
+            id: 4,
+            code: 9,
+            final_size: 100,
+        });
+        round_trip(Frame::StopSending { id: 3, code: 1 });
+        round_trip(Frame::Skip(SkipFrame {
+            id: 1,
+            offset: 10,
+            len: 20,
+            messages: 2,
+        }));
+        round_trip(Frame::Datagram(b"tick"));
+    }
+
+    #[test]
+    fn version_2_frames_reject_impossible_fields() {
+        // A message start after the frame's own offset.
+        assert!(decode_all(&[STREAM_N | STREAM_N_START_BIT, 1, 2, 3, 0]).is_err());
+        // A SKIP of no message, or of more messages than bytes.
+        assert!(decode_all(&[SKIP, 1, 0, 4, 0]).is_err());
+        assert!(decode_all(&[SKIP, 1, 0, 1, 2]).is_err());
+        // A DATAGRAM longer than the packet.
+        assert!(decode_all(&[DATAGRAM, 5, 1]).is_err());
     }
 
     #[test]

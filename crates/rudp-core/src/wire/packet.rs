@@ -24,10 +24,16 @@ use std::fmt;
 
 /// The first two bytes of every rudp datagram: ASCII "RU" (§3.1).
 pub const MAGIC: [u8; 2] = [0x52, 0x55];
-/// The protocol version this implementation speaks (§3.4).
-pub const VERSION: u8 = 1;
+/// Version 1: one stream of messages each way (§3.4).
+pub const VERSION_1: u8 = 1;
+/// Version 2: version 1 plus many streams, per-message reliability and
+/// unreliable datagrams (§3.4, §15).
+pub const VERSION_2: u8 = 2;
+/// The newest version this implementation speaks, the one a client offers
+/// first (§3.5).
+pub const VERSION: u8 = VERSION_2;
 /// Every version this implementation accepts, most preferred first.
-pub const SUPPORTED_VERSIONS: &[u8] = &[VERSION];
+pub const SUPPORTED_VERSIONS: &[u8] = &[VERSION_2, VERSION_1];
 /// The version byte that marks a version negotiation packet (§3.5).
 pub const VERSION_NEGOTIATION: u8 = 0;
 /// Length of the CRC32C trailer.
@@ -143,6 +149,8 @@ impl PacketType {
 /// A decoded packet header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
+    /// The version byte: [`VERSION_1`] or [`VERSION_2`].
+    pub version: u8,
     /// The packet type.
     pub ty: PacketType,
     /// Whether the payload is sealed (§3.7); the type byte's 0x40 bit.
@@ -156,10 +164,10 @@ pub struct Header {
 }
 
 impl Header {
-    /// Appends the header (version [`VERSION`]) to `out`.
+    /// Appends the header to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&MAGIC);
-        out.push(VERSION);
+        out.push(self.version);
         out.push(match self.protection {
             Protection::Clear => self.ty as u8,
             Protection::Sealed => self.ty as u8 | SEALED_BIT,
@@ -236,7 +244,7 @@ pub fn decode(datagram: &[u8]) -> Result<Datagram<'_>, DecodeError> {
         return Err(DecodeError::BadMagic);
     }
     let version = datagram[field::VERSION];
-    if version != VERSION && version != VERSION_NEGOTIATION {
+    if !SUPPORTED_VERSIONS.contains(&version) && version != VERSION_NEGOTIATION {
         // §3.4 invariants: the source CID sits at the same place in every
         // version's INITIAL.
         let scid = read_u64(datagram, field::SCID)
@@ -284,6 +292,7 @@ pub fn decode(datagram: &[u8]) -> Result<Datagram<'_>, DecodeError> {
     }
     Ok(Datagram::Packet {
         header: Header {
+            version,
             ty,
             protection,
             dcid,
@@ -301,6 +310,7 @@ mod tests {
     fn field_ranges_are_where_the_encoder_writes() {
         for ty in [PacketType::Initial, PacketType::Data] {
             let h = Header {
+                version: crate::wire::VERSION,
                 ty,
                 protection: Protection::Sealed,
                 dcid: ConnectionId(0x1111_1111_1111_1111),
@@ -345,6 +355,7 @@ mod tests {
             (PacketType::Retry, Protection::Clear),
         ] {
             let header = Header {
+                version: crate::wire::VERSION,
                 ty,
                 protection,
                 dcid: ConnectionId(7),
@@ -372,6 +383,7 @@ mod tests {
     #[test]
     fn corrupt_bit_is_detected() {
         let header = Header {
+            version: crate::wire::VERSION,
             ty: PacketType::Data,
             protection: Protection::Clear,
             dcid: ConnectionId(1),
@@ -391,6 +403,7 @@ mod tests {
     #[test]
     fn packet_number_beyond_varint_range_is_malformed() {
         let header = Header {
+            version: crate::wire::VERSION,
             ty: PacketType::Data,
             protection: Protection::Clear,
             dcid: ConnectionId(1),

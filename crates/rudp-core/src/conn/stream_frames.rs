@@ -1,0 +1,461 @@
+//! Version 2's frames on the wire (PROTOCOL.md §15.8): writing stream
+//! data, SKIPs, control frames and datagrams into a packet by priority;
+//! applying the peer's; and what acknowledgement and loss do to them.
+
+use super::sent::{Control, StreamSent};
+use super::streams::Reset;
+use super::*;
+use crate::wire::frame::{
+    encode_stream_n_header, SkipFrame, StreamNFrame, StreamParams, MAX_STREAM_N_HEADER_LEN,
+};
+
+/// Bytes a control frame or SKIP takes at most (type and four varints).
+const MAX_CONTROL_LEN: usize = 1 + 4 * 8;
+
+impl Connection {
+    /// Our version-2 limits, for STREAM_PARAMETERS (§15.8.1).
+    pub(super) fn local_stream_params(&self) -> StreamParams {
+        StreamParams {
+            max_streams: self.config.max_streams,
+            stream_window: self.config.stream_receive_window,
+            streams_window: self.config.streams_receive_window,
+            max_datagram_payload: datagrams::Datagrams::local_max_payload(&self.config),
+        }
+    }
+
+    /// The peer's STREAM_PARAMETERS (§15.8.1): only the first counts.
+    pub(super) fn on_stream_params(
+        &mut self,
+        p: &StreamParams,
+    ) -> Result<(), (TransportCode, String)> {
+        if self.peer_streams.is_some() {
+            return Ok(());
+        }
+        let max_message = self.peer.map_or(0, |h| h.max_message_size);
+        if p.max_streams > crate::config::MAX_STREAMS_LIMIT
+            || (p.max_streams > 0 && p.stream_window < max_message.saturating_add(8))
+            || p.streams_window < p.stream_window
+        {
+            return Err((
+                TransportCode::InvalidParameters,
+                format!("unacceptable stream parameters {p:?}"),
+            ));
+        }
+        self.peer_streams = Some(*p);
+        self.streams.peer_max_streams = p.max_streams;
+        self.streams.peer_stream_window = p.stream_window;
+        self.streams.peer_max_total = p.streams_window;
+        Ok(())
+    }
+
+    /// Whether anything of version 2 waits to be sent.
+    pub(super) fn streams_want_to_send(&self) -> bool {
+        self.streams.has_sendable() || self.datagrams.has_queued()
+    }
+
+    /// Writes the control frames owed (§15.8.3–§15.8.7), as long as they
+    /// fit; returns whether it wrote any.
+    pub(super) fn write_stream_controls(
+        &mut self,
+        limit: usize,
+        out: &mut Vec<u8>,
+        frames: &mut SentFrames,
+    ) -> bool {
+        let start = out.len();
+        let fits = |out: &Vec<u8>| out.len() + MAX_CONTROL_LEN <= limit;
+        if self.streams.max_streams_pending && fits(out) {
+            Frame::MaxStreams(self.streams.local_max_streams).encode(out);
+            frames.controls.push(Control::MaxStreams);
+            self.streams.max_streams_pending = false;
+        }
+        if self.streams.max_total_pending && fits(out) {
+            let max = self
+                .streams
+                .max_total_update()
+                .unwrap_or(self.streams.local_max_total)
+                .max(self.streams.local_max_total);
+            self.streams.local_max_total = max;
+            Frame::MaxStreamsData(max).encode(out);
+            frames.controls.push(Control::MaxStreamsData);
+            self.streams.max_total_pending = false;
+        }
+        let ids: Vec<u64> = self.streams.map.keys().copied().collect();
+        for id in ids {
+            if !fits(out) {
+                break;
+            }
+            let Some(s) = self.streams.map.get_mut(&id) else {
+                continue;
+            };
+            if s.max_data_pending {
+                let max = s.recv.max_data_update().unwrap_or(s.recv.max_data());
+                s.recv.on_max_data_sent(max);
+                Frame::MaxStreamData { id, max }.encode(out);
+                frames.controls.push(Control::MaxStreamData(id));
+                s.max_data_pending = false;
+            }
+            if let Some(code) = s.stop_pending.take() {
+                Frame::StopSending { id, code }.encode(out);
+                frames.controls.push(Control::Stop { id, code });
+            }
+            if let Some(Reset::Pending { code }) = s.reset {
+                let final_size = s.send.written();
+                Frame::ResetStream {
+                    id,
+                    code,
+                    final_size,
+                }
+                .encode(out);
+                frames.controls.push(Control::Reset(id));
+                s.reset = Some(Reset::Sent { code });
+                // A reset stream's final size counts against the shared
+                // limit like data (§15.4).
+                if final_size > s.accounted {
+                    self.streams.sent_total += final_size - s.accounted;
+                    s.accounted = final_size;
+                }
+            }
+        }
+        out.len() > start
+    }
+
+    /// Writes stream `id`'s SKIPs and data (STREAM_N frames) while they
+    /// fit; returns whether it wrote anything, and counts retransmitted
+    /// bytes into `retransmitted`.
+    pub(super) fn write_stream_n(
+        &mut self,
+        now: Instant,
+        id: u64,
+        limit: usize,
+        out: &mut Vec<u8>,
+        frames: &mut SentFrames,
+        retransmitted: &mut bool,
+    ) -> bool {
+        let _ = now;
+        let mut wrote = false;
+        let Some(accounted) = self.streams.map.get(&id).map(|s| s.accounted) else {
+            return false;
+        };
+        let cap = self.streams.shared_cap(accounted);
+        let Some(s) = self.streams.map.get_mut(&id) else {
+            return false;
+        };
+        let mut used = s.accounted;
+        while out.len() + MAX_CONTROL_LEN <= limit {
+            let Some(k) = s.send.next_skip(cap) else {
+                break;
+            };
+            Frame::Skip(SkipFrame {
+                id,
+                offset: k.offset,
+                len: k.len,
+                messages: k.messages,
+            })
+            .encode(out);
+            frames.controls.push(Control::Skip { id, skip: k });
+            used = used.max(k.offset + k.len);
+            wrote = true;
+        }
+        let frontier = s.send.sent_offset();
+        while let Some(room) = limit.checked_sub(out.len() + MAX_STREAM_N_HEADER_LEN) {
+            let Some(chunk) = s.send.next_chunk_within(room, cap) else {
+                break;
+            };
+            let end = chunk.offset + chunk.len as u64;
+            encode_stream_n_header(
+                id,
+                chunk.offset,
+                chunk.message_start,
+                chunk.len,
+                chunk.fin,
+                out,
+            );
+            s.send.copy_range(chunk.offset..end, out);
+            s.send.on_chunk_sent(&chunk);
+            if chunk.offset < frontier {
+                *retransmitted = true;
+                self.stats.sent.stream_bytes_retransmitted += frontier.min(end) - chunk.offset;
+            }
+            frames.streams.push(StreamSent {
+                id,
+                range: chunk.offset..end,
+                fin: chunk.fin,
+            });
+            used = used.max(end);
+            wrote = true;
+            if chunk.len == 0 {
+                break;
+            }
+        }
+        if used > s.accounted {
+            self.streams.sent_total += used - s.accounted;
+            s.accounted = used;
+        }
+        wrote
+    }
+
+    /// Writes queued datagrams while they fit (§15.6); returns whether it
+    /// wrote any.
+    pub(super) fn write_datagrams(
+        &mut self,
+        limit: usize,
+        out: &mut Vec<u8>,
+        frames: &mut SentFrames,
+    ) -> bool {
+        let mut wrote = false;
+        while let Some(d) = self.datagrams.pop_fitting(limit.saturating_sub(out.len())) {
+            Frame::Datagram(&d).encode(out);
+            frames.datagrams += 1;
+            self.stats.streams.datagrams_sent += 1;
+            wrote = true;
+        }
+        wrote
+    }
+
+    /// §15.5: abandons the messages that can no longer arrive within their
+    /// lifetime (one-way delay, estimated as half the smoothed RTT, ahead
+    /// of the deadline), and drops datagrams the path no longer carries.
+    pub(super) fn expire_messages(&mut self, now: Instant) {
+        let lead = self.path.rtt.smoothed() / 2;
+        let mut abandoned = self.send.expire(now, lead);
+        for s in self.streams.map.values_mut() {
+            if s.reset.is_none() {
+                abandoned += s.send.expire(now, lead);
+            }
+        }
+        self.stats.streams.messages_abandoned += abandoned;
+        if let Some(max) = self.max_datagram_payload() {
+            self.stats.streams.datagrams_dropped_unsent += self.datagrams.drop_oversized(max);
+        }
+    }
+
+    /// The earliest message deadline (§15.5): when `expire_messages` next
+    /// has work.
+    pub(super) fn expiry_deadline(&self) -> Option<Instant> {
+        if self.peer.is_none() || self.outcome.is_some() {
+            return None;
+        }
+        let lead = self.path.rtt.smoothed() / 2;
+        let first = self.send.next_deadline();
+        let others = self
+            .streams
+            .map
+            .values()
+            .filter(|s| s.reset.is_none())
+            .filter_map(|s| s.send.next_deadline())
+            .min();
+        let d = match (first, others) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        Some(d.checked_sub(lead).unwrap_or(d))
+    }
+
+    /// Applies one version-2 frame from the peer (§15.8).
+    pub(super) fn on_stream_frame(&mut self, f: &Frame<'_>) -> Result<(), (TransportCode, String)> {
+        match f {
+            Frame::StreamParams(p) => self.on_stream_params(p)?,
+            Frame::StreamN(st) => self.on_stream_n(st)?,
+            Frame::MaxStreamData { id, max } => {
+                if *id == 0 {
+                    self.send.set_max_data(*max);
+                } else if let Some(s) = self.streams.get_or_open(*id)? {
+                    s.send.set_max_data(*max);
+                }
+            }
+            Frame::MaxStreams(m) => {
+                self.streams.peer_max_streams = self
+                    .streams
+                    .peer_max_streams
+                    .max((*m).min(crate::config::MAX_STREAMS_LIMIT << 32));
+            }
+            Frame::MaxStreamsData(m) => {
+                self.streams.peer_max_total = self.streams.peer_max_total.max(*m);
+            }
+            Frame::ResetStream {
+                id,
+                code,
+                final_size,
+            } => {
+                if *id == 0 {
+                    return Err((
+                        TransportCode::StreamState,
+                        "the first stream cannot be reset".into(),
+                    ));
+                }
+                let Some(s) = self.streams.get_or_open(*id)? else {
+                    return Ok(());
+                };
+                if s.peer_reset.is_none() {
+                    let before = s.recv.highest();
+                    s.recv.on_reset(*final_size).map_err(stream_error)?;
+                    s.peer_reset = Some(*code);
+                    let delta = s.recv.highest() - before;
+                    self.streams.on_received(delta).map_err(stream_error)?;
+                    self.streams.readable.insert(*id);
+                    self.emit(Event::StreamReadable(StreamId(*id)));
+                }
+            }
+            Frame::StopSending { id, code } => {
+                if *id == 0 {
+                    return Err((
+                        TransportCode::StreamState,
+                        "the first stream cannot be stopped".into(),
+                    ));
+                }
+                let Some(s) = self.streams.get_or_open(*id)? else {
+                    return Ok(());
+                };
+                if s.stopped.is_none() {
+                    s.stopped = Some(*code);
+                    if s.reset.is_none() && !s.send.is_fully_acked() {
+                        s.reset = Some(Reset::Pending { code: *code });
+                        self.stats.streams.reset += 1;
+                    }
+                    self.emit(Event::Writable);
+                }
+            }
+            Frame::Skip(k) => {
+                if k.id == 0 {
+                    let new = self
+                        .recv
+                        .on_skip(k.offset, k.len, k.messages)
+                        .map_err(stream_error)?;
+                    if new && self.recv.has_message() {
+                        self.emit(Event::Readable);
+                    }
+                } else if let Some(s) = self.streams.get_or_open(k.id)? {
+                    let before = s.recv.highest();
+                    s.recv
+                        .on_skip(k.offset, k.len, k.messages)
+                        .map_err(stream_error)?;
+                    let delta = s.recv.highest() - before;
+                    let readable = s.recv.has_message() || s.recv.is_finished();
+                    self.streams.on_received(delta).map_err(stream_error)?;
+                    if readable {
+                        self.streams.readable.insert(k.id);
+                        self.emit(Event::StreamReadable(StreamId(k.id)));
+                    }
+                }
+            }
+            Frame::Datagram(d) => {
+                let max = datagrams::Datagrams::local_max_payload(&self.config);
+                if d.len() as u64 > max {
+                    return Err((
+                        TransportCode::ProtocolViolation,
+                        format!("datagram of {} bytes, above the {max} announced", d.len()),
+                    ));
+                }
+                if self.datagrams.on_received(d) {
+                    self.stats.streams.datagrams_received += 1;
+                    self.emit(Event::DatagramReceived);
+                } else {
+                    self.stats.streams.datagrams_dropped_received += 1;
+                }
+            }
+            _ => {}
+        }
+        if self.streams.take_opened() {
+            self.emit(Event::StreamOpened);
+        }
+        Ok(())
+    }
+
+    fn on_stream_n(&mut self, st: &StreamNFrame<'_>) -> Result<(), (TransportCode, String)> {
+        if st.id == 0 {
+            let new = self
+                .recv
+                .on_frame(st.offset, st.data, st.fin)
+                .map_err(stream_error)?;
+            if (new > 0 || st.fin) && (self.recv.has_message() || self.recv.is_finished()) {
+                self.emit(Event::Readable);
+            }
+            return Ok(());
+        }
+        let Some(s) = self.streams.get_or_open(st.id)? else {
+            return Ok(());
+        };
+        if s.peer_reset.is_some() {
+            return Ok(());
+        }
+        if st.message_start.is_some() {
+            s.recv.set_unordered();
+        }
+        let before = s.recv.highest();
+        let new = s
+            .recv
+            .on_frame_in(st.offset, st.message_start, st.data, st.fin)
+            .map_err(stream_error)?;
+        let delta = s.recv.highest() - before;
+        let readable = s.recv.has_message() || s.recv.is_finished();
+        self.streams.on_received(delta).map_err(stream_error)?;
+        if (new > 0 || st.fin) && readable {
+            self.streams.readable.insert(st.id);
+            self.emit(Event::StreamReadable(StreamId(st.id)));
+        }
+        Ok(())
+    }
+
+    /// A packet carrying these version-2 frames was acknowledged.
+    pub(super) fn on_streams_acked(&mut self, frames: &SentFrames) {
+        for st in &frames.streams {
+            if let Some(s) = self.streams.map.get_mut(&st.id) {
+                s.send.on_acked(std::slice::from_ref(&st.range), st.fin);
+            }
+        }
+        for c in &frames.controls {
+            if let Control::Reset(id) = c {
+                if let Some(s) = self.streams.map.get_mut(id) {
+                    s.reset = Some(Reset::Acked);
+                }
+            }
+        }
+        self.stats.streams.datagrams_acked += u64::from(frames.datagrams);
+    }
+
+    /// A packet carrying these version-2 frames was lost (or is probed):
+    /// data and control frames go back in line; datagrams do not.
+    pub(super) fn requeue_streams(&mut self, frames: &SentFrames) {
+        for st in &frames.streams {
+            if let Some(s) = self.streams.map.get_mut(&st.id) {
+                if s.reset.is_none() {
+                    s.send.on_lost(std::slice::from_ref(&st.range), st.fin);
+                }
+            }
+        }
+        for c in &frames.controls {
+            match c {
+                Control::MaxStreams => self.streams.max_streams_pending = true,
+                Control::MaxStreamsData => self.streams.max_total_pending = true,
+                Control::MaxStreamData(id) => {
+                    if let Some(s) = self.streams.map.get_mut(id) {
+                        s.max_data_pending = !s.recv.is_fin_received();
+                    }
+                }
+                Control::Reset(id) => {
+                    if let Some(s) = self.streams.map.get_mut(id) {
+                        if let Some(Reset::Sent { code }) = s.reset {
+                            s.reset = Some(Reset::Pending { code });
+                        }
+                    }
+                }
+                Control::Stop { id, code } => {
+                    if let Some(s) = self.streams.map.get_mut(id) {
+                        if s.peer_reset.is_none() && !s.recv.is_finished() {
+                            s.stop_pending = Some(*code);
+                        }
+                    }
+                }
+                Control::Skip { id, skip } => {
+                    if *id == 0 {
+                        self.send.on_skip_lost(*skip);
+                    } else if let Some(s) = self.streams.map.get_mut(id) {
+                        if s.reset.is_none() {
+                            s.send.on_skip_lost(*skip);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
