@@ -647,3 +647,43 @@ fn a_version_1_server_gets_version_1_and_the_first_stream_still_works() {
     }));
     assert_eq!(got.as_deref(), Some(&b"5"[..]));
 }
+
+#[test]
+fn closing_the_connection_finishes_every_stream_and_ends_gracefully() {
+    for unordered in [false, true] {
+        let (mut sim, c, s) = sim(17, link(0.05, 10));
+        let now = sim.now();
+        let mut x = client(&mut sim, c);
+        let mut opts = StreamOptions::new();
+        if unordered {
+            opts = opts.unordered();
+        }
+        let a = x.open_stream(opts).unwrap();
+        for i in 0..37 {
+            x.send_on(now, a, numbered(i, 1500), Reliability::Reliable)
+                .unwrap();
+        }
+        x.close();
+        drop(x);
+        let mut got = 0;
+        let mut closed = false;
+        run_until(&mut sim, Duration::from_secs(20), |sim| {
+            let mut y = server(sim, s);
+            while y.accept_stream().is_some() {}
+            while let Ok(Some(Received::Message(_))) = y.recv_on(a) {
+                got += 1;
+            }
+            if y.is_stream_finished(a) && y.is_recv_finished() {
+                y.close();
+            }
+            drop(y);
+            closed = matches!(
+                sim.client.connection(c).and_then(|x| x.outcome().cloned()),
+                Some(Ok(()))
+            );
+            closed
+        });
+        assert_eq!(got, 37, "unordered {unordered}");
+        assert!(closed, "unordered {unordered}: no graceful close");
+    }
+}

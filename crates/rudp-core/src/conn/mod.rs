@@ -749,7 +749,7 @@ fn stream_error(e: StreamError) -> (TransportCode, String) {
         ),
         StreamError::BadSkip => (
             TransportCode::ProtocolViolation,
-            "SKIP starts inside delivered data".into(),
+            "a SKIP or message start that is not at a message boundary".into(),
         ),
         StreamError::TooFragmented { pieces, max } => (
             TransportCode::FlowControl,

@@ -66,7 +66,8 @@ pub(super) enum StreamError {
     TruncatedMessage,
     /// Out-of-order data in more separate pieces than the window allows.
     TooFragmented { pieces: usize, max: usize },
-    /// A SKIP that starts inside what was already delivered (§15.8.8).
+    /// A SKIP or an unordered message start that is not at a message
+    /// boundary: inside delivered data, or overlapping another (§15.5).
     BadSkip,
 }
 
@@ -152,12 +153,7 @@ impl RecvStream {
         if self.fin.is_some_and(|f| end > f) {
             return Err(StreamError::FinalSize);
         }
-        if self.markers.len() >= self.max_pieces() {
-            return Err(StreamError::TooFragmented {
-                pieces: self.markers.len() + 1,
-                max: self.max_pieces(),
-            });
-        }
+        self.check_new_marker(offset, end)?;
         self.highest = self.highest.max(end);
         self.markers.insert(
             offset,
@@ -168,6 +164,24 @@ impl RecvStream {
         );
         self.cut_messages()?;
         Ok(true)
+    }
+
+    /// A new marked range `start..end` (a skip, or a message delivered
+    /// early) must not overlap one held, and their number is bounded like
+    /// out-of-order pieces (§15.5).
+    fn check_new_marker(&self, start: u64, end: u64) -> Result<(), StreamError> {
+        let before = self.markers.range(..start).next_back();
+        let inside = self.markers.range(start..end).next();
+        if before.is_some_and(|(_, m)| m.end > start) || inside.is_some() {
+            return Err(StreamError::BadSkip);
+        }
+        if self.markers.len() >= self.max_pieces() {
+            return Err(StreamError::TooFragmented {
+                pieces: self.markers.len() + 1,
+                max: self.max_pieces(),
+            });
+        }
+        Ok(())
     }
 
     /// Moves the reader from `ready_end` (a marker's start) to `end`,
@@ -279,6 +293,10 @@ impl RecvStream {
         if !self.ahead_ranges.gaps_in(start..end).is_empty() {
             return Ok(()); // Not whole yet.
         }
+        // A message that overlaps one delivered or skipped before means the
+        // peer lied about where messages start: delivering it would copy
+        // the same bytes again and again (§15.3).
+        self.check_new_marker(start, end)?;
         let from = at + header as usize;
         let body: Vec<u8> = self
             .ahead
@@ -423,7 +441,18 @@ impl RecvStream {
             self.ready.push_back(Received::Message(
                 self.partial.split_to(len as usize).freeze(),
             ));
+            let start = self.ready_end;
             self.ready_end += total as u64;
+            if self
+                .markers
+                .range(start + 1..self.ready_end)
+                .next()
+                .is_some()
+            {
+                // A marked range starts inside this message: the peer's
+                // SKIP or message start was not at a message boundary.
+                return Err(StreamError::BadSkip);
+            }
         }
     }
 
@@ -487,7 +516,9 @@ impl RecvStream {
 
     /// Whether the peer finished the stream and every message was taken.
     pub(super) fn is_finished(&self) -> bool {
-        self.fin == Some(self.consumed)
+        // Skips count as consumed when stepped over, before the
+        // application reads them: the stream is over only once it has.
+        self.fin == Some(self.consumed) && self.ready.is_empty()
     }
 
     /// Whether every byte up to the peer's FIN has arrived.
@@ -561,6 +592,108 @@ mod tests {
             out.extend_from_slice(m);
         }
         out
+    }
+
+    fn message(r: Option<Received>) -> Option<Vec<u8>> {
+        match r {
+            Some(Received::Message(m)) => Some(m.to_vec()),
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_skip_steps_over_its_messages_and_reports_them() {
+        let bytes = encode(&[b"one", b"two", b"three"]);
+        let mut r = RecvStream::new(1 << 20, 1 << 20);
+        // "one" arrives; "two" (4..8) is lost and skipped; "three" arrives.
+        r.on_frame(0, &bytes[..4], false).unwrap();
+        r.on_frame(8, &bytes[8..], false).unwrap();
+        assert_eq!(message(r.pop_item()), Some(b"one".to_vec()));
+        assert_eq!(r.pop_item(), None, "three waits behind the gap");
+        assert!(r.on_skip(4, 4, 1).unwrap());
+        assert_eq!(r.pop_item(), Some(Received::Skipped { messages: 1 }));
+        assert_eq!(message(r.pop_item()), Some(b"three".to_vec()));
+        // Repeats and late data change nothing.
+        assert!(!r.on_skip(4, 4, 1).unwrap());
+        r.on_frame(4, &bytes[4..8], false).unwrap();
+        assert_eq!(r.pop_item(), None);
+        assert_eq!(r.consumed_credit(), bytes.len() as u64);
+    }
+
+    #[test]
+    fn a_skip_drops_the_part_of_a_message_that_arrived() {
+        let bytes = encode(&[b"abcdefgh", b"z"]);
+        let mut r = RecvStream::new(1 << 20, 1 << 20);
+        r.on_frame(0, &bytes[..3], false).unwrap();
+        assert!(r.on_skip(0, 9, 1).unwrap());
+        r.on_frame(9, &bytes[9..], true).unwrap();
+        assert_eq!(r.pop_item(), Some(Received::Skipped { messages: 1 }));
+        assert_eq!(message(r.pop_item()), Some(b"z".to_vec()));
+        assert!(r.is_finished());
+    }
+
+    #[test]
+    fn skips_that_are_not_at_message_boundaries_are_refused() {
+        let bytes = encode(&[b"one", b"two"]);
+        let mut r = RecvStream::new(1 << 20, 1 << 20);
+        r.on_frame(0, &bytes[..4], false).unwrap();
+        r.pop_item();
+        // Straddles the read position (4).
+        assert_eq!(r.on_skip(2, 4, 1), Err(StreamError::BadSkip));
+        let mut r = RecvStream::new(1 << 20, 1 << 20);
+        r.on_skip(10, 5, 1).unwrap();
+        assert_eq!(r.on_skip(12, 5, 1), Err(StreamError::BadSkip), "overlap");
+        // A message read in order that contains a marked range.
+        let mut r = RecvStream::new(1 << 20, 1 << 20);
+        r.on_skip(2, 1, 1).unwrap();
+        assert_eq!(r.on_frame(0, &bytes[..4], false), Err(StreamError::BadSkip));
+    }
+
+    #[test]
+    fn unordered_delivers_whole_messages_ahead_of_a_gap_once() {
+        let bytes = encode(&[b"one", b"two", b"three"]);
+        let mut r = RecvStream::new(1 << 20, 1 << 20);
+        r.set_unordered();
+        // "two" (4..8) and "three" (8..14) arrive before "one".
+        r.on_frame_in(8, Some(8), &bytes[8..], true).unwrap();
+        assert_eq!(message(r.pop_item()), Some(b"three".to_vec()));
+        r.on_frame_in(4, Some(4), &bytes[4..8], false).unwrap();
+        assert_eq!(message(r.pop_item()), Some(b"two".to_vec()));
+        // Not credited to the window while "one" is missing.
+        assert_eq!(r.consumed_credit(), 0);
+        r.on_frame_in(4, Some(4), &bytes[4..8], false).unwrap();
+        assert_eq!(r.pop_item(), None, "a duplicate is not delivered again");
+        r.on_frame_in(0, Some(0), &bytes[..4], false).unwrap();
+        assert_eq!(message(r.pop_item()), Some(b"one".to_vec()));
+        assert_eq!(r.pop_item(), None, "nothing twice once in order");
+        assert!(r.is_finished());
+        assert_eq!(r.consumed_credit(), bytes.len() as u64);
+    }
+
+    #[test]
+    fn a_lying_message_start_cannot_make_the_receiver_copy_bytes_twice() {
+        // A 200-byte message; the peer then claims a message starts at
+        // every byte inside it.
+        let mut bytes = encode(&[&[1u8; 200]]);
+        bytes.extend(encode(&[b"next"]));
+        let mut r = RecvStream::new(1 << 20, 1 << 20);
+        r.set_unordered();
+        r.on_frame_in(10, Some(0), &bytes[10..202], false).unwrap();
+        r.on_frame_in(1, Some(0), &bytes[1..10], false).unwrap();
+        // Byte 0 missing: nothing delivered yet. A lie at offset 5, whose
+        // "prefix" 1 makes a 2-byte message 5..7 inside the first, is
+        // delivered once; a second, overlapping it, is refused.
+        r.on_frame_in(5, Some(5), &bytes[5..6], false).unwrap();
+        assert!(r.pop_item().is_some());
+        assert_eq!(
+            r.on_frame_in(6, Some(6), &bytes[6..7], false),
+            Err(StreamError::BadSkip)
+        );
+        // The real message, read in order, contains the lie: refused too.
+        assert_eq!(
+            r.on_frame_in(0, Some(0), &bytes[..1], false),
+            Err(StreamError::BadSkip)
+        );
     }
 
     #[test]

@@ -95,8 +95,15 @@ pub(super) struct SendStream {
     unordered: bool,
     /// Abandoned messages not yet announced (or whose SKIP was lost).
     skips: VecDeque<Skip>,
+    /// SKIPs sent and not yet acknowledged, by offset: the direction is
+    /// not over until the peer has them all (§15.9). A SKIP stays here
+    /// however many copies are in flight, until one is acknowledged.
+    skips_unacked: std::collections::BTreeMap<u64, Skip>,
     /// Messages abandoned so far.
     abandoned: u64,
+    /// The FIN waits: the first stream's FIN goes only once every other
+    /// stream's sending direction is over (§15.9).
+    fin_held: bool,
 }
 
 /// A STREAM frame the sender has chosen to send.
@@ -124,8 +131,15 @@ impl SendStream {
             records: VecDeque::new(),
             unordered: false,
             skips: VecDeque::new(),
+            skips_unacked: std::collections::BTreeMap::new(),
             abandoned: 0,
+            fin_held: false,
         }
+    }
+
+    /// Holds the FIN back (or lets it go), whatever else is sent.
+    pub(super) fn hold_fin(&mut self, held: bool) {
+        self.fin_held = held;
     }
 
     /// Makes every frame carry its message's start (§15.3). Only before the
@@ -239,12 +253,25 @@ impl SendStream {
         if !self.has_skip(cap) {
             return None;
         }
-        self.skips.pop_front()
+        let k = self.skips.pop_front()?;
+        self.skips_unacked.insert(k.offset, k);
+        Some(k)
     }
 
-    /// A packet carrying this SKIP was lost: announce it again.
+    /// A packet carrying this SKIP was lost (or is probed): announce it
+    /// again, unless a copy was acknowledged meanwhile or one waits.
     pub(super) fn on_skip_lost(&mut self, k: Skip) {
-        self.skips.push_back(k);
+        let unacked = self.skips_unacked.get(&k.offset) == Some(&k);
+        if unacked && !self.skips.iter().any(|p| p.offset == k.offset) {
+            self.skips.push_back(k);
+        }
+    }
+
+    /// A packet carrying this SKIP was acknowledged.
+    pub(super) fn on_skip_acked(&mut self, k: Skip) {
+        if self.skips_unacked.get(&k.offset) == Some(&k) {
+            self.skips_unacked.remove(&k.offset);
+        }
     }
 
     /// Whether a SKIP waits that may be sent within `cap`.
@@ -287,9 +314,12 @@ impl SendStream {
         self.acked_prefix == self.end
     }
 
-    /// Every byte and the FIN have been acknowledged.
+    /// Every byte, every SKIP and the FIN have been acknowledged.
     pub(super) fn is_fully_acked(&self) -> bool {
-        self.fin == Fin::Acked && self.is_data_acked()
+        self.fin == Fin::Acked
+            && self.is_data_acked()
+            && self.skips.is_empty()
+            && self.skips_unacked.is_empty()
     }
 
     pub(super) fn set_max_data(&mut self, max: u64) {
@@ -318,7 +348,7 @@ impl SendStream {
         // with PING-only packets (issue #12 item 16, §8.3).
         !self.retransmit.is_empty()
             || (self.sent < self.end && self.sent < self.max_data.min(cap))
-            || (self.fin == Fin::Pending && self.sent == self.end)
+            || (self.fin == Fin::Pending && self.sent == self.end && !self.fin_held)
     }
 
     /// Chooses the next STREAM frame of at most `max_len` data bytes:
@@ -343,7 +373,7 @@ impl SendStream {
                     let (message_start, message_end) = self.message_of(g.start);
                     let len = (g.end.min(message_end) - g.start).min(max_len as u64) as usize;
                     let end = g.start + len as u64;
-                    let fin = end == self.end && self.fin_unacked();
+                    let fin = end == self.end && self.fin_unacked() && !self.fin_held;
                     return Some(Chunk {
                         offset: g.start,
                         len,
@@ -368,7 +398,10 @@ impl SendStream {
             let (message_start, message_end) = self.message_of(self.sent);
             let len = (limit.min(message_end) - self.sent).min(max_len as u64) as usize;
             let end = self.sent + len as u64;
-            let fin = end == self.end && self.fin != Fin::Open && self.fin != Fin::Acked;
+            let fin = end == self.end
+                && self.fin != Fin::Open
+                && self.fin != Fin::Acked
+                && !self.fin_held;
             return Some(Chunk {
                 offset: self.sent,
                 len,
@@ -376,7 +409,7 @@ impl SendStream {
                 message_start,
             });
         }
-        if self.fin == Fin::Pending && self.sent == self.end {
+        if self.fin == Fin::Pending && self.sent == self.end && !self.fin_held {
             return Some(Chunk {
                 offset: self.end,
                 len: 0,
@@ -650,6 +683,106 @@ mod tests {
         s.on_acked(&[0..4], false);
         assert_eq!(s.buffered(), 3);
         s.on_acked(&[8..11], false);
+        assert!(s.is_data_acked());
+    }
+
+    fn drain(s: &mut SendStream, max_len: usize) -> Vec<Chunk> {
+        let mut out = Vec::new();
+        while let Some(c) = s.next_chunk(max_len) {
+            s.on_chunk_sent(&c);
+            out.push(c);
+        }
+        out
+    }
+
+    #[test]
+    fn unordered_frames_stay_within_one_message_and_name_its_start() {
+        let mut s = SendStream::new(1 << 20);
+        s.set_unordered();
+        s.set_max_data(1 << 20);
+        s.write(Bytes::from_static(b"abc")).unwrap();
+        s.write(Bytes::from_static(b"defgh")).unwrap();
+        let chunks = drain(&mut s, 100);
+        let got: Vec<_> = chunks
+            .iter()
+            .map(|c| (c.offset, c.len, c.message_start))
+            .collect();
+        assert_eq!(got, vec![(0, 4, Some(0)), (4, 6, Some(4))]);
+        // A retransmission cut in the middle still names the start.
+        s.on_lost(&[5..10], false);
+        let c = s.next_chunk(2).unwrap();
+        assert_eq!((c.offset, c.len, c.message_start), (5, 2, Some(4)));
+    }
+
+    #[test]
+    fn an_expired_message_is_abandoned_announced_and_never_sent() {
+        let t0 = Instant::now();
+        let mut s = SendStream::new(1 << 20);
+        s.set_max_data(1 << 20);
+        let soon = Expiry {
+            deadline: Some(t0 + Duration::from_millis(100)),
+            budget: None,
+        };
+        s.write(Bytes::from_static(b"keep")).unwrap();
+        s.write_with(Bytes::from_static(b"stale"), soon).unwrap();
+        s.write_with(Bytes::from_static(b"also"), soon).unwrap();
+        s.write(Bytes::from_static(b"last")).unwrap();
+        // Nothing sent yet; with a 20 ms one-way delay, they expire at 80.
+        assert_eq!(
+            s.expire(t0 + Duration::from_millis(79), Duration::from_millis(20)),
+            0
+        );
+        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_millis(100)));
+        assert_eq!(
+            s.expire(t0 + Duration::from_millis(80), Duration::from_millis(20)),
+            2
+        );
+        // Both were never sent: one SKIP covers them (bytes 5..16).
+        assert_eq!(
+            s.next_skip(u64::MAX),
+            Some(Skip {
+                offset: 5,
+                len: 11,
+                messages: 2,
+                unsent: true
+            })
+        );
+        assert_eq!(s.next_skip(u64::MAX), None);
+        let sent: Vec<_> = drain(&mut s, 100)
+            .iter()
+            .map(|c| (c.offset, c.len))
+            .collect();
+        assert_eq!(
+            sent,
+            vec![(0, 5), (16, 5)],
+            "the abandoned bytes are never sent"
+        );
+    }
+
+    #[test]
+    fn a_message_lost_beyond_its_budget_is_abandoned_alone() {
+        let mut s = SendStream::new(1 << 20);
+        s.set_max_data(1 << 20);
+        let once = Expiry {
+            deadline: None,
+            budget: Some(0),
+        };
+        s.write_with(Bytes::from_static(b"a"), once).unwrap();
+        s.write_with(Bytes::from_static(b"b"), once).unwrap();
+        drain(&mut s, 100);
+        s.on_lost(&[0..2], false);
+        assert!(s.next_chunk(100).is_none(), "not resent");
+        assert_eq!(
+            s.next_skip(u64::MAX),
+            Some(Skip {
+                offset: 0,
+                len: 2,
+                messages: 1,
+                unsent: false
+            })
+        );
+        assert!(!s.has_skip(u64::MAX), "b was not lost");
+        s.on_acked(&[2..4], false);
         assert!(s.is_data_acked());
     }
 

@@ -404,10 +404,19 @@ impl Connection {
             }
         }
         for c in &frames.controls {
-            if let Control::Reset(id) = c {
-                if let Some(s) = self.streams.map.get_mut(id) {
-                    s.reset = Some(Reset::Acked);
+            match c {
+                Control::Reset(id) => {
+                    if let Some(s) = self.streams.map.get_mut(id) {
+                        s.reset = Some(Reset::Acked);
+                    }
                 }
+                Control::Skip { id: 0, skip } => self.send.on_skip_acked(*skip),
+                Control::Skip { id, skip } => {
+                    if let Some(s) = self.streams.map.get_mut(id) {
+                        s.send.on_skip_acked(*skip);
+                    }
+                }
+                _ => {}
             }
         }
         self.stats.streams.datagrams_acked += u64::from(frames.datagrams);

@@ -204,6 +204,9 @@ pub(super) struct Streams {
     pub last_served: u64,
     /// The first stream's priority.
     pub first_priority: i8,
+    /// The connection is closing gracefully: streams the peer opens from
+    /// now on start with our direction finished (§15.9).
+    closing: bool,
 }
 
 impl Streams {
@@ -234,6 +237,7 @@ impl Streams {
             send_buffer: config.send_buffer,
             last_served: 0,
             first_priority: 0,
+            closing: false,
         }
     }
 
@@ -241,6 +245,9 @@ impl Streams {
         let mut send = SendStream::new(self.send_buffer);
         send.set_max_data(self.peer_stream_window);
         let mut recv = RecvStream::new(self.stream_window, self.max_message);
+        if self.closing {
+            send.finish();
+        }
         if delivery == Delivery::Unordered {
             send.set_unordered();
             recv.set_unordered();
@@ -460,8 +467,21 @@ impl Streams {
         })
     }
 
+    /// Whether this side's direction of every stream is over: finished
+    /// and acknowledged, or reset and acknowledged. Until then the first
+    /// stream's FIN waits, so that a peer that has it knows of every
+    /// stream this side will ever send on (§15.9).
+    pub(super) fn all_sends_done(&self) -> bool {
+        self.map.values().all(|s| match s.reset {
+            Some(Reset::Acked) => true,
+            Some(_) => false,
+            None => s.send.is_fully_acked(),
+        })
+    }
+
     /// Finishes the sending half of every stream (the connection closes).
     pub(super) fn finish_all(&mut self) {
+        self.closing = true;
         for s in self.map.values_mut() {
             s.send.finish();
         }

@@ -78,6 +78,9 @@ impl Connection {
         if self.peer.is_some() {
             self.expire_messages(now);
         }
+        // §15.9: the first stream's FIN goes last.
+        let others_open = !self.streams.all_sends_done();
+        self.send.hold_fin(others_open);
         let ty = self.packet_type();
         let probe = self.probes > 0;
         let in_flight = self.sent.bytes_in_flight();
