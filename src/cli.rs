@@ -351,12 +351,36 @@ pub enum Command {
         #[arg(long)]
         conn: Option<String>,
     },
-    /// The month service over a lossy, reordering, duplicating link, in one process.
+    /// The month service over a lossy, reordering, duplicating link, in one
+    /// process; `rudp demo streams` shows streams, priorities and datagrams.
     Demo {
+        /// What to show: `months` (the month service, plain UDP against
+        /// rudp) or `streams` (small messages next to a bulk transfer on
+        /// one connection: one stream, own stream at higher priority,
+        /// datagrams).
+        #[arg(value_enum, default_value_t = DemoMode::Months)]
+        mode: DemoMode,
         /// Seed for the link's random decisions.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// `streams`: how long each case runs.
+        #[arg(long, value_parser = parse_positive_duration, default_value = "5s")]
+        duration: Duration,
+        /// `streams`: also draw the small messages' latency over time.
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<PathBuf>,
     },
+}
+
+/// What `rudp demo` shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoMode {
+    /// The month service over a bad link: plain UDP, then rudp.
+    #[default]
+    Months,
+    /// Small messages next to a bulk transfer: one stream, own stream at
+    /// higher priority, datagrams (PROTOCOL.md §15).
+    Streams,
 }
 
 /// `host:port`, resolved; the first address wins.
@@ -633,7 +657,28 @@ pub async fn run(cli: Cli) -> i32 {
                 }
             }
         }
-        Command::Demo { seed } => {
+        Command::Demo {
+            mode: DemoMode::Streams,
+            seed,
+            duration,
+            plot,
+        } => {
+            let mut out = std::io::stdout();
+            let demo = crate::demo_streams::StreamsDemo::new(seed, duration);
+            match crate::demo_streams::run(&demo, plot.as_deref(), &mut out).await {
+                Ok(true) => 0,
+                Ok(false) => 1,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    1
+                }
+            }
+        }
+        Command::Demo { plot: Some(_), .. } => {
+            eprintln!("error: --plot applies to `rudp demo streams`");
+            2
+        }
+        Command::Demo { seed, .. } => {
             let mut out = std::io::stdout();
             match crate::demo::run(seed, &mut out).await {
                 Ok(true) => 0,

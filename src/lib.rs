@@ -16,6 +16,7 @@ pub const LINGER: Duration = Duration::from_secs(2);
 
 pub mod cli;
 pub mod demo;
+pub mod demo_streams;
 pub mod month;
 pub mod plot;
 pub mod proxy;

@@ -737,3 +737,61 @@ async fn the_month_service_answers_through_a_rebinding_nat_and_10_percent_loss()
         stats.rebinds
     );
 }
+
+/// Issue #14: `rudp demo streams` runs its four cases through the lossy
+/// proxy, prints each with the small messages' latency side by side, and
+/// draws them. The figures are the benchmark's business; here the shape:
+/// every row, every reliable message delivered once, and head-of-line
+/// blocking visible (one stream is the slowest).
+#[tokio::test]
+async fn demo_streams_compares_one_stream_own_stream_and_datagrams() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("streams.svg");
+    let out = rudp(
+        &[
+            "demo",
+            "streams",
+            "--duration",
+            "1s",
+            "--plot",
+            svg.to_str().unwrap(),
+        ],
+        b"",
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let row = |label: &str| -> Vec<String> {
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(label) && l.contains(" ms "))
+            .unwrap_or_else(|| panic!("no row '{label}' in\n{}", out.stdout));
+        line[label.len()..]
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    let p99 = |r: &[String]| -> f64 { r[2].parse().expect("a p99 in ms") };
+    let alone = row("alone on an idle connection");
+    let shared = row("behind the bulk data, one stream");
+    let own = row("own stream, higher priority");
+    let dgram = row("datagrams, higher priority");
+    for (r, label) in [(&alone, "alone"), (&shared, "shared"), (&own, "own")] {
+        let delivered = &r[6];
+        let (got, sent) = delivered.split_once('/').unwrap();
+        assert_eq!(got, sent, "{label}: reliable messages all arrive: {r:?}");
+    }
+    assert!(
+        p99(&shared) > p99(&own),
+        "one stream {shared:?} should be slower than its own stream {own:?}"
+    );
+    assert!(!dgram.is_empty());
+    assert!(
+        out.stdout.contains("In short: on their own stream"),
+        "{}",
+        out.stdout
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg") && text.contains("datagrams, higher priority"));
+}

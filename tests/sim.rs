@@ -292,6 +292,7 @@ fn check_streams(
                     delivered.push((i, *t));
                 }
                 Received::Skipped { messages } => skipped += messages,
+                other => return Err(format!("{name}: {id} gave {other:?}")),
             }
         }
         let indices: Vec<usize> = delivered.iter().map(|&(i, _)| i).collect();

@@ -15,7 +15,9 @@
 //! Sections: `udp` (raw UDP ceiling), `bulk` (goodput of one transfer per
 //! link and transport, with CPU seconds per GB), `rr` (request/response
 //! latency, 8-byte echo and the month service), `kcp` (KCP's own latency
-//! test), `scale` (1,000 and 10,000 concurrent month clients). Tables go to
+//! test), `scale` (1,000 and 10,000 concurrent month clients), `streams`
+//! (small messages next to a bulk transfer on one connection: one stream,
+//! own stream at higher priority, datagrams, a lifetime). Tables go to
 //! standard output; `compare.json` and SVG plots to the output directory
 //! (default `target/compare`).
 //!
@@ -29,6 +31,7 @@ mod peers;
 mod plots;
 mod scale;
 mod stats;
+mod streams;
 
 use link::Link;
 use peers::{BoxError, Peer};
@@ -53,7 +56,7 @@ struct Options {
     links: Option<Vec<String>>,
 }
 
-const ALL: [&str; 5] = ["udp", "bulk", "rr", "kcp", "scale"];
+const ALL: [&str; 6] = ["udp", "bulk", "rr", "kcp", "scale", "streams"];
 
 fn options() -> Result<Options, String> {
     let mut o = Options {
@@ -195,6 +198,10 @@ fn main() {
     }
     if want("scale") {
         report["scale"] = rt.block_on(scale_section(&o));
+    }
+    if want("streams") {
+        let seconds = if o.bulk_mb < 200 { 4 } else { 10 };
+        report["streams"] = rt.block_on(streams::section(1, Duration::from_secs(seconds)));
     }
     let path = o.out.join("compare.json");
     match serde_json::to_string_pretty(&report) {

@@ -22,6 +22,7 @@ use std::ops::Range;
 
 /// What the application reads from a stream (§15.5).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Received {
     /// A whole message.
     Message(Bytes),

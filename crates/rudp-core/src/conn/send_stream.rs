@@ -137,6 +137,13 @@ impl SendStream {
         }
     }
 
+    /// Whether the stream is ordered and every message it holds is
+    /// reliable: only then may its bytes be sent again unasked (§8.4,
+    /// §15.7), since no frame needs a message start and no budget counts.
+    pub(super) fn is_simple(&self) -> bool {
+        !self.unordered && self.records.is_empty()
+    }
+
     /// Holds the FIN back (or lets it go), whatever else is sent.
     pub(super) fn hold_fin(&mut self, held: bool) {
         self.fin_held = held;

@@ -157,6 +157,8 @@ impl Connection {
             wrote = true;
         }
         let frontier = s.send.sent_offset();
+        let room_at_start = limit.saturating_sub(out.len());
+        let mut resent = false;
         while let Some(room) = limit.checked_sub(out.len() + MAX_STREAM_N_HEADER_LEN) {
             let Some(chunk) = s.send.next_chunk_within(room, cap) else {
                 break;
@@ -174,6 +176,7 @@ impl Connection {
             s.send.on_chunk_sent(&chunk);
             if chunk.offset < frontier {
                 *retransmitted = true;
+                resent = true;
                 self.stats.sent.stream_bytes_retransmitted += frontier.min(end) - chunk.offset;
             }
             frames.streams.push(StreamSent {
@@ -185,6 +188,28 @@ impl Connection {
             wrote = true;
             if chunk.len == 0 {
                 break;
+            }
+        }
+        // §15.7: a thin ordered stream of reliable messages bundles what is
+        // still unacknowledged, as the first stream does (§8.4), if it fits
+        // in a quarter of the room: a small urgent flow next to a bulk one
+        // is repaired by its next message, not a round trip later.
+        let new_data = s.send.sent_offset() > frontier;
+        if new_data && !resent && s.send.is_simple() {
+            let room = (room_at_start / 4).min(limit.saturating_sub(out.len()));
+            let max = room.saturating_sub(MAX_BUNDLED_RANGES * MAX_STREAM_N_HEADER_LEN) as u64;
+            if let Some(ranges) = s.send.unacked_below(frontier, max, MAX_BUNDLED_RANGES) {
+                for r in ranges {
+                    let len = (r.end - r.start) as usize;
+                    encode_stream_n_header(id, r.start, None, len, false, out);
+                    s.send.copy_range(r.clone(), out);
+                    self.stats.sent.stream_bytes_bundled += len as u64;
+                    frames.streams.push(StreamSent {
+                        id,
+                        range: r,
+                        fin: false,
+                    });
+                }
             }
         }
         if used > s.accounted {
