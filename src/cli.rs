@@ -91,6 +91,23 @@ pub struct ConnArgs {
     #[arg(long, value_name = "BYTES", default_value_t = rudp_core::config::MAX_DATAGRAM_SIZE,
           value_parser = parse_datagram_size)]
     pub max_datagram_size: usize,
+    /// Newest protocol version to offer (a client) or accept (a server): 2
+    /// (streams, expiring messages, datagrams; PROTOCOL.md §15) or 1, the
+    /// first edition. A version-2 client falls back to 1 by itself when the
+    /// server speaks only 1; `1` makes this side behave as a version-1
+    /// peer, to test interoperation.
+    #[arg(long, value_name = "1|2", default_value_t = rudp_core::wire::VERSION,
+          value_parser = parse_protocol_version)]
+    pub protocol_version: u8,
+}
+
+/// `--protocol-version`: 1 or 2.
+fn parse_protocol_version(s: &str) -> Result<u8, String> {
+    match s.trim() {
+        "1" => Ok(1),
+        "2" => Ok(2),
+        _ => Err("expected 1 or 2".into()),
+    }
 }
 
 /// `--max-datagram-size`: a whole number of bytes in 1200..=65507.
@@ -110,6 +127,7 @@ impl Default for ConnArgs {
             psk: None,
             congestion: Algorithm::default(),
             max_datagram_size: rudp_core::config::MAX_DATAGRAM_SIZE,
+            protocol_version: rudp_core::wire::VERSION,
         }
     }
 }
@@ -128,6 +146,7 @@ impl ConnArgs {
             .psk(psk)
             .congestion(std::sync::Arc::new(self.congestion))
             .max_datagram_size(self.max_datagram_size)
+            .version(self.protocol_version)
             .build()
             .map_err(|e| eprintln!("error: {e}"))
             .ok()
@@ -369,6 +388,10 @@ pub enum Command {
         /// `streams`: also draw the small messages' latency over time.
         #[arg(long, value_name = "FILE.svg")]
         plot: Option<PathBuf>,
+        /// `streams`: write the own-stream case's client trace here
+        /// (docs/trace.md); `rudp plot` colours its packets by stream.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
     },
 }
 
@@ -662,9 +685,13 @@ pub async fn run(cli: Cli) -> i32 {
             seed,
             duration,
             plot,
+            trace,
         } => {
             let mut out = std::io::stdout();
-            let demo = crate::demo_streams::StreamsDemo::new(seed, duration);
+            let demo = crate::demo_streams::StreamsDemo {
+                trace,
+                ..crate::demo_streams::StreamsDemo::new(seed, duration)
+            };
             match crate::demo_streams::run(&demo, plot.as_deref(), &mut out).await {
                 Ok(true) => 0,
                 Ok(false) => 1,
@@ -674,8 +701,8 @@ pub async fn run(cli: Cli) -> i32 {
                 }
             }
         }
-        Command::Demo { plot: Some(_), .. } => {
-            eprintln!("error: --plot applies to `rudp demo streams`");
+        Command::Demo { plot: Some(_), .. } | Command::Demo { trace: Some(_), .. } => {
+            eprintln!("error: --plot and --trace apply to `rudp demo streams`");
             2
         }
         Command::Demo { seed, .. } => {

@@ -144,6 +144,9 @@ pub struct StreamsDemo {
     pub link: ImpairConfig,
     /// One small message this often.
     pub every: Duration,
+    /// Where the client of the own-stream case writes its event trace
+    /// (docs/trace.md), for `rudp plot`: one colour per stream.
+    pub trace: Option<std::path::PathBuf>,
 }
 
 impl StreamsDemo {
@@ -154,6 +157,7 @@ impl StreamsDemo {
             duration,
             link: streams_link(),
             every: Duration::from_millis(10),
+            trace: None,
         }
     }
 }
@@ -254,6 +258,9 @@ pub async fn run_case(demo: &StreamsDemo, case: Case) -> Result<CaseResult, Erro
     });
     let to: SocketAddr = proxy.local_addr();
     let client = Endpoint::client(to, EndpointConfig::default())?;
+    if let (Case::OwnStream, Some(path)) = (case, &demo.trace) {
+        client.trace_to(path)?;
+    }
     let bulk_conn = client.connect(to).await?;
     let second = matches!(
         case,
@@ -500,6 +507,13 @@ pub async fn run(
         100.0 * dgram.delivered as f64 / dgram.sent.max(1) as f64,
         ms(dgram.percentile(99)),
     );
+    if let Some(path) = &demo.trace {
+        let _ = writeln!(
+            out,
+            "trace of the own-stream case written to {} (draw it with rudp plot)",
+            path.display()
+        );
+    }
     if let Some(path) = plot_to {
         match plot(&results, path) {
             Ok(()) => {

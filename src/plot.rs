@@ -1,8 +1,9 @@
 //! `rudp plot`: pictures from an event trace (docs/trace.md), as one SVG
 //! with three panels:
 //!
-//! 1. packet number over time: packets sent (retransmissions marked),
-//!    when each was acknowledged, and which were declared lost;
+//! 1. packet number over time: packets sent (retransmissions marked; with
+//!    several streams, one colour per stream, PROTOCOL.md §15), when each
+//!    was acknowledged, and which were declared lost;
 //! 2. congestion window and bytes in flight over time;
 //! 3. RTT samples and the smoothed RTT over time.
 //!
@@ -50,6 +51,9 @@ pub struct Series {
     pub conn: String,
     /// (time ms, packet number, is a retransmission)
     pub sent: Vec<(f64, u64, bool)>,
+    /// The stream whose data each sent packet carried first, by packet
+    /// number (packets with no stream data are absent).
+    pub stream_of: std::collections::HashMap<u64, u64>,
     /// (time ms, packet number) of first acknowledgement.
     pub acked: Vec<(f64, u64)>,
     pub lost: Vec<(f64, u64)>,
@@ -110,6 +114,15 @@ pub fn read_trace(path: &Path, conn: Option<&str>) -> Result<Series, PlotError> 
                     s.sent
                         .push((t, pn, d["retransmission"].as_bool().unwrap_or(false)));
                     unacked.insert(pn);
+                    let stream = d["frames"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|f| f["frame_type"] == "stream")
+                        .and_then(|f| f["stream_id"].as_u64());
+                    if let Some(id) = stream {
+                        s.stream_of.insert(pn, id);
+                    }
                 }
             }
             "transport:packet_received" => {
@@ -219,9 +232,39 @@ fn draw_inner(s: &Series, out: &Path) -> Result<(), Box<dyn std::error::Error>> 
         .y_desc(format!("packet number - {}", s.first_pn))
         .draw()?;
     let (fresh, resent): (Vec<(f64, u64, bool)>, Vec<_>) = s.sent.iter().partition(|p| !p.2);
-    c.draw_series(decimate(&fresh).map(|p| Circle::new((p.0, rel(p.1)), 2, BLUE.filled())))?
-        .label("sent")
-        .legend(|(x, y)| Circle::new((x, y), 3, BLUE.filled()));
+    let streams: BTreeSet<u64> = s.stream_of.values().copied().collect();
+    if streams.len() <= 1 {
+        c.draw_series(decimate(&fresh).map(|p| Circle::new((p.0, rel(p.1)), 2, BLUE.filled())))?
+            .label("sent")
+            .legend(|(x, y)| Circle::new((x, y), 3, BLUE.filled()));
+    } else {
+        // One colour per stream (the first few; the rest share grey), and
+        // packets without stream data in black.
+        const COLOURED: usize = 8;
+        let colour_of = |id: Option<&u64>| -> RGBAColor {
+            match id.and_then(|id| streams.iter().position(|s| s == id)) {
+                Some(i) if i < COLOURED => Palette99::pick(i).to_rgba(),
+                Some(_) => RGBAColor(150, 150, 150, 1.0),
+                None => BLACK.to_rgba(),
+            }
+        };
+        let kept: Vec<_> = decimate(&fresh).collect();
+        c.draw_series(kept.iter().map(|p| {
+            let colour = colour_of(s.stream_of.get(&p.1));
+            Circle::new((p.0, rel(p.1)), 2, colour.filled())
+        }))?;
+        for (i, id) in streams.iter().enumerate().take(COLOURED) {
+            let colour = Palette99::pick(i).to_rgba();
+            c.draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
+                .label(format!("sent, stream {id}"))
+                .legend(move |(x, y)| Circle::new((x, y), 3, colour.filled()));
+        }
+        if streams.len() > COLOURED {
+            c.draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
+                .label("sent, other streams")
+                .legend(|(x, y)| Circle::new((x, y), 3, RGBAColor(150, 150, 150, 1.0).filled()));
+        }
+    }
     c.draw_series(decimate(&resent).map(|p| Circle::new((p.0, rel(p.1)), 3, MAGENTA.filled())))?
         .label("sent, carrying retransmitted data")
         .legend(|(x, y)| Circle::new((x, y), 3, MAGENTA.filled()));
@@ -325,6 +368,7 @@ mod tests {
         assert_eq!(s.lost, vec![(3.0, 1)]);
         assert_eq!(s.window, vec![(3.0, 12000, 1200)]);
         assert_eq!(read_trace(&trace, Some("bb")).unwrap().sent.len(), 1);
+        assert!(s.stream_of.is_empty(), "no frames in these events");
         assert!(matches!(
             read_trace(&trace, Some("cc")),
             Err(PlotError::Empty(_))

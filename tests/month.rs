@@ -514,6 +514,57 @@ async fn pre_shared_key_and_retry_from_the_command_line() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Issue #14: a version-2 client (the default) and a server that speaks
+/// only version 1 (`--protocol-version 1`) interoperate: the client falls
+/// back on the server's version negotiation and says so; and the other way
+/// round, a version-1 client is served in version 1.
+#[tokio::test]
+async fn protocol_versions_1_and_2_interoperate() {
+    let old = common::Listening::spawn(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--protocol-version",
+        "1",
+    ])
+    .await;
+    let addr = old.addr.to_string();
+    let out = rudp(&["client", "--server", &addr, "1", "12"], b"", LIMIT).await;
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (Some(0), "January\nDecember\n"),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr
+            .contains("the server speaks protocol version 1 only"),
+        "{}",
+        out.stderr
+    );
+    let new = common::Listening::spawn(&["server", "--listen", "127.0.0.1:0"]).await;
+    let addr = new.addr.to_string();
+    let out = rudp(
+        &["client", "--server", &addr, "--protocol-version", "1", "7"],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (Some(0), "July\n"),
+        "{out:?}"
+    );
+    assert!(!out.stderr.contains("version 1 only"), "{}", out.stderr);
+    let out = rudp(
+        &["client", "--server", &addr, "--protocol-version", "3", "7"],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("expected 1 or 2"), "{}", out.stderr);
+}
+
 /// Issue #12 item 10: the server kept a record (~530 B) of every session it
 /// ever served. Its report is now running totals: the same size after 5
 /// sessions as after 60.

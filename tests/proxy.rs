@@ -747,6 +747,7 @@ async fn the_month_service_answers_through_a_rebinding_nat_and_10_percent_loss()
 async fn demo_streams_compares_one_stream_own_stream_and_datagrams() {
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("streams.svg");
+    let trace = dir.path().join("own-stream.jsonl");
     let out = rudp(
         &[
             "demo",
@@ -755,6 +756,8 @@ async fn demo_streams_compares_one_stream_own_stream_and_datagrams() {
             "1s",
             "--plot",
             svg.to_str().unwrap(),
+            "--trace",
+            trace.to_str().unwrap(),
         ],
         b"",
         Duration::from_secs(120),
@@ -794,4 +797,23 @@ async fn demo_streams_compares_one_stream_own_stream_and_datagrams() {
     );
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.starts_with("<svg") && text.contains("datagrams, higher priority"));
+    // The own-stream case's trace: `rudp plot` gives each stream a colour.
+    let drawn = dir.path().join("own-stream.svg");
+    let out = rudp(
+        &[
+            "plot",
+            trace.to_str().unwrap(),
+            "-o",
+            drawn.to_str().unwrap(),
+        ],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let text = std::fs::read_to_string(&drawn).unwrap();
+    assert!(
+        text.contains("sent, stream 0") && text.contains("sent, stream 2"),
+        "the bulk stream and the small flow's stream have their own colours"
+    );
 }

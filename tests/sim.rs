@@ -68,11 +68,11 @@ struct App {
 /// One stream a side opens in a version-2 run, and its messages.
 struct StreamPlan {
     opts: StreamOptions,
-    reliability: Reliability,
     id: Option<StreamId>,
-    to_send: VecDeque<Bytes>,
-    /// Every message as sent, with when it was queued.
-    sent: Vec<(Bytes, Duration)>,
+    /// Each message and how reliably it is sent (mixed on some streams).
+    to_send: VecDeque<(Bytes, Reliability)>,
+    /// Every message as sent, its reliability, and when it was queued.
+    sent: Vec<(Bytes, Reliability, Duration)>,
 }
 
 impl App {
@@ -151,10 +151,10 @@ impl App {
                         }
                     }
                     let Some(id) = plan.id else { continue };
-                    while let Some(m) = plan.to_send.front() {
-                        match c.send_on(now, id, m.clone(), plan.reliability) {
+                    while let Some((m, r)) = plan.to_send.front() {
+                        match c.send_on(now, id, m.clone(), *r) {
                             Ok(()) => {
-                                plan.sent.push((m.clone(), t));
+                                plan.sent.push((m.clone(), *r, t));
                                 plan.to_send.pop_front();
                             }
                             Err(SendError::Blocked) => break,
@@ -235,8 +235,17 @@ fn random_messages(rng: &mut ChaCha8Rng, tag: u8) -> Vec<Bytes> {
         .collect()
 }
 
+fn random_reliability(rng: &mut ChaCha8Rng) -> Reliability {
+    match rng.gen_range(0..3) {
+        0 => Reliability::Reliable,
+        1 => Reliability::Lifetime(Duration::from_millis(rng.gen_range(50..500))),
+        _ => Reliability::Retransmits(rng.gen_range(0..=3)),
+    }
+}
+
 /// Version 2 streams for one side: up to four, each ordered or unordered,
-/// with reliable, expiring (50 to 500 ms) or budgeted (0 to 3) messages.
+/// with reliable, expiring (50 to 500 ms) or budgeted (0 to 3) messages;
+/// one stream in four mixes them message by message.
 fn random_plans(rng: &mut ChaCha8Rng, tag: u8) -> Vec<StreamPlan> {
     (0..rng.gen_range(1..=4))
         .map(|k| {
@@ -244,23 +253,24 @@ fn random_plans(rng: &mut ChaCha8Rng, tag: u8) -> Vec<StreamPlan> {
             if rng.gen_bool(0.5) {
                 opts = opts.unordered();
             }
-            let reliability = match rng.gen_range(0..3) {
-                0 => Reliability::Reliable,
-                1 => Reliability::Lifetime(Duration::from_millis(rng.gen_range(50..500))),
-                _ => Reliability::Retransmits(rng.gen_range(0..=3)),
-            };
+            let mixed = rng.gen_bool(0.25);
+            let reliability = random_reliability(rng);
             let n = rng.gen_range(0..40);
             let to_send = (0..n)
                 .map(|i: u32| {
                     let len = rng.gen_range(8..3_000);
                     let mut m = vec![tag.wrapping_add(k); len];
                     m[..4].copy_from_slice(&i.to_be_bytes());
-                    Bytes::from(m)
+                    let r = if mixed {
+                        random_reliability(rng)
+                    } else {
+                        reliability
+                    };
+                    (Bytes::from(m), r)
                 })
                 .collect();
             StreamPlan {
                 opts,
-                reliability,
                 id: None,
                 to_send,
                 sent: Vec::new(),
@@ -286,7 +296,7 @@ fn check_streams(
         for (item, t) in items {
             match item {
                 Received::Message(m) => {
-                    let Some(i) = plan.sent.iter().position(|(s, _)| s == m) else {
+                    let Some(i) = plan.sent.iter().position(|(s, _, _)| s == m) else {
                         return Err(format!("{name}: {id} delivered a message never sent"));
                     };
                     delivered.push((i, *t));
@@ -304,32 +314,31 @@ fn check_streams(
         if ordered && indices.windows(2).any(|w| w[1] < w[0]) {
             return Err(format!("{name}: ordered {id} delivered out of order"));
         }
-        match plan.reliability {
-            Reliability::Reliable => {
-                if skipped > 0 {
-                    return Err(format!("{name}: reliable {id} skipped {skipped}"));
-                }
-                if graceful && indices.len() != plan.sent.len() {
-                    return Err(format!(
-                        "{name}: reliable {id} delivered {} of {}",
-                        indices.len(),
-                        plan.sent.len()
-                    ));
-                }
+        let all_reliable = plan
+            .sent
+            .iter()
+            .all(|(_, r, _)| *r == Reliability::Reliable);
+        if all_reliable && skipped > 0 {
+            return Err(format!("{name}: reliable {id} skipped {skipped}"));
+        }
+        for (i, (_, r, _)) in plan.sent.iter().enumerate() {
+            if graceful && *r == Reliability::Reliable && !unique.contains(&i) {
+                return Err(format!(
+                    "{name}: reliable message {i} of {id} never arrived"
+                ));
             }
-            Reliability::Lifetime(life) => {
-                if !ordered {
-                    for &(i, t) in &delivered {
-                        let waited = t.saturating_sub(plan.sent[i].1);
-                        if waited > life + late_allowance {
-                            return Err(format!(
-                                "{name}: unordered {id} delivered message {i} after {waited:?},                                  lifetime {life:?}"
-                            ));
-                        }
+        }
+        if !ordered {
+            for &(i, t) in &delivered {
+                if let (_, Reliability::Lifetime(life), sent_at) = &plan.sent[i] {
+                    let waited = t.saturating_sub(*sent_at);
+                    if waited > *life + late_allowance {
+                        return Err(format!(
+                            "{name}: unordered {id} delivered message {i} after {waited:?}, lifetime {life:?}"
+                        ));
                     }
                 }
             }
-            Reliability::Retransmits(_) => {}
         }
         if graceful && indices.len() as u64 + skipped != plan.sent.len() as u64 {
             return Err(format!(
@@ -535,11 +544,12 @@ fn run_seed(seed: u64, verbose: bool) -> Result<(), String> {
         eprintln!("  NAT rebinds {}", sim.rebinds());
         for (name, app) in [("client", &client), ("server", &server)] {
             for p in &app.plans {
+                let reliabilities: BTreeSet<String> =
+                    p.sent.iter().map(|(_, r, _)| format!("{r:?}")).collect();
                 eprintln!(
-                    "  {name} stream {:?} {:?} {:?}: {} sent, {} unsent",
+                    "  {name} stream {:?} {:?} {reliabilities:?}: {} sent, {} unsent",
                     p.id,
                     p.opts,
-                    p.reliability,
                     p.sent.len(),
                     p.to_send.len()
                 );

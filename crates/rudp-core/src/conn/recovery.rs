@@ -160,7 +160,7 @@ impl Connection {
         }
         for (_, p) in &outcome.lost {
             self.requeue(&p.frames);
-            self.stats.streams.datagrams_lost += u64::from(p.frames.datagrams);
+            self.stats.streams.datagrams_lost += u64::from(p.frames.datagrams());
         }
         if let Some(sent) = outcome.newest_in_flight {
             self.path

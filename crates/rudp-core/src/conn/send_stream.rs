@@ -35,6 +35,8 @@ struct Record {
     expiry: Expiry,
     losses: u32,
     abandoned: bool,
+    /// Its deadline passed after it was delivered: no longer expiring.
+    settled: bool,
 }
 
 /// Messages given up on, to announce in a SKIP frame (§15.8.8).
@@ -101,6 +103,9 @@ pub(super) struct SendStream {
     skips_unacked: std::collections::BTreeMap<u64, Skip>,
     /// Messages abandoned so far.
     abandoned: u64,
+    /// Records with a deadline, neither abandoned nor settled: when zero,
+    /// expiry costs nothing per packet.
+    expiring: usize,
     /// The FIN waits: the first stream's FIN goes only once every other
     /// stream's sending direction is over (§15.9).
     fin_held: bool,
@@ -133,6 +138,7 @@ impl SendStream {
             skips: VecDeque::new(),
             skips_unacked: std::collections::BTreeMap::new(),
             abandoned: 0,
+            expiring: 0,
             fin_held: false,
         }
     }
@@ -186,7 +192,11 @@ impl SendStream {
                 expiry,
                 losses: 0,
                 abandoned: false,
+                settled: false,
             });
+            if expiry.deadline.is_some() {
+                self.expiring += 1;
+            }
         }
         Ok(())
     }
@@ -195,11 +205,22 @@ impl SendStream {
     /// deadline is less than `lead` (the one-way delay) away. Returns how
     /// many were abandoned.
     pub(super) fn expire(&mut self, now: Instant, lead: Duration) -> u64 {
+        if self.expiring == 0 {
+            return 0; // The common case: no message with a lifetime.
+        }
         let before = self.abandoned;
         for i in 0..self.records.len() {
             let r = &self.records[i];
             let late = r.expiry.deadline.is_some_and(|d| now + lead >= d);
-            if late && !r.abandoned && !self.is_range_acked(r.start..r.end) {
+            if !late || r.abandoned || r.settled {
+                continue;
+            }
+            if self.is_range_acked(r.start..r.end) {
+                // Delivered, but held behind an earlier message: nothing
+                // to give up, and its deadline no longer matters.
+                self.records[i].settled = true;
+                self.expiring -= 1;
+            } else {
                 self.abandon(i);
             }
         }
@@ -210,9 +231,12 @@ impl SendStream {
     /// The earliest deadline of a message not yet abandoned or delivered:
     /// when [`Self::expire`] next has work.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
+        if self.expiring == 0 {
+            return None;
+        }
         self.records
             .iter()
-            .filter(|r| !r.abandoned)
+            .filter(|r| !r.abandoned && !r.settled)
             .filter_map(|r| r.expiry.deadline)
             .min()
     }
@@ -230,6 +254,9 @@ impl SendStream {
     fn abandon(&mut self, i: usize) {
         let r = &mut self.records[i];
         r.abandoned = true;
+        if r.expiry.deadline.is_some() && !r.settled {
+            self.expiring -= 1;
+        }
         let range = r.start..r.end;
         let unsent = range.start >= self.sent;
         self.abandoned += 1;
@@ -528,7 +555,11 @@ impl SendStream {
             .front()
             .is_some_and(|r| r.end <= self.acked_prefix)
         {
-            self.records.pop_front();
+            if let Some(r) = self.records.pop_front() {
+                if r.expiry.deadline.is_some() && !r.abandoned && !r.settled {
+                    self.expiring -= 1;
+                }
+            }
         }
     }
 
@@ -764,6 +795,32 @@ mod tests {
             vec![(0, 5), (16, 5)],
             "the abandoned bytes are never sent"
         );
+    }
+
+    #[test]
+    fn a_delivered_message_held_behind_a_reliable_one_stops_expiring() {
+        // A reliable message is lost; the one after it, with a lifetime,
+        // is acknowledged. Its deadline passing must not leave a timer that
+        // fires for ever (the record stays until the first is delivered).
+        let t0 = Instant::now();
+        let mut s = SendStream::new(1 << 20);
+        s.set_max_data(1 << 20);
+        s.write(Bytes::from_static(b"reliable")).unwrap();
+        let soon = Expiry {
+            deadline: Some(t0 + Duration::from_millis(50)),
+            budget: None,
+        };
+        s.write_with(Bytes::from_static(b"brief"), soon).unwrap();
+        drain(&mut s, 100);
+        s.on_acked(&[9..15], false);
+        let late = t0 + Duration::from_millis(60);
+        assert_eq!(
+            s.expire(late, Duration::ZERO),
+            0,
+            "delivered: not abandoned"
+        );
+        assert_eq!(s.next_deadline(), None, "no deadline left to wake for");
+        assert!(!s.has_skip(u64::MAX));
     }
 
     #[test]

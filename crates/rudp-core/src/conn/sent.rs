@@ -25,12 +25,32 @@ pub(super) struct SentFrames {
     pub max_data: bool,
     pub handshake: bool,
     pub ping: bool,
-    /// Version 2: data of other streams (§15.8.2).
-    pub streams: SmallVec<[StreamSent; 1]>,
-    /// Version 2: control frames, resent (with current values) when lost.
-    pub controls: SmallVec<[Control; 1]>,
-    /// Version 2: DATAGRAM frames; never resent (§15.6).
+    /// Version 2's frames, boxed: most packets carry none, and every sent
+    /// packet is kept until acknowledged, so the record stays small.
+    pub v2: Option<Box<V2Sent>>,
+}
+
+/// What a packet carried of version 2's frames (§15.8).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct V2Sent {
+    /// Data of other streams (§15.8.2).
+    pub streams: SmallVec<[StreamSent; 2]>,
+    /// Control frames, resent (with current values) when lost.
+    pub controls: SmallVec<[Control; 2]>,
+    /// DATAGRAM frames; never resent (§15.6).
     pub datagrams: u32,
+}
+
+impl SentFrames {
+    /// The version-2 record, created on first use.
+    pub(super) fn v2(&mut self) -> &mut V2Sent {
+        self.v2.get_or_insert_with(Box::default)
+    }
+
+    /// DATAGRAM frames carried.
+    pub(super) fn datagrams(&self) -> u32 {
+        self.v2.as_ref().map_or(0, |v| v.datagrams)
+    }
 }
 
 /// Bytes of a stream beyond the first that a packet carried.

@@ -262,6 +262,32 @@ impl Stats {
         if sent.mtu_black_holes > 0 {
             let _ = write!(s, "; path MTU black holes {}", sent.mtu_black_holes);
         }
+        // Version 2 (§15): shown only when used.
+        let st = &self.streams;
+        if st.version_fallbacks > 0 {
+            let _ = write!(s, "; the server speaks protocol version 1 only");
+        }
+        if st.opened + st.accepted > 0 {
+            let _ = write!(
+                s,
+                "; streams opened {}, accepted {}",
+                st.opened, st.accepted
+            );
+        }
+        if st.messages_abandoned + st.messages_skipped > 0 {
+            let _ = write!(
+                s,
+                "; messages expired: {} abandoned, {} skipped",
+                st.messages_abandoned, st.messages_skipped
+            );
+        }
+        if st.datagrams_sent + st.datagrams_received > 0 {
+            let _ = write!(
+                s,
+                "; datagrams sent {} ({} lost), received {}",
+                st.datagrams_sent, st.datagrams_lost, st.datagrams_received
+            );
+        }
         for (n, what) in [
             (received.malformed_dropped, "malformed"),
             (received.out_of_window_dropped, "out of window"),

@@ -65,7 +65,7 @@ impl Connection {
         let fits = |out: &Vec<u8>| out.len() + MAX_CONTROL_LEN <= limit;
         if self.streams.max_streams_pending && fits(out) {
             Frame::MaxStreams(self.streams.local_max_streams).encode(out);
-            frames.controls.push(Control::MaxStreams);
+            frames.v2().controls.push(Control::MaxStreams);
             self.streams.max_streams_pending = false;
         }
         if self.streams.max_total_pending && fits(out) {
@@ -76,7 +76,7 @@ impl Connection {
                 .max(self.streams.local_max_total);
             self.streams.local_max_total = max;
             Frame::MaxStreamsData(max).encode(out);
-            frames.controls.push(Control::MaxStreamsData);
+            frames.v2().controls.push(Control::MaxStreamsData);
             self.streams.max_total_pending = false;
         }
         let ids: Vec<u64> = self.streams.map.keys().copied().collect();
@@ -91,12 +91,12 @@ impl Connection {
                 let max = s.recv.max_data_update().unwrap_or(s.recv.max_data());
                 s.recv.on_max_data_sent(max);
                 Frame::MaxStreamData { id, max }.encode(out);
-                frames.controls.push(Control::MaxStreamData(id));
+                frames.v2().controls.push(Control::MaxStreamData(id));
                 s.max_data_pending = false;
             }
             if let Some(code) = s.stop_pending.take() {
                 Frame::StopSending { id, code }.encode(out);
-                frames.controls.push(Control::Stop { id, code });
+                frames.v2().controls.push(Control::Stop { id, code });
             }
             if let Some(Reset::Pending { code }) = s.reset {
                 let final_size = s.send.written();
@@ -106,7 +106,7 @@ impl Connection {
                     final_size,
                 }
                 .encode(out);
-                frames.controls.push(Control::Reset(id));
+                frames.v2().controls.push(Control::Reset(id));
                 s.reset = Some(Reset::Sent { code });
                 // A reset stream's final size counts against the shared
                 // limit like data (§15.4).
@@ -152,7 +152,7 @@ impl Connection {
                 messages: k.messages,
             })
             .encode(out);
-            frames.controls.push(Control::Skip { id, skip: k });
+            frames.v2().controls.push(Control::Skip { id, skip: k });
             used = used.max(k.offset + k.len);
             wrote = true;
         }
@@ -179,7 +179,7 @@ impl Connection {
                 resent = true;
                 self.stats.sent.stream_bytes_retransmitted += frontier.min(end) - chunk.offset;
             }
-            frames.streams.push(StreamSent {
+            frames.v2().streams.push(StreamSent {
                 id,
                 range: chunk.offset..end,
                 fin: chunk.fin,
@@ -204,7 +204,7 @@ impl Connection {
                     encode_stream_n_header(id, r.start, None, len, false, out);
                     s.send.copy_range(r.clone(), out);
                     self.stats.sent.stream_bytes_bundled += len as u64;
-                    frames.streams.push(StreamSent {
+                    frames.v2().streams.push(StreamSent {
                         id,
                         range: r,
                         fin: false,
@@ -230,7 +230,7 @@ impl Connection {
         let mut wrote = false;
         while let Some(d) = self.datagrams.pop_fitting(limit.saturating_sub(out.len())) {
             Frame::Datagram(&d).encode(out);
-            frames.datagrams += 1;
+            frames.v2().datagrams += 1;
             self.stats.streams.datagrams_sent += 1;
             wrote = true;
         }
@@ -249,8 +249,10 @@ impl Connection {
             }
         }
         self.stats.streams.messages_abandoned += abandoned;
-        if let Some(max) = self.max_datagram_payload() {
-            self.stats.streams.datagrams_dropped_unsent += self.datagrams.drop_oversized(max);
+        if self.datagrams.has_queued() {
+            if let Some(max) = self.max_datagram_payload() {
+                self.stats.streams.datagrams_dropped_unsent += self.datagrams.drop_oversized(max);
+            }
         }
     }
 
@@ -423,6 +425,9 @@ impl Connection {
 
     /// A packet carrying these version-2 frames was acknowledged.
     pub(super) fn on_streams_acked(&mut self, frames: &SentFrames) {
+        let Some(frames) = frames.v2.as_deref() else {
+            return;
+        };
         for st in &frames.streams {
             if let Some(s) = self.streams.map.get_mut(&st.id) {
                 s.send.on_acked(std::slice::from_ref(&st.range), st.fin);
@@ -450,6 +455,9 @@ impl Connection {
     /// A packet carrying these version-2 frames was lost (or is probed):
     /// data and control frames go back in line; datagrams do not.
     pub(super) fn requeue_streams(&mut self, frames: &SentFrames) {
+        let Some(frames) = frames.v2.as_deref() else {
+            return;
+        };
         for st in &frames.streams {
             if let Some(s) = self.streams.map.get_mut(&st.id) {
                 if s.reset.is_none() {

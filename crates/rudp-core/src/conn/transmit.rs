@@ -201,7 +201,15 @@ impl Connection {
                     .datagrams
                     .has_queued()
                     .then_some(self.datagrams.priority);
-                for id in self.streams.schedule(first, datagram) {
+                let order: smallvec::SmallVec<[u64; 4]> =
+                    if self.streams.map.is_empty() && datagram.is_none() {
+                        // Only the first stream (every version-1
+                        // connection): no schedule to build per packet.
+                        first.then_some(0).into_iter().collect()
+                    } else {
+                        self.streams.schedule(first, datagram).into_iter().collect()
+                    };
+                for id in order {
                     if out.len() + MAX_STREAM_HEADER_LEN >= limit {
                         break;
                     }
@@ -302,7 +310,10 @@ impl Connection {
                 messages: k.messages,
             })
             .encode(out);
-            frames.controls.push(sent::Control::Skip { id: 0, skip: k });
+            frames
+                .v2()
+                .controls
+                .push(sent::Control::Skip { id: 0, skip: k });
             wrote = true;
         }
         let frontier = self.send.sent_offset();
