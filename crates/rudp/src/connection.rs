@@ -334,17 +334,26 @@ impl futures_core::Stream for Messages {
             return Poll::Ready(None);
         }
         let r = ready!(self.conn.poll_recv(cx));
-        Poll::Ready(match r {
-            Ok(Some(m)) => Some(Ok(m)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        })
+        Poll::Ready(next_item(&mut self.done, r))
+    }
+}
+
+/// A `poll_recv` result as a `Stream` item: the end and the first error
+/// end the stream (`done`), which then yields `None` for ever.
+pub(crate) fn next_item<T>(
+    done: &mut bool,
+    r: Result<Option<T>, Error>,
+) -> Option<Result<T, Error>> {
+    match r {
+        Ok(Some(item)) => Some(Ok(item)),
+        Ok(None) => {
+            *done = true;
+            None
+        }
+        Err(e) => {
+            *done = true;
+            Some(Err(e))
+        }
     }
 }
 

@@ -427,17 +427,7 @@ impl futures_core::Stream for StreamMessages {
             return Poll::Ready(None);
         }
         let r = ready!(self.stream.poll_recv(cx));
-        Poll::Ready(match r {
-            Ok(Some(item)) => Some(Ok(item)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        })
+        Poll::Ready(crate::connection::next_item(&mut self.done, r))
     }
 }
 

@@ -343,15 +343,7 @@ impl Connection {
             Frame::Padding(_) | Frame::Ping | Frame::Token(_) => {}
             Frame::Ack(ack) => self.on_ack(now, ack)?,
             Frame::Handshake(p) => self.on_handshake(p)?,
-            Frame::Stream(s) => {
-                let new = self
-                    .recv
-                    .on_frame(s.offset, s.data, s.fin)
-                    .map_err(stream_error)?;
-                if (new > 0 || s.fin) && (self.recv.has_message() || self.recv.is_finished()) {
-                    self.emit(Event::Readable);
-                }
-            }
+            Frame::Stream(s) => self.on_first_stream_data(s.offset, s.data, s.fin)?,
             Frame::MaxData(max) => self.send.set_max_data(*max),
             Frame::PathChallenge(data) => self.migration.on_challenge(from, *data),
             Frame::PathResponse(data) => self.on_path_response(now, *data),
@@ -383,6 +375,24 @@ impl Connection {
                 self.set_state(now, State::Draining { until });
                 self.finish(Err(err));
             }
+        }
+        Ok(())
+    }
+
+    /// Bytes of the first stream (§8.2), from a STREAM frame or a STREAM_N
+    /// frame naming stream 0 (§15.2).
+    pub(super) fn on_first_stream_data(
+        &mut self,
+        offset: u64,
+        data: &[u8],
+        fin: bool,
+    ) -> Result<(), (TransportCode, String)> {
+        let new = self
+            .recv
+            .on_frame(offset, data, fin)
+            .map_err(stream_error)?;
+        if (new > 0 || fin) && (self.recv.has_message() || self.recv.is_finished()) {
+            self.emit(Event::Readable);
         }
         Ok(())
     }

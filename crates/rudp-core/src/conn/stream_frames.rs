@@ -390,14 +390,7 @@ impl Connection {
 
     fn on_stream_n(&mut self, st: &StreamNFrame<'_>) -> Result<(), (TransportCode, String)> {
         if st.id == 0 {
-            let new = self
-                .recv
-                .on_frame(st.offset, st.data, st.fin)
-                .map_err(stream_error)?;
-            if (new > 0 || st.fin) && (self.recv.has_message() || self.recv.is_finished()) {
-                self.emit(Event::Readable);
-            }
-            return Ok(());
+            return self.on_first_stream_data(st.offset, st.data, st.fin);
         }
         let Some(s) = self.streams.get_or_open(st.id)? else {
             return Ok(());
