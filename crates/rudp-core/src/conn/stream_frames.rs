@@ -61,6 +61,9 @@ impl Connection {
         out: &mut Vec<u8>,
         frames: &mut SentFrames,
     ) -> bool {
+        if !self.streams.has_control() {
+            return false; // The common case: nothing owed, nothing to walk.
+        }
         let start = out.len();
         let fits = |out: &Vec<u8>| out.len() + MAX_CONTROL_LEN <= limit;
         if self.streams.max_streams_pending && fits(out) {
