@@ -687,3 +687,46 @@ fn closing_the_connection_finishes_every_stream_and_ends_gracefully() {
         assert!(closed, "unordered {unordered}: no graceful close");
     }
 }
+
+#[test]
+fn streams_of_equal_priority_share_the_path_round_robin() {
+    let l = ImpairConfig {
+        delay: Duration::from_millis(10),
+        rate: Some(2_000_000),
+        queue: 64,
+        ..ImpairConfig::default()
+    };
+    let (mut sim, c, s) = sim(18, l);
+    let now = sim.now();
+    let mut x = client(&mut sim, c);
+    let a = x.open_stream(StreamOptions::new()).unwrap();
+    let b = x.open_stream(StreamOptions::new()).unwrap();
+    for i in 0..150 {
+        for id in [a, b] {
+            x.send_on(now, id, numbered(i, 1000), Reliability::Reliable)
+                .unwrap();
+        }
+    }
+    drop(x);
+    let mut got: BTreeMap<StreamId, u64> = BTreeMap::new();
+    assert!(run_until(&mut sim, Duration::from_secs(10), |sim| {
+        let mut y = server(sim, s);
+        while y.accept_stream().is_some() {}
+        for id in [a, b] {
+            while let Ok(Some(Received::Message(_))) = y.recv_on(id) {
+                *got.entry(id).or_default() += 1;
+            }
+        }
+        // Halfway through the two transfers together.
+        got.values().sum::<u64>() >= 150
+    }));
+    let (na, nb) = (
+        got.get(&a).copied().unwrap_or(0),
+        got.get(&b).copied().unwrap_or(0),
+    );
+    println!("halfway: a {na}, b {nb} of 150 each");
+    assert!(
+        na.min(nb) >= 50,
+        "halfway, one stream had {na} and the other {nb}: round robin, not one after the other"
+    );
+}
