@@ -91,14 +91,14 @@ pub struct ConnArgs {
     #[arg(long, value_name = "BYTES", default_value_t = rudp_core::config::MAX_DATAGRAM_SIZE,
           value_parser = parse_datagram_size)]
     pub max_datagram_size: usize,
-    /// Newest protocol version to offer (a client) or accept (a server): 2
-    /// (streams, expiring messages, datagrams; PROTOCOL.md §15) or 1, the
-    /// first edition. A version-2 client falls back to 1 by itself when the
-    /// server speaks only 1; `1` makes this side behave as a version-1
-    /// peer, to test interoperation.
-    #[arg(long, value_name = "1|2", default_value_t = rudp_core::wire::VERSION,
-          value_parser = parse_protocol_version)]
-    pub protocol_version: u8,
+    /// Newest protocol version to offer (client, send) or accept (server,
+    /// recv): 2 (streams, expiring messages, datagrams; PROTOCOL.md §15) or
+    /// 1, the first edition. Servers accept 2 by default; client and send
+    /// offer 1 by default, since they use only the first stream and version
+    /// 1 works with every server of the first edition. A version-2 client
+    /// falls back to 1 by itself when the server speaks only 1.
+    #[arg(long, value_name = "1|2", value_parser = parse_protocol_version)]
+    pub protocol_version: Option<u8>,
 }
 
 /// `--protocol-version`: 1 or 2.
@@ -127,7 +127,7 @@ impl Default for ConnArgs {
             psk: None,
             congestion: Algorithm::default(),
             max_datagram_size: rudp_core::config::MAX_DATAGRAM_SIZE,
-            protocol_version: rudp_core::wire::VERSION,
+            protocol_version: None,
         }
     }
 }
@@ -146,7 +146,7 @@ impl ConnArgs {
             .psk(psk)
             .congestion(std::sync::Arc::new(self.congestion))
             .max_datagram_size(self.max_datagram_size)
-            .version(self.protocol_version)
+            .version(self.protocol_version.unwrap_or(base.version()))
             .build()
             .map_err(|e| eprintln!("error: {e}"))
             .ok()
@@ -395,6 +395,16 @@ pub enum Command {
     },
 }
 
+/// The settings `rudp client` and `rudp send` start from: they use only
+/// the first stream, so they offer protocol version 1, which every server
+/// of the first edition speaks (`--protocol-version 2` offers 2).
+fn first_edition() -> rudp::Config {
+    rudp::Config::builder()
+        .version(rudp_core::wire::VERSION_1)
+        .build()
+        .unwrap_or_default()
+}
+
 /// What `rudp demo` shows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum DemoMode {
@@ -513,7 +523,7 @@ pub async fn run(cli: Cli) -> i32 {
             observe,
             months,
         } => {
-            let Some(connection) = conn.config(rudp::Config::default()) else {
+            let Some(connection) = conn.config(first_edition()) else {
                 return ClientExit::Failed as i32;
             };
             let input = if months.is_empty() {
@@ -594,7 +604,7 @@ pub async fn run(cli: Cli) -> i32 {
             conn,
             observe,
         } => {
-            let base = match rudp::Config::builder().idle_timeout(timeout).build() {
+            let base = match first_edition().to_builder().idle_timeout(timeout).build() {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("error: --timeout: {e}");

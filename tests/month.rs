@@ -514,10 +514,11 @@ async fn pre_shared_key_and_retry_from_the_command_line() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Issue #14: a version-2 client (the default) and a server that speaks
-/// only version 1 (`--protocol-version 1`) interoperate: the client falls
-/// back on the server's version negotiation and says so; and the other way
-/// round, a version-1 client is served in version 1.
+/// Issue #14: a client offering version 2 and a server that speaks only
+/// version 1 (`--protocol-version 1`) interoperate: the client falls back
+/// on the server's version negotiation and says so. `rudp client` offers
+/// version 1 by default (it needs only the first stream), which a
+/// version-2 server serves in version 1.
 #[tokio::test]
 async fn protocol_versions_1_and_2_interoperate() {
     let old = common::Listening::spawn(&[
@@ -529,7 +530,20 @@ async fn protocol_versions_1_and_2_interoperate() {
     ])
     .await;
     let addr = old.addr.to_string();
-    let out = rudp(&["client", "--server", &addr, "1", "12"], b"", LIMIT).await;
+    let out = rudp(
+        &[
+            "client",
+            "--server",
+            &addr,
+            "--protocol-version",
+            "2",
+            "1",
+            "12",
+        ],
+        b"",
+        LIMIT,
+    )
+    .await;
     assert_eq!(
         (out.code, out.stdout.as_str()),
         (Some(0), "January\nDecember\n"),
@@ -543,18 +557,21 @@ async fn protocol_versions_1_and_2_interoperate() {
     );
     let new = common::Listening::spawn(&["server", "--listen", "127.0.0.1:0"]).await;
     let addr = new.addr.to_string();
-    let out = rudp(
-        &["client", "--server", &addr, "--protocol-version", "1", "7"],
-        b"",
-        LIMIT,
-    )
-    .await;
-    assert_eq!(
-        (out.code, out.stdout.as_str()),
-        (Some(0), "July\n"),
-        "{out:?}"
-    );
-    assert!(!out.stderr.contains("version 1 only"), "{}", out.stderr);
+    for args in [
+        &["7"][..],
+        &["--protocol-version", "1", "7"],
+        &["--protocol-version", "2", "7"],
+    ] {
+        let mut all = vec!["client", "--server", &addr];
+        all.extend_from_slice(args);
+        let out = rudp(&all, b"", LIMIT).await;
+        assert_eq!(
+            (out.code, out.stdout.as_str()),
+            (Some(0), "July\n"),
+            "{args:?}: {out:?}"
+        );
+        assert!(!out.stderr.contains("version 1 only"), "{}", out.stderr);
+    }
     let out = rudp(
         &["client", "--server", &addr, "--protocol-version", "3", "7"],
         b"",

@@ -128,8 +128,9 @@ async fn tshark_decodes_a_captured_month_session() {
     // The client's INITIAL, field by field (PROTOCOL.md §3, §5.4, §6.2).
     let initial = &rows[0];
     assert_eq!(initial[0], "0x01", "type INITIAL: {initial:?}");
-    assert_eq!(initial[1], "2", "version 2 offered first (§3.5)");
-    assert_eq!(initial[9], "100", "STREAM_PARAMETERS' default stream limit");
+    // `rudp client` offers version 1: it needs only the first stream.
+    assert_eq!(initial[1], "1", "version");
+    assert_eq!(initial[9], "", "no STREAM_PARAMETERS in version 1");
     assert_eq!(
         initial[2], "0x0000000000000000",
         "INITIAL's destination CID is zero"
@@ -142,8 +143,8 @@ async fn tshark_decodes_a_captured_month_session() {
     // The default maximum, what discovery may search up to (§9.7).
     assert_eq!(initial[4], "65507");
     assert_eq!(initial[5], "1048576");
-    // 1200 - 28 (header) - 4 (CRC) - 17 (HANDSHAKE) - 15 (STREAM_PARAMETERS).
-    assert_eq!(initial[6], "1136", "padding up to 1200 bytes");
+    // 1200 - 28 (header) - 4 (CRC) - 17 (HANDSHAKE).
+    assert_eq!(initial[6], "1151", "padding up to 1200 bytes");
     // The ACCEPT answers with type 2 and acknowledges the INITIAL.
     let accept = rows.iter().find(|r| r[0] == "0x02").expect("an ACCEPT");
     let acked = format!("{first_pn}-{first_pn}");
