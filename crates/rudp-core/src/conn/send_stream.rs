@@ -45,9 +45,17 @@ pub(super) struct Skip {
     pub offset: u64,
     pub len: u64,
     pub messages: u64,
-    /// None of its bytes was ever sent: only such skips may be merged, so
-    /// that a skip never covers a message the peer may have (§15.8.8).
+    /// None of its bytes was ever sent, nor the SKIP itself: only such
+    /// skips may grow by merging, so that a skip never covers a message
+    /// the peer may have, nor differs from one it may have (§15.8.8).
     pub unsent: bool,
+}
+
+impl Skip {
+    /// Whether both announce the same range and messages.
+    fn covers_same(&self, other: &Skip) -> bool {
+        (self.offset, self.len, self.messages) == (other.offset, other.len, other.messages)
+    }
 }
 
 /// Why a message was not queued.
@@ -288,22 +296,33 @@ impl SendStream {
             return None;
         }
         let k = self.skips.pop_front()?;
-        self.skips_unacked.insert(k.offset, k);
-        Some(k)
+        // Sent: from now on it never grows (see `on_skip_lost`).
+        let sent = Skip { unsent: false, ..k };
+        self.skips_unacked.insert(k.offset, sent);
+        Some(sent)
     }
 
     /// A packet carrying this SKIP was lost (or is probed): announce it
-    /// again, unless a copy was acknowledged meanwhile or one waits.
+    /// again, unless a copy was acknowledged meanwhile or one waits. The
+    /// copy is frozen: a SKIP the peer may have seen never grows, or the
+    /// peer could hold two different SKIPs at one offset (§15.8.8).
     pub(super) fn on_skip_lost(&mut self, k: Skip) {
-        let unacked = self.skips_unacked.get(&k.offset) == Some(&k);
+        let unacked = self
+            .skips_unacked
+            .get(&k.offset)
+            .is_some_and(|u| u.covers_same(&k));
         if unacked && !self.skips.iter().any(|p| p.offset == k.offset) {
-            self.skips.push_back(k);
+            self.skips.push_back(Skip { unsent: false, ..k });
         }
     }
 
     /// A packet carrying this SKIP was acknowledged.
     pub(super) fn on_skip_acked(&mut self, k: Skip) {
-        if self.skips_unacked.get(&k.offset) == Some(&k) {
+        let acked = self
+            .skips_unacked
+            .get(&k.offset)
+            .is_some_and(|u| u.covers_same(&k));
+        if acked {
             self.skips_unacked.remove(&k.offset);
         }
     }
@@ -775,14 +794,15 @@ mod tests {
             s.expire(t0 + Duration::from_millis(80), Duration::from_millis(20)),
             2
         );
-        // Both were never sent: one SKIP covers them (bytes 5..16).
+        // Both were never sent: one SKIP covers them (bytes 5..16); once
+        // sent, it is final.
         assert_eq!(
             s.next_skip(u64::MAX),
             Some(Skip {
                 offset: 5,
                 len: 11,
                 messages: 2,
-                unsent: true
+                unsent: false
             })
         );
         assert_eq!(s.next_skip(u64::MAX), None);
@@ -795,6 +815,47 @@ mod tests {
             vec![(0, 5), (16, 5)],
             "the abandoned bytes are never sent"
         );
+    }
+
+    #[test]
+    fn a_skip_once_sent_never_grows() {
+        // Found by the sweep (seed 127520): a SKIP was sent, lost and queued
+        // again; an adjacent message expired unsent and was merged into it,
+        // so the peer saw two different SKIPs at one offset and, having
+        // stepped over the first, took the second for a lie.
+        let t0 = Instant::now();
+        let mut s = SendStream::new(1 << 20);
+        s.set_max_data(1 << 20);
+        let at = |ms| Expiry {
+            deadline: Some(t0 + Duration::from_millis(ms)),
+            budget: None,
+        };
+        s.write_with(Bytes::from_static(b"first"), at(10)).unwrap();
+        s.write_with(Bytes::from_static(b"second"), at(20)).unwrap();
+        assert_eq!(s.expire(t0 + Duration::from_millis(10), Duration::ZERO), 1);
+        let k = s.next_skip(u64::MAX).unwrap();
+        assert_eq!((k.offset, k.len, k.messages), (0, 6, 1));
+        s.on_skip_lost(k);
+        assert_eq!(s.expire(t0 + Duration::from_millis(20), Duration::ZERO), 1);
+        let again = s.next_skip(u64::MAX).unwrap();
+        assert_eq!(
+            (again.offset, again.len, again.messages),
+            (0, 6, 1),
+            "unchanged"
+        );
+        let next = s.next_skip(u64::MAX).unwrap();
+        assert_eq!(
+            (next.offset, next.len, next.messages),
+            (6, 7, 1),
+            "a SKIP of its own"
+        );
+        s.on_skip_acked(again);
+        s.on_skip_acked(next);
+        s.finish();
+        let fin = s.next_chunk(100).unwrap();
+        s.on_chunk_sent(&fin);
+        s.on_acked(&[], true);
+        assert!(s.is_fully_acked());
     }
 
     #[test]
