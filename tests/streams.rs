@@ -730,3 +730,65 @@ fn streams_of_equal_priority_share_the_path_round_robin() {
         "halfway, one stream had {na} and the other {nb}: round robin, not one after the other"
     );
 }
+
+#[test]
+fn many_control_frames_never_make_a_packet_too_large() {
+    // 100 streams, each owed a STOP_SENDING and a RESET_STREAM with the
+    // largest codes (8-byte varints) at once, on both sides: the control
+    // frames go out over several packets, none above the datagram size in
+    // use (1200 here, §3.0).
+    let max_size = Config::builder().max_datagram_size(1200).build().unwrap();
+    let (mut sim, c, s) = sim_with(19, max_size.clone(), max_size, ImpairConfig::default());
+    let now = sim.now();
+    let mut ids = Vec::new();
+    {
+        let mut x = client(&mut sim, c);
+        for _ in 0..100 {
+            let id = x.open_stream(StreamOptions::new()).unwrap();
+            x.send_on(now, id, Bytes::from_static(b"x"), Reliability::Reliable)
+                .unwrap();
+            ids.push(id);
+        }
+    }
+    run_until(&mut sim, Duration::from_millis(300), |_| false);
+    let largest = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    let seen = largest.clone();
+    sim.set_filter(Box::new(move |_, _, data| {
+        seen.set(seen.get().max(data.len()));
+        false
+    }));
+    {
+        let mut y = server(&mut sim, s);
+        while y.accept_stream().is_some() {}
+        for &id in &ids {
+            y.stop_stream(id, VarInt::MAX).unwrap();
+            y.reset_stream(id, VarInt::MAX).unwrap();
+        }
+    }
+    {
+        let mut x = client(&mut sim, c);
+        for &id in &ids {
+            x.reset_stream(id, VarInt::MAX).unwrap();
+            x.stop_stream(id, VarInt::MAX).unwrap();
+        }
+    }
+    let mut resets = 0;
+    assert!(run_until(&mut sim, Duration::from_secs(3), |sim| {
+        let mut y = server(sim, s);
+        resets = ids
+            .iter()
+            .filter(|&&id| {
+                matches!(
+                    y.recv_on(id),
+                    Err(RecvError::Reset { .. }) | Err(RecvError::UnknownStream)
+                )
+            })
+            .count();
+        resets == ids.len()
+    }));
+    assert!(
+        largest.get() <= 1200,
+        "a datagram of {} bytes",
+        largest.get()
+    );
+}

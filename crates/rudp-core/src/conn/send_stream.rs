@@ -340,12 +340,6 @@ impl SendStream {
         self.end += len;
     }
 
-    /// Bytes written so far: the stream's length, its final size if it
-    /// is reset now (§15.8.6).
-    pub(super) fn written(&self) -> u64 {
-        self.end
-    }
-
     /// Bytes held: unacknowledged plus unsent.
     pub(super) fn buffered(&self) -> u64 {
         self.end - self.acked_prefix

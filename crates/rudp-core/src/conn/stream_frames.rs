@@ -82,41 +82,38 @@ impl Connection {
             frames.v2().controls.push(Control::MaxStreamsData);
             self.streams.max_total_pending = false;
         }
-        let ids: Vec<u64> = self.streams.map.keys().copied().collect();
-        for id in ids {
-            if !fits(out) {
-                break;
-            }
-            let Some(s) = self.streams.map.get_mut(&id) else {
-                continue;
-            };
-            if s.max_data_pending {
+        for (&id, s) in self.streams.map.iter_mut() {
+            // Each frame only if it fits; what does not waits for the next
+            // packet.
+            if s.max_data_pending && fits(out) {
                 let max = s.recv.max_data_update().unwrap_or(s.recv.max_data());
                 s.recv.on_max_data_sent(max);
                 Frame::MaxStreamData { id, max }.encode(out);
                 frames.v2().controls.push(Control::MaxStreamData(id));
                 s.max_data_pending = false;
             }
-            if let Some(code) = s.stop_pending.take() {
-                Frame::StopSending { id, code }.encode(out);
-                frames.v2().controls.push(Control::Stop { id, code });
+            if s.stop_pending.is_some() && fits(out) {
+                if let Some(code) = s.stop_pending.take() {
+                    Frame::StopSending { id, code }.encode(out);
+                    frames.v2().controls.push(Control::Stop { id, code });
+                }
             }
-            if let Some(Reset::Pending { code }) = s.reset {
-                let final_size = s.send.written();
+            if let (Some(Reset::Pending { code }), true) = (s.reset, fits(out)) {
+                // The final size is what this side sent (data or SKIP):
+                // bytes written and never sent are dropped, so a reset
+                // never claims more of the peer's windows than data did
+                // (§15.4, §15.8.6).
                 Frame::ResetStream {
                     id,
                     code,
-                    final_size,
+                    final_size: s.accounted,
                 }
                 .encode(out);
                 frames.v2().controls.push(Control::Reset(id));
                 s.reset = Some(Reset::Sent { code });
-                // A reset stream's final size counts against the shared
-                // limit like data (§15.4).
-                if final_size > s.accounted {
-                    self.streams.sent_total += final_size - s.accounted;
-                    s.accounted = final_size;
-                }
+            }
+            if !fits(out) {
+                break;
             }
         }
         out.len() > start
@@ -127,14 +124,12 @@ impl Connection {
     /// bytes into `retransmitted`.
     pub(super) fn write_stream_n(
         &mut self,
-        now: Instant,
         id: u64,
         limit: usize,
         out: &mut Vec<u8>,
         frames: &mut SentFrames,
         retransmitted: &mut bool,
     ) -> bool {
-        let _ = now;
         let mut wrote = false;
         let Some(accounted) = self.streams.map.get(&id).map(|s| s.accounted) else {
             return false;

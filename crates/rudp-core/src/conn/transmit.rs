@@ -218,7 +218,6 @@ impl Connection {
                         u64::MAX => self.write_datagrams(limit, out, &mut frames),
                         _ => {
                             let wrote = self.write_stream_n(
-                                now,
                                 id,
                                 limit,
                                 out,
