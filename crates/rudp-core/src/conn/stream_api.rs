@@ -130,8 +130,7 @@ impl Connection {
         } else {
             let s = self
                 .streams
-                .map
-                .get_mut(&id.0)
+                .stream_mut(id)
                 .ok_or(SendError::UnknownStream)?;
             if let Some(code) = s.stopped {
                 return Err(SendError::Stopped { code });
@@ -164,8 +163,7 @@ impl Connection {
         } else {
             let s = self
                 .streams
-                .map
-                .get_mut(&id.0)
+                .stream_mut(id)
                 .ok_or(RecvError::UnknownStream)?;
             if let Some(code) = s.peer_reset {
                 return Err(RecvError::Reset { code });
@@ -214,8 +212,7 @@ impl Connection {
         }
         let s = self
             .streams
-            .map
-            .get_mut(&id.0)
+            .stream_mut(id)
             .ok_or(SendError::UnknownStream)?;
         s.send.finish();
         Ok(())
@@ -227,8 +224,7 @@ impl Connection {
     pub fn reset_stream(&mut self, id: StreamId, code: VarInt) -> Result<(), SendError> {
         let s = self
             .streams
-            .map
-            .get_mut(&id.0)
+            .stream_mut(id)
             .ok_or(SendError::UnknownStream)?;
         if s.reset.is_none() && !s.send.is_fully_acked() {
             s.reset = Some(Reset::Pending {
@@ -244,8 +240,7 @@ impl Connection {
     pub fn stop_stream(&mut self, id: StreamId, code: VarInt) -> Result<(), RecvError> {
         let s = self
             .streams
-            .map
-            .get_mut(&id.0)
+            .stream_mut(id)
             .ok_or(RecvError::UnknownStream)?;
         if s.peer_reset.is_none() && !s.recv.is_finished() {
             s.stop_pending = Some(code.into_inner());
@@ -261,8 +256,7 @@ impl Connection {
         }
         let s = self
             .streams
-            .map
-            .get_mut(&id.0)
+            .stream_mut(id)
             .ok_or(SendError::UnknownStream)?;
         s.priority = priority;
         Ok(())

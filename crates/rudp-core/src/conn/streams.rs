@@ -277,6 +277,11 @@ impl Streams {
         Some(id)
     }
 
+    /// Stream `id`, beyond the first, if it exists.
+    pub(super) fn stream_mut(&mut self, id: StreamId) -> Option<&mut Stream> {
+        self.map.get_mut(&id.0)
+    }
+
     /// The next stream the peer opened that the application has not seen.
     pub(super) fn accept(&mut self) -> Option<StreamId> {
         self.accept_queue.pop_front().map(StreamId)
