@@ -79,6 +79,9 @@ pub struct Config {
     /// are dropped and counted (default 256; §15.6). Zero refuses
     /// datagrams: the peer is told it may not send any.
     pub(crate) datagram_receive_queue: usize,
+    /// Bytes of received datagrams held at most, whatever their number;
+    /// more are dropped and counted (default 1 MiB; §15.6, §13).
+    pub(crate) datagram_receive_buffer: usize,
     /// Datagrams queued for sending at most; a full queue drops the oldest
     /// (default 256; §15.6).
     pub(crate) datagram_send_queue: usize,
@@ -104,6 +107,7 @@ impl Default for Config {
             stream_receive_window: 2 << 20,
             streams_receive_window: 16 << 20,
             datagram_receive_queue: 256,
+            datagram_receive_buffer: 1 << 20,
             datagram_send_queue: 256,
         }
     }
@@ -166,6 +170,8 @@ settings!(Config, ConfigBuilder, {
     streams_receive_window: u64,
     /// Received datagrams held for the application at most (0 refuses them).
     datagram_receive_queue: usize,
+    /// Bytes of received datagrams held at most (default 1 MiB).
+    datagram_receive_buffer: usize,
     /// Datagrams queued for sending at most.
     datagram_send_queue: usize,
 });

@@ -59,6 +59,8 @@ pub struct EndpointConfig {
     pub(crate) max_connections: usize,
     pub(crate) max_pending_handshakes: usize,
     pub(crate) max_pending_per_source: usize,
+    pub(crate) max_connections_per_source: usize,
+    pub(crate) max_memory: u64,
     pub(crate) retry: RetryPolicy,
     pub(crate) server_id: Option<u8>,
 }
@@ -79,6 +81,16 @@ settings!(EndpointConfig, EndpointConfigBuilder, {
     /// one address cannot take the whole budget. Past the first share an
     /// INITIAL gets a RETRY, past the second a refusal. Default 32.
     max_pending_per_source: usize,
+    /// Established server connections (the client proved its address and
+    /// the connection has not ended) from one source (one IPv4 address or
+    /// one IPv6 /64) at most; beyond it an INITIAL is refused (§6.3).
+    /// Pending handshakes have their own limit above. Default 256.
+    max_connections_per_source: usize,
+    /// Bytes all connections together may hold for their peers (what
+    /// [`Connection::receive_memory`] and [`Connection::send_buffered`]
+    /// count); while they hold this much or more, new connections are
+    /// refused (§6.3, §13). Default 1 GiB.
+    max_memory: u64,
     /// When to make clients prove their address with a RETRY round trip
     /// before any state is kept for them (§6.8).
     retry: RetryPolicy,
@@ -109,6 +121,8 @@ impl EndpointConfigBuilder {
             (c.max_connections, "max_connections"),
             (c.max_pending_handshakes, "max_pending_handshakes"),
             (c.max_pending_per_source, "max_pending_per_source"),
+            (c.max_connections_per_source, "max_connections_per_source"),
+            (c.max_memory.min(usize::MAX as u64) as usize, "max_memory"),
         ] {
             if value == 0 {
                 return Err(ConfigError::new(format!("{name} must be at least 1")));
@@ -167,6 +181,10 @@ pub enum RetryPolicy {
 pub const RETRY_WHEN_PENDING: usize = 64;
 /// Default [`EndpointConfig::max_pending_per_source`].
 pub const MAX_PENDING_PER_SOURCE: usize = 32;
+/// Default [`EndpointConfig::max_connections_per_source`].
+pub const MAX_CONNECTIONS_PER_SOURCE: usize = 256;
+/// Default [`EndpointConfig::max_memory`].
+pub const MAX_MEMORY: u64 = 1 << 30;
 
 /// The source a pending-handshake budget is counted for (§6.3): an IPv4
 /// address, or the /64 prefix of an IPv6 one (what one host usually has).
@@ -193,6 +211,8 @@ impl Default for EndpointConfig {
             max_connections: 100_000,
             max_pending_handshakes: 4096,
             max_pending_per_source: MAX_PENDING_PER_SOURCE,
+            max_connections_per_source: MAX_CONNECTIONS_PER_SOURCE,
+            max_memory: MAX_MEMORY,
             retry: RetryPolicy::WhenBusy {
                 pending_handshakes: RETRY_WHEN_PENDING,
             },
@@ -277,6 +297,11 @@ struct Entry {
     address: Address,
     /// Whether the handle is in `dirty`.
     dirty: bool,
+    /// What the connection held when last settled, in `Endpoint::memory`.
+    memory: u64,
+    /// Counted in `Endpoint::established_by_source`: a server connection
+    /// whose client proved its address, not yet ended.
+    established: bool,
 }
 
 /// The sans-IO endpoint.
@@ -305,6 +330,10 @@ pub struct Endpoint {
     /// §6.8), in all and per source.
     pending: usize,
     pending_by_source: PeerKeyedMap<SourceKey, usize>,
+    /// Established server connections per source (§6.3).
+    established_by_source: PeerKeyedMap<Source, usize>,
+    /// Bytes every connection held when last settled (§13).
+    memory: u64,
     tokens: TokenKeys,
     /// Reused buffer for opening sealed INITIALs.
     plain_buf: Vec<u8>,
@@ -391,6 +420,8 @@ impl Endpoint {
             traces: VecDeque::new(),
             pending: 0,
             pending_by_source: PeerKeyedMap::default(),
+            established_by_source: PeerKeyedMap::default(),
+            memory: 0,
             tokens,
             plain_buf: Vec::new(),
             reply_version: crate::wire::VERSION_1,
@@ -400,6 +431,12 @@ impl Endpoint {
     /// Server connections still in their handshake.
     pub fn pending_handshakes(&self) -> usize {
         self.pending
+    }
+
+    /// Bytes all connections held for their peers when last touched: what
+    /// [`EndpointConfig::max_memory`] bounds.
+    pub fn memory(&self) -> u64 {
+        self.memory
     }
 
     #[cfg(feature = "trace")]
@@ -494,10 +531,11 @@ impl Endpoint {
         if let Some(k) = initial_key {
             self.by_initial.insert(k, h);
         }
+        let source = Source::of(conn.remote_addr());
         self.conns.insert(
             h,
             Entry {
-                source: Source::of(conn.remote_addr()),
+                source,
                 conn,
                 initial_key,
                 timer: None,
@@ -505,6 +543,8 @@ impl Endpoint {
                 announced: false,
                 address,
                 dirty: false,
+                memory: 0,
+                established: false,
             },
         );
         self.touch(h);
@@ -749,6 +789,28 @@ impl Endpoint {
                 protection,
                 TransportCode::ConnectionRefused,
                 "server at its connection limit",
+            );
+            return None;
+        }
+        if self.memory >= self.config.max_memory {
+            self.refuse(
+                from,
+                client_cid,
+                protection,
+                TransportCode::ConnectionRefused,
+                "server at its memory limit",
+            );
+            return None;
+        }
+        let established = self.established_by_source.get(&Source::of(from)).copied();
+        if established.unwrap_or(0) >= self.config.max_connections_per_source {
+            self.stats.refused_per_source += 1;
+            self.refuse(
+                from,
+                client_cid,
+                protection,
+                TransportCode::ConnectionRefused,
+                "server busy: too many connections from this address",
             );
             return None;
         }
@@ -1038,12 +1100,32 @@ impl Endpoint {
                 }
             }
         }
+        let established = server && entry.conn.is_confirmed() && entry.conn.outcome().is_none();
+        if established != entry.established {
+            entry.established = established;
+            let n = self.established_by_source.entry(entry.source).or_default();
+            if established {
+                *n += 1;
+            } else {
+                *n -= 1;
+                if *n == 0 {
+                    self.established_by_source.remove(&entry.source);
+                }
+            }
+        }
         if server && !entry.announced && entry.conn.is_confirmed() {
             // §6.2: the application sees a connection only once its client
             // has proved it receives at its address (issue #12 item 3).
             entry.announced = true;
             self.events.push_back(EndpointEvent::Incoming(h));
         }
+        let memory = if entry.conn.is_drained() {
+            0
+        } else {
+            entry.conn.receive_memory() as u64 + entry.conn.send_buffered()
+        };
+        self.memory = self.memory - entry.memory + memory;
+        entry.memory = memory;
         if entry.conn.is_drained() {
             let entry = self.conns.remove(&h);
             if let Some(entry) = entry {

@@ -6,7 +6,9 @@
 //! Both queues are bounded by our settings: the send queue drops its
 //! oldest entry when full (a datagram that waited is the least useful
 //! one), the receive queue drops new arrivals when the application is not
-//! reading. Each drop is counted.
+//! reading. Each drop is counted. The receive queue is bounded in bytes as
+//! well as in datagrams (§13): 256 unread datagrams of 65 KB would be
+//! 16 MiB.
 
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -15,8 +17,11 @@ use std::collections::VecDeque;
 pub(super) struct Datagrams {
     outgoing: VecDeque<Bytes>,
     incoming: VecDeque<Bytes>,
+    /// Bytes in `incoming`.
+    incoming_bytes: usize,
     send_limit: usize,
     recv_limit: usize,
+    recv_byte_limit: usize,
     /// Scheduled against streams by this priority (§15.7).
     pub priority: i8,
 }
@@ -26,8 +31,10 @@ impl Datagrams {
         Self {
             outgoing: VecDeque::new(),
             incoming: VecDeque::new(),
+            incoming_bytes: 0,
             send_limit: config.datagram_send_queue,
             recv_limit: config.datagram_receive_queue,
+            recv_byte_limit: config.datagram_receive_buffer,
             priority: 0,
         }
     }
@@ -80,20 +87,31 @@ impl Datagrams {
 
     /// One received; returns whether it was kept (the queue had room).
     pub(super) fn on_received(&mut self, data: &[u8]) -> bool {
-        if self.incoming.len() >= self.recv_limit {
+        if self.incoming.len() >= self.recv_limit
+            || self.incoming_bytes + data.len() > self.recv_byte_limit
+        {
             return false;
         }
+        self.incoming_bytes += data.len();
         self.incoming.push_back(Bytes::copy_from_slice(data));
         true
     }
 
     pub(super) fn recv(&mut self) -> Option<Bytes> {
-        self.incoming.pop_front()
+        let d = self.incoming.pop_front()?;
+        self.incoming_bytes -= d.len();
+        Some(d)
+    }
+
+    /// Bytes the receive queue holds, each entry charged its overhead.
+    pub(super) fn memory(&self) -> usize {
+        self.incoming_bytes + self.incoming.len() * (std::mem::size_of::<Bytes>() + 32)
     }
 
     /// Frees what waits on either side (the connection failed).
     pub(super) fn release(&mut self) {
         self.outgoing = VecDeque::new();
-        self.incoming.clear();
+        self.incoming = VecDeque::new();
+        self.incoming_bytes = 0;
     }
 }

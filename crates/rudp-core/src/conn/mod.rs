@@ -280,6 +280,10 @@ pub struct Connection {
     last_window_update: Option<Instant>,
     ping_pending: bool,
     close: Option<PendingClose>,
+    /// A stream error found while the application read (a cut that had
+    /// waited for entry budget, recv_stream.rs): the connection closes
+    /// with it at the next `poll_transmit`, which knows the time.
+    read_error: Option<StreamError>,
     close_send_pending: bool,
     /// CLOSING: packets received since we entered it, and the count at
     /// which the next one is answered with CLOSE (§6.6 rate limit).
@@ -431,6 +435,7 @@ impl Connection {
             last_window_update: None,
             ping_pending: false,
             close: None,
+            read_error: None,
             close_send_pending: false,
             closing_received: 0,
             closing_next_reply: 1,
@@ -538,7 +543,7 @@ impl Connection {
         s.buffers.receive_buffered = self.recv.buffered() + self.streams.recv_buffered();
         s.buffers.send_buffered = self.send.buffered() + self.streams.send_buffered();
         s.buffers.receive_window = self.recv.window();
-        s.buffers.receive_memory = (self.recv.memory() + self.streams.memory()) as u64;
+        s.buffers.receive_memory = self.receive_memory() as u64;
         s.buffers.datagrams_queued = self.datagrams.queued() as u64;
         s.buffers.packets_tracked = self.sent.len() as u64;
         s
@@ -606,13 +611,65 @@ impl Connection {
 
     /// The next whole message from the peer, if one has arrived.
     pub fn recv(&mut self) -> Option<Bytes> {
-        let msg = self.recv.pop()?;
+        let msg = self.recv.pop();
+        self.note_read_error(StreamId::FIRST);
+        let msg = msg?;
         self.stats.received.messages += 1;
         self.stats.received.bytes_delivered += msg.len() as u64;
         if self.recv.max_data_update().is_some() {
             self.max_data_pending = true;
         }
         Some(msg)
+    }
+
+    /// Bytes this connection holds for what the peer sent and the
+    /// application has not read: every stream's reassembly and ready
+    /// messages, entries charged at their cost, stream state, and received
+    /// datagrams (§13). What the endpoint's memory limit counts, with
+    /// [`Self::send_buffered`].
+    pub fn receive_memory(&self) -> usize {
+        self.recv.memory() + self.streams.memory() + self.datagrams.memory()
+    }
+
+    /// Bytes written by the application and not yet acknowledged, over
+    /// every stream.
+    pub fn send_buffered(&self) -> u64 {
+        self.send.buffered() + self.streams.send_buffered()
+    }
+
+    /// Keeps an error the read of stream `id` found, for
+    /// [`Self::close_on_read_error`].
+    pub(super) fn note_read_error(&mut self, id: StreamId) {
+        let recv = if id == StreamId::FIRST {
+            &mut self.recv
+        } else {
+            match self.streams.stream_mut(id) {
+                Some(s) => &mut s.recv,
+                None => return,
+            }
+        };
+        if let Some(e) = recv.take_error() {
+            self.read_error.get_or_insert(e);
+        }
+    }
+
+    /// Closes the connection with the error a read found, if any (§13).
+    pub(super) fn close_on_read_error(&mut self, now: Instant) {
+        if let Some(e) = self.read_error.take() {
+            if self.outcome.is_none() {
+                let (code, reason) = stream_error(e);
+                self.start_closing(
+                    now,
+                    CloseKind::Transport,
+                    code.to_u64(),
+                    &reason,
+                    Err(ConnectionError::LocalTransportClose {
+                        code,
+                        reason: reason.clone(),
+                    }),
+                );
+            }
+        }
     }
 
     /// Whether the peer finished its stream and every message was read:

@@ -13,6 +13,17 @@
 //! arrived), reporting how many messages it held. Unordered streams deliver a message as soon as all
 //! of its bytes are here, and mark it the same way so that the in-order
 //! reader later steps over it without delivering it twice.
+//!
+//! Entries are charged as well as bytes (§13): an empty message is one
+//! byte on the wire, so a queue with an entry per message would let a peer
+//! make us hold 30 bytes or more of bookkeeping per byte of window. Whole
+//! messages therefore stay where they arrived, as one run of bytes in
+//! wire format, and are split off one at a time when the application reads
+//! them; an entry is made only where the sequence is broken by a skip or an
+//! early delivery, adjacent skips merge into one, and the number of entries
+//! is bounded by the bytes they hold. Past that bound, cutting waits until
+//! the application reads, and the peer's further skips wait as markers,
+//! which are capped like out-of-order pieces.
 
 use crate::ranges::RangeSet;
 use crate::wire::{varint, Reader};
@@ -33,6 +44,27 @@ pub enum Received {
         messages: u64,
     },
 }
+
+/// What waits for the application, in order (see the module doc): whole
+/// messages in wire format (length prefix, then body), or a skip.
+#[derive(Debug)]
+enum Ready {
+    /// `count` whole messages, back to back, each with its length prefix.
+    Messages { bytes: Bytes, count: u64 },
+    /// Messages the sender abandoned here; adjacent skips merge.
+    Skipped { messages: u64 },
+}
+
+/// Bytes one [`Ready`] entry costs beyond the bytes it holds: its slot in
+/// the queue and the shared-buffer header behind its `Bytes`.
+pub(super) const READY_ENTRY_COST: usize = std::mem::size_of::<Ready>() + 32;
+/// Bytes one marker costs in its ordered map (key, value and node share).
+pub(super) const MARKER_COST: usize = 2 * std::mem::size_of::<(u64, Marker)>();
+/// Entries the ready queue may always hold, whatever bytes they carry.
+pub(super) const MIN_READY_ENTRIES: usize = 64;
+/// Beyond [`MIN_READY_ENTRIES`], one entry per this many bytes held: the
+/// bookkeeping never costs more than the data it describes.
+pub(super) const BYTES_PER_READY_ENTRY: usize = 64;
 
 /// A range the in-order reader steps over instead of parsing.
 #[derive(Debug, Clone, Copy)]
@@ -84,8 +116,18 @@ pub(super) struct RecvStream {
     ahead: VecDeque<u8>,
     /// Which ranges (absolute offsets) `ahead` holds.
     ahead_ranges: RangeSet,
-    /// Whole messages (and skips), waiting for the application.
-    ready: VecDeque<Received>,
+    /// Whole messages (and skips) cut off the run, waiting for the
+    /// application; they come before the run.
+    ready: VecDeque<Ready>,
+    /// Bytes of messages in `ready`.
+    ready_bytes: usize,
+    /// The first `run_len` bytes of `partial` are `run_count` whole,
+    /// checked messages that follow `ready`: split off only when read.
+    run_len: usize,
+    run_count: u64,
+    /// An error found while cutting on the application's read, after the
+    /// cut had waited for it; the connection closes with it.
+    failed: Option<StreamError>,
     /// Ranges to step over, by start (§15.5, §15.3).
     markers: BTreeMap<u64, Marker>,
     /// Deliver each message as soon as it is whole (§15.3).
@@ -111,6 +153,10 @@ impl RecvStream {
             ahead: VecDeque::new(),
             ahead_ranges: RangeSet::new(),
             ready: VecDeque::new(),
+            ready_bytes: 0,
+            run_len: 0,
+            run_count: 0,
+            failed: None,
             markers: BTreeMap::new(),
             unordered: false,
             consumed: 0,
@@ -186,8 +232,10 @@ impl RecvStream {
     }
 
     /// Moves the reader from `ready_end` (a marker's start) to `end`,
-    /// dropping whatever bytes of the range arrived.
+    /// dropping whatever bytes of the range arrived. The run must be
+    /// closed, so that `partial` starts at `ready_end`.
     fn jump_to(&mut self, end: u64) {
+        debug_assert_eq!(self.run_len, 0);
         if self.assembled >= end {
             self.partial.advance((end - self.ready_end) as usize);
         } else {
@@ -261,9 +309,7 @@ impl RecvStream {
                 self.deliver_early(m)?;
             }
         }
-        if self.fin == Some(self.assembled) && !self.partial.is_empty() {
-            return Err(StreamError::TruncatedMessage);
-        }
+        self.check_truncated()?;
         Ok(new)
     }
 
@@ -298,13 +344,18 @@ impl RecvStream {
         // peer lied about where messages start: delivering it would copy
         // the same bytes again and again (§15.3).
         self.check_new_marker(start, end)?;
-        let from = at + header as usize;
-        let body: Vec<u8> = self
-            .ahead
-            .range(from..from + len as usize)
-            .copied()
-            .collect();
-        self.ready.push_back(Received::Message(Bytes::from(body)));
+        if !self.may_add_entry() {
+            // Over the entry budget: it is read in order instead, once
+            // the gap before it fills.
+            return Ok(());
+        }
+        let total = (header + len) as usize;
+        let wire: Vec<u8> = self.ahead.range(at..at + total).copied().collect();
+        self.ready_bytes += total;
+        self.ready.push_back(Ready::Messages {
+            bytes: Bytes::from(wire),
+            count: 1,
+        });
         self.markers.insert(start, Marker { end, skipped: 0 });
         Ok(())
     }
@@ -383,29 +434,71 @@ impl RecvStream {
     /// Frees the reassembly buffers: the connection failed, so no more
     /// bytes will arrive. Whole messages already cut stay readable.
     pub(super) fn release(&mut self) {
+        self.close_run();
         self.partial = BytesMut::new();
         self.ahead = VecDeque::new();
         self.ahead_ranges = RangeSet::new();
     }
 
-    /// Bytes of memory the buffers hold: what the window bounds.
+    /// Bytes of memory the buffers hold, entries charged at their cost
+    /// (§13): what the window and the entry budget bound.
     pub(super) fn memory(&self) -> usize {
         self.partial.capacity()
             + self.ahead.capacity()
-            + self
-                .ready
-                .iter()
-                .map(|r| match r {
-                    Received::Message(m) => m.len(),
-                    Received::Skipped { .. } => 0,
-                })
-                .sum::<usize>()
+            + self.ready_bytes
+            + self.ready.len() * READY_ENTRY_COST
+            + self.markers.len() * MARKER_COST
     }
 
+    /// Whether one more entry fits the budget: at least
+    /// [`MIN_READY_ENTRIES`], and one per [`BYTES_PER_READY_ENTRY`] bytes
+    /// of messages held.
+    fn may_add_entry(&self) -> bool {
+        let held = self.ready_bytes + self.run_len;
+        self.ready.len() < MIN_READY_ENTRIES.max(held / BYTES_PER_READY_ENTRY)
+    }
+
+    /// Whether cutting stopped at a marker for want of entry budget: it
+    /// resumes when the application reads.
+    fn blocked(&self) -> bool {
+        self.markers.contains_key(&self.ready_end)
+    }
+
+    /// The stream ended inside a message (§8.2): every byte up to the FIN
+    /// is here, cutting did not wait, and bytes after the run are left.
+    fn check_truncated(&self) -> Result<(), StreamError> {
+        if self.fin == Some(self.assembled) && !self.blocked() && self.partial.len() > self.run_len
+        {
+            return Err(StreamError::TruncatedMessage);
+        }
+        Ok(())
+    }
+
+    /// Moves the run of whole messages into the ready queue as one entry.
+    fn close_run(&mut self) {
+        if self.run_count > 0 {
+            let bytes = self.partial.split_to(self.run_len).freeze();
+            self.ready_bytes += self.run_len;
+            self.ready.push_back(Ready::Messages {
+                bytes,
+                count: self.run_count,
+            });
+            self.run_len = 0;
+            self.run_count = 0;
+        }
+    }
+
+    /// Advances `ready_end` over every whole message and marked range it
+    /// can: messages join the run, marked ranges are stepped over.
     fn cut_messages(&mut self) -> Result<(), StreamError> {
         loop {
-            if let Some(m) = self.markers.remove(&self.ready_end) {
+            if let Some(m) = self.markers.get(&self.ready_end).copied() {
                 // A skipped or already delivered range (§15.5, §15.3).
+                if !self.may_add_entry() {
+                    return Ok(()); // Resumed when the application reads.
+                }
+                self.markers.remove(&self.ready_end);
+                self.close_run();
                 let len = m.end - self.ready_end;
                 self.jump_to(m.end);
                 if m.skipped > 0 {
@@ -413,15 +506,19 @@ impl RecvStream {
                     // are consumed now, so they return to the window. (An
                     // early-delivered message counts when it is read.)
                     self.consumed += len;
-                    self.ready.push_back(Received::Skipped {
-                        messages: m.skipped,
-                    });
+                    match self.ready.back_mut() {
+                        Some(Ready::Skipped { messages }) => *messages += m.skipped,
+                        _ => self.ready.push_back(Ready::Skipped {
+                            messages: m.skipped,
+                        }),
+                    }
                 }
                 continue;
             }
-            let mut r = Reader::new(&self.partial);
+            let rest = &self.partial[self.run_len..];
+            let mut r = Reader::new(rest);
             let Ok(len) = varint::read(&mut r) else {
-                return Ok(()); // The length prefix itself is incomplete.
+                return self.check_truncated(); // The prefix is incomplete.
             };
             if len > self.max_message {
                 return Err(StreamError::MessageTooLarge {
@@ -429,24 +526,20 @@ impl RecvStream {
                     max: self.max_message,
                 });
             }
-            let header = self.partial.len() - r.remaining();
+            let header = rest.len() - r.remaining();
             let total = header + len as usize;
-            if self.partial.len() < total {
+            if rest.len() < total {
                 // Room for the whole message at once: growing by doubling
                 // would copy it several times, and past the allocator's
                 // mmap threshold fault in fresh pages for every message.
-                self.partial.reserve(total - self.partial.len());
-                return Ok(());
+                self.partial
+                    .reserve(self.run_len + total - self.partial.len());
+                return self.check_truncated();
             }
-            self.partial.advance(header);
-            self.ready.push_back(Received::Message(
-                self.partial.split_to(len as usize).freeze(),
-            ));
             let start = self.ready_end;
-            self.ready_end += total as u64;
             if self
                 .markers
-                .range(start + 1..self.ready_end)
+                .range(start + 1..start + total as u64)
                 .next()
                 .is_some()
             {
@@ -454,16 +547,56 @@ impl RecvStream {
                 // SKIP or message start was not at a message boundary.
                 return Err(StreamError::BadSkip);
             }
+            self.run_len += total;
+            self.run_count += 1;
+            self.ready_end += total as u64;
         }
     }
 
     /// The next whole message or skip, if any.
     pub(super) fn pop_item(&mut self) -> Option<Received> {
-        let item = self.ready.pop_front()?;
-        if let Received::Message(msg) = &item {
-            self.consumed += (varint::encoded_len(msg.len() as u64) + msg.len()) as u64;
+        let (item, total) = match self.ready.front_mut() {
+            Some(Ready::Skipped { messages }) => {
+                let item = Received::Skipped {
+                    messages: *messages,
+                };
+                self.ready.pop_front();
+                (item, 0)
+            }
+            Some(Ready::Messages { bytes, count }) => {
+                let (header, len) = message_at(bytes)?;
+                bytes.advance(header);
+                let msg = bytes.split_to(len);
+                *count -= 1;
+                if *count == 0 {
+                    self.ready.pop_front();
+                }
+                self.ready_bytes -= header + len;
+                (Received::Message(msg), header + len)
+            }
+            None if self.run_count > 0 => {
+                let (header, len) = message_at(&self.partial[..self.run_len])?;
+                self.partial.advance(header);
+                let msg = self.partial.split_to(len).freeze();
+                self.run_len -= header + len;
+                self.run_count -= 1;
+                (Received::Message(msg), header + len)
+            }
+            None => return None,
+        };
+        self.consumed += total as u64;
+        if self.blocked() && self.failed.is_none() {
+            // The read freed entry budget: cut what waited.
+            if let Err(e) = self.cut_messages() {
+                self.failed = Some(e);
+            }
         }
         Some(item)
+    }
+
+    /// An error found while cutting on a read (see `failed`), once.
+    pub(super) fn take_error(&mut self) -> Option<StreamError> {
+        self.failed.take()
     }
 
     /// The next whole message, if any; skips are stepped over.
@@ -477,7 +610,7 @@ impl RecvStream {
     }
 
     pub(super) fn has_message(&self) -> bool {
-        !self.ready.is_empty()
+        !self.ready.is_empty() || self.run_count > 0
     }
 
     /// What the application has freed, for flow control: read bytes, but
@@ -508,6 +641,7 @@ impl RecvStream {
         self.fin = Some(final_size);
         self.release();
         self.ready.clear();
+        self.ready_bytes = 0;
         self.markers.clear();
         self.assembled = final_size;
         self.ready_end = final_size;
@@ -519,7 +653,7 @@ impl RecvStream {
     pub(super) fn is_finished(&self) -> bool {
         // Skips count as consumed when stepped over, before the
         // application reads them: the stream is over only once it has.
-        self.fin == Some(self.consumed) && self.ready.is_empty()
+        self.fin == Some(self.consumed) && !self.has_message()
     }
 
     /// Whether every byte up to the peer's FIN has arrived.
@@ -565,6 +699,20 @@ impl RecvStream {
             .max(self.assembled)
             .saturating_sub(self.consumed)
     }
+}
+
+/// The length prefix's size and the body's length of the first message of
+/// a run of whole messages in wire format. `None` only if the run is not
+/// what `cut_messages` checked (never, by construction).
+fn message_at(run: &[u8]) -> Option<(usize, usize)> {
+    let mut r = Reader::new(run);
+    let len = varint::read(&mut r).ok()? as usize;
+    let header = run.len() - r.remaining();
+    if run.len() < header + len {
+        debug_assert!(false, "a run holds only whole messages");
+        return None;
+    }
+    Some((header, len))
 }
 
 /// Copies `src` into `buf` from index `at`, across the ring's two halves.
@@ -813,6 +961,121 @@ mod tests {
         }
         assert_eq!(got, 1000);
         assert_eq!(r.ahead.capacity(), 0, "memory given back once in order");
+    }
+
+    /// Issue #22: 4 MiB of 0x00 bytes is four million empty messages. They
+    /// used to cost an entry each (+146 MiB); now they wait as the bytes
+    /// they arrived as, and are still read one by one.
+    #[test]
+    fn empty_messages_cost_their_bytes_not_an_entry_each() {
+        let window = 4u64 << 20;
+        let mut r = RecvStream::new(window, 1 << 20);
+        let chunk = vec![0u8; 1400];
+        let mut offset = 0;
+        while offset + 1400 <= window {
+            r.on_frame(offset, &chunk, false).unwrap();
+            offset += 1400;
+        }
+        let bound = 2 * offset as usize + MIN_READY_ENTRIES * READY_ENTRY_COST;
+        println!(
+            "{offset} empty messages held in {} bytes (bound {bound})",
+            r.memory()
+        );
+        assert!(r.memory() <= bound, "{} bytes held", r.memory());
+        assert!(r.ready.len() <= 1, "{} entries", r.ready.len());
+        let mut read = 0;
+        while let Some(m) = r.pop() {
+            assert!(m.is_empty());
+            read += 1;
+        }
+        assert_eq!(read, offset);
+        assert_eq!(r.consumed_credit(), offset);
+    }
+
+    /// Issue #22: a million one-byte SKIPs in order merge into one report
+    /// (they used to cost 33 bytes each).
+    #[test]
+    fn skips_in_order_merge_into_one_entry() {
+        let mut r = RecvStream::new(4 << 20, 1 << 20);
+        for i in 0..1_000_000u64 {
+            assert!(r.on_skip(i, 1, 1).unwrap());
+        }
+        assert_eq!(r.ready.len(), 1);
+        assert!(r.memory() < 1024, "{} bytes held", r.memory());
+        assert_eq!(
+            r.pop_item(),
+            Some(Received::Skipped {
+                messages: 1_000_000
+            })
+        );
+    }
+
+    /// Issue #22: an empty message, then a one-byte SKIP, again and again:
+    /// each pair would be two entries for two bytes. Past the entry budget
+    /// the cut waits and the SKIPs wait as markers, whose cap stops the
+    /// peer; the memory stays a small multiple of the bytes.
+    #[test]
+    fn messages_between_skips_cannot_buy_an_entry_per_byte() {
+        let window = 2u64 << 20;
+        let mut r = RecvStream::new(window, 1 << 20);
+        let mut offset = 0;
+        let err = loop {
+            r.on_frame(offset, &[0], false).unwrap();
+            match r.on_skip(offset + 1, 1, 1) {
+                Ok(_) => offset += 2,
+                Err(e) => break e,
+            }
+            assert!(
+                r.memory()
+                    <= 4096 * MARKER_COST
+                        + MIN_READY_ENTRIES * READY_ENTRY_COST
+                        + 4 * offset as usize,
+                "{} bytes held at offset {offset}",
+                r.memory()
+            );
+        };
+        assert!(matches!(err, StreamError::TooFragmented { .. }), "{err:?}");
+        println!(
+            "alternating messages and skips: stopped at offset {offset}, {} bytes held",
+            r.memory()
+        );
+    }
+
+    /// An honest peer whose application does not read for a while: the
+    /// cut waits at the entry budget, and every message and skip still
+    /// comes out once, in order, when it reads.
+    #[test]
+    fn a_waiting_cut_resumes_when_the_application_reads() {
+        let mut r = RecvStream::new(1 << 20, 1 << 20);
+        let mut offset = 0;
+        let mut expected = Vec::new();
+        for i in 0..500u64 {
+            let msg = encode(&[&i.to_be_bytes()]);
+            r.on_frame(offset, &msg, false).unwrap();
+            offset += msg.len() as u64;
+            expected.push(Some(i));
+            if i % 3 == 0 {
+                r.on_skip(offset, 2, 1).unwrap();
+                offset += 2;
+                expected.push(None);
+            }
+        }
+        assert!(r.blocked(), "the budget is reached");
+        let mut got = Vec::new();
+        while let Some(item) = r.pop_item() {
+            match item {
+                Received::Message(m) => {
+                    got.push(Some(u64::from_be_bytes(m[..].try_into().unwrap())))
+                }
+                Received::Skipped { messages } => {
+                    assert_eq!(messages, 1);
+                    got.push(None)
+                }
+            }
+        }
+        assert_eq!(got, expected);
+        assert_eq!(r.take_error(), None);
+        assert_eq!(r.consumed_credit(), offset);
     }
 
     /// The ring buffer wraps: data placed after a partial drain lands right.

@@ -177,6 +177,7 @@ impl Connection {
             }
             item
         };
+        self.note_read_error(id);
         match &item {
             Some(Received::Message(m)) => {
                 self.stats.received.messages += 1;

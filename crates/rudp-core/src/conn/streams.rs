@@ -9,7 +9,7 @@
 use super::recv_stream::{RecvStream, StreamError};
 use super::send_stream::SendStream;
 use super::Side;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// A stream of a connection (§15.1): 0 is the first stream, which exists
@@ -177,8 +177,10 @@ pub(super) struct Streams {
     /// Peer-opened streams forgotten so far: each lets the peer open one more.
     peer_closed: u64,
     pub max_streams_pending: bool,
-    /// Peer-opened streams the application has not accepted yet.
-    accept_queue: VecDeque<u64>,
+    /// Peer-opened streams the application has not accepted yet, by id
+    /// (the order they opened in); a stream forgotten before it was
+    /// accepted leaves it, so nothing is kept for streams that are over.
+    accept_queue: BTreeSet<u64>,
     /// Set when the peer opened streams since the last `take_opened`.
     opened_new: bool,
     /// Streams with a message or an end to read.
@@ -221,7 +223,7 @@ impl Streams {
             max_streams: config.max_streams,
             peer_closed: 0,
             max_streams_pending: false,
-            accept_queue: VecDeque::new(),
+            accept_queue: BTreeSet::new(),
             opened_new: false,
             readable: BTreeSet::new(),
             peer_max_total: 0,
@@ -284,7 +286,7 @@ impl Streams {
 
     /// The next stream the peer opened that the application has not seen.
     pub(super) fn accept(&mut self) -> Option<StreamId> {
-        self.accept_queue.pop_front().map(StreamId)
+        self.accept_queue.pop_first().map(StreamId)
     }
 
     /// The stream a frame from the peer names, opening the peer's streams
@@ -320,7 +322,7 @@ impl Streams {
                 let new = StreamId::from_ordinal(self.side.other(), self.peer_opened);
                 let stream = self.new_stream(0, Delivery::Ordered);
                 self.map.insert(new.0, stream);
-                self.accept_queue.push_back(new.0);
+                self.accept_queue.insert(new.0);
                 self.opened_new = true;
             }
         }
@@ -355,6 +357,7 @@ impl Streams {
             if let Some(s) = self.map.remove(&id) {
                 self.retired_consumed += s.recv.consumed_credit();
                 self.readable.remove(&id);
+                self.accept_queue.remove(&id);
                 if StreamId(id).initiator() != self.side {
                     self.peer_closed += 1;
                     self.local_max_streams = self.peer_closed + self.max_streams;
@@ -499,9 +502,11 @@ impl Streams {
         }
     }
 
-    /// Memory held by reassembly over all streams.
+    /// Memory held for the streams: reassembly, and each stream's own
+    /// state and set entries (§13).
     pub(super) fn memory(&self) -> usize {
-        self.map.values().map(|s| s.recv.memory()).sum()
+        const PER_STREAM: usize = std::mem::size_of::<Stream>() + 64;
+        self.map.len() * PER_STREAM + self.map.values().map(|s| s.recv.memory()).sum::<usize>()
     }
 }
 
@@ -512,5 +517,52 @@ impl Side {
             Side::Client => Side::Server,
             Side::Server => Side::Client,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue #22: streams the peer opened and that ended before the
+    /// application accepted them used to leave their ids in the accept
+    /// queue for the life of the connection (8.6 bytes each, 500,000
+    /// streams). Now nothing of a stream that is over is kept.
+    #[test]
+    fn streams_over_before_they_were_accepted_leave_the_accept_queue() {
+        let config = crate::config::Config::default();
+        let mut streams = Streams::new(Side::Server, &config);
+        for round in 0..1000u64 {
+            // The peer opens 100 streams, then ends both halves of each.
+            let first = round * 100 + 1;
+            for ordinal in first..first + 100 {
+                let id = StreamId::from_ordinal(Side::Client, ordinal);
+                let s = streams
+                    .get_or_open(id.0)
+                    .expect("within the limit")
+                    .expect("new");
+                s.peer_reset = Some(0);
+                s.reset = Some(Reset::Acked);
+            }
+            streams.collect();
+            assert!(streams.map.is_empty());
+            assert!(streams.accept_queue.is_empty(), "round {round}");
+        }
+        assert_eq!(streams.accept(), None);
+        assert_eq!(
+            streams.local_max_streams, 100_100,
+            "each lets one more open"
+        );
+    }
+
+    #[test]
+    fn streams_are_accepted_in_the_order_they_opened() {
+        let config = crate::config::Config::default();
+        let mut streams = Streams::new(Side::Server, &config);
+        streams
+            .get_or_open(StreamId::from_ordinal(Side::Client, 3).0)
+            .expect("within the limit");
+        let got: Vec<u64> = std::iter::from_fn(|| streams.accept().map(|id| id.0)).collect();
+        assert_eq!(got, vec![2, 4, 6]);
     }
 }
