@@ -135,9 +135,14 @@ fn measure(relay: Relay, payload: usize, secs: u64) -> f64 {
                 let listener = runtime
                     .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
                     .unwrap();
+                let access = listener
+                    .local_addr()
+                    .map(|a| rudp_cli::proxy::control::Access::new(a, None))
+                    .unwrap();
                 runtime.spawn(rudp_cli::proxy::control::serve(
                     listener,
                     p.clone(),
+                    access,
                     std::future::pending(),
                 ));
             }

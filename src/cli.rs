@@ -187,6 +187,9 @@ pub enum ProxyCommand {
         /// The proxy's `--control` address.
         #[arg(value_parser = parse_addr)]
         addr: SocketAddr,
+        /// The token the proxy printed for `--control-token`.
+        #[arg(long, env = "RUDP_CONTROL_TOKEN", hide_env_values = true)]
+        token: Option<String>,
         #[command(subcommand)]
         what: CtlCommand,
     },
@@ -298,6 +301,11 @@ pub enum Command {
         /// the link while it runs (see `rudp proxy ctl`, docs/proxy.md).
         #[arg(long, value_name = "ADDR", value_parser = parse_control_addr)]
         control: Option<SocketAddr>,
+        /// Require this token on every control request (`Authorization:
+        /// Bearer TOKEN`, `rudp proxy ctl --token`); without a value, a
+        /// random one is made and printed.
+        #[arg(long, value_name = "TOKEN", num_args = 0..=1, default_missing_value = "", requires = "control")]
+        control_token: Option<String>,
         /// Write every datagram received, both ways, with what the proxy did to
         /// it as a packet comment, to FILE in pcapng (for Wireshark).
         #[arg(long, value_name = "FILE")]
@@ -405,6 +413,26 @@ fn first_edition() -> rudp::Config {
         .unwrap_or_default()
 }
 
+/// What `rudp server` and `rudp recv` start from: they read only the
+/// first stream, so they let a peer open no other stream and send no
+/// datagram (announced as 0, PROTOCOL.md §15.2, §15.6): a peer cannot make
+/// them hold what they never read (docs/security.md). `month` also sizes
+/// the first stream for requests of a few bytes: 64 KiB messages, and a
+/// 256 KiB window that does not grow.
+fn served(month: bool) -> rudp::Config {
+    let base = rudp::Config::builder()
+        .max_streams(0)
+        .datagram_receive_queue(0);
+    let base = if month {
+        base.max_message_size(64 << 10)
+            .receive_window(256 << 10)
+            .max_receive_window(256 << 10)
+    } else {
+        base
+    };
+    base.build().unwrap_or_default()
+}
+
 /// What `rudp demo` shows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum DemoMode {
@@ -466,7 +494,7 @@ pub async fn run(cli: Cli) -> i32 {
             conn,
             observe,
         } => {
-            let Some(connection) = conn.config(rudp::Config::default()) else {
+            let Some(connection) = conn.config(served(true)) else {
                 return 1;
             };
             let threads = match (threads, &observe.trace) {
@@ -497,6 +525,8 @@ pub async fn run(cli: Cli) -> i32 {
                         .max_connections(share(max_connections, i))
                         .max_pending_handshakes(share(max_pending, i))
                         .max_pending_per_source(share(defaults.max_pending_per_source(), i))
+                        .max_connections_per_source(share(defaults.max_connections_per_source(), i))
+                        .max_memory(defaults.max_memory() / threads as u64)
                         .retry(retry.policy(threads))
                         // Worker i's CIDs start with byte i, so the shared
                         // port can steer a moved client back to it (§6.9).
@@ -554,9 +584,9 @@ pub async fn run(cli: Cli) -> i32 {
             }
         }
         Command::Proxy {
-            ctl: Some(ProxyCommand::Ctl { addr, what }),
+            ctl: Some(ProxyCommand::Ctl { addr, token, what }),
             ..
-        } => tokio::task::spawn_blocking(move || run_ctl(addr, what))
+        } => tokio::task::spawn_blocking(move || run_ctl(addr, token, what))
             .await
             .unwrap_or(1),
         Command::Proxy {
@@ -570,6 +600,7 @@ pub async fn run(cli: Cli) -> i32 {
             max_clients,
             schedule,
             control,
+            control_token,
             pcap,
             pcap_limit,
             rebind,
@@ -583,6 +614,7 @@ pub async fn run(cli: Cli) -> i32 {
                 max_clients: max_clients as usize,
                 schedule: schedule.map(|s| s.0).unwrap_or_default(),
                 control,
+                control_token,
                 pcap: pcap.map(|p| (p, pcap_limit)),
                 rebind,
             };
@@ -646,7 +678,7 @@ pub async fn run(cli: Cli) -> i32 {
                     return 1;
                 }
             };
-            let Some(connection) = conn.config(rudp::Config::default()) else {
+            let Some(connection) = conn.config(served(false)) else {
                 return 1;
             };
             let config = EndpointConfig::new(connection);
@@ -735,6 +767,8 @@ struct ProxyLimits {
     schedule: Vec<crate::proxy::schedule::Change>,
     /// Where to serve the control API, if anywhere.
     control: Option<SocketAddr>,
+    /// `--control-token`: the token to require; empty asks for a random one.
+    control_token: Option<String>,
     /// `--pcap FILE` and its size limit.
     pcap: Option<(PathBuf, u64)>,
     /// `--rebind EVERY`.
@@ -790,17 +824,25 @@ fn ctl_settings(words: &[String]) -> Result<Vec<(String, String)>, String> {
 
 /// `rudp proxy ctl`: one request to a proxy's control API; prints the
 /// answer's JSON, or the proxy's error (exit 1).
-fn run_ctl(addr: SocketAddr, what: CtlCommand) -> i32 {
+fn run_ctl(addr: SocketAddr, token: Option<String>, what: CtlCommand) -> i32 {
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(10)))
         .build();
     let agent = ureq::Agent::new_with_config(config);
     let base = format!("http://{addr}");
+    // The proxy's `--control-token`, if it asked for one.
+    let auth = token.map(|t| format!("Bearer {}", t.trim()));
+    fn authorized<B>(r: ureq::RequestBuilder<B>, auth: &Option<String>) -> ureq::RequestBuilder<B> {
+        match auth {
+            Some(a) => r.header("authorization", a),
+            None => r,
+        }
+    }
     let sent = match &what {
-        CtlCommand::Stats => agent.get(format!("{base}/stats")).call(),
-        CtlCommand::Get => agent.get(format!("{base}/impairments")).call(),
-        CtlCommand::Clear => agent.delete(format!("{base}/impairments")).call(),
+        CtlCommand::Stats => authorized(agent.get(format!("{base}/stats")), &auth).call(),
+        CtlCommand::Get => authorized(agent.get(format!("{base}/impairments")), &auth).call(),
+        CtlCommand::Clear => authorized(agent.delete(format!("{base}/impairments")), &auth).call(),
         CtlCommand::Set { settings } => {
             let pairs = match ctl_settings(settings) {
                 Ok(p) => p,
@@ -813,8 +855,7 @@ fn run_ctl(addr: SocketAddr, what: CtlCommand) -> i32 {
             for (name, value) in pairs {
                 body.insert(name, serde_json::Value::String(value));
             }
-            agent
-                .post(format!("{base}/impairments"))
+            authorized(agent.post(format!("{base}/impairments")), &auth)
                 .header("content-type", "application/json")
                 .send(serde_json::Value::Object(body).to_string())
         }
@@ -894,11 +935,24 @@ async fn run_proxy(
         Some(addr) => match tokio::net::TcpListener::bind(addr).await {
             Ok(listener) => {
                 let shown = listener.local_addr().unwrap_or(addr);
-                eprintln!("rudp proxy: control API on http://{shown} (rudp proxy ctl {shown} ...)");
+                let token = limits.control_token.as_ref().map(|t| match t.as_str() {
+                    "" => hex::encode(rand::random::<[u8; 16]>()),
+                    given => given.to_string(),
+                });
+                match &token {
+                    Some(t) => eprintln!(
+                        "rudp proxy: control API on http://{shown} (rudp proxy ctl --token {t} {shown} ...)"
+                    ),
+                    None => eprintln!(
+                        "rudp proxy: control API on http://{shown} (rudp proxy ctl {shown} ...)"
+                    ),
+                }
+                let access = crate::proxy::control::Access::new(shown, token.as_deref());
                 let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
                 let task = tokio::spawn(crate::proxy::control::serve(
                     listener,
                     proxy.clone(),
+                    access,
                     async move {
                         let _ = stopped.await;
                     },

@@ -232,19 +232,34 @@ fn draw_inner(s: &Series, out: &Path) -> Result<(), Box<dyn std::error::Error>> 
         .y_desc(format!("packet number - {}", s.first_pn))
         .draw()?;
     let (fresh, resent): (Vec<(f64, u64, bool)>, Vec<_>) = s.sent.iter().partition(|p| !p.2);
-    let streams: BTreeSet<u64> = s.stream_of.values().copied().collect();
-    if streams.len() <= 1 {
+    // One colour per stream for the first few (lowest ids), found in time
+    // linear in the trace: a lookup per point, never a scan of every
+    // stream (issue #22).
+    const COLOURED: usize = 8;
+    let distinct: std::collections::HashSet<u64> = s.stream_of.values().copied().collect();
+    let stream_count = distinct.len();
+    let mut coloured: Vec<u64> = distinct.into_iter().collect();
+    if coloured.len() > COLOURED {
+        coloured.select_nth_unstable(COLOURED);
+        coloured.truncate(COLOURED);
+    }
+    coloured.sort_unstable();
+    let index_of: std::collections::HashMap<u64, usize> = coloured
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| (id, i))
+        .collect();
+    if stream_count <= 1 {
         c.draw_series(decimate(&fresh).map(|p| Circle::new((p.0, rel(p.1)), 2, BLUE.filled())))?
             .label("sent")
             .legend(|(x, y)| Circle::new((x, y), 3, BLUE.filled()));
     } else {
-        // One colour per stream (the first few; the rest share grey), and
-        // packets without stream data in black.
-        const COLOURED: usize = 8;
+        // The first few streams in colour, the rest grey, and packets
+        // without stream data in black.
         let colour_of = |id: Option<&u64>| -> RGBAColor {
-            match id.and_then(|id| streams.iter().position(|s| s == id)) {
-                Some(i) if i < COLOURED => Palette99::pick(i).to_rgba(),
-                Some(_) => RGBAColor(150, 150, 150, 1.0),
+            match id.map(|id| index_of.get(id)) {
+                Some(Some(&i)) => Palette99::pick(i).to_rgba(),
+                Some(None) => RGBAColor(150, 150, 150, 1.0),
                 None => BLACK.to_rgba(),
             }
         };
@@ -253,13 +268,13 @@ fn draw_inner(s: &Series, out: &Path) -> Result<(), Box<dyn std::error::Error>> 
             let colour = colour_of(s.stream_of.get(&p.1));
             Circle::new((p.0, rel(p.1)), 2, colour.filled())
         }))?;
-        for (i, id) in streams.iter().enumerate().take(COLOURED) {
+        for (i, id) in coloured.iter().enumerate() {
             let colour = Palette99::pick(i).to_rgba();
             c.draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
                 .label(format!("sent, stream {id}"))
                 .legend(move |(x, y)| Circle::new((x, y), 3, colour.filled()));
         }
-        if streams.len() > COLOURED {
+        if stream_count > COLOURED {
             c.draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
                 .label("sent, other streams")
                 .legend(|(x, y)| Circle::new((x, y), 3, RGBAColor(150, 150, 150, 1.0).filled()));

@@ -322,6 +322,7 @@ async fn the_control_api_changes_the_link_while_traffic_flows() {
     let server = tokio::spawn(rudp_cli::proxy::control::serve(
         listener,
         proxy.clone(),
+        rudp_cli::proxy::control::Access::new(control, None),
         async {
             let _ = stopped.await;
         },
@@ -338,7 +339,10 @@ async fn the_control_api_changes_the_link_while_traffic_flows() {
             let mut r = match method {
                 "GET" => agent.get(&url).call(),
                 "DELETE" => agent.delete(&url).call(),
-                _ => agent.post(&url).send(body),
+                _ => agent
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .send(body),
             }
             .unwrap();
             let status = r.status().as_u16();
@@ -442,6 +446,194 @@ async fn the_control_api_changes_the_link_while_traffic_flows() {
 
     let _ = stop.send(());
     server.await.unwrap().unwrap();
+}
+
+/// One raw HTTP/1.1 request, as a browser or a script would write it;
+/// returns the status code.
+async fn raw_http(to: std::net::SocketAddr, request: String) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(to).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(LIMIT, s.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"))
+}
+
+/// Issue #22: a web page the user opens can send a "simple" cross-site
+/// POST (text/plain, no preflight) or, through DNS rebinding, requests
+/// with a foreign Host. The control API refuses each with a 403 that
+/// changes nothing; idle connections are capped, and the proxy relays
+/// meanwhile.
+#[tokio::test]
+async fn the_control_api_refuses_what_a_web_page_can_send() {
+    let upstream = port_echo_server();
+    let proxy =
+        std::sync::Arc::new(mapping_proxy(upstream, rudp_cli::proxy::MAPPING_IDLE, 10).await);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let control = listener.local_addr().unwrap();
+    let token = "s3cret";
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(rudp_cli::proxy::control::serve(
+        listener,
+        proxy.clone(),
+        rudp_cli::proxy::control::Access::new(control, Some(token)),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let body = r#"{"loss":"100%"}"#;
+    let post = |host: &str, extra: &str| {
+        format!(
+            "POST /impairments HTTP/1.1\r\nHost: {host}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let own = control.to_string();
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    let json = "Content-Type: application/json\r\n";
+    let cases = [
+        (
+            "a cross-site simple POST",
+            post(
+                &own,
+                &format!("{auth}Content-Type: text/plain\r\nOrigin: http://evil.example\r\n"),
+            ),
+        ),
+        (
+            "text/plain from no page at all",
+            post(&own, &format!("{auth}Content-Type: text/plain\r\n")),
+        ),
+        (
+            "another origin",
+            post(
+                &own,
+                &format!("{auth}{json}Origin: http://evil.example\r\n"),
+            ),
+        ),
+        (
+            "cross-site fetch metadata",
+            post(&own, &format!("{auth}{json}Sec-Fetch-Site: cross-site\r\n")),
+        ),
+        (
+            "DNS rebinding: a foreign Host",
+            post(
+                &format!("evil.example:{}", control.port()),
+                &format!("{auth}{json}"),
+            ),
+        ),
+        ("no token", post(&own, json)),
+        (
+            "a wrong token",
+            post(&own, &format!("Authorization: Bearer guess\r\n{json}")),
+        ),
+    ];
+    for (what, request) in cases {
+        assert_eq!(raw_http(control, request).await, 403, "{what}");
+    }
+    let get = |host: &str| {
+        format!("GET /stats HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n")
+    };
+    assert_eq!(
+        raw_http(control, get("evil.example")).await,
+        403,
+        "foreign Host reading /stats"
+    );
+    assert_eq!(raw_http(control, get(&own)).await, 200);
+    assert_eq!(
+        raw_http(control, get(&format!("localhost:{}", control.port()))).await,
+        200
+    );
+    let settings = proxy.impairments().await.unwrap().settings();
+    assert_eq!(
+        settings["up-loss"].as_f64(),
+        Some(0.0),
+        "a refused request changed the link"
+    );
+    // The same change, as `rudp proxy ctl --token` sends it, is served.
+    let ok = post(&own, &format!("{auth}{json}Origin: http://{own}\r\n"));
+    assert_eq!(raw_http(control, ok).await, 200);
+    let settings = proxy.impairments().await.unwrap().settings();
+    assert_eq!(settings["up-loss"].as_f64(), Some(1.0));
+    proxy
+        .update(|_| Ok(rudp_cli::proxy::ImpairArgs::new()))
+        .await
+        .unwrap();
+
+    // 200 idle connections: the proxy takes at most its cap of them (the
+    // rest wait in the kernel's queue) and keeps relaying.
+    let fds = || std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
+    let before = fds();
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        idle.push(tokio::net::TcpStream::connect(control).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let opened = fds() - before;
+    println!("200 idle control connections: {opened} descriptors opened in this process (200 are the clients')");
+    assert!(
+        opened <= 200 + rudp_cli::proxy::control_listener::MAX_CONTROL_CONNECTIONS + 8,
+        "{opened} descriptors for 200 idle connections"
+    );
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    ask(&client, proxy.local_addr()).await;
+    drop(idle);
+
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+/// Issue #22: 24,000 blackouts in one POST took 7.6 s, stalling the relay
+/// (each item copied every setting; each datagram scanned every
+/// blackout). Now the list is applied in linear time and looked up in
+/// O(log n).
+#[tokio::test]
+async fn a_long_blackout_list_is_applied_at_once() {
+    let upstream = port_echo_server();
+    let proxy =
+        std::sync::Arc::new(mapping_proxy(upstream, rudp_cli::proxy::MAPPING_IDLE, 10).await);
+    let list: Vec<serde_json::Value> = (0..24_000u64)
+        .map(|i| serde_json::Value::String(format!("{}s+1ms", 3600 + i)))
+        .collect();
+    let mut settings = serde_json::Map::new();
+    settings.insert("blackout".into(), serde_json::Value::Array(list));
+    let started = std::time::Instant::now();
+    let args = proxy
+        .update(move |current| {
+            let mut next = current.clone();
+            next.apply_json(&settings)?;
+            Ok(next)
+        })
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(args.up.blackouts.len(), 24_000);
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let started = std::time::Instant::now();
+    ask(&client, proxy.local_addr()).await;
+    println!(
+        "24,000 blackouts applied in {took:?}; the next datagram relayed after {:?}",
+        started.elapsed()
+    );
+    let too_many: Vec<serde_json::Value> = (0..=rudp_cli::proxy::MAX_BLACKOUTS as u64)
+        .map(|i| serde_json::Value::String(format!("{i}s+1ms")))
+        .collect();
+    let mut settings = serde_json::Map::new();
+    settings.insert("up-blackout".into(), serde_json::Value::Array(too_many));
+    let refused = proxy
+        .update(move |current| {
+            let mut next = current.clone();
+            next.apply_json(&settings)?;
+            Ok(next)
+        })
+        .await;
+    assert!(
+        refused.is_err_and(|e| e.to_string().contains("at most")),
+        "a list over the cap is refused"
+    );
 }
 
 /// Issue #16: `--pcap` records every datagram the proxy received, both

@@ -203,14 +203,20 @@ impl ImpairArgs {
             .iter()
             .find(|s| s.name == base)
             .ok_or_else(|| format!("'{name}' is not an impairment (see rudp proxy --help)"))?;
-        let mut next = self.clone();
+        // `set` changes nothing when the value is bad, and the value is the
+        // same for both directions: no copy of the settings is needed (a
+        // copy per item made long blackout lists quadratic, issue #22).
         for &d in dirs {
-            set(next.direction_mut(d), spec, value)?;
+            set(self.direction_mut(d), spec, value)?;
         }
-        *self = next;
         Ok(())
     }
 }
+
+/// Blackouts a direction holds at most (flags, schedule and control API):
+/// each datagram looks them up in O(log n), and a list is applied in time
+/// linear in its length.
+pub const MAX_BLACKOUTS: usize = 100_000;
 
 /// The value that removes a rate, a burst model or the blackouts (in
 /// `--schedule` lines and the control API; the flags have no use for it).
@@ -405,7 +411,15 @@ fn set(c: &mut ImpairConfig, spec: &Spec, value: &str) -> Result<(), String> {
         Kind::Mtu if value == NONE => c.mtu = None,
         Kind::Mtu => c.mtu = Some(check_mtu(value)?),
         Kind::Blackout if value == NONE => c.blackouts.clear(),
-        Kind::Blackout => c.blackouts.push(parse_blackout(value).map_err(|e| e.0)?),
+        Kind::Blackout => {
+            let b = parse_blackout(value).map_err(|e| e.0)?;
+            if c.blackouts.len() >= MAX_BLACKOUTS {
+                return Err(format!(
+                    "at most {MAX_BLACKOUTS} blackouts a direction; '{value}' is one more"
+                ));
+            }
+            c.blackouts.push(b);
+        }
     }
     Ok(())
 }

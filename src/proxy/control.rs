@@ -12,30 +12,129 @@
 //!
 //! A bad name, value or body is a `400` with `{"error": "..."}` and
 //! changes nothing.
+//!
+//! Every web page the user opens can send requests to a loopback port, so
+//! the API answers only requests that a page cannot make (docs/security.md):
+//! a `Host` that names the address it listens on (or `localhost` with its
+//! port), which a DNS-rebinding page cannot forge; no `Origin` but its own
+//! and no cross-site `Sec-Fetch-Site`; writes with `Content-Type:
+//! application/json`, which a page can send only after a CORS preflight
+//! that is never granted; and, with `--control-token`, `Authorization:
+//! Bearer TOKEN`. Anything else is a `403` that changes nothing. The
+//! listener bounds and times out connections (`control_listener`).
 
+use super::control_listener::{BoundedListener, CONTROL_IDLE_TIMEOUT, MAX_CONTROL_CONNECTIONS};
 use super::{ControlError, ImpairArgs, Proxy};
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// Serves the API on `listener` until `shutdown` completes.
+/// Who may use the API: the `Host` values that name it, and the token.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// `Host` header values accepted: the listening address and
+    /// `localhost` with its port.
+    hosts: Vec<String>,
+    /// SHA-256 of the token, if one is required: compared as digests, so
+    /// the comparison's time says nothing about the token.
+    token: Option<[u8; 32]>,
+}
+
+impl Access {
+    /// Requests for the API listening on `addr`, with `token` if given.
+    pub fn new(addr: SocketAddr, token: Option<&str>) -> Self {
+        Self {
+            hosts: vec![addr.to_string(), format!("localhost:{}", addr.port())],
+            token: token.map(|t| Sha256::digest(t.as_bytes()).into()),
+        }
+    }
+
+    /// Why a request may not be served, if it may not.
+    fn refusal(&self, method: &Method, headers: &HeaderMap) -> Option<String> {
+        let text = |name: header::HeaderName| {
+            headers
+                .get(name)
+                .map(|v| v.to_str().unwrap_or("(not text)").to_ascii_lowercase())
+        };
+        let host = text(header::HOST).unwrap_or_default();
+        if !self.hosts.contains(&host) {
+            return Some(format!(
+                "Host '{host}' is not this API's address (expected {})",
+                self.hosts.join(" or ")
+            ));
+        }
+        if let Some(origin) = text(header::ORIGIN) {
+            if !self.hosts.iter().any(|h| origin == format!("http://{h}")) {
+                return Some(format!(
+                    "requests from the web origin '{origin}' are refused"
+                ));
+            }
+        }
+        if let Some(site) = text(header::HeaderName::from_static("sec-fetch-site")) {
+            if site != "same-origin" && site != "none" {
+                return Some(format!("cross-site requests ({site}) are refused"));
+            }
+        }
+        if *method != Method::GET && *method != Method::HEAD {
+            let json = text(header::CONTENT_TYPE)
+                .is_some_and(|t| t.split(';').next().map(str::trim) == Some("application/json"));
+            if *method == Method::POST && !json {
+                return Some("a change needs Content-Type: application/json".into());
+            }
+        }
+        if let Some(want) = &self.token {
+            let given = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(|t| <[u8; 32]>::from(Sha256::digest(t.trim().as_bytes())));
+            if given != Some(*want) {
+                return Some(
+                    "a valid token is needed: Authorization: Bearer TOKEN (rudp proxy ctl --token)"
+                        .into(),
+                );
+            }
+        }
+        None
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` completes, to requests
+/// that `access` allows.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     proxy: Arc<Proxy>,
+    access: Access,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/stats", get(stats))
         .route("/impairments", get(impairments).post(change).delete(clear))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(access),
+            guard,
+        ))
         .with_state(proxy);
+    let listener = BoundedListener::new(listener, MAX_CONTROL_CONNECTIONS, CONTROL_IDLE_TIMEOUT);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Refuses, with a `403` and the reason, what a web page could send.
+async fn guard(State(access): State<Arc<Access>>, request: Request, next: Next) -> Response {
+    match access.refusal(request.method(), request.headers()) {
+        Some(why) => (StatusCode::FORBIDDEN, Json(json!({ "error": why }))).into_response(),
+        None => next.run(request).await,
+    }
 }
 
 async fn stats(State(proxy): State<Arc<Proxy>>) -> Json<super::ProxyStats> {

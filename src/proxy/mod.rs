@@ -12,14 +12,16 @@
 mod args;
 pub mod capture;
 pub mod control;
+pub mod control_listener;
+pub mod delay_line;
 pub mod schedule;
 
-pub use args::ImpairArgs;
+pub use args::{ImpairArgs, MAX_BLACKOUTS};
 
+use delay_line::{DelayLine, DelayLineStats, Way};
 use rudp_core::impair::{ImpairConfig, ImpairStats, Impairment};
 use serde::Serialize;
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -102,6 +104,9 @@ pub struct ProxyStats {
     pub pcap_left_out: u64,
     /// `--rebind`: client mappings moved to a new upstream port.
     pub rebinds: u64,
+    /// Datagrams on their way now, the bounds, and the drops for want of
+    /// room (delay_line.rs).
+    pub delay_line: DelayLineStats,
 }
 
 /// A running proxy. Dropping it stops the proxy.
@@ -143,8 +148,7 @@ impl Proxy {
             upstream: config.upstream,
             up: Impairment::new(config.up, config.seed, start),
             down: Impairment::new(config.down, config.seed.wrapping_add(1), start),
-            deliveries: BinaryHeap::new(),
-            seq: 0,
+            deliveries: DelayLine::default(),
             mappings: HashMap::new(),
             by_id: HashMap::new(),
             next_id: 0,
@@ -268,23 +272,13 @@ struct Mapping {
     reader: JoinHandle<()>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Way {
-    Up,
-    Down,
-}
-
-/// A datagram waiting to leave: (when, sequence number for a stable order,
-/// direction, mapping id, bytes).
-type Scheduled = (Instant, u64, Way, u64, Vec<u8>);
-
 struct Core {
     listen: Arc<UdpSocket>,
     upstream: SocketAddr,
     up: Impairment,
     down: Impairment,
-    deliveries: BinaryHeap<Reverse<Scheduled>>,
-    seq: u64,
+    /// Datagrams on their way, bounded (delay_line.rs).
+    deliveries: DelayLine,
     mappings: HashMap<SocketAddr, Mapping>,
     by_id: HashMap<u64, SocketAddr>,
     next_id: u64,
@@ -327,7 +321,7 @@ impl Core {
             self.publish_stats();
             let next = [
                 self.schedule.front().map(|c| self.start + c.at),
-                self.deliveries.peek().map(|Reverse((t, ..))| *t),
+                self.deliveries.next_due(),
                 self.up.next_release(),
                 self.down.next_release(),
             ]
@@ -396,9 +390,7 @@ impl Core {
                     c.record(capture::Way::Up, from, self.upstream, &original, &verdict);
                 }
                 for d in deliveries {
-                    self.seq += 1;
-                    self.deliveries
-                        .push(Reverse((d.at, self.seq, Way::Up, d.tag, d.data)));
+                    self.deliveries.push(d.at, Way::Up, d.tag, d.data);
                 }
             }
             Input::FromServer(id, data) => {
@@ -420,9 +412,7 @@ impl Core {
                     );
                 }
                 for d in deliveries {
-                    self.seq += 1;
-                    self.deliveries
-                        .push(Reverse((d.at, self.seq, Way::Down, d.tag, d.data)));
+                    self.deliveries.push(d.at, Way::Down, d.tag, d.data);
                 }
             }
         }
@@ -532,18 +522,10 @@ impl Core {
     async fn send_due(&mut self, now: Instant) {
         for (way, model) in [(Way::Up, &mut self.up), (Way::Down, &mut self.down)] {
             for d in model.poll_release(now) {
-                self.seq += 1;
-                self.deliveries
-                    .push(Reverse((d.at, self.seq, way, d.tag, d.data)));
+                self.deliveries.push(d.at, way, d.tag, d.data);
             }
         }
-        while let Some(Reverse((t, ..))) = self.deliveries.peek() {
-            if *t > now {
-                break;
-            }
-            let Some(Reverse((_, _, way, id, data))) = self.deliveries.pop() else {
-                break;
-            };
+        while let Some((way, id, data)) = self.deliveries.pop_due(now) {
             let Some(&client) = self.by_id.get(&id) else {
                 continue; // The mapping expired meanwhile.
             };
@@ -617,6 +599,7 @@ impl Core {
         s.clients_evicted = self.evicted;
         s.schedule_applied = self.schedule_applied;
         s.rebinds = self.rebinds;
+        s.delay_line = self.deliveries.stats();
         if let Some(c) = &self.capture {
             s.pcap_recorded = c.recorded;
             s.pcap_left_out = c.left_out;

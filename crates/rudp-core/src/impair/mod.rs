@@ -32,6 +32,38 @@ impl Blackout {
     }
 }
 
+/// Blackouts sorted by start, with the latest end among each prefix, so
+/// that whether a time falls in any of them takes one binary search
+/// (O(log n) per datagram, however many there are; issue #22).
+#[derive(Debug, Clone, Default)]
+struct BlackoutIndex {
+    /// (start, the latest end of this and every earlier-starting one).
+    starts: Vec<(Duration, Duration)>,
+}
+
+impl BlackoutIndex {
+    fn new(blackouts: &[Blackout]) -> Self {
+        let mut sorted: Vec<(Duration, Duration)> = blackouts
+            .iter()
+            .map(|b| (b.at, b.at.saturating_add(b.length)))
+            .collect();
+        sorted.sort_unstable();
+        let mut latest = Duration::ZERO;
+        for (_, end) in &mut sorted {
+            latest = latest.max(*end);
+            *end = latest;
+        }
+        Self { starts: sorted }
+    }
+
+    /// Whether `t` falls in any blackout: the latest end among those that
+    /// started by `t` is after it.
+    fn contains(&self, t: Duration) -> bool {
+        let started = self.starts.partition_point(|&(at, _)| at <= t);
+        started > 0 && self.starts[started - 1].1 > t
+    }
+}
+
 /// What to do to the datagrams of one direction.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ImpairConfig {
@@ -352,6 +384,8 @@ struct Held {
 #[derive(Debug, Clone)]
 pub struct Impairment {
     config: ImpairConfig,
+    /// `config.blackouts`, indexed for the per-datagram lookup.
+    blackouts: BlackoutIndex,
     start: Instant,
     rng: Streams,
     channel: Channel,
@@ -377,6 +411,7 @@ impl Impairment {
     /// A model that starts its clock (for blackouts) at `start`.
     pub fn new(config: ImpairConfig, seed: u64, start: Instant) -> Self {
         Self {
+            blackouts: BlackoutIndex::new(&config.blackouts),
             config,
             start,
             rng: Streams::new(seed),
@@ -404,6 +439,9 @@ impl Impairment {
     /// carry on, so the same seed and the same changes at the same points
     /// give the same decisions.
     pub fn set_config(&mut self, config: ImpairConfig) {
+        if config.blackouts != self.config.blackouts {
+            self.blackouts = BlackoutIndex::new(&config.blackouts);
+        }
         self.config = config;
     }
 
@@ -439,12 +477,7 @@ impl Impairment {
         self.release_held(now, true, &mut out);
 
         let since_start = now.saturating_duration_since(self.start);
-        if self
-            .config
-            .blackouts
-            .iter()
-            .any(|b| b.contains(since_start))
-        {
+        if self.blackouts.contains(since_start) {
             self.stats.dropped_blackout += 1;
             verdict.dropped = Some(DropReason::Blackout);
             return (out, verdict);

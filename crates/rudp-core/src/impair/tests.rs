@@ -616,3 +616,28 @@ fn slot_byte_budget() {
         "{gaps:?}"
     );
 }
+
+/// Issue #22: the per-datagram blackout lookup is a binary search over an
+/// index; it answers as the linear scan over the list did, overlaps and
+/// nested intervals included.
+#[test]
+fn the_blackout_index_answers_as_the_list_does() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(22);
+    for _ in 0..200 {
+        let blackouts: Vec<Blackout> = (0..rng.gen_range(0..20))
+            .map(|_| Blackout {
+                at: Duration::from_millis(rng.gen_range(0..1000)),
+                length: Duration::from_millis(rng.gen_range(0..300)),
+            })
+            .collect();
+        let index = super::BlackoutIndex::new(&blackouts);
+        for t in (0..1400).map(Duration::from_millis) {
+            assert_eq!(
+                index.contains(t),
+                blackouts.iter().any(|b| b.contains(t)),
+                "t {t:?} in {blackouts:?}"
+            );
+        }
+    }
+}
