@@ -432,27 +432,46 @@ fn run_seed(seed: u64, verbose: bool) -> Result<(), String> {
     };
     // A third of the runs each with every congestion controller (§9.4).
     let congestion = [Algorithm::Bbr, Algorithm::Cubic, Algorithm::NewReno][rng.gen_range(0..3)];
-    let config = Arc::new(
-        Config::builder()
-            .idle_timeout(IDLE_TIMEOUT)
-            .psk(psk)
-            .congestion(std::sync::Arc::new(congestion))
-            .build()
-            .expect("valid settings"),
-    );
+    let base = Config::builder()
+        .idle_timeout(IDLE_TIMEOUT)
+        .psk(psk)
+        .congestion(std::sync::Arc::new(congestion));
+    // Odd seeds speak version 3 (PROTOCOL.md §16): a Noise handshake with
+    // the server's key pinned, every packet sealed with its keys. Chosen
+    // from the seed, not drawn, so that even seeds replay as before.
+    let secure = seed % 2 == 1;
+    let (client_conn, server_conn) = if secure {
+        let server_key = rudp_core::noise::Keypair::generate(rudp_core::sim::seed_bytes(seed));
+        let pinned = rudp_core::noise::PinnedKey(server_key.public());
+        (
+            base.clone()
+                .version(3)
+                .security(rudp_core::noise::Security {
+                    verifier: Some(Arc::new(pinned)),
+                    ..Default::default()
+                }),
+            base.version(3).security(rudp_core::noise::Security {
+                identity: Some(server_key),
+                ..Default::default()
+            }),
+        )
+    } else {
+        (base.clone(), base)
+    };
+    let config = Arc::new(client_conn.build().expect("valid settings"));
     let client_cfg = EndpointConfig::builder()
         .connection(config.clone())
         .build()
         .expect("valid settings");
     let server_cfg = EndpointConfig::builder()
-        .connection(config.clone())
+        .connection(Arc::new(server_conn.build().expect("valid settings")))
         .retry(retry)
         .build()
         .expect("valid settings");
     if verbose {
         eprintln!("seed {seed}\n  to server: {up:?}\n  to client: {down:?}");
         eprintln!(
-            "  pre-shared key {}, retry {retry:?}, congestion {congestion}",
+            "  pre-shared key {}, retry {retry:?}, congestion {congestion}, version 3 {secure}",
             config.psk().is_some()
         );
         eprintln!(

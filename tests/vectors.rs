@@ -438,6 +438,7 @@ fn protocol_md_vectors_match_the_encoder_and_decoder() {
     {
         built.push((n.to_string(), packet(h, &f)));
     }
+    built.extend(version_3_vectors().packets);
     if std::env::var("RUDP_PRINT_VECTORS").is_ok() {
         for (n, b) in &built {
             println!("### {n} ({} bytes)\n{}\n", b.len(), hex(b));
@@ -512,5 +513,201 @@ fn protocol_md_vectors_match_the_encoder_and_decoder() {
             assert_eq!(decode_all(&plain).unwrap().to_vec(), vec![frame]);
         }
         other => panic!("the sealed vector decodes as {other:?}"),
+    }
+}
+
+// ----- Version 3 (PROTOCOL.md §16) ----------------------------------------
+
+/// The fixed keys of vectors 16 to 18: every byte of a version-3 session's
+/// first packets follows from them.
+const SERVER_STATIC: [u8; 32] = [0x11; 32];
+const CLIENT_STATIC: [u8; 32] = [0x22; 32];
+const CLIENT_EPHEMERAL: [u8; 32] = [0x33; 32];
+const SERVER_EPHEMERAL: [u8; 32] = [0x44; 32];
+
+struct Version3 {
+    packets: Vec<(String, Vec<u8>)>,
+    keys: rudp_core::noise::TransportKeys,
+}
+
+fn v3_stream_params() -> StreamParams {
+    StreamParams {
+        max_streams: 100,
+        stream_window: 2_097_152,
+        streams_window: 16_777_216,
+        max_datagram_payload: 1_200,
+    }
+}
+
+/// Vectors 16-18: INITIAL (IK's first message), ACCEPT (the second, then
+/// a sealed ACK) and the client's first DATA, from the fixed keys.
+fn version_3_vectors() -> Version3 {
+    use rudp_core::noise::{prologue, HandshakeInputs, Initiator, Keypair, Responder};
+    let server = Keypair::from_private(SERVER_STATIC);
+    let client = Keypair::from_private(CLIENT_STATIC);
+    let p = prologue(3, &[3], CLIENT_CID);
+    let mut payload1 = Vec::new();
+    Frame::Handshake(params()).encode(&mut payload1);
+    Frame::StreamParams(v3_stream_params()).encode(&mut payload1);
+    let inputs = |e: [u8; 32]| HandshakeInputs {
+        prologue: &p,
+        psk: None,
+        seed: [0; 32],
+        fixed_ephemeral: Some(e),
+    };
+    let initiator = Initiator::start(
+        &client,
+        &server.public(),
+        &inputs(CLIENT_EPHEMERAL),
+        &payload1,
+    )
+    .expect("IK first message");
+    let responder = Responder::read(&server, &inputs(SERVER_EPHEMERAL), initiator.message())
+        .expect("the server reads it");
+    assert_eq!(responder.client(), client.public());
+    assert_eq!(responder.payload(), &payload1[..]);
+    let (message2, keys) = responder.answer(&payload1).expect("IK second message");
+
+    // Vector 16: the INITIAL, in clear, padded to 1200 bytes.
+    let mut initial = Vec::new();
+    Header {
+        version: 3,
+        ty: PacketType::Initial,
+        protection: Protection::Clear,
+        dcid: ConnectionId(0),
+        scid: Some(CLIENT_CID),
+        pn: 0,
+    }
+    .encode(&mut initial);
+    Frame::Noise(initiator.message()).encode(&mut initial);
+    let padding = 1200 - 4 - initial.len();
+    Frame::Padding(padding).encode(&mut initial);
+    append_checksum(&mut initial);
+
+    // Vector 17: the ACCEPT; header and NOISE frame are associated data.
+    let mut accept = Vec::new();
+    Header {
+        version: 3,
+        ty: PacketType::Accept,
+        protection: Protection::Sealed,
+        dcid: CLIENT_CID,
+        scid: Some(SERVER_CID),
+        pn: 0,
+    }
+    .encode(&mut accept);
+    Frame::Noise(&message2).encode(&mut accept);
+    let clear = accept.len();
+    Frame::Ack(AckFrame {
+        ranges: vec![0..1],
+        delay_micros: 0,
+    })
+    .encode(&mut accept);
+    rudp_core::psk::PacketKey::from_raw(keys.server_to_client).seal(0, clear, &mut accept);
+    append_checksum(&mut accept);
+
+    // Vector 18: the client's first DATA: "March" with FIN.
+    let (data_header, frame) = sealed_data();
+    let data_header = Header {
+        version: 3,
+        pn: 1,
+        ..data_header
+    };
+    let mut data = Vec::new();
+    data_header.encode(&mut data);
+    frame.encode(&mut data);
+    rudp_core::psk::PacketKey::from_raw(keys.client_to_server).seal(
+        1,
+        data_header.ty.header_len(),
+        &mut data,
+    );
+    append_checksum(&mut data);
+    if std::env::var("RUDP_PRINT_VECTORS").is_ok() {
+        println!("server public {}", hex::encode(server.public().0));
+        println!("client public {}", hex::encode(client.public().0));
+        println!(
+            "c2s {} s2c {}",
+            hex::encode(keys.client_to_server),
+            hex::encode(keys.server_to_client)
+        );
+        println!(
+            "message 1 ({} bytes) {}",
+            initiator.message().len(),
+            hex::encode(initiator.message())
+        );
+        println!(
+            "message 2 ({} bytes) {}",
+            message2.len(),
+            hex::encode(&message2)
+        );
+        println!("payload {}", hex::encode(&payload1));
+    }
+    Version3 {
+        packets: vec![
+            ("version 3 INITIAL".to_string(), initial),
+            ("version 3 ACCEPT".to_string(), accept),
+            ("version 3 DATA".to_string(), data),
+        ],
+        keys,
+    }
+}
+
+/// The document's version-3 vectors, read back by the real receive path:
+/// the INITIAL opens a connection at a server holding the static key (and
+/// at no other), and the ACCEPT and DATA open with the handshake's keys.
+#[test]
+fn version_3_vectors_are_read_by_the_receive_path() {
+    use rudp_core::config::Config;
+    use rudp_core::endpoint::{Endpoint, EndpointConfig, RetryPolicy};
+    use rudp_core::noise::{Keypair, Security};
+    let doc: std::collections::HashMap<String, Vec<u8>> = document_vectors().into_iter().collect();
+    let server_with = |key: [u8; 32]| {
+        let conn = Config::builder()
+            .version(3)
+            .security(Security {
+                identity: Some(Keypair::from_private(key)),
+                ..Security::default()
+            })
+            .build()
+            .unwrap();
+        let cfg = EndpointConfig::builder()
+            .connection_config(conn)
+            .retry(RetryPolicy::Never)
+            .build()
+            .unwrap();
+        Endpoint::server(cfg, [5; 32])
+    };
+    let now = std::time::Instant::now();
+    let from: std::net::SocketAddr = "127.0.0.1:4000".parse().unwrap();
+    let initial = &doc["version 3 INITIAL"];
+    let mut right = server_with(SERVER_STATIC);
+    right.handle_datagram(now, from, initial);
+    assert_eq!(right.stats().connections_accepted, 1);
+    let mut wrong = server_with([0x55; 32]);
+    wrong.handle_datagram(now, from, initial);
+    assert_eq!(wrong.stats().connections_accepted, 0);
+    assert_eq!(wrong.stats().dropped_unauthenticated, 1);
+
+    let keys = version_3_vectors().keys;
+    for (name, key) in [
+        ("version 3 ACCEPT", keys.server_to_client),
+        ("version 3 DATA", keys.client_to_server),
+    ] {
+        let Ok(Datagram::Packet { header, payload }) = decode(&doc[name]) else {
+            panic!("{name} does not decode");
+        };
+        let mut r = rudp_core::wire::Reader::new(payload);
+        let clear = match rudp_core::wire::frame::decode_one(&mut r) {
+            Ok(Frame::Noise(_)) => payload.len() - r.remaining(),
+            _ => 0,
+        };
+        let mut aad = Vec::new();
+        header.encode(&mut aad);
+        aad.extend_from_slice(&payload[..clear]);
+        let mut plain = Vec::new();
+        rudp_core::psk::PacketKey::from_raw(key)
+            .open(header.pn, &aad, &payload[clear..], &mut plain)
+            .unwrap_or_else(|_| panic!("{name} does not open"));
+        let frames = decode_all(&plain).expect("frames");
+        println!("{name}: {frames:?}");
     }
 }

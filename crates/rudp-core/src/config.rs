@@ -85,6 +85,10 @@ pub struct Config {
     /// Datagrams queued for sending at most; a full queue drops the oldest
     /// (default 256; §15.6).
     pub(crate) datagram_send_queue: usize,
+    /// Version 3's keys and policies (PROTOCOL.md §16): this side's static
+    /// key pair, a client's server-key verifier, a server's client-key
+    /// policy and whether it also serves clear clients.
+    pub(crate) security: crate::noise::Security,
 }
 
 impl Default for Config {
@@ -109,6 +113,7 @@ impl Default for Config {
             datagram_receive_queue: 256,
             datagram_receive_buffer: 1 << 20,
             datagram_send_queue: 256,
+            security: crate::noise::Security::default(),
         }
     }
 }
@@ -160,7 +165,7 @@ settings!(Config, ConfigBuilder, {
     congestion: Arc<dyn ControllerFactory>,
     /// Pre-shared key sealing every packet (default none), §3.7.
     psk: Option<crate::psk::Psk>,
-    /// The newest protocol version offered or accepted (1 or 2).
+    /// The newest protocol version offered or accepted (1, 2 or 3).
     version: u8,
     /// Streams the peer may open at once beyond the first.
     max_streams: u64,
@@ -174,6 +179,8 @@ settings!(Config, ConfigBuilder, {
     datagram_receive_buffer: usize,
     /// Datagrams queued for sending at most.
     datagram_send_queue: usize,
+    /// Version 3's identity, verifier and policies (§16).
+    security: crate::noise::Security,
 });
 
 /// Makes a [`Config`]: start from the defaults ([`Config::builder`]) or
@@ -259,6 +266,14 @@ impl Config {
                 "max_streams {} is above {MAX_STREAMS_LIMIT}",
                 self.max_streams
             ));
+        }
+        if self.version == crate::wire::VERSION_3
+            && self.security.identity.is_none()
+            && self.security.verifier.is_none()
+        {
+            return err(
+                "version 3 needs a static key (a server) or a server-key verifier (a client): set security".into(),
+            );
         }
         if self.idle_timeout < Duration::from_millis(10) {
             return err("idle_timeout must be at least 10 ms".into());

@@ -274,6 +274,10 @@ crate::counters! {
         pub connections_accepted: u64,
         /// Of those, created for a client that echoed a valid token.
         pub accepted_with_token: u64,
+        /// Version 3: RETRYs carrying our key to clients that asked (§16.4).
+        pub keys_sent: u64,
+        /// Version 3: INITIALs refused for their client key (§16.4).
+        pub refused_client_key: u64,
     }
 }
 
@@ -687,6 +691,22 @@ impl Endpoint {
         }
         // Stateless replies answer in the INITIAL's version.
         self.reply_version = header.version;
+        if header.version == crate::wire::VERSION_3 {
+            return self.accept_secure(now, from, header, payload);
+        }
+        let security = &self.config.connection.security;
+        if self.config.connection.version == crate::wire::VERSION_3 && !security.allow_insecure {
+            // §16.1: a secure server serves clear clients only if told to.
+            self.refuse(
+                from,
+                client_cid,
+                Protection::Clear,
+                TransportCode::ConnectionRefused,
+                "this server requires encryption: connect without --insecure (rudp's default), \
+                 or ask its operator to allow clear clients (--allow-insecure)",
+            );
+            return None;
+        }
         // §3.7: the INITIAL's protection must match ours. A mismatch is
         // answered in clear, so that the user learns why; a wrong key is not
         // (the server cannot tell it from a forgery).
@@ -749,7 +769,148 @@ impl Endpoint {
                 return None;
             }
         };
-        let protection = header.protection;
+        let address = self.admit(now, from, client_cid, header.protection, token)?;
+        let cid = self.new_cid();
+        let first_pn = self.rng.next_u64() % conn::FIRST_PN_RANGE;
+        let conn = Connection::server(
+            now,
+            self.config.connection.clone(),
+            (cid, client_cid),
+            first_pn,
+            address,
+            (from, self.path_secret()),
+        );
+        let h = self.insert(conn, Some((from, client_cid)), address);
+        self.stats.connections_accepted += 1;
+        if address == Address::Validated {
+            self.stats.accepted_with_token += 1;
+        }
+        Some(h)
+    }
+
+    /// A version-3 INITIAL (§16.4): in clear, carrying IK's first message
+    /// in a NOISE frame, or no NOISE frame when the client asks for our
+    /// key. Admission (RETRY, limits) comes before the Diffie-Hellman, so
+    /// a flood of spoofed INITIALs costs no X25519; the message is read
+    /// once, here, and what it said is handed to the connection.
+    fn accept_secure(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        header: &Header,
+        payload: &[u8],
+    ) -> Option<ConnectionHandle> {
+        let client_cid = header.scid.unwrap_or_default();
+        let frames = match frame::decode_all(payload) {
+            Ok(f) if header.protection == Protection::Clear => f,
+            _ => {
+                self.stats.dropped_malformed += 1;
+                return None;
+            }
+        };
+        // §16.3: only NOISE (at most one), TOKEN and PADDING in clear.
+        let mut message = None;
+        let mut token = None;
+        for f in &frames {
+            match f {
+                Frame::Noise(m) if message.is_none() => message = Some(*m),
+                Frame::Token(t) if token.is_none() => token = Some(t.to_vec()),
+                Frame::Padding(_) => {}
+                _ => {
+                    self.stats.dropped_malformed += 1;
+                    return None;
+                }
+            }
+        }
+        let Some(identity) = self.config.connection.security.identity.clone() else {
+            self.refuse(
+                from,
+                client_cid,
+                Protection::Clear,
+                TransportCode::ConnectionRefused,
+                "this server has no key: connect with --insecure",
+            );
+            return None;
+        };
+        let Some(message) = message else {
+            self.send_key(from, client_cid, identity.public().0, None);
+            return None;
+        };
+        let address = self.admit(now, from, client_cid, Protection::Clear, token)?;
+        let prologue = crate::noise::prologue(
+            crate::wire::VERSION_3,
+            &[crate::wire::VERSION_3],
+            client_cid,
+        );
+        let mut seed = [0u8; 32];
+        self.rng.fill_bytes(&mut seed);
+        let inputs = crate::noise::HandshakeInputs {
+            prologue: &prologue,
+            psk: self
+                .config
+                .connection
+                .psk
+                .as_ref()
+                .map(crate::psk::Psk::noise_key),
+            seed,
+            fixed_ephemeral: None,
+        };
+        let Ok(responder) = crate::noise::Responder::read(&identity, &inputs, message) else {
+            // Written to another key than ours, or a forgery: the two look
+            // alike. Our public key, in a stateless RETRY smaller than the
+            // INITIAL, lets a client that expected another key say so at
+            // once instead of timing out; it reveals nothing a key request
+            // would not (§16.4).
+            self.stats.dropped_unauthenticated += 1;
+            let unread = message.get(..32).and_then(|e| e.try_into().ok());
+            self.send_key(from, client_cid, identity.public().0, unread);
+            return None;
+        };
+        if let Some(policy) = &self.config.connection.security.clients {
+            if let Err(reason) = policy.admit(&responder.client()) {
+                self.stats.refused_client_key += 1;
+                self.refuse(
+                    from,
+                    client_cid,
+                    Protection::Clear,
+                    TransportCode::ConnectionRefused,
+                    &reason,
+                );
+                return None;
+            }
+        }
+        let cid = self.new_cid();
+        let first_pn = self.rng.next_u64() % conn::FIRST_PN_RANGE;
+        let conn = Connection::server_secure(
+            now,
+            self.config.connection.clone(),
+            (cid, client_cid),
+            first_pn,
+            address,
+            (from, self.path_secret()),
+            responder,
+        )
+        .ok()?;
+        let h = self.insert(conn, Some((from, client_cid)), address);
+        self.stats.connections_accepted += 1;
+        if address == Address::Validated {
+            self.stats.accepted_with_token += 1;
+        }
+        Some(h)
+    }
+
+    /// §6.3, §6.8: whether a new connection may be made for this INITIAL,
+    /// and with what address validation; answers it (RETRY or refusal)
+    /// when not. Decides before any per-connection work: a version-3
+    /// handshake's Diffie-Hellman comes only after this (§16.4).
+    fn admit(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        client_cid: ConnectionId,
+        protection: Protection,
+        token: Option<Vec<u8>>,
+    ) -> Option<Address> {
         // §6.8: a token proves the address; without one, a busy server
         // sends one and keeps nothing.
         let address = match token {
@@ -849,22 +1010,7 @@ impl Endpoint {
             );
             return None;
         }
-        let cid = self.new_cid();
-        let first_pn = self.rng.next_u64() % conn::FIRST_PN_RANGE;
-        let conn = Connection::server(
-            now,
-            self.config.connection.clone(),
-            (cid, client_cid),
-            first_pn,
-            address,
-            (from, self.path_secret()),
-        );
-        let h = self.insert(conn, Some((from, client_cid)), address);
-        self.stats.connections_accepted += 1;
-        if address == Address::Validated {
-            self.stats.accepted_with_token += 1;
-        }
-        Some(h)
+        Some(address)
     }
 
     /// Whether an INITIAL without a token gets a RETRY (§6.8).
@@ -892,7 +1038,36 @@ impl Endpoint {
             client_cid,
             PacketType::Retry,
             protection,
-            Frame::Token(&token),
+            &[Frame::Token(&token)],
+        );
+    }
+
+    /// §16.4: a stateless RETRY carrying only our static public key, for a
+    /// version-3 client that asked for it or whose first message we could
+    /// not read. No token: the client's next INITIAL goes through
+    /// admission as any other (a token bound to an address a NAT may
+    /// rebind in between would only get it refused).
+    /// `unread` names the first message we could not read, by its
+    /// ephemeral key.
+    fn send_key(
+        &mut self,
+        to: SocketAddr,
+        client_cid: ConnectionId,
+        key: [u8; 32],
+        unread: Option<[u8; 32]>,
+    ) {
+        self.stats.keys_sent += 1;
+        let key = Frame::ServerKey(key);
+        let frames = match unread {
+            Some(e) => vec![key, Frame::Unreadable(e)],
+            None => vec![key],
+        };
+        self.stateless_reply(
+            to,
+            client_cid,
+            PacketType::Retry,
+            Protection::Clear,
+            &frames,
         );
     }
 
@@ -911,11 +1086,11 @@ impl Endpoint {
             client_cid,
             PacketType::Accept,
             protection,
-            Frame::Close(CloseFrame {
+            &[Frame::Close(CloseFrame {
                 kind: CloseKind::Transport,
                 code: code.to_u64(),
                 reason: reason.as_bytes(),
-            }),
+            })],
         );
     }
 
@@ -928,7 +1103,7 @@ impl Endpoint {
         client_cid: ConnectionId,
         ty: PacketType,
         protection: Protection,
-        frame: Frame<'_>,
+        frames: &[Frame<'_>],
     ) {
         // The top quarter of the varint range, 2^61 values: a power of two,
         // so the modulo is unbiased.
@@ -944,7 +1119,9 @@ impl Endpoint {
             pn,
         }
         .encode(&mut out);
-        frame.encode(&mut out);
+        for f in frames {
+            f.encode(&mut out);
+        }
         if protection == Protection::Sealed {
             if let Some(psk) = &self.config.connection.psk {
                 psk.server_key(client_cid, ConnectionId(0))

@@ -105,6 +105,12 @@ pub enum ConnectionError {
         /// The versions the server listed.
         theirs: Vec<u8>,
     },
+    /// Version 3: the server's static key was refused by the verifier, or
+    /// there is no way to verify it (§16.4).
+    ServerKey {
+        /// Why, for the user.
+        reason: String,
+    },
     /// The peer's rudp implementation closed the connection with an error.
     PeerTransportClose {
         /// The transport error code (§11).
@@ -211,6 +217,7 @@ impl std::fmt::Display for ConnectionError {
                 f,
                 "the peer speaks protocol versions {theirs:?}, we speak {ours}"
             ),
+            Self::ServerKey { reason } => write!(f, "the server's key was not accepted: {reason}"),
             Self::PeerTransportClose { code, reason } => {
                 write!(f, "the peer closed the connection: {code}: {reason}")
             }

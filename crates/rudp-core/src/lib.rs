@@ -107,6 +107,7 @@ pub mod endpoint;
 pub mod error;
 #[cfg(feature = "sim")]
 pub mod impair;
+pub mod noise;
 pub mod psk;
 pub mod ranges;
 pub mod rtt;

@@ -29,6 +29,8 @@ const SALT: &[u8] = b"rudp v1 psk";
 /// HKDF info prefixes for the two directions (§3.7).
 const CLIENT_LABEL: &[u8] = b"rudp v1 client";
 const SERVER_LABEL: &[u8] = b"rudp v1 server";
+/// HKDF info of version 3's Noise pre-shared key (§16.2).
+const NOISE_PSK_LABEL: &[u8] = b"rudp v3 noise psk";
 
 /// Why a key could not be used.
 #[derive(Debug)]
@@ -117,6 +119,14 @@ impl Psk {
         })
     }
 
+    /// Version 3's IKpsk2 key (§16.2): the file as a second factor.
+    pub fn noise_key(&self) -> [u8; 32] {
+        let mut okm = [0u8; 32];
+        // 32 bytes is far below HKDF-SHA256's limit of 8160.
+        let _ = self.prk.expand(NOISE_PSK_LABEL, &mut okm);
+        okm
+    }
+
     /// The key for packets from the client of the connection whose client
     /// chose `client_cid` (INITIAL and DATA).
     pub fn client_key(&self, client_cid: ConnectionId) -> PacketKey {
@@ -172,6 +182,13 @@ fn nonce(pn: u64) -> Nonce {
 }
 
 impl PacketKey {
+    /// A key from 32 bytes: one of version 3's transport keys (§16.5).
+    pub fn from_raw(key: [u8; 32]) -> Self {
+        Self {
+            aead: ChaCha20Poly1305::new(&key.into()),
+        }
+    }
+
     /// Seals `out[header_len..]` (the frames) in place, with `out[..header_len]`
     /// as associated data, and appends the tag. The checksum comes after.
     pub fn seal(&self, pn: u64, header_len: usize, out: &mut Vec<u8>) {

@@ -15,6 +15,19 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
+/// How a client's packets are protected: what a server that stays silent
+/// may be telling it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keyed {
+    /// In clear.
+    No,
+    /// Sealed with a pre-shared key, which a server with another drops.
+    Psk,
+    /// Version 3: a server that holds another key than the one expected
+    /// answers with its own; silence is a server down, or one unreachable.
+    Noise,
+}
+
 /// One rudp connection: ordered, reliable messages to one peer.
 ///
 /// Cloning gives another handle to the same connection, so one task can
@@ -80,6 +93,18 @@ impl Connection {
             .unwrap_or(self.remote)
     }
 
+    /// The peer's static public key, authenticated by the version-3
+    /// handshake (PROTOCOL.md §16): who is at the other end. `None` for a
+    /// clear connection (versions 1 and 2), or once the connection is
+    /// gone.
+    pub fn peer_key(&self) -> Option<crate::PublicKey> {
+        self.shared
+            .lock()
+            .ep
+            .connection(self.handle)
+            .and_then(|c| c.peer_key())
+    }
+
     /// The local address of the endpoint the connection belongs to.
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local_addr
@@ -115,11 +140,11 @@ impl Connection {
         }
     }
 
-    /// The handshake's outcome, for `connect`.
+    /// The handshake's outcome, for `connect`; `keyed` words a silence.
     pub(crate) fn poll_connected(
         &self,
         cx: &mut Context<'_>,
-        keyed: bool,
+        keyed: Keyed,
     ) -> Poll<Result<(), Error>> {
         self.with_slot(|st, slot| {
             if slot.connected {
@@ -128,8 +153,11 @@ impl Connection {
             match &slot.outcome {
                 Some(Err(e)) => Poll::Ready(Err(
                     match Error::from_connection(self.remote, false, e.clone()) {
-                        Error::NoAnswer { addr, after } if keyed => {
+                        Error::NoAnswer { addr, after } if keyed == Keyed::Psk => {
                             Error::NoAnswerKeyed { addr, after }
+                        }
+                        Error::NoAnswer { addr, after } if keyed == Keyed::Noise => {
+                            Error::NoAnswerSecure { addr, after }
                         }
                         other => other,
                     },

@@ -1,7 +1,7 @@
 //! [`Endpoint`]: a UDP socket speaking rudp, and the driver task that moves
 //! datagrams and timer expiries between it and the sans-IO state machine.
 
-use crate::connection::Connection;
+use crate::connection::{Connection, Keyed};
 use crate::error::Error;
 use crate::shared::{ConnSlot, Shared, State};
 use crate::udp::{RxBuffers, Socket, TxBatch};
@@ -238,11 +238,14 @@ impl Endpoint {
             if st.stopped.is_some() || st.closing {
                 return Err(Error::EndpointClosed);
             }
-            let keyed = config
-                .as_ref()
-                .map_or(st.ep.config().connection().psk().is_some(), |c| {
-                    c.psk().is_some()
-                });
+            let c = config
+                .clone()
+                .unwrap_or_else(|| st.ep.config().connection());
+            let keyed = match (c.version() == rudp_core::wire::VERSION_3, c.psk().is_some()) {
+                (true, _) => Keyed::Noise,
+                (false, true) => Keyed::Psk,
+                (false, false) => Keyed::No,
+            };
             let h = match config {
                 Some(c) => st.ep.connect_with(Instant::now(), remote, c),
                 None => st.ep.connect(Instant::now(), remote),

@@ -30,6 +30,18 @@ pub enum Error {
         /// How long this side waited (the idle timeout).
         after: Duration,
     },
+    /// The handshake got no answer, and this side speaks version 3: the
+    /// server is down or unreachable, or it is not the server expected.
+    #[error(
+        "no answer from {addr} after {}: is the server running? (If it is, it may not be the server whose key this client expects.)",
+        Secs(*after)
+    )]
+    NoAnswerSecure {
+        /// The server's address.
+        addr: SocketAddr,
+        /// How long this side waited (the idle timeout).
+        after: Duration,
+    },
     /// The connection was established, then failed.
     #[error("connection to {addr} failed: {source}")]
     Connection {

@@ -88,4 +88,8 @@ pub use rudp_core::congestion::Algorithm;
 pub use rudp_core::conn::{Delivery, Received, Reliability, Stats, StreamId, StreamOptions};
 pub use rudp_core::endpoint::{EndpointConfig, EndpointStats, RetryPolicy};
 pub use rudp_core::error::{ConnectionError, TransportCode, VarInt, VarIntBoundsExceeded};
+pub use rudp_core::noise::{
+    AuthorizedKeys, ClientKeyPolicy, KeyLog, Keypair, PinnedKey, PublicKey, Security,
+    ServerKeyVerifier, TransportKeys,
+};
 pub use rudp_core::psk::Psk;

@@ -70,6 +70,11 @@ pub(super) struct Migration {
 }
 
 impl Migration {
+    /// The secret (for deriving other per-connection randomness from it).
+    pub(super) fn secret(&self) -> &[u8; 32] {
+        &self.secret
+    }
+
     pub(super) fn new(secret: [u8; 32]) -> Self {
         Self {
             candidate: None,

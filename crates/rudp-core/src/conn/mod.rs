@@ -40,6 +40,7 @@ mod path;
 mod receive;
 mod recovery;
 mod recv_stream;
+mod secure;
 mod send_stream;
 mod sent;
 pub mod stats;
@@ -196,10 +197,13 @@ pub const PN_WINDOW: u64 = 1 << 24;
 /// (§4.2).
 pub const FIRST_PN_RANGE: u64 = 1 << 48;
 
-/// The pre-shared-key packet keys of one connection (§3.7).
+/// The packet keys of one connection: from a pre-shared key (§3.7) or
+/// from version 3's handshake (§16.5).
 #[derive(Debug)]
 struct Keys {
-    psk: Psk,
+    /// The pre-shared key a client derives the server's key from, once it
+    /// learns the server's CID; `None` for version 3's fixed keys.
+    psk: Option<Psk>,
     /// Key for the packets we send.
     seal: PacketKey,
     /// Key for the peer's packets, and the server CID it was derived for: a
@@ -315,6 +319,13 @@ pub struct Connection {
     /// Our first packet number (§4.2): nothing below it can be acknowledged.
     first_pn: u64,
     keys: Option<Keys>,
+    /// Version 3's Noise handshake (§16).
+    handshake: secure::Handshake,
+    /// Version 3: the peer's static key (a client's: the key it expects).
+    peer_key: Option<crate::noise::PublicKey>,
+    /// Server, version 3: the first INITIAL's Noise payload (the client's
+    /// parameters), applied with that INITIAL.
+    initial_plain: Option<Vec<u8>>,
     /// Client: the token a RETRY gave us, echoed in every later INITIAL.
     retry_token: Option<Vec<u8>>,
     /// Reused buffer for opened (decrypted) payloads.
@@ -347,12 +358,18 @@ impl Connection {
         remote: SocketAddr,
         path_secret: [u8; 32],
     ) -> Self {
-        let keys = config.psk.as_ref().map(|psk| Keys {
-            seal: psk.client_key(local_cid),
-            open: None,
-            psk: psk.clone(),
-        });
-        Self::new(
+        // Version 3 seals with the handshake's keys; the pre-shared key,
+        // if any, is its second factor (§16.2).
+        let keys = config
+            .psk
+            .as_ref()
+            .filter(|_| config.version != crate::wire::VERSION_3)
+            .map(|psk| Keys {
+                seal: psk.client_key(local_cid),
+                open: None,
+                psk: Some(psk.clone()),
+            });
+        let mut c = Self::new(
             now,
             Side::Client,
             config,
@@ -361,7 +378,11 @@ impl Connection {
             keys,
             Address::Validated,
             (remote, path_secret),
-        )
+        );
+        if c.version == crate::wire::VERSION_3 {
+            c.start_secure();
+        }
+        c
     }
 
     /// A server connection for a client at `remote` that chose
@@ -378,7 +399,7 @@ impl Connection {
         let keys = config.psk.as_ref().map(|psk| Keys {
             seal: psk.server_key(client_cid, local_cid),
             open: Some((local_cid, psk.client_key(client_cid))),
-            psk: psk.clone(),
+            psk: Some(psk.clone()),
         });
         Self::new(
             now,
@@ -457,6 +478,9 @@ impl Connection {
             address,
             first_pn,
             keys,
+            handshake: secure::Handshake::default(),
+            peer_key: None,
+            initial_plain: None,
             retry_token: None,
             plain_buf: Vec::new(),
             config,

@@ -45,7 +45,12 @@ impl Connection {
         }
         let wire_len = header.ty.header_len() + payload.len() + CHECKSUM_LEN;
         let mut plain = std::mem::take(&mut self.plain_buf);
-        match self.unprotect(header, payload, &mut plain) {
+        let body = if self.version == crate::wire::VERSION_3 {
+            self.unprotect_secure(header, payload, &mut plain)
+        } else {
+            self.unprotect(header, payload, &mut plain)
+        };
+        match body {
             Some(Body::Clear) => self.on_payload(now, from, header, wire_len, payload),
             Some(Body::Opened) => self.on_payload(now, from, header, wire_len, &plain),
             None => self.stats.received.unauthenticated_dropped += 1,
@@ -87,12 +92,12 @@ impl Connection {
     pub(super) fn open_key(&mut self, header: &Header) -> Option<&PacketKey> {
         let (side, local, remote) = (self.side, self.local_cid, self.remote_cid);
         let keys = self.keys.as_mut()?;
-        if side == Side::Client {
+        if let (Side::Client, Some(psk)) = (side, &keys.psk) {
             // The server's key is bound to its CID: the source CID of an
             // ACCEPT (zero in stateless replies), then the one we learned.
             let server_cid = header.scid.unwrap_or(remote);
             if keys.open.as_ref().is_none_or(|(c, _)| *c != server_cid) {
-                keys.open = Some((server_cid, keys.psk.server_key(local, server_cid)));
+                keys.open = Some((server_cid, psk.server_key(local, server_cid)));
             }
         }
         keys.open.as_ref().map(|(_, k)| k)
@@ -101,15 +106,13 @@ impl Connection {
     /// A RETRY answering our INITIAL (§6.8): the server wants its token back
     /// before it keeps any state. Accepted once, during the handshake.
     pub fn handle_retry(&mut self, now: Instant, header: &Header, payload: &[u8]) {
-        if self.side != Side::Client
-            || self.state != State::Handshake
-            || self.peer.is_some()
-            || self.retry_token.is_some()
-        {
+        if self.side != Side::Client || self.state != State::Handshake || self.peer.is_some() {
             self.stats.received.malformed_dropped += 1;
             return;
         }
         let mut plain = std::mem::take(&mut self.plain_buf);
+        // Version 3's RETRY is in clear (a client without keys takes it as
+        // such): its token, and the key a client asked for (§16.4).
         let body = match self.unprotect(header, payload, &mut plain) {
             Some(Body::Clear) => payload,
             Some(Body::Opened) => &plain[..],
@@ -119,26 +122,42 @@ impl Connection {
                 return;
             }
         };
-        let token = frame::decode_all(body).ok().and_then(|frames| {
-            frames.iter().find_map(|f| match f {
-                Frame::Token(t) => Some(t.to_vec()),
-                _ => None,
-            })
-        });
+        let (mut token, mut server_key, mut unreadable) = (None, None, None);
+        if let Ok(frames) = frame::decode_all(body) {
+            for f in &frames {
+                match f {
+                    Frame::Token(t) => token = Some(t.to_vec()),
+                    Frame::ServerKey(k) => server_key = Some(*k),
+                    Frame::Unreadable(e) => unreadable = Some(*e),
+                    _ => {}
+                }
+            }
+        }
         self.plain_buf = plain;
-        let Some(token) = token else {
+        // One RETRY with a token is taken, so a RETRY cannot keep the
+        // client from completing. In version 3 a RETRY may instead carry
+        // only the server's key (§16.4): the one we asked for, or a sign
+        // that the server could not read our first message; it can start,
+        // end or (if the verifier accepts the key) restart the handshake.
+        let keyed = self.version == crate::wire::VERSION_3 && server_key.is_some();
+        if !keyed && (token.is_none() || self.retry_token.is_some()) {
             self.stats.received.malformed_dropped += 1;
             return;
-        };
-        debug_log!(cid = %self.local_cid, "retry: echoing the server's token");
-        traced! {
-            self.trace(now, "rudp:retry", || json!({ "token_length": token.len() }));
         }
-        self.retry_token = Some(token);
+        if keyed && !self.on_server_key(server_key, unreadable) {
+            return;
+        }
+        if let Some(token) = token.filter(|_| self.retry_token.is_none()) {
+            debug_log!(cid = %self.local_cid, "retry: echoing the server's token");
+            traced! {
+                self.trace(now, "rudp:retry", || json!({ "token_length": token.len() }));
+            }
+            self.retry_token = Some(token);
+        }
         self.stats.received.retries += 1;
         // The server kept nothing: our INITIALs so far will never be
         // acknowledged, and are not lost either. Start the handshake again
-        // at once, with the token.
+        // at once, with the token or the key.
         let _ = self.sent.take_range(0..u64::MAX);
         self.loss.time = None;
         self.pto_count = 0;
@@ -169,10 +188,17 @@ impl Connection {
         if matches!(self.state, State::Closed | State::Draining { .. }) {
             return;
         }
-        // §15.8: version 1 has none of version 2's frames.
+        // §15.8: version 1 has none of version 2's frames; §16.3: no
+        // version but 3 has NOISE, and SERVER_KEY travels only in RETRY.
         let v1_violation =
             self.version == crate::wire::VERSION_1 && frames.iter().any(Frame::is_version_2);
+        let v3_violation = frames.iter().any(|f| match f {
+            Frame::Noise(_) => self.version != crate::wire::VERSION_3,
+            Frame::ServerKey(_) | Frame::Unreadable(_) => true,
+            _ => false,
+        });
         if v1_violation
+            || v3_violation
             || !self.packet_type_allowed(header.ty)
             || !initial_frames_allowed(header.ty, &frames)
         {
@@ -339,8 +365,11 @@ impl Connection {
         f: &Frame<'_>,
     ) -> Result<(), (TransportCode, String)> {
         match f {
-            // The endpoint read the TOKEN before creating us (§6.8).
-            Frame::Padding(_) | Frame::Ping | Frame::Token(_) => {}
+            // The endpoint read the TOKEN before creating us (§6.8); a
+            // NOISE frame is read before the frames are (§16.3).
+            Frame::Padding(_) | Frame::Ping | Frame::Token(_) | Frame::Noise(_) => {}
+            // Refused with the packet (above): they travel in RETRY only.
+            Frame::ServerKey(_) | Frame::Unreadable(_) => {}
             Frame::Ack(ack) => self.on_ack(now, ack)?,
             Frame::Handshake(p) => self.on_handshake(p)?,
             Frame::Stream(s) => self.on_first_stream_data(s.offset, s.data, s.fin)?,

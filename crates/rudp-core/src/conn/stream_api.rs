@@ -65,7 +65,7 @@ impl Connection {
     /// Whether streams beyond the first and datagrams can be used: the
     /// handshake completed in version 2 (§15.1).
     pub fn supports_streams(&self) -> bool {
-        self.version == crate::wire::VERSION_2 && self.peer_streams.is_some()
+        self.version >= crate::wire::VERSION_2 && self.peer_streams.is_some()
     }
 
     /// Opens a stream to the peer (§15.2).
@@ -103,7 +103,7 @@ impl Connection {
         let Some(peer) = self.peer else {
             return Err(SendError::NotConnected);
         };
-        if reliability != Reliability::Reliable && self.version != crate::wire::VERSION_2 {
+        if reliability != Reliability::Reliable && self.version < crate::wire::VERSION_2 {
             // Version 1 has no SKIP: a message can only be reliable.
             return Err(SendError::Unsupported);
         }
@@ -273,7 +273,7 @@ impl Connection {
     /// `None` if datagrams cannot be sent on this connection.
     pub fn max_datagram_payload(&self) -> Option<usize> {
         let peer = self.peer_streams?;
-        if peer.max_datagram_payload == 0 || self.version != crate::wire::VERSION_2 {
+        if peer.max_datagram_payload == 0 || self.version < crate::wire::VERSION_2 {
             return None;
         }
         let room = self

@@ -144,6 +144,9 @@ fn frame_json(f: &Frame<'_>) -> Value {
             "messages": k.messages,
         }),
         Frame::Datagram(d) => json!({"frame_type": "datagram", "length": d.len()}),
+        Frame::Noise(m) => json!({"frame_type": "noise", "length": m.len()}),
+        Frame::ServerKey(_) => json!({"frame_type": "server_key"}),
+        Frame::Unreadable(_) => json!({"frame_type": "unreadable"}),
         Frame::MaxData(m) => json!({"frame_type": "max_data", "maximum": m}),
         Frame::Token(t) => json!({"frame_type": "token", "length": t.len()}),
         Frame::PathChallenge(d) => json!({

@@ -39,11 +39,32 @@ impl Connection {
         }
     }
 
-    /// Seals the frames after the header with our key, if we have one,
-    /// then appends the checksum: the last step of building a packet.
+    /// Version 3's INITIAL and ACCEPT start with the handshake's NOISE
+    /// frame, in clear (§16.3).
+    fn clear_prefix(&self, ty: PacketType) -> Option<&[u8]> {
+        if self.version == crate::wire::VERSION_3 && ty != PacketType::Data {
+            self.handshake_frame()
+        } else {
+            None
+        }
+    }
+
+    /// The first step of building a packet: the header, then the clear
+    /// prefix, if any.
+    pub(super) fn begin_packet(&self, ty: PacketType, pn: u64, out: &mut Vec<u8>) {
+        self.header(ty, pn).encode(out);
+        if let Some(prefix) = self.clear_prefix(ty) {
+            out.extend_from_slice(prefix);
+        }
+    }
+
+    /// Seals the frames after the header (and the clear prefix) with our
+    /// key, if we have one, the rest being associated data, then appends
+    /// the checksum: the last step of building a packet.
     pub(super) fn finish_packet(&self, ty: PacketType, pn: u64, out: &mut Vec<u8>) {
         if let Some(keys) = &self.keys {
-            keys.seal.seal(pn, ty.header_len(), out);
+            let clear = ty.header_len() + self.clear_prefix(ty).map_or(0, <[u8]>::len);
+            keys.seal.seal(pn, clear, out);
         }
         append_checksum(out);
     }
@@ -133,14 +154,17 @@ impl Connection {
 
         let pn = self.next_pn;
         self.next_pn += 1;
-        self.header(ty, pn).encode(out);
+        self.begin_packet(ty, pn, out);
         let limit = max_len - self.trailer_len();
+        // §16.3: what a version-3 packet carries in clear is only the
+        // handshake; nothing else is sent before there are keys.
+        let clear_v3 = self.version == crate::wire::VERSION_3 && self.keys.is_none();
         let mut frames = SentFrames::default();
         let mut eliciting = false;
         let mut retransmitted = false;
         let frontier;
 
-        if self.acks.has_news() {
+        if self.acks.has_news() && !clear_v3 {
             if let Some(ack) = self.acks.frame(now) {
                 Frame::Ack(ack).encode(out);
                 self.acks.on_ack_sent();
@@ -148,8 +172,11 @@ impl Connection {
         }
         if ty != PacketType::Data {
             // Every INITIAL and ACCEPT carries the parameters (§6.2), so any
-            // one of them that arrives completes the handshake.
-            Frame::Handshake(self.local_params()).encode(out);
+            // one of them that arrives completes the handshake; in version
+            // 3 they travel inside its Noise messages (§16.3).
+            if self.version != crate::wire::VERSION_3 {
+                Frame::Handshake(self.local_params()).encode(out);
+            }
             if self.version == crate::wire::VERSION_2 {
                 Frame::StreamParams(self.local_stream_params()).encode(out);
             }
@@ -190,7 +217,7 @@ impl Connection {
                 self.max_data_pending = false;
                 eliciting = true;
             }
-            if self.version == crate::wire::VERSION_2 && self.peer.is_some() {
+            if self.version >= crate::wire::VERSION_2 && self.peer.is_some() {
                 eliciting |= self.write_stream_controls(limit, out, &mut frames);
             }
             // Data below the frontier was sent before: a retransmission.
@@ -394,7 +421,7 @@ impl Connection {
         self.close_send_pending = false;
         let ty = self.packet_type();
         let pn = self.next_pn;
-        self.header(ty, pn).encode(out);
+        self.begin_packet(ty, pn, out);
         Frame::Close(CloseFrame {
             kind: close.kind,
             code: close.code,

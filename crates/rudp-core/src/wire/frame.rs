@@ -27,6 +27,15 @@
 //! | 0x18      | STOP_SENDING | yes          | id, error code                           |
 //! | 0x19      | SKIP        | yes           | id, offset, length, messages             |
 //! | 0x1a      | DATAGRAM    | yes           | length, data                             |
+//!
+//! Version 3 adds (§16.3; a version-1 or -2 packet carrying one is
+//! malformed):
+//!
+//! | type      | name        | ack-eliciting | fields                                   |
+//! |-----------|-------------|---------------|------------------------------------------|
+//! | 0x1b      | NOISE       | yes           | length, a Noise handshake message        |
+//! | 0x1c      | SERVER_KEY  | no            | 32 bytes: the server's static public key |
+//! | 0x1d      | UNREADABLE  | no            | 32 bytes: the ephemeral key of a first message the server could not read |
 
 use super::{varint, DecodeError, Reader};
 use std::ops::Range;
@@ -83,6 +92,14 @@ pub const STOP_SENDING: u8 = 0x18;
 pub const SKIP: u8 = 0x19;
 /// Frame type (version 2): an unreliable datagram (§15.8.9).
 pub const DATAGRAM: u8 = 0x1a;
+/// Frame type (version 3): a Noise handshake message (§16.3).
+pub const NOISE: u8 = 0x1b;
+/// Frame type (version 3): the server's static public key, in a RETRY
+/// that answers a client that does not know it yet (§16.4).
+pub const SERVER_KEY: u8 = 0x1c;
+/// Frame type (version 3): beside SERVER_KEY in a RETRY, names the first
+/// Noise message the server could not read by its ephemeral key (§16.4).
+pub const UNREADABLE: u8 = 0x1d;
 
 /// Longest address-validation token a frame may carry (§5.8).
 pub const MAX_TOKEN_LEN: usize = 255;
@@ -258,6 +275,13 @@ pub enum Frame<'a> {
     Skip(SkipFrame),
     /// Version 2: an unreliable datagram (§15.8.9).
     Datagram(&'a [u8]),
+    /// Version 3: a Noise handshake message (§16.3).
+    Noise(&'a [u8]),
+    /// Version 3: the server's static public key (§16.4).
+    ServerKey([u8; 32]),
+    /// Version 3: the ephemeral key of a first message the server could
+    /// not read (§16.4).
+    Unreadable([u8; 32]),
 }
 
 /// One line per frame, as logs and `wire::describe` print it:
@@ -326,6 +350,9 @@ impl std::fmt::Display for Frame<'_> {
                 k.id, k.offset, k.len, k.messages
             ),
             Frame::Datagram(d) => write!(f, "DATAGRAM len={}", d.len()),
+            Frame::Noise(m) => write!(f, "NOISE {} bytes", m.len()),
+            Frame::ServerKey(_) => write!(f, "SERVER_KEY"),
+            Frame::Unreadable(_) => write!(f, "UNREADABLE"),
         }
     }
 }
@@ -342,6 +369,17 @@ impl Frame<'_> {
                 | Frame::Close(_)
                 | Frame::PathChallenge(_)
                 | Frame::PathResponse(_)
+                | Frame::ServerKey(_)
+                | Frame::Unreadable(_)
+        )
+    }
+
+    /// Whether only version 3 has this frame (§16.3): a packet of another
+    /// version that carries one is malformed.
+    pub fn is_version_3(&self) -> bool {
+        matches!(
+            self,
+            Frame::Noise(_) | Frame::ServerKey(_) | Frame::Unreadable(_)
         )
     }
 
@@ -447,6 +485,19 @@ impl Frame<'_> {
                 varint::write(d.len() as u64, out);
                 out.extend_from_slice(d);
             }
+            Frame::Noise(m) => {
+                out.push(NOISE);
+                varint::write(m.len() as u64, out);
+                out.extend_from_slice(m);
+            }
+            Frame::ServerKey(k) => {
+                out.push(SERVER_KEY);
+                out.extend_from_slice(k);
+            }
+            Frame::Unreadable(e) => {
+                out.push(UNREADABLE);
+                out.extend_from_slice(e);
+            }
         }
     }
 }
@@ -546,7 +597,9 @@ pub fn decode_all(payload: &[u8]) -> Result<Frames<'_>, DecodeError> {
     Ok(frames)
 }
 
-fn decode_one<'a>(r: &mut Reader<'a>) -> Result<Frame<'a>, DecodeError> {
+/// Decodes the one frame at the reader's position (version 3's ACCEPT
+/// starts with a NOISE frame in clear, §16.3).
+pub fn decode_one<'a>(r: &mut Reader<'a>) -> Result<Frame<'a>, DecodeError> {
     let ty = r.u8()?;
     Ok(match ty {
         PADDING => {
@@ -682,6 +735,22 @@ fn decode_one<'a>(r: &mut Reader<'a>) -> Result<Frame<'a>, DecodeError> {
             let len = r.varint_len()?;
             Frame::Datagram(r.bytes(len)?)
         }
+        NOISE => {
+            let len = r.varint_len()?;
+            if len == 0 || len > crate::noise::MAX_MESSAGE_LEN {
+                return Err(DecodeError::OutOfRange);
+            }
+            Frame::Noise(r.bytes(len)?)
+        }
+        SERVER_KEY | UNREADABLE => {
+            let mut key = [0u8; 32];
+            key.copy_from_slice(r.bytes(32)?);
+            if ty == SERVER_KEY {
+                Frame::ServerKey(key)
+            } else {
+                Frame::Unreadable(key)
+            }
+        }
         other => return Err(DecodeError::UnknownFrameType(other)),
     })
 }
@@ -792,6 +861,9 @@ mod tests {
             messages: 2,
         }));
         round_trip(Frame::Datagram(b"tick"));
+        round_trip(Frame::Noise(&[5; 96]));
+        round_trip(Frame::ServerKey([9; 32]));
+        round_trip(Frame::Unreadable([8; 32]));
     }
 
     #[test]

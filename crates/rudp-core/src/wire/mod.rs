@@ -16,7 +16,7 @@ pub mod varint;
 pub use frame::{AckFrame, CloseFrame, CloseKind, Frame, HandshakeParams, StreamFrame};
 pub use packet::{
     ConnectionId, Datagram, Header, PacketType, Protection, VersionNegotiation, CHECKSUM_LEN,
-    MAGIC, SUPPORTED_VERSIONS, VERSION, VERSION_1, VERSION_2,
+    MAGIC, SUPPORTED_VERSIONS, VERSION, VERSION_1, VERSION_2, VERSION_3,
 };
 
 /// Why a datagram could not be decoded. The receiver drops the datagram and

@@ -29,11 +29,14 @@ pub const VERSION_1: u8 = 1;
 /// Version 2: version 1 plus many streams, per-message reliability and
 /// unreliable datagrams (§3.4, §15).
 pub const VERSION_2: u8 = 2;
-/// The newest version this implementation speaks, the one a client offers
-/// first (§3.5).
+/// Version 3: version 2's frames and rules, every connection authenticated
+/// and encrypted through a Noise handshake (§16).
+pub const VERSION_3: u8 = 3;
+/// The version a library client offers by default (§3.5). Version 3 needs
+/// keys (`Config::security`); the command-line tools offer it by default.
 pub const VERSION: u8 = VERSION_2;
 /// Every version this implementation accepts, most preferred first.
-pub const SUPPORTED_VERSIONS: &[u8] = &[VERSION_2, VERSION_1];
+pub const SUPPORTED_VERSIONS: &[u8] = &[VERSION_3, VERSION_2, VERSION_1];
 /// The version byte that marks a version negotiation packet (§3.5).
 pub const VERSION_NEGOTIATION: u8 = 0;
 /// Length of the CRC32C trailer.

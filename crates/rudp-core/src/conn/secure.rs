@@ -1,0 +1,322 @@
+//! Version 3 on a connection (PROTOCOL.md §16): where the Noise handshake
+//! travels and how its keys take over.
+//!
+//! - Client: IK's first message rides in a NOISE frame of every INITIAL
+//!   (the same bytes each time, so a lost INITIAL is resent as it was);
+//!   its payload carries our HANDSHAKE and STREAM_PARAMETERS frames. A
+//!   client that does not know the server's key first sends INITIALs
+//!   without NOISE and learns the key from the server's RETRY (§16.4).
+//! - Server: the endpoint read the first message before creating us; we
+//!   answer with the second in a NOISE frame at the start of every ACCEPT,
+//!   its payload carrying our parameters, and seal the rest of the ACCEPT
+//!   with the new keys, the header and the NOISE frame as associated data.
+//! - Both: from then on every packet is sealed as in §3.7, with the
+//!   handshake's two transport keys.
+
+use super::*;
+use crate::noise::{HandshakeInputs, Initiator, Keypair, PublicKey, Responder, TransportKeys};
+
+/// Where a connection's Noise handshake stands.
+#[derive(Debug, Default)]
+pub(super) enum Handshake {
+    /// Versions 1 and 2, or version 3 once complete.
+    #[default]
+    Idle,
+    /// Client: waiting for the server's key (RETRY with SERVER_KEY).
+    AwaitingKey { identity: Keypair },
+    /// Client: IK's first message sent; `frame` is its NOISE frame.
+    Sent {
+        /// Boxed: snow's state is large, and most connections never hold one.
+        initiator: Box<Initiator>,
+        frame: Vec<u8>,
+        identity: Keypair,
+    },
+    /// Server: the NOISE frame every ACCEPT starts with.
+    Answered { frame: Vec<u8> },
+}
+
+/// The Noise message `m` as a NOISE frame.
+fn noise_frame(m: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(m.len() + 4);
+    Frame::Noise(m).encode(&mut out);
+    out
+}
+
+/// Keys a side seals and opens with, from a handshake's split (§16.5).
+fn keys_for(side: Side, local_cid: ConnectionId, k: &TransportKeys) -> Keys {
+    let (seal, open) = match side {
+        Side::Client => (k.client_to_server, k.server_to_client),
+        Side::Server => (k.server_to_client, k.client_to_server),
+    };
+    Keys {
+        psk: None,
+        seal: PacketKey::from_raw(seal),
+        open: Some((local_cid, PacketKey::from_raw(open))),
+    }
+}
+
+impl Connection {
+    /// The seed of this connection's handshake randomness: a hash of the
+    /// path secret (which the endpoint drew from its secure seed), so the
+    /// two never share output.
+    fn noise_seed(&self, label: &[u8]) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"rudp noise seed ");
+        h.update(label);
+        h.update(self.migration.secret());
+        h.finalize().into()
+    }
+
+    fn noise_psk(&self) -> Option<[u8; 32]> {
+        self.config.psk.as_ref().map(crate::psk::Psk::noise_key)
+    }
+
+    /// Our parameters, as the payload of a Noise message.
+    fn params_payload(&self) -> Vec<u8> {
+        let mut p = Vec::with_capacity(64);
+        Frame::Handshake(self.local_params()).encode(&mut p);
+        Frame::StreamParams(self.local_stream_params()).encode(&mut p);
+        p
+    }
+
+    /// Client: starts version 3 with the server's key if the verifier
+    /// knows it, otherwise asks for it (§16.4).
+    pub(super) fn start_secure(&mut self) {
+        let identity = match &self.config.security.identity {
+            Some(k) => k.clone(),
+            None => Keypair::generate(self.noise_seed(b"identity")),
+        };
+        let Some(verifier) = self.config.security.verifier.clone() else {
+            return self.fail_server_key("no server-key verifier is configured".into());
+        };
+        match verifier.expected(self.remote) {
+            Some(key) => self.send_first_message(identity, key),
+            None => self.handshake = Handshake::AwaitingKey { identity },
+        }
+    }
+
+    /// Writes IK's first message to `server`.
+    fn send_first_message(&mut self, identity: Keypair, server: PublicKey) {
+        let prologue = crate::noise::prologue(
+            crate::wire::VERSION_3,
+            &[crate::wire::VERSION_3],
+            self.local_cid,
+        );
+        let inputs = HandshakeInputs {
+            prologue: &prologue,
+            psk: self.noise_psk(),
+            seed: self.noise_seed(b"ephemeral"),
+            fixed_ephemeral: None,
+        };
+        match Initiator::start(&identity, &server, &inputs, &self.params_payload()) {
+            Ok(initiator) => {
+                let frame = noise_frame(initiator.message());
+                self.peer_key = Some(server);
+                self.handshake = Handshake::Sent {
+                    initiator: Box::new(initiator),
+                    frame,
+                    identity,
+                };
+                self.handshake_pending = true;
+            }
+            Err(e) => self.fail_server_key(format!("{e} (key {server:?})")),
+        }
+    }
+
+    fn fail_server_key(&mut self, reason: String) {
+        self.handshake = Handshake::Idle;
+        self.finish(Err(ConnectionError::ServerKey { reason }));
+        self.state = State::Closed;
+    }
+
+    /// Client: a RETRY of version 3 may carry the server's key: the one we
+    /// asked for, or, with UNREADABLE naming our first message by its
+    /// ephemeral key, the server's answer to a message it could not read
+    /// (§16.4). The verifier decides on a key we did not use; a key it
+    /// refuses ends the connection at once, before any data, and a RETRY
+    /// never makes us trust a key the verifier did not accept. Returns
+    /// false if the connection failed.
+    pub(super) fn on_server_key(
+        &mut self,
+        key: Option<[u8; 32]>,
+        unreadable: Option<[u8; 32]>,
+    ) -> bool {
+        let Some(key) = key.map(PublicKey) else {
+            return true; // A plain RETRY: only its token counts.
+        };
+        if self.peer_key == Some(key) {
+            let ours = match &self.handshake {
+                Handshake::Sent { initiator, .. } => initiator.message().get(..32),
+                _ => None,
+            };
+            if unreadable.is_some() && ours == unreadable.as_ref().map(|e| &e[..]) {
+                // The server holds the key we used but could not read our
+                // message: the pre-shared keys differ.
+                self.fail_server_key(
+                    "the server holds the expected key but could not read this client's \
+                     handshake: the two sides use different pre-shared keys (--psk), or one \
+                     side none"
+                        .into(),
+                );
+                return false;
+            }
+            return true; // A repeated answer to our key request.
+        }
+        if !matches!(
+            self.handshake,
+            Handshake::AwaitingKey { .. } | Handshake::Sent { .. }
+        ) {
+            return true;
+        }
+        let verdict = match &self.config.security.verifier {
+            Some(v) => v.verify(self.remote, &key),
+            None => Err("no server-key verifier is configured".into()),
+        };
+        if let Err(reason) = verdict {
+            self.fail_server_key(reason);
+            return false;
+        }
+        match std::mem::take(&mut self.handshake) {
+            Handshake::AwaitingKey { identity } | Handshake::Sent { identity, .. } => {
+                self.send_first_message(identity, key)
+            }
+            other => self.handshake = other,
+        }
+        self.outcome.is_none()
+    }
+
+    /// Server: a connection whose client's first message the endpoint read
+    /// and admitted. Writes the answer at once; the keys are ready.
+    pub fn server_secure(
+        now: Instant,
+        config: Arc<Config>,
+        cids: (ConnectionId, ConnectionId),
+        first_pn: u64,
+        address: Address,
+        remote: (SocketAddr, [u8; 32]),
+        responder: Responder,
+    ) -> Result<Self, crate::noise::HandshakeError> {
+        let mut c = Self::server(now, config, cids, first_pn, address, remote);
+        c.version = crate::wire::VERSION_3;
+        c.keys = None;
+        let client = responder.client();
+        c.initial_plain = Some(responder.payload().to_vec());
+        let (answer, keys) = responder.answer(&c.params_payload())?;
+        c.install_keys(&keys);
+        c.peer_key = Some(client);
+        c.handshake = Handshake::Answered {
+            frame: noise_frame(&answer),
+        };
+        Ok(c)
+    }
+
+    fn install_keys(&mut self, keys: &TransportKeys) {
+        if let Some(log) = &self.config.security.key_log {
+            let client_cid = match self.side {
+                Side::Client => self.local_cid,
+                Side::Server => self.remote_cid,
+            };
+            log.log(client_cid, keys);
+        }
+        self.keys = Some(keys_for(self.side, self.local_cid, keys));
+    }
+
+    /// The NOISE frame that starts an INITIAL or ACCEPT of ours, if any.
+    pub(super) fn handshake_frame(&self) -> Option<&[u8]> {
+        match &self.handshake {
+            Handshake::Sent { frame, .. } | Handshake::Answered { frame } => Some(frame),
+            _ => None,
+        }
+    }
+
+    /// §16.3: opens a packet of version 3 into `plain`, completing the
+    /// client's handshake on the first ACCEPT. `None` if it must be dropped.
+    pub(super) fn unprotect_secure(
+        &mut self,
+        header: &Header,
+        payload: &[u8],
+        plain: &mut Vec<u8>,
+    ) -> Option<Body> {
+        match (self.side, header.ty, header.protection) {
+            // A retransmitted INITIAL: only NOISE, TOKEN and PADDING travel
+            // in clear, and only the first one's Noise payload counts.
+            (Side::Server, PacketType::Initial, Protection::Clear) => {
+                let frames = frame::decode_all(payload).ok()?;
+                let clear_only = frames
+                    .iter()
+                    .all(|f| matches!(f, Frame::Noise(_) | Frame::Token(_) | Frame::Padding(_)));
+                if !clear_only {
+                    return None;
+                }
+                plain.clear();
+                if let Some(first) = self.initial_plain.take() {
+                    plain.extend_from_slice(&first);
+                }
+                Some(Body::Opened)
+            }
+            // The one clear ACCEPT a client takes: a refusal (§6.3).
+            (Side::Client, PacketType::Accept, Protection::Clear) => {
+                let refused = TransportCode::ConnectionRefused.to_u64();
+                let refusal = self.state == State::Handshake
+                    && matches!(frame::decode_all(payload).as_deref(),
+                        Ok([Frame::Close(c)]) if c.kind == CloseKind::Transport && c.code == refused);
+                refusal.then_some(Body::Clear)
+            }
+            (Side::Client, PacketType::Accept, Protection::Sealed) => {
+                let mut r = crate::wire::Reader::new(payload);
+                let Ok(Frame::Noise(answer)) = frame::decode_one(&mut r) else {
+                    return None;
+                };
+                let clear_len = payload.len() - r.remaining();
+                plain.clear();
+                if let Handshake::Sent { .. } = &self.handshake {
+                    let Handshake::Sent { initiator, .. } = std::mem::take(&mut self.handshake)
+                    else {
+                        return None;
+                    };
+                    // A forgery that fails here ends the handshake: only
+                    // someone on the path could send one, and they could
+                    // as well drop the real ACCEPT (§16.7).
+                    let Ok((params, keys)) = initiator.finish(answer) else {
+                        let why = if self.config.psk.is_some() {
+                            "the server's answer did not authenticate: do both sides use the same pre-shared key?"
+                        } else {
+                            "the server's answer did not authenticate"
+                        };
+                        self.fail_server_key(why.into());
+                        return None;
+                    };
+                    self.install_keys(&keys);
+                    plain.extend_from_slice(&params);
+                }
+                let mut aad = Vec::with_capacity(crate::wire::packet::LONG_HEADER_LEN + clear_len);
+                header.encode(&mut aad);
+                aad.extend_from_slice(&payload[..clear_len]);
+                let key = self.open_key(header)?;
+                let mut rest = Vec::new();
+                key.open(header.pn, &aad, &payload[clear_len..], &mut rest)
+                    .ok()?;
+                plain.extend_from_slice(&rest);
+                Some(Body::Opened)
+            }
+            (_, PacketType::Data, Protection::Sealed) => {
+                let key = self.open_key(header)?;
+                key.open_packet(header, payload, plain).ok()?;
+                Some(Body::Opened)
+            }
+            _ => None,
+        }
+    }
+
+    /// The peer's static public key, once the version-3 handshake has
+    /// authenticated it (a client knows it from the start: the key it
+    /// expects). `None` in versions 1 and 2.
+    pub fn peer_key(&self) -> Option<PublicKey> {
+        if self.version == crate::wire::VERSION_3 {
+            self.peer_key
+        } else {
+            None
+        }
+    }
+}
