@@ -4,6 +4,7 @@
 use crate::month::client::{self, ClientExit, ClientOptions, Input};
 use crate::month::server;
 use crate::proxy::{format_stats, ImpairArgs, Proxy, ProxyConfig};
+use crate::secure_args::{IdentityArgs, TrustArgs};
 use crate::units::parse_duration;
 use clap::{Parser, Subcommand};
 use rudp::Endpoint;
@@ -92,21 +93,23 @@ pub struct ConnArgs {
           value_parser = parse_datagram_size)]
     pub max_datagram_size: usize,
     /// Newest protocol version to offer (client, send) or accept (server,
-    /// recv): 2 (streams, expiring messages, datagrams; PROTOCOL.md §15) or
-    /// 1, the first edition. Servers accept 2 by default; client and send
-    /// offer 1 by default, since they use only the first stream and version
-    /// 1 works with every server of the first edition. A version-2 client
-    /// falls back to 1 by itself when the server speaks only 1.
-    #[arg(long, value_name = "1|2", value_parser = parse_protocol_version)]
+    /// recv): 3 (the default: authenticated and encrypted, PROTOCOL.md
+    /// §16), or the clear ones, 2 (streams, expiring messages, datagrams;
+    /// §15) and 1, the first edition, which need --insecure (client, send)
+    /// or --allow-insecure (server, recv). With --insecure, client and send
+    /// offer 1 unless told otherwise; a version-2 client falls back to 1 by
+    /// itself when the server speaks only 1.
+    #[arg(long, value_name = "1|2|3", value_parser = parse_protocol_version)]
     pub protocol_version: Option<u8>,
 }
 
-/// `--protocol-version`: 1 or 2.
+/// `--protocol-version`: 1, 2 or 3.
 fn parse_protocol_version(s: &str) -> Result<u8, String> {
     match s.trim() {
         "1" => Ok(1),
         "2" => Ok(2),
-        _ => Err("expected 1 or 2".into()),
+        "3" => Ok(3),
+        _ => Err("expected 1, 2 or 3".into()),
     }
 }
 
@@ -133,6 +136,14 @@ impl Default for ConnArgs {
 }
 
 impl ConnArgs {
+    /// These flags with `--protocol-version` decided.
+    pub fn with_version(&self, version: u8) -> Self {
+        Self {
+            protocol_version: Some(version),
+            ..self.clone()
+        }
+    }
+
     /// The key, if one was given.
     pub fn load(&self) -> Result<Option<Psk>, rudp_core::psk::PskError> {
         self.psk.as_deref().map(Psk::from_file).transpose()
@@ -242,6 +253,8 @@ pub enum Command {
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
         threads: Option<u16>,
         #[command(flatten)]
+        identity: IdentityArgs,
+        #[command(flatten)]
         conn: ConnArgs,
         #[command(flatten)]
         observe: ObserveArgs,
@@ -254,6 +267,8 @@ pub enum Command {
         /// Give up after this long without progress from the server (e.g. 10s, 500ms).
         #[arg(long, default_value = "10s", value_parser = parse_timeout, allow_hyphen_values = true)]
         timeout: Duration,
+        #[command(flatten)]
+        trust: TrustArgs,
         #[command(flatten)]
         conn: ConnArgs,
         #[command(flatten)]
@@ -330,6 +345,8 @@ pub enum Command {
         #[arg(long, default_value = "10s", value_parser = parse_timeout, allow_hyphen_values = true)]
         timeout: Duration,
         #[command(flatten)]
+        trust: TrustArgs,
+        #[command(flatten)]
         conn: ConnArgs,
         #[command(flatten)]
         observe: ObserveArgs,
@@ -362,9 +379,21 @@ pub enum Command {
         #[arg(long, default_value = "10s", value_parser = parse_timeout, allow_hyphen_values = true)]
         timeout: Duration,
         #[command(flatten)]
+        identity: IdentityArgs,
+        #[command(flatten)]
         conn: ConnArgs,
         #[command(flatten)]
         observe: ObserveArgs,
+    },
+    /// Make a static key pair: the private key into FILE (base64, mode
+    /// 0600), the public key on standard output (base64), as `wg genkey`
+    /// and `wg pubkey` do.
+    Keygen {
+        /// Where to write the private key; refused if it exists.
+        file: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Draw a trace (from --trace) as an SVG: packets sent, acknowledged and
     /// lost over time; congestion window and bytes in flight; RTT.
@@ -401,16 +430,6 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         trace: Option<PathBuf>,
     },
-}
-
-/// The settings `rudp client` and `rudp send` start from: they use only
-/// the first stream, so they offer protocol version 1, which every server
-/// of the first edition speaks (`--protocol-version 2` offers 2).
-fn first_edition() -> rudp::Config {
-    rudp::Config::builder()
-        .version(rudp_core::wire::VERSION_1)
-        .build()
-        .unwrap_or_default()
 }
 
 /// What `rudp server` and `rudp recv` start from: they read only the
@@ -478,6 +497,7 @@ pub fn default_log_filter(cli: &Cli) -> &'static str {
         | Command::Demo { .. }
         | Command::Send { .. }
         | Command::Recv { .. }
+        | Command::Keygen { .. }
         | Command::Plot { .. } => "rudp=warn",
     }
 }
@@ -491,11 +511,13 @@ pub async fn run(cli: Cli) -> i32 {
             max_pending_handshakes,
             retry,
             threads,
+            identity,
             conn,
             observe,
         } => {
-            let Some(connection) = conn.config(served(true)) else {
-                return 1;
+            let connection = match identity.config(served(true), &conn, "server") {
+                Ok(c) => c,
+                Err(code) => return code,
             };
             let threads = match (threads, &observe.trace) {
                 (Some(n), Some(_)) if n > 1 => {
@@ -549,12 +571,14 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Client {
             server,
             timeout,
+            trust,
             conn,
             observe,
             months,
         } => {
-            let Some(connection) = conn.config(first_edition()) else {
-                return ClientExit::Failed as i32;
+            let connection = match trust.config(rudp::Config::default(), &conn) {
+                Ok(c) => c,
+                Err(code) => return code,
             };
             let input = if months.is_empty() {
                 Input::Lines {
@@ -633,18 +657,20 @@ pub async fn run(cli: Cli) -> i32 {
             file,
             to,
             timeout,
+            trust,
             conn,
             observe,
         } => {
-            let base = match first_edition().to_builder().idle_timeout(timeout).build() {
+            let base = match rudp::Config::builder().idle_timeout(timeout).build() {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("error: --timeout: {e}");
                     return 2;
                 }
             };
-            let Some(connection) = conn.config(base) else {
-                return 1;
+            let connection = match trust.config(base, &conn) {
+                Ok(c) => c,
+                Err(code) => return code,
             };
             let config = EndpointConfig::new(connection);
             match crate::transfer::send::send_file(&file, to, config, timeout, observe.trace_spec())
@@ -656,6 +682,11 @@ pub async fn run(cli: Cli) -> i32 {
                 }
                 Err(e) => {
                     eprintln!("error: {e}");
+                    if let crate::transfer::TransferError::Connection(e) = &e {
+                        if let Some(hint) = crate::report::hint(e) {
+                            eprintln!("{hint}");
+                        }
+                    }
                     1
                 }
             }
@@ -668,6 +699,7 @@ pub async fn run(cli: Cli) -> i32 {
             max_size,
             max_transfers,
             timeout,
+            identity,
             conn,
             observe,
         } => {
@@ -678,8 +710,9 @@ pub async fn run(cli: Cli) -> i32 {
                     return 1;
                 }
             };
-            let Some(connection) = conn.config(served(false)) else {
-                return 1;
+            let connection = match identity.config(served(false), &conn, "recv") {
+                Ok(c) => c,
+                Err(code) => return code,
             };
             let config = EndpointConfig::new(connection);
             let opts = crate::transfer::recv::RecvOptions {
@@ -694,6 +727,7 @@ pub async fn run(cli: Cli) -> i32 {
             };
             run_recv(listen, config, opts, serve, observe).await
         }
+        Command::Keygen { file, force } => crate::secure_args::keygen(&file, force),
         Command::Plot { trace, out, conn } => {
             let out = out.unwrap_or_else(|| trace.with_extension("svg"));
             let drawn = crate::plot::read_trace(&trace, conn.as_deref())

@@ -88,6 +88,17 @@ pub fn hint(e: &rudp::Error) -> Option<&'static str> {
         rudp::Error::NoAnswerKeyed { .. } => {
             Some("hint: the client and server need the same --psk key file, or none")
         }
+        rudp::Error::NoAnswerSecure { .. } => Some(
+            "hint: if the server is running, its key may not be the one this client expects \
+             (--server-key or known_hosts); the server prints its key when it starts",
+        ),
+        rudp::Error::Connection {
+            source: rudp::ConnectionError::VersionMismatch { ours: 3, theirs },
+            ..
+        } if theirs.iter().all(|&v| v < 3) => Some(
+            "hint: the server speaks only the clear protocol (no encryption); \
+             connect with --insecure to use it anyway",
+        ),
         _ => None,
     }
 }

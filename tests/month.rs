@@ -256,7 +256,7 @@ async fn server_binary_exits_0_on_sigterm() {
 async fn answers_stream_out_while_standard_input_is_still_open() {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let server = Server::start().await;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rudp"))
+    let mut child = common::rudp_command()
         .args(["client", "--server", &server.addr.to_string()])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -417,7 +417,7 @@ async fn max_connections_refuses_clearly_and_closed_connections_free_their_place
     let addr = server.addr.to_string();
     // The one allowed connection, held open.
     let sock: std::net::SocketAddr = addr.parse().unwrap();
-    let ep = rudp::Endpoint::client(sock, Default::default()).unwrap();
+    let ep = rudp::Endpoint::client(sock, EndpointConfig::new(server.client_config())).unwrap();
     let held = ep
         .connect(sock)
         .await
@@ -473,10 +473,12 @@ async fn pre_shared_key_and_retry_from_the_command_line() {
         "{out:?}"
     );
 
+    // Version 3: the key file is a second factor, mixed into the Noise
+    // handshake (PROTOCOL.md §16.2); a client without it is told at once.
     let out = rudp(&["client", "--server", &addr, "3"], b"", LIMIT).await;
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(
-        out.stderr.contains("requires a pre-shared key"),
+        out.stderr.contains("different pre-shared keys (--psk)"),
         "{}",
         out.stderr
     );
@@ -497,7 +499,7 @@ async fn pre_shared_key_and_retry_from_the_command_line() {
     )
     .await;
     assert_eq!(out.code, Some(1), "{out:?}");
-    assert!(out.stderr.contains("same --psk key file"), "{}", out.stderr);
+    assert!(out.stderr.contains("same pre-shared key"), "{}", out.stderr);
 
     let out = rudp(
         &["client", "--server", &addr, "--psk", short, "3"],
@@ -508,6 +510,43 @@ async fn pre_shared_key_and_retry_from_the_command_line() {
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(
         out.stderr.contains("at least 16 are needed"),
+        "{}",
+        out.stderr
+    );
+
+    // The clear protocol with a key (§3.7), as before version 3.
+    let clear = common::Listening::spawn(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--protocol-version",
+        "2",
+        "--allow-insecure",
+        "--psk",
+        key,
+    ])
+    .await;
+    let addr = clear.addr.to_string();
+    let out = rudp(
+        &["client", "--server", &addr, "--insecure", "--psk", key, "4"],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (Some(0), "April\n"),
+        "{out:?}"
+    );
+    let out = rudp(
+        &["client", "--server", &addr, "--insecure", "4"],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("requires a pre-shared key"),
         "{}",
         out.stderr
     );
@@ -527,6 +566,7 @@ async fn protocol_versions_1_and_2_interoperate() {
         "127.0.0.1:0",
         "--protocol-version",
         "1",
+        "--allow-insecure",
     ])
     .await;
     let addr = old.addr.to_string();
@@ -535,6 +575,7 @@ async fn protocol_versions_1_and_2_interoperate() {
             "client",
             "--server",
             &addr,
+            "--insecure",
             "--protocol-version",
             "2",
             "1",
@@ -555,12 +596,17 @@ async fn protocol_versions_1_and_2_interoperate() {
         "{}",
         out.stderr
     );
-    let new = common::Listening::spawn(&["server", "--listen", "127.0.0.1:0"]).await;
+    // A server of the current version that also serves clear clients:
+    // version 3 by default, 1 and 2 with --insecure.
+    let new =
+        common::Listening::spawn(&["server", "--listen", "127.0.0.1:0", "--allow-insecure"]).await;
     let addr = new.addr.to_string();
     for args in [
         &["7"][..],
-        &["--protocol-version", "1", "7"],
-        &["--protocol-version", "2", "7"],
+        &["--protocol-version", "3", "7"],
+        &["--insecure", "7"],
+        &["--insecure", "--protocol-version", "1", "7"],
+        &["--insecure", "--protocol-version", "2", "7"],
     ] {
         let mut all = vec!["client", "--server", &addr];
         all.extend_from_slice(args);
@@ -572,14 +618,17 @@ async fn protocol_versions_1_and_2_interoperate() {
         );
         assert!(!out.stderr.contains("version 1 only"), "{}", out.stderr);
     }
-    let out = rudp(
-        &["client", "--server", &addr, "--protocol-version", "3", "7"],
-        b"",
-        LIMIT,
-    )
-    .await;
-    assert_eq!(out.code, Some(2), "{out:?}");
-    assert!(out.stderr.contains("expected 1 or 2"), "{}", out.stderr);
+    for (args, says) in [
+        (&["--protocol-version", "4", "7"][..], "expected 1, 2 or 3"),
+        (&["--protocol-version", "2", "7"], "add --insecure"),
+        (&["--insecure", "--protocol-version", "3", "7"], "not 3"),
+    ] {
+        let mut all = vec!["client", "--server", &addr];
+        all.extend_from_slice(args);
+        let out = rudp(&all, b"", LIMIT).await;
+        assert_eq!(out.code, Some(2), "{args:?}: {out:?}");
+        assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
+    }
 }
 
 /// Issue #12 item 10: the server kept a record (~530 B) of every session it
@@ -617,8 +666,7 @@ async fn the_server_keeps_totals_not_a_record_per_session() {
 /// one line per request, with control characters escaped.
 #[tokio::test]
 async fn a_hostile_server_cannot_forge_lines_or_reach_the_terminal() {
-    let server =
-        Endpoint::server("127.0.0.1:0".parse().unwrap(), EndpointConfig::default()).unwrap();
+    let server = Endpoint::server("127.0.0.1:0".parse().unwrap(), common::server_config()).unwrap();
     let addr = server.local_addr();
     let task = tokio::spawn(async move {
         let conn = server.accept().await.unwrap();

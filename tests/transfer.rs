@@ -152,7 +152,7 @@ async fn an_interrupted_transfer_leaves_no_file_and_both_sides_fail() {
     };
     let proxy = common::proxy(listen.parse().unwrap(), link.clone(), link, 6).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut sender = tokio::process::Command::new(env!("CARGO_BIN_EXE_rudp"))
+    let mut sender = common::rudp_command()
         .args([
             "send",
             src.to_str().unwrap(),
@@ -193,7 +193,7 @@ async fn content_that_fails_verification_is_not_kept() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     // A sender that lies about the hash.
     let addr = listen.parse().unwrap();
-    let ep = Endpoint::client(addr, EndpointConfig::default()).unwrap();
+    let ep = Endpoint::client(addr, EndpointConfig::new(recv.client_config())).unwrap();
     let conn = ep.connect(addr).await.unwrap();
     let offer = Offer {
         version: FORMAT_VERSION,
@@ -305,8 +305,10 @@ async fn a_transfer_sealed_with_a_pre_shared_key() {
     )
     .await;
     assert_eq!(refused.code, Some(1), "{refused:?}");
+    // Version 3: the key file is a second factor of the handshake
+    // (PROTOCOL.md §16.2); the sender learns at once that they differ.
     assert!(
-        refused.stderr.contains("requires a pre-shared key"),
+        refused.stderr.contains("different pre-shared keys (--psk)"),
         "{}",
         refused.stderr
     );
@@ -543,7 +545,7 @@ async fn an_idle_peer_does_not_block_the_real_sender() {
     let listen = recv.addr.to_string();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let addr = listen.parse().unwrap();
-    let idle = Endpoint::client(addr, EndpointConfig::default()).unwrap();
+    let idle = Endpoint::client(addr, EndpointConfig::new(recv.client_config())).unwrap();
     let _idle_conn = idle.connect(addr).await.unwrap();
     let src = dir.join("real.bin");
     let data = random_file(&src, 200_000, 5);

@@ -23,9 +23,34 @@ pub struct Server {
     task: JoinHandle<rudp_cli::month::server::ServerReport>,
 }
 
+/// The one server key of a test process, in-process servers and the
+/// binary's alike, so that a port reused by another test's server presents
+/// the key known_hosts recorded for it.
+pub fn test_identity() -> rudp::Keypair {
+    rudp::Keypair::from_private([7; 32])
+}
+
+/// What the in-process servers of the tests run: version 3 with
+/// [`test_identity`], as `rudp server` does by default, also serving clear
+/// clients (the tests' in-process clients are mostly clear).
+pub fn server_config() -> EndpointConfig {
+    let conn = rudp::Config::builder()
+        .version(3)
+        .security(rudp::Security {
+            identity: Some(test_identity()),
+            allow_insecure: true,
+            ..rudp::Security::default()
+        })
+        .build()
+        .expect("valid");
+    EndpointConfig::new(conn)
+}
+
 impl Server {
+    /// The month service in process, as `rudp server` runs by default
+    /// (version 3 with [`test_identity`]), also serving clear clients.
     pub async fn start() -> Server {
-        let endpoint = Endpoint::server("127.0.0.1:0".parse().unwrap(), EndpointConfig::default())
+        let endpoint = Endpoint::server("127.0.0.1:0".parse().unwrap(), server_config())
             .expect("bind a loopback port");
         let addr = endpoint.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -89,10 +114,31 @@ pub struct Output {
     pub stderr: String,
 }
 
+/// The real `rudp` binary, with its key and known_hosts directories in a
+/// temporary directory of this test process (kept while it runs): tests
+/// never touch the user's keys, and servers of one test binary share one
+/// key, so the known_hosts entries of ports reused by later tests agree.
+pub fn rudp_command() -> tokio::process::Command {
+    static DIRS: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = DIRS.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        // The binary's default key is the in-process servers' key too.
+        let keys = dir.path().join("data/rudp");
+        std::fs::create_dir_all(&keys).expect("the key directory");
+        rudp_cli::keys::write_private(&keys.join("key"), &test_identity(), false)
+            .expect("the test key");
+        dir
+    });
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_rudp"));
+    c.env("XDG_DATA_HOME", dir.path().join("data"))
+        .env("XDG_CONFIG_HOME", dir.path().join("config"));
+    c
+}
+
 /// Runs the real `rudp` binary with `args` and `stdin`, killing it after
 /// `limit`.
 pub async fn rudp(args: &[&str], stdin: &[u8], limit: Duration) -> Output {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rudp"))
+    let mut child = rudp_command()
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -135,6 +181,8 @@ pub fn silent_peer() -> (std::net::UdpSocket, SocketAddr) {
 pub struct Listening {
     pub child: tokio::process::Child,
     pub addr: SocketAddr,
+    /// The public key a version-3 server printed at start.
+    pub key: Option<rudp::PublicKey>,
     stdout: JoinHandle<Vec<u8>>,
     stderr: JoinHandle<String>,
 }
@@ -150,7 +198,7 @@ impl Listening {
     /// [`Listening::spawn`] with environment variables set for the child.
     pub async fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Listening {
         use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rudp"))
+        let mut child = rudp_command()
             .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -184,6 +232,11 @@ impl Listening {
         let Ok(Some(addr)) = found else {
             panic!("rudp {args:?} never said where it listens; it wrote:\n{seen}");
         };
+        // A version-3 server names its public key before its address.
+        let key = seen.lines().find_map(|l| {
+            let (_, rest) = l.split_once("public key ")?;
+            rudp_cli::keys::parse_public(rest.split_whitespace().next()?).ok()
+        });
         let stderr = tokio::spawn(async move {
             let _ = err.read_to_string(&mut seen).await;
             seen
@@ -191,8 +244,26 @@ impl Listening {
         Listening {
             child,
             addr,
+            key,
             stdout,
             stderr,
+        }
+    }
+
+    /// Settings for an in-process client of this server: version 3 with
+    /// the key the server printed pinned, or the clear defaults if it
+    /// printed none.
+    pub fn client_config(&self) -> rudp::Config {
+        match self.key {
+            Some(key) => rudp::Config::builder()
+                .version(3)
+                .security(rudp::Security {
+                    verifier: Some(std::sync::Arc::new(rudp::PinnedKey(key))),
+                    ..rudp::Security::default()
+                })
+                .build()
+                .expect("a valid version-3 client config"),
+            None => rudp::Config::default(),
         }
     }
 
@@ -364,7 +435,7 @@ pub fn close_of(payload: &[u8]) -> (u64, String) {
 /// client's exit status once its standard input is closed.
 pub async fn ask_one_by_one(server: SocketAddr, requests: usize, pause: Duration) -> Option<i32> {
     use tokio::io::{AsyncBufReadExt, BufReader};
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rudp"))
+    let mut child = rudp_command()
         .args(["client", "--server", &server.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
