@@ -12,8 +12,7 @@
 //! number, which a sender never reuses (§4.2).
 
 use crate::wire::ConnectionId;
-use chacha20poly1305::aead::AeadInPlace;
-use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce, Tag};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use hkdf::Hkdf;
 use sha2::Sha256;
 use std::fmt;
@@ -156,16 +155,16 @@ impl Psk {
         if self.prk.expand(&info, &mut key).is_err() {
             unreachable!("HKDF output length is constant and valid");
         }
-        PacketKey {
-            aead: ChaCha20Poly1305::new(&key.into()),
-        }
+        PacketKey::from_raw(key)
     }
 }
 
-/// One direction's packet key.
+/// One direction's packet key: ChaCha20-Poly1305 (RFC 8439) through ring,
+/// whose assembly implementation seals about twice as fast as a portable
+/// one (docs/benchmarks.md), in place, without a copy.
 #[derive(Clone)]
 pub struct PacketKey {
-    aead: ChaCha20Poly1305,
+    aead: std::sync::Arc<LessSafeKey>,
 }
 
 impl fmt::Debug for PacketKey {
@@ -174,18 +173,25 @@ impl fmt::Debug for PacketKey {
     }
 }
 
-/// The 96-bit nonce: 32 zero bits, then the packet number (§3.7).
+/// The 96-bit nonce: 32 zero bits, then the packet number (§3.7). A
+/// sender never reuses a packet number with one key, which is what ring's
+/// `assume_unique_for_key` asks of us.
 fn nonce(pn: u64) -> Nonce {
     let mut n = [0u8; 12];
     n[4..].copy_from_slice(&pn.to_be_bytes());
-    n.into()
+    Nonce::assume_unique_for_key(n)
 }
 
 impl PacketKey {
     /// A key from 32 bytes: one of version 3's transport keys (§16.5).
     pub fn from_raw(key: [u8; 32]) -> Self {
+        let unbound = match UnboundKey::new(&CHACHA20_POLY1305, &key) {
+            Ok(k) => k,
+            // Only a key of the wrong length is refused; ours is 32 bytes.
+            Err(_) => unreachable!("a 32-byte ChaCha20-Poly1305 key"),
+        };
         Self {
-            aead: ChaCha20Poly1305::new(&key.into()),
+            aead: std::sync::Arc::new(LessSafeKey::new(unbound)),
         }
     }
 
@@ -195,9 +201,9 @@ impl PacketKey {
         let (header, body) = out.split_at_mut(header_len);
         match self
             .aead
-            .encrypt_in_place_detached(&nonce(pn), header, body)
+            .seal_in_place_separate_tag(nonce(pn), Aad::from(&*header), body)
         {
-            Ok(tag) => out.extend_from_slice(&tag),
+            Ok(tag) => out.extend_from_slice(tag.as_ref()),
             // Only fails for plaintexts beyond 256 GiB.
             Err(_) => unreachable!("a datagram is far below the AEAD's limit"),
         }
@@ -225,13 +231,23 @@ impl PacketKey {
         sealed: &[u8],
         plain: &mut Vec<u8>,
     ) -> Result<(), AuthError> {
-        let split = sealed.len().checked_sub(TAG_LEN).ok_or(AuthError)?;
-        let (ciphertext, tag) = sealed.split_at(split);
+        let len = sealed.len().checked_sub(TAG_LEN).ok_or(AuthError)?;
         plain.clear();
-        plain.extend_from_slice(ciphertext);
-        self.aead
-            .decrypt_in_place_detached(&nonce(pn), header, plain, Tag::from_slice(tag))
-            .map_err(|_| AuthError)
+        plain.extend_from_slice(sealed);
+        let opened = self
+            .aead
+            .open_in_place(nonce(pn), Aad::from(header), plain)
+            .map(|p| p.len());
+        match opened {
+            Ok(n) if n == len => {
+                plain.truncate(len);
+                Ok(())
+            }
+            _ => {
+                plain.clear();
+                Err(AuthError)
+            }
+        }
     }
 }
 
