@@ -400,3 +400,145 @@ fn handshakes_complete_through_a_lossy_link() {
         exchange(&mut sim, c, s, 5);
     }
 }
+
+/// With the server's key known, version 3 takes the round trips clear
+/// versions take: over a 100 ms RTT the client is connected after one, and
+/// a request is answered after two, as in clear. Learning the key first
+/// (trust on first use) costs one more, on first contact only.
+#[test]
+fn no_extra_round_trip_over_a_100_ms_rtt() {
+    let link = ImpairConfig {
+        delay: std::time::Duration::from_millis(50),
+        ..ImpairConfig::default()
+    };
+    let answered_after = |client: EndpointConfig, server: EndpointConfig| {
+        let mut sim = Sim::new(30, client, server, link.clone(), link.clone());
+        let start = sim.now();
+        let (c, s) = sim.connect(100_000).expect("handshake");
+        let connected = sim.now() - start;
+        sim.client
+            .connection_mut(c)
+            .unwrap()
+            .send(Bytes::from_static(b"7"))
+            .unwrap();
+        loop {
+            assert!(sim.step(), "the simulation ran dry");
+            if let Some(m) = sim.server.connection_mut(s).and_then(|mut x| x.recv()) {
+                assert_eq!(m, "7");
+                sim.server
+                    .connection_mut(s)
+                    .unwrap()
+                    .send(Bytes::from_static(b"July"))
+                    .unwrap();
+            }
+            if sim
+                .client
+                .connection_mut(c)
+                .and_then(|mut x| x.recv())
+                .is_some()
+            {
+                return (connected, sim.now() - start);
+            }
+        }
+    };
+    let clear = answered_after(
+        EndpointConfig::default(),
+        EndpointConfig::builder()
+            .retry(RetryPolicy::Never)
+            .build()
+            .unwrap(),
+    );
+    let pinned = answered_after(
+        client_config(pinned(server_key().public())),
+        server_config(serving()),
+    );
+    let tofu = answered_after(
+        client_config(Security {
+            verifier: Some(Arc::new(FirstUse::default())),
+            ..Security::default()
+        }),
+        server_config(serving()),
+    );
+    println!(
+        "connected / answered: clear {clear:?}, version 3 pinned {pinned:?}, first use {tofu:?}"
+    );
+    // Both ends up (the server's after the client's first DATA) after 1.5
+    // RTTs, answered after 2.5, in clear and in version 3 alike.
+    let rtt = std::time::Duration::from_millis(100);
+    assert_eq!(clear, (rtt * 3 / 2, rtt * 5 / 2), "clear");
+    assert_eq!(pinned, clear, "version 3 with the key known");
+    assert_eq!(
+        tofu,
+        (clear.0 + rtt, clear.1 + rtt),
+        "learning the key first"
+    );
+}
+
+/// A first message copied off the wire and replayed, from its address or
+/// from forged ones: the server answers each within three times the bytes
+/// it received (§6.7), and the application never sees a connection.
+#[test]
+fn a_replayed_first_message_draws_at_most_three_times_and_reaches_no_application() {
+    let mut sim = sim(
+        31,
+        client_config(pinned(server_key().public())),
+        server_config(serving()),
+        0.0,
+    );
+    let first = Arc::new(Mutex::new(None::<Vec<u8>>));
+    let keep = first.clone();
+    sim.set_filter(Box::new(move |_, dir, d: &[u8]| {
+        let mut k = keep.lock().unwrap();
+        if dir == rudp_core::sim::Direction::ToServer && k.is_none() {
+            *k = Some(d.to_vec());
+        }
+        false
+    }));
+    sim.connect(100_000).expect("the real handshake");
+    let initial = first.lock().unwrap().clone().expect("the INITIAL was seen");
+    assert_eq!(initial.len(), 1200);
+    let mut server = rudp_core::endpoint::Endpoint::server(server_config(serving()), [9; 32]);
+    let now = sim.now();
+    let (mut sent_in, mut sent_out) = (0usize, 0usize);
+    for i in 0..200u16 {
+        // Half from the client's own address, half from forged ones.
+        let from: SocketAddr = if i % 2 == 0 {
+            sim.client_addr()
+        } else {
+            format!("127.9.{}.{}:4000", i / 250, i % 250 + 1)
+                .parse()
+                .unwrap()
+        };
+        server.handle_datagram(now, from, &initial);
+        sent_in += initial.len();
+        let mut buf = Vec::new();
+        while server.poll_transmit(now, &mut buf).is_some() {
+            sent_out += buf.len();
+        }
+    }
+    // And as time passes, the probes of the half-open connections.
+    for ms in 1..=3000u64 {
+        let t = now + std::time::Duration::from_millis(ms * 10);
+        server.handle_timeout(t);
+        let mut buf = Vec::new();
+        while server.poll_transmit(t, &mut buf).is_some() {
+            sent_out += buf.len();
+        }
+    }
+    let mut announced = 0;
+    while let Some(e) = server.poll_event() {
+        if matches!(e, rudp_core::endpoint::EndpointEvent::Incoming(_)) {
+            announced += 1;
+        }
+    }
+    println!(
+        "200 replays ({sent_in} bytes in): {sent_out} bytes out ({:.2}x), {} connections made, none announced",
+        sent_out as f64 / sent_in as f64,
+        server.stats().connections_accepted
+    );
+    assert_eq!(announced, 0, "a replay reached the application");
+    assert!(
+        sent_out <= 3 * sent_in,
+        "{sent_out} bytes out for {sent_in} in"
+    );
+}

@@ -12,8 +12,8 @@
 //! number, which a sender never reuses (§4.2).
 
 use crate::wire::ConnectionId;
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use hkdf::Hkdf;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use sha2::Sha256;
 use std::fmt;
 use std::path::Path;
