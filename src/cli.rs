@@ -385,6 +385,18 @@ pub enum Command {
         #[command(flatten)]
         observe: ObserveArgs,
     },
+    /// Turn a capture of `rudp proxy --pcap` into one whose version-3
+    /// packets are in clear, with the keys `RUDP_KEYLOG` wrote; the
+    /// proxy's comments are kept (docs/wireshark.md).
+    Decrypt {
+        /// The key log (`RUDP_KEYLOG=FILE` on either end).
+        #[arg(long, value_name = "FILE")]
+        keylog: PathBuf,
+        /// The capture to read.
+        input: PathBuf,
+        /// The capture to write (replaced whole at the end).
+        output: PathBuf,
+    },
     /// Make a static key pair: the private key into FILE (base64, mode
     /// 0600), the public key on standard output (base64), as `wg genkey`
     /// and `wg pubkey` do.
@@ -498,6 +510,7 @@ pub fn default_log_filter(cli: &Cli) -> &'static str {
         | Command::Send { .. }
         | Command::Recv { .. }
         | Command::Keygen { .. }
+        | Command::Decrypt { .. }
         | Command::Plot { .. } => "rudp=warn",
     }
 }
@@ -728,6 +741,26 @@ pub async fn run(cli: Cli) -> i32 {
             run_recv(listen, config, opts, serve, observe).await
         }
         Command::Keygen { file, force } => crate::secure_args::keygen(&file, force),
+        Command::Decrypt {
+            keylog,
+            input,
+            output,
+        } => match crate::decrypt::decrypt(&keylog, &input, &output) {
+            Ok(s) => {
+                eprintln!(
+                    "decrypted {} of {} sealed version-3 packets ({} packets in all) into {}",
+                    s.decrypted,
+                    s.sealed,
+                    s.packets,
+                    output.display()
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                1
+            }
+        },
         Command::Plot { trace, out, conn } => {
             let out = out.unwrap_or_else(|| trace.with_extension("svg"));
             let drawn = crate::plot::read_trace(&trace, conn.as_deref())

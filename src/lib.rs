@@ -15,6 +15,7 @@ use std::time::Duration;
 pub const LINGER: Duration = Duration::from_secs(2);
 
 pub mod cli;
+pub mod decrypt;
 pub mod demo;
 pub mod demo_streams;
 pub mod keylog;

@@ -224,3 +224,76 @@ fn tshark_decodes_path_challenge_and_response() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Version 3 (PROTOCOL.md §16): the dissector shows an ACCEPT's clear
+/// NOISE frame and nothing else of a sealed capture; after `rudp decrypt`
+/// with the server's key log, every frame, the proxy's verdicts kept.
+#[tokio::test]
+async fn tshark_reads_a_version_3_capture_once_decrypted() {
+    if !tshark_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let keylog = dir.path().join("keys.log");
+    let (capture, clear) = (
+        dir.path().join("sealed.pcapng"),
+        dir.path().join("clear.pcapng"),
+    );
+    let server = common::Listening::spawn_with_env(
+        &["server", "--listen", "127.0.0.1:0", "--threads", "1"],
+        &[("RUDP_KEYLOG", keylog.to_str().unwrap())],
+    )
+    .await;
+    let upstream = server.addr.to_string();
+    let proxy = common::Listening::spawn(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream,
+        "--pcap",
+        capture.to_str().unwrap(),
+    ])
+    .await;
+    let listen = proxy.addr.to_string();
+    let out = rudp(
+        &["client", "--server", &listen, "4"],
+        b"",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(out.stdout, "April\n", "{out:?}");
+    let pid = proxy.child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let _ = proxy.wait_with_output().await;
+    let sealed = decode_fields(&capture, &["_ws.col.Info"]);
+    assert!(
+        sealed.contains("ACCEPT") && sealed.contains("NOISE, sealed"),
+        "{sealed}"
+    );
+    assert!(!sealed.contains("STREAM"), "{sealed}");
+    let out = rudp(
+        &[
+            "decrypt",
+            "--keylog",
+            keylog.to_str().unwrap(),
+            capture.to_str().unwrap(),
+            clear.to_str().unwrap(),
+        ],
+        b"",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let opened = decode_fields(&clear, &["frame.comment", "_ws.col.Info"]);
+    assert!(opened.contains("STREAM"), "{opened}");
+    assert!(!opened.contains("sealed"), "{opened}");
+    assert!(
+        opened.contains("client->server: forwarded"),
+        "verdicts kept: {opened}"
+    );
+    println!("{opened}");
+}

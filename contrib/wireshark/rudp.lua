@@ -1,5 +1,7 @@
--- Wireshark dissector for rudp versions 1 and 2 (PROTOCOL.md in the rudp
--- repository; version 2's frames are in its §15.8).
+-- Wireshark dissector for rudp versions 1, 2 and 3 (PROTOCOL.md in the rudp
+-- repository; version 2's frames are in its §15.8, version 3's in §16.3).
+-- Version 3's packets are sealed but for the handshake's NOISE frames; a
+-- capture turned to clear by `rudp decrypt --keylog` shows every frame.
 --
 -- Install: copy this file to your personal Lua plugins folder
 -- (Help > About Wireshark > Folders > Personal Lua Plugins), or run
@@ -24,6 +26,7 @@ local frame_types = {
   [0x12] = "STREAM_N (unordered)", [0x13] = "STREAM_N (unordered, FIN)",
   [0x14] = "MAX_STREAM_DATA", [0x15] = "MAX_STREAMS", [0x16] = "MAX_STREAMS_DATA",
   [0x17] = "RESET_STREAM", [0x18] = "STOP_SENDING", [0x19] = "SKIP", [0x1a] = "DATAGRAM",
+  [0x1b] = "NOISE", [0x1c] = "SERVER_KEY", [0x1d] = "UNREADABLE",
 }
 local transport_errors = {
   [0] = "NO_ERROR", [1] = "INTERNAL_ERROR", [2] = "PROTOCOL_VIOLATION",
@@ -83,6 +86,10 @@ local f = {
   skip_messages = ProtoField.uint64("rudp1.skip.messages", "Skipped messages"),
   dgram_length = ProtoField.uint64("rudp1.datagram.length", "Datagram length"),
   dgram_data = ProtoField.bytes("rudp1.datagram.data", "Datagram data"),
+  noise_length = ProtoField.uint64("rudp1.noise.length", "Noise message length"),
+  noise_data = ProtoField.bytes("rudp1.noise.message", "Noise handshake message"),
+  server_key = ProtoField.bytes("rudp1.server_key", "Server static public key"),
+  unreadable = ProtoField.bytes("rudp1.unreadable", "Ephemeral key of an unread message"),
 }
 rudp.fields = f
 
@@ -245,6 +252,22 @@ local function dissect_frames(tvb, tree, off, stop)
       end
       if len > 0 then ft:add(f.dgram_data, tvb(off, len)) end
       off = off + len
+    elseif ftype == 0x1b then
+      local len
+      len, off = add_varint(ft, f.noise_length, tvb, off)
+      if len == nil or off + len > stop then
+        ft:add_proto_expert_info(ef_malformed, "Noise message beyond the packet")
+        return summary
+      end
+      if len > 0 then ft:add(f.noise_data, tvb(off, len)) end
+      off = off + len
+    elseif ftype == 0x1c or ftype == 0x1d then
+      if off + 32 > stop then
+        ft:add_proto_expert_info(ef_malformed, "key beyond the packet")
+        return summary
+      end
+      ft:add(ftype == 0x1c and f.server_key or f.unreadable, tvb(off, 32))
+      off = off + 32
     else
       ft:add_proto_expert_info(ef_malformed, "unknown frame type")
       return summary
@@ -288,9 +311,20 @@ function rudp.dissector(tvb, pinfo, tree)
   off = off + 8
   local frames
   if sealed then
-    -- §3.7: without the key the frames cannot be read.
+    -- §16.3: a version-3 ACCEPT starts with its NOISE frame in clear.
+    local clear = {}
+    if version == 3 and ptype == 2 and len - 4 > off and tvb(off, 1):uint() == 0x1b then
+      local v, vlen, nlen = varint(tvb, off + 1)
+      if v ~= nil and off + 1 + vlen + nlen <= len - 4 then
+        local stop = off + 1 + vlen + nlen
+        clear = dissect_frames(tvb, t, off, stop)
+        off = stop
+      end
+    end
+    -- §3.7, §16.5: without the key the frames cannot be read.
     if len - 4 > off then t:add(f.sealed_data, tvb(off, len - 4 - off)) end
-    frames = { "sealed" }
+    frames = clear
+    table.insert(frames, "sealed")
   else
     frames = dissect_frames(tvb, t, off, len - 4)
   end
@@ -302,7 +336,7 @@ end
 local function heuristic(tvb, pinfo, tree)
   if tvb:len() < 24 or tvb(0, 2):string() ~= "RU" then return false end
   local v = tvb(2, 1):uint()
-  if v > 2 then return false end
+  if v > 3 then return false end
   rudp.dissector(tvb, pinfo, tree)
   return true
 end

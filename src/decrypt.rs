@@ -1,0 +1,213 @@
+//! `rudp decrypt --keylog FILE IN OUT`: a capture of `rudp proxy --pcap`
+//! with every version-3 packet whose keys the key log holds turned to
+//! clear (PROTOCOL.md §16.6), so the dissector shows its frames
+//! (docs/wireshark.md). Everything else is copied as it was, the proxy's
+//! verdict comments included.
+//!
+//! A decrypted packet keeps its header, with the sealed bit cleared, and
+//! the NOISE frame an ACCEPT starts with; its frames follow in clear and
+//! the CRC32C is computed anew. The connection is found by CID: a key-log
+//! line names the client's CID, which server-to-client packets carry; an
+//! ACCEPT names both CIDs, which tells the server's CID that
+//! client-to-server packets carry.
+//!
+//! OUT is written to a temporary file beside it and renamed into place at
+//! the end: an interrupted run leaves no half capture that looks whole.
+
+use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+use pcap_file::pcapng::{Block, PcapNgReader, PcapNgWriter};
+use rudp_core::psk::PacketKey;
+use rudp_core::wire::packet::{append_checksum, decode};
+use rudp_core::wire::{Datagram, Frame, Header, PacketType, Protection};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::Path;
+use thiserror::Error;
+
+/// Why a capture could not be decrypted.
+#[derive(Debug, Error)]
+pub enum DecryptError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a pcapng capture: {why}")]
+    Format { path: String, why: String },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} holds no RUDP_TRAFFIC_V3 line")]
+    NoKeys { path: String },
+}
+
+/// What a run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Packets in the capture.
+    pub packets: u64,
+    /// Version-3 sealed packets seen.
+    pub sealed: u64,
+    /// Of those, turned to clear.
+    pub decrypted: u64,
+}
+
+/// The key log's keys, by client CID, and the server CIDs learned.
+struct Keys {
+    by_client: HashMap<u64, (PacketKey, PacketKey)>,
+    client_of_server: HashMap<u64, u64>,
+}
+
+impl Keys {
+    /// The key that opens a packet to `dcid`, if known.
+    fn for_packet(&mut self, header: &Header) -> Option<&PacketKey> {
+        if let (PacketType::Accept, Some(scid)) = (header.ty, header.scid) {
+            self.client_of_server.insert(scid.0, header.dcid.0);
+        }
+        if let Some((_, s2c)) = self.by_client.get(&header.dcid.0) {
+            return Some(s2c);
+        }
+        let client = self.client_of_server.get(&header.dcid.0)?;
+        self.by_client.get(client).map(|(c2s, _)| c2s)
+    }
+}
+
+/// Decrypts `input` into `output` with the keys of `keylog`.
+pub fn decrypt(keylog: &Path, input: &Path, output: &Path) -> Result<Summary, DecryptError> {
+    let shown = |p: &Path| p.display().to_string();
+    let text = std::fs::read_to_string(keylog).map_err(|source| DecryptError::Read {
+        path: shown(keylog),
+        source,
+    })?;
+    let entries = crate::keylog::parse(&text);
+    if entries.is_empty() {
+        return Err(DecryptError::NoKeys {
+            path: shown(keylog),
+        });
+    }
+    let mut keys = Keys {
+        by_client: entries
+            .into_iter()
+            .map(|(cid, c2s, s2c)| (cid, (PacketKey::from_raw(c2s), PacketKey::from_raw(s2c))))
+            .collect(),
+        client_of_server: HashMap::new(),
+    };
+    let file = std::fs::File::open(input).map_err(|source| DecryptError::Read {
+        path: shown(input),
+        source,
+    })?;
+    let mut reader =
+        PcapNgReader::new(std::io::BufReader::new(file)).map_err(|e| DecryptError::Format {
+            path: shown(input),
+            why: e.to_string(),
+        })?;
+    let werr = |source| DecryptError::Write {
+        path: shown(output),
+        source,
+    };
+    let dir = match output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".rudp-decrypt")
+        .tempfile_in(dir)
+        .map_err(werr)?;
+    let mut writer = PcapNgWriter::with_section_header(
+        std::io::BufWriter::new(tmp.reopen().map_err(werr)?),
+        reader.section().clone(),
+    )
+    .map_err(|e| werr(std::io::Error::other(e)))?;
+    let mut summary = Summary::default();
+    while let Some(block) = reader.next_block() {
+        let block = block.map_err(|e| DecryptError::Format {
+            path: shown(input),
+            why: e.to_string(),
+        })?;
+        let block = match block {
+            Block::EnhancedPacket(p) => {
+                summary.packets += 1;
+                match clear_packet(&p.data, &mut keys, &mut summary) {
+                    Some(data) => Block::EnhancedPacket(EnhancedPacketBlock {
+                        original_len: data.len() as u32,
+                        data: Cow::Owned(data),
+                        ..p
+                    }),
+                    None => Block::EnhancedPacket(p),
+                }
+            }
+            other => other,
+        };
+        writer
+            .write_block(&block)
+            .map_err(|e| werr(std::io::Error::other(e)))?;
+    }
+    writer.into_inner().flush().map_err(werr)?;
+    tmp.persist(output).map_err(|e| werr(e.error))?;
+    Ok(summary)
+}
+
+/// The IP packet `ip` with its rudp packet in clear, if it holds a
+/// version-3 sealed packet whose key is known.
+fn clear_packet(ip: &[u8], keys: &mut Keys, summary: &mut Summary) -> Option<Vec<u8>> {
+    let sliced = SlicedPacket::from_ip(ip).ok()?;
+    let (src, dst): (IpAddr, IpAddr) = match sliced.net.as_ref()? {
+        NetSlice::Ipv4(v4) => (
+            v4.header().source_addr().into(),
+            v4.header().destination_addr().into(),
+        ),
+        NetSlice::Ipv6(v6) => (
+            v6.header().source_addr().into(),
+            v6.header().destination_addr().into(),
+        ),
+        _ => return None,
+    };
+    let Some(TransportSlice::Udp(udp)) = sliced.transport else {
+        return None;
+    };
+    let datagram = udp.payload();
+    let Ok(Datagram::Packet { header, payload }) = decode(datagram) else {
+        return None;
+    };
+    if header.version != rudp_core::wire::VERSION_3 || header.protection != Protection::Sealed {
+        return None;
+    }
+    summary.sealed += 1;
+    // An ACCEPT's NOISE frame is in clear and part of the associated data.
+    let mut r = rudp_core::wire::Reader::new(payload);
+    let clear = match (header.ty, rudp_core::wire::frame::decode_one(&mut r)) {
+        (PacketType::Accept, Ok(Frame::Noise(_))) => payload.len() - r.remaining(),
+        _ => 0,
+    };
+    let key = keys.for_packet(&header)?;
+    let mut aad = Vec::with_capacity(28 + clear);
+    header.encode(&mut aad);
+    aad.extend_from_slice(&payload[..clear]);
+    let mut frames = Vec::new();
+    key.open(header.pn, &aad, &payload[clear..], &mut frames)
+        .ok()?;
+    let mut out = Vec::with_capacity(datagram.len());
+    Header {
+        protection: Protection::Clear,
+        ..header
+    }
+    .encode(&mut out);
+    out.extend_from_slice(&payload[..clear]);
+    out.extend_from_slice(&frames);
+    append_checksum(&mut out);
+    let builder = match (src, dst) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => PacketBuilder::ipv4(a.octets(), b.octets(), 64),
+        (IpAddr::V6(a), IpAddr::V6(b)) => PacketBuilder::ipv6(a.octets(), b.octets(), 64),
+        _ => return None,
+    }
+    .udp(udp.source_port(), udp.destination_port());
+    let mut packet = Vec::with_capacity(builder.size(out.len()));
+    builder.write(&mut packet, &out).ok()?;
+    summary.decrypted += 1;
+    Some(packet)
+}
