@@ -9,7 +9,9 @@
 use rudp_core::config::Config;
 use rudp_core::endpoint::{EndpointConfig, RetryPolicy};
 use rudp_core::impair::ImpairConfig;
-use rudp_core::noise::{prologue, HandshakeInputs, Initiator, Keypair, PinnedKey, Responder, Security};
+use rudp_core::noise::{
+    prologue, HandshakeInputs, Initiator, Keypair, PinnedKey, Responder, Security,
+};
 use rudp_core::sim::Sim;
 use rudp_core::wire::ConnectionId;
 use std::sync::Arc;
@@ -74,7 +76,13 @@ fn main() {
             .build()
             .expect("valid");
         let clean = ImpairConfig::default();
-        let mut sim = Sim::new(1, EndpointConfig::new(client_conn), server_cfg, clean.clone(), clean);
+        let mut sim = Sim::new(
+            1,
+            EndpointConfig::new(client_conn),
+            server_cfg,
+            clean.clone(),
+            clean,
+        );
         let count = n / 4;
         let start = Instant::now();
         for _ in 0..count {

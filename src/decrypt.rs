@@ -1,6 +1,6 @@
 //! `rudp decrypt --keylog FILE IN OUT`: a capture of `rudp proxy --pcap`
 //! with every version-3 packet whose keys the key log holds turned to
-//! clear (PROTOCOL.md §16.6), so the dissector shows its frames
+//! clear (PROTOCOL.md §16.7), so the dissector shows its frames
 //! (docs/wireshark.md). Everything else is copied as it was, the proxy's
 //! verdict comments included.
 //!

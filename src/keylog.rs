@@ -3,7 +3,7 @@
 //! their own captures (docs/wireshark.md). Never a static private key: a
 //! leaked key log exposes the connections it lists, not the identities.
 //!
-//! One line a connection (PROTOCOL.md §16.6):
+//! One line a connection (PROTOCOL.md §16.7):
 //! `RUDP_TRAFFIC_V3 <client CID, 16 hex> <client-to-server key, 64 hex> <server-to-client key, 64 hex>`.
 
 use rudp::proto::wire::ConnectionId;

@@ -440,6 +440,13 @@ fn run_seed(seed: u64, verbose: bool) -> Result<(), String> {
     // the server's key pinned, every packet sealed with its keys. Chosen
     // from the seed, not drawn, so that even seeds replay as before.
     let secure = seed % 2 == 1;
+    // Their keys move on every 200 ms (§16.8), through whatever the link
+    // does meanwhile.
+    let base = if secure {
+        base.rekey_after(Duration::from_millis(200))
+    } else {
+        base
+    };
     let (client_conn, server_conn) = if secure {
         let server_key = rudp_core::noise::Keypair::generate(rudp_core::sim::seed_bytes(seed));
         let pinned = rudp_core::noise::PinnedKey(server_key.public());

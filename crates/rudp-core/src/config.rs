@@ -89,6 +89,9 @@ pub struct Config {
     /// key pair, a client's server-key verifier, a server's client-key
     /// policy and whether it also serves clear clients.
     pub(crate) security: crate::noise::Security,
+    /// Version 3: how long a sending key is used before it moves on, as
+    /// WireGuard's 2 minutes (default 120 s; §16.6).
+    pub(crate) rekey_after: Duration,
 }
 
 impl Default for Config {
@@ -114,6 +117,7 @@ impl Default for Config {
             datagram_receive_buffer: 1 << 20,
             datagram_send_queue: 256,
             security: crate::noise::Security::default(),
+            rekey_after: Duration::from_secs(120),
         }
     }
 }
@@ -181,6 +185,8 @@ settings!(Config, ConfigBuilder, {
     datagram_send_queue: usize,
     /// Version 3's identity, verifier and policies (§16).
     security: crate::noise::Security,
+    /// Version 3: a sending key's lifetime before it moves on (default 120 s), §16.6.
+    rekey_after: Duration,
 });
 
 /// Makes a [`Config`]: start from the defaults ([`Config::builder`]) or
@@ -274,6 +280,9 @@ impl Config {
             return err(
                 "version 3 needs a static key (a server) or a server-key verifier (a client): set security".into(),
             );
+        }
+        if self.rekey_after < Duration::from_millis(10) {
+            return err("rekey_after must be at least 10 ms".into());
         }
         if self.idle_timeout < Duration::from_millis(10) {
             return err("idle_timeout must be at least 10 ms".into());

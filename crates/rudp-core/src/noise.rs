@@ -62,7 +62,7 @@ impl PublicKey {
 }
 
 /// A static key pair: this side's identity. The private half never leaves
-/// it: not in logs, not in key logs (§16.6).
+/// it: not in logs, not in key logs (§16.7).
 #[derive(Clone)]
 pub struct Keypair {
     private: [u8; KEY_LEN],
@@ -178,7 +178,7 @@ pub struct Security {
     /// A server also serves clients of the clear versions 1 and 2.
     pub allow_insecure: bool,
     /// Called with each connection's transport keys, for tools that read
-    /// one's own captures (`RUDP_KEYLOG`, §16.6).
+    /// one's own captures (`RUDP_KEYLOG`, §16.7).
     pub key_log: Option<Arc<dyn KeyLog>>,
 }
 
@@ -228,6 +228,30 @@ impl fmt::Display for HandshakeError {
 }
 
 impl std::error::Error for HandshakeError {}
+
+/// Noise's REKEY (revision 34, §4.2): the next key of a direction is the
+/// first 32 bytes of ENCRYPT(k, 2^64 - 1, empty, 32 zero bytes) with the
+/// cipher's own nonce encoding, for ChaChaPoly 32 zero bits and the 64-bit
+/// counter (all ones either way). A one-way step: the old key cannot be
+/// found from the new (§16.6).
+pub fn rekey(key: &[u8; KEY_LEN]) -> [u8; KEY_LEN] {
+    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
+    let Ok(unbound) = UnboundKey::new(&CHACHA20_POLY1305, key) else {
+        unreachable!("a 32-byte ChaCha20-Poly1305 key");
+    };
+    let mut nonce = [0xffu8; 12];
+    nonce[..4].fill(0);
+    let mut next = [0u8; KEY_LEN];
+    let sealing = LessSafeKey::new(unbound).seal_in_place_separate_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::empty(),
+        &mut next,
+    );
+    if sealing.is_err() {
+        unreachable!("32 bytes are far below the AEAD's limit");
+    }
+    next
+}
 
 /// The prologue both sides feed Noise (§16.2): a label, the version in
 /// use, the versions the client offered, and the client's CID.
@@ -496,6 +520,38 @@ mod tests {
         // reads, the answer does not.
         let (answer, _) = r.unwrap().answer(b"").unwrap();
         assert!(i.finish(&answer).is_err());
+    }
+
+    /// Our REKEY is snow's: a message sealed at nonce 0 after snow's
+    /// `rekey_outgoing` is what the rekeyed packet key seals.
+    #[test]
+    fn rekey_matches_snow() {
+        let server = Keypair::generate([1; 32]);
+        let client = Keypair::generate([2; 32]);
+        let p = prologue(3, &[3], ConnectionId(7));
+        let i = Initiator::start(&client, &server.public(), &inputs(3, &p, None), b"").unwrap();
+        let r = Responder::read(&server, &inputs(4, &p, None), i.message()).unwrap();
+        let (answer, keys) = r.answer(b"").unwrap();
+        // The same handshake once more, kept as snow's transport state.
+        let mut i2 = builder([3; 32], false)
+            .local_private_key(&client.private)
+            .unwrap()
+            .remote_public_key(&server.public().0)
+            .unwrap()
+            .prologue(&p)
+            .unwrap()
+            .build_initiator()
+            .unwrap();
+        let mut buf = vec![0u8; 1024];
+        i2.write_message(b"", &mut buf).unwrap();
+        let mut payload = vec![0u8; 1024];
+        i2.read_message(&answer, &mut payload).unwrap();
+        let mut t = i2.into_transport_mode().unwrap();
+        t.rekey_outgoing();
+        let n = t.write_message(b"hello", &mut buf).unwrap();
+        let mut ours = b"hello".to_vec();
+        crate::psk::PacketKey::from_raw(rekey(&keys.client_to_server)).seal(0, 0, &mut ours);
+        assert_eq!(&buf[..n], &ours[..]);
     }
 
     #[test]

@@ -321,6 +321,8 @@ pub struct Connection {
     keys: Option<Keys>,
     /// Version 3's Noise handshake (§16).
     handshake: secure::Handshake,
+    /// Version 3's key ratchet, once the handshake gave keys (§16.6).
+    ratchet: Option<Box<secure::Ratchet>>,
     /// Version 3: the peer's static key (a client's: the key it expects).
     peer_key: Option<crate::noise::PublicKey>,
     /// Server, version 3: the first INITIAL's Noise payload (the client's
@@ -479,6 +481,7 @@ impl Connection {
             first_pn,
             keys,
             handshake: secure::Handshake::default(),
+            ratchet: None,
             peer_key: None,
             initial_plain: None,
             retry_token: None,

@@ -46,7 +46,7 @@ impl Connection {
         let wire_len = header.ty.header_len() + payload.len() + CHECKSUM_LEN;
         let mut plain = std::mem::take(&mut self.plain_buf);
         let body = if self.version == crate::wire::VERSION_3 {
-            self.unprotect_secure(header, payload, &mut plain)
+            self.unprotect_secure(now, header, payload, &mut plain)
         } else {
             self.unprotect(header, payload, &mut plain)
         };

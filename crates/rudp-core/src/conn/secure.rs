@@ -35,6 +35,28 @@ pub(super) enum Handshake {
     Answered { frame: Vec<u8> },
 }
 
+/// Version 3's key ratchet (§16.6): the raw bytes of this side's sending
+/// key and of the peer's current one, from which each next key follows by
+/// Noise's REKEY, and the peer's previous key for packets that were on
+/// their way when it moved on.
+pub(super) struct Ratchet {
+    send: [u8; 32],
+    /// When our sending key was last moved on, and the first packet number
+    /// sealed with it: it moves on again only once the peer acknowledged
+    /// one of those, so the peer is never two keys behind.
+    send_since: Instant,
+    send_first_pn: u64,
+    open: [u8; 32],
+    /// The peer's previous key, and until when late packets may use it.
+    previous: Option<(PacketKey, Instant)>,
+}
+
+impl std::fmt::Debug for Ratchet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ratchet(..)") // Never print key material.
+    }
+}
+
 /// The Noise message `m` as a NOISE frame.
 fn noise_frame(m: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(m.len() + 4);
@@ -203,7 +225,7 @@ impl Connection {
         let client = responder.client();
         c.initial_plain = Some(responder.payload().to_vec());
         let (answer, keys) = responder.answer(&c.params_payload())?;
-        c.install_keys(&keys);
+        c.install_keys(now, &keys);
         c.peer_key = Some(client);
         c.handshake = Handshake::Answered {
             frame: noise_frame(&answer),
@@ -211,7 +233,7 @@ impl Connection {
         Ok(c)
     }
 
-    fn install_keys(&mut self, keys: &TransportKeys) {
+    fn install_keys(&mut self, now: Instant, keys: &TransportKeys) {
         if let Some(log) = &self.config.security.key_log {
             let client_cid = match self.side {
                 Side::Client => self.local_cid,
@@ -220,6 +242,71 @@ impl Connection {
             log.log(client_cid, keys);
         }
         self.keys = Some(keys_for(self.side, self.local_cid, keys));
+        let (send, open) = match self.side {
+            Side::Client => (keys.client_to_server, keys.server_to_client),
+            Side::Server => (keys.server_to_client, keys.client_to_server),
+        };
+        self.ratchet = Some(Box::new(Ratchet {
+            send,
+            send_since: now,
+            send_first_pn: self.next_pn,
+            open,
+            previous: None,
+        }));
+    }
+
+    /// §16.6: moves our sending key on once it has been in use for
+    /// `rekey_after`, the handshake is confirmed, and the peer acknowledged
+    /// a packet sealed with it. Packet numbers go on rising across keys,
+    /// so no (key, nonce) pair repeats, whatever is retransmitted.
+    pub(super) fn maybe_rekey(&mut self, now: Instant) {
+        let acked = self.largest_acked;
+        let (Some(r), Some(keys)) = (self.ratchet.as_mut(), self.keys.as_mut()) else {
+            return;
+        };
+        let due = now.saturating_duration_since(r.send_since) >= self.config.rekey_after;
+        if !self.confirmed || !due || acked.is_none_or(|a| a < r.send_first_pn) {
+            return;
+        }
+        r.send = crate::noise::rekey(&r.send);
+        r.send_since = now;
+        r.send_first_pn = self.next_pn;
+        keys.seal = PacketKey::from_raw(r.send);
+        self.stats.sent.rekeys += 1;
+    }
+
+    /// §16.6: a DATA packet that the peer's current key does not open may
+    /// be sealed with its next key (it moved on) or its previous one (the
+    /// packet was on its way when it did). Only a packet that opens moves
+    /// our view on, so a forgery changes nothing.
+    fn open_with_other_keys(
+        &mut self,
+        now: Instant,
+        header: &Header,
+        payload: &[u8],
+        plain: &mut Vec<u8>,
+    ) -> bool {
+        let pto = self.pto();
+        let (Some(r), Some(keys)) = (self.ratchet.as_mut(), self.keys.as_mut()) else {
+            return false;
+        };
+        if let Some((previous, until)) = &r.previous {
+            if now < *until && previous.open_packet(header, payload, plain).is_ok() {
+                return true;
+            }
+        }
+        let next_raw = crate::noise::rekey(&r.open);
+        let next = PacketKey::from_raw(next_raw);
+        if next.open_packet(header, payload, plain).is_err() {
+            return false;
+        }
+        if let Some((cid, current)) = keys.open.take() {
+            r.previous = Some((current, now + pto * 3));
+            keys.open = Some((cid, next));
+        }
+        r.open = next_raw;
+        self.stats.received.rekeys += 1;
+        true
     }
 
     /// The NOISE frame that starts an INITIAL or ACCEPT of ours, if any.
@@ -234,6 +321,7 @@ impl Connection {
     /// client's handshake on the first ACCEPT. `None` if it must be dropped.
     pub(super) fn unprotect_secure(
         &mut self,
+        now: Instant,
         header: &Header,
         payload: &[u8],
         plain: &mut Vec<u8>,
@@ -277,7 +365,7 @@ impl Connection {
                     };
                     // A forgery that fails here ends the handshake: only
                     // someone on the path could send one, and they could
-                    // as well drop the real ACCEPT (§16.7).
+                    // as well drop the real ACCEPT (§16.8).
                     let Ok((params, keys)) = initiator.finish(answer) else {
                         let why = if self.config.psk.is_some() {
                             "the server's answer did not authenticate: do both sides use the same pre-shared key?"
@@ -287,7 +375,7 @@ impl Connection {
                         self.fail_server_key(why.into());
                         return None;
                     };
-                    self.install_keys(&keys);
+                    self.install_keys(now, &keys);
                     plain.extend_from_slice(&params);
                 }
                 let mut aad = Vec::with_capacity(crate::wire::packet::LONG_HEADER_LEN + clear_len);
@@ -301,9 +389,12 @@ impl Connection {
                 Some(Body::Opened)
             }
             (_, PacketType::Data, Protection::Sealed) => {
-                let key = self.open_key(header)?;
-                key.open_packet(header, payload, plain).ok()?;
-                Some(Body::Opened)
+                let opened = self.open_key(header)?.open_packet(header, payload, plain);
+                if opened.is_ok() || self.open_with_other_keys(now, header, payload, plain) {
+                    Some(Body::Opened)
+                } else {
+                    None
+                }
             }
             _ => None,
         }

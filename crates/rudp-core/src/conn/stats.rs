@@ -45,6 +45,8 @@ crate::counters! {
         /// Times packets of the size in use stopped arriving and the size
         /// fell back to 1200 (§9.7).
         pub mtu_black_holes: u64,
+        /// Version 3: times this side moved its sending key on (§16.6).
+        pub rekeys: u64,
     }
 }
 
@@ -72,6 +74,8 @@ crate::counters! {
         pub unauthenticated_dropped: u64,
         /// RETRY packets that sent the client back with a token (§6.8).
         pub retries: u64,
+        /// Version 3: times the peer's key moved on (§16.6).
+        pub rekeys: u64,
         /// Messages received whole and handed to the application.
         pub messages: u64,
         /// Their payload bytes.

@@ -89,6 +89,7 @@ impl Connection {
     pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> Option<SocketAddr> {
         out.clear();
         self.close_on_read_error(now);
+        self.maybe_rekey(now);
         match self.state {
             State::Closed | State::Draining { .. } => return None,
             State::Closing { .. } => return self.write_close(now, out).then_some(self.remote),
