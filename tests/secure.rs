@@ -703,3 +703,187 @@ fn keys_move_on_without_stalling_data_and_never_repeat_a_nonce() {
         }
     }
 }
+
+/// What the `handshake` fuzz target does (docs/fuzzing.md), briefly, in CI:
+/// arbitrary bytes as a version-3 INITIAL's frames to a server, and as an
+/// ACCEPT, RETRY or DATA payload to a client awaiting its answer, never
+/// panic and never make a connection.
+mod arbitrary_handshake_bytes {
+    use super::*;
+    use proptest::prelude::*;
+    use rudp_core::wire::packet::append_checksum;
+    use rudp_core::wire::{ConnectionId, Header, PacketType, Protection};
+
+    fn packet(ty: PacketType, protection: Protection, dcid: u64, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        Header {
+            version: 3,
+            ty,
+            protection,
+            dcid: ConnectionId(dcid),
+            scid: (ty != PacketType::Data).then_some(ConnectionId(0x1122)),
+            pn: 9,
+        }
+        .encode(&mut out);
+        out.extend_from_slice(body);
+        if ty == PacketType::Initial && out.len() < 1196 {
+            out.resize(1196, 0);
+        }
+        append_checksum(&mut out);
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn never_panic_nor_connect(body in proptest::collection::vec(any::<u8>(), 0..300), kind in 0u8..4) {
+            let now = std::time::Instant::now();
+            let peer: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+            if kind == 0 {
+                let mut server = rudp_core::endpoint::Endpoint::server(server_config(serving()), [1; 32]);
+                server.handle_datagram(now, peer, &packet(PacketType::Initial, Protection::Clear, 0, &body));
+                let mut buf = Vec::new();
+                while server.poll_transmit(now, &mut buf).is_some() {}
+                prop_assert_eq!(server.stats().connections_accepted, 0);
+            } else {
+                let mut client = rudp_core::endpoint::Endpoint::client(
+                    client_config(pinned(server_key().public())),
+                    [2; 32],
+                );
+                let h = client.connect(now, peer);
+                let mut buf = Vec::new();
+                let _ = client.poll_transmit(now, &mut buf);
+                let cid = client.connection(h).unwrap().local_cid().0;
+                let (ty, protection) = match kind {
+                    1 => (PacketType::Accept, Protection::Sealed),
+                    2 => (PacketType::Retry, Protection::Clear),
+                    _ => (PacketType::Data, Protection::Sealed),
+                };
+                client.handle_datagram(now, peer, &packet(ty, protection, cid, &body));
+                while client.poll_transmit(now, &mut buf).is_some() {}
+                prop_assert!(!client.connection(h).is_some_and(|c| c.is_established()));
+            }
+        }
+    }
+}
+
+/// An attacker on the path alters a real packet, replays one, and forges a
+/// clear CLOSE: the first is dropped and counted, the second is a
+/// duplicate, the third is not a version-3 packet the connection takes;
+/// the connection carries on and every message arrives.
+#[test]
+fn altered_replayed_and_forged_packets_change_nothing() {
+    use rudp_core::wire::packet::{append_checksum, decode};
+    use rudp_core::wire::{CloseFrame, CloseKind, Datagram, Frame, Header, PacketType, Protection};
+    let mut sim = sim(
+        40,
+        client_config(pinned(server_key().public())),
+        server_config(serving()),
+        0.0,
+    );
+    let (c, s) = connect(&mut sim).expect("handshake");
+    exchange(&mut sim, c, s, 3);
+    // A real DATA packet of the client's, as an attacker on the path saw it.
+    let seen = Arc::new(Mutex::new(None::<Vec<u8>>));
+    let keep = seen.clone();
+    sim.set_filter(Box::new(move |_, dir, d: &[u8]| {
+        let mut k = keep.lock().unwrap();
+        if dir == rudp_core::sim::Direction::ToServer && k.is_none() {
+            *k = Some(d.to_vec());
+        }
+        false
+    }));
+    exchange(&mut sim, c, s, 3);
+    let real = seen
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("a packet to the server");
+    let from = sim.client_addr();
+    let before = sim.server.connection(s).unwrap().stats().received.clone();
+    // Altered: one byte of the sealed payload flipped, the CRC made good.
+    let mut altered = real[..real.len() - 4].to_vec();
+    let last = altered.len() - 20;
+    altered[last] ^= 0x01;
+    append_checksum(&mut altered);
+    sim.inject_to_server(from, &altered);
+    // Replayed as it was.
+    sim.inject_to_server(from, &real);
+    // Forged: a CLOSE in clear with the server's CID and the next number.
+    let Ok(Datagram::Packet { header, .. }) = decode(&real) else {
+        panic!("a packet")
+    };
+    let mut forged = Vec::new();
+    Header {
+        protection: Protection::Clear,
+        pn: header.pn + 1000,
+        ty: PacketType::Data,
+        ..header
+    }
+    .encode(&mut forged);
+    Frame::Close(CloseFrame {
+        kind: CloseKind::Application,
+        code: 0,
+        reason: b"forged",
+    })
+    .encode(&mut forged);
+    append_checksum(&mut forged);
+    sim.inject_to_server(from, &forged);
+    exchange(&mut sim, c, s, 3);
+    let after = sim.server.connection(s).unwrap().stats().received.clone();
+    assert!(
+        sim.server.connection(s).unwrap().outcome().is_none(),
+        "still open"
+    );
+    assert_eq!(
+        after.unauthenticated_dropped - before.unauthenticated_dropped,
+        2,
+        "altered and forged"
+    );
+    assert!(
+        after.duplicates_discarded > before.duplicates_discarded,
+        "the replay"
+    );
+}
+
+/// A flood of version-3 INITIALs whose Noise messages are garbage, at a
+/// server that demands address validation: every one is answered with a
+/// RETRY before its message is read, so none costs a Diffie-Hellman.
+#[test]
+fn spoofed_initials_cost_no_diffie_hellman_under_retry() {
+    use rudp_core::wire::packet::append_checksum;
+    use rudp_core::wire::{ConnectionId, Frame, Header, PacketType, Protection};
+    let cfg = server_config(serving())
+        .to_builder()
+        .retry(RetryPolicy::Always)
+        .build()
+        .unwrap();
+    let mut server = rudp_core::endpoint::Endpoint::server(cfg, [3; 32]);
+    let now = std::time::Instant::now();
+    for i in 0..1000u64 {
+        let mut initial = Vec::new();
+        Header {
+            version: 3,
+            ty: PacketType::Initial,
+            protection: Protection::Clear,
+            dcid: ConnectionId(0),
+            scid: Some(ConnectionId(i + 1)),
+            pn: 0,
+        }
+        .encode(&mut initial);
+        Frame::Noise(&[0x42; 96]).encode(&mut initial);
+        initial.resize(1196, 0);
+        append_checksum(&mut initial);
+        let from: SocketAddr = format!("127.0.{}.{}:5000", i / 250, i % 250 + 1)
+            .parse()
+            .unwrap();
+        server.handle_datagram(now, from, &initial);
+    }
+    let stats = server.stats();
+    assert_eq!(stats.retries_sent, 1000);
+    assert_eq!(
+        stats.dropped_unauthenticated, 0,
+        "no Noise message was read"
+    );
+    assert_eq!(stats.connections_accepted, 0);
+}
