@@ -106,7 +106,11 @@ fn scratch() -> PathBuf {
 /// sender's statistics.
 async fn transfer(link: &Link, src: &Path, out: &Path, port: u16) -> serde_json::Value {
     let listen = format!("10.77.0.2:{port}");
+    // Keys and known_hosts in the scratch directory, not the user's.
+    let keys = out.parent().unwrap_or(Path::new(".")).join("keys");
     let recv = tokio::process::Command::new("ip")
+        .env("XDG_DATA_HOME", &keys)
+        .env("XDG_CONFIG_HOME", &keys)
         .args(["netns", "exec", &link.b, env!("CARGO_BIN_EXE_rudp"), "recv"])
         .args(["--listen", &listen, "--force", "--out"])
         .arg(out)
@@ -122,6 +126,8 @@ async fn transfer(link: &Link, src: &Path, out: &Path, port: u16) -> serde_json:
     let sent = tokio::time::timeout(
         LIMIT,
         tokio::process::Command::new("ip")
+            .env("XDG_DATA_HOME", &keys)
+            .env("XDG_CONFIG_HOME", &keys)
             .args(["netns", "exec", &link.a, env!("CARGO_BIN_EXE_rudp"), "send"])
             .arg(src)
             .args(["--to", &listen, "--stats-json"])

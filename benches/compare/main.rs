@@ -7,6 +7,7 @@
 //! cargo bench --bench compare -- --only bulk,rr    # some sections
 //! cargo bench --bench compare -- --peers rudp,quinn # some transports
 //! cargo bench --bench compare -- --congestion cubic # rudp's controller
+//! cargo bench --bench compare -- --secure # rudp in version 3, encrypted
 //! cargo bench --bench compare -- --datagram-size 1452 # rudp's datagrams
 //! cargo bench --bench compare -- --only bulk --links clean,loss5
 //! cargo bench --bench compare -- --out docs/benchmarks   # refresh the docs
@@ -113,6 +114,9 @@ fn options() -> Result<Options, String> {
                     return Err("--datagram-size must be within 1200..=65507".into());
                 }
                 let _ = peers::RUDP_DATAGRAM.set(n);
+            }
+            "--secure" => {
+                let _ = peers::RUDP_SECURE.set(true);
             }
             "--congestion" => {
                 let a = value("--congestion")?.parse()?;
@@ -466,7 +470,7 @@ async fn month_latency(link: Link, rounds: usize, seed: u64) -> Result<Summary, 
     let any = "127.0.0.1:0".parse().map_err(|_| "address")?;
     let (addr, server) = peers::server_runtime()
         .spawn(async move {
-            let ep = rudp::Endpoint::server(any, peers::rudp_config())?;
+            let ep = rudp::Endpoint::server(any, peers::rudp_config(peers::Side::Server))?;
             let addr = ep.local_addr();
             let task = tokio::spawn(rudp_cli::month::server::serve(ep, std::future::pending()));
             Ok::<_, rudp::Error>((addr, task))
@@ -476,7 +480,7 @@ async fn month_latency(link: Link, rounds: usize, seed: u64) -> Result<Summary, 
         .map_err(|e| e.to_string())?;
     let path = link::path(link, Peer::Rudp, addr, seed).await?;
     let run = async {
-        let ep = rudp::Endpoint::client(path.addr, peers::rudp_config())?;
+        let ep = rudp::Endpoint::client(path.addr, peers::rudp_config(peers::Side::Client))?;
         let conn = ep.connect(path.addr).await?;
         conn.recv().await?; // greeting
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -49,23 +49,47 @@ pub static RUDP_CONGESTION: std::sync::OnceLock<rudp_core::congestion::Algorithm
 /// searches up to; default the configuration's (65507).
 pub static RUDP_DATAGRAM: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 
-/// rudp's endpoint configuration: the defaults, with `--congestion` and
-/// `--datagram-size`.
-pub fn rudp_config() -> rudp_core::endpoint::EndpointConfig {
+/// `--secure`: rudp speaks protocol version 3 (authenticated and
+/// encrypted, PROTOCOL.md §16), as the command-line tools do by default,
+/// instead of the library's clear default.
+pub static RUDP_SECURE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Which end a configuration is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Server,
+    Client,
+}
+
+/// rudp's endpoint configuration: the defaults, with `--congestion`,
+/// `--datagram-size` and `--secure` (a fixed server key, pinned by the
+/// client).
+pub fn rudp_config(side: Side) -> rudp_core::endpoint::EndpointConfig {
     let defaults = rudp::Config::default();
-    rudp_core::endpoint::EndpointConfig::new(
-        defaults
-            .to_builder()
-            .congestion(Arc::new(RUDP_CONGESTION.get().copied().unwrap_or_default()))
-            .max_datagram_size(
-                RUDP_DATAGRAM
-                    .get()
-                    .copied()
-                    .unwrap_or(defaults.max_datagram_size()),
-            )
-            .build()
-            .expect("valid settings"),
-    )
+    let mut b = defaults
+        .to_builder()
+        .congestion(Arc::new(RUDP_CONGESTION.get().copied().unwrap_or_default()))
+        .max_datagram_size(
+            RUDP_DATAGRAM
+                .get()
+                .copied()
+                .unwrap_or(defaults.max_datagram_size()),
+        );
+    if RUDP_SECURE.get().copied().unwrap_or(false) {
+        let key = rudp::Keypair::from_private([0x5e; 32]);
+        let security = match side {
+            Side::Server => rudp::Security {
+                identity: Some(key),
+                ..rudp::Security::default()
+            },
+            Side::Client => rudp::Security {
+                verifier: Some(Arc::new(rudp::PinnedKey(key.public()))),
+                ..rudp::Security::default()
+            },
+        };
+        b = b.version(3).security(security);
+    }
+    rudp_core::endpoint::EndpointConfig::new(b.build().expect("valid settings"))
 }
 
 /// A running server; dropping it stops it.
@@ -106,7 +130,7 @@ async fn start_server(peer: Peer) -> Result<Server, BoxError> {
     let any: SocketAddr = "127.0.0.1:0".parse()?;
     Ok(match peer {
         Peer::Rudp => {
-            let ep = rudp::Endpoint::server(any, rudp_config())?;
+            let ep = rudp::Endpoint::server(any, rudp_config(Side::Server))?;
             let addr = ep.local_addr();
             let task = tokio::spawn(async move {
                 while let Some(conn) = ep.accept().await {
@@ -283,7 +307,7 @@ pub enum Client {
 pub async fn connect(peer: Peer, addr: SocketAddr) -> Result<Client, BoxError> {
     Ok(match peer {
         Peer::Rudp => {
-            let ep = rudp::Endpoint::client(addr, rudp_config())?;
+            let ep = rudp::Endpoint::client(addr, rudp_config(Side::Client))?;
             let conn = ep.connect(addr).await?;
             Client::Rudp(conn, ep)
         }
