@@ -780,12 +780,23 @@ impl Endpoint {
             address,
             (from, self.path_secret()),
         );
+        Some(self.accepted(conn, from, client_cid, address))
+    }
+
+    /// Keeps a server connection admission made, and counts it.
+    fn accepted(
+        &mut self,
+        conn: Connection,
+        from: SocketAddr,
+        client_cid: ConnectionId,
+        address: Address,
+    ) -> ConnectionHandle {
         let h = self.insert(conn, Some((from, client_cid)), address);
         self.stats.connections_accepted += 1;
         if address == Address::Validated {
             self.stats.accepted_with_token += 1;
         }
-        Some(h)
+        h
     }
 
     /// A version-3 INITIAL (§16.4): in clear, carrying IK's first message
@@ -891,12 +902,7 @@ impl Endpoint {
             responder,
         )
         .ok()?;
-        let h = self.insert(conn, Some((from, client_cid)), address);
-        self.stats.connections_accepted += 1;
-        if address == Address::Validated {
-            self.stats.accepted_with_token += 1;
-        }
-        Some(h)
+        Some(self.accepted(conn, from, client_cid, address))
     }
 
     /// §6.3, §6.8: whether a new connection may be made for this INITIAL,

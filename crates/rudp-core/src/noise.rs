@@ -293,6 +293,29 @@ impl CryptoResolver for SeededResolver {
     }
 }
 
+/// A builder with `identity` as our static key, `remote` as the peer's if
+/// known, and `inputs`' prologue, pre-shared key and ephemeral key.
+fn configured<'a>(
+    identity: &'a Keypair,
+    remote: Option<&'a PublicKey>,
+    inputs: &'a HandshakeInputs<'_>,
+) -> Result<snow::Builder<'a>, HandshakeError> {
+    let mut b = builder(inputs.seed, inputs.psk.is_some())
+        .local_private_key(&identity.private)
+        .and_then(|b| b.prologue(inputs.prologue))
+        .map_err(|_| HandshakeError)?;
+    if let Some(remote) = remote {
+        b = b.remote_public_key(&remote.0).map_err(|_| HandshakeError)?;
+    }
+    if let Some(psk) = &inputs.psk {
+        b = b.psk(2, psk).map_err(|_| HandshakeError)?;
+    }
+    if let Some(e) = &inputs.fixed_ephemeral {
+        b = b.fixed_ephemeral_key_for_testing_only(e);
+    }
+    Ok(b)
+}
+
 fn builder(seed: [u8; 32], psk: bool) -> snow::Builder<'static> {
     let name = if psk { PATTERN_PSK } else { PATTERN };
     let params: NoiseParams = match name.parse() {
@@ -339,18 +362,9 @@ impl Initiator {
         inputs: &HandshakeInputs<'_>,
         payload: &[u8],
     ) -> Result<Self, HandshakeError> {
-        let mut b = builder(inputs.seed, inputs.psk.is_some())
-            .local_private_key(&identity.private)
-            .and_then(|b| b.remote_public_key(&server.0))
-            .and_then(|b| b.prologue(inputs.prologue))
+        let mut state = configured(identity, Some(server), inputs)?
+            .build_initiator()
             .map_err(|_| HandshakeError)?;
-        if let Some(psk) = &inputs.psk {
-            b = b.psk(2, psk).map_err(|_| HandshakeError)?;
-        }
-        if let Some(e) = &inputs.fixed_ephemeral {
-            b = b.fixed_ephemeral_key_for_testing_only(e);
-        }
-        let mut state = b.build_initiator().map_err(|_| HandshakeError)?;
         let mut message = vec![0u8; MAX_MESSAGE_LEN];
         let n = state
             .write_message(payload, &mut message)
@@ -406,17 +420,9 @@ impl Responder {
         inputs: &HandshakeInputs<'_>,
         message: &[u8],
     ) -> Result<Self, HandshakeError> {
-        let mut b = builder(inputs.seed, inputs.psk.is_some())
-            .local_private_key(&identity.private)
-            .and_then(|b| b.prologue(inputs.prologue))
+        let mut state = configured(identity, None, inputs)?
+            .build_responder()
             .map_err(|_| HandshakeError)?;
-        if let Some(psk) = &inputs.psk {
-            b = b.psk(2, psk).map_err(|_| HandshakeError)?;
-        }
-        if let Some(e) = &inputs.fixed_ephemeral {
-            b = b.fixed_ephemeral_key_for_testing_only(e);
-        }
-        let mut state = b.build_responder().map_err(|_| HandshakeError)?;
         let mut payload = vec![0u8; message.len()];
         let n = state
             .read_message(message, &mut payload)

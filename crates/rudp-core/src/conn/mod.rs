@@ -685,18 +685,29 @@ impl Connection {
         if let Some(e) = self.read_error.take() {
             if self.outcome.is_none() {
                 let (code, reason) = stream_error(e);
-                self.start_closing(
-                    now,
-                    CloseKind::Transport,
-                    code.to_u64(),
-                    &reason,
-                    Err(ConnectionError::LocalTransportClose {
-                        code,
-                        reason: reason.clone(),
-                    }),
-                );
+                self.close_for_violation(now, code, reason);
             }
         }
+    }
+
+    /// Closes the connection because the peer broke the protocol: CLOSE
+    /// (transport) with `code` and `reason`, and the same as our outcome.
+    pub(super) fn close_for_violation(
+        &mut self,
+        now: Instant,
+        code: TransportCode,
+        reason: String,
+    ) {
+        self.start_closing(
+            now,
+            CloseKind::Transport,
+            code.to_u64(),
+            &reason,
+            Err(ConnectionError::LocalTransportClose {
+                code,
+                reason: reason.clone(),
+            }),
+        );
     }
 
     /// Whether the peer finished its stream and every message was read:

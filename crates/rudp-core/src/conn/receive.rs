@@ -304,16 +304,7 @@ impl Connection {
                 continue;
             }
             if let Err((code, reason)) = self.on_frame(now, from, f) {
-                self.start_closing(
-                    now,
-                    CloseKind::Transport,
-                    code.to_u64(),
-                    &reason,
-                    Err(ConnectionError::LocalTransportClose {
-                        code,
-                        reason: reason.clone(),
-                    }),
-                );
+                self.close_for_violation(now, code, reason);
                 return;
             }
             if self.outcome.is_some() {
