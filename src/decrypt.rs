@@ -80,7 +80,7 @@ impl Keys {
 /// Decrypts `input` into `output` with the keys of `keylog`.
 pub fn decrypt(keylog: &Path, input: &Path, output: &Path) -> Result<Summary, DecryptError> {
     let shown = |p: &Path| p.display().to_string();
-    let text = std::fs::read_to_string(keylog).map_err(|source| DecryptError::Read {
+    let text = read_keylog(keylog).map_err(|source| DecryptError::Read {
         path: shown(keylog),
         source,
     })?;
@@ -150,6 +150,26 @@ pub fn decrypt(keylog: &Path, input: &Path, output: &Path) -> Result<Summary, De
     writer.into_inner().flush().map_err(werr)?;
     tmp.persist(output).map_err(|e| werr(e.error))?;
     Ok(summary)
+}
+
+/// The largest key log read: 200,000 connections' lines.
+pub const MAX_KEYLOG: u64 = 64 << 20;
+
+/// A key log, at most [`MAX_KEYLOG`] bytes (a larger one is an error, not
+/// a reason to fill the memory).
+fn read_keylog(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_KEYLOG + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_KEYLOG {
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB",
+            MAX_KEYLOG >> 20
+        )));
+    }
+    Ok(text)
 }
 
 /// The IP packet `ip` with its rudp packet in clear, if it holds a

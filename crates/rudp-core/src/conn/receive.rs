@@ -331,6 +331,8 @@ impl Connection {
     fn confirm_by_data(&mut self, now: Instant) {
         self.confirmed = true;
         self.handshake_pending = false;
+        // No ACCEPT will be sent again: its NOISE frame is not needed.
+        self.handshake = secure::Handshake::Idle;
         if self.state == State::Handshake {
             self.set_state(now, State::Established);
             self.emit(Event::Connected);
