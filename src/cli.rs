@@ -1268,6 +1268,15 @@ pub fn shared_port_sockets(
         rudp::PortSharing::Exclusive
     };
     let mut addr = listen;
+    if sharing == rudp::PortSharing::Shared {
+        // SO_REUSEPORT lets any socket of the same user join the port's
+        // group, another server's too, which would then silently take a
+        // share of the clients. A socket bound without it first proves
+        // that nobody holds the port (a second server gets "address in
+        // use" and exits 1); only then do this server's workers share it.
+        let probe = rudp::bind_udp(listen, rudp::PortSharing::Exclusive)?;
+        addr = probe.local_addr()?;
+    }
     let mut sockets = Vec::with_capacity(n);
     for _ in 0..n {
         let s = rudp::bind_udp(addr, sharing)?;

@@ -956,3 +956,24 @@ async fn workers_keep_a_client_whose_nat_rebinds_it() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue #26 item 1: a second `rudp server` on a port a running one holds
+/// used to start silently (SO_REUSEPORT) and take a share of the clients.
+/// Only one server's own workers may share a port: the second exits 1,
+/// saying the address is in use, and the first answers every client.
+#[tokio::test]
+async fn a_second_server_on_a_busy_port_exits_1() {
+    let first =
+        common::Listening::spawn(&["server", "--listen", "127.0.0.1:0", "--threads", "2"]).await;
+    let addr = first.addr.to_string();
+    let started = std::time::Instant::now();
+    let second = rudp(&["server", "--listen", &addr, "--threads", "2"], b"", LIMIT).await;
+    assert_eq!(second.code, Some(1), "{second:?}");
+    assert!(second.stderr.contains("in use"), "{}", second.stderr);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    for i in 1..=20 {
+        let month = (i % 12 + 1).to_string();
+        let out = rudp(&["client", "--server", &addr, &month], b"", LIMIT).await;
+        assert_eq!(out.code, Some(0), "client {i}: {out:?}");
+    }
+}
