@@ -497,19 +497,25 @@ async fn existing_files_and_dotfiles_are_never_replaced() {
 }
 
 /// Issue #12 items 9 and 18: an offer over `--max-size` is refused before
-/// any data moves, and a `--out DIR/` that does not exist fails at start.
+/// any data moves, and a `--out DIR/` that cannot be made fails at start
+/// (one that does not exist yet is made: issue #26).
 #[tokio::test]
 async fn oversized_offers_and_missing_directories_fail_before_any_data() {
     let dir = scratch("limits");
-    let missing = format!("{}/", dir.join("missing").display());
+    std::fs::write(dir.join("a-file"), b"x").unwrap();
+    let impossible = format!("{}/", dir.join("a-file/sub").display());
     let out = rudp(
-        &["recv", "--listen", "127.0.0.1:0", "--out", &missing],
+        &["recv", "--listen", "127.0.0.1:0", "--out", &impossible],
         b"",
         LIMIT,
     )
     .await;
     assert_eq!(out.code, Some(1), "{out:?}");
-    assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot make the output directory"),
+        "{}",
+        out.stderr
+    );
     let out = rudp(
         &["recv", "--listen", "127.0.0.1:0", "--max-size", "lots"],
         b"",
@@ -745,5 +751,30 @@ async fn discovery_settles_under_the_proxys_mtu_and_the_file_arrives() {
         sizes.iter().any(|&s| s > 1200),
         "discovery never found more than 1200 bytes: {sizes:?}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue #26 item 6: the README's `rudp recv --out received/` works as
+/// written when `received/` does not exist yet: it is made, and the file
+/// lands in it.
+#[tokio::test]
+async fn recv_out_dir_makes_the_directory() {
+    let dir = scratch("mkdir");
+    let src = dir.join("made.bin");
+    let data = random_file(&src, 50_000, 9);
+    let target = dir.join("received");
+    let arg = format!("{}/", target.display());
+    let recv = spawn_recv(&["--out", &arg]).await;
+    assert!(target.is_dir(), "made at start");
+    let listen = recv.addr.to_string();
+    let sent = rudp(
+        &["send", src.to_str().unwrap(), "--to", &listen],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(sent.code, Some(0), "{sent:?}");
+    let _ = recv.wait_with_output().await;
+    assert_eq!(std::fs::read(target.join("made.bin")).unwrap(), data);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -39,10 +39,13 @@ impl Output {
             return Ok(Output::Dir(p.to_path_buf()));
         }
         if p.as_os_str().to_string_lossy().ends_with('/') {
-            return Err(format!(
-                "the output directory {} does not exist",
-                p.display()
-            ));
+            // `--out DIR/` names a directory: made now, as `mkdir -p` would,
+            // so the README's `rudp recv --out received/` works as written;
+            // one that cannot be made is an error before anything is
+            // accepted (issue #26).
+            std::fs::create_dir_all(p)
+                .map_err(|e| format!("cannot make the output directory {}: {e}", p.display()))?;
+            return Ok(Output::Dir(p.to_path_buf()));
         }
         let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
         if dir.is_some_and(|d| !d.is_dir()) {
