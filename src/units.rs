@@ -93,7 +93,14 @@ pub fn parse_rate(s: &str) -> Result<u64, ParseError> {
     let (num, unit) = t.split_at(split);
     let v: f64 = num.trim().parse().map_err(|_| bad())?;
     let bytes_per_sec = match unit.trim() {
-        "" | "B/s" => v,
+        // A bare number was bytes per second, which `--rate 10` meant
+        // to nobody (issue #26): a rate needs its unit.
+        "" => {
+            return Err(ParseError(format!(
+                "'{s}' needs a unit: bit, kbit, mbit, gbit (per second), or B/s, kB/s, MB/s, GB/s (for example 10mbit)"
+            )))
+        }
+        "B/s" => v,
         "bit" | "bps" => v / 8.0,
         "kbit" => v * 1e3 / 8.0,
         "mbit" | "Mbit" => v * 1e6 / 8.0,
@@ -114,6 +121,14 @@ pub fn parse_rate(s: &str) -> Result<u64, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_need_their_unit() {
+        assert_eq!(parse_rate("10mbit"), Ok(1_250_000));
+        assert_eq!(parse_rate("100 B/s"), Ok(100));
+        let e = parse_rate("10").unwrap_err().0;
+        assert!(e.contains("needs a unit") && e.contains("mbit"), "{e}");
+    }
 
     #[test]
     fn probabilities() {
@@ -145,7 +160,8 @@ mod tests {
         assert_eq!(parse_rate("10mbit"), Ok(1_250_000));
         assert_eq!(parse_rate("2MB/s"), Ok(2_000_000));
         assert_eq!(parse_rate("100kB/s"), Ok(100_000));
-        assert_eq!(parse_rate("8000"), Ok(8000));
+        assert_eq!(parse_rate("8000B/s"), Ok(8000));
+        assert!(parse_rate("8000").is_err(), "a unit is needed");
         assert!(parse_rate("fast").is_err());
         assert!(parse_rate("0mbit").is_err());
     }

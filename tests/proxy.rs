@@ -1009,3 +1009,37 @@ async fn demo_streams_compares_one_stream_own_stream_and_datagrams() {
         "the bulk stream and the small flow's stream have their own colours"
     );
 }
+
+/// Issue #26 item 5: `--rate 10` meant 10 bytes per second while `--delay
+/// 20` was refused for lacking a unit. A rate needs its unit everywhere it
+/// is accepted: flags, schedule lines and the control API's strings (a
+/// JSON number stays bytes per second, as GET /impairments answers it).
+#[tokio::test]
+async fn rates_need_their_unit_everywhere() {
+    let out = rudp(
+        &[
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "127.0.0.1:9",
+            "--rate",
+            "10",
+        ],
+        b"",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("needs a unit"), "{}", out.stderr);
+    assert!(rudp_cli::proxy::schedule::parse("1s rate=10\n").is_err());
+    assert!(rudp_cli::proxy::schedule::parse("1s rate=10mbit\n").is_ok());
+    let mut args = rudp_cli::proxy::ImpairArgs::new();
+    let mut bad = serde_json::Map::new();
+    bad.insert("rate".into(), serde_json::json!("10"));
+    assert!(args.apply_json(&bad).is_err());
+    let mut number = serde_json::Map::new();
+    number.insert("rate".into(), serde_json::json!(1250000));
+    args.apply_json(&number).unwrap();
+    assert_eq!(args.up.rate, Some(1_250_000));
+}

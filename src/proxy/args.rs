@@ -306,6 +306,9 @@ impl ImpairArgs {
             let texts: Vec<String> = match value {
                 Value::Null => vec![NONE.to_string()],
                 Value::String(s) => vec![s.clone()],
+                // A number for a rate is bytes per second, as GET
+                // /impairments answers it, so an answer posts back as is.
+                Value::Number(n) if name.ends_with("rate") => vec![format!("{n}B/s")],
                 Value::Number(n) => vec![n.to_string()],
                 Value::Array(items) if name.ends_with("blackout") => {
                     let mut v = vec![NONE.to_string()];
