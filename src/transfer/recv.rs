@@ -396,9 +396,17 @@ mod tests {
         assert_eq!(Output::from_arg(None), Ok(Output::Dir(".".into())));
         assert_eq!(Output::from_arg(Some(Path::new("-"))), Ok(Output::Stdout));
         assert_eq!(Output::from_arg(Some(d)), Ok(Output::Dir(d.into())));
-        let missing_dir = format!("{}/nope/", d.display());
-        let e = Output::from_arg(Some(Path::new(&missing_dir))).unwrap_err();
-        assert!(e.contains("does not exist"), "{e}");
+        // `DIR/` is made (issue #26); one that cannot be is an error.
+        let made = format!("{}/new/", d.display());
+        assert_eq!(
+            Output::from_arg(Some(Path::new(&made))),
+            Ok(Output::Dir(made.clone().into()))
+        );
+        assert!(d.join("new").is_dir());
+        std::fs::write(d.join("plain"), "x").unwrap();
+        let impossible = format!("{}/plain/sub/", d.display());
+        let e = Output::from_arg(Some(Path::new(&impossible))).unwrap_err();
+        assert!(e.contains("cannot make the output directory"), "{e}");
         let in_missing = d.join("nope/file");
         assert!(Output::from_arg(Some(&in_missing)).is_err());
         let file = d.join("file");
