@@ -75,6 +75,18 @@ impl Connection {
         if let Some(slot) = shared.lock().slots.get_mut(&handle) {
             slot.handles += 1;
         }
+        Self::counted(shared, handle, remote)
+    }
+
+    /// A handle whose slot already counts it: `connect` counts it in the
+    /// same critical section that makes the slot, so a connection that
+    /// fails at once (a refused server key) cannot be drained and
+    /// forgotten before the handle exists, losing its reason.
+    pub(crate) fn counted(
+        shared: Arc<Shared>,
+        handle: ConnectionHandle,
+        remote: SocketAddr,
+    ) -> Self {
         Self {
             shared,
             handle,

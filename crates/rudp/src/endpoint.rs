@@ -250,11 +250,13 @@ impl Endpoint {
                 Some(c) => st.ep.connect_with(Instant::now(), remote, c),
                 None => st.ep.connect(Instant::now(), remote),
             };
-            st.slots.insert(h, ConnSlot::new(remote));
+            let mut slot = ConnSlot::new(remote);
+            slot.handles = 1; // The handle made below, counted now.
+            st.slots.insert(h, slot);
             (h, keyed)
         };
         self.shared.wake_driver.notify_one();
-        let conn = Connection::new(self.shared.clone(), h, remote);
+        let conn = Connection::counted(self.shared.clone(), h, remote);
         std::future::poll_fn(|cx| conn.poll_connected(cx, keyed)).await?;
         Ok(conn)
     }
