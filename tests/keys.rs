@@ -93,34 +93,9 @@ async fn a_server_presents_its_key_file_and_pinning_checks_it() {
 #[tokio::test]
 async fn a_key_log_turns_a_capture_to_clear() {
     let dir = tempfile::tempdir().unwrap();
-    let keylog = dir.path().join("keys.log");
-    let capture = dir.path().join("link.pcapng");
     let clear = dir.path().join("clear.pcapng");
-    let server = Listening::spawn_with_env(
-        &["server", "--listen", "127.0.0.1:0", "--threads", "1"],
-        &[("RUDP_KEYLOG", keylog.to_str().unwrap())],
-    )
-    .await;
-    let upstream = server.addr.to_string();
-    let proxy = Listening::spawn(&[
-        "proxy",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &upstream,
-        "--pcap",
-        capture.to_str().unwrap(),
-    ])
-    .await;
-    let listen = proxy.addr.to_string();
-    let out = rudp(&["client", "--server", &listen, "1", "11"], b"", LIMIT).await;
-    assert_eq!(out.stdout, "January\nNovember\n", "{out:?}");
-    let pid = proxy.child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    let _ = proxy.wait_with_output().await;
+    let (keylog, capture) =
+        common::keylogged_capture(dir.path(), &["1", "11"], "January\nNovember\n").await;
     let log = std::fs::read_to_string(&keylog).unwrap();
     assert!(log.starts_with("RUDP_TRAFFIC_V3 "), "{log}");
     let sealed = std::fs::read(&capture).unwrap();

@@ -242,41 +242,8 @@ async fn tshark_reads_a_version_3_capture_once_decrypted() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let keylog = dir.path().join("keys.log");
-    let (capture, clear) = (
-        dir.path().join("sealed.pcapng"),
-        dir.path().join("clear.pcapng"),
-    );
-    let server = common::Listening::spawn_with_env(
-        &["server", "--listen", "127.0.0.1:0", "--threads", "1"],
-        &[("RUDP_KEYLOG", keylog.to_str().unwrap())],
-    )
-    .await;
-    let upstream = server.addr.to_string();
-    let proxy = common::Listening::spawn(&[
-        "proxy",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &upstream,
-        "--pcap",
-        capture.to_str().unwrap(),
-    ])
-    .await;
-    let listen = proxy.addr.to_string();
-    let out = rudp(
-        &["client", "--server", &listen, "4"],
-        b"",
-        Duration::from_secs(30),
-    )
-    .await;
-    assert_eq!(out.stdout, "April\n", "{out:?}");
-    let pid = proxy.child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    let _ = proxy.wait_with_output().await;
+    let clear = dir.path().join("clear.pcapng");
+    let (keylog, capture) = common::keylogged_capture(dir.path(), &["4"], "April\n").await;
     let sealed = decode_fields(&capture, &["_ws.col.Info"]);
     assert!(
         sealed.contains("ACCEPT") && sealed.contains("NOISE, sealed"),

@@ -471,3 +471,44 @@ pub async fn ask_one_by_one(server: SocketAddr, requests: usize, pause: Duration
     );
     out.status.code()
 }
+
+/// A month session in version 3 through `rudp proxy --pcap`, the server
+/// writing its key log (`RUDP_KEYLOG`): asks for `months`, checks the
+/// answers `expect`, stops the proxy so that the capture is complete, and
+/// returns (key log, capture), both in `dir`.
+pub async fn keylogged_capture(
+    dir: &std::path::Path,
+    months: &[&str],
+    expect: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let keylog = dir.join("keys.log");
+    let capture = dir.join("sealed.pcapng");
+    let server = Listening::spawn_with_env(
+        &["server", "--listen", "127.0.0.1:0", "--threads", "1"],
+        &[("RUDP_KEYLOG", keylog.to_str().expect("a UTF-8 path"))],
+    )
+    .await;
+    let upstream = server.addr.to_string();
+    let proxy = Listening::spawn(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream,
+        "--pcap",
+        capture.to_str().expect("a UTF-8 path"),
+    ])
+    .await;
+    let listen = proxy.addr.to_string();
+    let mut args = vec!["client", "--server", &listen];
+    args.extend_from_slice(months);
+    let out = rudp(&args, b"", Duration::from_secs(30)).await;
+    assert_eq!(out.stdout, expect, "{out:?}");
+    let pid = proxy.child.id().expect("the proxy runs").to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill the proxy");
+    let _ = proxy.wait_with_output().await;
+    (keylog, capture)
+}

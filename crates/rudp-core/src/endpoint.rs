@@ -770,8 +770,7 @@ impl Endpoint {
             }
         };
         let address = self.admit(now, from, client_cid, header.protection, token)?;
-        let cid = self.new_cid();
-        let first_pn = self.rng.next_u64() % conn::FIRST_PN_RANGE;
+        let (cid, first_pn) = self.new_identity();
         let conn = Connection::server(
             now,
             self.config.connection.clone(),
@@ -781,6 +780,12 @@ impl Endpoint {
             (from, self.path_secret()),
         );
         Some(self.accepted(conn, from, client_cid, address))
+    }
+
+    /// A new server connection's CID and first packet number (§3.2, §4.2).
+    fn new_identity(&mut self) -> (ConnectionId, u64) {
+        let cid = self.new_cid();
+        (cid, self.rng.next_u64() % conn::FIRST_PN_RANGE)
     }
 
     /// Keeps a server connection admission made, and counts it.
@@ -890,8 +895,7 @@ impl Endpoint {
                 return None;
             }
         }
-        let cid = self.new_cid();
-        let first_pn = self.rng.next_u64() % conn::FIRST_PN_RANGE;
+        let (cid, first_pn) = self.new_identity();
         let conn = Connection::server_secure(
             now,
             self.config.connection.clone(),
