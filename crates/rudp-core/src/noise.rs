@@ -370,6 +370,7 @@ impl Initiator {
             .write_message(payload, &mut message)
             .map_err(|_| HandshakeError)?;
         message.truncate(n);
+        message.shrink_to_fit(); // 65,535 bytes were reserved; keep only the message.
         Ok(Self { state, message })
     }
 
@@ -458,6 +459,7 @@ impl Responder {
             .write_message(payload, &mut message)
             .map_err(|_| HandshakeError)?;
         message.truncate(n);
+        message.shrink_to_fit(); // 65,535 bytes were reserved; keep only the message.
         let (c2s, s2c) = self.state.dangerously_get_raw_split();
         Ok((
             message,
