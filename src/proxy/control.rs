@@ -83,12 +83,12 @@ impl Access {
                 return Some(format!("cross-site requests ({site}) are refused"));
             }
         }
-        if *method != Method::GET && *method != Method::HEAD {
-            let json = text(header::CONTENT_TYPE)
-                .is_some_and(|t| t.split(';').next().map(str::trim) == Some("application/json"));
-            if *method == Method::POST && !json {
-                return Some("a change needs Content-Type: application/json".into());
-            }
+        // A POST carries the change; DELETE has no body, and a page can send
+        // one only after a preflight, which is never granted.
+        let json = text(header::CONTENT_TYPE)
+            .is_some_and(|t| t.split(';').next().map(str::trim) == Some("application/json"));
+        if *method == Method::POST && !json {
+            return Some("a change needs Content-Type: application/json".into());
         }
         if let Some(want) = &self.token {
             let given = headers
