@@ -4,8 +4,9 @@
 //! leaked key log exposes the connections it lists, not the identities.
 //!
 //! One line a connection (PROTOCOL.md §16.7):
-//! `RUDP_TRAFFIC_V3 <client CID, 16 hex> <client-to-server key, 64 hex> <server-to-client key, 64 hex>`.
+//! `RUDP_TRAFFIC_V3 <client CID, 16 hex> <client-to-server key, 64 hex> <server-to-client key, 64 hex> <packet cipher>`.
 
+use rudp::proto::cipher::PacketCipher;
 use rudp::proto::wire::ConnectionId;
 use rudp::{KeyLog, TransportKeys};
 use std::io::Write;
@@ -20,12 +21,13 @@ pub const LABEL: &str = "RUDP_TRAFFIC_V3";
 struct FileKeyLog(Mutex<std::fs::File>);
 
 impl KeyLog for FileKeyLog {
-    fn log(&self, client_cid: ConnectionId, keys: &TransportKeys) {
+    fn log(&self, client_cid: ConnectionId, cipher: PacketCipher, keys: &TransportKeys) {
         let line = format!(
-            "{LABEL} {:016x} {} {}\n",
+            "{LABEL} {:016x} {} {} {}\n",
             client_cid.0,
             hex::encode(keys.client_to_server),
-            hex::encode(keys.server_to_client)
+            hex::encode(keys.server_to_client),
+            cipher.name()
         );
         let mut f = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = f.write_all(line.as_bytes()) {
@@ -56,12 +58,22 @@ pub fn from_env() -> Result<Option<Arc<dyn KeyLog>>, String> {
     Ok(Some(Arc::new(FileKeyLog(Mutex::new(file)))))
 }
 
-/// One parsed key-log line: (client CID, client-to-server key,
-/// server-to-client key).
-pub type Entry = (u64, [u8; 32], [u8; 32]);
+/// One parsed key-log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The client's connection ID.
+    pub client_cid: u64,
+    /// The packet cipher both directions use.
+    pub cipher: PacketCipher,
+    /// The first client-to-server key.
+    pub client_to_server: [u8; 32],
+    /// The first server-to-client key.
+    pub server_to_client: [u8; 32],
+}
 
-/// Reads a key log's lines; others (comments, other tools' lines) are
-/// passed over.
+/// Reads a key log's lines; others (comments, other tools' lines, ciphers
+/// we do not know) are passed over. A line without a cipher is
+/// ChaCha20-Poly1305 (§16.7).
 pub fn parse(text: &str) -> Vec<Entry> {
     text.lines()
         .filter_map(|l| {
@@ -69,10 +81,19 @@ pub fn parse(text: &str) -> Vec<Entry> {
             if w.next()? != LABEL {
                 return None;
             }
-            let cid = u64::from_str_radix(w.next()?, 16).ok()?;
-            let c2s: [u8; 32] = hex::decode(w.next()?).ok()?.try_into().ok()?;
-            let s2c: [u8; 32] = hex::decode(w.next()?).ok()?.try_into().ok()?;
-            Some((cid, c2s, s2c))
+            let client_cid = u64::from_str_radix(w.next()?, 16).ok()?;
+            let client_to_server = hex::decode(w.next()?).ok()?.try_into().ok()?;
+            let server_to_client = hex::decode(w.next()?).ok()?.try_into().ok()?;
+            let cipher = match w.next() {
+                None => PacketCipher::ChaCha20Poly1305,
+                Some(name) => PacketCipher::from_name(name)?,
+            };
+            Some(Entry {
+                client_cid,
+                cipher,
+                client_to_server,
+                server_to_client,
+            })
         })
         .collect()
 }
@@ -90,11 +111,34 @@ mod tests {
             client_to_server: [1; 32],
             server_to_client: [2; 32],
         };
-        log.log(ConnectionId(0xabc), &keys);
+        log.log(ConnectionId(0xabc), PacketCipher::Aes256Gcm, &keys);
         let text = std::fs::read_to_string(&path).unwrap();
+        let old = format!(
+            "{LABEL} 0000000000000def {} {}\n",
+            "03".repeat(32),
+            "04".repeat(32)
+        );
+        let unknown = format!(
+            "{LABEL} 0000000000000123 {} {} ROT13\n",
+            "05".repeat(32),
+            "06".repeat(32)
+        );
         assert_eq!(
-            parse(&format!("# x\n{text}garbage\n")),
-            vec![(0xabc, [1; 32], [2; 32])]
+            parse(&format!("# x\n{text}garbage\n{old}{unknown}")),
+            vec![
+                Entry {
+                    client_cid: 0xabc,
+                    cipher: PacketCipher::Aes256Gcm,
+                    client_to_server: [1; 32],
+                    server_to_client: [2; 32],
+                },
+                Entry {
+                    client_cid: 0xdef,
+                    cipher: PacketCipher::ChaCha20Poly1305,
+                    client_to_server: [3; 32],
+                    server_to_client: [4; 32],
+                },
+            ]
         );
     }
 }

@@ -4,6 +4,7 @@
 //! model (§16.7, docs/security.md).
 
 use bytes::Bytes;
+use rudp_core::cipher::PacketCipher;
 use rudp_core::config::Config;
 use rudp_core::endpoint::{EndpointConfig, RetryPolicy};
 use rudp_core::error::{ConnectionError, TransportCode};
@@ -157,6 +158,75 @@ fn a_pinned_key_connects_in_one_round_trip_and_both_sides_know_each_other() {
         "pinned key: connected after {rtt_steps:?}, {} datagrams",
         wire.len()
     );
+}
+
+/// §16.5: the server takes the client's first packet cipher that it
+/// allows; both sides then seal with it, and data flows either way. A
+/// client offering only what the server does not allow is refused with a
+/// reason; a server that answers with a cipher the client did not offer
+/// cannot exist without the handshake failing (the choice is in the
+/// authenticated payload), so that side is the unit test of
+/// `chosen_cipher`.
+#[test]
+fn the_packet_cipher_is_the_clients_first_that_the_server_allows() {
+    use PacketCipher::{Aes256Gcm, ChaCha20Poly1305};
+    let cases = [
+        (
+            vec![Aes256Gcm, ChaCha20Poly1305],
+            vec![ChaCha20Poly1305, Aes256Gcm],
+            Some(Aes256Gcm),
+        ),
+        (
+            vec![ChaCha20Poly1305, Aes256Gcm],
+            vec![Aes256Gcm, ChaCha20Poly1305],
+            Some(ChaCha20Poly1305),
+        ),
+        (
+            vec![Aes256Gcm, ChaCha20Poly1305],
+            vec![ChaCha20Poly1305],
+            Some(ChaCha20Poly1305),
+        ),
+        (
+            vec![ChaCha20Poly1305],
+            vec![Aes256Gcm, ChaCha20Poly1305],
+            Some(ChaCha20Poly1305),
+        ),
+        (vec![Aes256Gcm], vec![ChaCha20Poly1305], None),
+    ];
+    for (i, (offer, allowed, expect)) in cases.into_iter().enumerate() {
+        let client = Security {
+            packet_ciphers: offer.clone(),
+            ..pinned(server_key().public())
+        };
+        let server = Security {
+            packet_ciphers: allowed.clone(),
+            ..serving()
+        };
+        let mut sim = sim(
+            40 + i as u64,
+            client_config(client),
+            server_config(server),
+            0.05,
+        );
+        match (connect(&mut sim), expect) {
+            (Ok((c, s)), Some(cipher)) => {
+                exchange(&mut sim, c, s, 10);
+                assert_eq!(
+                    sim.client.connection(c).unwrap().packet_cipher(),
+                    Some(cipher)
+                );
+                assert_eq!(
+                    sim.server.connection(s).unwrap().packet_cipher(),
+                    Some(cipher)
+                );
+            }
+            (Err(Some(Err(ConnectionError::PeerTransportClose { code, reason }))), None) => {
+                assert_eq!(code, TransportCode::ConnectionRefused);
+                assert!(reason.contains("no packet cipher in common"), "{reason}");
+            }
+            (other, _) => panic!("offer {offer:?}, allowed {allowed:?}: {other:?}"),
+        }
+    }
 }
 
 /// Connects; on failure returns the client's outcome.
@@ -543,13 +613,18 @@ fn a_replayed_first_message_draws_at_most_three_times_and_reaches_no_application
     );
 }
 
-/// Collects the transport keys each handshake ends with.
+/// Collects the packet cipher and transport keys each handshake ends with.
 #[derive(Default)]
-struct Recorded(Mutex<Vec<rudp_core::noise::TransportKeys>>);
+struct Recorded(Mutex<Vec<(PacketCipher, rudp_core::noise::TransportKeys)>>);
 
 impl rudp_core::noise::KeyLog for Recorded {
-    fn log(&self, _: rudp_core::wire::ConnectionId, keys: &rudp_core::noise::TransportKeys) {
-        self.0.lock().unwrap().push(keys.clone());
+    fn log(
+        &self,
+        _: rudp_core::wire::ConnectionId,
+        cipher: PacketCipher,
+        keys: &rudp_core::noise::TransportKeys,
+    ) {
+        self.0.lock().unwrap().push((cipher, keys.clone()));
     }
 }
 
@@ -557,7 +632,8 @@ impl rudp_core::noise::KeyLog for Recorded {
 /// messages flow through loss, reordering, duplication and jitter: every
 /// message arrives, in order, and no (key, nonce) pair is ever used twice:
 /// each sealed packet's number is new for its sender, whatever was lost
-/// and sent again, and it opens with exactly one key of the chain.
+/// and sent again, and it opens with exactly one key of the chain. Even
+/// seeds run ChaCha20-Poly1305, odd ones AES-256-GCM (§16.5).
 #[test]
 fn keys_move_on_without_stalling_data_and_never_repeat_a_nonce() {
     use rudp_core::psk::PacketKey;
@@ -570,12 +646,18 @@ fn keys_move_on_without_stalling_data_and_never_repeat_a_nonce() {
         .map_or(12, |n: u64| n / 10);
     for seed in 0..seeds {
         let log = Arc::new(Recorded::default());
+        let cipher = if seed % 2 == 0 {
+            PacketCipher::ChaCha20Poly1305
+        } else {
+            PacketCipher::Aes256Gcm
+        };
         let rekeying = |security: Security| {
             Config::builder()
                 .version(3)
                 .rekey_after(std::time::Duration::from_millis(50))
                 .security(Security {
                     key_log: Some(log.clone()),
+                    packet_ciphers: vec![cipher],
                     ..security
                 })
                 .build()
@@ -653,13 +735,14 @@ fn keys_move_on_without_stalling_data_and_never_repeat_a_nonce() {
 
         // Every sealed DATA packet, by sender: a new packet number each,
         // and exactly one key of the chain opens it.
-        let keys = log.0.lock().unwrap()[0].clone();
+        let (logged, keys) = log.0.lock().unwrap()[0].clone();
+        assert_eq!(logged, cipher, "seed {seed}");
         let chain = |first: [u8; 32]| {
             let mut k = first;
-            let mut out = vec![PacketKey::from_raw(k)];
+            let mut out = vec![PacketKey::from_raw(cipher, k)];
             for _ in 0..200 {
-                k = rudp_core::noise::rekey(&k);
-                out.push(PacketKey::from_raw(k));
+                k = rudp_core::noise::rekey(cipher, &k);
+                out.push(PacketKey::from_raw(cipher, k));
             }
             out
         };

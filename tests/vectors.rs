@@ -6,7 +6,8 @@
 //! `RUDP_PRINT_VECTORS=1 cargo test --test vectors -- --nocapture` prints
 //! the encoder's hex, for writing the document.
 
-use rudp_core::psk::Psk;
+use rudp_core::cipher::PacketCipher;
+use rudp_core::psk::{PacketKey, Psk};
 use rudp_core::wire::frame::decode_all;
 use rudp_core::wire::frame::{SkipFrame, StreamNFrame, StreamParams};
 use rudp_core::wire::packet::{append_checksum, decode};
@@ -518,7 +519,7 @@ fn protocol_md_vectors_match_the_encoder_and_decoder() {
 
 // ----- Version 3 (PROTOCOL.md §16) ----------------------------------------
 
-/// The fixed keys of vectors 16 to 18: every byte of a version-3 session's
+/// The fixed keys of vectors 16 to 19: every byte of a version-3 session's
 /// first packets follows from them.
 const SERVER_STATIC: [u8; 32] = [0x11; 32];
 const CLIENT_STATIC: [u8; 32] = [0x22; 32];
@@ -539,16 +540,23 @@ fn v3_stream_params() -> StreamParams {
     }
 }
 
-/// Vectors 16-18: INITIAL (IK's first message), ACCEPT (the second, then
+/// Vectors 16-19: INITIAL (IK's first message), ACCEPT (the second, then
 /// a sealed ACK) and the client's first DATA, from the fixed keys.
 fn version_3_vectors() -> Version3 {
     use rudp_core::noise::{prologue, HandshakeInputs, Initiator, Keypair, Responder};
     let server = Keypair::from_private(SERVER_STATIC);
     let client = Keypair::from_private(CLIENT_STATIC);
     let p = prologue(3, &[3], CLIENT_CID);
-    let mut payload1 = Vec::new();
-    Frame::Handshake(params()).encode(&mut payload1);
-    Frame::StreamParams(v3_stream_params()).encode(&mut payload1);
+    // The client offers AES-256-GCM, then ChaCha20-Poly1305; the server
+    // takes the first (§16.5).
+    let payload = |ciphers: &[u8]| {
+        let mut p = Vec::new();
+        Frame::Handshake(params()).encode(&mut p);
+        Frame::StreamParams(v3_stream_params()).encode(&mut p);
+        Frame::Ciphers(ciphers).encode(&mut p);
+        p
+    };
+    let (payload1, payload2) = (payload(&[2, 1]), payload(&[2]));
     let inputs = |e: [u8; 32]| HandshakeInputs {
         prologue: &p,
         psk: None,
@@ -566,7 +574,8 @@ fn version_3_vectors() -> Version3 {
         .expect("the server reads it");
     assert_eq!(responder.client(), client.public());
     assert_eq!(responder.payload(), &payload1[..]);
-    let (message2, keys) = responder.answer(&payload1).expect("IK second message");
+    let (message2, keys) = responder.answer(&payload2).expect("IK second message");
+    let aes = PacketCipher::Aes256Gcm;
 
     // Vector 16: the INITIAL, in clear, padded to 1200 bytes.
     let mut initial = Vec::new();
@@ -602,7 +611,7 @@ fn version_3_vectors() -> Version3 {
         delay_micros: 0,
     })
     .encode(&mut accept);
-    rudp_core::psk::PacketKey::from_raw(keys.server_to_client).seal(0, clear, &mut accept);
+    PacketKey::from_raw(aes, keys.server_to_client).seal(0, clear, &mut accept);
     append_checksum(&mut accept);
 
     // Vector 18: the client's first DATA: "March" with FIN.
@@ -612,15 +621,24 @@ fn version_3_vectors() -> Version3 {
         pn: 1,
         ..data_header
     };
-    let mut data = Vec::new();
-    data_header.encode(&mut data);
-    frame.encode(&mut data);
-    rudp_core::psk::PacketKey::from_raw(keys.client_to_server).seal(
-        1,
-        data_header.ty.header_len(),
-        &mut data,
+    let data_sealed_with = |cipher| {
+        let mut data = Vec::new();
+        data_header.encode(&mut data);
+        frame.encode(&mut data);
+        PacketKey::from_raw(cipher, keys.client_to_server).seal(
+            1,
+            data_header.ty.header_len(),
+            &mut data,
+        );
+        append_checksum(&mut data);
+        data
+    };
+    // Vector 19: the same, had the server chosen ChaCha20-Poly1305 (the
+    // payloads do not enter Noise's Split(), so the keys are the same).
+    let (data, chacha_data) = (
+        data_sealed_with(aes),
+        data_sealed_with(PacketCipher::ChaCha20Poly1305),
     );
-    append_checksum(&mut data);
     if std::env::var("RUDP_PRINT_VECTORS").is_ok() {
         println!("server public {}", hex::encode(server.public().0));
         println!("client public {}", hex::encode(client.public().0));
@@ -639,13 +657,18 @@ fn version_3_vectors() -> Version3 {
             message2.len(),
             hex::encode(&message2)
         );
-        println!("payload {}", hex::encode(&payload1));
+        println!("payload 1 {}", hex::encode(&payload1));
+        println!("payload 2 {}", hex::encode(&payload2));
     }
     Version3 {
         packets: vec![
             ("version 3 INITIAL".to_string(), initial),
             ("version 3 ACCEPT".to_string(), accept),
             ("version 3 DATA".to_string(), data),
+            (
+                "version 3 DATA with ChaCha20-Poly1305".to_string(),
+                chacha_data,
+            ),
         ],
         keys,
     }
@@ -688,9 +711,15 @@ fn version_3_vectors_are_read_by_the_receive_path() {
     assert_eq!(wrong.stats().dropped_unauthenticated, 1);
 
     let keys = version_3_vectors().keys;
-    for (name, key) in [
-        ("version 3 ACCEPT", keys.server_to_client),
-        ("version 3 DATA", keys.client_to_server),
+    let (aes, chacha) = (PacketCipher::Aes256Gcm, PacketCipher::ChaCha20Poly1305);
+    for (name, cipher, key) in [
+        ("version 3 ACCEPT", aes, keys.server_to_client),
+        ("version 3 DATA", aes, keys.client_to_server),
+        (
+            "version 3 DATA with ChaCha20-Poly1305",
+            chacha,
+            keys.client_to_server,
+        ),
     ] {
         let Ok(Datagram::Packet { header, payload }) = decode(&doc[name]) else {
             panic!("{name} does not decode");
@@ -704,7 +733,7 @@ fn version_3_vectors_are_read_by_the_receive_path() {
         header.encode(&mut aad);
         aad.extend_from_slice(&payload[..clear]);
         let mut plain = Vec::new();
-        rudp_core::psk::PacketKey::from_raw(key)
+        PacketKey::from_raw(cipher, key)
             .open(header.pn, &aad, &payload[clear..], &mut plain)
             .unwrap_or_else(|_| panic!("{name} does not open"));
         let frames = decode_all(&plain).expect("frames");

@@ -1,5 +1,7 @@
 //! The comparison suite (docs/benchmarks.md): rudp against quinn, tokio_kcp
-//! and TCP on the same loopback links, in one run.
+//! and TCP on the same loopback links, in one run. `rudp` is version 3,
+//! encrypted, as the command-line tools run it; `rudp-clear` the clear
+//! version 2 beside it, so that what encryption costs shows side by side.
 //!
 //! ```sh
 //! cargo bench --bench compare                      # everything, 200 MB bulk
@@ -7,7 +9,7 @@
 //! cargo bench --bench compare -- --only bulk,rr    # some sections
 //! cargo bench --bench compare -- --peers rudp,quinn # some transports
 //! cargo bench --bench compare -- --congestion cubic # rudp's controller
-//! cargo bench --bench compare -- --secure # rudp in version 3, encrypted
+//! cargo bench --bench compare -- --peers rudp,rudp-clear # encrypted and clear
 //! cargo bench --bench compare -- --datagram-size 1452 # rudp's datagrams
 //! cargo bench --bench compare -- --only bulk --links clean,loss5
 //! cargo bench --bench compare -- --out docs/benchmarks   # refresh the docs
@@ -115,9 +117,6 @@ fn options() -> Result<Options, String> {
                 }
                 let _ = peers::RUDP_DATAGRAM.set(n);
             }
-            "--secure" => {
-                let _ = peers::RUDP_SECURE.set(true);
-            }
             "--congestion" => {
                 let a = value("--congestion")?.parse()?;
                 let _ = peers::RUDP_CONGESTION.set(a);
@@ -132,7 +131,9 @@ fn options() -> Result<Options, String> {
                             .find(|p| {
                                 p.name().eq_ignore_ascii_case(n) || (n == "kcp" && *p == Peer::Kcp)
                             })
-                            .ok_or(format!("unknown peer '{n}': use rudp,quinn,kcp,tcp"))
+                            .ok_or(format!(
+                                "unknown peer '{n}': use rudp,rudp-clear,quinn,kcp,tcp"
+                            ))
                     })
                     .collect::<Result<_, _>>()?;
             }
@@ -277,7 +278,13 @@ const BULK_LINKS: [Link; 7] = [
 ];
 /// Runs per transport on the clean link; the median is reported.
 const CLEAN_REPEATS: usize = 3;
-const PEERS: [Peer; 4] = [Peer::Rudp, Peer::Quinn, Peer::Kcp, Peer::Tcp];
+const PEERS: [Peer; 5] = [
+    Peer::Rudp,
+    Peer::RudpClear,
+    Peer::Quinn,
+    Peer::Kcp,
+    Peer::Tcp,
+];
 
 /// One run of a workload against a fresh server over `link`.
 async fn with_client<T>(
@@ -470,7 +477,8 @@ async fn month_latency(link: Link, rounds: usize, seed: u64) -> Result<Summary, 
     let any = "127.0.0.1:0".parse().map_err(|_| "address")?;
     let (addr, server) = peers::server_runtime()
         .spawn(async move {
-            let ep = rudp::Endpoint::server(any, peers::rudp_config(peers::Side::Server))?;
+            let ep =
+                rudp::Endpoint::server(any, peers::rudp_config(Peer::Rudp, peers::Side::Server))?;
             let addr = ep.local_addr();
             let task = tokio::spawn(rudp_cli::month::server::serve(ep, std::future::pending()));
             Ok::<_, rudp::Error>((addr, task))
@@ -480,7 +488,10 @@ async fn month_latency(link: Link, rounds: usize, seed: u64) -> Result<Summary, 
         .map_err(|e| e.to_string())?;
     let path = link::path(link, Peer::Rudp, addr, seed).await?;
     let run = async {
-        let ep = rudp::Endpoint::client(path.addr, peers::rudp_config(peers::Side::Client))?;
+        let ep = rudp::Endpoint::client(
+            path.addr,
+            peers::rudp_config(Peer::Rudp, peers::Side::Client),
+        )?;
         let conn = ep.connect(path.addr).await?;
         conn.recv().await?; // greeting
         let deadline = Instant::now() + Duration::from_secs(60);

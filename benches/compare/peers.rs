@@ -17,7 +17,12 @@ pub const CHUNK: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Peer {
+    /// rudp as the command-line tools run it: version 3, authenticated
+    /// and encrypted (PROTOCOL.md §16), with a pinned server key.
     Rudp,
+    /// rudp in clear (version 2, `--insecure`), side by side with the
+    /// encrypted one: what encryption costs.
+    RudpClear,
     Quinn,
     Kcp,
     Tcp,
@@ -27,6 +32,7 @@ impl Peer {
     pub fn name(self) -> &'static str {
         match self {
             Peer::Rudp => "rudp",
+            Peer::RudpClear => "rudp-clear",
             Peer::Quinn => "quinn",
             Peer::Kcp => "tokio_kcp",
             Peer::Tcp => "TCP",
@@ -49,11 +55,6 @@ pub static RUDP_CONGESTION: std::sync::OnceLock<rudp_core::congestion::Algorithm
 /// searches up to; default the configuration's (65507).
 pub static RUDP_DATAGRAM: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 
-/// `--secure`: rudp speaks protocol version 3 (authenticated and
-/// encrypted, PROTOCOL.md §16), as the command-line tools do by default,
-/// instead of the library's clear default.
-pub static RUDP_SECURE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-
 /// Which end a configuration is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -61,10 +62,11 @@ pub enum Side {
     Client,
 }
 
-/// rudp's endpoint configuration: the defaults, with `--congestion`,
-/// `--datagram-size` and `--secure` (a fixed server key, pinned by the
-/// client).
-pub fn rudp_config(side: Side) -> rudp_core::endpoint::EndpointConfig {
+/// rudp's endpoint configuration: the defaults, with `--congestion` and
+/// `--datagram-size`; for [`Peer::Rudp`] version 3 with a fixed server key,
+/// pinned by the client, and for [`Peer::RudpClear`] the library's clear
+/// default.
+pub fn rudp_config(peer: Peer, side: Side) -> rudp_core::endpoint::EndpointConfig {
     let defaults = rudp::Config::default();
     let mut b = defaults
         .to_builder()
@@ -75,7 +77,7 @@ pub fn rudp_config(side: Side) -> rudp_core::endpoint::EndpointConfig {
                 .copied()
                 .unwrap_or(defaults.max_datagram_size()),
         );
-    if RUDP_SECURE.get().copied().unwrap_or(false) {
+    if peer == Peer::Rudp {
         let key = rudp::Keypair::from_private([0x5e; 32]);
         let security = match side {
             Side::Server => rudp::Security {
@@ -129,8 +131,8 @@ pub async fn server(peer: Peer) -> Result<Server, BoxError> {
 async fn start_server(peer: Peer) -> Result<Server, BoxError> {
     let any: SocketAddr = "127.0.0.1:0".parse()?;
     Ok(match peer {
-        Peer::Rudp => {
-            let ep = rudp::Endpoint::server(any, rudp_config(Side::Server))?;
+        Peer::Rudp | Peer::RudpClear => {
+            let ep = rudp::Endpoint::server(any, rudp_config(peer, Side::Server))?;
             let addr = ep.local_addr();
             let task = tokio::spawn(async move {
                 while let Some(conn) = ep.accept().await {
@@ -306,8 +308,8 @@ pub enum Client {
 
 pub async fn connect(peer: Peer, addr: SocketAddr) -> Result<Client, BoxError> {
     Ok(match peer {
-        Peer::Rudp => {
-            let ep = rudp::Endpoint::client(addr, rudp_config(Side::Client))?;
+        Peer::Rudp | Peer::RudpClear => {
+            let ep = rudp::Endpoint::client(addr, rudp_config(peer, Side::Client))?;
             let conn = ep.connect(addr).await?;
             Client::Rudp(conn, ep)
         }

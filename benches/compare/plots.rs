@@ -36,7 +36,7 @@ fn goodput_vs_loss(report: &Value, path: &Path) -> Result {
         let link = r["link"].as_str().unwrap_or("");
         link == "clean" || link.ends_with("% loss")
     };
-    let peers = ["rudp", "quinn", "tokio_kcp", "TCP"];
+    let peers = ["rudp", "rudp-clear", "quinn", "tokio_kcp", "TCP"];
     let series: Vec<(&str, Vec<(f64, f64)>)> = peers
         .iter()
         .map(|p| {

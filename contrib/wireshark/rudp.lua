@@ -27,6 +27,7 @@ local frame_types = {
   [0x14] = "MAX_STREAM_DATA", [0x15] = "MAX_STREAMS", [0x16] = "MAX_STREAMS_DATA",
   [0x17] = "RESET_STREAM", [0x18] = "STOP_SENDING", [0x19] = "SKIP", [0x1a] = "DATAGRAM",
   [0x1b] = "NOISE", [0x1c] = "SERVER_KEY", [0x1d] = "UNREADABLE",
+  [0x1e] = "CIPHERS",
 }
 local transport_errors = {
   [0] = "NO_ERROR", [1] = "INTERNAL_ERROR", [2] = "PROTOCOL_VIOLATION",
@@ -90,6 +91,8 @@ local f = {
   noise_data = ProtoField.bytes("rudp1.noise.message", "Noise handshake message"),
   server_key = ProtoField.bytes("rudp1.server_key", "Server static public key"),
   unreadable = ProtoField.bytes("rudp1.unreadable", "Ephemeral key of an unread message"),
+  cipher = ProtoField.uint8("rudp1.cipher", "Packet cipher", base.DEC,
+    { [1] = "ChaCha20-Poly1305", [2] = "AES-256-GCM" }),
 }
 rudp.fields = f
 
@@ -268,6 +271,19 @@ local function dissect_frames(tvb, tree, off, stop)
       end
       ft:add(ftype == 0x1c and f.server_key or f.unreadable, tvb(off, 32))
       off = off + 32
+    elseif ftype == 0x1e then
+      -- Only inside a Noise payload (§16.5), so seen only where a tool
+      -- decoded one; 1 to 8 identifiers.
+      local count = off < stop and tvb(off, 1):uint() or 0
+      if count < 1 or count > 8 or off + 1 + count > stop then
+        ft:add_proto_expert_info(ef_malformed, "cipher list beyond the packet")
+        return summary
+      end
+      off = off + 1
+      for _ = 1, count do
+        ft:add(f.cipher, tvb(off, 1))
+        off = off + 1
+      end
     else
       ft:add_proto_expert_info(ef_malformed, "unknown frame type")
       return summary

@@ -281,6 +281,13 @@ impl Config {
                 "version 3 needs a static key (a server) or a server-key verifier (a client): set security".into(),
             );
         }
+        let ciphers = &self.security.packet_ciphers;
+        if ciphers.is_empty() || ciphers.len() > crate::cipher::MAX_OFFERED {
+            return err(format!(
+                "security.packet_ciphers must list 1 to {} ciphers",
+                crate::cipher::MAX_OFFERED
+            ));
+        }
         if self.rekey_after < Duration::from_millis(10) {
             return err("rekey_after must be at least 10 ms".into());
         }

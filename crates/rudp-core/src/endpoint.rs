@@ -839,11 +839,9 @@ impl Endpoint {
             }
         }
         let Some(identity) = self.config.connection.security.identity.clone() else {
-            self.refuse(
+            self.refuse_handshake(
                 from,
                 client_cid,
-                Protection::Clear,
-                TransportCode::ConnectionRefused,
                 "this server has no key: connect with --insecure",
             );
             return None;
@@ -885,16 +883,34 @@ impl Endpoint {
         if let Some(policy) = &self.config.connection.security.clients {
             if let Err(reason) = policy.admit(&responder.client()) {
                 self.stats.refused_client_key += 1;
-                self.refuse(
-                    from,
-                    client_cid,
-                    Protection::Clear,
-                    TransportCode::ConnectionRefused,
-                    &reason,
-                );
+                self.refuse_handshake(from, client_cid, &reason);
                 return None;
             }
         }
+        // §16.5: the client's first allowed packet cipher.
+        let allowed = &self.config.connection.security.packet_ciphers;
+        let chosen = match frame::decode_all(responder.payload()) {
+            Ok(params) => {
+                let offered = params.iter().find_map(|f| match f {
+                    Frame::Ciphers(ids) => Some(*ids),
+                    _ => None,
+                });
+                crate::cipher::PacketCipher::choose(offered, allowed)
+            }
+            Err(_) => {
+                self.stats.dropped_malformed += 1;
+                return None;
+            }
+        };
+        let Some(cipher) = chosen else {
+            let names: Vec<String> = allowed.iter().map(|c| c.to_string()).collect();
+            let reason = format!(
+                "no packet cipher in common: this server allows {}",
+                names.join(", ")
+            );
+            self.refuse_handshake(from, client_cid, &reason);
+            return None;
+        };
         let (cid, first_pn) = self.new_identity();
         let conn = Connection::server_secure(
             now,
@@ -904,9 +920,22 @@ impl Endpoint {
             address,
             (from, self.path_secret()),
             responder,
+            cipher,
         )
         .ok()?;
         Some(self.accepted(conn, from, client_cid, address))
+    }
+
+    /// §16.4: a version-3 handshake refused, in clear (CONNECTION_REFUSED
+    /// with a reason the client shows).
+    fn refuse_handshake(&mut self, from: SocketAddr, client_cid: ConnectionId, reason: &str) {
+        self.refuse(
+            from,
+            client_cid,
+            Protection::Clear,
+            TransportCode::ConnectionRefused,
+            reason,
+        );
     }
 
     /// §6.3, §6.8: whether a new connection may be made for this INITIAL,

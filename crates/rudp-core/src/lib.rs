@@ -21,6 +21,8 @@
 //! - [`endpoint`]: many connections behind one socket: routing by
 //!   connection ID, accepting, version negotiation (§10).
 //! - [`psk`]: optional pre-shared-key sealing of packets (§3.7).
+//! - [`noise`], [`cipher`]: version 3's Noise handshake and the packet
+//!   cipher it negotiates (§16).
 //! - [`token`]: stateless address-validation tokens for RETRY (§6.8).
 //! - [`config`], [`error`]: settings and failure reasons.
 //! - [`text`]: peer-supplied text made safe to print.
@@ -100,6 +102,7 @@ macro_rules! counters {
     };
 }
 
+pub mod cipher;
 pub mod config;
 pub mod congestion;
 pub mod conn;

@@ -20,6 +20,7 @@
 //! generator the caller seeds, through a snow resolver: the core reads no
 //! OS state, and the simulator replays a seed exactly.
 
+use crate::cipher::PacketCipher;
 use crate::wire::ConnectionId;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -165,7 +166,7 @@ impl ClientKeyPolicy for AuthorizedKeys {
 }
 
 /// Version 3's security settings of one side (`Config::security`).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Security {
     /// This side's static key pair. A server needs one; a client without
     /// one makes a fresh pair for each connection.
@@ -180,6 +181,23 @@ pub struct Security {
     /// Called with each connection's transport keys, for tools that read
     /// one's own captures (`RUDP_KEYLOG`, §16.7).
     pub key_log: Option<Arc<dyn KeyLog>>,
+    /// Packet ciphers (§16.5): a client's offer, best first; the ciphers a
+    /// server allows. Default: [`PacketCipher::preferred`], AES-256-GCM
+    /// first where the processor has AES instructions. Must not be empty.
+    pub packet_ciphers: Vec<PacketCipher>,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Self {
+            identity: None,
+            verifier: None,
+            clients: None,
+            allow_insecure: false,
+            key_log: None,
+            packet_ciphers: PacketCipher::preferred(),
+        }
+    }
 }
 
 impl fmt::Debug for Security {
@@ -190,14 +208,16 @@ impl fmt::Debug for Security {
             .field("clients", &self.clients)
             .field("allow_insecure", &self.allow_insecure)
             .field("key_log", &self.key_log.is_some())
+            .field("packet_ciphers", &self.packet_ciphers)
             .finish()
     }
 }
 
 /// Receives each connection's transport keys (never a static key).
 pub trait KeyLog: Send + Sync {
-    /// One line's worth: the client's connection ID and the two keys.
-    fn log(&self, client_cid: ConnectionId, keys: &TransportKeys);
+    /// One line's worth (§16.7): the client's connection ID, the packet
+    /// cipher the handshake chose and the two keys.
+    fn log(&self, client_cid: ConnectionId, cipher: PacketCipher, keys: &TransportKeys);
 }
 
 /// The two directions' keys a handshake ends with, and its hash.
@@ -229,15 +249,15 @@ impl fmt::Display for HandshakeError {
 
 impl std::error::Error for HandshakeError {}
 
-/// Noise's REKEY (revision 34, §4.2): the next key of a direction is the
-/// first 32 bytes of ENCRYPT(k, 2^64 - 1, empty, 32 zero bytes) with the
-/// cipher's own nonce encoding, for ChaChaPoly 32 zero bits and the 64-bit
-/// counter (all ones either way). A one-way step: the old key cannot be
-/// found from the new (§16.6).
-pub fn rekey(key: &[u8; KEY_LEN]) -> [u8; KEY_LEN] {
-    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
-    let Ok(unbound) = UnboundKey::new(&CHACHA20_POLY1305, key) else {
-        unreachable!("a 32-byte ChaCha20-Poly1305 key");
+/// Noise's REKEY (revision 34, §4.2) for the packet cipher in use: the
+/// next key of a direction is the first 32 bytes of ENCRYPT(k, 2^64 - 1,
+/// empty, 32 zero bytes) with the cipher's own nonce encoding, which for
+/// both ChaChaPoly and AESGCM here is 32 zero bits and the 64-bit counter
+/// (§16.5, §16.6). A one-way step: the old key cannot be found from the new.
+pub fn rekey(cipher: PacketCipher, key: &[u8; KEY_LEN]) -> [u8; KEY_LEN] {
+    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
+    let Ok(unbound) = UnboundKey::new(cipher.algorithm(), key) else {
+        unreachable!("a 32-byte key");
     };
     let mut nonce = [0xffu8; 12];
     nonce[..4].fill(0);
@@ -558,8 +578,38 @@ mod tests {
         t.rekey_outgoing();
         let n = t.write_message(b"hello", &mut buf).unwrap();
         let mut ours = b"hello".to_vec();
-        crate::psk::PacketKey::from_raw(rekey(&keys.client_to_server)).seal(0, 0, &mut ours);
+        let chacha = PacketCipher::ChaCha20Poly1305;
+        crate::psk::PacketKey::from_raw(chacha, rekey(chacha, &keys.client_to_server))
+            .seal(0, 0, &mut ours);
         assert_eq!(&buf[..n], &ours[..]);
+    }
+
+    /// The same for AES-256-GCM (§16.6): after snow's `rekey_outgoing` in
+    /// a handshake whose cipher is AESGCM, its first transport message is
+    /// what our rekeyed AES-256-GCM packet key seals.
+    #[test]
+    fn aes_rekey_matches_snow() {
+        let params: NoiseParams = "Noise_NN_25519_AESGCM_BLAKE2s".parse().unwrap();
+        let seeded = |seed| {
+            let resolver =
+                FallbackResolver::new(Box::new(SeededResolver(seed)), Box::new(DefaultResolver));
+            snow::Builder::with_resolver(params.clone(), Box::new(resolver))
+        };
+        let mut i = seeded([5; 32]).build_initiator().unwrap();
+        let mut r = seeded([6; 32]).build_responder().unwrap();
+        let (mut m, mut p) = (vec![0u8; 1024], vec![0u8; 1024]);
+        let n = i.write_message(b"", &mut m).unwrap();
+        r.read_message(&m[..n], &mut p).unwrap();
+        let n = r.write_message(b"", &mut m).unwrap();
+        i.read_message(&m[..n], &mut p).unwrap();
+        let (send, _) = i.dangerously_get_raw_split();
+        let mut t = i.into_transport_mode().unwrap();
+        t.rekey_outgoing();
+        let n = t.write_message(b"hello", &mut m).unwrap();
+        let aes = PacketCipher::Aes256Gcm;
+        let mut ours = b"hello".to_vec();
+        crate::psk::PacketKey::from_raw(aes, rekey(aes, &send)).seal(0, 0, &mut ours);
+        assert_eq!(&m[..n], &ours[..]);
     }
 
     #[test]

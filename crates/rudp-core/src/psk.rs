@@ -11,9 +11,10 @@
 //! its own key, bound to the connection IDs, and the nonce is the packet
 //! number, which a sender never reuses (§4.2).
 
+use crate::cipher::PacketCipher;
 use crate::wire::ConnectionId;
 use hkdf::Hkdf;
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
 use sha2::Sha256;
 use std::fmt;
 use std::path::Path;
@@ -155,13 +156,15 @@ impl Psk {
         if self.prk.expand(&info, &mut key).is_err() {
             unreachable!("HKDF output length is constant and valid");
         }
-        PacketKey::from_raw(key)
+        PacketKey::from_raw(PacketCipher::ChaCha20Poly1305, key)
     }
 }
 
-/// One direction's packet key: ChaCha20-Poly1305 (RFC 8439) through ring,
-/// whose assembly implementation seals about twice as fast as a portable
-/// one (docs/benchmarks.md), in place, without a copy.
+/// One direction's packet key: ChaCha20-Poly1305 (RFC 8439; versions 1
+/// and 2 with a pre-shared key, and version 3 by default) or AES-256-GCM
+/// (version 3 where negotiated, §16.5), through ring, whose assembly
+/// implementations seal about twice as fast as portable ones
+/// (docs/benchmarks.md), in place, without a copy.
 #[derive(Clone)]
 pub struct PacketKey {
     aead: std::sync::Arc<LessSafeKey>,
@@ -183,12 +186,14 @@ fn nonce(pn: u64) -> Nonce {
 }
 
 impl PacketKey {
-    /// A key from 32 bytes: one of version 3's transport keys (§16.5).
-    pub fn from_raw(key: [u8; 32]) -> Self {
-        let unbound = match UnboundKey::new(&CHACHA20_POLY1305, &key) {
+    /// A key from 32 bytes for `cipher`: one of version 3's transport
+    /// keys (§16.5), or a pre-shared key's derived key (§3.7).
+    pub fn from_raw(cipher: PacketCipher, key: [u8; 32]) -> Self {
+        let unbound = match UnboundKey::new(cipher.algorithm(), &key) {
             Ok(k) => k,
-            // Only a key of the wrong length is refused; ours is 32 bytes.
-            Err(_) => unreachable!("a 32-byte ChaCha20-Poly1305 key"),
+            // Only a key of the wrong length is refused; both ciphers
+            // take 32 bytes.
+            Err(_) => unreachable!("a 32-byte key"),
         };
         Self {
             aead: std::sync::Arc::new(LessSafeKey::new(unbound)),

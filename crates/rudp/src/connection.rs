@@ -117,6 +117,18 @@ impl Connection {
             .and_then(|c| c.peer_key())
     }
 
+    /// The cipher that seals a version-3 connection's packets, as its
+    /// handshake negotiated it (PROTOCOL.md §16.5). `None` for a clear
+    /// connection, before the keys are made, or once the connection is
+    /// gone.
+    pub fn packet_cipher(&self) -> Option<crate::PacketCipher> {
+        self.shared
+            .lock()
+            .ep
+            .connection(self.handle)
+            .and_then(|c| c.packet_cipher())
+    }
+
     /// The local address of the endpoint the connection belongs to.
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local_addr

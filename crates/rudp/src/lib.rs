@@ -83,6 +83,7 @@ pub use trace_file::{TraceLevel, METRICS_INTERVAL_MS};
 /// configuration. Everything a program needs from it is also re-exported
 /// at the top of this crate.
 pub use rudp_core as proto;
+pub use rudp_core::cipher::PacketCipher;
 pub use rudp_core::config::{Config, ConfigError};
 pub use rudp_core::congestion::Algorithm;
 pub use rudp_core::conn::{Delivery, Received, Reliability, Stats, StreamId, StreamOptions};

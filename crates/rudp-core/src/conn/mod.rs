@@ -810,8 +810,9 @@ pub(crate) fn initial_frames_allowed(ty: PacketType, frames: &[Frame<'_>]) -> bo
     let announced = frames
         .iter()
         .any(|f| matches!(f, Frame::Handshake(_) | Frame::Close(_)));
-    // Version 2's STREAM_PARAMETERS travels with HANDSHAKE (§15.8.1);
-    // the caller has already dropped version-2 frames in version 1.
+    // Version 2's STREAM_PARAMETERS travels with HANDSHAKE (§15.8.1), and
+    // version 3's CIPHERS in the same Noise payload (§16.5); the caller
+    // has already dropped frames of later versions.
     announced
         && frames.iter().all(|f| {
             matches!(
@@ -823,6 +824,7 @@ pub(crate) fn initial_frames_allowed(ty: PacketType, frames: &[Frame<'_>]) -> bo
                     | Frame::Token(_)
                     | Frame::Close(_)
                     | Frame::StreamParams(_)
+                    | Frame::Ciphers(_)
             )
         })
 }

@@ -193,7 +193,7 @@ impl Connection {
         let v1_violation =
             self.version == crate::wire::VERSION_1 && frames.iter().any(Frame::is_version_2);
         let v3_violation = frames.iter().any(|f| match f {
-            Frame::Noise(_) => self.version != crate::wire::VERSION_3,
+            Frame::Noise(_) | Frame::Ciphers(_) => self.version != crate::wire::VERSION_3,
             Frame::ServerKey(_) | Frame::Unreadable(_) => true,
             _ => false,
         });
@@ -359,8 +359,13 @@ impl Connection {
     ) -> Result<(), (TransportCode, String)> {
         match f {
             // The endpoint read the TOKEN before creating us (§6.8); a
-            // NOISE frame is read before the frames are (§16.3).
-            Frame::Padding(_) | Frame::Ping | Frame::Token(_) | Frame::Noise(_) => {}
+            // NOISE frame is read before the frames are (§16.3), and the
+            // CIPHERS of its payload when the keys were made (§16.5).
+            Frame::Padding(_)
+            | Frame::Ping
+            | Frame::Token(_)
+            | Frame::Noise(_)
+            | Frame::Ciphers(_) => {}
             // Refused with the packet (above): they travel in RETRY only.
             Frame::ServerKey(_) | Frame::Unreadable(_) => {}
             Frame::Ack(ack) => self.on_ack(now, ack)?,

@@ -14,6 +14,7 @@
 //!   handshake's two transport keys.
 
 use super::*;
+use crate::cipher::PacketCipher;
 use crate::noise::{HandshakeInputs, Initiator, Keypair, PublicKey, Responder, TransportKeys};
 
 /// Where a connection's Noise handshake stands.
@@ -35,11 +36,12 @@ pub(super) enum Handshake {
     Answered { frame: Vec<u8> },
 }
 
-/// Version 3's key ratchet (§16.6): the raw bytes of this side's sending
-/// key and of the peer's current one, from which each next key follows by
-/// Noise's REKEY, and the peer's previous key for packets that were on
-/// their way when it moved on.
+/// Version 3's key ratchet (§16.6): the packet cipher the handshake
+/// chose, the raw bytes of this side's sending key and of the peer's
+/// current one, from which each next key follows by Noise's REKEY, and the
+/// peer's previous key for packets that were on their way when it moved on.
 pub(super) struct Ratchet {
+    cipher: PacketCipher,
     send: [u8; 32],
     /// When our sending key was last moved on, and the first packet number
     /// sealed with it: it moves on again only once the peer acknowledged
@@ -65,16 +67,41 @@ fn noise_frame(m: &[u8]) -> Vec<u8> {
 }
 
 /// Keys a side seals and opens with, from a handshake's split (§16.5).
-fn keys_for(side: Side, local_cid: ConnectionId, k: &TransportKeys) -> Keys {
+fn keys_for(side: Side, local_cid: ConnectionId, cipher: PacketCipher, k: &TransportKeys) -> Keys {
     let (seal, open) = match side {
         Side::Client => (k.client_to_server, k.server_to_client),
         Side::Server => (k.server_to_client, k.client_to_server),
     };
     Keys {
         psk: None,
-        seal: PacketKey::from_raw(seal),
-        open: Some((local_cid, PacketKey::from_raw(open))),
+        seal: PacketKey::from_raw(cipher, seal),
+        open: Some((local_cid, PacketKey::from_raw(cipher, open))),
     }
+}
+
+/// The client's reading of the server's CIPHERS (§16.5): exactly one
+/// identifier, one we offered; none means ChaCha20-Poly1305, if we offered
+/// it. Anything else fails the handshake.
+fn chosen_cipher(offered: &[PacketCipher], answer: &[u8]) -> Result<PacketCipher, String> {
+    let frames = frame::decode_all(answer).map_err(|_| "the server's parameters are malformed")?;
+    let mut lists = frames.iter().filter_map(|f| match f {
+        Frame::Ciphers(ids) => Some(*ids),
+        _ => None,
+    });
+    let chosen = match (lists.next(), lists.next()) {
+        (None, _) => Some(PacketCipher::ChaCha20Poly1305),
+        (Some([id]), None) => PacketCipher::from_id(*id),
+        _ => None,
+    };
+    chosen
+        .filter(|c| offered.contains(c))
+        .ok_or_else(|| "the server chose a packet cipher this client did not offer".into())
+}
+
+/// A CIPHERS frame listing `ciphers`, best first (§16.5).
+fn ciphers_frame(ciphers: &[PacketCipher], out: &mut Vec<u8>) {
+    let ids: Vec<u8> = ciphers.iter().map(|c| c.id()).collect();
+    Frame::Ciphers(&ids).encode(out);
 }
 
 impl Connection {
@@ -94,11 +121,13 @@ impl Connection {
         self.config.psk.as_ref().map(crate::psk::Psk::noise_key)
     }
 
-    /// Our parameters, as the payload of a Noise message.
-    fn params_payload(&self) -> Vec<u8> {
+    /// Our parameters, as the payload of a Noise message, with the packet
+    /// ciphers: a client's offer or a server's choice (§16.2, §16.5).
+    fn params_payload(&self, ciphers: &[PacketCipher]) -> Vec<u8> {
         let mut p = Vec::with_capacity(64);
         Frame::Handshake(self.local_params()).encode(&mut p);
         Frame::StreamParams(self.local_stream_params()).encode(&mut p);
+        ciphers_frame(ciphers, &mut p);
         p
     }
 
@@ -131,7 +160,8 @@ impl Connection {
             seed: self.noise_seed(b"ephemeral"),
             fixed_ephemeral: None,
         };
-        match Initiator::start(&identity, &server, &inputs, &self.params_payload()) {
+        let payload = self.params_payload(&self.config.security.packet_ciphers);
+        match Initiator::start(&identity, &server, &inputs, &payload) {
             Ok(initiator) => {
                 let frame = noise_frame(initiator.message());
                 self.peer_key = Some(server);
@@ -209,7 +239,9 @@ impl Connection {
     }
 
     /// Server: a connection whose client's first message the endpoint read
-    /// and admitted. Writes the answer at once; the keys are ready.
+    /// and admitted, with the packet cipher it chose (§16.5). Writes the
+    /// answer at once; the keys are ready.
+    #[allow(clippy::too_many_arguments)] // One per part of what was agreed.
     pub fn server_secure(
         now: Instant,
         config: Arc<Config>,
@@ -218,14 +250,15 @@ impl Connection {
         address: Address,
         remote: (SocketAddr, [u8; 32]),
         responder: Responder,
+        cipher: PacketCipher,
     ) -> Result<Self, crate::noise::HandshakeError> {
         let mut c = Self::server(now, config, cids, first_pn, address, remote);
         c.version = crate::wire::VERSION_3;
         c.keys = None;
         let client = responder.client();
         c.initial_plain = Some(responder.payload().to_vec());
-        let (answer, keys) = responder.answer(&c.params_payload())?;
-        c.install_keys(now, &keys);
+        let (answer, keys) = responder.answer(&c.params_payload(&[cipher]))?;
+        c.install_keys(now, cipher, &keys);
         c.peer_key = Some(client);
         c.handshake = Handshake::Answered {
             frame: noise_frame(&answer),
@@ -233,20 +266,21 @@ impl Connection {
         Ok(c)
     }
 
-    fn install_keys(&mut self, now: Instant, keys: &TransportKeys) {
+    fn install_keys(&mut self, now: Instant, cipher: PacketCipher, keys: &TransportKeys) {
         if let Some(log) = &self.config.security.key_log {
             let client_cid = match self.side {
                 Side::Client => self.local_cid,
                 Side::Server => self.remote_cid,
             };
-            log.log(client_cid, keys);
+            log.log(client_cid, cipher, keys);
         }
-        self.keys = Some(keys_for(self.side, self.local_cid, keys));
+        self.keys = Some(keys_for(self.side, self.local_cid, cipher, keys));
         let (send, open) = match self.side {
             Side::Client => (keys.client_to_server, keys.server_to_client),
             Side::Server => (keys.server_to_client, keys.client_to_server),
         };
         self.ratchet = Some(Box::new(Ratchet {
+            cipher,
             send,
             send_since: now,
             send_first_pn: self.next_pn,
@@ -268,10 +302,10 @@ impl Connection {
         if !self.confirmed || !due || acked.is_none_or(|a| a < r.send_first_pn) {
             return;
         }
-        r.send = crate::noise::rekey(&r.send);
+        r.send = crate::noise::rekey(r.cipher, &r.send);
         r.send_since = now;
         r.send_first_pn = self.next_pn;
-        keys.seal = PacketKey::from_raw(r.send);
+        keys.seal = PacketKey::from_raw(r.cipher, r.send);
         self.stats.sent.rekeys += 1;
     }
 
@@ -295,8 +329,8 @@ impl Connection {
                 return true;
             }
         }
-        let next_raw = crate::noise::rekey(&r.open);
-        let next = PacketKey::from_raw(next_raw);
+        let next_raw = crate::noise::rekey(r.cipher, &r.open);
+        let next = PacketKey::from_raw(r.cipher, next_raw);
         if next.open_packet(header, payload, plain).is_err() {
             return false;
         }
@@ -375,7 +409,15 @@ impl Connection {
                         self.fail_server_key(why.into());
                         return None;
                     };
-                    self.install_keys(now, &keys);
+                    let offered = &self.config.security.packet_ciphers;
+                    let cipher = match chosen_cipher(offered, &params) {
+                        Ok(c) => c,
+                        Err(why) => {
+                            self.fail_server_key(why);
+                            return None;
+                        }
+                    };
+                    self.install_keys(now, cipher, &keys);
                     plain.extend_from_slice(&params);
                 }
                 let mut aad = Vec::with_capacity(crate::wire::packet::LONG_HEADER_LEN + clear_len);
@@ -400,6 +442,12 @@ impl Connection {
         }
     }
 
+    /// The packet cipher of a version-3 connection once its keys are made
+    /// (§16.5); `None` before, and in versions 1 and 2.
+    pub fn packet_cipher(&self) -> Option<PacketCipher> {
+        self.ratchet.as_ref().map(|r| r.cipher)
+    }
+
     /// The peer's static public key, once the version-3 handshake has
     /// authenticated it (a client knows it from the start: the key it
     /// expects). `None` in versions 1 and 2.
@@ -409,5 +457,36 @@ impl Connection {
         } else {
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(lists: &[&[u8]]) -> Vec<u8> {
+        let mut p = Vec::new();
+        Frame::Ping.encode(&mut p);
+        for ids in lists {
+            Frame::Ciphers(ids).encode(&mut p);
+        }
+        p
+    }
+
+    /// §16.5: the client takes the server's one choice among those it
+    /// offered; no list means ChaCha20-Poly1305; anything else fails.
+    #[test]
+    fn a_client_accepts_only_one_cipher_it_offered() {
+        use PacketCipher::{Aes256Gcm, ChaCha20Poly1305};
+        let both = [Aes256Gcm, ChaCha20Poly1305];
+        assert_eq!(chosen_cipher(&both, &answer(&[&[2]])), Ok(Aes256Gcm));
+        assert_eq!(chosen_cipher(&both, &answer(&[&[1]])), Ok(ChaCha20Poly1305));
+        assert_eq!(chosen_cipher(&both, &answer(&[])), Ok(ChaCha20Poly1305));
+        assert!(chosen_cipher(&[Aes256Gcm], &answer(&[])).is_err());
+        assert!(chosen_cipher(&[ChaCha20Poly1305], &answer(&[&[2]])).is_err());
+        assert!(chosen_cipher(&both, &answer(&[&[2, 1]])).is_err());
+        assert!(chosen_cipher(&both, &answer(&[&[2], &[2]])).is_err());
+        assert!(chosen_cipher(&both, &answer(&[&[7]])).is_err());
+        assert!(chosen_cipher(&both, &[0x1e, 0x00]).is_err());
     }
 }

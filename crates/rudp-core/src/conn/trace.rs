@@ -145,6 +145,7 @@ fn frame_json(f: &Frame<'_>) -> Value {
         }),
         Frame::Datagram(d) => json!({"frame_type": "datagram", "length": d.len()}),
         Frame::Noise(m) => json!({"frame_type": "noise", "length": m.len()}),
+        Frame::Ciphers(ids) => json!({"frame_type": "ciphers", "ids": ids}),
         Frame::ServerKey(_) => json!({"frame_type": "server_key"}),
         Frame::Unreadable(_) => json!({"frame_type": "unreadable"}),
         Frame::MaxData(m) => json!({"frame_type": "max_data", "maximum": m}),

@@ -36,6 +36,7 @@
 //! | 0x1b      | NOISE       | yes           | length, a Noise handshake message        |
 //! | 0x1c      | SERVER_KEY  | no            | 32 bytes: the server's static public key |
 //! | 0x1d      | UNREADABLE  | no            | 32 bytes: the ephemeral key of a first message the server could not read |
+//! | 0x1e      | CIPHERS     | no            | count, packet cipher identifiers (in a Noise payload) |
 
 use super::{varint, DecodeError, Reader};
 use std::ops::Range;
@@ -100,6 +101,9 @@ pub const SERVER_KEY: u8 = 0x1c;
 /// Frame type (version 3): beside SERVER_KEY in a RETRY, names the first
 /// Noise message the server could not read by its ephemeral key (§16.4).
 pub const UNREADABLE: u8 = 0x1d;
+/// Frame type (version 3): packet ciphers offered (client) or chosen
+/// (server), inside a Noise payload (§16.5).
+pub const CIPHERS: u8 = 0x1e;
 
 /// Longest address-validation token a frame may carry (§5.8).
 pub const MAX_TOKEN_LEN: usize = 255;
@@ -282,6 +286,9 @@ pub enum Frame<'a> {
     /// Version 3: the ephemeral key of a first message the server could
     /// not read (§16.4).
     Unreadable([u8; 32]),
+    /// Version 3: packet cipher identifiers, a client's offer best first
+    /// or a server's one choice (§16.5); 1 to 8 of them.
+    Ciphers(&'a [u8]),
 }
 
 /// One line per frame, as logs and `wire::describe` print it:
@@ -353,6 +360,7 @@ impl std::fmt::Display for Frame<'_> {
             Frame::Noise(m) => write!(f, "NOISE {} bytes", m.len()),
             Frame::ServerKey(_) => write!(f, "SERVER_KEY"),
             Frame::Unreadable(_) => write!(f, "UNREADABLE"),
+            Frame::Ciphers(ids) => write!(f, "CIPHERS {ids:?}"),
         }
     }
 }
@@ -371,6 +379,7 @@ impl Frame<'_> {
                 | Frame::PathResponse(_)
                 | Frame::ServerKey(_)
                 | Frame::Unreadable(_)
+                | Frame::Ciphers(_)
         )
     }
 
@@ -379,7 +388,7 @@ impl Frame<'_> {
     pub fn is_version_3(&self) -> bool {
         matches!(
             self,
-            Frame::Noise(_) | Frame::ServerKey(_) | Frame::Unreadable(_)
+            Frame::Noise(_) | Frame::ServerKey(_) | Frame::Unreadable(_) | Frame::Ciphers(_)
         )
     }
 
@@ -497,6 +506,11 @@ impl Frame<'_> {
             Frame::Unreadable(e) => {
                 out.push(UNREADABLE);
                 out.extend_from_slice(e);
+            }
+            Frame::Ciphers(ids) => {
+                out.push(CIPHERS);
+                out.push(ids.len() as u8);
+                out.extend_from_slice(ids);
             }
         }
     }
@@ -751,6 +765,13 @@ pub fn decode_one<'a>(r: &mut Reader<'a>) -> Result<Frame<'a>, DecodeError> {
                 Frame::Unreadable(key)
             }
         }
+        CIPHERS => {
+            let count = usize::from(r.u8()?);
+            if count == 0 || count > crate::cipher::MAX_OFFERED {
+                return Err(DecodeError::OutOfRange);
+            }
+            Frame::Ciphers(r.bytes(count)?)
+        }
         other => return Err(DecodeError::UnknownFrameType(other)),
     })
 }
@@ -864,6 +885,7 @@ mod tests {
         round_trip(Frame::Noise(&[5; 96]));
         round_trip(Frame::ServerKey([9; 32]));
         round_trip(Frame::Unreadable([8; 32]));
+        round_trip(Frame::Ciphers(&[2, 1]));
     }
 
     #[test]
