@@ -7,19 +7,23 @@
 //!    proxy that loses, duplicates, reorders and delays datagrams, answers
 //!    go missing and late ones are read as the answers to later questions.
 //! 2. The same questions over rudp, through the identical link (same
-//!    seed): each question with its answer and how long it took, then what
-//!    the link did and what the protocol did about it.
+//!    seed), encrypted as the tools are by default: each question with its
+//!    answer and how long it took, then the first datagrams on the wire
+//!    (decrypted with the session's own key log, as `rudp decrypt` does),
+//!    what the link did and what the protocol did about it.
 //!
 //! Then one line compares the two. The exit status is rudp's: 0 when every
 //! rudp answer was right.
 
+use crate::demo_wire::Recorded;
 use crate::month::{self, server};
 use crate::proxy::{format_stats, Proxy, ProxyConfig};
 use bytes::Bytes;
-use rudp::{Endpoint, Error};
+use rudp::{Config, Endpoint, Error, Keypair, PinnedKey, Security};
 use rudp_core::endpoint::EndpointConfig;
 use rudp_core::impair::ImpairConfig;
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The demo's link, each way: 20% loss, 5% duplication, 10% reordering,
@@ -35,14 +39,48 @@ pub fn demo_link() -> ImpairConfig {
     }
 }
 
-/// A proxy in front of `upstream` with the demo's link both ways.
-async fn demo_proxy(upstream: std::net::SocketAddr, seed: u64) -> std::io::Result<Proxy> {
+/// A proxy in front of `upstream` with the demo's link both ways, and a
+/// capture into `pcap` if given.
+async fn demo_proxy(
+    upstream: std::net::SocketAddr,
+    seed: u64,
+    pcap: Option<std::path::PathBuf>,
+) -> std::io::Result<Proxy> {
     Proxy::start(ProxyConfig {
         up: demo_link(),
         down: demo_link(),
+        pcap: pcap.map(|p| (p, 16 << 20)),
         ..ProxyConfig::new(([127, 0, 0, 1], 0).into(), upstream, seed)
     })
     .await
+}
+
+/// How many captured datagrams the demo lists.
+const WIRE_LINES: usize = 18;
+
+/// Version 3 for both ends (PROTOCOL.md §16), as the tools speak it: a
+/// fresh server key, pinned by the client, and the client's key log kept
+/// in memory so that the demo can show its own traffic in clear.
+fn secure_configs(keys: Arc<Recorded>) -> Result<(EndpointConfig, EndpointConfig), Error> {
+    let server_key = Keypair::generate(rand::random());
+    let config = |security: Security| {
+        Config::builder()
+            .version(3)
+            .security(security)
+            .build()
+            .map(EndpointConfig::new)
+            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))
+    };
+    let client = config(Security {
+        verifier: Some(Arc::new(PinnedKey(server_key.public()))),
+        key_log: Some(keys),
+        ..Security::default()
+    })?;
+    let server = config(Security {
+        identity: Some(server_key),
+        ..Security::default()
+    })?;
+    Ok((client, server))
 }
 
 /// The questions: all twelve months, then bad input.
@@ -91,7 +129,7 @@ async fn plain_udp(seed: u64, out: &mut impl Write) -> Result<PlainUdpTally, Err
             let _ = server.send_to(answer.as_bytes(), from).await;
         }
     });
-    let proxy = demo_proxy(server_addr, seed).await?;
+    let proxy = demo_proxy(server_addr, seed, None).await?;
     let _ = writeln!(
         out,
         "Part 1, the problem: plain UDP, one datagram per question and per answer, through a\n\
@@ -148,13 +186,17 @@ async fn plain_udp(seed: u64, out: &mut impl Write) -> Result<PlainUdpTally, Err
 /// Part 2: the same questions over rudp through the identical link.
 /// Returns whether every answer was right, and how many were.
 async fn rudp_part(seed: u64, out: &mut impl Write) -> Result<(bool, usize), Error> {
-    let server_ep = Endpoint::server(([127, 0, 0, 1], 0).into(), EndpointConfig::default())?;
+    let keys = Arc::new(Recorded::default());
+    let (client_config, server_config) = secure_configs(keys.clone())?;
+    let server_ep = Endpoint::server(([127, 0, 0, 1], 0).into(), server_config)?;
     let server_addr = server_ep.local_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server_task = tokio::spawn(server::serve(server_ep.clone(), async move {
         let _ = stopped.await;
     }));
-    let proxy = demo_proxy(server_addr, seed).await?;
+    let dir = tempfile::tempdir()?;
+    let capture = dir.path().join("link.pcapng");
+    let proxy = demo_proxy(server_addr, seed, Some(capture.clone())).await?;
     let _ = writeln!(
         out,
         "Part 2, the fix: the same questions over rudp, through the identical link.\n"
@@ -166,9 +208,17 @@ async fn rudp_part(seed: u64, out: &mut impl Write) -> Result<(bool, usize), Err
         proxy.local_addr()
     );
 
-    let client_ep = Endpoint::client(proxy.local_addr(), EndpointConfig::default())?;
+    let client_ep = Endpoint::client(proxy.local_addr(), client_config)?;
     let conn = client_ep.connect(proxy.local_addr()).await?;
     let greeting = conn.recv().await?.unwrap_or_default();
+    let cipher = conn
+        .packet_cipher()
+        .map_or("none".to_string(), |c| c.to_string());
+    let _ = writeln!(
+        out,
+        "Encrypted and authenticated (protocol version 3: Noise IK, packets sealed with \
+         {cipher});\nthe client pinned the server's key.\n"
+    );
     let _ = writeln!(out, "server: {}\n", String::from_utf8_lossy(&greeting));
 
     // One question at a time, timed: a lost datagram shows as a slower
@@ -203,7 +253,11 @@ async fn rudp_part(seed: u64, out: &mut impl Write) -> Result<(bool, usize), Err
     let _ = stop.send(());
     let _ = server_task.await;
 
-    let _ = writeln!(out, "\nWhat the link did:\n{}", format_stats(&link));
+    let _ = writeln!(out);
+    if let Err(e) = crate::demo_wire::show(&keys, &capture, dir.path(), WIRE_LINES, out) {
+        let _ = writeln!(out, "(the capture could not be shown: {e})\n");
+    }
+    let _ = writeln!(out, "What the link did:\n{}", format_stats(&link));
     let _ = writeln!(
         out,
         "What the protocol did (client side):\n  {}\n  probe timeouts {}, messages sent {}\n",

@@ -20,15 +20,20 @@ pub const LABEL: &str = "RUDP_TRAFFIC_V3";
 /// Appends lines to a file, each written whole.
 struct FileKeyLog(Mutex<std::fs::File>);
 
+/// One connection's key-log line (PROTOCOL.md §16.7), newline included.
+pub fn line(client_cid: ConnectionId, cipher: PacketCipher, keys: &TransportKeys) -> String {
+    format!(
+        "{LABEL} {:016x} {} {} {}\n",
+        client_cid.0,
+        hex::encode(keys.client_to_server),
+        hex::encode(keys.server_to_client),
+        cipher.name()
+    )
+}
+
 impl KeyLog for FileKeyLog {
     fn log(&self, client_cid: ConnectionId, cipher: PacketCipher, keys: &TransportKeys) {
-        let line = format!(
-            "{LABEL} {:016x} {} {} {}\n",
-            client_cid.0,
-            hex::encode(keys.client_to_server),
-            hex::encode(keys.server_to_client),
-            cipher.name()
-        );
+        let line = line(client_cid, cipher, keys);
         let mut f = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = f.write_all(line.as_bytes()) {
             tracing::warn!(cause = %e, "cannot write the key log");

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod decrypt;
 pub mod demo;
 pub mod demo_streams;
+pub mod demo_wire;
 pub mod keylog;
 pub mod keys;
 pub mod month;

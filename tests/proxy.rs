@@ -131,6 +131,35 @@ async fn demo_runs_alone_and_every_answer_is_right() {
         "20% loss each way lost nothing: {plain}"
     );
     assert_eq!(rudp_part.matches("[ok, ").count(), 16, "{rudp_part}");
+    // Issue #23: rudp's part is encrypted, and the demo shows its own
+    // capture decrypted with its key log: every sealed packet opened, the
+    // handshake first, what the link dropped, and stream data.
+    assert!(
+        rudp_part.contains("Encrypted and authenticated (protocol version 3"),
+        "{rudp_part}"
+    );
+    let wire = rudp_part
+        .split_once("On the wire:")
+        .and_then(|(_, w)| w.split_once("What the link did:"))
+        .map(|(w, _)| w)
+        .expect("the wire listing");
+    let opened = wire
+        .split_once("`rudp decrypt` does (")
+        .and_then(|(_, r)| r.split_once(" sealed packets opened"))
+        .map(|(n, _)| n.to_string())
+        .expect("how many packets opened");
+    let (a, b) = opened.split_once(" of ").expect("N of M");
+    assert_eq!(a, b, "every sealed packet opens: {wire}");
+    let listed: Vec<&str> = wire.lines().filter(|l| l.contains(" pn=")).collect();
+    assert_eq!(listed.len(), 18, "{wire}");
+    assert!(
+        listed[0].contains("client->server")
+            && listed[0].contains("Initial pn=")
+            && listed[0].contains("NOISE"),
+        "{wire}"
+    );
+    assert!(listed.iter().any(|l| l.contains("STREAM off=")), "{wire}");
+    assert!(!listed.iter().any(|l| l.contains("sealed,")), "{wire}");
     let summary = format!(
         "In short: plain UDP got {ok} of 16 answers right ({lost} lost, {mismatched} paired with \
          the wrong question); rudp got 16 of 16 right, over the same link."

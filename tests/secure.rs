@@ -970,3 +970,68 @@ fn spoofed_initials_cost_no_diffie_hellman_under_retry() {
     );
     assert_eq!(stats.connections_accepted, 0);
 }
+
+/// A server whose ACCEPT the client acknowledged in a DATA packet that was
+/// lost sends its ACCEPT again on its probe timer, a few times, not a
+/// burst (two probes a timeout, as §9.3 says): the amplification budget must not be spent on copies of the
+/// same handshake (the `rudp demo` capture once showed 14 in a row).
+#[test]
+fn a_lost_acknowledgement_of_the_accept_draws_no_burst_of_accepts() {
+    use rudp_core::wire::packet::decode;
+    use rudp_core::wire::{Datagram, PacketType};
+    for version in [2u8, 3] {
+        let (client, server) = if version == 3 {
+            (
+                client_config(pinned(server_key().public())),
+                server_config(serving()),
+            )
+        } else {
+            let conn = Config::builder().version(2).build().unwrap();
+            let server = EndpointConfig::builder()
+                .connection_config(conn.clone())
+                .retry(RetryPolicy::Never)
+                .build()
+                .unwrap();
+            (EndpointConfig::new(conn), server)
+        };
+        let link = ImpairConfig {
+            delay: std::time::Duration::from_millis(10),
+            ..ImpairConfig::default()
+        };
+        let mut sim = Sim::new(3, client, server, link.clone(), link);
+        let log = Arc::new(Mutex::new(Vec::<(bool, PacketType, bool)>::new()));
+        let tap = log.clone();
+        sim.set_filter(Box::new(move |_, dir, d: &[u8]| {
+            let Ok(Datagram::Packet { header, .. }) = decode(d) else {
+                return false;
+            };
+            let to_server = dir == rudp_core::sim::Direction::ToServer;
+            let mut log = tap.lock().unwrap();
+            // Drop the client's first two DATA packets: its ACKs of the ACCEPT.
+            let data_so_far = log
+                .iter()
+                .filter(|(up, ty, _)| *up && *ty == PacketType::Data)
+                .count();
+            let drop = to_server && header.ty == PacketType::Data && data_so_far < 2;
+            log.push((to_server, header.ty, drop));
+            drop
+        }));
+        sim.connect(100_000).expect("handshake");
+        for _ in 0..2_000 {
+            sim.step();
+        }
+        let log = log.lock().unwrap();
+        let accepts = log
+            .iter()
+            .filter(|(up, ty, _)| !*up && *ty == PacketType::Accept)
+            .count();
+        println!(
+            "version {version}: {accepts} ACCEPTs; {:?}",
+            &log[..log.len().min(12)]
+        );
+        assert!(
+            accepts <= 5,
+            "version {version}: {accepts} ACCEPTs for one lost acknowledgement"
+        );
+    }
+}

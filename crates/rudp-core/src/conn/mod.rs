@@ -326,7 +326,7 @@ pub struct Connection {
     /// Version 3: the peer's static key (a client's: the key it expects).
     peer_key: Option<crate::noise::PublicKey>,
     /// Server, version 3: the first INITIAL's Noise payload (the client's
-    /// parameters), applied with that INITIAL.
+    /// parameters), applied with every INITIAL of the connection (§16.3).
     initial_plain: Option<Vec<u8>>,
     /// Client: the token a RETRY gave us, echoed in every later INITIAL.
     retry_token: Option<Vec<u8>>,

@@ -361,8 +361,11 @@ impl Connection {
         plain: &mut Vec<u8>,
     ) -> Option<Body> {
         match (self.side, header.ty, header.protection) {
-            // A retransmitted INITIAL: only NOISE, TOKEN and PADDING travel
-            // in clear, and only the first one's Noise payload counts.
+            // An INITIAL: only NOISE, TOKEN and PADDING travel in clear. The
+            // first one's Noise payload (the client's parameters) stands for
+            // the frames of every INITIAL, as the HANDSHAKE frame each
+            // INITIAL of version 2 carries: a resent INITIAL is acknowledged
+            // like any other, so the client stops resending it.
             (Side::Server, PacketType::Initial, Protection::Clear) => {
                 let frames = frame::decode_all(payload).ok()?;
                 let clear_only = frames
@@ -372,8 +375,8 @@ impl Connection {
                     return None;
                 }
                 plain.clear();
-                if let Some(first) = self.initial_plain.take() {
-                    plain.extend_from_slice(&first);
+                if let Some(first) = &self.initial_plain {
+                    plain.extend_from_slice(first);
                 }
                 Some(Body::Opened)
             }
@@ -391,7 +394,12 @@ impl Connection {
                     return None;
                 };
                 let clear_len = payload.len() - r.remaining();
+                // The NOISE frame is one of the packet's frames (§16.3): it
+                // makes every ACCEPT ack-eliciting, also one whose sealed
+                // part is empty (a probe, §9.3), so the server learns that
+                // its handshake arrived and stops resending it.
                 plain.clear();
+                plain.extend_from_slice(&payload[..clear_len]);
                 if let Handshake::Sent { .. } = &self.handshake {
                     let Handshake::Sent { initiator, .. } = std::mem::take(&mut self.handshake)
                     else {
