@@ -321,7 +321,12 @@ function rudp.dissector(tvb, pinfo, tree)
     t:add(f.scid, tvb(12, 8))
     off = 20
   end
-  if len < off + 8 + 4 then return len end
+  -- §3.6, §16.3: every packet ends with a CRC32C but a DATA packet of
+  -- version 3 (type byte 0x43), which ends with its AEAD tag.
+  local crc_len = 4
+  if version == 3 and tbyte == 0x43 then crc_len = 0 end
+  local stop = len - crc_len
+  if stop < off + 8 then return len end
   t:add(f.pn, tvb(off, 8))
   local pn = tvb(off, 8):uint64()
   off = off + 8
@@ -329,22 +334,22 @@ function rudp.dissector(tvb, pinfo, tree)
   if sealed then
     -- §16.3: a version-3 ACCEPT starts with its NOISE frame in clear.
     local clear = {}
-    if version == 3 and ptype == 2 and len - 4 > off and tvb(off, 1):uint() == 0x1b then
+    if version == 3 and ptype == 2 and stop > off and tvb(off, 1):uint() == 0x1b then
       local v, vlen, nlen = varint(tvb, off + 1)
-      if v ~= nil and off + 1 + vlen + nlen <= len - 4 then
-        local stop = off + 1 + vlen + nlen
-        clear = dissect_frames(tvb, t, off, stop)
-        off = stop
+      if v ~= nil and off + 1 + vlen + nlen <= stop then
+        local noise_end = off + 1 + vlen + nlen
+        clear = dissect_frames(tvb, t, off, noise_end)
+        off = noise_end
       end
     end
     -- §3.7, §16.5: without the key the frames cannot be read.
-    if len - 4 > off then t:add(f.sealed_data, tvb(off, len - 4 - off)) end
+    if stop > off then t:add(f.sealed_data, tvb(off, stop - off)) end
     frames = clear
     table.insert(frames, "sealed")
   else
-    frames = dissect_frames(tvb, t, off, len - 4)
+    frames = dissect_frames(tvb, t, off, stop)
   end
-  t:add(f.crc, tvb(len - 4, 4))
+  if crc_len > 0 then t:add(f.crc, tvb(stop, 4)) end
   pinfo.cols.info = string.format("%s pn=%s [%s]", packet_types[ptype] or "?", tostring(pn), table.concat(frames, ", "))
   return len
 end

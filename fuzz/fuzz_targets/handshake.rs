@@ -16,20 +16,23 @@ use std::time::{Duration, Instant};
 
 fn packet(ty: PacketType, protection: Protection, dcid: u64, scid: Option<u64>, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1300);
-    Header {
+    let header = Header {
         version: 3,
         ty,
         protection,
         dcid: ConnectionId(dcid),
         scid: scid.map(ConnectionId),
         pn: 7,
-    }
-    .encode(&mut out);
+    };
+    header.encode(&mut out);
     out.extend_from_slice(body);
     if ty == PacketType::Initial && out.len() < 1196 {
         out.resize(1196, 0); // PADDING to 1200 with the checksum
     }
-    append_checksum(&mut out);
+    // Sealed packets of version 3 carry no checksum (PROTOCOL.md §16.3).
+    if header.has_checksum() {
+        append_checksum(&mut out);
+    }
     out
 }
 

@@ -263,7 +263,7 @@ impl Connection {
             return None;
         }
         // A lone frame: header, 9 bytes, trailer.
-        let len = (PacketType::Data.header_len() + 9 + self.trailer_len()) as u64;
+        let len = (PacketType::Data.header_len() + 9 + self.trailer_len(PacketType::Data)) as u64;
         while let Some((to, data)) = self.migration.pop_response() {
             let allowed = to == self.remote || self.migration.budget(to).is_some_and(|b| len <= b);
             if allowed {

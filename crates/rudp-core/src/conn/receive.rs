@@ -43,7 +43,12 @@ impl Connection {
                 return;
             }
         }
-        let wire_len = header.ty.header_len() + payload.len() + CHECKSUM_LEN;
+        let checksum = if header.has_checksum() {
+            CHECKSUM_LEN
+        } else {
+            0
+        };
+        let wire_len = header.ty.header_len() + payload.len() + checksum;
         let mut plain = std::mem::take(&mut self.plain_buf);
         let body = if self.version == crate::wire::VERSION_3 {
             self.unprotect_secure(now, header, payload, &mut plain)

@@ -62,15 +62,18 @@ crate::counters! {
         pub bytes: u64,
         /// Packets received twice and discarded (§7.4).
         pub duplicates_discarded: u64,
-        /// Datagrams whose checksum failed (§3.6).
+        /// Datagrams whose checksum failed (§3.6). A corrupted DATA packet
+        /// of version 3 has no checksum and counts as unauthenticated
+        /// (§16.3).
         pub corrupt_dropped: u64,
         /// Datagrams that failed to parse (§10).
         pub malformed_dropped: u64,
         /// Packets whose number was too far from the largest received:
         /// forged or stale (§4.2).
         pub out_of_window_dropped: u64,
-        /// Packets that failed pre-shared-key authentication, or arrived in
-        /// clear on a connection that uses a key (§3.7).
+        /// Packets that failed authentication (a pre-shared key's, §3.7, or
+        /// version 3's keys, §16.5: forged, altered or corrupted on the
+        /// way), or arrived in clear on a connection that seals.
         pub unauthenticated_dropped: u64,
         /// RETRY packets that sent the client back with a token (§6.8).
         pub retries: u64,

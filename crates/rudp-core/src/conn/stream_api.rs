@@ -279,7 +279,7 @@ impl Connection {
         let room = self
             .path
             .max_datagram()
-            .saturating_sub(PacketType::Data.header_len() + self.trailer_len())
+            .saturating_sub(PacketType::Data.header_len() + self.trailer_len(PacketType::Data))
             .saturating_sub(crate::wire::frame::MAX_DATAGRAM_HEADER_LEN);
         Some(room.min(peer.max_datagram_payload.min(usize::MAX as u64) as usize))
     }

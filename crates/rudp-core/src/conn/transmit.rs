@@ -60,18 +60,28 @@ impl Connection {
 
     /// Seals the frames after the header (and the clear prefix) with our
     /// key, if we have one, the rest being associated data, then appends
-    /// the checksum: the last step of building a packet.
+    /// the checksum, except to a sealed DATA packet of version 3 (§16.3):
+    /// the last step of building a packet.
     pub(super) fn finish_packet(&self, ty: PacketType, pn: u64, out: &mut Vec<u8>) {
         if let Some(keys) = &self.keys {
             let clear = ty.header_len() + self.clear_prefix(ty).map_or(0, <[u8]>::len);
             keys.seal.seal(pn, clear, out);
         }
-        append_checksum(out);
+        if self.header(ty, pn).has_checksum() {
+            append_checksum(out);
+        }
     }
 
-    /// Bytes after the frames: the AEAD tag, if any, and the checksum.
-    pub(super) fn trailer_len(&self) -> usize {
-        CHECKSUM_LEN + if self.keys.is_some() { TAG_LEN } else { 0 }
+    /// Bytes after the frames of a packet of type `ty`: the AEAD tag, if
+    /// any, and the checksum, if any (§3.6, §16.3).
+    pub(super) fn trailer_len(&self, ty: PacketType) -> usize {
+        let tag = if self.keys.is_some() { TAG_LEN } else { 0 };
+        let checksum = if self.header(ty, 0).has_checksum() {
+            CHECKSUM_LEN
+        } else {
+            0
+        };
+        tag + checksum
     }
 
     pub(super) fn packet_type(&self) -> PacketType {
@@ -156,7 +166,7 @@ impl Connection {
         let pn = self.next_pn;
         self.next_pn += 1;
         self.begin_packet(ty, pn, out);
-        let limit = max_len - self.trailer_len();
+        let limit = max_len - self.trailer_len(ty);
         // §16.3: what a version-3 packet carries in clear is only the
         // handshake; nothing else is sent before there are keys.
         let clear_v3 = self.version == crate::wire::VERSION_3 && self.keys.is_none();
@@ -430,14 +440,14 @@ impl Connection {
         })
         .encode(out);
         if ty == PacketType::Initial {
-            let limit = crate::config::MIN_DATAGRAM_SIZE - self.trailer_len();
+            let limit = crate::config::MIN_DATAGRAM_SIZE - self.trailer_len(ty);
             if out.len() < limit {
                 Frame::Padding(limit - out.len()).encode(out);
             }
         }
         // §6.7: a CLOSE is held to the anti-amplification budget like every
         // other packet; one that does not fit is not sent.
-        let len = (out.len() + self.trailer_len()) as u64;
+        let len = (out.len() + self.trailer_len(ty)) as u64;
         if self.amplification_limited() && len > self.amplification_budget() {
             out.clear();
             self.stats.sent.closes_suppressed += 1;

@@ -152,7 +152,7 @@ impl PacketType {
 /// A decoded packet header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
-    /// The version byte: [`VERSION_1`] or [`VERSION_2`].
+    /// The version byte: [`VERSION_1`], [`VERSION_2`] or [`VERSION_3`].
     pub version: u8,
     /// The packet type.
     pub ty: PacketType,
@@ -167,14 +167,24 @@ pub struct Header {
 }
 
 impl Header {
+    /// The type byte: the packet type, and the sealed bit (§3.3).
+    pub fn type_byte(&self) -> u8 {
+        match self.protection {
+            Protection::Clear => self.ty as u8,
+            Protection::Sealed => self.ty as u8 | SEALED_BIT,
+        }
+    }
+
+    /// Whether the packet ends with a CRC32C ([`has_checksum`]).
+    pub fn has_checksum(&self) -> bool {
+        has_checksum(self.version, self.type_byte())
+    }
+
     /// Appends the header to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&MAGIC);
         out.push(self.version);
-        out.push(match self.protection {
-            Protection::Clear => self.ty as u8,
-            Protection::Sealed => self.ty as u8 | SEALED_BIT,
-        });
+        out.push(self.type_byte());
         out.extend_from_slice(&self.dcid.0.to_be_bytes());
         if self.ty.has_source_cid() {
             out.extend_from_slice(&self.scid.unwrap_or_default().0.to_be_bytes());
@@ -228,6 +238,16 @@ pub enum Datagram<'a> {
     VersionNegotiation(VersionNegotiation),
 }
 
+/// Whether a packet of `version` whose type byte is `type_byte` ends with a
+/// CRC32C (§3.6): every packet does but a sealed DATA packet of version 3,
+/// whose AEAD tag already detects any change to any byte, so that a
+/// checksum would cost both ends a pass over every byte for nothing
+/// (§16.3). ACCEPTs keep theirs: their NOISE frame travels in clear, and
+/// a corrupted one must be dropped as such, not fail the handshake.
+pub fn has_checksum(version: u8, type_byte: u8) -> bool {
+    version != crate::wire::VERSION_3 || type_byte != PacketType::Data as u8 | SEALED_BIT
+}
+
 /// Appends the CRC32C of everything in `out` (§3.6).
 pub fn append_checksum(out: &mut Vec<u8>) {
     let crc = crc32c::crc32c(out);
@@ -239,6 +259,8 @@ pub fn append_checksum(out: &mut Vec<u8>) {
 /// The order of checks is the one §10 prescribes: magic first (cheap, and it
 /// rejects foreign traffic), then version (so that an unknown version can be
 /// answered even if its checksum differs), then checksum, then header fields.
+/// A sealed DATA packet of version 3 has no checksum ([`has_checksum`]):
+/// its payload is checked when it is opened.
 pub fn decode(datagram: &[u8]) -> Result<Datagram<'_>, DecodeError> {
     if datagram.len() < 4 {
         return Err(DecodeError::TooShort(datagram.len()));
@@ -258,12 +280,17 @@ pub fn decode(datagram: &[u8]) -> Result<Datagram<'_>, DecodeError> {
     if datagram.len() < SHORT_HEADER_LEN + CHECKSUM_LEN {
         return Err(DecodeError::TooShort(datagram.len()));
     }
-    let (body, crc) = datagram.split_at(datagram.len() - CHECKSUM_LEN);
-    let mut crc_bytes = [0u8; 4];
-    crc_bytes.copy_from_slice(crc);
-    if crc32c::crc32c(body) != u32::from_be_bytes(crc_bytes) {
-        return Err(DecodeError::BadChecksum);
-    }
+    let body = if has_checksum(version, datagram[field::TYPE]) {
+        let (body, crc) = datagram.split_at(datagram.len() - CHECKSUM_LEN);
+        let mut crc_bytes = [0u8; 4];
+        crc_bytes.copy_from_slice(crc);
+        if crc32c::crc32c(body) != u32::from_be_bytes(crc_bytes) {
+            return Err(DecodeError::BadChecksum);
+        }
+        body
+    } else {
+        datagram
+    };
     let mut r = Reader::new(&body[field::TYPE..]);
     let ty_byte = r.u8()?;
     if version == VERSION_NEGOTIATION {
