@@ -43,6 +43,56 @@
 //! # }
 //! ```
 //!
+//! ## Authenticated and encrypted (protocol version 3)
+//!
+//! The configurations above speak clear version 2, as `Config::default()`
+//! does: a library cannot guess how its caller learns keys. Version 3
+//! (PROTOCOL.md §16) authenticates the server (and, if asked, the client)
+//! through a Noise IK handshake and encrypts every packet after it, with
+//! forward secrecy; the command-line tools speak it by default. The server
+//! needs its static key pair, the client a way to check the server's key:
+//! [`PinnedKey`], or any [`ServerKeyVerifier`] (the tools' `known_hosts`
+//! is one). [`Connection::peer_key`] says who is at the other end.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use rudp::{Config, Endpoint, EndpointConfig, Keypair, PinnedKey, Security};
+//! use std::sync::Arc;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // In a real server: read it from a file made by `rudp keygen`.
+//! let server_key = Keypair::generate(rand::random());
+//! let server_public = server_key.public();
+//! let server_config = Config::builder()
+//!     .version(3)
+//!     .security(Security { identity: Some(server_key), ..Security::default() })
+//!     .build()?;
+//! let server = Endpoint::server("127.0.0.1:0".parse()?, EndpointConfig::new(server_config))?;
+//! let addr = server.local_addr();
+//! tokio::spawn(async move {
+//!     while let Some(conn) = server.accept().await {
+//!         let _ = conn.send(Bytes::from_static(b"hello, whoever you are")).await;
+//!         let _ = conn.close().await;
+//!     }
+//! });
+//!
+//! let client_config = Config::builder()
+//!     .version(3)
+//!     .security(Security {
+//!         verifier: Some(Arc::new(PinnedKey(server_public))),
+//!         ..Security::default()
+//!     })
+//!     .build()?;
+//! let client = Endpoint::client(addr, EndpointConfig::new(client_config))?;
+//! let conn = client.connect(addr).await?;
+//! assert_eq!(conn.peer_key(), Some(server_public));
+//! assert!(conn.recv().await?.is_some());
+//! conn.close().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! ## The driver
 //!
 //! One driver task per [`Endpoint`] owns the socket and the sans-IO
