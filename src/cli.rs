@@ -610,7 +610,8 @@ pub async fn run(cli: Cli) -> i32 {
             };
             let mut out = tokio::io::stdout();
             let mut err = std::io::stderr();
-            let (exit, report) = client::run_with_report(&opts, input, &mut out, &mut err).await;
+            let (exit, report) =
+                client::run_until(&opts, input, &mut out, &mut err, shutdown_signal()).await;
             match report {
                 Some(r) => {
                     eprintln!("{}", r.summary());
@@ -686,12 +687,23 @@ pub async fn run(cli: Cli) -> i32 {
                 Err(code) => return code,
             };
             let config = EndpointConfig::new(connection);
-            match crate::transfer::send::send_file(&file, to, config, timeout, observe.trace_spec())
-                .await
-            {
+            let sent = crate::transfer::send::send_file(
+                &file,
+                to,
+                config,
+                timeout,
+                observe.trace_spec(),
+                shutdown_signal(),
+            )
+            .await;
+            match sent {
                 Ok(report) => {
                     eprintln!("{}", report.summary("sent"));
                     write_report(observe.stats_json.as_deref(), &report).map_or(1, |()| 0)
+                }
+                Err(e @ crate::transfer::TransferError::Interrupted { .. }) => {
+                    eprintln!("error: {e}");
+                    EXIT_INTERRUPTED
                 }
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -1086,9 +1098,9 @@ struct RecvServe {
     max_transfers: usize,
 }
 
-/// Application close code for a sender turned away because the receiver
-/// is serving `--max-transfers` already.
-const RECV_BUSY: rudp::VarInt = rudp::VarInt::from_u32(2);
+/// Exit status of a command interrupted by Ctrl-C or SIGTERM (128 + SIGINT,
+/// as shells report it).
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// Serves senders concurrently, up to `max_transfers` at once, so that one
 /// idle or slow peer never blocks another (issue #12 item 3). Without
@@ -1104,6 +1116,7 @@ async fn run_recv(
     observe: ObserveArgs,
 ) -> i32 {
     use crate::transfer::recv::{receive, remove_stale_partials};
+    use crate::transfer::Stop;
     if let Some(dir) = opts.output.dir() {
         let removed = remove_stale_partials(dir);
         if removed > 0 {
@@ -1135,7 +1148,7 @@ async fn run_recv(
             c = endpoint.accept() => {
                 let Some(conn) = c else { break 1 };
                 if tasks.len() >= serve.max_transfers {
-                    conn.abort(RECV_BUSY, &format!("receiver busy: {} transfers in progress", tasks.len()));
+                    conn.abort(Stop::Busy.code(), &format!("receiver busy: {} transfers in progress", tasks.len()));
                     eprintln!("warning: turned away {}: {} transfers in progress", conn.remote_addr(), tasks.len());
                     continue;
                 }
@@ -1172,26 +1185,28 @@ async fn run_recv(
                     }
                 }
             }
-            // Ctrl-C or SIGTERM.
+            // Ctrl-C or SIGTERM: the senders are told at once (issue #26).
             () = &mut shutdown => {
                 if tasks.is_empty() {
                     break if serve.keep_open { 0 } else { 1 };
                 }
                 for conn in active.values() {
-                    conn.abort(rudp::VarInt::from_u32(1), "receiver interrupted");
+                    conn.abort(Stop::Interrupted.code(), "the receiver was interrupted");
                 }
                 eprintln!("error: interrupted; nothing was kept of {} transfer(s) in progress", tasks.len());
-                break 1;
+                break EXIT_INTERRUPTED;
             }
         }
     };
-    // Whatever is still running is cut; its partial file is removed as its
-    // task unwinds.
+    // Whatever is still running is cut, and its sender told; its partial
+    // file is removed as its task unwinds.
     for conn in active.values() {
-        conn.abort(rudp::VarInt::from_u32(1), "receiver stopped");
+        conn.abort(Stop::Failed.code(), "the receiver stopped");
     }
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+    // The CLOSEs (a refusal's reason, an interruption) go out before exit.
+    endpoint.linger(crate::LINGER).await;
     code
 }
 

@@ -256,14 +256,7 @@ async fn server_binary_exits_0_on_sigterm() {
 async fn answers_stream_out_while_standard_input_is_still_open() {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let server = Server::start().await;
-    let mut child = common::rudp_command()
-        .args(["client", "--server", &server.addr.to_string()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = interactive_client(server.addr);
     let mut stdin = child.stdin.take().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     // Each answer must come out before the next request is even written.
@@ -976,4 +969,72 @@ async fn a_second_server_on_a_busy_port_exits_1() {
         let out = rudp(&["client", "--server", &addr, &month], b"", LIMIT).await;
         assert_eq!(out.code, Some(0), "client {i}: {out:?}");
     }
+}
+
+/// `rudp client` reading requests from a pipe, its answers on another.
+fn interactive_client(server: std::net::SocketAddr) -> tokio::process::Child {
+    common::rudp_command()
+        .args(["client", "--server", &server.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// An interactive `rudp client` that asked for January and got it: its
+/// connection is up and idle.
+async fn idle_client(server: std::net::SocketAddr) -> tokio::process::Child {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut child = interactive_client(server);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"1\n").await.unwrap();
+    // Kept open: the client waits for more.
+    std::mem::forget(stdin);
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.as_deref(), Some("January"));
+    child
+}
+
+fn signal(child: &tokio::process::Child, sig: libc::c_int) {
+    let pid = child.id().expect("running") as libc::pid_t;
+    // SAFETY: kill(2) with a live child's pid and a valid signal.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+}
+
+/// Issue #26 item 3: Ctrl-C on a client tells the server at once (exit
+/// 130), and a server whose last clients are gone (one interrupted, one
+/// killed outright) stops within a second of SIGINT, not after its whole
+/// three-second grace.
+#[tokio::test]
+async fn servers_stop_at_once_when_their_clients_are_gone() {
+    let server =
+        common::Listening::spawn(&["server", "--listen", "127.0.0.1:0", "--threads", "1"]).await;
+    let interrupted = idle_client(server.addr).await;
+    let mut killed = idle_client(server.addr).await;
+    let at = Instant::now();
+    signal(&interrupted, libc::SIGINT);
+    let status = tokio::time::timeout(Duration::from_secs(5), interrupted.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap()
+        .status;
+    assert_eq!(status.code(), Some(130));
+    assert!(at.elapsed() < Duration::from_secs(3), "{:?}", at.elapsed());
+    killed.kill().await.unwrap();
+    let at = Instant::now();
+    signal(&server.child, libc::SIGINT);
+    let out = tokio::time::timeout(Duration::from_secs(10), server.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let took = at.elapsed();
+    println!("server stopped {took:?} after SIGINT");
+    assert!(out.status.success(), "{out:?}");
+    assert!(took < Duration::from_secs(1), "the server took {took:?}");
 }

@@ -210,11 +210,17 @@ async fn content_that_fails_verification_is_not_kept() {
     conn.send(Bytes::from(serde_json::to_vec(&bad).unwrap()))
         .await
         .unwrap();
-    let verdict = conn.recv().await.unwrap().unwrap();
-    assert!(
-        String::from_utf8_lossy(&verdict).contains("did not verify"),
-        "{verdict:?}"
-    );
+    // The receiver's answer is its CLOSE: code 3 (refused), with the reason.
+    match conn.recv().await {
+        Err(rudp::Error::Connection {
+            source: rudp::ConnectionError::PeerAborted { code, reason },
+            ..
+        }) => {
+            assert_eq!(code, rudp::VarInt::from_u32(3));
+            assert!(reason.contains("did not verify"), "{reason}");
+        }
+        other => panic!("expected the receiver's refusal, got {other:?}"),
+    }
     let r = tokio::time::timeout(LIMIT, recv.wait_with_output())
         .await
         .unwrap()
@@ -777,4 +783,123 @@ async fn recv_out_dir_makes_the_directory() {
     let _ = recv.wait_with_output().await;
     assert_eq!(std::fs::read(target.join("made.bin")).unwrap(), data);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sends SIGINT to a child process, as Ctrl-C does.
+fn interrupt(child: &tokio::process::Child) {
+    let pid = child.id().expect("the child runs") as libc::pid_t;
+    // SAFETY: kill(2) with a live child's pid and a valid signal.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+}
+
+/// Issue #26 item 2: a sender still pushing data learns why the receiver
+/// refused the file within a round trip (not "no progress for 10s"), and
+/// says it once.
+#[tokio::test]
+async fn a_refused_sender_learns_why_at_once_and_says_it_once() {
+    let dir = scratch("refused-fast");
+    let out_dir = dir.join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let recv = spawn_recv(&["--out", out_dir.to_str().unwrap(), "--max-size", "1MB"]).await;
+    let listen = recv.addr.to_string();
+    let big = dir.join("big.bin");
+    random_file(&big, 20_000_000, 8);
+    let started = std::time::Instant::now();
+    let sent = send_to(&big, &listen).await;
+    let took = started.elapsed();
+    assert_eq!(sent.code, Some(1), "{sent:?}");
+    assert!(took < Duration::from_secs(3), "the sender took {took:?}");
+    assert_eq!(
+        sent.stderr.matches("at most 1000000").count(),
+        1,
+        "{}",
+        sent.stderr
+    );
+    assert_eq!(
+        sent.stderr.matches("refused the file").count(),
+        1,
+        "{}",
+        sent.stderr
+    );
+    let (code, stderr) = finish(recv).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(leftovers(&out_dir).is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue #26 item 3: Ctrl-C on either side ends the transfer at once: the
+/// other side reports it within 3 s, and the receiver keeps nothing.
+#[tokio::test]
+async fn ctrl_c_on_either_side_tells_the_other_at_once() {
+    for interrupted in ["send", "recv"] {
+        let dir = scratch(&format!("ctrl-c-{interrupted}"));
+        let out_dir = dir.join("out");
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let src = dir.join("big.bin");
+        random_file(&src, 20_000_000, 9);
+        let recv = spawn_recv(&["--out", out_dir.to_str().unwrap(), "--timeout", "20s"]).await;
+        let listen = recv.addr.to_string();
+        // A slow link, so that the transfer is under way when Ctrl-C comes.
+        let link = ImpairConfig {
+            rate: Some(2_000_000),
+            queue: 100,
+            ..ImpairConfig::default()
+        };
+        let proxy = common::proxy(listen.parse().unwrap(), link.clone(), link, 6).await;
+        let sender = common::rudp_command()
+            .args([
+                "send",
+                src.to_str().unwrap(),
+                "--to",
+                &proxy.local_addr().to_string(),
+                "--timeout",
+                "20s",
+            ])
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let at = std::time::Instant::now();
+        if interrupted == "send" {
+            interrupt(&sender);
+        } else {
+            interrupt(&recv.child);
+        }
+        let sent = tokio::time::timeout(LIMIT, sender.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        let sender_took = at.elapsed();
+        let (code, stderr) = finish(recv).await;
+        let receiver_took = at.elapsed();
+        let sent_err = String::from_utf8_lossy(&sent.stderr);
+        if interrupted == "send" {
+            assert_eq!(sent.status.code(), Some(130), "{sent_err}");
+            assert!(
+                sent_err.contains("interrupted; the receiver was told"),
+                "{sent_err}"
+            );
+            assert_eq!(code, Some(1), "{stderr}");
+            assert!(
+                stderr.contains("the sender stopped the transfer: the sender was interrupted"),
+                "{stderr}"
+            );
+        } else {
+            assert_eq!(code, Some(130), "{stderr}");
+            assert_eq!(sent.status.code(), Some(1), "{sent_err}");
+            assert!(
+                sent_err
+                    .contains("the receiver stopped the transfer: the receiver was interrupted"),
+                "{sent_err}"
+            );
+        }
+        assert!(
+            sender_took < Duration::from_secs(3) && receiver_took < Duration::from_secs(3),
+            "{interrupted}: sender after {sender_took:?}, receiver after {receiver_took:?}"
+        );
+        assert!(leftovers(&out_dir).is_empty(), "{:?}", leftovers(&out_dir));
+        assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -33,6 +33,9 @@ pub enum ClientExit {
     Failed = 1,
     /// At least one request was rejected.
     SomeRejected = 2,
+    /// Ctrl-C or SIGTERM: the server was told at once (issue #26), and
+    /// the status is 130, as shells report an interrupted command.
+    Interrupted = 130,
 }
 
 /// Where requests come from.
@@ -128,8 +131,21 @@ pub async fn run_with_report(
     out: &mut (impl AsyncWrite + Unpin),
     err: &mut impl Write,
 ) -> (ClientExit, Option<SessionReport>) {
+    run_until(opts, input, out, err, std::future::pending()).await
+}
+
+/// Like [`run_with_report`], ending early when `stop` completes (Ctrl-C,
+/// SIGTERM): the connection is aborted with [`INTERRUPTED`] so that the
+/// server lets it go at once instead of waiting for it.
+pub async fn run_until(
+    opts: &ClientOptions,
+    input: Input,
+    out: &mut (impl AsyncWrite + Unpin),
+    err: &mut impl Write,
+    stop: impl std::future::Future<Output = ()>,
+) -> (ClientExit, Option<SessionReport>) {
     let started = std::time::Instant::now();
-    let (exit, conn) = session(opts, input, out, err).await;
+    let (exit, conn) = session(opts, input, out, err, stop).await;
     let report = conn.map(|c| {
         let stats = c.stats();
         let seconds = started.elapsed().as_secs_f64();
@@ -143,12 +159,17 @@ pub async fn run_with_report(
     (exit, report)
 }
 
+/// The application error code of a client's CLOSE when it is interrupted.
+pub const INTERRUPTED: rudp::VarInt = rudp::VarInt::from_u32(130);
+
 async fn session(
     opts: &ClientOptions,
     input: Input,
     out: &mut (impl AsyncWrite + Unpin),
     err: &mut impl Write,
+    stop: impl std::future::Future<Output = ()>,
 ) -> (ClientExit, Option<Connection>) {
+    tokio::pin!(stop);
     let config = match opts
         .connection
         .to_builder()
@@ -174,7 +195,11 @@ async fn session(
             return (ClientExit::Failed, None);
         }
     }
-    let conn = match endpoint.connect(opts.server).await {
+    let connected = tokio::select! {
+        c = endpoint.connect(opts.server) => c,
+        () = &mut stop => return (ClientExit::Interrupted, None),
+    };
+    let conn = match connected {
         Ok(c) => c,
         Err(e) => {
             let _ = writeln!(err, "error: {e}");
@@ -184,7 +209,15 @@ async fn session(
             return (ClientExit::Failed, None);
         }
     };
-    match tokio::time::timeout(opts.timeout, conn.recv()).await {
+    let greeting = tokio::select! {
+        g = tokio::time::timeout(opts.timeout, conn.recv()) => g,
+        () = &mut stop => {
+            conn.abort(INTERRUPTED, "the client was interrupted");
+            endpoint.linger(crate::LINGER).await;
+            return (ClientExit::Interrupted, Some(conn));
+        }
+    };
+    match greeting {
         Ok(Ok(Some(greeting))) => {
             let _ = writeln!(err, "{}", rudp_core::text::printable_bytes(&greeting));
         }
@@ -210,7 +243,15 @@ async fn session(
     let prompt = matches!(input, Input::Lines { prompt: true, .. });
     let (tx, rx) = mpsc::unbounded_channel();
     let feeder = tokio::spawn(feed(conn.clone(), input, tx));
-    let status = print_answers(opts, &conn, rx, prompt, out, err).await;
+    let status = tokio::select! {
+        s = print_answers(opts, &conn, rx, prompt, out, err) => s,
+        () = &mut stop => {
+            feeder.abort();
+            conn.abort(INTERRUPTED, "the client was interrupted");
+            endpoint.linger(crate::LINGER).await;
+            return (ClientExit::Interrupted, Some(conn));
+        }
+    };
     feeder.abort();
     if status != ClientExit::Failed {
         match tokio::time::timeout(opts.timeout, conn.close()).await {

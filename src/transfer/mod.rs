@@ -73,19 +73,87 @@ pub enum TransferError {
     Refused(String),
     #[error("no progress for {0:?}")]
     Stalled(Duration),
+    /// The other side ended the transfer early, with a [`Stop`] code.
+    #[error("the {who} stopped the transfer: {reason}")]
+    PeerStopped { who: &'static str, reason: String },
+    /// This side was interrupted (Ctrl-C, SIGTERM); the peer was told.
+    #[error("interrupted; the {peer} was told")]
+    Interrupted { peer: &'static str },
+}
+
+/// Why a side ends a transfer early: the application error code of its
+/// CLOSE (PROTOCOL.md §6.6), which the other side reports at once with the
+/// reason that comes with it (docs/transfer.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The transfer failed on this side (the file changed while being
+    /// sent, the receiver stopped).
+    Failed = 1,
+    /// The receiver serves `--max-transfers` already.
+    Busy = 2,
+    /// The receiver refused the file or could not take it: the reason
+    /// says why (too large, no space, cannot write, did not verify).
+    Refused = 3,
+    /// Ctrl-C or SIGTERM on this side.
+    Interrupted = 4,
+}
+
+impl Stop {
+    /// The CLOSE frame's code.
+    pub fn code(self) -> rudp::VarInt {
+        rudp::VarInt::from_u32(self as u32)
+    }
+
+    fn from_code(code: rudp::VarInt) -> Option<Stop> {
+        [Stop::Failed, Stop::Busy, Stop::Refused, Stop::Interrupted]
+            .into_iter()
+            .find(|s| s.code() == code)
+    }
+}
+
+impl TransferError {
+    /// A connection error, read as the transfer's: a peer that aborted
+    /// with a [`Stop`] code ended the transfer for the reason it gave,
+    /// which is what to print (once), not the connection's failure.
+    /// `who` names the peer ("receiver" or "sender").
+    pub fn from_connection(e: IoError, who: &'static str) -> TransferError {
+        if let IoError::Connection {
+            source: rudp::ConnectionError::PeerAborted { code, reason },
+            ..
+        } = &e
+        {
+            match Stop::from_code(*code) {
+                Some(Stop::Refused | Stop::Busy) if who == "receiver" => {
+                    return TransferError::Refused(reason.clone())
+                }
+                Some(_) => {
+                    return TransferError::PeerStopped {
+                        who,
+                        reason: reason.clone(),
+                    }
+                }
+                None => {}
+            }
+        }
+        TransferError::Connection(e)
+    }
 }
 
 impl TransferError {
     /// The reason as the peer is told it in a verdict: what went wrong,
     /// without the receiver's paths (issue #12 item 17).
+    /// It follows "the receiver refused the file: " on the sender's side,
+    /// so a refusal's own reason is told bare (issue #26: it was printed
+    /// twice).
     pub fn for_peer(&self) -> String {
         match self {
             TransferError::Write { source, .. } => {
-                format!("the receiver cannot write the file: {}", source.kind())
+                format!("it cannot write the file: {}", source.kind())
             }
             TransferError::Read { source, .. } => {
-                format!("the receiver cannot read: {}", source.kind())
+                format!("it cannot read: {}", source.kind())
             }
+            TransferError::Refused(reason) => reason.clone(),
             other => other.to_string(),
         }
     }

@@ -3,7 +3,7 @@
 //! standard output).
 
 use super::progress::bar;
-use super::{safe_name, Offer, Report, Trailer, TransferError, Verdict, FORMAT_VERSION};
+use super::{safe_name, Offer, Report, Stop, Trailer, TransferError, Verdict, FORMAT_VERSION};
 use bytes::Bytes;
 use rudp::{Connection, Error as IoError};
 use sha2::{Digest, Sha256};
@@ -115,25 +115,22 @@ impl Drop for PartialFile {
     }
 }
 
-/// Receives one transfer on `conn`. On failure the sender is told why
-/// (when the connection still works, and without the receiver's paths) and
-/// nothing is left at the output.
+/// Receives one transfer on `conn`. On failure the sender is told why at
+/// once, in the connection's CLOSE ([`Stop::Refused`], without the
+/// receiver's paths: a sender still pushing data learns it within a round
+/// trip, issue #26), and nothing is left at the output.
 pub async fn receive(conn: &Connection, opts: &RecvOptions) -> Result<Report, Failure> {
     let mut offered = false;
     let result = receive_inner(conn, opts, &mut offered).await;
-    let verdict = match &result {
-        Ok(_) => Verdict::Ok,
-        Err(e) => Verdict::Error {
-            reason: e.for_peer(),
-        },
-    };
-    if !matches!(result, Err(TransferError::Connection(_))) {
-        let _ = conn
-            .send(Bytes::from(
-                serde_json::to_vec(&verdict).unwrap_or_default(),
-            ))
-            .await;
-        let _ = tokio::time::timeout(opts.timeout, conn.close()).await;
+    match &result {
+        Ok(_) => {
+            let verdict = serde_json::to_vec(&Verdict::Ok).unwrap_or_default();
+            let _ = conn.send(Bytes::from(verdict)).await;
+            let _ = tokio::time::timeout(opts.timeout, conn.close()).await;
+        }
+        // The connection is gone, or the sender ended it: nothing to tell.
+        Err(TransferError::Connection(_) | TransferError::PeerStopped { .. }) => {}
+        Err(e) => conn.abort(Stop::Refused.code(), &e.for_peer()),
     }
     result.map_err(|error| Failure { offered, error })
 }
@@ -141,7 +138,7 @@ pub async fn receive(conn: &Connection, opts: &RecvOptions) -> Result<Report, Fa
 async fn next(conn: &Connection, timeout: Duration) -> Result<Bytes, TransferError> {
     match tokio::time::timeout(timeout, conn.recv()).await {
         Err(_) => Err(TransferError::Stalled(timeout)),
-        Ok(Err(e)) => Err(TransferError::Connection(e)),
+        Ok(Err(e)) => Err(TransferError::from_connection(e, "sender")),
         Ok(Ok(Some(m))) => Ok(m),
         Ok(Ok(None)) => Err(TransferError::Connection(IoError::Closed)),
     }

@@ -340,11 +340,15 @@ impl Endpoint {
 
     /// Stops accepting, closes every connection gracefully and waits up to
     /// `grace` for them to finish; connections still open then are aborted.
+    /// A connection whose peer answers nothing within three probe timeouts
+    /// of the close is aborted then (its peer is gone: a process killed,
+    /// a machine off the network), so a server whose clients vanished
+    /// stops at once instead of waiting out `grace` (issue #26).
     ///
     /// Not cancel-safe: dropping the future leaves the connections closing
     /// gracefully, without the abort at the end of `grace`.
     pub async fn shutdown(&self, grace: Duration) {
-        let now = Instant::now();
+        let started = Instant::now();
         {
             let mut st = self.shared.lock();
             st.closing = true;
@@ -360,18 +364,25 @@ impl Endpoint {
             let notified = self.shared.incoming.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            {
-                let st = self.shared.lock();
+            let silent_until = {
+                let mut st = self.shared.lock();
                 if st.slots.values().all(|s| s.outcome.is_some()) || st.stopped.is_some() {
                     break;
                 }
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                self.abort_silent(&mut st, started)
+            };
+            self.shared.wake_driver.notify_one();
+            let wake = silent_until
+                .map(tokio::time::Instant::from_std)
+                .map_or(deadline, |t| t.min(deadline));
+            if tokio::time::timeout_at(wake, notified).await.is_err()
+                && tokio::time::Instant::now() >= deadline
+            {
                 let mut st = self.shared.lock();
                 let handles: Vec<_> = st.slots.keys().copied().collect();
                 for h in handles {
                     st.ep.with_connection(h, |c| {
-                        c.abort(now, VarInt::ZERO, "endpoint shutting down")
+                        c.abort(Instant::now(), VarInt::ZERO, "endpoint shutting down")
                     });
                 }
                 drop(st);
@@ -379,6 +390,34 @@ impl Endpoint {
                 break;
             }
         }
+    }
+
+    /// [`Self::shutdown`]'s test for a vanished peer: aborts each open
+    /// connection that has heard nothing since `started` for three probe
+    /// timeouts; returns when the next one would be due.
+    fn abort_silent(&self, st: &mut crate::shared::State, started: Instant) -> Option<Instant> {
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        let handles: Vec<_> = st
+            .slots
+            .iter()
+            .filter(|(_, s)| s.outcome.is_none())
+            .map(|(h, _)| *h)
+            .collect();
+        for h in handles {
+            st.ep.with_connection(h, |c| {
+                if c.last_received().is_some_and(|t| t >= started) {
+                    return; // It answers: wait for its close.
+                }
+                let due = started + c.probe_timeout() * 3;
+                if now >= due {
+                    c.abort(now, VarInt::ZERO, "endpoint shutting down; no answer");
+                } else {
+                    next = Some(next.map_or(due, |n| n.min(due)));
+                }
+            });
+        }
+        next
     }
 }
 

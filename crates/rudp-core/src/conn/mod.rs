@@ -305,6 +305,8 @@ pub struct Connection {
     stats: Stats,
     idle_timeout: Duration,
     idle_deadline: Instant,
+    /// When the peer's last packet that passed every check arrived.
+    last_received: Option<Instant>,
     eliciting_since_recv: bool,
     last_eliciting_sent: Option<Instant>,
     created: Instant,
@@ -469,6 +471,7 @@ impl Connection {
             stats: Stats::default(),
             idle_timeout: config.idle_timeout,
             idle_deadline: now + config.idle_timeout,
+            last_received: None,
             eliciting_since_recv: false,
             last_eliciting_sent: None,
             created: now,
@@ -596,6 +599,14 @@ impl Connection {
             let at = self.created;
             self.trace_state(at);
         }
+    }
+
+    /// When the peer's last packet that passed every check (checksum,
+    /// authentication, packet number) arrived; `None` before the first.
+    /// What tells a peer that answers from one that is gone, for a caller
+    /// deciding how long to wait for a close (`rudp::Endpoint::shutdown`).
+    pub fn last_received(&self) -> Option<Instant> {
+        self.last_received
     }
 
     /// The current probe timeout, without backoff (§9.3). A process about to

@@ -282,6 +282,7 @@ impl Connection {
         self.stats.received.packets += 1;
         self.stats.received.bytes += wire_len as u64;
         self.idle_deadline = now + self.effective_idle_timeout();
+        self.last_received = Some(now);
         self.eliciting_since_recv = false;
 
         // Handshake progress (§6.2). The client completes on an ACCEPT that
