@@ -47,22 +47,19 @@ async fn relays_the_month_service_and_reports_statistics_on_sigterm() {
     let dir = std::env::temp_dir().join(format!("rudp-proxy-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("stats.json");
-    let upstream = server.addr.to_string();
-    let proxy = common::Listening::spawn(&[
-        "proxy",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &upstream,
-        "--loss",
-        "10%",
-        "--up-duplicate",
-        "0.2",
-        "--seed",
-        "42",
-        "--stats-json",
-        json.to_str().unwrap(),
-    ])
+    let proxy = common::spawn_proxy(
+        server.addr,
+        &[
+            "--loss",
+            "10%",
+            "--up-duplicate",
+            "0.2",
+            "--seed",
+            "42",
+            "--stats-json",
+            json.to_str().unwrap(),
+        ],
+    )
     .await;
     let listen = proxy.addr.to_string();
     let out = rudp(&["client", "--server", &listen, "1", "2", "3"], b"", LIMIT).await;

@@ -903,3 +903,59 @@ async fn ctrl_c_on_either_side_tells_the_other_at_once() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// Issue #26 item 4: through `rudp proxy --loss 5%` on loopback, the loss
+/// the sender reports is the link's, not the link's plus what a full
+/// socket buffer dropped before the proxy read it (13-32% before the proxy
+/// sized its buffers). The proxy's statistics count any kernel drops.
+#[tokio::test]
+async fn loss_reported_through_a_5_percent_proxy_matches_the_link() {
+    let dir = scratch("loss-figures");
+    let out_dir = dir.join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let src = dir.join("data.bin");
+    random_file(&src, 30_000_000, 12);
+    let recv = spawn_recv(&["--out", out_dir.to_str().unwrap()]).await;
+    let json = dir.join("proxy.json");
+    let proxy = common::spawn_proxy(
+        recv.addr,
+        &[
+            "--loss",
+            "5%",
+            "--seed",
+            "5",
+            "--stats-json",
+            json.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let sent = send_to(&src, &proxy.addr.to_string()).await;
+    assert_eq!(sent.code, Some(0), "{sent:?}");
+    let lost: f64 = sent
+        .stderr
+        .split_once("% of packets lost")
+        .and_then(|(before, _)| before.rsplit_once('(').map(|(_, n)| n.to_string()))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no loss figure in {}", sent.stderr));
+    println!("reported loss {lost}%");
+    assert!(
+        lost <= 10.0,
+        "{lost}% reported through a 5% link: {}",
+        sent.stderr
+    );
+    let (code, stderr) = finish(recv).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let pid = proxy.child.id().unwrap() as libc::pid_t;
+    // SAFETY: kill(2) with a live child's pid.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let done = tokio::time::timeout(LIMIT, proxy.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.status.code(), Some(0));
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(stats["kernel_dropped_up"].is_u64(), "{stats}");
+    assert!(stats["kernel_dropped_down"].is_u64(), "{stats}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -14,6 +14,7 @@ pub mod capture;
 pub mod control;
 pub mod control_listener;
 pub mod delay_line;
+pub mod kernel_drops;
 pub mod schedule;
 
 pub use args::{ImpairArgs, MAX_BLACKOUTS};
@@ -107,6 +108,11 @@ pub struct ProxyStats {
     /// Datagrams on their way now, the bounds, and the drops for want of
     /// room (delay_line.rs).
     pub delay_line: DelayLineStats,
+    /// Datagrams the kernel dropped before the proxy read them, their
+    /// socket's receive buffer full (kernel_drops.rs): from clients, and
+    /// from the server. Losses of the local host, not of the link.
+    pub kernel_dropped_up: u64,
+    pub kernel_dropped_down: u64,
 }
 
 /// A running proxy. Dropping it stops the proxy.
@@ -128,10 +134,18 @@ impl Proxy {
             move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{what}: {e}"))
         };
         let listen = Arc::new(
-            UdpSocket::bind(config.listen)
-                .await
+            kernel_drops::bind(config.listen)
                 .map_err(context(format!("cannot listen on {}", config.listen)))?,
         );
+        if let Some(got) = kernel_drops::capped_buffer(&listen) {
+            warn!(
+                asked = kernel_drops::SOCKET_BUFFER,
+                got,
+                "the kernel caps socket buffers (net.core.rmem_max): a sender's bursts may be \
+                 dropped before the proxy reads them, counted as kernel drops; raise the cap with \
+                 sysctl -w net.core.rmem_max=8388608"
+            );
+        }
         let capture = match &config.pcap {
             Some((path, limit)) => Some(
                 capture::Capture::create(path, *limit)
@@ -161,6 +175,8 @@ impl Proxy {
             capture,
             rebind: config.rebind.filter(|d| !d.is_zero()),
             rebinds: 0,
+            kernel_drops_closed: 0,
+            kernel_drops: (0, 0),
             stats: stats.clone(),
         };
         let (tx, rx) = mpsc::channel(4096);
@@ -272,6 +288,13 @@ struct Mapping {
     reader: JoinHandle<()>,
 }
 
+impl Mapping {
+    /// What the kernel dropped on this mapping's upstream socket so far.
+    fn kernel_drops(&self) -> u64 {
+        kernel_drops::socket_drops(&*self.socket).unwrap_or(0)
+    }
+}
+
 struct Core {
     listen: Arc<UdpSocket>,
     upstream: SocketAddr,
@@ -295,6 +318,10 @@ struct Core {
     /// `--rebind`: how often a mapping moves to a new upstream port.
     rebind: Option<Duration>,
     rebinds: u64,
+    /// Kernel drops on upstream sockets already closed, and the last
+    /// reading of both directions (kernel_drops.rs).
+    kernel_drops_closed: u64,
+    kernel_drops: (u64, u64),
     stats: Arc<Mutex<ProxyStats>>,
 }
 
@@ -358,8 +385,11 @@ impl Core {
                     }
                     let _ = req.reply.send(result);
                 }
-                // Forget clients that went quiet.
-                _ = sweep.tick() => self.expire(Instant::now()),
+                // Forget clients that went quiet; read the kernel's drops.
+                _ = sweep.tick() => {
+                    self.expire(Instant::now());
+                    self.sample_kernel_drops();
+                }
                 // Move mappings whose port is due for a change.
                 _ = rebind_tick.tick(), if self.rebind.is_some() => {
                     self.rebind_due(Instant::now(), &tx);
@@ -372,6 +402,7 @@ impl Core {
         for m in self.mappings.values() {
             m.reader.abort();
         }
+        self.sample_kernel_drops();
         self.publish_stats();
         if let Some(c) = self.capture.as_mut() {
             c.finish();
@@ -468,9 +499,8 @@ impl Core {
         } else {
             (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
         };
-        let s = std::net::UdpSocket::bind(bind)?;
+        let s = rudp::bind_udp(bind, rudp::PortSharing::Exclusive)?;
         s.connect(self.upstream)?;
-        s.set_nonblocking(true)?;
         UdpSocket::from_std(s)
     }
 
@@ -512,6 +542,7 @@ impl Core {
         };
         if let Some(m) = self.mappings.remove(&addr) {
             m.reader.abort();
+            self.kernel_drops_closed += m.kernel_drops();
             self.by_id.remove(&m.id);
             self.evicted += 1;
             debug!(client = %addr, "mapping evicted for a new client");
@@ -566,6 +597,7 @@ impl Core {
             };
             if let Some(m) = self.mappings.get_mut(&client) {
                 m.reader.abort();
+                self.kernel_drops_closed += m.kernel_drops();
                 m.reader = tokio::spawn(read_server(socket.clone(), m.id, tx.clone()));
                 m.socket = socket;
                 m.bound_at = now;
@@ -585,14 +617,31 @@ impl Core {
         for a in stale {
             if let Some(m) = self.mappings.remove(&a) {
                 m.reader.abort();
+                self.kernel_drops_closed += m.kernel_drops();
                 self.by_id.remove(&m.id);
                 debug!(client = %a, "mapping expired");
             }
         }
     }
 
+    /// Reads the kernel's drop counters: the listening socket's (datagrams
+    /// from clients) and every upstream socket's, open or closed (from the
+    /// server). A system call per socket: done on the sweep's tick, not
+    /// per datagram.
+    fn sample_kernel_drops(&mut self) {
+        let up = kernel_drops::socket_drops(&*self.listen).unwrap_or(0);
+        let down = self.kernel_drops_closed
+            + self
+                .mappings
+                .values()
+                .map(Mapping::kernel_drops)
+                .sum::<u64>();
+        self.kernel_drops = (up, down);
+    }
+
     fn publish_stats(&self) {
         let mut s = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        (s.kernel_dropped_up, s.kernel_dropped_down) = self.kernel_drops;
         s.up = self.up.stats().clone();
         s.down = self.down.stats().clone();
         s.clients = self.mappings.len();
@@ -682,6 +731,13 @@ pub fn format_stats(s: &ProxyStats) -> String {
             d.bytes_forwarded
         ));
     }
+    if s.kernel_dropped_up + s.kernel_dropped_down > 0 {
+        out.push_str(&format!(
+            "kernel: dropped before the proxy read them (socket buffer full): client->server {}, \
+             server->client {}; a loss of this host, not of the link\n",
+            s.kernel_dropped_up, s.kernel_dropped_down
+        ));
+    }
     out.push_str(&format!(
         "clients: {} open, {} evicted to make room",
         s.clients, s.clients_evicted
@@ -708,4 +764,26 @@ pub fn format_stats(s: &ProxyStats) -> String {
 /// Writes the statistics as JSON to `path`, atomically.
 pub fn write_stats_json(path: &std::path::Path, s: &ProxyStats) -> std::io::Result<()> {
     crate::report::write_json_atomic(path, s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel's drops are shown, per direction, only when there were
+    /// some: a loss of this host, told apart from the link's.
+    #[test]
+    fn kernel_drops_get_their_own_line() {
+        let quiet = format_stats(&ProxyStats::default());
+        assert!(!quiet.contains("kernel:"), "{quiet}");
+        let s = ProxyStats {
+            kernel_dropped_up: 146,
+            ..ProxyStats::default()
+        };
+        let shown = format_stats(&s);
+        assert!(
+            shown.contains("kernel: dropped before the proxy read them (socket buffer full): client->server 146, server->client 0"),
+            "{shown}"
+        );
+    }
 }

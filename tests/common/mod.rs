@@ -280,6 +280,14 @@ impl Listening {
     }
 }
 
+/// `rudp proxy` on a port of its own in front of `upstream`, with `args`.
+pub async fn spawn_proxy(upstream: SocketAddr, args: &[&str]) -> Listening {
+    let upstream = upstream.to_string();
+    let mut all = vec!["proxy", "--listen", "127.0.0.1:0", "--upstream", &upstream];
+    all.extend_from_slice(args);
+    Listening::spawn(&all).await
+}
+
 /// The address in a line such as `rudp recv: listening on 127.0.0.1:4433`
 /// or `... month service ready listen=127.0.0.1:4433`.
 fn logged_address(line: &str) -> Option<SocketAddr> {
@@ -488,16 +496,10 @@ pub async fn keylogged_capture(
         &[("RUDP_KEYLOG", keylog.to_str().expect("a UTF-8 path"))],
     )
     .await;
-    let upstream = server.addr.to_string();
-    let proxy = Listening::spawn(&[
-        "proxy",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &upstream,
-        "--pcap",
-        capture.to_str().expect("a UTF-8 path"),
-    ])
+    let proxy = spawn_proxy(
+        server.addr,
+        &["--pcap", capture.to_str().expect("a UTF-8 path")],
+    )
     .await;
     let listen = proxy.addr.to_string();
     let mut args = vec!["client", "--server", &listen];

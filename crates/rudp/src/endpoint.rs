@@ -55,10 +55,44 @@ pub fn bind_udp(addr: SocketAddr, sharing: PortSharing) -> std::io::Result<std::
     }
     let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    force_buffers(&socket);
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     Ok(socket.into())
 }
+
+/// Where the kernel capped the buffers below [`SOCKET_BUFFER`]
+/// (`net.core.rmem_max`, about 208 KiB by default on Linux) and this
+/// process may exceed the cap (`CAP_NET_ADMIN`, as root), asks again with
+/// `SO_RCVBUFFORCE` / `SO_SNDBUFFORCE`: a burst that overflows a 208 KiB
+/// buffer is a loss of this host that the link never saw (issue #26 item
+/// 4). Without the capability the smaller buffer stays; nothing fails.
+#[cfg(target_os = "linux")]
+fn force_buffers(socket: &socket2::Socket) {
+    use std::os::fd::AsRawFd;
+    let size = SOCKET_BUFFER as libc::c_int;
+    for (got, option) in [
+        (socket.recv_buffer_size(), libc::SO_RCVBUFFORCE),
+        (socket.send_buffer_size(), libc::SO_SNDBUFFORCE),
+    ] {
+        if got.is_ok_and(|g| g >= SOCKET_BUFFER) {
+            continue;
+        }
+        // SAFETY: setsockopt(2) reads an int from a pointer to one.
+        let _ = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn force_buffers(_socket: &socket2::Socket) {}
 
 /// Waits on an endpoint's lock ([`Endpoint::lock_contention`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
