@@ -44,6 +44,10 @@ pub struct ObserveArgs {
     /// losses, state changes and metrics every 10 ms.
     #[arg(long, value_enum, value_name = "LEVEL", default_value_t = TraceLevelArg::Packets, requires = "trace")]
     pub trace_level: TraceLevelArg,
+    /// Also print what the protocol did (the `stats:` line: packets,
+    /// losses, RTT, window) on standard error at the end.
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 /// `--trace-level`.
@@ -614,7 +618,11 @@ pub async fn run(cli: Cli) -> i32 {
                 client::run_until(&opts, input, &mut out, &mut err, shutdown_signal()).await;
             match report {
                 Some(r) => {
-                    eprintln!("{}", r.summary());
+                    // Quiet by default: a one-shot query prints its answers
+                    // and nothing else (issue #26 item 9).
+                    if observe.verbose {
+                        eprintln!("{}", r.summary());
+                    }
                     write_report(observe.stats_json.as_deref(), &r)
                         .map_or(ClientExit::Failed as i32, |()| exit as i32)
                 }
@@ -698,7 +706,7 @@ pub async fn run(cli: Cli) -> i32 {
             .await;
             match sent {
                 Ok(report) => {
-                    eprintln!("{}", report.summary("sent"));
+                    eprintln!("{}", report.summary("sent", observe.verbose));
                     write_report(observe.stats_json.as_deref(), &report).map_or(1, |()| 0)
                 }
                 Err(e @ crate::transfer::TransferError::Interrupted { .. }) => {
@@ -918,6 +926,18 @@ fn run_ctl(addr: SocketAddr, token: Option<String>, what: CtlCommand) -> i32 {
             None => r,
         }
     }
+    // `set` and `clear` print what they changed: the settings before.
+    let changes = matches!(what, CtlCommand::Set { .. } | CtlCommand::Clear);
+    let before = if changes {
+        authorized(agent.get(format!("{base}/impairments")), &auth)
+            .call()
+            .ok()
+            .filter(|r| r.status().is_success())
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+    } else {
+        None
+    };
     let sent = match &what {
         CtlCommand::Stats => authorized(agent.get(format!("{base}/stats")), &auth).call(),
         CtlCommand::Get => authorized(agent.get(format!("{base}/impairments")), &auth).call(),
@@ -950,7 +970,10 @@ fn run_ctl(addr: SocketAddr, token: Option<String>, what: CtlCommand) -> i32 {
     let text = response.body_mut().read_to_string().unwrap_or_default();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
     if status.is_success() {
-        println!("{}", serde_json::to_string_pretty(&json).unwrap_or(text));
+        match &before {
+            Some(before) => print!("{}", settings_changed(before, &json)),
+            None => println!("{}", serde_json::to_string_pretty(&json).unwrap_or(text)),
+        }
         0
     } else {
         let reason = json["error"].as_str().map_or(text.clone(), str::to_string);
@@ -960,6 +983,34 @@ fn run_ctl(addr: SocketAddr, token: Option<String>, what: CtlCommand) -> i32 {
         );
         1
     }
+}
+
+/// `rudp proxy ctl set` / `clear`: one line per setting whose value
+/// changed, `name: old -> new`, or that nothing did (issue #26 item 9:
+/// not all 60 settings after each change; `get` shows them all).
+fn settings_changed(before: &serde_json::Value, after: &serde_json::Value) -> String {
+    let shown = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
+    let (Some(b), Some(a)) = (before.as_object(), after.as_object()) else {
+        return format!("{after}\n");
+    };
+    // A two-way name (`delay`) is listed only while both directions
+    // agree; its comings and goings show in the one-way names.
+    let mut out = String::new();
+    for (name, old) in b {
+        match a.get(name) {
+            Some(new) if new != old => {
+                out.push_str(&format!("{name}: {} -> {}\n", shown(old), shown(new)));
+            }
+            _ => {}
+        }
+    }
+    if out.is_empty() {
+        out.push_str("nothing changed\n");
+    }
+    out
 }
 
 /// The changes of a `--schedule` file (one flag value, many changes).
@@ -1167,7 +1218,7 @@ async fn run_recv(
                 active.remove(&id);
                 match result {
                     Ok(report) => {
-                        eprintln!("{}", report.summary("received"));
+                        eprintln!("{}", report.summary("received", observe.verbose));
                         let written = write_report(observe.stats_json.as_deref(), &report);
                         if !serve.keep_open {
                             endpoint.linger(crate::LINGER).await;

@@ -312,7 +312,15 @@ async fn summaries_and_stats_json_for_server_and_client() {
         out.stdout, "January\nFebruary\n",
         "the summary must not touch standard output"
     );
-    assert!(out.stderr.contains("stats: packets sent"), "{}", out.stderr);
+    // Quiet by default (issue #26 item 9): the stats line needs -v.
+    assert!(!out.stderr.contains("stats:"), "{}", out.stderr);
+    let verbose = rudp(&["client", "--server", &addr, "-v", "3"], b"", LIMIT).await;
+    assert_eq!(verbose.stdout, "March\n", "{verbose:?}");
+    assert!(
+        verbose.stderr.contains("stats: packets sent"),
+        "{}",
+        verbose.stderr
+    );
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&client_json).unwrap()).unwrap();
     assert_eq!(
@@ -321,9 +329,9 @@ async fn summaries_and_stats_json_for_server_and_client() {
     );
     assert!(v["stats"]["path"]["smoothed_rtt_ms"].as_f64().unwrap() > 0.0);
     let report = server.stop().await;
-    assert_eq!(report.connections, 1);
-    assert_eq!(report.totals.received.messages, 2);
-    assert!(report.summary().contains("served 1 connection"));
+    assert_eq!(report.connections, 2, "the quiet run and the -v one");
+    assert_eq!(report.totals.received.messages, 3);
+    assert!(report.summary().contains("served 2 connection"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -571,6 +579,7 @@ async fn protocol_versions_1_and_2_interoperate() {
             "--insecure",
             "--protocol-version",
             "2",
+            "-v",
             "1",
             "12",
         ],

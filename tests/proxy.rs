@@ -432,11 +432,8 @@ async fn the_control_api_changes_the_link_while_traffic_flows() {
     )
     .await;
     assert_eq!(out.code, Some(0), "{out:?}");
-    assert!(
-        out.stdout.contains(r#""up-delay": "20ms""#),
-        "{}",
-        out.stdout
-    );
+    // Only what changed (issue #26 item 9); the rate was already none.
+    assert_eq!(out.stdout, "up-delay: 0s -> 20ms\n", "{out:?}");
     let out = rudp(
         &[
             "proxy",
@@ -452,21 +449,20 @@ async fn the_control_api_changes_the_link_while_traffic_flows() {
     )
     .await;
     assert_eq!(out.code, Some(0), "{out:?}");
-    assert!(
-        out.stdout.contains(r#""down-delay": "30ms""#),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout.contains(r#""loss": 0.0"#),
-        "two-way name where both agree: {}",
-        out.stdout
-    );
+    assert_eq!(out.stdout, "down-delay: 0s -> 30ms\n", "{out:?}");
+    let (_, s) = http("GET", "/impairments", "").await;
+    assert_eq!(s["loss"], 0.0, "two-way name where both agree: {s}");
+    let out = rudp(&["proxy", "ctl", &addr, "get"], b"", LIMIT).await;
+    assert!(out.stdout.contains(r#""down-delay": "30ms""#), "{out:?}");
     let out = rudp(&["proxy", "ctl", &addr, "set", "loss=2"], b"", LIMIT).await;
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(out.stderr.contains("0 to 1"), "{}", out.stderr);
     let out = rudp(&["proxy", "ctl", &addr, "clear"], b"", LIMIT).await;
     assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(
+        out.stdout, "down-delay: 30ms -> 0s\nup-delay: 20ms -> 0s\n",
+        "{out:?}"
+    );
     let (_, s) = http("GET", "/impairments", "").await;
     assert_eq!(s["up-delay"], "0s");
 

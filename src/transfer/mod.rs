@@ -170,8 +170,9 @@ pub struct Report {
 }
 
 impl Report {
-    /// One line for people: bytes, time, rate, and what the protocol did.
-    pub fn summary(&self, verb: &str) -> String {
+    /// One line for people: bytes, time, rate; with `verbose`, a second
+    /// with what the protocol did.
+    pub fn summary(&self, verb: &str, verbose: bool) -> String {
         let s = &self.stats;
         let mb = self.bytes as f64 / 1e6;
         let rate = if self.seconds > 0.0 {
@@ -184,14 +185,14 @@ impl Report {
         } else {
             0.0
         };
-        format!(
-            "{verb} {} ({} bytes) in {:.2} s: {rate:.2} MB/s ({lost_pct:.1}% of packets lost); sha256 {}\nstats: {}",
-            self.name,
-            self.bytes,
-            self.seconds,
-            self.sha256,
-            s.summary()
-        )
+        let mut line = format!(
+            "{verb} {} ({} bytes) in {:.2} s: {rate:.2} MB/s ({lost_pct:.1}% of packets lost); sha256 {}",
+            self.name, self.bytes, self.seconds, self.sha256,
+        );
+        if verbose {
+            line.push_str(&format!("\nstats: {}", s.summary()));
+        }
+        line
     }
 }
 
