@@ -18,6 +18,8 @@ use std::time::Duration;
 
 /// The default address of the month service.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8091";
+/// Where `rudp recv` listens and `rudp send` sends by default.
+pub const DEFAULT_RECV_ADDR: &str = "127.0.0.1:9100";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -237,7 +239,7 @@ pub enum Command {
     /// Serve the month service: answer a number from 1 to 12 with that month's name.
     Server {
         /// Address to listen on.
-        #[arg(long, default_value = DEFAULT_ADDR, value_parser = parse_addr)]
+        #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADDR, value_parser = parse_addr)]
         listen: SocketAddr,
         /// Open connections at most; more clients are refused with CONNECTION_REFUSED.
         #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
@@ -265,11 +267,11 @@ pub enum Command {
     },
     /// Ask the month service: one request per MONTH argument, or per line of standard input.
     Client {
-        /// Address of the server.
-        #[arg(long, default_value = DEFAULT_ADDR, value_parser = parse_addr)]
+        /// Address of the server (`--server` is an older name for it).
+        #[arg(long = "to", alias = "server", value_name = "ADDR", default_value = DEFAULT_ADDR, value_parser = parse_addr)]
         server: SocketAddr,
         /// Give up after this long without progress from the server (e.g. 10s, 500ms).
-        #[arg(long, default_value = "10s", value_parser = parse_timeout, allow_hyphen_values = true)]
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout, allow_hyphen_values = true)]
         timeout: Duration,
         #[command(flatten)]
         trust: TrustArgs,
@@ -285,16 +287,22 @@ pub enum Command {
     },
     /// Relay UDP between clients and a server, impairing it: loss, bursts,
     /// duplication, reordering, delay, jitter, corruption, rate limits, blackouts.
-    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    #[command(
+        args_conflicts_with_subcommands = true,
+        subcommand_negates_reqs = true,
+        after_help = "Every impairment also has a form for one direction: --up-NAME (client to server) \
+                      and --down-NAME (server to client), e.g. --up-loss 5% --down-delay 40ms; \
+                      docs/proxy.md has them all."
+    )]
     Proxy {
         /// Talk to a running proxy instead (`rudp proxy ctl ADDR ...`).
         #[command(subcommand)]
         ctl: Option<ProxyCommand>,
         /// Address clients send to.
-        #[arg(long, required = true, value_parser = parse_addr)]
+        #[arg(long, value_name = "ADDR", required = true, value_parser = parse_addr)]
         listen: Option<SocketAddr>,
-        /// Address of the real server.
-        #[arg(long, required = true, value_parser = parse_addr)]
+        /// Address of the real server (`--upstream` is an older name for it).
+        #[arg(long = "to", alias = "upstream", value_name = "ADDR", required = true, value_parser = parse_addr)]
         upstream: Option<SocketAddr>,
         #[command(flatten)]
         impair: Box<ImpairArgs>,
@@ -343,10 +351,10 @@ pub enum Command {
         /// The file to send (streamed: any size works).
         file: PathBuf,
         /// Address of the receiver.
-        #[arg(long, value_parser = parse_addr)]
+        #[arg(long, value_name = "ADDR", default_value = DEFAULT_RECV_ADDR, value_parser = parse_addr)]
         to: SocketAddr,
         /// Give up after this long without progress (e.g. 10s).
-        #[arg(long, default_value = "10s", value_parser = parse_timeout, allow_hyphen_values = true)]
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout, allow_hyphen_values = true)]
         timeout: Duration,
         #[command(flatten)]
         trust: TrustArgs,
@@ -358,7 +366,7 @@ pub enum Command {
     /// Receive a file from `rudp send`, verify its SHA-256, then put it in place.
     Recv {
         /// Address to listen on.
-        #[arg(long, value_parser = parse_addr)]
+        #[arg(long, value_name = "ADDR", default_value = DEFAULT_RECV_ADDR, value_parser = parse_addr)]
         listen: SocketAddr,
         /// Where to write: a file path, a directory (the sender's file name is
         /// kept), or - for standard output. Default: the current directory.
@@ -380,7 +388,7 @@ pub enum Command {
         #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
         max_transfers: u32,
         /// Give up on a transfer after this long without progress.
-        #[arg(long, default_value = "10s", value_parser = parse_timeout, allow_hyphen_values = true)]
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout, allow_hyphen_values = true)]
         timeout: Duration,
         #[command(flatten)]
         identity: IdentityArgs,
@@ -653,7 +661,7 @@ pub async fn run(cli: Cli) -> i32 {
         } => {
             // Required unless `ctl` is given, which this arm excludes.
             let (Some(listen), Some(upstream)) = (listen, upstream) else {
-                eprintln!("error: --listen and --upstream are required");
+                eprintln!("error: --listen and --to are required");
                 return 2;
             };
             let limits = ProxyLimits {

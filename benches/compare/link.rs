@@ -132,7 +132,7 @@ async fn proxy(
             "proxy",
             "--listen",
             "127.0.0.1:0",
-            "--upstream",
+            "--to",
             &upstream.to_string(),
         ])
         .args(["--seed", &seed.to_string()])

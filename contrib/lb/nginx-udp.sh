@@ -5,6 +5,7 @@
 #
 #   contrib/lb/nginx-udp.sh [--servers N] [--clients N] [--port P] [--rudp PATH]
 #
+# Without --rudp it first builds rudp (cargo build --release) and uses that.
 # Needs nginx with the stream module (Debian: apt-get install nginx-core
 # libnginx-mod-stream). Prints how many sessions each server served and
 # whether every client got its answers; exits non-zero if one did not.
@@ -27,6 +28,7 @@ done
 
 cd "$(dirname "$0")/../.."
 if [ -z "$rudp" ]; then
+  echo "building rudp (cargo build --release); --rudp PATH uses a binary you already have" >&2
   cargo build --release --quiet --bin rudp
   rudp=target/release/rudp
 fi
@@ -87,7 +89,7 @@ start=$(date +%s.%N)
 for c in $(seq 1 "$clients"); do
   (
     m=$(( (c % 12) + 1 ))
-    out=$("$rudp" client --server "127.0.0.1:$port" --timeout 20s "$m" 2>/dev/null || true)
+    out=$("$rudp" client --to "127.0.0.1:$port" --timeout 20s "$m" 2>/dev/null || true)
     want=$(sed -n "${m}p" <<'MONTHS'
 January
 February

@@ -40,7 +40,7 @@ enum Kind {
 const SPECS: &[Spec] = &[
     Spec {
         name: "loss",
-        value: "P",
+        value: "PROBABILITY",
         help: "random loss, 0.1 or 10%",
         kind: Kind::Probability,
     },
@@ -52,37 +52,37 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         name: "loss-burst-time",
-        value: "D",
+        value: "DURATION",
         help: "make loss bursty in time: mean burst duration (e.g. 50ms), same average loss",
         kind: Kind::BurstTime,
     },
     Spec {
         name: "loss-correlation",
-        value: "C",
+        value: "CORRELATION",
         help: "correlate random losses: lag-1 correlation 0..1 (or 0%..100%), same average loss",
         kind: Kind::Correlation,
     },
     Spec {
         name: "duplicate",
-        value: "P",
+        value: "PROBABILITY",
         help: "send a second copy of a share of datagrams",
         kind: Kind::Probability,
     },
     Spec {
         name: "reorder",
-        value: "P",
+        value: "PROBABILITY",
         help: "hold a share of datagrams back and release them after later ones",
         kind: Kind::Probability,
     },
     Spec {
         name: "delay",
-        value: "D",
+        value: "DURATION",
         help: "one-way delay, e.g. 20ms",
         kind: Kind::Duration,
     },
     Spec {
         name: "jitter",
-        value: "D",
+        value: "DURATION",
         help: "extra random delay, uniform in 0..D",
         kind: Kind::Duration,
     },
@@ -94,7 +94,7 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         name: "jitter-correlation",
-        value: "C",
+        value: "CORRELATION",
         help: "correlate successive delays: lag-1 correlation 0..1 (or 0%..100%)",
         kind: Kind::Correlation,
     },
@@ -106,13 +106,13 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         name: "corrupt",
-        value: "P",
+        value: "PROBABILITY",
         help: "flip one bit in a share of datagrams",
         kind: Kind::Probability,
     },
     Spec {
         name: "rate",
-        value: "R",
+        value: "RATE",
         help: "bottleneck rate, e.g. 10mbit or 2MB/s",
         kind: Kind::Rate,
     },
@@ -526,7 +526,7 @@ impl Args for ImpairArgs {
                         spec,
                         format!("--{} for client to server only", spec.name),
                     )
-                    .hide_short_help(true),
+                    .hide(true),
                 )
                 .arg(
                     arg(
@@ -534,7 +534,7 @@ impl Args for ImpairArgs {
                         spec,
                         format!("--{} for server to client only", spec.name),
                     )
-                    .hide_short_help(true),
+                    .hide(true),
                 );
         }
         cmd
