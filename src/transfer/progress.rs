@@ -10,7 +10,7 @@ pub fn bar(total: u64, what: &str) -> ProgressBar {
     }
     let bar = ProgressBar::new(total);
     if let Ok(style) = ProgressStyle::with_template(
-        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+        "{msg} [{bar:30}] {decimal_bytes}/{decimal_total_bytes} {decimal_bytes_per_sec} ETA {eta}",
     ) {
         bar.set_style(style.progress_chars("=> "));
     }

@@ -136,6 +136,11 @@ impl Connection {
             .filter(|(pn, _)| Some(*pn) == mtu_probe)
             .count();
         self.stats.sent.packets_lost += (outcome.lost.len() - probes) as u64;
+        self.stats.sent.ack_only_lost += outcome
+            .lost
+            .iter()
+            .filter(|(_, p)| !p.ack_eliciting)
+            .count() as u64;
         self.stats.sent.mtu_probes_lost += probes as u64;
         debug_log!(
             cid = %self.local_cid,

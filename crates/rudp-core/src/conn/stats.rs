@@ -28,6 +28,10 @@ crate::counters! {
         pub stream_bytes_bundled: u64,
         /// Packets declared lost (§9.2).
         pub packets_lost: u64,
+        /// Of those, packets that carried only acknowledgements (or
+        /// padding): nothing to send again, so they are lost but never
+        /// retransmitted.
+        pub ack_only_lost: u64,
         /// Of those, packets acknowledged after all: losses that were
         /// really reordering (§9.2).
         pub spurious_losses: u64,
@@ -239,13 +243,23 @@ impl Stats {
     /// One compact line for people, at the end of a run.
     pub fn summary(&self) -> String {
         let (sent, received, path) = (&self.sent, &self.received, &self.path);
+        // "retransmitted 0, lost 4" reads as a contradiction unless the
+        // lost packets carried only acknowledgements: say so (issue #26).
+        let lost = if sent.ack_only_lost > 0 {
+            format!(
+                "{} ({} acknowledgements only)",
+                sent.packets_lost, sent.ack_only_lost
+            )
+        } else {
+            sent.packets_lost.to_string()
+        };
         let mut s = format!(
             "packets sent {} received {}, retransmitted {}, lost {}, duplicates discarded {}, \
              corrupt dropped {}; RTT {:.2} ms (min {:.2} ms); cwnd {} B; delivered {} B in {} messages",
             sent.packets,
             received.packets,
             sent.packets_retransmitted,
-            sent.packets_lost,
+            lost,
             received.duplicates_discarded,
             received.corrupt_dropped,
             path.smoothed_rtt.as_secs_f64() * 1000.0,
@@ -322,6 +336,26 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// "retransmitted 0, lost 4" said nothing of why nothing was resent:
+    /// lost packets that carried only acknowledgements are named.
+    #[test]
+    fn lost_acknowledgements_are_told_apart() {
+        let mut s = Stats::default();
+        s.sent.packets_lost = 4;
+        assert!(
+            s.summary().contains("retransmitted 0, lost 4, "),
+            "{}",
+            s.summary()
+        );
+        s.sent.ack_only_lost = 4;
+        assert!(
+            s.summary()
+                .contains("retransmitted 0, lost 4 (4 acknowledgements only), "),
+            "{}",
+            s.summary()
+        );
+    }
 
     #[test]
     fn the_summary_mentions_moves_and_datagram_sizes_only_when_they_happened() {
