@@ -286,7 +286,8 @@ pub enum Command {
         months: Vec<String>,
     },
     /// Relay UDP between clients and a server, impairing it: loss, bursts,
-    /// duplication, reordering, delay, jitter, corruption, rate limits, blackouts.
+    /// duplication, reordering, delay, jitter, corruption, rate limits,
+    /// blackouts; `rudp proxy ctl` changes a running one.
     #[command(
         args_conflicts_with_subcommands = true,
         subcommand_negates_reqs = true,
@@ -370,7 +371,7 @@ pub enum Command {
         listen: SocketAddr,
         /// Where to write: a file path, a directory (the sender's file name is
         /// kept), or - for standard output. Default: the current directory.
-        #[arg(long, value_name = "PATH")]
+        #[arg(short, long, value_name = "PATH")]
         out: Option<PathBuf>,
         /// Serve transfers until interrupted, instead of exiting after the
         /// first one.

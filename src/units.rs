@@ -118,9 +118,37 @@ pub fn parse_rate(s: &str) -> Result<u64, ParseError> {
     Ok(bytes_per_sec as u64)
 }
 
+/// A rate in bytes per second as people write it and [`parse_rate`] reads
+/// it back exactly: `50mbit`, `500kbit`, or `1234B/s` when neither fits.
+pub fn format_rate(bytes_per_sec: u64) -> String {
+    let bits = u128::from(bytes_per_sec) * 8;
+    if bits % 1_000_000_000 == 0 {
+        format!("{}gbit", bits / 1_000_000_000)
+    } else if bits % 1_000_000 == 0 {
+        format!("{}mbit", bits / 1_000_000)
+    } else if bits % 1_000 == 0 {
+        format!("{}kbit", bits / 1_000)
+    } else {
+        format!("{bytes_per_sec}B/s")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formatted_rates_read_back_exactly() {
+        for r in [1u64, 125, 6_250_000, 62_500, 1_234, 125_000_000, 7] {
+            assert_eq!(
+                parse_rate(&format_rate(r)).unwrap(),
+                r,
+                "{}",
+                format_rate(r)
+            );
+        }
+        assert_eq!(format_rate(6_250_000), "50mbit");
+    }
 
     #[test]
     fn rates_need_their_unit() {

@@ -1066,10 +1066,21 @@ async fn rates_need_their_unit_everywhere() {
     let mut bad = serde_json::Map::new();
     bad.insert("rate".into(), serde_json::json!("10"));
     assert!(args.apply_json(&bad).is_err());
+    // The control API too: a bare number is refused, naming the units,
+    // and GET answers a rate with its unit, which posts back unchanged.
     let mut number = serde_json::Map::new();
     number.insert("rate".into(), serde_json::json!(1250000));
-    args.apply_json(&number).unwrap();
+    let e = args.apply_json(&number).unwrap_err();
+    assert!(e.contains("needs a unit"), "{e}");
+    let mut with_unit = serde_json::Map::new();
+    with_unit.insert("rate".into(), serde_json::json!("10mbit"));
+    args.apply_json(&with_unit).unwrap();
     assert_eq!(args.up.rate, Some(1_250_000));
+    let answer = args.settings();
+    assert_eq!(answer["rate"], "10mbit", "{answer:?}");
+    let mut again = rudp_cli::proxy::ImpairArgs::new();
+    again.apply_json(&answer).unwrap();
+    assert_eq!(again.down.rate, Some(1_250_000));
 }
 
 /// Issue #26 item 10: `--to` names the destination of `client`, `send` and

@@ -226,8 +226,8 @@ impl ImpairArgs {
     /// Every setting of both directions by its flag name (`up-loss`,
     /// `down-delay`, ...), and by its two-way name (`loss`) where the two
     /// directions agree: what `GET /impairments` answers. Probabilities,
-    /// rates (bytes per second), burst lengths and queues are numbers;
-    /// durations and orders strings as the flags take them; blackouts a
+    /// burst lengths and queues are numbers; durations, rates (with their
+    /// unit) and orders strings as the flags take them; blackouts a
     /// list; an absent rate or burst model `null`. Posted back as it is,
     /// every value means the same.
     pub fn settings(&self) -> serde_json::Map<String, serde_json::Value> {
@@ -261,7 +261,8 @@ impl ImpairArgs {
                         JitterOrder::Keep => "keep",
                     }),
                     "corrupt" => json!(c.corrupt),
-                    "rate" => json!(c.rate),
+                    // With its unit, as every rate is written (issue #26).
+                    "rate" => json!(c.rate.map(crate::units::format_rate)),
                     "queue" => json!(c.queue),
                     "mtu" => json!(c.mtu),
                     _ => Value::Array(
@@ -306,9 +307,11 @@ impl ImpairArgs {
             let texts: Vec<String> = match value {
                 Value::Null => vec![NONE.to_string()],
                 Value::String(s) => vec![s.clone()],
-                // A number for a rate is bytes per second, as GET
-                // /impairments answers it, so an answer posts back as is.
-                Value::Number(n) if name.ends_with("rate") => vec![format!("{n}B/s")],
+                // A rate needs its unit, here as on the command line
+                // (issue #26): GET answers "50mbit", which posts back as is.
+                Value::Number(n) if name.ends_with("rate") => return Err(format!(
+                    "{name}: {n} needs a unit, as a string: \"{n}mbit\" or \"{n}B/s\", for example"
+                )),
                 Value::Number(n) => vec![n.to_string()],
                 Value::Array(items) if name.ends_with("blackout") => {
                     let mut v = vec![NONE.to_string()];
