@@ -309,9 +309,11 @@ impl ImpairArgs {
                 Value::String(s) => vec![s.clone()],
                 // A rate needs its unit, here as on the command line
                 // (issue #26): GET answers "50mbit", which posts back as is.
-                Value::Number(n) if name.ends_with("rate") => return Err(format!(
+                Value::Number(n) if name.ends_with("rate") => {
+                    return Err(format!(
                     "{name}: {n} needs a unit, as a string: \"{n}mbit\" or \"{n}B/s\", for example"
-                )),
+                ))
+                }
                 Value::Number(n) => vec![n.to_string()],
                 Value::Array(items) if name.ends_with("blackout") => {
                     let mut v = vec![NONE.to_string()];
