@@ -428,27 +428,31 @@ impl Endpoint {
 
     /// [`Self::shutdown`]'s test for a vanished peer: aborts each open
     /// connection that has heard nothing since `started` for three probe
-    /// timeouts; returns when the next one would be due.
+    /// timeouts; returns when the next one would be due. Connections are
+    /// only read here: one is touched (its timers rescheduled) only when
+    /// it is aborted, so a wake-up costs a scan, not a timer update per
+    /// connection.
     fn abort_silent(&self, st: &mut crate::shared::State, started: Instant) -> Option<Instant> {
         let now = Instant::now();
         let mut next: Option<Instant> = None;
-        let handles: Vec<_> = st
-            .slots
-            .iter()
-            .filter(|(_, s)| s.outcome.is_none())
-            .map(|(h, _)| *h)
-            .collect();
-        for h in handles {
+        let mut silent = Vec::new();
+        for (h, slot) in &st.slots {
+            let Some(c) = st.ep.connection(*h) else {
+                continue;
+            };
+            if slot.outcome.is_some() || c.last_received().is_some_and(|t| t >= started) {
+                continue; // Over, or it answers: wait for its close.
+            }
+            let due = started + c.probe_timeout() * 3;
+            if now >= due {
+                silent.push(*h);
+            } else {
+                next = Some(next.map_or(due, |n| n.min(due)));
+            }
+        }
+        for h in silent {
             st.ep.with_connection(h, |c| {
-                if c.last_received().is_some_and(|t| t >= started) {
-                    return; // It answers: wait for its close.
-                }
-                let due = started + c.probe_timeout() * 3;
-                if now >= due {
-                    c.abort(now, VarInt::ZERO, "endpoint shutting down; no answer");
-                } else {
-                    next = Some(next.map_or(due, |n| n.min(due)));
-                }
+                c.abort(now, VarInt::ZERO, "endpoint shutting down; no answer")
             });
         }
         next
