@@ -104,18 +104,7 @@ async fn a_key_log_turns_a_capture_to_clear() {
         !find(&sealed, b"November"),
         "an answer in clear in the capture"
     );
-    let out = rudp(
-        &[
-            "decrypt",
-            "--keylog",
-            keylog.to_str().unwrap(),
-            capture.to_str().unwrap(),
-            clear.to_str().unwrap(),
-        ],
-        b"",
-        LIMIT,
-    )
-    .await;
+    let out = common::decrypt(&keylog, &capture, &clear).await;
     assert_eq!(out.code, Some(0), "{out:?}");
     // "decrypted N of M sealed version-3 packets ..."
     let words: Vec<&str> = out.stderr.split_whitespace().collect();
@@ -126,18 +115,7 @@ async fn a_key_log_turns_a_capture_to_clear() {
     // A key log without keys is an error, and writes nothing.
     std::fs::write(&keylog, "# nothing\n").unwrap();
     let none = dir.path().join("none.pcapng");
-    let out = rudp(
-        &[
-            "decrypt",
-            "--keylog",
-            keylog.to_str().unwrap(),
-            capture.to_str().unwrap(),
-            none.to_str().unwrap(),
-        ],
-        b"",
-        LIMIT,
-    )
-    .await;
+    let out = common::decrypt(&keylog, &capture, &none).await;
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(!none.exists());
 }

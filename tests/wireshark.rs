@@ -250,18 +250,7 @@ async fn tshark_reads_a_version_3_capture_once_decrypted() {
         "{sealed}"
     );
     assert!(!sealed.contains("STREAM"), "{sealed}");
-    let out = rudp(
-        &[
-            "decrypt",
-            "--keylog",
-            keylog.to_str().unwrap(),
-            capture.to_str().unwrap(),
-            clear.to_str().unwrap(),
-        ],
-        b"",
-        Duration::from_secs(30),
-    )
-    .await;
+    let out = common::decrypt(&keylog, &capture, &clear).await;
     assert_eq!(out.code, Some(0), "{out:?}");
     let opened = decode_fields(&clear, &["frame.comment", "_ws.col.Info"]);
     assert!(opened.contains("STREAM"), "{opened}");

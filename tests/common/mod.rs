@@ -280,6 +280,22 @@ impl Listening {
     }
 }
 
+/// `rudp decrypt --keylog KEYLOG CAPTURE OUT`, as a user runs it.
+pub async fn decrypt(
+    keylog: &std::path::Path,
+    capture: &std::path::Path,
+    out: &std::path::Path,
+) -> Output {
+    let path = |p: &std::path::Path| p.to_str().expect("a UTF-8 path").to_string();
+    let (keylog, capture, out) = (path(keylog), path(capture), path(out));
+    rudp(
+        &["decrypt", "--keylog", &keylog, &capture, &out],
+        b"",
+        Duration::from_secs(30),
+    )
+    .await
+}
+
 /// `rudp proxy` on a port of its own in front of `upstream`, with `args`.
 pub async fn spawn_proxy(upstream: SocketAddr, args: &[&str]) -> Listening {
     let upstream = upstream.to_string();
