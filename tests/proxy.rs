@@ -1040,8 +1040,8 @@ async fn demo_streams_compares_one_stream_own_stream_and_datagrams() {
 
 /// Issue #26 item 5: `--rate 10` meant 10 bytes per second while `--delay
 /// 20` was refused for lacking a unit. A rate needs its unit everywhere it
-/// is accepted: flags, schedule lines and the control API's strings (a
-/// JSON number stays bytes per second, as GET /impairments answers it).
+/// is accepted: flags, schedule lines and the control API (where a bare
+/// JSON number is refused too, and GET /impairments answers "10mbit").
 #[tokio::test]
 async fn rates_need_their_unit_everywhere() {
     let out = rudp(
