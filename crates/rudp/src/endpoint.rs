@@ -475,7 +475,7 @@ async fn drive(shared: Arc<Shared>, socket: Socket) {
             // rate samples (PROTOCOL.md §9.4.3) and the pacing.
             while let Some(to) = st.ep.poll_transmit(Instant::now(), &mut out) {
                 trace_datagram("out", to, &out);
-                tx.push(to, &out);
+                tx.push(to, &mut out);
             }
             dispatch_events(&shared, &mut st);
             #[cfg(feature = "trace")]
