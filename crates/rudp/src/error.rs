@@ -72,7 +72,8 @@ pub enum Error {
     /// 2, which the peer did not offer (PROTOCOL.md §15.1).
     #[error("the peer speaks protocol version 1: no streams, expiring messages or datagrams")]
     Unsupported,
-    /// No such stream: never opened, or over and forgotten.
+    /// No such stream: neither side ever opened it. (A stream that is over
+    /// and forgotten reads as finished, PROTOCOL.md §15.2.)
     #[error("no such stream")]
     UnknownStream,
     /// The stream was finished or reset: nothing more can be sent on it.

@@ -134,3 +134,126 @@ async fn a_version_1_server_leaves_the_first_stream_working() {
     s.send(Bytes::from_static(b"still here")).await.unwrap();
     assert_eq!(c.recv().await.unwrap().as_deref(), Some(&b"still here"[..]));
 }
+
+/// Who opened the stream under test.
+#[derive(Clone, Copy, Debug)]
+enum Opener {
+    Client,
+    Server,
+}
+
+/// Which side writes in the direction under test.
+#[derive(Clone, Copy, Debug)]
+enum Writer {
+    Opener,
+    Acceptor,
+}
+
+/// How the direction under test ends.
+#[derive(Clone, Copy, Debug)]
+enum Ending {
+    Fin,
+    NotYet,
+    Reset,
+    Stop,
+}
+
+async fn next(stream: &rudp::Stream) -> Result<Option<Received>, Error> {
+    tokio::time::timeout(LIMIT, stream.recv())
+        .await
+        .expect("an answer in time")
+}
+
+fn message(m: &'static [u8]) -> Option<Received> {
+    Some(Received::Message(Bytes::from_static(m)))
+}
+
+/// One case of §15.2's "streams are bidirectional": the direction under
+/// test carries two messages and ends as `ending` says; the other
+/// direction then still carries a message and a FIN; and once both
+/// directions are over, reading goes on answering "finished".
+async fn one_direction(opener: Opener, writer: Writer, ending: Ending) {
+    let case = format!("{opener:?} opens, {writer:?} writes, ending {ending:?}");
+    let (_ce, _se, c, s) = pair_with(Config::default()).await;
+    let (o_conn, a_conn) = match opener {
+        Opener::Client => (&c, &s),
+        Opener::Server => (&s, &c),
+    };
+    let o = o_conn.open_stream(StreamOptions::new()).await.unwrap();
+    o.send(Bytes::from_static(b"hello")).await.unwrap();
+    let a = tokio::time::timeout(LIMIT, a_conn.accept_stream())
+        .await
+        .expect("accepted in time")
+        .unwrap()
+        .expect("a stream");
+    assert_eq!(next(&a).await.unwrap(), message(b"hello"), "{case}");
+    let (w, r) = match writer {
+        Writer::Opener => (&o, &a),
+        Writer::Acceptor => (&a, &o),
+    };
+    w.send(Bytes::from_static(b"m1")).await.unwrap();
+    w.send(Bytes::from_static(b"m2")).await.unwrap();
+    assert_eq!(next(r).await.unwrap(), message(b"m1"), "{case}");
+    assert_eq!(next(r).await.unwrap(), message(b"m2"), "{case}");
+    match ending {
+        Ending::Fin => {
+            w.finish().unwrap();
+            assert_eq!(next(r).await.unwrap(), None, "{case}");
+        }
+        Ending::NotYet => {
+            let wait = tokio::time::timeout(Duration::from_millis(100), r.recv()).await;
+            assert!(wait.is_err(), "{case}: still open, got {wait:?}");
+        }
+        Ending::Reset => {
+            w.reset(VarInt::from_u32(7)).unwrap();
+            let got = next(r).await;
+            assert!(
+                matches!(got, Err(Error::StreamReset { code: 7 })),
+                "{case}: {got:?}"
+            );
+        }
+        Ending::Stop => {
+            r.stop(VarInt::from_u32(9)).unwrap();
+            let deadline = tokio::time::Instant::now() + LIMIT;
+            let stopped = loop {
+                match w.send(Bytes::from_static(b"more")).await {
+                    Err(e) => break e,
+                    Ok(()) => {
+                        assert!(
+                            tokio::time::Instant::now() < deadline,
+                            "{case}: never stopped"
+                        );
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            };
+            assert!(
+                matches!(stopped, Error::StreamStopped { code: 9 }),
+                "{case}: {stopped:?}"
+            );
+        }
+    }
+    // The other direction is untouched by how this one ended.
+    r.send(Bytes::from_static(b"back")).await.unwrap();
+    assert_eq!(next(w).await.unwrap(), message(b"back"), "{case}");
+    r.finish().unwrap();
+    assert_eq!(next(w).await.unwrap(), None, "{case}");
+    // Once both directions are over, the stream may be forgotten: reading
+    // still answers "finished", never "no such stream".
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(next(w).await.unwrap(), None, "{case}: read again");
+    if let Ending::Fin = ending {
+        assert_eq!(next(r).await.unwrap(), None, "{case}: read again");
+    }
+}
+
+#[tokio::test]
+async fn streams_carry_both_directions_whoever_opened_them() {
+    for opener in [Opener::Client, Opener::Server] {
+        for writer in [Writer::Opener, Writer::Acceptor] {
+            for ending in [Ending::Fin, Ending::NotYet, Ending::Reset, Ending::Stop] {
+                one_direction(opener, writer, ending).await;
+            }
+        }
+    }
+}

@@ -162,7 +162,7 @@ pub enum SendError {
     NotConnected,
     /// The connection is closing or closed.
     Closed,
-    /// No such stream: never opened, or over and forgotten.
+    /// No such stream: neither side ever opened it (§15.2).
     UnknownStream,
     /// Partial reliability needs protocol version 2 (§15.5), which the
     /// peer did not offer.

@@ -6,7 +6,7 @@
 //! [`Connection::recv`]); it is also [`StreamId::FIRST`] here.
 
 use super::send_stream::Expiry;
-use super::streams::Reset;
+use super::streams::{Lookup, Reset};
 use super::*;
 
 /// Why a stream could not be opened.
@@ -26,7 +26,7 @@ pub enum OpenError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RecvError {
-    /// No such stream: never opened, or over and forgotten.
+    /// No such stream: neither side ever opened it (§15.2).
     UnknownStream,
     /// The peer reset the stream with this code; what it had not
     /// delivered is lost (§15.8.6).
@@ -128,10 +128,11 @@ impl Connection {
         let send = if id == StreamId::FIRST {
             &mut self.send
         } else {
-            let s = self
-                .streams
-                .stream_mut(id)
-                .ok_or(SendError::UnknownStream)?;
+            let s = match self.streams.lookup(id) {
+                Lookup::Live(s) => s,
+                Lookup::Over => return Err(SendError::StreamFinished),
+                Lookup::Never => return Err(SendError::UnknownStream),
+            };
             if let Some(code) = s.stopped {
                 return Err(SendError::Stopped { code });
             }
@@ -152,7 +153,8 @@ impl Connection {
     }
 
     /// The next message or skip on stream `id`: `Ok(None)` when nothing
-    /// is there now (see [`Self::is_stream_finished`] for the end).
+    /// is there now (see [`Self::is_stream_finished`] for the end), and
+    /// always once the stream is over and forgotten (§15.2).
     pub fn recv_on(&mut self, id: StreamId) -> Result<Option<Received>, RecvError> {
         let item = if id == StreamId::FIRST {
             let item = self.recv.pop_item();
@@ -161,10 +163,11 @@ impl Connection {
             }
             item
         } else {
-            let s = self
-                .streams
-                .stream_mut(id)
-                .ok_or(RecvError::UnknownStream)?;
+            let s = match self.streams.lookup(id) {
+                Lookup::Live(s) => s,
+                Lookup::Over => return Ok(None),
+                Lookup::Never => return Err(RecvError::UnknownStream),
+            };
             if let Some(code) = s.peer_reset {
                 return Err(RecvError::Reset { code });
             }
@@ -211,11 +214,11 @@ impl Connection {
             self.close();
             return Ok(());
         }
-        let s = self
-            .streams
-            .stream_mut(id)
-            .ok_or(SendError::UnknownStream)?;
-        s.send.finish();
+        match self.streams.lookup(id) {
+            Lookup::Live(s) => s.send.finish(),
+            Lookup::Over => {}
+            Lookup::Never => return Err(SendError::UnknownStream),
+        }
         Ok(())
     }
 
@@ -223,10 +226,11 @@ impl Connection {
     /// it is sent or resent, and the peer's reader gets `code`. The first
     /// stream cannot be reset (abort the connection instead).
     pub fn reset_stream(&mut self, id: StreamId, code: VarInt) -> Result<(), SendError> {
-        let s = self
-            .streams
-            .stream_mut(id)
-            .ok_or(SendError::UnknownStream)?;
+        let s = match self.streams.lookup(id) {
+            Lookup::Live(s) => s,
+            Lookup::Over => return Ok(()), // Nothing is left to abandon.
+            Lookup::Never => return Err(SendError::UnknownStream),
+        };
         if s.reset.is_none() && !s.send.is_fully_acked() {
             s.reset = Some(Reset::Pending {
                 code: code.into_inner(),
@@ -239,10 +243,11 @@ impl Connection {
     /// Tells the peer that this side will not read stream `id` any more
     /// (§15.8.7): what arrives is discarded, and the peer resets its half.
     pub fn stop_stream(&mut self, id: StreamId, code: VarInt) -> Result<(), RecvError> {
-        let s = self
-            .streams
-            .stream_mut(id)
-            .ok_or(RecvError::UnknownStream)?;
+        let s = match self.streams.lookup(id) {
+            Lookup::Live(s) => s,
+            Lookup::Over => return Ok(()), // Everything was read already.
+            Lookup::Never => return Err(RecvError::UnknownStream),
+        };
         if s.peer_reset.is_none() && !s.recv.is_finished() {
             s.stop_pending = Some(code.into_inner());
         }
@@ -255,11 +260,11 @@ impl Connection {
             self.streams.first_priority = priority;
             return Ok(());
         }
-        let s = self
-            .streams
-            .stream_mut(id)
-            .ok_or(SendError::UnknownStream)?;
-        s.priority = priority;
+        match self.streams.lookup(id) {
+            Lookup::Live(s) => s.priority = priority,
+            Lookup::Over => {}
+            Lookup::Never => return Err(SendError::UnknownStream),
+        }
         Ok(())
     }
 

@@ -159,6 +159,15 @@ impl Stream {
     }
 }
 
+/// What [`Streams::lookup`] found.
+pub(super) enum Lookup<'a> {
+    Live(&'a mut Stream),
+    /// Opened once, both halves since ended: reads answer "finished",
+    /// and nothing more can be sent.
+    Over,
+    Never,
+}
+
 /// Every stream beyond the first, and the limits on them (§15.2, §15.4).
 #[derive(Debug)]
 pub(super) struct Streams {
@@ -282,6 +291,19 @@ impl Streams {
     /// Stream `id`, beyond the first, if it exists.
     pub(super) fn stream_mut(&mut self, id: StreamId) -> Option<&mut Stream> {
         self.map.get_mut(&id.0)
+    }
+
+    /// Stream `id` as the application names it: live, over and forgotten
+    /// (both halves ended, §15.2), or never opened by either side.
+    pub(super) fn lookup(&mut self, id: StreamId) -> Lookup<'_> {
+        if self.map.contains_key(&id.0) {
+            return self.map.get_mut(&id.0).map_or(Lookup::Never, Lookup::Live);
+        }
+        if self.was_opened(id) {
+            Lookup::Over
+        } else {
+            Lookup::Never
+        }
     }
 
     /// The next stream the peer opened that the application has not seen.
