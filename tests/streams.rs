@@ -646,6 +646,11 @@ fn a_version_1_server_gets_version_1_and_the_first_stream_still_works() {
         got.is_some()
     }));
     assert_eq!(got.as_deref(), Some(&b"5"[..]));
+    // §3.5: the version-2 INITIAL was answered by the version negotiation,
+    // not lost: no loss is counted, and the window did not shrink.
+    run_until(&mut sim, Duration::from_secs(1), |_| false);
+    let stats = client(&mut sim, c).stats();
+    assert_eq!(stats.sent.packets_lost, 0, "{:?}", stats.sent);
 }
 
 #[test]
@@ -686,6 +691,62 @@ fn closing_the_connection_finishes_every_stream_and_ends_gracefully() {
         assert_eq!(got, 37, "unordered {unordered}");
         assert!(closed, "unordered {unordered}: no graceful close");
     }
+}
+
+/// §15.8.7: a STOP_SENDING for a direction whose bytes were all
+/// acknowledged but which never sent its FIN still resets it, so the
+/// direction ends and a graceful close completes.
+#[test]
+fn a_stop_after_everything_was_acknowledged_still_ends_the_direction() {
+    let (mut sim, c, s) = sim(18, link(0.0, 10));
+    let now = sim.now();
+    let a = client(&mut sim, c)
+        .open_stream(StreamOptions::new())
+        .unwrap();
+    client(&mut sim, c)
+        .send_on(now, a, Bytes::from_static(b"hello"), Reliability::Reliable)
+        .unwrap();
+    let mut got = None;
+    assert!(run_until(&mut sim, Duration::from_secs(2), |sim| {
+        let mut y = server(sim, s);
+        while y.accept_stream().is_some() {}
+        if let Ok(Some(m)) = y.recv_on(a) {
+            got = Some(m);
+        }
+        got.is_some()
+    }));
+    // Let the acknowledgement reach the client: nothing of a is in flight.
+    run_until(&mut sim, Duration::from_secs(1), |_| false);
+    assert_eq!(client(&mut sim, c).stats().buffers.send_buffered, 0);
+    server(&mut sim, s)
+        .stop_stream(a, VarInt::from_u32(9))
+        .unwrap();
+    // The direction ends by the client's RESET_STREAM, without the client
+    // application doing anything.
+    let ended = run_until(&mut sim, Duration::from_secs(2), |sim| {
+        matches!(server(sim, s).recv_on(a), Err(RecvError::Reset { code: 9 }))
+    });
+    assert!(ended, "the stopped direction never ended");
+    let now = sim.now();
+    assert!(matches!(
+        client(&mut sim, c).send_on(now, a, Bytes::from_static(b"more"), Reliability::Reliable),
+        Err(SendError::Stopped { code: 9 })
+    ));
+    client(&mut sim, c).close();
+    let mut closed = false;
+    run_until(&mut sim, Duration::from_secs(10), |sim| {
+        let mut y = server(sim, s);
+        if y.is_recv_finished() {
+            y.close();
+        }
+        drop(y);
+        closed = matches!(
+            sim.client.connection(c).and_then(|x| x.outcome().cloned()),
+            Some(Ok(()))
+        );
+        closed
+    });
+    assert!(closed, "no graceful close");
 }
 
 #[test]

@@ -440,6 +440,23 @@ fn protocol_md_vectors_match_the_encoder_and_decoder() {
         built.push((n.to_string(), packet(h, &f)));
     }
     built.extend(version_3_vectors().packets);
+    // §3.7: version 2 keeps version 1's key labels; only the header (the
+    // associated data) differs.
+    let (mut v2_header, frame) = sealed_data();
+    v2_header.version = 2;
+    let mut v2 = Vec::new();
+    v2_header.encode(&mut v2);
+    frame.encode(&mut v2);
+    Psk::new(VECTOR_PSK).unwrap().client_key(CLIENT_CID).seal(
+        7,
+        v2_header.ty.header_len(),
+        &mut v2,
+    );
+    append_checksum(&mut v2);
+    built.push((
+        "version 2 DATA sealed with a pre-shared key".to_string(),
+        v2,
+    ));
     if std::env::var("RUDP_PRINT_VECTORS").is_ok() {
         for (n, b) in &built {
             println!("### {n} ({} bytes)\n{}\n", b.len(), hex(b));

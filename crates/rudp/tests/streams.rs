@@ -245,6 +245,16 @@ async fn one_direction(opener: Opener, writer: Writer, ending: Ending) {
     if let Ending::Fin = ending {
         assert_eq!(next(r).await.unwrap(), None, "{case}: read again");
     }
+    // Every direction ends, however it ended (§15.8.7: a stopped direction
+    // that never sent a FIN is reset), so a graceful close completes.
+    let (closed_c, closed_s) =
+        tokio::time::timeout(LIMIT, async { tokio::join!(c.close(), s.close()) })
+            .await
+            .unwrap_or_else(|_| panic!("{case}: the graceful close hangs"));
+    assert!(
+        closed_c.is_ok() && closed_s.is_ok(),
+        "{case}: {closed_c:?} {closed_s:?}"
+    );
 }
 
 #[tokio::test]

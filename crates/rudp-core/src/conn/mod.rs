@@ -589,6 +589,12 @@ impl Connection {
                 self.version = crate::wire::VERSION_1;
                 self.handshake_pending = true;
                 self.stats.streams.version_fallbacks += 1;
+                // §3.5: the version-2 INITIALs in flight were answered, not
+                // lost: they leave flight without counting as losses or as
+                // congestion, and what they carried goes again in version 1.
+                for (_, answered) in self.sent.take_range(0..self.next_pn) {
+                    self.requeue(&answered.frames);
+                }
                 return;
             }
             self.finish(Err(ConnectionError::VersionMismatch {
