@@ -671,22 +671,12 @@ fn closing_the_connection_finishes_every_stream_and_ends_gracefully() {
         x.close();
         drop(x);
         let mut got = 0;
-        let mut closed = false;
-        run_until(&mut sim, Duration::from_secs(20), |sim| {
-            let mut y = server(sim, s);
+        let closed = server_reads_then_closes(&mut sim, c, s, Duration::from_secs(20), |y| {
             while y.accept_stream().is_some() {}
             while let Ok(Some(Received::Message(_))) = y.recv_on(a) {
                 got += 1;
             }
-            if y.is_stream_finished(a) && y.is_recv_finished() {
-                y.close();
-            }
-            drop(y);
-            closed = matches!(
-                sim.client.connection(c).and_then(|x| x.outcome().cloned()),
-                Some(Ok(()))
-            );
-            closed
+            y.is_stream_finished(a)
         });
         assert_eq!(got, 37, "unordered {unordered}");
         assert!(closed, "unordered {unordered}: no graceful close");
@@ -733,20 +723,31 @@ fn a_stop_after_everything_was_acknowledged_still_ends_the_direction() {
         Err(SendError::Stopped { code: 9 })
     ));
     client(&mut sim, c).close();
-    let mut closed = false;
-    run_until(&mut sim, Duration::from_secs(10), |sim| {
+    let closed = server_reads_then_closes(&mut sim, c, s, Duration::from_secs(10), |_| true);
+    assert!(closed, "no graceful close");
+}
+
+/// Steps until the client's connection closed gracefully, for at most
+/// `limit`: each time, `read` reads on the server and says whether it is
+/// done, and the server closes once it is and the first stream ended.
+fn server_reads_then_closes(
+    sim: &mut Sim,
+    c: ConnectionHandle,
+    s: ConnectionHandle,
+    limit: Duration,
+    mut read: impl FnMut(&mut ConnectionMut<'_>) -> bool,
+) -> bool {
+    run_until(sim, limit, |sim| {
         let mut y = server(sim, s);
-        if y.is_recv_finished() {
+        if read(&mut y) && y.is_recv_finished() {
             y.close();
         }
         drop(y);
-        closed = matches!(
+        matches!(
             sim.client.connection(c).and_then(|x| x.outcome().cloned()),
             Some(Ok(()))
-        );
-        closed
-    });
-    assert!(closed, "no graceful close");
+        )
+    })
 }
 
 #[test]

@@ -339,6 +339,21 @@ fn sealed_data() -> (Header, Frame<'static>) {
     )
 }
 
+/// `frame` in a packet with `header`, sealed with the client's key of the
+/// vector PSK (§3.7), then its checksum.
+fn psk_sealed(header: Header, frame: &Frame<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    header.encode(&mut out);
+    frame.encode(&mut out);
+    Psk::new(VECTOR_PSK).unwrap().client_key(CLIENT_CID).seal(
+        header.pn,
+        header.ty.header_len(),
+        &mut out,
+    );
+    append_checksum(&mut out);
+    out
+}
+
 fn version_negotiation() -> VersionNegotiation {
     VersionNegotiation {
         dcid: CLIENT_CID,
@@ -422,16 +437,10 @@ fn protocol_md_vectors_match_the_encoder_and_decoder() {
         packet(retry_header, &[Frame::Token(&token)]),
     ));
     let (sealed_header, frame) = sealed_data();
-    let mut sealed = Vec::new();
-    sealed_header.encode(&mut sealed);
-    frame.encode(&mut sealed);
-    Psk::new(VECTOR_PSK).unwrap().client_key(CLIENT_CID).seal(
-        7,
-        sealed_header.ty.header_len(),
-        &mut sealed,
-    );
-    append_checksum(&mut sealed);
-    built.push(("DATA sealed with a pre-shared key".to_string(), sealed));
+    built.push((
+        "DATA sealed with a pre-shared key".to_string(),
+        psk_sealed(sealed_header, &frame),
+    ));
     for (n, h, f) in closing_vectors()
         .into_iter()
         .chain(path_vectors())
@@ -442,20 +451,16 @@ fn protocol_md_vectors_match_the_encoder_and_decoder() {
     built.extend(version_3_vectors().packets);
     // §3.7: version 2 keeps version 1's key labels; only the header (the
     // associated data) differs.
-    let (mut v2_header, frame) = sealed_data();
-    v2_header.version = 2;
-    let mut v2 = Vec::new();
-    v2_header.encode(&mut v2);
-    frame.encode(&mut v2);
-    Psk::new(VECTOR_PSK).unwrap().client_key(CLIENT_CID).seal(
-        7,
-        v2_header.ty.header_len(),
-        &mut v2,
-    );
-    append_checksum(&mut v2);
+    let (v2_header, frame) = sealed_data();
     built.push((
         "version 2 DATA sealed with a pre-shared key".to_string(),
-        v2,
+        psk_sealed(
+            Header {
+                version: 2,
+                ..v2_header
+            },
+            &frame,
+        ),
     ));
     if std::env::var("RUDP_PRINT_VECTORS").is_ok() {
         for (n, b) in &built {
