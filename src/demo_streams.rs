@@ -300,7 +300,7 @@ pub async fn run_case(demo: &StreamsDemo, case: Case) -> Result<CaseResult, Erro
         _ => None,
     };
     if case == Case::Datagrams {
-        bulk_conn.set_datagram_priority(URGENT);
+        bulk_conn.set_datagram_priority(URGENT)?;
     }
     let reliability = match case {
         Case::Lifetime(d) => Reliability::Lifetime(d),

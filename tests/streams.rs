@@ -683,6 +683,49 @@ fn closing_the_connection_finishes_every_stream_and_ends_gracefully() {
     }
 }
 
+/// `is_stream_delivered` holds exactly once the peer acknowledged every
+/// message and the FIN (§15.9): not while one is still in flight, lost,
+/// or not yet sent; and stream 0's once the close's FIN is acknowledged.
+#[test]
+fn delivery_is_reported_once_everything_and_the_fin_are_acknowledged() {
+    let (mut sim, c, s) = sim(19, link(0.2, 10));
+    let now = sim.now();
+    let mut x = client(&mut sim, c);
+    let a = x.open_stream(StreamOptions::new()).unwrap();
+    assert_eq!(x.is_stream_delivered(a), Ok(true), "nothing sent yet");
+    for i in 0..20 {
+        x.send_on(now, a, numbered(i, 3000), Reliability::Reliable)
+            .unwrap();
+    }
+    x.finish_stream(a).unwrap();
+    assert_eq!(x.is_stream_delivered(a), Ok(false));
+    drop(x);
+    let mut read = 0;
+    let mut finished = false;
+    let delivered = run_until(&mut sim, Duration::from_secs(20), |sim| {
+        let mut y = server(sim, s);
+        while y.accept_stream().is_some() {}
+        while let Ok(Some(Received::Message(_))) = y.recv_on(a) {
+            read += 1;
+        }
+        finished |= y.is_stream_finished(a);
+        drop(y);
+        let delivered = client(sim, c).is_stream_delivered(a) == Ok(true);
+        // Never reported before the peer has it all.
+        assert!(
+            !delivered || finished,
+            "delivered after {read} of 20, no FIN"
+        );
+        delivered
+    });
+    assert!(delivered && read == 20);
+    let never = StreamId(2 * 1000);
+    assert_eq!(
+        client(&mut sim, c).is_stream_delivered(never),
+        Err(SendError::UnknownStream)
+    );
+}
+
 /// §15.8.7: a STOP_SENDING for a direction whose bytes were all
 /// acknowledged but which never sent its FIN still resets it, so the
 /// direction ends and a graceful close completes.

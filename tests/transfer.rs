@@ -808,7 +808,9 @@ async fn a_refused_sender_learns_why_at_once_and_says_it_once() {
     let sent = send_to(&big, &listen).await;
     let took = started.elapsed();
     assert_eq!(sent.code, Some(1), "{sent:?}");
-    assert!(took < Duration::from_secs(3), "the sender took {took:?}");
+    // Well under the 10 s "no progress" it took before; generous, because
+    // the whole suite runs beside it on two cores (3 s flaked once there).
+    assert!(took < Duration::from_secs(6), "the sender took {took:?}");
     assert_eq!(
         sent.stderr.matches("at most 1000000").count(),
         1,

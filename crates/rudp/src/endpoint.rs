@@ -582,10 +582,14 @@ fn dispatch_events(shared: &Shared, st: &mut State) {
                     .filter(|_| matches!(ev, Event::Closed(_)))
                     .map(|c| c.stats());
                 let cid = conn.map(|c| c.local_cid()).unwrap_or_default();
+                let version = conn.map_or(0, |c| c.version());
                 let Some(slot) = st.slots.get_mut(&h) else {
                     continue;
                 };
                 // One span per connection: its ID and peer on every line.
+                if version != 0 {
+                    slot.version = version;
+                }
                 let span = debug_span!("conn", %cid, peer = %slot.remote);
                 let _entered = span.enter();
                 match ev {

@@ -72,6 +72,15 @@ pub enum Error {
     /// 2, which the peer did not offer (PROTOCOL.md §15.1).
     #[error("the peer speaks protocol version 1: no streams, expiring messages or datagrams")]
     Unsupported,
+    /// The peer speaks version 2 or 3 but accepts no datagrams: it
+    /// announced a largest datagram of 0 (PROTOCOL.md §15.6), as the month
+    /// server does.
+    #[error("the peer accepts no datagrams")]
+    DatagramsRefused,
+    /// The first stream cannot be reset or stopped (PROTOCOL.md §15.8.6):
+    /// it ends with the connection.
+    #[error("the first stream cannot be reset or stopped: close or abort the connection instead")]
+    FirstStream,
     /// No such stream: neither side ever opened it. (A stream that is over
     /// and forgotten reads as finished, PROTOCOL.md §15.2.)
     #[error("no such stream")]

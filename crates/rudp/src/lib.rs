@@ -134,10 +134,13 @@ pub use trace_file::{TraceLevel, METRICS_INTERVAL_MS};
 /// at the top of this crate.
 pub use rudp_core as proto;
 pub use rudp_core::cipher::PacketCipher;
-pub use rudp_core::config::{Config, ConfigError};
+pub use rudp_core::config::{Config, ConfigBuilder, ConfigError};
 pub use rudp_core::congestion::Algorithm;
+pub use rudp_core::conn::stats::{
+    BufferStats, MigrationStats, PathStats, ReceivedStats, SentStats, StreamStats,
+};
 pub use rudp_core::conn::{Delivery, Received, Reliability, Stats, StreamId, StreamOptions};
-pub use rudp_core::endpoint::{EndpointConfig, EndpointStats, RetryPolicy};
+pub use rudp_core::endpoint::{EndpointConfig, EndpointConfigBuilder, EndpointStats, RetryPolicy};
 pub use rudp_core::error::{ConnectionError, TransportCode, VarInt, VarIntBoundsExceeded};
 pub use rudp_core::noise::{
     AuthorizedKeys, ClientKeyPolicy, KeyLog, Keypair, PinnedKey, PublicKey, Security,

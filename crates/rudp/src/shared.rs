@@ -45,6 +45,9 @@ pub(crate) struct ConnSlot {
     pub(crate) state: Wakers,
     pub(crate) remote: SocketAddr,
     pub(crate) connected: bool,
+    /// The protocol version, kept from the handshake on, so that it can
+    /// still be read once the connection is gone.
+    pub(crate) version: u8,
     pub(crate) outcome: Option<Result<(), ConnectionError>>,
     /// Statistics at the moment the connection was removed.
     pub(crate) final_stats: Option<Stats>,
@@ -61,6 +64,7 @@ impl ConnSlot {
             state: Wakers::default(),
             remote,
             connected: false,
+            version: 0,
             outcome: None,
             final_stats: None,
             handles: 0,

@@ -30,14 +30,16 @@ pub struct Stream {
 }
 
 impl Connection {
-    /// The protocol version in use: 2 when both sides speak it (streams,
-    /// expiring messages and datagrams work), 1 otherwise.
+    /// The protocol version in use (PROTOCOL.md §3.4): 3 (encrypted) or 2
+    /// (clear) when both sides speak it, with streams, expiring messages
+    /// and datagrams; 1 for a peer that speaks only version 1. It stays
+    /// readable after the connection ended.
     pub fn version(&self) -> u8 {
-        self.shared
-            .lock()
-            .ep
-            .connection(self.handle)
-            .map_or(0, |c| c.version())
+        self.with_slot(|st, slot| {
+            st.ep
+                .connection(self.handle)
+                .map_or(slot.version, |c| c.version())
+        })
     }
 
     /// A handle on the connection's first stream, the one
@@ -152,7 +154,7 @@ impl Connection {
                     Err(Error::DatagramTooLarge { len, max })
                 }
                 Some(Err(DatagramError::Unsupported | DatagramError::NotConnected)) => {
-                    Err(Error::Unsupported)
+                    Err(self.datagrams_unavailable(st))
                 }
                 Some(Err(_)) | None => Err(Error::Closed),
             }
@@ -190,12 +192,36 @@ impl Connection {
         })
     }
 
-    /// Sets the priority of datagrams against streams (§15.7).
-    pub fn set_datagram_priority(&self, priority: i8) {
-        self.shared
-            .lock()
-            .ep
-            .with_connection(self.handle, |c| c.set_datagram_priority(priority));
+    /// Sets the priority of datagrams against streams (§15.7). Fails, as
+    /// [`Self::send_datagram`] would, on a connection that cannot carry
+    /// datagrams: a priority there would do nothing.
+    pub fn set_datagram_priority(&self, priority: i8) -> Result<(), Error> {
+        self.with_slot(|st, slot| {
+            if let Some(e) = self.outcome_error(slot) {
+                return Err(e);
+            }
+            let allowed = st.ep.with_connection(self.handle, |c| {
+                let allowed = c.max_datagram_payload().is_some();
+                if allowed {
+                    c.set_datagram_priority(priority);
+                }
+                allowed
+            });
+            match allowed {
+                Some(true) => Ok(()),
+                Some(false) => Err(self.datagrams_unavailable(st)),
+                None => Err(Error::Closed),
+            }
+        })
+    }
+
+    /// Why this connection carries no datagrams: the peer speaks version
+    /// 1, or it accepts none.
+    fn datagrams_unavailable(&self, st: &crate::shared::State) -> Error {
+        match st.ep.connection(self.handle).map(|c| c.version()) {
+            Some(v) if v >= rudp_core::wire::VERSION_2 => Error::DatagramsRefused,
+            _ => Error::Unsupported,
+        }
     }
 }
 
@@ -338,11 +364,63 @@ impl Stream {
         self.with_core(|c| c.finish_stream(self.id))
     }
 
+    /// Waits until the peer has acknowledged everything sent on this
+    /// stream so far: each message (or, for one that expired, the notice
+    /// that it was given up) and, after [`Self::finish`], the end of the
+    /// stream (PROTOCOL.md §15.9). Acknowledged means the peer's rudp has
+    /// it, not that its application has read it.
+    ///
+    /// `Err(StreamStopped)` if the peer stopped the stream, and
+    /// `Err(StreamFinished)` if this side reset it: what was not delivered
+    /// then never will be. On the first stream, `finish()` closes the
+    /// connection, and a graceful close counts as delivery.
+    ///
+    /// ```no_run
+    /// # async fn f(conn: rudp::Connection) -> Result<(), rudp::Error> {
+    /// let stream = conn.open_stream(rudp::StreamOptions::new()).await?;
+    /// stream.send(bytes::Bytes::from_static(b"the whole report")).await?;
+    /// stream.finish()?;
+    /// stream.delivered().await?; // The peer has all of it, and the end.
+    /// # Ok(()) }
+    /// ```
+    pub async fn delivered(&self) -> Result<(), Error> {
+        poll_fn(|cx| self.poll_delivered(cx)).await
+    }
+
+    /// The primitive under [`Self::delivered`].
+    pub fn poll_delivered(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let conn = &self.conn;
+        conn.with_slot(|st, slot| {
+            let r = st
+                .ep
+                .with_connection(conn.handle, |c| c.is_stream_delivered(self.id));
+            match r {
+                Some(Ok(true)) => Poll::Ready(Ok(())),
+                Some(Err(SendError::Stopped { code })) => {
+                    Poll::Ready(Err(Error::StreamStopped { code }))
+                }
+                Some(Err(SendError::StreamFinished)) => Poll::Ready(Err(Error::StreamFinished)),
+                Some(Err(_)) => Poll::Ready(Err(Error::UnknownStream)),
+                Some(Ok(false)) | None => match conn.outcome_error(slot) {
+                    Some(e) => Poll::Ready(Err(e)),
+                    // Closed gracefully: everything arrived.
+                    None if slot.outcome.is_some() => Poll::Ready(Ok(())),
+                    None if st.stopped.is_some() => Poll::Ready(Err(Error::EndpointClosed)),
+                    None if r.is_none() => Poll::Ready(Err(Error::Closed)),
+                    None => {
+                        slot.writers.register(cx.waker());
+                        Poll::Pending
+                    }
+                },
+            }
+        })
+    }
+
     /// Abandons the stream's sending half (§15.8.6): what was not yet
     /// delivered is dropped, and the peer's reader gets `code`.
     pub fn reset(&self, code: VarInt) -> Result<(), Error> {
         if self.id == StreamId::FIRST {
-            return Err(Error::Unsupported);
+            return Err(Error::FirstStream);
         }
         self.with_core(|c| c.reset_stream(self.id, code))
     }
@@ -351,7 +429,7 @@ impl Stream {
     /// arrives is discarded.
     pub fn stop(&self, code: VarInt) -> Result<(), Error> {
         if self.id == StreamId::FIRST {
-            return Err(Error::Unsupported);
+            return Err(Error::FirstStream);
         }
         let r = self
             .conn

@@ -131,8 +131,56 @@ async fn a_version_1_server_leaves_the_first_stream_working() {
         c.send_datagram(Bytes::from_static(b"x")),
         Err(Error::Unsupported)
     ));
+    assert!(matches!(
+        c.set_datagram_priority(3),
+        Err(Error::Unsupported)
+    ));
     s.send(Bytes::from_static(b"still here")).await.unwrap();
     assert_eq!(c.recv().await.unwrap().as_deref(), Some(&b"still here"[..]));
+}
+
+#[tokio::test]
+async fn each_refusal_names_its_own_reason() {
+    // A version-2 peer that takes no datagrams is not a version-1 peer.
+    let no_datagrams = Config::builder()
+        .datagram_receive_queue(0)
+        .idle_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let (_ce, se, c, s) = pair_with(no_datagrams).await;
+    assert_eq!(c.version(), 2);
+    let refused = c.send_datagram(Bytes::from_static(b"x"));
+    assert!(
+        matches!(refused, Err(Error::DatagramsRefused)),
+        "{refused:?}"
+    );
+    let refused = c.set_datagram_priority(3);
+    assert!(
+        matches!(refused, Err(Error::DatagramsRefused)),
+        "{refused:?}"
+    );
+    // The first stream ends with the connection, and says so.
+    let first = c.stream();
+    assert!(matches!(
+        first.reset(VarInt::from_u32(1)),
+        Err(Error::FirstStream)
+    ));
+    assert!(matches!(
+        first.stop(VarInt::from_u32(1)),
+        Err(Error::FirstStream)
+    ));
+    // The version stays readable after the connection is gone.
+    let (closed, _) = tokio::time::timeout(LIMIT, async { tokio::join!(c.close(), s.close()) })
+        .await
+        .expect("closed in time");
+    closed.unwrap();
+    // The server's side lingers until its short idle timeout, then goes.
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while se.connection_count() > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never removed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(s.version(), 2, "once the connection is gone");
 }
 
 /// Who opened the stream under test.
@@ -187,9 +235,9 @@ async fn one_direction(opener: Opener, writer: Writer, ending: Ending) {
         .unwrap()
         .expect("a stream");
     assert_eq!(next(&a).await.unwrap(), message(b"hello"), "{case}");
-    let (w, r) = match writer {
-        Writer::Opener => (&o, &a),
-        Writer::Acceptor => (&a, &o),
+    let (w, r, w_conn) = match writer {
+        Writer::Opener => (&o, &a, o_conn),
+        Writer::Acceptor => (&a, &o, a_conn),
     };
     w.send(Bytes::from_static(b"m1")).await.unwrap();
     w.send(Bytes::from_static(b"m2")).await.unwrap();
@@ -198,11 +246,17 @@ async fn one_direction(opener: Opener, writer: Writer, ending: Ending) {
     match ending {
         Ending::Fin => {
             w.finish().unwrap();
+            let delivered = tokio::time::timeout(LIMIT, w.delivered()).await;
+            assert!(matches!(delivered, Ok(Ok(()))), "{case}: {delivered:?}");
+            let buffered = w_conn.stats().buffers.send_buffered;
+            assert_eq!(buffered, 0, "{case}: delivered, yet still buffered");
             assert_eq!(next(r).await.unwrap(), None, "{case}");
         }
         Ending::NotYet => {
             let wait = tokio::time::timeout(Duration::from_millis(100), r.recv()).await;
             assert!(wait.is_err(), "{case}: still open, got {wait:?}");
+            let delivered = tokio::time::timeout(LIMIT, w.delivered()).await;
+            assert!(matches!(delivered, Ok(Ok(()))), "{case}: {delivered:?}");
         }
         Ending::Reset => {
             w.reset(VarInt::from_u32(7)).unwrap();
@@ -210,6 +264,11 @@ async fn one_direction(opener: Opener, writer: Writer, ending: Ending) {
             assert!(
                 matches!(got, Err(Error::StreamReset { code: 7 })),
                 "{case}: {got:?}"
+            );
+            let delivered = w.delivered().await;
+            assert!(
+                matches!(delivered, Err(Error::StreamFinished)),
+                "{case}: {delivered:?}"
             );
         }
         Ending::Stop => {
@@ -230,6 +289,11 @@ async fn one_direction(opener: Opener, writer: Writer, ending: Ending) {
             assert!(
                 matches!(stopped, Error::StreamStopped { code: 9 }),
                 "{case}: {stopped:?}"
+            );
+            let delivered = w.delivered().await;
+            assert!(
+                matches!(delivered, Err(Error::StreamStopped { code: 9 })),
+                "{case}: {delivered:?}"
             );
         }
     }

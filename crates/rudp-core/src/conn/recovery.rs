@@ -77,7 +77,16 @@ impl Connection {
         {
             self.path.cc.on_ack_event(now, &sample, &self.path.rtt);
         }
-        if self.send.buffered() + self.streams.send_buffered() < before {
+        // Writers wait for room; `is_stream_delivered` waiters also for a
+        // FIN, a SKIP or a RESET_STREAM acknowledged.
+        let ends_acked = newly.iter().any(|(_, p)| {
+            p.frames.fin
+                || p.frames
+                    .v2
+                    .as_deref()
+                    .is_some_and(|v| v.streams.iter().any(|s| s.fin) || !v.controls.is_empty())
+        });
+        if ends_acked || self.send.buffered() + self.streams.send_buffered() < before {
             self.emit(Event::Writable);
         }
         self.detect_lost(now);

@@ -361,6 +361,15 @@ impl SendStream {
         self.acked_prefix == self.end
     }
 
+    /// Everything written so far has been acknowledged: every byte, every
+    /// SKIP, and the FIN if the stream was finished (§15.9).
+    pub(super) fn is_delivered(&self) -> bool {
+        matches!(self.fin, Fin::Open | Fin::Acked)
+            && self.is_data_acked()
+            && self.skips.is_empty()
+            && self.skips_unacked.is_empty()
+    }
+
     /// Every byte, every SKIP and the FIN have been acknowledged.
     pub(super) fn is_fully_acked(&self) -> bool {
         self.fin == Fin::Acked

@@ -195,6 +195,28 @@ impl Connection {
         Ok(item)
     }
 
+    /// Whether the peer has acknowledged everything sent on stream `id` so
+    /// far: every message (or the SKIP that gave it up, §15.5) and, once
+    /// the stream is finished, its FIN (§15.9). `Err(Stopped)` if the peer
+    /// stopped the stream, `Err(StreamFinished)` if this side reset it:
+    /// what was not delivered then never will be. A stream over and
+    /// forgotten (§15.2) was delivered. On stream 0, the FIN is the
+    /// graceful close's.
+    pub fn is_stream_delivered(&self, id: StreamId) -> Result<bool, SendError> {
+        if id == StreamId::FIRST {
+            return Ok(self.send.is_delivered());
+        }
+        match self.streams.map.get(&id.0) {
+            Some(s) => match (s.stopped, s.reset) {
+                (Some(code), _) => Err(SendError::Stopped { code }),
+                (None, Some(_)) => Err(SendError::StreamFinished),
+                (None, None) => Ok(s.send.is_delivered()),
+            },
+            None if self.streams.was_opened(id) => Ok(true),
+            None => Err(SendError::UnknownStream),
+        }
+    }
+
     /// Whether the peer finished stream `id` and every message was read
     /// (or the stream is over and forgotten).
     pub fn is_stream_finished(&self, id: StreamId) -> bool {
