@@ -6,15 +6,18 @@ use rudp::Endpoint;
 use rudp_cli::proxy::{Proxy, ProxyConfig};
 use rudp_core::endpoint::EndpointConfig;
 use rudp_core::impair::ImpairConfig;
-use rudp_core::wire::frame::{decode_all, HANDSHAKE};
-use rudp_core::wire::packet::{append_checksum, decode};
-use rudp_core::wire::{ConnectionId, Datagram, Frame, Header, PacketType};
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+// The packet forgers, shared with rudp-core's own tests.
+#[path = "../../crates/rudp-core/tests/common/forge.rs"]
+mod forge;
+#[allow(unused_imports)] // Only some test files forge packets.
+pub use forge::*;
 
 /// A month server in this process on an ephemeral loopback port.
 pub struct Server {
@@ -371,86 +374,6 @@ pub async fn echo_exchange(addr: SocketAddr, count: usize, max_len: usize, seed:
     }
     sender.await.unwrap();
     conn.close().await.expect("graceful close");
-}
-
-/// A real client's INITIAL, re-addressed with another source CID (and
-/// optionally a TOKEN frame), as a forger would build it.
-pub fn forged_initial(template: &[u8], scid: u64, token: Option<&[u8]>) -> Vec<u8> {
-    let Ok(Datagram::Packet { header, payload }) = decode(template) else {
-        panic!("template is not a packet");
-    };
-    assert_eq!(header.ty, PacketType::Initial);
-    let mut out = Vec::with_capacity(1200);
-    Header {
-        version: rudp_core::wire::VERSION,
-        scid: Some(ConnectionId(scid)),
-        ..header
-    }
-    .encode(&mut out);
-    let frames = decode_all(payload).unwrap();
-    let Some(Frame::Handshake(p)) = frames.iter().find(|f| matches!(f, Frame::Handshake(_))) else {
-        panic!("no HANDSHAKE in the INITIAL");
-    };
-    Frame::Handshake(*p).encode(&mut out);
-    if let Some(t) = token {
-        Frame::Token(t).encode(&mut out);
-    }
-    let pad = 1200 - 4 - out.len();
-    Frame::Padding(pad).encode(&mut out);
-    append_checksum(&mut out);
-    assert!(
-        out.len() == 1200
-            && out[rudp_core::wire::packet::field::SCID] == scid.to_be_bytes()
-            && payload[0] == HANDSHAKE
-    );
-    out
-}
-
-/// A real client's first INITIAL, to forge others from.
-pub fn template_initial() -> Vec<u8> {
-    let mut client = rudp_core::endpoint::Endpoint::client(
-        EndpointConfig::default(),
-        rudp_core::sim::seed_bytes(1),
-    );
-    let now = std::time::Instant::now();
-    client.connect(now, "127.0.0.1:9".parse().unwrap());
-    let mut buf = Vec::new();
-    client.poll_transmit(now, &mut buf).expect("an INITIAL");
-    buf
-}
-
-/// The stateless reply to one datagram: (type, frames' summary).
-pub fn replies(
-    server: &mut rudp_core::endpoint::Endpoint,
-    now: std::time::Instant,
-) -> Vec<(SocketAddr, PacketType, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut buf = Vec::new();
-    while let Some(to) = server.poll_transmit(now, &mut buf) {
-        let Ok(Datagram::Packet { header, payload }) = decode(&buf) else {
-            panic!("undecodable reply");
-        };
-        out.push((to, header.ty, payload.to_vec()));
-    }
-    out
-}
-
-pub fn token_of(payload: &[u8]) -> Vec<u8> {
-    decode_all(payload)
-        .unwrap()
-        .iter()
-        .find_map(|f| match f {
-            Frame::Token(t) => Some(t.to_vec()),
-            _ => None,
-        })
-        .expect("a TOKEN frame")
-}
-
-pub fn close_of(payload: &[u8]) -> (u64, String) {
-    match decode_all(payload).unwrap().as_slice() {
-        [Frame::Close(c)] => (c.code, String::from_utf8_lossy(c.reason).into_owned()),
-        other => panic!("expected a lone CLOSE, got {other:?}"),
-    }
 }
 
 /// Runs `rudp client --server server` and asks months one at a time,

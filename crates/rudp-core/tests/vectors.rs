@@ -6,6 +6,8 @@
 //! `RUDP_PRINT_VECTORS=1 cargo test --test vectors -- --nocapture` prints
 //! the encoder's hex, for writing the document.
 
+mod common;
+
 use rudp_core::cipher::PacketCipher;
 use rudp_core::psk::{PacketKey, Psk};
 use rudp_core::wire::frame::decode_all;
@@ -30,13 +32,7 @@ fn params() -> HandshakeParams {
 }
 
 fn packet(header: Header, frames: &[Frame<'_>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    header.encode(&mut out);
-    for f in frames {
-        f.encode(&mut out);
-    }
-    append_checksum(&mut out);
-    out
+    common::clear_packet(header, frames)
 }
 
 /// (name as in PROTOCOL.md, header, frames); the VN vector is separate.
@@ -365,7 +361,7 @@ fn version_negotiation() -> VersionNegotiation {
 /// The hex blocks of PROTOCOL.md §14, by vector name. `00*1153` stands for
 /// 1153 zero bytes; white space is ignored.
 fn document_vectors() -> Vec<(String, Vec<u8>)> {
-    let doc = include_str!("../PROTOCOL.md");
+    let doc = include_str!("../../../PROTOCOL.md");
     let mut out = Vec::new();
     let mut name: Option<String> = None;
     let mut lines = doc.lines();

@@ -7,16 +7,17 @@
 //! connection may be disturbed but the endpoint keeps serving; without them
 //! (off path) delivery is untouched.
 
+mod common;
+
 use bytes::Bytes;
 use proptest::prelude::*;
 use rudp_core::conn::Event;
 use rudp_core::endpoint::{ConnectionHandle, EndpointConfig, EndpointEvent};
 use rudp_core::impair::ImpairConfig;
 use rudp_core::sim::Sim;
-use rudp_core::wire::packet::append_checksum;
 use rudp_core::wire::{
     varint, AckFrame, CloseFrame, CloseKind, ConnectionId, Frame, HandshakeParams, Header,
-    PacketType, Protection, StreamFrame,
+    PacketType, StreamFrame,
 };
 use std::time::Duration;
 
@@ -174,20 +175,16 @@ fn structured_payload() -> impl Strategy<Value = Vec<u8>> {
     proptest::collection::vec(frame, 1..4).prop_map(|f| f.concat())
 }
 
-fn sealed(ty: PacketType, dcid: ConnectionId, pn: u64, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    Header {
-        version: rudp_core::wire::VERSION,
+/// A clear packet of type `ty` with `payload` as its frames.
+fn clear(ty: PacketType, dcid: ConnectionId, pn: u64, payload: &[u8]) -> Vec<u8> {
+    let header = Header {
         ty,
-        protection: Protection::Clear,
         dcid,
         scid: ty.has_source_cid().then_some(ConnectionId(5)),
         pn,
-    }
-    .encode(&mut out);
-    out.extend_from_slice(payload);
-    append_checksum(&mut out);
-    out
+        ..common::DATA
+    };
+    common::clear_packet_raw(header, payload)
 }
 
 /// Sends `msgs` on connection `c` of the client and collects what the
@@ -250,7 +247,7 @@ fn inject(
     for (payload, pn, ty) in packets {
         let ty = [PacketType::Data, PacketType::Initial, PacketType::Accept][ty as usize];
         let pn = if pn % 2 == 0 { base + pn % 64 } else { pn >> 2 };
-        let bytes = sealed(ty, dcid, pn, &payload);
+        let bytes = clear(ty, dcid, pn, &payload);
         sim.server.handle_datagram(sim.now(), from, &bytes);
         sim.step();
     }

@@ -373,23 +373,19 @@ fn replayed_and_out_of_window_packets_change_nothing() {
     // far beyond the window, carrying a message.
     let conn = sim.server.connection(s).unwrap();
     let largest = conn.largest_received().unwrap();
-    let mut forged = Vec::new();
-    Header {
-        version: rudp_core::wire::VERSION,
-        ty: PacketType::Data,
-        protection: Protection::Clear,
+    let header = Header {
         dcid: conn.local_cid(),
-        scid: None,
         pn: largest + rudp_core::conn::PN_WINDOW + 1,
-    }
-    .encode(&mut forged);
-    Frame::Stream(rudp_core::wire::StreamFrame {
-        offset: 100,
-        data: b"\x06forged",
-        fin: false,
-    })
-    .encode(&mut forged);
-    append_checksum(&mut forged);
+        ..common::DATA
+    };
+    let forged = common::clear_packet(
+        header,
+        &[Frame::Stream(rudp_core::wire::StreamFrame {
+            offset: 100,
+            data: b"\x06forged",
+            fin: false,
+        })],
+    );
     sim.server
         .handle_datagram(sim.now(), sim.client_addr(), &forged);
     for _ in 0..100 {

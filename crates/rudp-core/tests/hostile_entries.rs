@@ -4,14 +4,15 @@
 //! (a counting allocator, so a bound cannot be met by miscounting), prints
 //! the figure, and checks it against the bound docs/security.md states.
 
+mod common;
+
 use rudp_core::config::Config;
 use rudp_core::endpoint::{ConnectionHandle, Endpoint, EndpointConfig, RetryPolicy};
 use rudp_core::error::ConnectionError;
 use rudp_core::impair::ImpairConfig;
 use rudp_core::sim::Sim;
 use rudp_core::wire::frame::{SkipFrame, StreamFrame, StreamNFrame};
-use rudp_core::wire::packet::append_checksum;
-use rudp_core::wire::{ConnectionId, Frame, Header, PacketType, Protection};
+use rudp_core::wire::{ConnectionId, Frame, Header};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::Instant;
@@ -84,20 +85,13 @@ impl Forger {
     }
 
     fn send(&mut self, server: &mut Endpoint, frames: &[Frame<'_>]) {
-        let mut out = Vec::with_capacity(1500);
-        Header {
+        let header = Header {
             version: self.version,
-            ty: PacketType::Data,
-            protection: Protection::Clear,
             dcid: self.dcid,
-            scid: None,
             pn: self.pn,
-        }
-        .encode(&mut out);
-        for f in frames {
-            f.encode(&mut out);
-        }
-        append_checksum(&mut out);
+            ..common::DATA
+        };
+        let out = common::clear_packet(header, frames);
         self.pn += 1;
         server.handle_datagram(self.now, self.from, &out);
         // What the application and the driver take anyway: events, and

@@ -14,9 +14,9 @@ use rudp_core::impair::ImpairConfig;
 use rudp_core::psk::Psk;
 use rudp_core::sim::Sim;
 use rudp_core::wire::frame::decode_all;
-use rudp_core::wire::packet::{append_checksum, decode};
+use rudp_core::wire::packet::decode;
 use rudp_core::wire::{
-    ConnectionId, Datagram, Frame, HandshakeParams, Header, PacketType, Protection, StreamFrame,
+    ConnectionId, Datagram, Frame, HandshakeParams, Header, PacketType, StreamFrame,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,44 +51,28 @@ fn target(sim: &Sim, s: ConnectionHandle) -> (ConnectionId, u64) {
 
 /// A DATA packet as a hostile client would write it, in clear.
 fn forged_data(dcid: ConnectionId, pn: u64, frames: &[Frame<'_>]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1200);
-    Header {
-        version: rudp_core::wire::VERSION,
-        ty: PacketType::Data,
-        protection: Protection::Clear,
-        dcid,
-        scid: None,
-        pn,
-    }
-    .encode(&mut out);
-    for f in frames {
-        f.encode(&mut out);
-    }
-    append_checksum(&mut out);
-    out
+    common::clear_packet(
+        Header {
+            dcid,
+            pn,
+            ..common::DATA
+        },
+        frames,
+    )
 }
 
 /// An INITIAL with these parameters and frames, padded to `len` bytes.
 fn initial(scid: u64, pn: u64, params: Option<HandshakeParams>, len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len);
-    Header {
-        version: rudp_core::wire::VERSION,
-        ty: PacketType::Initial,
-        protection: Protection::Clear,
-        dcid: ConnectionId(0),
+    let header = Header {
         scid: Some(ConnectionId(scid)),
         pn,
-    }
-    .encode(&mut out);
-    match params {
-        Some(p) => Frame::Handshake(p).encode(&mut out),
-        None => Frame::Ping.encode(&mut out),
-    }
-    if out.len() + 4 < len {
-        Frame::Padding(len - 4 - out.len()).encode(&mut out);
-    }
-    append_checksum(&mut out);
-    out
+        ..common::INITIAL
+    };
+    let first = match params {
+        Some(p) => Frame::Handshake(p),
+        None => Frame::Ping,
+    };
+    common::padded_packet(header, &[first], len)
 }
 
 fn params() -> HandshakeParams {
@@ -523,26 +507,20 @@ fn an_initial_without_handshake_or_with_data_opens_nothing() {
     let now = Instant::now();
     let from: SocketAddr = "127.0.0.1:5555".parse().unwrap();
     server.handle_datagram(now, from, &initial(5, 1, None, 1200));
-    let mut with_data = Vec::new();
-    Header {
-        version: rudp_core::wire::VERSION,
-        ty: PacketType::Initial,
-        protection: Protection::Clear,
-        dcid: ConnectionId(0),
+    let header = Header {
         scid: Some(ConnectionId(6)),
         pn: 1,
-    }
-    .encode(&mut with_data);
-    Frame::Handshake(params()).encode(&mut with_data);
-    Frame::Stream(StreamFrame {
-        offset: 0,
-        data: b"\x05hello",
-        fin: false,
-    })
-    .encode(&mut with_data);
-    let pad = 1200 - 4 - with_data.len();
-    Frame::Padding(pad).encode(&mut with_data);
-    append_checksum(&mut with_data);
+        ..common::INITIAL
+    };
+    let frames = [
+        Frame::Handshake(params()),
+        Frame::Stream(StreamFrame {
+            offset: 0,
+            data: b"\x05hello",
+            fin: false,
+        }),
+    ];
+    let with_data = common::padded_packet(header, &frames, 1200);
     assert!(matches!(decode(&with_data), Ok(Datagram::Packet { .. })));
     server.handle_datagram(now, from, &with_data);
     let st = server.stats().clone();

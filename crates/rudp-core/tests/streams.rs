@@ -3,6 +3,8 @@
 //! streams, limits, partial reliability, unordered delivery, datagrams,
 //! priorities, resets, and falling back to version 1.
 
+mod common;
+
 use bytes::Bytes;
 use rudp_core::conn::{
     DatagramError, OpenError, Received, RecvError, Reliability, SendError, StreamId, StreamOptions,
@@ -275,24 +277,15 @@ fn forge_data(
     s: ConnectionHandle,
     frames: &[rudp_core::wire::frame::Frame<'_>],
 ) -> Vec<u8> {
-    use rudp_core::wire::{Header, PacketType, Protection};
     let pn = server(sim, s).largest_received().unwrap_or(0) + 1;
     let dcid = client(sim, c).remote_cid();
-    let mut out = Vec::new();
-    Header {
+    let header = rudp_core::wire::Header {
         version: 2,
-        ty: PacketType::Data,
-        protection: Protection::Clear,
         dcid,
-        scid: None,
         pn,
-    }
-    .encode(&mut out);
-    for f in frames {
-        f.encode(&mut out);
-    }
-    rudp_core::wire::packet::append_checksum(&mut out);
-    out
+        ..common::DATA
+    };
+    common::clear_packet(header, frames)
 }
 
 #[test]
