@@ -224,7 +224,7 @@ fn serve(conn: Connection, tally: Shared, origin: Instant) {
                 while let Ok(Some(item)) = s.recv().await {
                     match item {
                         Received::Message(m) => record(&t, origin, &m),
-                        Received::Skipped { messages } => lock(&t).skipped += messages,
+                        Received::Skipped { messages, .. } => lock(&t).skipped += messages,
                         _ => {}
                     }
                 }

@@ -301,7 +301,7 @@ fn check_streams(
                     };
                     delivered.push((i, *t));
                 }
-                Received::Skipped { messages } => skipped += messages,
+                Received::Skipped { messages, .. } => skipped += messages,
                 other => return Err(format!("{name}: {id} gave {other:?}")),
             }
         }

@@ -387,7 +387,7 @@ fn paced_flow(
                     let n = number(&m);
                     delivered.push((n, now - sent_at[&n]));
                 }
-                Ok(Some(Received::Skipped { messages })) => skipped += messages,
+                Ok(Some(Received::Skipped { messages, .. })) => skipped += messages,
                 _ => break,
             }
         }

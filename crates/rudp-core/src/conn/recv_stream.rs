@@ -42,6 +42,11 @@ pub enum Received {
     Skipped {
         /// How many messages.
         messages: u64,
+        /// Which: the first one's number on this stream, counting every
+        /// message the sender wrote from 0 (delivered, delivered early or
+        /// skipped), so `first..first + messages` are the ones lost. A
+        /// sender that numbers its messages the same way knows which.
+        first: u64,
     },
 }
 
@@ -51,8 +56,9 @@ pub enum Received {
 enum Ready {
     /// `count` whole messages, back to back, each with its length prefix.
     Messages { bytes: Bytes, count: u64 },
-    /// Messages the sender abandoned here; adjacent skips merge.
-    Skipped { messages: u64 },
+    /// Messages `first..first + messages` the sender abandoned here;
+    /// adjacent skips merge.
+    Skipped { messages: u64, first: u64 },
 }
 
 /// Bytes one [`Ready`] entry costs beyond the bytes it holds: its slot in
@@ -125,6 +131,9 @@ pub(super) struct RecvStream {
     /// checked messages that follow `ready`: split off only when read.
     run_len: usize,
     run_count: u64,
+    /// Messages cut so far, in order: the number of the next message
+    /// (what [`Received::Skipped`]'s `first` counts).
+    cut_count: u64,
     /// An error found while cutting on the application's read, after the
     /// cut had waited for it; the connection closes with it.
     failed: Option<StreamError>,
@@ -156,6 +165,7 @@ impl RecvStream {
             ready_bytes: 0,
             run_len: 0,
             run_count: 0,
+            cut_count: 0,
             failed: None,
             markers: BTreeMap::new(),
             unordered: false,
@@ -501,18 +511,24 @@ impl RecvStream {
                 self.close_run();
                 let len = m.end - self.ready_end;
                 self.jump_to(m.end);
+                let first = self.cut_count;
                 if m.skipped > 0 {
                     // Nothing of it waits for the application: its bytes
                     // are consumed now, so they return to the window. (An
                     // early-delivered message counts when it is read.)
                     self.consumed += len;
                     match self.ready.back_mut() {
-                        Some(Ready::Skipped { messages }) => *messages += m.skipped,
+                        Some(Ready::Skipped { messages, first: f }) if *f + *messages == first => {
+                            *messages += m.skipped
+                        }
                         _ => self.ready.push_back(Ready::Skipped {
                             messages: m.skipped,
+                            first,
                         }),
                     }
                 }
+                // An early-delivered message is one message.
+                self.cut_count += m.skipped.max(1);
                 continue;
             }
             let rest = &self.partial[self.run_len..];
@@ -549,6 +565,7 @@ impl RecvStream {
             }
             self.run_len += total;
             self.run_count += 1;
+            self.cut_count += 1;
             self.ready_end += total as u64;
         }
     }
@@ -556,9 +573,10 @@ impl RecvStream {
     /// The next whole message or skip, if any.
     pub(super) fn pop_item(&mut self) -> Option<Received> {
         let (item, total) = match self.ready.front_mut() {
-            Some(Ready::Skipped { messages }) => {
+            Some(Ready::Skipped { messages, first }) => {
                 let item = Received::Skipped {
                     messages: *messages,
+                    first: *first,
                 };
                 self.ready.pop_front();
                 (item, 0)
@@ -760,13 +778,43 @@ mod tests {
         assert_eq!(message(r.pop_item()), Some(b"one".to_vec()));
         assert_eq!(r.pop_item(), None, "three waits behind the gap");
         assert!(r.on_skip(4, 4, 1).unwrap());
-        assert_eq!(r.pop_item(), Some(Received::Skipped { messages: 1 }));
+        // The second message (number 1) is the one lost.
+        assert_eq!(
+            r.pop_item(),
+            Some(Received::Skipped {
+                messages: 1,
+                first: 1
+            })
+        );
         assert_eq!(message(r.pop_item()), Some(b"three".to_vec()));
         // Repeats and late data change nothing.
         assert!(!r.on_skip(4, 4, 1).unwrap());
         r.on_frame(4, &bytes[4..8], false).unwrap();
         assert_eq!(r.pop_item(), None);
         assert_eq!(r.consumed_credit(), bytes.len() as u64);
+    }
+
+    /// Issue #24: a skip says which messages it stands for, counting the
+    /// messages delivered early on an unordered stream; skips on either
+    /// side of one do not merge.
+    #[test]
+    fn a_skip_names_its_messages_around_one_delivered_early() {
+        let bytes = encode(&[b"aaa", b"bbb", b"ccc", b"ddd"]);
+        let mut r = RecvStream::new(1 << 20, 1 << 20);
+        r.set_unordered();
+        // b (4..8) arrives and is delivered ahead of the gap; a (0..4) and
+        // c (8..12) are given up; d (12..16) arrives.
+        r.on_frame_in(4, Some(4), &bytes[4..8], false).unwrap();
+        assert_eq!(message(r.pop_item()), Some(b"bbb".to_vec()));
+        r.on_frame_in(12, Some(12), &bytes[12..], true).unwrap();
+        assert_eq!(message(r.pop_item()), Some(b"ddd".to_vec()));
+        assert!(r.on_skip(8, 4, 1).unwrap());
+        assert!(r.on_skip(0, 4, 1).unwrap());
+        let skip = |first| Some(Received::Skipped { messages: 1, first });
+        assert_eq!(r.pop_item(), skip(0));
+        assert_eq!(r.pop_item(), skip(2));
+        assert_eq!(r.pop_item(), None);
+        assert!(r.is_finished());
     }
 
     #[test]
@@ -776,7 +824,13 @@ mod tests {
         r.on_frame(0, &bytes[..3], false).unwrap();
         assert!(r.on_skip(0, 9, 1).unwrap());
         r.on_frame(9, &bytes[9..], true).unwrap();
-        assert_eq!(r.pop_item(), Some(Received::Skipped { messages: 1 }));
+        assert_eq!(
+            r.pop_item(),
+            Some(Received::Skipped {
+                messages: 1,
+                first: 0
+            })
+        );
         assert_eq!(message(r.pop_item()), Some(b"z".to_vec()));
         assert!(r.is_finished());
     }
@@ -1005,7 +1059,8 @@ mod tests {
         assert_eq!(
             r.pop_item(),
             Some(Received::Skipped {
-                messages: 1_000_000
+                messages: 1_000_000,
+                first: 0
             })
         );
     }
@@ -1067,8 +1122,9 @@ mod tests {
                 Received::Message(m) => {
                     got.push(Some(u64::from_be_bytes(m[..].try_into().unwrap())))
                 }
-                Received::Skipped { messages } => {
+                Received::Skipped { messages, first } => {
                     assert_eq!(messages, 1);
+                    assert_eq!(first, got.len() as u64, "each entry is one message");
                     got.push(None)
                 }
             }

@@ -186,7 +186,7 @@ impl Connection {
                 self.stats.received.messages += 1;
                 self.stats.received.bytes_delivered += m.len() as u64;
             }
-            Some(Received::Skipped { messages }) => {
+            Some(Received::Skipped { messages, .. }) => {
                 self.stats.streams.messages_skipped += messages;
             }
             None => {}
