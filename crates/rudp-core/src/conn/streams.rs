@@ -296,13 +296,11 @@ impl Streams {
     /// Stream `id` as the application names it: live, over and forgotten
     /// (both halves ended, §15.2), or never opened by either side.
     pub(super) fn lookup(&mut self, id: StreamId) -> Lookup<'_> {
-        if self.map.contains_key(&id.0) {
-            return self.map.get_mut(&id.0).map_or(Lookup::Never, Lookup::Live);
-        }
-        if self.was_opened(id) {
-            Lookup::Over
-        } else {
-            Lookup::Never
+        let opened = self.was_opened(id);
+        match self.map.get_mut(&id.0) {
+            Some(s) => Lookup::Live(s),
+            None if opened => Lookup::Over,
+            None => Lookup::Never,
         }
     }
 
