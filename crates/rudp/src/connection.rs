@@ -164,6 +164,27 @@ impl Connection {
         }
     }
 
+    /// Why nothing more can be done on a connection the core calls
+    /// closed. The core may know the reason before the driver has passed
+    /// its `Closed` event on (a peer's CLOSE read between two driver
+    /// turns): it is read from the core then, so that a refusal's reason
+    /// is never reported as a bare "closed".
+    pub(crate) fn ended(&self, st: &mut State, slot: &ConnSlot) -> Error {
+        if let Some(e) = self.outcome_error(slot) {
+            return e;
+        }
+        let core = st
+            .ep
+            .with_connection(self.handle, |c| c.outcome().cloned())
+            .flatten();
+        match core {
+            Some(Err(ConnectionError::LocallyAborted { .. })) | Some(Ok(())) | None => {
+                Error::Closed
+            }
+            Some(Err(e)) => Error::from_connection(self.remote, true, e),
+        }
+    }
+
     /// The handshake's outcome, for `connect`; `keyed` words a silence.
     pub(crate) fn poll_connected(
         &self,
@@ -219,7 +240,7 @@ impl Connection {
                 Some(Err(SendError::TooLarge { len, max })) => {
                     Poll::Ready(Err(Error::MessageTooLarge { len, max }))
                 }
-                Some(Err(_)) | None => Poll::Ready(Err(Error::Closed)),
+                Some(Err(_)) | None => Poll::Ready(Err(self.ended(st, slot))),
             }
         });
         if r.is_ready() {

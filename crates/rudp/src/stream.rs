@@ -83,7 +83,7 @@ impl Connection {
                     Poll::Pending
                 }
                 Some(Err(OpenError::Unsupported)) => Poll::Ready(Err(Error::Unsupported)),
-                Some(Err(_)) | None => Poll::Ready(Err(Error::Closed)),
+                Some(Err(_)) | None => Poll::Ready(Err(self.ended(st, slot))),
             }
         });
         if r.is_ready() {
@@ -156,7 +156,7 @@ impl Connection {
                 Some(Err(DatagramError::Unsupported | DatagramError::NotConnected)) => {
                     Err(self.datagrams_unavailable(st))
                 }
-                Some(Err(_)) | None => Err(Error::Closed),
+                Some(Err(_)) | None => Err(self.ended(st, slot)),
             }
         });
         self.shared.wake_driver.notify_one();
@@ -300,7 +300,7 @@ impl Stream {
                 Some(Err(SendError::Stopped { code })) => {
                     Poll::Ready(Err(Error::StreamStopped { code }))
                 }
-                Some(Err(_)) | None => Poll::Ready(Err(Error::Closed)),
+                Some(Err(_)) | None => Poll::Ready(Err(conn.ended(st, slot))),
             }
         });
         if r.is_ready() {

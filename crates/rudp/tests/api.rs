@@ -133,6 +133,41 @@ async fn closed_reports_the_peers_abort_code_and_reason() {
     assert!(matches!(s.recv().await, Err(Error::Closed)));
 }
 
+/// A sender still pushing messages when the peer aborts learns the peer's
+/// code and reason from `send`, never a bare "closed": the core may read
+/// the CLOSE before the driver passes the event on, and `send` must ask
+/// the core then (a refused `rudp send` once printed "the connection is
+/// closed" instead of the receiver's reason).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_sender_learns_the_peers_abort_reason() {
+    for round in 0..50 {
+        let (_client, _server, c, s) = pair().await;
+        let sender = tokio::spawn(async move {
+            let msg = Bytes::from(vec![1u8; 20_000]);
+            loop {
+                if let Err(e) = c.send(msg.clone()).await {
+                    return e;
+                }
+            }
+        });
+        for _ in 0..5 {
+            s.recv().await.unwrap();
+        }
+        s.abort(VarInt::from_u32(3), "too big");
+        let e = tokio::time::timeout(LIMIT, sender).await.unwrap().unwrap();
+        match e {
+            Error::Connection {
+                source: ConnectionError::PeerAborted { code, reason },
+                ..
+            } => {
+                assert_eq!(code, VarInt::from_u32(3));
+                assert_eq!(reason, "too big");
+            }
+            other => panic!("round {round}: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn abort_codes_are_checked_not_masked() {
     assert!(VarInt::from_u64(1 << 62).is_err());
