@@ -152,6 +152,60 @@ fn both_sides_speak_version_2_and_exchange_messages_on_several_streams() {
     assert_eq!(&replies[&own][..], b"server's");
 }
 
+/// Issue #24 item 2: the first stream is an ordinary stream, through 10%
+/// loss: messages that may expire, a priority, awaiting delivery and
+/// reading with `recv_on` work on it as on any other. What sets it apart is
+/// what it may do (§15.9): it cannot be reset or stopped, and finishing it
+/// closes the connection gracefully.
+#[test]
+fn the_first_stream_is_an_ordinary_stream_except_for_its_end() {
+    let (mut sim, c, s) = sim(24, link(0.1, 10));
+    let first = StreamId::FIRST;
+    let now = sim.now();
+    {
+        let mut x = client(&mut sim, c);
+        x.set_priority(first, 5).unwrap();
+        x.send_on(now, first, numbered(0, 100), Reliability::Reliable)
+            .unwrap();
+        x.send_on(
+            now,
+            first,
+            numbered(1, 100),
+            Reliability::Lifetime(Duration::from_secs(10)),
+        )
+        .unwrap();
+        assert_eq!(
+            x.reset_stream(first, VarInt::from_u32(1)),
+            Err(SendError::FirstStream)
+        );
+        assert_eq!(
+            x.stop_stream(first, VarInt::from_u32(1)),
+            Err(RecvError::FirstStream)
+        );
+        assert_eq!(x.is_stream_delivered(first), Ok(false));
+    }
+    let mut got = Vec::new();
+    assert!(run_until(&mut sim, Duration::from_secs(10), |sim| {
+        while let Ok(Some(Received::Message(m))) = server(sim, s).recv_on(first) {
+            got.push(number(&m));
+        }
+        got.len() == 2 && client(sim, c).is_stream_delivered(first) == Ok(true)
+    }));
+    assert_eq!(got, vec![0, 1]);
+    // Finishing it is the graceful close: the server reads the end, closes
+    // in turn, and both sides end without an error.
+    client(&mut sim, c).finish_stream(first).unwrap();
+    assert!(run_until(&mut sim, Duration::from_secs(10), |sim| {
+        server(sim, s).is_stream_finished(first)
+    }));
+    server(&mut sim, s).close();
+    assert!(run_until(&mut sim, Duration::from_secs(10), |sim| {
+        client(sim, c).outcome().is_some() && server(sim, s).outcome().is_some()
+    }));
+    assert_eq!(client(&mut sim, c).outcome(), Some(&Ok(())));
+    assert_eq!(server(&mut sim, s).outcome(), Some(&Ok(())));
+}
+
 #[test]
 fn a_loss_on_one_stream_does_not_hold_back_another() {
     let (mut sim, c, s) = sim(2, link(0.0, 20));

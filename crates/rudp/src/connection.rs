@@ -1,18 +1,17 @@
-//! [`Connection`]: the application's handle on one connection, its
-//! `poll_*` primitives, and the [`Messages`] stream and [`MessageSink`]
-//! adapters built on them.
+//! [`Connection`]: the application's handle on one connection. It hands
+//! out [`crate::Stream`]s (stream.rs); `send` and `recv` are shorthands
+//! for its first stream's.
 
 use crate::error::Error;
 use crate::shared::{ConnSlot, Shared, State};
 use bytes::Bytes;
-use rudp_core::conn::{SendError, Stats};
+use rudp_core::conn::Stats;
 use rudp_core::endpoint::ConnectionHandle;
 use rudp_core::error::{ConnectionError, VarInt};
 use std::future::poll_fn;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// How a client's packets are protected: what a server that stays silent
@@ -35,9 +34,11 @@ pub(crate) enum Keyed {
 /// `close` or `abort`, the connection is closed gracefully in the
 /// background: what was sent is still delivered.
 ///
-/// Each async method has a `poll_*` primitive under it, for code that
-/// writes its own futures; [`Self::messages`] and [`Self::sink`] adapt a
-/// connection to the `futures` `Stream` and `Sink` traits.
+/// A connection is not itself a stream: it hands out [`crate::Stream`]s,
+/// its first ([`Self::stream`]) and those either side opens. [`Self::send`]
+/// and [`Self::recv`] are shorthands for the first stream's, which is all
+/// a version-1 peer has. Each async method has a `poll_*` primitive under
+/// it, for code that writes its own futures.
 #[derive(Debug)]
 pub struct Connection {
     pub(crate) shared: Arc<Shared>,
@@ -217,90 +218,31 @@ impl Connection {
         })
     }
 
-    /// Tries to queue `msg`. `Ready(Ok)` once queued; `Pending` (the task
-    /// is woken when there is room) while the send buffer is full.
-    pub fn poll_send(&self, cx: &mut Context<'_>, msg: &Bytes) -> Poll<Result<(), Error>> {
-        let r = self.with_slot(|st, slot| {
-            if let Some(e) = self.outcome_error(slot) {
-                return Poll::Ready(Err(e));
-            }
-            if st.stopped.is_some() {
-                return Poll::Ready(Err(Error::EndpointClosed));
-            }
-            match st.ep.with_connection(self.handle, |c| c.send(msg.clone())) {
-                Some(Ok(())) => Poll::Ready(Ok(())),
-                Some(Err(SendError::Blocked)) => {
-                    slot.writers.register(cx.waker());
-                    Poll::Pending
-                }
-                Some(Err(SendError::NotConnected)) => {
-                    slot.state.register(cx.waker());
-                    Poll::Pending
-                }
-                Some(Err(SendError::TooLarge { len, max })) => {
-                    Poll::Ready(Err(Error::MessageTooLarge { len, max }))
-                }
-                Some(Err(_)) | None => Poll::Ready(Err(self.ended(st, slot))),
-            }
-        });
-        if r.is_ready() {
-            self.shared.wake_driver.notify_one();
-        }
-        r
-    }
-
-    /// Queues one message; waits while the send buffer is full.
+    /// Queues one message on the first stream; waits while the send
+    /// buffer is full. Shorthand for `self.stream().send(msg)`.
     ///
     /// Cancel-safe: if the future is dropped before it completes, the
     /// message was not queued.
     pub async fn send(&self, msg: Bytes) -> Result<(), Error> {
-        poll_fn(|cx| self.poll_send(cx, &msg)).await
+        self.stream().send(msg).await
     }
 
-    /// The next message, if one is ready: `Ready(Ok(Some))`; `Ready(Ok(None))`
-    /// once the peer has closed and every message was read; `Pending` (the
-    /// task is woken when one arrives) otherwise.
-    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, Error>> {
-        enum Polled {
-            Message(Bytes),
-            Finished,
-            Nothing,
-        }
-        let r = self.with_slot(|st, slot| {
-            let polled = st.ep.with_connection(self.handle, |c| match c.recv() {
-                Some(m) => Polled::Message(m),
-                None if c.is_recv_finished() => Polled::Finished,
-                None => Polled::Nothing,
-            });
-            match polled {
-                Some(Polled::Message(m)) => Poll::Ready(Ok(Some(m))),
-                Some(Polled::Finished) => Poll::Ready(Ok(None)),
-                // The connection is gone: report how it ended.
-                None => Poll::Ready(self.outcome_error(slot).map_or(Ok(None), Err)),
-                Some(Polled::Nothing) => match self.outcome_error(slot) {
-                    Some(e) => Poll::Ready(Err(e)),
-                    None if st.stopped.is_some() => Poll::Ready(Err(Error::EndpointClosed)),
-                    None => {
-                        slot.readers.register(cx.waker());
-                        Poll::Pending
-                    }
-                },
-            }
-        });
-        if r.is_ready() {
-            // Reading may have opened the flow-control window.
-            self.shared.wake_driver.notify_one();
-        }
-        r
-    }
-
-    /// The next message, in order; `Ok(None)` once the peer has closed and
-    /// every message it sent has been read.
+    /// The next message on the first stream, in order; `Ok(None)` once
+    /// the peer has closed and every message it sent has been read.
+    /// Messages the peer gave up (§15.5) are stepped over: read
+    /// `self.stream().recv()` to see them.
     ///
     /// Cancel-safe: a message is taken from the connection only when this
     /// returns it, so `recv` can be used in `tokio::select!`.
     pub async fn recv(&self) -> Result<Option<Bytes>, Error> {
-        poll_fn(|cx| self.poll_recv(cx)).await
+        let first = self.stream();
+        loop {
+            match first.recv().await? {
+                Some(rudp_core::conn::Received::Message(m)) => return Ok(Some(m)),
+                Some(_) => continue,
+                None => return Ok(None),
+            }
+        }
     }
 
     /// `Ready` once the connection has ended: `Ok(())` if it closed
@@ -366,124 +308,5 @@ impl Connection {
     /// The current smoothed round-trip time estimate (PROTOCOL.md §9.1).
     pub fn rtt(&self) -> Duration {
         self.stats().path.smoothed_rtt
-    }
-
-    /// The connection's messages as a `futures` `Stream`: each item is a
-    /// message or the error that ended the connection; the stream ends
-    /// when the peer has closed and every message was read.
-    pub fn messages(&self) -> Messages {
-        Messages {
-            conn: self.clone(),
-            done: false,
-        }
-    }
-
-    /// A `futures` `Sink` of messages on this connection. Flushing means
-    /// every message given to the sink is queued in the connection (sent
-    /// and retransmitted as needed in the background); closing the sink
-    /// closes the connection gracefully and waits for the peer.
-    pub fn sink(&self) -> MessageSink {
-        MessageSink {
-            conn: self.clone(),
-            pending: None,
-            close_started: false,
-        }
-    }
-}
-
-/// The messages of a connection as a [`futures_core::Stream`]
-/// ([`Connection::messages`]).
-#[derive(Debug)]
-pub struct Messages {
-    conn: Connection,
-    done: bool,
-}
-
-impl futures_core::Stream for Messages {
-    type Item = Result<Bytes, Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.done {
-            return Poll::Ready(None);
-        }
-        let r = ready!(self.conn.poll_recv(cx));
-        Poll::Ready(next_item(&mut self.done, r))
-    }
-}
-
-/// A `poll_recv` result as a `Stream` item: the end and the first error
-/// end the stream (`done`), which then yields `None` for ever.
-pub(crate) fn next_item<T>(
-    done: &mut bool,
-    r: Result<Option<T>, Error>,
-) -> Option<Result<T, Error>> {
-    match r {
-        Ok(Some(item)) => Some(Ok(item)),
-        Ok(None) => {
-            *done = true;
-            None
-        }
-        Err(e) => {
-            *done = true;
-            Some(Err(e))
-        }
-    }
-}
-
-/// A [`futures_sink::Sink`] of messages on a connection
-/// ([`Connection::sink`]). It holds at most one message that did not fit
-/// the send buffer yet.
-#[derive(Debug)]
-pub struct MessageSink {
-    conn: Connection,
-    pending: Option<Bytes>,
-    close_started: bool,
-}
-
-impl MessageSink {
-    /// Queues the held message, if any.
-    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        if let Some(msg) = &self.pending {
-            ready!(self.conn.poll_send(cx, msg))?;
-            self.pending = None;
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl futures_sink::Sink<Bytes> for MessageSink {
-    type Error = Error;
-
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.get_mut().poll_pending(cx)
-    }
-
-    fn start_send(self: Pin<&mut Self>, item: Bytes) -> Result<(), Error> {
-        let this = self.get_mut();
-        if this.pending.is_some() {
-            // `poll_ready` was not called or did not return `Ready(Ok)`.
-            return Err(Error::SinkNotReady);
-        }
-        this.pending = Some(item);
-        Ok(())
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.get_mut().poll_pending(cx)
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let this = self.get_mut();
-        ready!(this.poll_pending(cx))?;
-        if !this.close_started {
-            this.close_started = true;
-            this.conn
-                .shared
-                .lock()
-                .ep
-                .with_connection(this.conn.handle, |c| c.close());
-            this.conn.shared.wake_driver.notify_one();
-        }
-        this.conn.poll_closed(cx)
     }
 }

@@ -610,10 +610,9 @@ fn dispatch_events(shared: &Shared, st: &mut State) {
                         // `shutdown` waits on this.
                         shared.incoming.notify_waiters();
                     }
-                    Event::Readable
-                    | Event::StreamReadable(_)
-                    | Event::StreamOpened
-                    | Event::DatagramReceived => slot.readers.wake(),
+                    Event::StreamReadable(_) | Event::StreamOpened | Event::DatagramReceived => {
+                        slot.readers.wake()
+                    }
                     Event::Writable => slot.writers.wake(),
                     // An event this layer does not know yet: let every
                     // waiting task look again.

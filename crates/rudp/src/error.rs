@@ -108,7 +108,7 @@ pub enum Error {
         /// The largest payload that fits now.
         max: usize,
     },
-    /// `start_send` on a [`crate::MessageSink`] without a successful
+    /// `start_send` on a [`crate::StreamSink`] without a successful
     /// `poll_ready` first.
     #[error("the sink was not ready: call poll_ready first")]
     SinkNotReady,

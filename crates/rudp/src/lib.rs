@@ -121,7 +121,7 @@ mod stream;
 mod trace_file;
 mod udp;
 
-pub use connection::{Connection, MessageSink, Messages};
+pub use connection::Connection;
 pub use endpoint::{bind_udp, Endpoint, LockContention, PortSharing, SOCKET_BUFFER};
 pub use error::{Error, Secs};
 pub use steering::{steer_by_server_id, MAX_STEERED_SOCKETS};

@@ -5,7 +5,8 @@
 //!
 //! Every call here locks the endpoint's state once, asks the core, and
 //! either returns or registers the task's waker where the driver wakes it
-//! (readers, writers, state), exactly as the first stream's methods do.
+//! (readers, writers, state). The first stream is one of these streams:
+//! [`Connection::send`] and [`Connection::recv`] go through it.
 
 use crate::connection::Connection;
 use crate::error::Error;
@@ -42,8 +43,12 @@ impl Connection {
         })
     }
 
-    /// A handle on the connection's first stream, the one
-    /// [`Connection::send`] and [`Connection::recv`] use.
+    /// A handle on the connection's first stream (stream 0, §15.2), the
+    /// one [`Connection::send`] and [`Connection::recv`] use and the only
+    /// one a version-1 peer has. It is an ordinary stream, with one
+    /// difference that the protocol makes: its end is the connection's
+    /// (finishing it closes the connection gracefully; it cannot be reset
+    /// or stopped, §15.9).
     pub fn stream(&self) -> Stream {
         Stream {
             conn: self.clone(),
@@ -418,19 +423,15 @@ impl Stream {
 
     /// Abandons the stream's sending half (§15.8.6): what was not yet
     /// delivered is dropped, and the peer's reader gets `code`.
+    /// [`Error::FirstStream`] on the first stream: abort the connection
+    /// instead.
     pub fn reset(&self, code: VarInt) -> Result<(), Error> {
-        if self.id == StreamId::FIRST {
-            return Err(Error::FirstStream);
-        }
         self.with_core(|c| c.reset_stream(self.id, code))
     }
 
     /// Asks the peer to stop sending on this stream (§15.8.7); what still
-    /// arrives is discarded.
+    /// arrives is discarded. [`Error::FirstStream`] on the first stream.
     pub fn stop(&self, code: VarInt) -> Result<(), Error> {
-        if self.id == StreamId::FIRST {
-            return Err(Error::FirstStream);
-        }
         let r = self
             .conn
             .shared
@@ -440,6 +441,7 @@ impl Stream {
         self.conn.shared.wake_driver.notify_one();
         match r {
             Some(Ok(())) => Ok(()),
+            Some(Err(RecvError::FirstStream)) => Err(Error::FirstStream),
             Some(Err(_)) => Err(Error::UnknownStream),
             None => Err(Error::Closed),
         }
@@ -465,6 +467,7 @@ impl Stream {
         match r {
             Some(Ok(())) => Ok(()),
             Some(Err(SendError::UnknownStream)) => Err(Error::UnknownStream),
+            Some(Err(SendError::FirstStream)) => Err(Error::FirstStream),
             Some(Err(_)) | None => Err(Error::Closed),
         }
     }
@@ -505,7 +508,7 @@ impl futures_core::Stream for StreamMessages {
             return Poll::Ready(None);
         }
         let r = ready!(self.stream.poll_recv(cx));
-        Poll::Ready(crate::connection::next_item(&mut self.done, r))
+        Poll::Ready(next_item(&mut self.done, r))
     }
 }
 
@@ -552,5 +555,21 @@ impl futures_sink::Sink<Bytes> for StreamSink {
         let this = self.get_mut();
         ready!(this.poll_pending(cx))?;
         Poll::Ready(this.stream.finish())
+    }
+}
+
+/// A `poll_recv` result as a `Stream` item: the end and the first error
+/// end the stream (`done`), which then yields `None` for ever.
+fn next_item<T>(done: &mut bool, r: Result<Option<T>, Error>) -> Option<Result<T, Error>> {
+    match r {
+        Ok(Some(item)) => Some(Ok(item)),
+        Ok(None) => {
+            *done = true;
+            None
+        }
+        Err(e) => {
+            *done = true;
+            Some(Err(e))
+        }
     }
 }

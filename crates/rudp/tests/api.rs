@@ -5,7 +5,10 @@
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use rudp::{Config, Connection, ConnectionError, Endpoint, EndpointConfig, Error, VarInt};
+use rudp::{
+    Config, Connection, ConnectionError, Endpoint, EndpointConfig, Error, Received, Reliability,
+    VarInt,
+};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -67,11 +70,12 @@ async fn the_stream_adapter_yields_every_message_then_ends() {
         }
         c.close().await.unwrap();
     });
-    let got: Vec<Bytes> = tokio::time::timeout(LIMIT, s.messages().map(|m| m.unwrap()).collect())
-        .await
-        .expect("the stream ends");
-    let want: Vec<Bytes> = (0..100u32)
-        .map(|i| Bytes::from(i.to_be_bytes().to_vec()))
+    let got: Vec<Received> =
+        tokio::time::timeout(LIMIT, s.stream().messages().map(|m| m.unwrap()).collect())
+            .await
+            .expect("the stream ends");
+    let want: Vec<Received> = (0..100u32)
+        .map(|i| Received::Message(Bytes::from(i.to_be_bytes().to_vec())))
         .collect();
     assert_eq!(got, want);
     // A graceful close needs both sides: the sender's close returns once
@@ -93,7 +97,7 @@ async fn the_sink_adapter_queues_in_order_and_close_closes_gracefully() {
         }
         got
     });
-    let mut sink = c.sink();
+    let mut sink = c.stream().sink(Reliability::Reliable);
     // Large enough to fill the send buffer several times: the sink must
     // wait for room rather than fail.
     let msg = Bytes::from(vec![7u8; 100_000]);
@@ -202,10 +206,13 @@ async fn recv_is_cancel_safe() {
 async fn poll_primitives_make_a_hand_written_future() {
     let (_client, _server, c, s) = pair().await;
     c.send(Bytes::from_static(b"polled")).await.unwrap();
-    let m = std::future::poll_fn(|cx| s.poll_recv(cx)).await.unwrap();
-    assert_eq!(m.as_deref(), Some(&b"polled"[..]));
+    let first = s.stream();
+    let m = std::future::poll_fn(|cx| first.poll_recv(cx))
+        .await
+        .unwrap();
+    assert_eq!(m, Some(Received::Message(Bytes::from_static(b"polled"))));
     let msg = Bytes::from_static(b"back");
-    std::future::poll_fn(|cx| s.poll_send(cx, &msg))
+    std::future::poll_fn(|cx| first.poll_send_with(cx, &msg, Reliability::Reliable))
         .await
         .unwrap();
     assert_eq!(c.recv().await.unwrap().as_deref(), Some(&b"back"[..]));

@@ -67,8 +67,8 @@ use ack::{AckTracker, Arrival};
 use bytes::Bytes;
 use path::Path;
 pub use recv_stream::Received;
-use recv_stream::{RecvStream, StreamError};
-use send_stream::{SendStream, WriteError};
+use recv_stream::StreamError;
+use send_stream::{Expiry, WriteError};
 pub use sent::MAX_ACK_ONLY_TRACKED;
 use sent::{SentFrames, SentPacket, SentPackets};
 #[cfg(feature = "trace")]
@@ -128,16 +128,14 @@ pub enum State {
 pub enum Event {
     /// The handshake completed.
     Connected,
-    /// A message can be read with [`Connection::recv`], or the peer finished.
-    Readable,
     /// Acknowledgements freed send-buffer space (on any stream), or the
     /// peer stopped a stream.
     Writable,
     /// The peer opened a stream: take it with
     /// [`Connection::accept_stream`] (§15.2).
     StreamOpened,
-    /// A stream other than the first has a message, a skip or an end to
-    /// read with [`Connection::recv_on`].
+    /// A stream has a message, a skip or an end to read with
+    /// [`Connection::recv_on`] ([`Connection::recv`] on the first).
     StreamReadable(StreamId),
     /// A datagram arrived: [`Connection::recv_datagram`] (§15.6).
     DatagramReceived,
@@ -164,6 +162,9 @@ pub enum SendError {
     Closed,
     /// No such stream: neither side ever opened it (§15.2).
     UnknownStream,
+    /// The first stream cannot be reset (§15.8.6): its end is the
+    /// connection's close or abort.
+    FirstStream,
     /// Partial reliability needs protocol version 2 (§15.5), which the
     /// peer did not offer.
     Unsupported,
@@ -262,13 +263,11 @@ pub struct Connection {
     path: Path,
     /// Set when pacing held back a packet: when it may go (§9.6).
     pacing_until: Option<Instant>,
-    send: SendStream,
-    recv: RecvStream,
     /// The protocol version of this connection's packets: the client's
     /// offer until a version negotiation says otherwise; a server takes
     /// the first INITIAL's (0 until then). §3.5.
     version: u8,
-    /// Version 2's other streams (§15).
+    /// Every stream: the first, and version 2's others (§15).
     streams: streams::Streams,
     /// Version 2's unreliable datagrams (§15.6).
     datagrams: datagrams::Datagrams,
@@ -279,7 +278,6 @@ pub struct Connection {
     pto_count: u32,
     probes: u8,
     handshake_pending: bool,
-    max_data_pending: bool,
     /// When the last new flow-control limit was sent (§8.3 auto-tuning).
     last_window_update: Option<Instant>,
     ping_pending: bool,
@@ -443,8 +441,6 @@ impl Connection {
             acks: AckTracker::default(),
             path: Path::new(now, &config),
             pacing_until: None,
-            send: SendStream::new(config.send_buffer),
-            recv: RecvStream::new(config.receive_window, config.max_message_size as u64),
             version: match side {
                 Side::Client => config.version,
                 Side::Server => 0,
@@ -456,7 +452,6 @@ impl Connection {
             pto_count: 0,
             probes: 0,
             handshake_pending: true,
-            max_data_pending: false,
             last_window_update: None,
             ping_pending: false,
             close: None,
@@ -570,9 +565,9 @@ impl Connection {
         s.path.pacing_rate = self.path.cc.pacing_rate(&self.path.rtt);
         s.path.bytes_in_flight = self.sent.bytes_in_flight();
         s.path.max_datagram_size = self.path.max_datagram() as u64;
-        s.buffers.receive_buffered = self.recv.buffered() + self.streams.recv_buffered();
-        s.buffers.send_buffered = self.send.buffered() + self.streams.send_buffered();
-        s.buffers.receive_window = self.recv.window();
+        s.buffers.receive_buffered = self.streams.recv_buffered();
+        s.buffers.send_buffered = self.streams.send_buffered();
+        s.buffers.receive_window = self.streams.first().recv.window();
         s.buffers.receive_memory = self.receive_memory() as u64;
         s.buffers.datagrams_queued = self.datagrams.queued() as u64;
         s.buffers.packets_tracked = self.sent.len() as u64;
@@ -628,42 +623,21 @@ impl Connection {
 
     // ----- Application side ----------------------------------------------
 
-    /// Queues one message (PROTOCOL.md §8.1).
+    /// Queues one message on the first stream (PROTOCOL.md §8.1): version
+    /// 1's only stream, and stream 0 of version 2 (§15.2).
     pub fn send(&mut self, msg: Bytes) -> Result<(), SendError> {
-        if self.outcome.is_some() || self.send.is_finished() {
-            return Err(SendError::Closed);
-        }
-        let Some(peer) = self.peer else {
-            return Err(SendError::NotConnected);
-        };
-        let max = peer.max_message_size.min(usize::MAX as u64) as usize;
-        if msg.len() > max {
-            return Err(SendError::TooLarge {
-                len: msg.len(),
-                max,
-            });
-        }
-        match self.send.write(msg) {
-            Ok(()) => {
-                self.stats.sent.messages += 1;
-                Ok(())
-            }
-            Err(WriteError::Blocked) => Err(SendError::Blocked),
-            Err(WriteError::Finished) => Err(SendError::Closed),
-        }
+        self.write(StreamId::FIRST, msg, Expiry::default())
     }
 
-    /// The next whole message from the peer, if one has arrived.
+    /// The next whole message on the first stream, if one has arrived;
+    /// messages the peer gave up (§15.5) are stepped over.
     pub fn recv(&mut self) -> Option<Bytes> {
-        let msg = self.recv.pop();
-        self.note_read_error(StreamId::FIRST);
-        let msg = msg?;
-        self.stats.received.messages += 1;
-        self.stats.received.bytes_delivered += msg.len() as u64;
-        if self.recv.max_data_update().is_some() {
-            self.max_data_pending = true;
+        loop {
+            match self.recv_on(StreamId::FIRST).ok()?? {
+                Received::Message(m) => return Some(m),
+                Received::Skipped { .. } => continue,
+            }
         }
-        Some(msg)
     }
 
     /// Bytes this connection holds for what the peer sent and the
@@ -672,27 +646,22 @@ impl Connection {
     /// datagrams (§13). What the endpoint's memory limit counts, with
     /// [`Self::send_buffered`].
     pub fn receive_memory(&self) -> usize {
-        self.recv.memory() + self.streams.memory() + self.datagrams.memory()
+        self.streams.memory() + self.datagrams.memory()
     }
 
     /// Bytes written by the application and not yet acknowledged, over
     /// every stream.
     pub fn send_buffered(&self) -> u64 {
-        self.send.buffered() + self.streams.send_buffered()
+        self.streams.send_buffered()
     }
 
     /// Keeps an error the read of stream `id` found, for
     /// [`Self::close_on_read_error`].
     pub(super) fn note_read_error(&mut self, id: StreamId) {
-        let recv = if id == StreamId::FIRST {
-            &mut self.recv
-        } else {
-            match self.streams.stream_mut(id) {
-                Some(s) => &mut s.recv,
-                None => return,
-            }
+        let Some(s) = self.streams.stream_mut(id) else {
+            return;
         };
-        if let Some(e) = recv.take_error() {
+        if let Some(e) = s.recv.take_error() {
             self.read_error.get_or_insert(e);
         }
     }
@@ -730,7 +699,7 @@ impl Connection {
     /// Whether the peer finished its stream and every message was read:
     /// nothing more will arrive.
     pub fn is_recv_finished(&self) -> bool {
-        self.recv.is_finished()
+        self.is_stream_finished(StreamId::FIRST)
     }
 
     /// Graceful close (§6.5): everything queued is still delivered, then the
@@ -738,7 +707,6 @@ impl Connection {
     /// sides have done this.
     pub fn close(&mut self) {
         if self.outcome.is_none() {
-            self.send.finish();
             self.streams.finish_all();
         }
     }
@@ -771,13 +739,9 @@ impl Connection {
 
     /// §6.5: once our stream and its FIN are acknowledged (so the peer
     /// knows we finished) and the peer's stream has arrived up to its FIN,
-    /// the close is graceful.
+    /// the close is graceful; in version 2, every stream's (§15.9).
     fn check_graceful_end(&mut self, now: Instant) {
-        if self.state == State::Established
-            && self.send.is_fully_acked()
-            && self.recv.is_fin_received()
-            && self.streams.all_closed()
-        {
+        if self.state == State::Established && self.streams.all_closed() {
             self.set_state(now, State::Lingering);
             self.finish(Ok(()));
         }
@@ -787,7 +751,6 @@ impl Connection {
         if outcome.is_err() {
             // Nothing more will be reassembled: return the memory now, not
             // when the connection is finally dropped (§13).
-            self.recv.release();
             self.streams.release();
             self.datagrams.release();
         }
@@ -883,6 +846,10 @@ impl std::fmt::Display for SendError {
             Self::NotConnected => write!(f, "the handshake has not completed"),
             Self::Closed => write!(f, "the connection is closing or closed"),
             Self::UnknownStream => write!(f, "no such stream"),
+            Self::FirstStream => write!(
+                f,
+                "the first stream cannot be reset: close or abort the connection"
+            ),
             Self::Unsupported => write!(
                 f,
                 "messages that may expire need protocol version 2, which the peer did not offer"

@@ -376,8 +376,15 @@ impl Connection {
             Frame::ServerKey(_) | Frame::Unreadable(_) => {}
             Frame::Ack(ack) => self.on_ack(now, ack)?,
             Frame::Handshake(p) => self.on_handshake(p)?,
-            Frame::Stream(s) => self.on_first_stream_data(s.offset, s.data, s.fin)?,
-            Frame::MaxData(max) => self.send.set_max_data(*max),
+            // Version 1's encoding of stream 0's data and limit (§15.2).
+            Frame::Stream(s) => self.on_stream_data(&frame::StreamNFrame {
+                id: StreamId::FIRST.0,
+                offset: s.offset,
+                message_start: None,
+                data: s.data,
+                fin: s.fin,
+            })?,
+            Frame::MaxData(max) => self.streams.first_mut().send.set_max_data(*max),
             Frame::PathChallenge(data) => self.migration.on_challenge(from, *data),
             Frame::PathResponse(data) => self.on_path_response(now, *data),
             Frame::StreamParams(_)
@@ -412,24 +419,6 @@ impl Connection {
         Ok(())
     }
 
-    /// Bytes of the first stream (§8.2), from a STREAM frame or a STREAM_N
-    /// frame naming stream 0 (§15.2).
-    pub(super) fn on_first_stream_data(
-        &mut self,
-        offset: u64,
-        data: &[u8],
-        fin: bool,
-    ) -> Result<(), (TransportCode, String)> {
-        let new = self
-            .recv
-            .on_frame(offset, data, fin)
-            .map_err(stream_error)?;
-        if (new > 0 || fin) && (self.recv.has_message() || self.recv.is_finished()) {
-            self.emit(Event::Readable);
-        }
-        Ok(())
-    }
-
     pub(super) fn on_handshake(
         &mut self,
         p: &HandshakeParams,
@@ -453,7 +442,10 @@ impl Connection {
         self.idle_timeout = self
             .idle_timeout
             .min(Duration::from_millis(p.idle_timeout_millis));
-        self.send.set_max_data(p.initial_max_data);
+        self.streams
+            .first_mut()
+            .send
+            .set_max_data(p.initial_max_data);
         Ok(())
     }
 
@@ -472,7 +464,7 @@ impl Connection {
         HandshakeParams {
             max_ack_delay_micros: self.config.max_ack_delay.as_micros() as u64,
             idle_timeout_millis: self.config.idle_timeout.as_millis() as u64,
-            initial_max_data: self.recv.max_data(),
+            initial_max_data: self.streams.first().recv.max_data(),
             max_message_size: self.config.max_message_size as u64,
             max_datagram_size: self.config.max_datagram_size as u64,
         }

@@ -48,12 +48,17 @@ impl Connection {
         // §8.3: the send buffer holds at least two congestion windows, so a
         // window as large as the path needs can be filled; not while the
         // peer's flow-control limit is what holds data back.
-        if !self.send.is_flow_blocked() {
-            let wanted = self.path.cc.window().saturating_mul(2);
-            self.send
-                .grow_capacity(wanted.min(self.config.max_send_buffer));
+        let wanted = self
+            .path
+            .cc
+            .window()
+            .saturating_mul(2)
+            .min(self.config.max_send_buffer);
+        let first = &mut self.streams.first_mut().send;
+        if !first.is_flow_blocked() {
+            first.grow_capacity(wanted);
         }
-        let before = self.send.buffered() + self.streams.send_buffered();
+        let before = self.streams.send_buffered();
         for (pn, p) in &newly {
             if let SizeChange::Raised(size) = self.path.mtu.on_acked(*pn, p.size) {
                 self.on_datagram_size(now, size);
@@ -66,7 +71,6 @@ impl Connection {
                     .delivery
                     .on_packet_acked(now, p.time_sent, p.size as u64, &p.delivery);
             }
-            self.send.on_acked(&p.frames.stream, p.frames.fin);
             self.on_streams_acked(&p.frames);
         }
         self.streams.collect();
@@ -86,7 +90,7 @@ impl Connection {
                     .as_deref()
                     .is_some_and(|v| v.streams.iter().any(|s| s.fin) || !v.controls.is_empty())
         });
-        if ends_acked || self.send.buffered() + self.streams.send_buffered() < before {
+        if ends_acked || self.streams.send_buffered() < before {
             self.emit(Event::Writable);
         }
         self.detect_lost(now);
@@ -203,11 +207,7 @@ impl Connection {
 
     /// Puts what a lost (or probed) packet carried back in line to be sent.
     pub(super) fn requeue(&mut self, frames: &SentFrames) {
-        self.send.on_lost(&frames.stream, frames.fin);
         self.requeue_streams(frames);
-        if frames.max_data {
-            self.max_data_pending = true;
-        }
         if frames.handshake && !self.confirmed {
             self.handshake_pending = true;
         }

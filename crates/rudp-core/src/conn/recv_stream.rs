@@ -264,6 +264,7 @@ impl RecvStream {
     }
 
     /// Takes one STREAM frame. Returns the number of bytes that were new.
+    #[cfg(test)]
     pub(super) fn on_frame(
         &mut self,
         offset: u64,
@@ -618,6 +619,7 @@ impl RecvStream {
     }
 
     /// The next whole message, if any; skips are stepped over.
+    #[cfg(test)]
     pub(super) fn pop(&mut self) -> Option<Bytes> {
         loop {
             match self.pop_item()? {

@@ -172,6 +172,7 @@ impl SendStream {
     /// Queues one message. Fails with `Blocked` only when the buffer already
     /// holds data: an empty buffer always takes one message (the size limit
     /// is checked by the caller).
+    #[cfg(test)]
     pub(super) fn write(&mut self, msg: Bytes) -> Result<(), WriteError> {
         self.write_with(msg, Expiry::default())
     }
@@ -393,6 +394,7 @@ impl SendStream {
     }
 
     /// Whether `next_chunk` would return something.
+    #[cfg(test)]
     pub(super) fn has_sendable(&self) -> bool {
         self.has_sendable_within(u64::MAX)
     }
@@ -411,6 +413,7 @@ impl SendStream {
     /// retransmissions first (oldest first), then new data, then a bare FIN.
     /// The caller copies the bytes with [`Self::copy_range`] and then calls
     /// [`Self::on_chunk_sent`].
+    #[cfg(test)]
     pub(super) fn next_chunk(&mut self, max_len: usize) -> Option<Chunk> {
         self.next_chunk_within(max_len, u64::MAX)
     }

@@ -18,10 +18,12 @@ pub(super) const MAX_PACKET_THRESHOLD: u64 = 20;
 /// numbers are never reused (§4.2): lost content goes into new packets.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct SentFrames {
-    /// Stream byte ranges: inline for up to two (no allocation per packet).
+    /// Stream 0's byte ranges: inline for up to two (no allocation per
+    /// packet).
     pub stream: SmallVec<[Range<u64>; 2]>,
-    /// Whether a STREAM frame carried the FIN bit.
+    /// Whether stream 0's FIN went out.
     pub fin: bool,
+    /// Whether stream 0's MAX_DATA went out.
     pub max_data: bool,
     pub handshake: bool,
     pub ping: bool,
@@ -45,6 +47,20 @@ impl SentFrames {
     /// The version-2 record, created on first use.
     pub(super) fn v2(&mut self) -> &mut V2Sent {
         self.v2.get_or_insert_with(Box::default)
+    }
+
+    /// Records that stream `id`'s bytes `range` (and its FIN) went out:
+    /// stream 0's in the compact record every version-1 packet keeps,
+    /// other streams' in the version-2 one.
+    pub(super) fn push_stream(&mut self, id: u64, range: Range<u64>, fin: bool) {
+        if id == super::StreamId::FIRST.0 {
+            if !range.is_empty() {
+                self.stream.push(range);
+            }
+            self.fin |= fin;
+        } else {
+            self.v2().streams.push(StreamSent { id, range, fin });
+        }
     }
 
     /// DATAGRAM frames carried.

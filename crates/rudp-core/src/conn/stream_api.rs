@@ -2,11 +2,12 @@
 //! accepting, writing, reading, finishing, resetting and stopping
 //! streams, per-message reliability, priorities, and datagrams.
 //!
-//! The first stream keeps version 1's API ([`Connection::send`],
-//! [`Connection::recv`]); it is also [`StreamId::FIRST`] here.
+//! Every stream, the first included, goes through the same calls; the
+//! first also keeps version 1's shorthands ([`Connection::send`],
+//! [`Connection::recv`]). What sets it apart is what it may do: its FIN is
+//! the graceful close, and it cannot be reset or stopped (§15.9).
 
-use super::send_stream::Expiry;
-use super::streams::{Lookup, Reset};
+use super::streams::{Credit, Lookup, Reset};
 use super::*;
 
 /// Why a stream could not be opened.
@@ -28,6 +29,9 @@ pub enum OpenError {
 pub enum RecvError {
     /// No such stream: neither side ever opened it (§15.2).
     UnknownStream,
+    /// The first stream cannot be stopped (§15.8.7): its end is the
+    /// connection's close.
+    FirstStream,
     /// The peer reset the stream with this code; what it had not
     /// delivered is lost (§15.8.6).
     Reset {
@@ -70,7 +74,7 @@ impl Connection {
 
     /// Opens a stream to the peer (§15.2).
     pub fn open_stream(&mut self, opts: StreamOptions) -> Result<StreamId, OpenError> {
-        if self.outcome.is_some() || self.send.is_finished() {
+        if self.outcome.is_some() || self.streams.first().send.is_finished() {
             return Err(OpenError::Closed);
         }
         if !self.supports_streams() {
@@ -97,22 +101,15 @@ impl Connection {
         msg: Bytes,
         reliability: Reliability,
     ) -> Result<(), SendError> {
-        if self.outcome.is_some() {
-            return Err(SendError::Closed);
-        }
-        let Some(peer) = self.peer else {
-            return Err(SendError::NotConnected);
-        };
         if reliability != Reliability::Reliable && self.version < crate::wire::VERSION_2 {
+            if self.outcome.is_some() {
+                return Err(SendError::Closed);
+            }
+            if self.peer.is_none() {
+                return Err(SendError::NotConnected);
+            }
             // Version 1 has no SKIP: a message can only be reliable.
             return Err(SendError::Unsupported);
-        }
-        let max = peer.max_message_size.min(usize::MAX as u64) as usize;
-        if msg.len() > max {
-            return Err(SendError::TooLarge {
-                len: msg.len(),
-                max,
-            });
         }
         let expiry = match reliability {
             Reliability::Reliable => Expiry::default(),
@@ -125,29 +122,48 @@ impl Connection {
                 budget: Some(n),
             },
         };
-        let send = if id == StreamId::FIRST {
-            &mut self.send
-        } else {
-            let s = match self.streams.lookup(id) {
-                Lookup::Live(s) => s,
-                Lookup::Over => return Err(SendError::StreamFinished),
-                Lookup::Never => return Err(SendError::UnknownStream),
-            };
-            if let Some(code) = s.stopped {
-                return Err(SendError::Stopped { code });
-            }
-            if s.reset.is_some() {
-                return Err(SendError::StreamFinished);
-            }
-            &mut s.send
+        self.write(id, msg, expiry)
+    }
+
+    /// Queues one message on stream `id`, given up as `expiry` says.
+    pub(super) fn write(
+        &mut self,
+        id: StreamId,
+        msg: Bytes,
+        expiry: Expiry,
+    ) -> Result<(), SendError> {
+        if self.outcome.is_some() {
+            return Err(SendError::Closed);
+        }
+        let Some(peer) = self.peer else {
+            return Err(SendError::NotConnected);
         };
-        match send.write_with(msg, expiry) {
+        let max = peer.max_message_size.min(usize::MAX as u64) as usize;
+        if msg.len() > max {
+            return Err(SendError::TooLarge {
+                len: msg.len(),
+                max,
+            });
+        }
+        let s = match self.streams.lookup(id) {
+            Lookup::Live(s) => s,
+            Lookup::Over => return Err(SendError::StreamFinished),
+            Lookup::Never => return Err(SendError::UnknownStream),
+        };
+        if let Some(code) = s.stopped {
+            return Err(SendError::Stopped { code });
+        }
+        if s.reset.is_some() {
+            return Err(SendError::StreamFinished);
+        }
+        match s.send.write_with(msg, expiry) {
             Ok(()) => {
                 self.stats.sent.messages += 1;
                 Ok(())
             }
             Err(WriteError::Blocked) => Err(SendError::Blocked),
-            Err(WriteError::Finished) if id == StreamId::FIRST => Err(SendError::Closed),
+            // The first stream's FIN is the connection's close (§15.9).
+            Err(WriteError::Finished) if s.credit == Credit::Connection => Err(SendError::Closed),
             Err(WriteError::Finished) => Err(SendError::StreamFinished),
         }
     }
@@ -156,30 +172,21 @@ impl Connection {
     /// is there now (see [`Self::is_stream_finished`] for the end), and
     /// always once the stream is over and forgotten (§15.2).
     pub fn recv_on(&mut self, id: StreamId) -> Result<Option<Received>, RecvError> {
-        let item = if id == StreamId::FIRST {
-            let item = self.recv.pop_item();
-            if self.recv.max_data_update().is_some() {
-                self.max_data_pending = true;
-            }
-            item
-        } else {
-            let s = match self.streams.lookup(id) {
-                Lookup::Live(s) => s,
-                Lookup::Over => return Ok(None),
-                Lookup::Never => return Err(RecvError::UnknownStream),
-            };
-            if let Some(code) = s.peer_reset {
-                return Err(RecvError::Reset { code });
-            }
-            let item = s.recv.pop_item();
-            if s.recv.max_data_update().is_some() {
-                s.max_data_pending = true;
-            }
-            if self.streams.max_total_update().is_some() {
-                self.streams.max_total_pending = true;
-            }
-            item
+        let s = match self.streams.lookup(id) {
+            Lookup::Live(s) => s,
+            Lookup::Over => return Ok(None),
+            Lookup::Never => return Err(RecvError::UnknownStream),
         };
+        if let Some(code) = s.peer_reset {
+            return Err(RecvError::Reset { code });
+        }
+        let item = s.recv.pop_item();
+        if s.recv.max_data_update().is_some() {
+            s.max_data_pending = true;
+        }
+        if s.credit == Credit::Shared && self.streams.max_total_update().is_some() {
+            self.streams.max_total_pending = true;
+        }
         self.note_read_error(id);
         match &item {
             Some(Received::Message(m)) => {
@@ -203,9 +210,6 @@ impl Connection {
     /// forgotten (§15.2) was delivered. On stream 0, the FIN is the
     /// graceful close's.
     pub fn is_stream_delivered(&self, id: StreamId) -> Result<bool, SendError> {
-        if id == StreamId::FIRST {
-            return Ok(self.send.is_delivered());
-        }
         match self.streams.map.get(&id.0) {
             Some(s) => match (s.stopped, s.reset) {
                 (Some(code), _) => Err(SendError::Stopped { code }),
@@ -220,9 +224,6 @@ impl Connection {
     /// Whether the peer finished stream `id` and every message was read
     /// (or the stream is over and forgotten).
     pub fn is_stream_finished(&self, id: StreamId) -> bool {
-        if id == StreamId::FIRST {
-            return self.recv.is_finished();
-        }
         match self.streams.map.get(&id.0) {
             Some(s) => s.recv.is_finished(),
             None => self.streams.was_opened(id),
@@ -232,11 +233,9 @@ impl Connection {
     /// Ends stream `id` after what was written (FIN). Finishing the first
     /// stream is [`Self::close`].
     pub fn finish_stream(&mut self, id: StreamId) -> Result<(), SendError> {
-        if id == StreamId::FIRST {
-            self.close();
-            return Ok(());
-        }
         match self.streams.lookup(id) {
+            // The first stream's FIN is the connection's close (§15.9).
+            Lookup::Live(s) if s.credit == Credit::Connection => self.close(),
             Lookup::Live(s) => s.send.finish(),
             Lookup::Over => {}
             Lookup::Never => return Err(SendError::UnknownStream),
@@ -249,6 +248,10 @@ impl Connection {
     /// stream cannot be reset (abort the connection instead).
     pub fn reset_stream(&mut self, id: StreamId, code: VarInt) -> Result<(), SendError> {
         let s = match self.streams.lookup(id) {
+            // §15.8.6: the first stream cannot be reset; abort instead.
+            Lookup::Live(s) if s.credit == Credit::Connection => {
+                return Err(SendError::FirstStream)
+            }
             Lookup::Live(s) => s,
             Lookup::Over => return Ok(()), // Nothing is left to abandon.
             Lookup::Never => return Err(SendError::UnknownStream),
@@ -266,6 +269,10 @@ impl Connection {
     /// (§15.8.7): what arrives is discarded, and the peer resets its half.
     pub fn stop_stream(&mut self, id: StreamId, code: VarInt) -> Result<(), RecvError> {
         let s = match self.streams.lookup(id) {
+            // §15.8.7: the first stream cannot be stopped.
+            Lookup::Live(s) if s.credit == Credit::Connection => {
+                return Err(RecvError::FirstStream)
+            }
             Lookup::Live(s) => s,
             Lookup::Over => return Ok(()), // Everything was read already.
             Lookup::Never => return Err(RecvError::UnknownStream),
@@ -278,10 +285,6 @@ impl Connection {
 
     /// Sets the priority of stream `id` (higher goes first, §15.7).
     pub fn set_priority(&mut self, id: StreamId, priority: i8) -> Result<(), SendError> {
-        if id == StreamId::FIRST {
-            self.streams.first_priority = priority;
-            return Ok(());
-        }
         match self.streams.lookup(id) {
             Lookup::Live(s) => s.priority = priority,
             Lookup::Over => {}
@@ -360,6 +363,10 @@ impl std::fmt::Display for RecvError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::UnknownStream => write!(f, "no such stream"),
+            Self::FirstStream => write!(
+                f,
+                "the first stream cannot be stopped: close or abort the connection"
+            ),
             Self::Reset { code } => write!(f, "the peer reset the stream (code {code})"),
         }
     }

@@ -1,9 +1,11 @@
-//! Version 2's frames on the wire (PROTOCOL.md §15.8): writing stream
-//! data, SKIPs, control frames and datagrams into a packet by priority;
-//! applying the peer's; and what acknowledgement and loss do to them.
+//! Streams on the wire (PROTOCOL.md §8, §15.8): writing stream data,
+//! SKIPs, flow-control and stream control frames and datagrams into a
+//! packet by priority; applying the peer's; and what acknowledgement and
+//! loss do to them. Every stream goes through the same paths; stream 0
+//! differs only in its encoding (STREAM and MAX_DATA frames, §15.2).
 
-use super::sent::{Control, StreamSent};
-use super::streams::Reset;
+use super::sent::Control;
+use super::streams::{Credit, Reset};
 use super::*;
 use crate::wire::frame::{
     encode_stream_n_header, SkipFrame, StreamNFrame, StreamParams, MAX_STREAM_N_HEADER_LEN,
@@ -11,6 +13,32 @@ use crate::wire::frame::{
 
 /// Bytes a control frame or SKIP takes at most (type and four varints).
 const MAX_CONTROL_LEN: usize = 1 + 4 * 8;
+
+/// The largest header of a frame carrying stream `id`'s data.
+fn max_data_header_len(id: u64) -> usize {
+    if id == StreamId::FIRST.0 {
+        MAX_STREAM_HEADER_LEN
+    } else {
+        MAX_STREAM_N_HEADER_LEN
+    }
+}
+
+/// The header of a frame carrying stream `id`'s data: version 1's STREAM
+/// for stream 0 (§5.5, §15.2), STREAM_N for every other (§15.8.2).
+fn encode_data_header(
+    id: u64,
+    offset: u64,
+    message_start: Option<u64>,
+    len: usize,
+    fin: bool,
+    out: &mut Vec<u8>,
+) {
+    if id == StreamId::FIRST.0 {
+        encode_stream_header(offset, len, fin, out);
+    } else {
+        encode_stream_n_header(id, offset, message_start, len, fin, out);
+    }
+}
 
 impl Connection {
     /// Our version-2 limits, for STREAM_PARAMETERS (§15.8.1).
@@ -48,15 +76,17 @@ impl Connection {
         Ok(())
     }
 
-    /// Whether anything of version 2 waits to be sent.
+    /// Whether any stream or datagram waits to be sent.
     pub(super) fn streams_want_to_send(&self) -> bool {
         self.streams.has_sendable() || self.datagrams.has_queued()
     }
 
-    /// Writes the control frames owed (§15.8.3–§15.8.7), as long as they
-    /// fit; returns whether it wrote any.
+    /// Writes the flow-control and stream control frames owed (§8.3,
+    /// §15.8.3–§15.8.7), as long as they fit; returns whether it wrote
+    /// any.
     pub(super) fn write_stream_controls(
         &mut self,
+        now: Instant,
         limit: usize,
         out: &mut Vec<u8>,
         frames: &mut SentFrames,
@@ -86,10 +116,28 @@ impl Connection {
             // Each frame only if it fits; what does not waits for the next
             // packet.
             if s.max_data_pending && fits(out) {
+                if s.credit == Credit::Connection && s.recv.max_data_update().is_some() {
+                    // §8.3 auto-tuning: a new limit needed within two RTTs
+                    // of the last one means the window, not the path,
+                    // limits the sender.
+                    let fast = self.last_window_update.is_some_and(|t| {
+                        now.saturating_duration_since(t) < self.path.rtt.smoothed() * 2
+                    });
+                    if fast {
+                        s.recv.grow_window(self.config.max_receive_window);
+                    }
+                    self.last_window_update = Some(now);
+                }
                 let max = s.recv.max_data_update().unwrap_or(s.recv.max_data());
                 s.recv.on_max_data_sent(max);
-                Frame::MaxStreamData { id, max }.encode(out);
-                frames.v2().controls.push(Control::MaxStreamData(id));
+                if s.credit == Credit::Connection {
+                    // Version 1's encoding (§15.2).
+                    Frame::MaxData(max).encode(out);
+                    frames.max_data = true;
+                } else {
+                    Frame::MaxStreamData { id, max }.encode(out);
+                    frames.v2().controls.push(Control::MaxStreamData(id));
+                }
                 s.max_data_pending = false;
             }
             if s.stop_pending.is_some() && fits(out) {
@@ -119,10 +167,10 @@ impl Connection {
         out.len() > start
     }
 
-    /// Writes stream `id`'s SKIPs and data (STREAM_N frames) while they
-    /// fit; returns whether it wrote anything, and counts retransmitted
-    /// bytes into `retransmitted`.
-    pub(super) fn write_stream_n(
+    /// Writes stream `id`'s SKIPs and data while they fit; returns
+    /// whether it wrote anything, and sets `retransmitted` when it resent
+    /// bytes.
+    pub(super) fn write_stream(
         &mut self,
         id: u64,
         limit: usize,
@@ -130,14 +178,18 @@ impl Connection {
         frames: &mut SentFrames,
         retransmitted: &mut bool,
     ) -> bool {
-        let mut wrote = false;
-        let Some(accounted) = self.streams.map.get(&id).map(|s| s.accounted) else {
+        let Some(cap) = self
+            .streams
+            .map
+            .get(&id)
+            .map(|s| self.streams.shared_cap(s))
+        else {
             return false;
         };
-        let cap = self.streams.shared_cap(accounted);
         let Some(s) = self.streams.map.get_mut(&id) else {
             return false;
         };
+        let mut wrote = false;
         let mut used = s.accounted;
         while out.len() + MAX_CONTROL_LEN <= limit {
             let Some(k) = s.send.next_skip(cap) else {
@@ -154,15 +206,16 @@ impl Connection {
             used = used.max(k.offset + k.len);
             wrote = true;
         }
+        let header_len = max_data_header_len(id);
         let frontier = s.send.sent_offset();
         let room_at_start = limit.saturating_sub(out.len());
         let mut resent = false;
-        while let Some(room) = limit.checked_sub(out.len() + MAX_STREAM_N_HEADER_LEN) {
+        while let Some(room) = limit.checked_sub(out.len() + header_len) {
             let Some(chunk) = s.send.next_chunk_within(room, cap) else {
                 break;
             };
             let end = chunk.offset + chunk.len as u64;
-            encode_stream_n_header(
+            encode_data_header(
                 id,
                 chunk.offset,
                 chunk.message_start,
@@ -177,40 +230,33 @@ impl Connection {
                 resent = true;
                 self.stats.sent.stream_bytes_retransmitted += frontier.min(end) - chunk.offset;
             }
-            frames.v2().streams.push(StreamSent {
-                id,
-                range: chunk.offset..end,
-                fin: chunk.fin,
-            });
+            frames.push_stream(id, chunk.offset..end, chunk.fin);
             used = used.max(end);
             wrote = true;
             if chunk.len == 0 {
                 break;
             }
         }
-        // §15.7: a thin ordered stream of reliable messages bundles what is
-        // still unacknowledged, as the first stream does (§8.4), if it fits
-        // in a quarter of the room: a small urgent flow next to a bulk one
-        // is repaired by its next message, not a round trip later.
+        // §8.4, §15.7: a thin ordered stream of reliable messages bundles
+        // what is still unacknowledged if it fits in a quarter of the
+        // room: a lost message of a small flow, alone or next to a bulk
+        // one, is repaired by its next message, not a round trip later.
         let new_data = s.send.sent_offset() > frontier;
         if new_data && !resent && s.send.is_simple() {
             let room = (room_at_start / 4).min(limit.saturating_sub(out.len()));
-            let max = room.saturating_sub(MAX_BUNDLED_RANGES * MAX_STREAM_N_HEADER_LEN) as u64;
+            let max = room.saturating_sub(MAX_BUNDLED_RANGES * header_len) as u64;
             if let Some(ranges) = s.send.unacked_below(frontier, max, MAX_BUNDLED_RANGES) {
                 for r in ranges {
                     let len = (r.end - r.start) as usize;
-                    encode_stream_n_header(id, r.start, None, len, false, out);
+                    encode_data_header(id, r.start, None, len, false, out);
                     s.send.copy_range(r.clone(), out);
                     self.stats.sent.stream_bytes_bundled += len as u64;
-                    frames.v2().streams.push(StreamSent {
-                        id,
-                        range: r,
-                        fin: false,
-                    });
+                    frames.push_stream(id, r, false);
                 }
             }
         }
-        if used > s.accounted {
+        // §15.4: what the shared streams used of the shared limit.
+        if s.credit == Credit::Shared && used > s.accounted {
             self.streams.sent_total += used - s.accounted;
             s.accounted = used;
         }
@@ -240,7 +286,7 @@ impl Connection {
     /// of the deadline), and drops datagrams the path no longer carries.
     pub(super) fn expire_messages(&mut self, now: Instant) {
         let lead = self.path.rtt.smoothed() / 2;
-        let mut abandoned = self.send.expire(now, lead);
+        let mut abandoned = 0;
         for s in self.streams.map.values_mut() {
             if s.reset.is_none() {
                 abandoned += s.send.expire(now, lead);
@@ -261,18 +307,13 @@ impl Connection {
             return None;
         }
         let lead = self.path.rtt.smoothed() / 2;
-        let first = self.send.next_deadline();
-        let others = self
+        let d = self
             .streams
             .map
             .values()
             .filter(|s| s.reset.is_none())
             .filter_map(|s| s.send.next_deadline())
-            .min();
-        let d = match (first, others) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b)?,
-        };
+            .min()?;
         Some(d.checked_sub(lead).unwrap_or(d))
     }
 
@@ -280,11 +321,9 @@ impl Connection {
     pub(super) fn on_stream_frame(&mut self, f: &Frame<'_>) -> Result<(), (TransportCode, String)> {
         match f {
             Frame::StreamParams(p) => self.on_stream_params(p)?,
-            Frame::StreamN(st) => self.on_stream_n(st)?,
+            Frame::StreamN(st) => self.on_stream_data(st)?,
             Frame::MaxStreamData { id, max } => {
-                if *id == 0 {
-                    self.send.set_max_data(*max);
-                } else if let Some(s) = self.streams.get_or_open(*id)? {
+                if let Some(s) = self.streams.get_or_open(*id)? {
                     s.send.set_max_data(*max);
                 }
             }
@@ -316,8 +355,10 @@ impl Connection {
                     s.recv.on_reset(*final_size).map_err(stream_error)?;
                     s.peer_reset = Some(*code);
                     let delta = s.recv.highest() - before;
-                    self.streams.on_received(delta).map_err(stream_error)?;
-                    self.streams.readable.insert(*id);
+                    let credit = s.credit;
+                    self.streams
+                        .on_received(credit, delta)
+                        .map_err(stream_error)?;
                     self.emit(Event::StreamReadable(StreamId(*id)));
                 }
             }
@@ -341,24 +382,19 @@ impl Connection {
                 }
             }
             Frame::Skip(k) => {
-                if k.id == 0 {
-                    let new = self
-                        .recv
-                        .on_skip(k.offset, k.len, k.messages)
-                        .map_err(stream_error)?;
-                    if new && self.recv.has_message() {
-                        self.emit(Event::Readable);
-                    }
-                } else if let Some(s) = self.streams.get_or_open(k.id)? {
+                if let Some(s) = self.streams.get_or_open(k.id)? {
                     let before = s.recv.highest();
-                    s.recv
+                    let new = s
+                        .recv
                         .on_skip(k.offset, k.len, k.messages)
                         .map_err(stream_error)?;
                     let delta = s.recv.highest() - before;
                     let readable = s.recv.has_message() || s.recv.is_finished();
-                    self.streams.on_received(delta).map_err(stream_error)?;
-                    if readable {
-                        self.streams.readable.insert(k.id);
+                    let credit = s.credit;
+                    self.streams
+                        .on_received(credit, delta)
+                        .map_err(stream_error)?;
+                    if new && readable {
                         self.emit(Event::StreamReadable(StreamId(k.id)));
                     }
                 }
@@ -386,36 +422,46 @@ impl Connection {
         Ok(())
     }
 
-    fn on_stream_n(&mut self, st: &StreamNFrame<'_>) -> Result<(), (TransportCode, String)> {
-        if st.id == 0 {
-            return self.on_first_stream_data(st.offset, st.data, st.fin);
-        }
+    /// Bytes of a stream (§8.2, §15.3), from a STREAM_N frame or, for
+    /// stream 0, a STREAM frame.
+    pub(super) fn on_stream_data(
+        &mut self,
+        st: &StreamNFrame<'_>,
+    ) -> Result<(), (TransportCode, String)> {
         let Some(s) = self.streams.get_or_open(st.id)? else {
             return Ok(());
         };
         if s.peer_reset.is_some() {
             return Ok(());
         }
-        if st.message_start.is_some() {
+        // Stream 0 is always ordered (§15.3).
+        let message_start = st.message_start.filter(|_| s.credit == Credit::Shared);
+        if message_start.is_some() {
             s.recv.set_unordered();
         }
         let before = s.recv.highest();
         let new = s
             .recv
-            .on_frame_in(st.offset, st.message_start, st.data, st.fin)
+            .on_frame_in(st.offset, message_start, st.data, st.fin)
             .map_err(stream_error)?;
         let delta = s.recv.highest() - before;
         let readable = s.recv.has_message() || s.recv.is_finished();
-        self.streams.on_received(delta).map_err(stream_error)?;
+        let credit = s.credit;
+        self.streams
+            .on_received(credit, delta)
+            .map_err(stream_error)?;
         if (new > 0 || st.fin) && readable {
-            self.streams.readable.insert(st.id);
             self.emit(Event::StreamReadable(StreamId(st.id)));
         }
         Ok(())
     }
 
-    /// A packet carrying these version-2 frames was acknowledged.
+    /// A packet carrying these stream frames was acknowledged.
     pub(super) fn on_streams_acked(&mut self, frames: &SentFrames) {
+        if !frames.stream.is_empty() || frames.fin {
+            let first = &mut self.streams.first_mut().send;
+            first.on_acked(&frames.stream, frames.fin);
+        }
         let Some(frames) = frames.v2.as_deref() else {
             return;
         };
@@ -431,7 +477,6 @@ impl Connection {
                         s.reset = Some(Reset::Acked);
                     }
                 }
-                Control::Skip { id: 0, skip } => self.send.on_skip_acked(*skip),
                 Control::Skip { id, skip } => {
                     if let Some(s) = self.streams.map.get_mut(id) {
                         s.send.on_skip_acked(*skip);
@@ -443,9 +488,14 @@ impl Connection {
         self.stats.streams.datagrams_acked += u64::from(frames.datagrams);
     }
 
-    /// A packet carrying these version-2 frames was lost (or is probed):
+    /// A packet carrying these stream frames was lost (or is probed):
     /// data and control frames go back in line; datagrams do not.
     pub(super) fn requeue_streams(&mut self, frames: &SentFrames) {
+        if !frames.stream.is_empty() || frames.fin || frames.max_data {
+            let first = self.streams.first_mut();
+            first.send.on_lost(&frames.stream, frames.fin);
+            first.max_data_pending |= frames.max_data;
+        }
         let Some(frames) = frames.v2.as_deref() else {
             return;
         };
@@ -480,9 +530,7 @@ impl Connection {
                     }
                 }
                 Control::Skip { id, skip } => {
-                    if *id == 0 {
-                        self.send.on_skip_lost(*skip);
-                    } else if let Some(s) = self.streams.map.get_mut(id) {
+                    if let Some(s) = self.streams.map.get_mut(id) {
                         if s.reset.is_none() {
                             s.send.on_skip_lost(*skip);
                         }

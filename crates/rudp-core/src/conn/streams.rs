@@ -1,10 +1,13 @@
-//! Version 2's streams beyond the first (PROTOCOL.md §15): which exist,
-//! who opened them, the limits on opening them and on the bytes they all
+//! Every stream of a connection (PROTOCOL.md §15): which exist, who
+//! opened them, the limits on opening them and on the bytes they all
 //! carry together, their priorities, and the control frames they owe.
 //!
-//! Stream 0 is the connection's first stream, version 1's only one; it
-//! lives in the connection itself (`send`, `recv`) and is scheduled with
-//! these by priority.
+//! Stream 0, the connection's first stream and version 1's only one, is
+//! one of them, held from the start and never forgotten. What sets it
+//! apart is its flow control ([`Credit::Connection`]: MAX_DATA with an
+//! auto-tuned window, outside the shared limit, §15.4), its encoding
+//! (STREAM frames, §15.2) and what it may do: its FIN is the graceful
+//! close (§15.9), and it cannot be reset or stopped (§15.8.6).
 
 use super::recv_stream::{RecvStream, StreamError};
 use super::send_stream::SendStream;
@@ -123,11 +126,23 @@ pub(super) enum Reset {
     Acked,
 }
 
-/// One stream beyond the first.
+/// Which flow control a stream is under (§15.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Credit {
+    /// Stream 0: version 1's MAX_DATA, with a window that grows when the
+    /// sender is window-limited (§8.3), outside the shared limit.
+    Connection,
+    /// Every other stream: MAX_STREAM_DATA at a fixed Stream Window, and
+    /// the Streams Window that all of them share.
+    Shared,
+}
+
+/// One stream: both directions, and what is owed to the peer about it.
 #[derive(Debug)]
 pub(super) struct Stream {
     pub send: SendStream,
     pub recv: RecvStream,
+    pub credit: Credit,
     pub priority: i8,
     /// Set once the application (or a STOP_SENDING) reset the sending half.
     pub reset: Option<Reset>,
@@ -146,16 +161,41 @@ pub(super) struct Stream {
 }
 
 impl Stream {
-    /// Whether both halves are over and nothing is owed to the peer: the
-    /// stream can be forgotten.
-    fn is_done(&self) -> bool {
-        let send_done = match self.reset {
+    fn new(send: SendStream, recv: RecvStream, credit: Credit, priority: i8) -> Self {
+        Stream {
+            send,
+            recv,
+            credit,
+            priority,
+            reset: None,
+            peer_reset: None,
+            stopped: None,
+            stop_pending: None,
+            max_data_pending: false,
+            accounted: 0,
+        }
+    }
+
+    /// Whether our direction is over: everything sent, the FIN included,
+    /// acknowledged, or a reset acknowledged (§15.9).
+    fn is_send_done(&self) -> bool {
+        match self.reset {
             Some(Reset::Acked) => true,
             Some(_) => false,
             None => self.send.is_fully_acked(),
-        };
+        }
+    }
+
+    /// Whether both halves are over and nothing is owed to the peer: the
+    /// stream can be forgotten. Stream 0 never is: the connection's
+    /// graceful close is its end (§6.5).
+    fn is_done(&self) -> bool {
         let recv_done = self.peer_reset.is_some() || self.recv.is_finished();
-        send_done && recv_done && self.stop_pending.is_none() && !self.max_data_pending
+        self.credit == Credit::Shared
+            && self.is_send_done()
+            && recv_done
+            && self.stop_pending.is_none()
+            && !self.max_data_pending
     }
 }
 
@@ -168,10 +208,12 @@ pub(super) enum Lookup<'a> {
     Never,
 }
 
-/// Every stream beyond the first, and the limits on them (§15.2, §15.4).
+/// Every stream, the first included, and the limits on them (§15.2,
+/// §15.4).
 #[derive(Debug)]
 pub(super) struct Streams {
     side: Side,
+    /// Live streams by id; stream 0 from the start to the end.
     pub map: BTreeMap<u64, Stream>,
     /// Ordinals (§15.2) of the streams we opened so far.
     local_opened: u64,
@@ -192,8 +234,6 @@ pub(super) struct Streams {
     accept_queue: BTreeSet<u64>,
     /// Set when the peer opened streams since the last `take_opened`.
     opened_new: bool,
-    /// Streams with a message or an end to read.
-    pub readable: BTreeSet<u64>,
     /// Shared limit (§15.4), sending: the peer's, and what we used of it.
     pub peer_max_total: u64,
     pub sent_total: u64,
@@ -213,8 +253,6 @@ pub(super) struct Streams {
     send_buffer: u64,
     /// The stream served last, for round robin within a priority (§15.7).
     pub last_served: u64,
-    /// The first stream's priority.
-    pub first_priority: i8,
     /// The connection is closing gracefully: streams the peer opens from
     /// now on start with our direction finished (§15.9).
     closing: bool,
@@ -222,9 +260,15 @@ pub(super) struct Streams {
 
 impl Streams {
     pub(super) fn new(side: Side, config: &crate::config::Config) -> Self {
+        let first = Stream::new(
+            SendStream::new(config.send_buffer),
+            RecvStream::new(config.receive_window, config.max_message_size as u64),
+            Credit::Connection,
+            0,
+        );
         Self {
             side,
-            map: BTreeMap::new(),
+            map: BTreeMap::from([(StreamId::FIRST.0, first)]),
             local_opened: 0,
             peer_max_streams: 0,
             peer_opened: 0,
@@ -234,7 +278,6 @@ impl Streams {
             max_streams_pending: false,
             accept_queue: BTreeSet::new(),
             opened_new: false,
-            readable: BTreeSet::new(),
             peer_max_total: 0,
             sent_total: 0,
             local_max_total: config.streams_receive_window,
@@ -247,7 +290,6 @@ impl Streams {
             max_message: config.max_message_size as u64,
             send_buffer: config.send_buffer,
             last_served: 0,
-            first_priority: 0,
             closing: false,
         }
     }
@@ -263,17 +305,7 @@ impl Streams {
             send.set_unordered();
             recv.set_unordered();
         }
-        Stream {
-            send,
-            recv,
-            priority,
-            reset: None,
-            peer_reset: None,
-            stopped: None,
-            stop_pending: None,
-            max_data_pending: false,
-            accounted: 0,
-        }
+        Stream::new(send, recv, Credit::Shared, priority)
     }
 
     /// Opens a stream of ours, if the peer's limit allows (§15.2).
@@ -288,7 +320,7 @@ impl Streams {
         Some(id)
     }
 
-    /// Stream `id`, beyond the first, if it exists.
+    /// Stream `id`, if it is live.
     pub(super) fn stream_mut(&mut self, id: StreamId) -> Option<&mut Stream> {
         self.map.get_mut(&id.0)
     }
@@ -311,7 +343,8 @@ impl Streams {
 
     /// The stream a frame from the peer names, opening the peer's streams
     /// up to it if it is new (§15.2). `Ok(None)`: a stream since forgotten,
-    /// whose late frames are ignored.
+    /// whose late frames are ignored. Stream 0 has ordinal 0: it is always
+    /// open.
     pub(super) fn get_or_open(
         &mut self,
         id: u64,
@@ -364,6 +397,20 @@ impl Streams {
         std::mem::take(&mut self.opened_new)
     }
 
+    /// The first stream (§15.2), which lives as long as the connection.
+    pub(super) fn first(&self) -> &Stream {
+        self.map
+            .get(&StreamId::FIRST.0)
+            .expect("stream 0 is never forgotten")
+    }
+
+    /// The first stream, to change.
+    pub(super) fn first_mut(&mut self) -> &mut Stream {
+        self.map
+            .get_mut(&StreamId::FIRST.0)
+            .expect("stream 0 is never forgotten")
+    }
+
     /// Forgets the streams that are over; each of the peer's lets it open
     /// one more (MAX_STREAMS, §15.2).
     pub(super) fn collect(&mut self) {
@@ -376,7 +423,6 @@ impl Streams {
         for id in done {
             if let Some(s) = self.map.remove(&id) {
                 self.retired_consumed += s.recv.consumed_credit();
-                self.readable.remove(&id);
                 self.accept_queue.remove(&id);
                 if StreamId(id).initiator() != self.side {
                     self.peer_closed += 1;
@@ -394,6 +440,7 @@ impl Streams {
             + self
                 .map
                 .values()
+                .filter(|s| s.credit == Credit::Shared)
                 .map(|s| s.recv.consumed_credit())
                 .sum::<u64>();
         let candidate = consumed + self.total_window;
@@ -401,8 +448,12 @@ impl Streams {
             .then_some(candidate)
     }
 
-    /// Counts `delta` more bytes received over all streams (§15.4).
-    pub(super) fn on_received(&mut self, delta: u64) -> Result<(), StreamError> {
+    /// Counts `delta` more bytes received on a stream under `credit`
+    /// (§15.4): only the shared streams' count against the shared limit.
+    pub(super) fn on_received(&mut self, credit: Credit, delta: u64) -> Result<(), StreamError> {
+        if credit == Credit::Connection {
+            return Ok(());
+        }
         self.received_total += delta;
         if self.received_total > self.local_max_total {
             return Err(StreamError::FlowControl {
@@ -413,17 +464,20 @@ impl Streams {
         Ok(())
     }
 
-    /// How far a stream whose sending half used `accounted` may go now
-    /// under the shared limit.
-    pub(super) fn shared_cap(&self, accounted: u64) -> u64 {
-        accounted + self.peer_max_total.saturating_sub(self.sent_total)
+    /// How far stream `s` may go now under the shared limit (§15.4);
+    /// stream 0 is outside it.
+    pub(super) fn shared_cap(&self, s: &Stream) -> u64 {
+        match s.credit {
+            Credit::Connection => u64::MAX,
+            Credit::Shared => s.accounted + self.peer_max_total.saturating_sub(self.sent_total),
+        }
     }
 
     /// Whether stream `s` has something to send now: data, a FIN or a
     /// SKIP, within the shared limit. Exactly when the transmit loop would
     /// write a frame for it, so that nothing sends a PING for nothing.
     pub(super) fn sendable(&self, s: &Stream) -> bool {
-        let cap = self.shared_cap(s.accounted);
+        let cap = self.shared_cap(s);
         s.reset.is_none() && (s.send.has_skip(cap) || s.send.has_sendable_within(cap))
     }
 
@@ -460,19 +514,15 @@ impl Streams {
 
     /// Streams that have something to send, by priority (highest first),
     /// round robin within a priority starting after the one served last
-    /// (§15.7). The first stream takes part as id 0.
-    /// Datagrams take part as `u64::MAX` when `datagram` gives their
-    /// priority.
-    pub(super) fn schedule(&self, first_sendable: bool, datagram: Option<i8>) -> Vec<u64> {
+    /// (§15.7). Datagrams take part as `u64::MAX` when `datagram` gives
+    /// their priority.
+    pub(super) fn schedule(&self, datagram: Option<i8>) -> Vec<u64> {
         let mut ids: Vec<(i8, u64)> = self
             .map
             .iter()
             .filter(|(_, s)| self.sendable(s))
             .map(|(&id, s)| (s.priority, id))
             .collect();
-        if first_sendable {
-            ids.push((self.first_priority, 0));
-        }
         if let Some(p) = datagram {
             ids.push((p, u64::MAX));
         }
@@ -482,32 +532,28 @@ impl Streams {
         ids.into_iter().map(|(_, id)| id).collect()
     }
 
-    /// Whether every stream is over in both directions, except for what
-    /// the graceful close of the connection itself waits for.
+    /// Whether every stream, the first included, is over in both
+    /// directions as the graceful close counts it (§6.5, §15.9): ours
+    /// acknowledged with its FIN (or reset), the peer's received up to its
+    /// FIN (or reset).
     pub(super) fn all_closed(&self) -> bool {
-        self.map.values().all(|s| {
-            let send_done = match s.reset {
-                Some(Reset::Acked) => true,
-                Some(_) => false,
-                None => s.send.is_fully_acked(),
-            };
-            send_done && (s.peer_reset.is_some() || s.recv.is_fin_received())
-        })
+        self.map
+            .values()
+            .all(|s| s.is_send_done() && (s.peer_reset.is_some() || s.recv.is_fin_received()))
     }
 
-    /// Whether this side's direction of every stream is over: finished
-    /// and acknowledged, or reset and acknowledged. Until then the first
-    /// stream's FIN waits, so that a peer that has it knows of every
-    /// stream this side will ever send on (§15.9).
+    /// Whether this side's direction of every stream but the first is
+    /// over: finished and acknowledged, or reset and acknowledged. Until
+    /// then the first stream's FIN waits, so that a peer that has it knows
+    /// of every stream this side will ever send on (§15.9).
     pub(super) fn all_sends_done(&self) -> bool {
-        self.map.values().all(|s| match s.reset {
-            Some(Reset::Acked) => true,
-            Some(_) => false,
-            None => s.send.is_fully_acked(),
-        })
+        self.map
+            .values()
+            .all(|s| s.credit == Credit::Connection || s.is_send_done())
     }
 
-    /// Finishes the sending half of every stream (the connection closes).
+    /// Finishes the sending half of every stream, the first included (the
+    /// connection closes).
     pub(super) fn finish_all(&mut self) {
         self.closing = true;
         for s in self.map.values_mut() {
@@ -522,11 +568,13 @@ impl Streams {
         }
     }
 
-    /// Memory held for the streams: reassembly, and each stream's own
-    /// state and set entries (§13).
+    /// Memory held for the streams: reassembly, and each opened stream's
+    /// own state and set entries (§13).
     pub(super) fn memory(&self) -> usize {
         const PER_STREAM: usize = std::mem::size_of::<Stream>() + 64;
-        self.map.len() * PER_STREAM + self.map.values().map(|s| s.recv.memory()).sum::<usize>()
+        // Stream 0's own state is part of every connection's fixed cost.
+        let opened = self.map.len().saturating_sub(1);
+        opened * PER_STREAM + self.map.values().map(|s| s.recv.memory()).sum::<usize>()
     }
 }
 
@@ -565,7 +613,7 @@ mod tests {
                 s.reset = Some(Reset::Acked);
             }
             streams.collect();
-            assert!(streams.map.is_empty());
+            assert_eq!(streams.map.len(), 1, "stream 0 stays");
             assert!(streams.accept_queue.is_empty(), "round {round}");
         }
         assert_eq!(streams.accept(), None);

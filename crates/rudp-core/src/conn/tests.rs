@@ -336,7 +336,7 @@ mod established {
         c.send(Bytes::from_static(b"7")).unwrap();
         let d = transmit(&mut c, now).unwrap();
         deliver(&mut s, now, &d.bytes);
-        assert_eq!(events(&mut s), vec![Event::Readable]);
+        assert_eq!(events(&mut s), vec![Event::StreamReadable(StreamId::FIRST)]);
         assert!(
             transmit(&mut s, now).is_none(),
             "§7: one packet waits for a second"

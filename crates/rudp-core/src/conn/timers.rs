@@ -92,7 +92,8 @@ impl Connection {
     /// waiting for the rest of the peer's data must still be heard from, or
     /// a NAT that rebinds it would leave the peer no way to find it (§6.9).
     pub(super) fn keep_alive_deadline(&self) -> Option<Instant> {
-        let both_finished = self.send.is_finished() && self.recv.is_fin_received();
+        let first = self.streams.first();
+        let both_finished = first.send.is_finished() && first.recv.is_fin_received();
         if self.state != State::Established || both_finished || self.ping_pending {
             return None;
         }

@@ -113,18 +113,14 @@ impl Connection {
         }
         // §15.9: the first stream's FIN goes last.
         let others_open = !self.streams.all_sends_done();
-        self.send.hold_fin(others_open);
+        self.streams.first_mut().send.hold_fin(others_open);
         let ty = self.packet_type();
         let probe = self.probes > 0;
         let in_flight = self.sent.bytes_in_flight();
         let cwnd_open = in_flight + self.path.max_datagram() as u64 <= self.path.cc.window();
-        let have_data = self.peer.is_some()
-            && (self.send.has_sendable()
-                || self.send.has_skip(u64::MAX)
-                || self.streams_want_to_send());
+        let have_data = self.peer.is_some() && self.streams_want_to_send();
         let have_eliciting = (ty != PacketType::Data && self.handshake_pending)
             || have_data
-            || self.max_data_pending
             || self.streams.has_control()
             || self.ping_pending;
         if cwnd_open && !have_data && self.state == State::Established {
@@ -173,7 +169,6 @@ impl Connection {
         let mut frames = SentFrames::default();
         let mut eliciting = false;
         let mut retransmitted = false;
-        let frontier;
 
         if self.acks.has_news() && !clear_v3 {
             if let Some(ack) = self.acks.frame(now) {
@@ -208,73 +203,41 @@ impl Connection {
             self.path.mtu.on_probe_sent(pn, size);
             self.stats.sent.mtu_probes += 1;
         } else if want_eliciting {
-            if self.max_data_pending {
-                if self.recv.max_data_update().is_some() {
-                    // §8.3 auto-tuning: a new limit needed within two RTTs
-                    // of the last one means the window, not the path,
-                    // limits the sender.
-                    let fast = self.last_window_update.is_some_and(|t| {
-                        now.saturating_duration_since(t) < self.path.rtt.smoothed() * 2
-                    });
-                    if fast {
-                        self.recv.grow_window(self.config.max_receive_window);
-                    }
-                    self.last_window_update = Some(now);
-                }
-                let max = self.recv.max_data_update().unwrap_or(self.recv.max_data());
-                Frame::MaxData(max).encode(out);
-                self.recv.on_max_data_sent(max);
-                frames.max_data = true;
-                self.max_data_pending = false;
-                eliciting = true;
-            }
-            if self.version >= crate::wire::VERSION_2 && self.peer.is_some() {
-                eliciting |= self.write_stream_controls(limit, out, &mut frames);
-            }
-            // Data below the frontier was sent before: a retransmission.
-            frontier = self.send.sent_offset();
             if self.peer.is_some() {
+                eliciting |= self.write_stream_controls(now, limit, out, &mut frames);
                 // §15.7: by priority, round robin within one.
-                let first = self.send.has_sendable() || self.send.has_skip(u64::MAX);
                 let datagram = self
                     .datagrams
                     .has_queued()
                     .then_some(self.datagrams.priority);
                 let order: smallvec::SmallVec<[u64; 4]> =
-                    if self.streams.map.is_empty() && datagram.is_none() {
-                        // Only the first stream (every version-1
-                        // connection): no schedule to build per packet.
-                        first.then_some(0).into_iter().collect()
+                    if self.streams.map.len() == 1 && datagram.is_none() {
+                        // One stream (every version-1 connection): no
+                        // schedule to build per packet.
+                        let only = self.streams.map.iter().next();
+                        only.filter(|(_, s)| self.streams.sendable(s))
+                            .map(|(&id, _)| id)
+                            .into_iter()
+                            .collect()
                     } else {
-                        self.streams.schedule(first, datagram).into_iter().collect()
+                        self.streams.schedule(datagram).into_iter().collect()
                     };
                 for id in order {
                     if out.len() + MAX_STREAM_HEADER_LEN >= limit {
                         break;
                     }
-                    let wrote = match id {
-                        0 => self.write_first_stream(limit, out, &mut frames, &mut retransmitted),
-                        u64::MAX => self.write_datagrams(limit, out, &mut frames),
-                        _ => {
-                            let wrote = self.write_stream_n(
-                                id,
-                                limit,
-                                out,
-                                &mut frames,
-                                &mut retransmitted,
-                            );
-                            if wrote {
-                                self.streams.last_served = id;
-                            }
-                            wrote
+                    let wrote = if id == u64::MAX {
+                        self.write_datagrams(limit, out, &mut frames)
+                    } else {
+                        let wrote =
+                            self.write_stream(id, limit, out, &mut frames, &mut retransmitted);
+                        if wrote {
+                            self.streams.last_served = id;
                         }
+                        wrote
                     };
                     eliciting |= wrote;
                 }
-            }
-            let new_data = frames.stream.last().is_some_and(|r| r.end > frontier);
-            if new_data && !retransmitted {
-                self.bundle_unacked(frontier, limit, out, &mut frames);
             }
             if !eliciting {
                 Frame::Ping.encode(out);
@@ -327,95 +290,17 @@ impl Connection {
         Some(self.remote)
     }
 
-    /// Writes the first stream's SKIPs and data (STREAM frames) while they
-    /// fit; returns whether it wrote anything.
-    fn write_first_stream(
-        &mut self,
-        limit: usize,
-        out: &mut Vec<u8>,
-        frames: &mut SentFrames,
-        retransmitted: &mut bool,
-    ) -> bool {
-        let mut wrote = false;
-        while out.len() + 1 + 4 * 8 <= limit {
-            let Some(k) = self.send.next_skip(u64::MAX) else {
-                break;
-            };
-            Frame::Skip(crate::wire::frame::SkipFrame {
-                id: 0,
-                offset: k.offset,
-                len: k.len,
-                messages: k.messages,
-            })
-            .encode(out);
-            frames
-                .v2()
-                .controls
-                .push(sent::Control::Skip { id: 0, skip: k });
-            wrote = true;
-        }
-        let frontier = self.send.sent_offset();
-        while let Some(room) = limit.checked_sub(out.len() + MAX_STREAM_HEADER_LEN) {
-            let Some(chunk) = self.send.next_chunk(room) else {
-                break;
-            };
-            let end = chunk.offset + chunk.len as u64;
-            encode_stream_header(chunk.offset, chunk.len, chunk.fin, out);
-            self.send.copy_range(chunk.offset..end, out);
-            self.send.on_chunk_sent(&chunk);
-            if chunk.offset < frontier {
-                *retransmitted = true;
-                self.stats.sent.stream_bytes_retransmitted += frontier.min(end) - chunk.offset;
-            }
-            if chunk.len > 0 {
-                frames.stream.push(chunk.offset..end);
-            }
-            frames.fin |= chunk.fin;
-            wrote = true;
-            if chunk.len == 0 {
-                break;
-            }
-        }
-        wrote
-    }
-
     /// §9.7: the size of the path MTU probe to send now, if one is due:
     /// only once established, only while more is queued than one datagram
     /// of the size in use holds (a request-and-answer connection never
     /// probes), and only if the probe fits the congestion window.
     fn mtu_probe_due(&mut self, now: Instant, in_flight: u64) -> Option<usize> {
-        let unsent = self.send.unsent() + self.streams.unsent();
+        let unsent = self.streams.unsent();
         if self.state != State::Established || unsent <= self.path.max_datagram() as u64 {
             return None;
         }
         let size = self.path.mtu.probe_size(now)?;
         (in_flight + size as u64 <= self.path.cc.window()).then_some(size)
-    }
-
-    /// §8.4 thin streams: a packet that carries new data and has room to
-    /// spare also carries again every byte still unacknowledged, if all of
-    /// them fit. A lone lost packet of a sparse flow (a request now and
-    /// then) is then repaired by the next packet, without waiting for any
-    /// loss timer. Bulk flows fill their packets and never bundle.
-    pub(super) fn bundle_unacked(
-        &mut self,
-        below: u64,
-        limit: usize,
-        out: &mut Vec<u8>,
-        frames: &mut SentFrames,
-    ) {
-        let room = limit.saturating_sub(out.len());
-        let max = room.saturating_sub(MAX_BUNDLED_RANGES * MAX_STREAM_HEADER_LEN) as u64;
-        let Some(ranges) = self.send.unacked_below(below, max, MAX_BUNDLED_RANGES) else {
-            return;
-        };
-        for r in ranges {
-            let len = (r.end - r.start) as usize;
-            encode_stream_header(r.start, len, false, out);
-            self.send.copy_range(r.clone(), out);
-            self.stats.sent.stream_bytes_bundled += len as u64;
-            frames.stream.push(r);
-        }
     }
 
     /// CLOSING: the CLOSE frame, once per reply due (§6.6), in the packet
