@@ -111,6 +111,12 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+// docs/streams.md, the streams guide: its examples are compiled and run
+// with the doc tests, so the guide cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/streams.md")]
+struct StreamsGuide;
+
 mod connection;
 mod endpoint;
 mod error;
