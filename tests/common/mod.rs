@@ -401,8 +401,16 @@ pub async fn ask_one_by_one(server: SocketAddr, requests: usize, pause: Duration
         let answer = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
             .await
             .unwrap_or_else(|_| panic!("no answer to request {i} within 20 s"))
-            .expect("read an answer")
-            .unwrap_or_else(|| panic!("the client ended before answering request {i}"));
+            .expect("read an answer");
+        let Some(answer) = answer else {
+            // Say why: the client's own words.
+            let out = tokio::time::timeout(Duration::from_secs(5), child.wait_with_output()).await;
+            let why = match out {
+                Ok(Ok(o)) => format!("{}: {}", o.status, String::from_utf8_lossy(&o.stderr)),
+                other => format!("{other:?}"),
+            };
+            panic!("the client ended before answering request {i}: {why}");
+        };
         assert_eq!(answer, MONTHS[month - 1], "request {i}");
         tokio::time::sleep(pause).await;
     }
