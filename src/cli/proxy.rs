@@ -69,51 +69,18 @@ pub struct ProxyArgs {
 impl ProxyArgs {
     /// Runs the proxy, or `ctl` against a running one; returns the
     /// process exit status.
-    pub async fn run(self) -> i32 {
-        let ProxyArgs {
-            ctl,
-            listen,
-            upstream,
-            impair,
-            seed,
-            stats_interval,
-            stats_json,
-            max_clients,
-            schedule,
-            control,
-            control_token,
-            pcap,
-            pcap_limit,
-            rebind,
-        } = self;
-        if let Some(ProxyCommand::Ctl { addr, token, what }) = ctl {
+    pub async fn run(mut self) -> i32 {
+        if let Some(ProxyCommand::Ctl { addr, token, what }) = self.ctl.take() {
             return tokio::task::spawn_blocking(move || run_ctl(addr, token, what))
                 .await
                 .unwrap_or(1);
         }
-        // Required unless `ctl` is given, which this arm excludes.
-        let (Some(listen), Some(upstream)) = (listen, upstream) else {
+        // Required unless `ctl` is given, which returned above.
+        let (Some(listen), Some(upstream)) = (self.listen, self.upstream) else {
             eprintln!("error: --listen and --to are required");
             return 2;
         };
-        let limits = ProxyLimits {
-            max_clients: max_clients as usize,
-            schedule: schedule.map(|s| s.0).unwrap_or_default(),
-            control,
-            control_token,
-            pcap: pcap.map(|p| (p, pcap_limit)),
-            rebind,
-        };
-        run_proxy(
-            listen,
-            upstream,
-            impair,
-            seed,
-            stats_interval,
-            stats_json,
-            limits,
-        )
-        .await
+        run_proxy(listen, upstream, self).await
     }
 }
 
@@ -153,20 +120,6 @@ pub enum CtlCommand {
     },
     /// Remove every impairment.
     Clear,
-}
-
-/// What `rudp proxy` holds at most, and how its link changes over time.
-struct ProxyLimits {
-    max_clients: usize,
-    schedule: Vec<crate::proxy::schedule::Change>,
-    /// Where to serve the control API, if anywhere.
-    control: Option<SocketAddr>,
-    /// `--control-token`: the token to require; empty asks for a random one.
-    control_token: Option<String>,
-    /// `--pcap FILE` and its size limit.
-    pcap: Option<(PathBuf, u64)>,
-    /// `--rebind EVERY`.
-    rebind: Option<Duration>,
 }
 
 /// `--control ADDR`: the API has no authentication, so only a loopback
@@ -323,17 +276,12 @@ fn parse_schedule(s: &str) -> Result<ScheduleArg, String> {
         .map_err(|e| e.to_string())
 }
 
-async fn run_proxy(
-    listen: SocketAddr,
-    upstream: SocketAddr,
-    impair: Box<ImpairArgs>,
-    seed: Option<u64>,
-    interval: Option<Duration>,
-    json: Option<PathBuf>,
-    limits: ProxyLimits,
-) -> i32 {
-    let seed = seed.unwrap_or_else(rand::random);
-    let control_addr = limits.control;
+/// Relays from `listen` to `upstream` as `args` ask, until Ctrl-C or
+/// SIGTERM; returns the process exit status.
+async fn run_proxy(listen: SocketAddr, upstream: SocketAddr, args: ProxyArgs) -> i32 {
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let (impair, interval, json) = (args.impair, args.stats_interval, args.stats_json);
+    let control_addr = args.control;
     let proxy = match Proxy::start(ProxyConfig {
         listen,
         upstream,
@@ -341,10 +289,10 @@ async fn run_proxy(
         down: impair.down,
         seed,
         mapping_idle: crate::proxy::MAPPING_IDLE,
-        max_clients: limits.max_clients,
-        schedule: limits.schedule,
-        pcap: limits.pcap.clone(),
-        rebind: limits.rebind,
+        max_clients: args.max_clients as usize,
+        schedule: args.schedule.map(|s| s.0).unwrap_or_default(),
+        pcap: args.pcap.map(|p| (p, args.pcap_limit)),
+        rebind: args.rebind,
     })
     .await
     {
@@ -363,7 +311,7 @@ async fn run_proxy(
         Some(addr) => match tokio::net::TcpListener::bind(addr).await {
             Ok(listener) => {
                 let shown = listener.local_addr().unwrap_or(addr);
-                let token = limits.control_token.as_ref().map(|t| match t.as_str() {
+                let token = args.control_token.as_ref().map(|t| match t.as_str() {
                     "" => hex::encode(rand::random::<[u8; 16]>()),
                     given => given.to_string(),
                 });
