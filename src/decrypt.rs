@@ -17,12 +17,9 @@
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
 use pcap_file::pcapng::{Block, PcapNgReader, PcapNgWriter};
-use rudp_core::cipher::PacketCipher;
-use rudp_core::psk::PacketKey;
-use rudp_core::wire::packet::{append_checksum, decode};
-use rudp_core::wire::{Datagram, Frame, Header, PacketType, Protection};
+use rudp_core::capture::{CaptureKeys, Opened};
+use rudp_core::wire::ConnectionId;
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::Path;
@@ -58,84 +55,6 @@ pub struct Summary {
     pub decrypted: u64,
 }
 
-/// How many rekeys (§16.6) past the newest key seen a packet may be
-/// sealed with: a sender moves on at most once per acknowledged key, so a
-/// capture that missed a few packets is still followed.
-const REKEYS_AHEAD: usize = 4;
-
-/// One direction's keys: the first, from the key log, and each that
-/// followed by REKEY (§16.6), as far as the packets went.
-struct Direction {
-    cipher: PacketCipher,
-    /// The newest key's raw bytes, from which the next one follows.
-    newest: [u8; 32],
-    /// The previous key (packets on their way when the sender moved on)
-    /// and the newest one.
-    previous: Option<PacketKey>,
-    current: PacketKey,
-}
-
-impl Direction {
-    fn new(cipher: PacketCipher, first: [u8; 32]) -> Self {
-        Self {
-            cipher,
-            newest: first,
-            previous: None,
-            current: PacketKey::from_raw(cipher, first),
-        }
-    }
-
-    /// Opens a sealed payload with the current key, the previous one, or
-    /// one of the next [`REKEYS_AHEAD`], moving on to the one that opens.
-    fn open(&mut self, pn: u64, aad: &[u8], sealed: &[u8], plain: &mut Vec<u8>) -> bool {
-        if self.current.open(pn, aad, sealed, plain).is_ok() {
-            return true;
-        }
-        if let Some(p) = &self.previous {
-            if p.open(pn, aad, sealed, plain).is_ok() {
-                return true;
-            }
-        }
-        // The key just before the one that opens becomes the previous:
-        // late packets come from there, whatever the capture missed.
-        let mut before = self.current.clone();
-        let mut raw = self.newest;
-        for _ in 0..REKEYS_AHEAD {
-            raw = rudp_core::noise::rekey(self.cipher, &raw);
-            let key = PacketKey::from_raw(self.cipher, raw);
-            if key.open(pn, aad, sealed, plain).is_ok() {
-                self.previous = Some(before);
-                self.current = key;
-                self.newest = raw;
-                return true;
-            }
-            before = key;
-        }
-        false
-    }
-}
-
-/// The key log's keys, by client CID (client to server, server to
-/// client), and the server CIDs learned.
-struct Keys {
-    by_client: HashMap<u64, (Direction, Direction)>,
-    client_of_server: HashMap<u64, u64>,
-}
-
-impl Keys {
-    /// The direction whose keys open a packet to `dcid`, if known.
-    fn for_packet(&mut self, header: &Header) -> Option<&mut Direction> {
-        if let (PacketType::Accept, Some(scid)) = (header.ty, header.scid) {
-            self.client_of_server.insert(scid.0, header.dcid.0);
-        }
-        if self.by_client.contains_key(&header.dcid.0) {
-            return self.by_client.get_mut(&header.dcid.0).map(|(_, s2c)| s2c);
-        }
-        let client = self.client_of_server.get(&header.dcid.0)?;
-        self.by_client.get_mut(client).map(|(c2s, _)| c2s)
-    }
-}
-
 /// Decrypts `input` into `output` with the keys of `keylog`.
 pub fn decrypt(keylog: &Path, input: &Path, output: &Path) -> Result<Summary, DecryptError> {
     let shown = |p: &Path| p.display().to_string();
@@ -149,17 +68,15 @@ pub fn decrypt(keylog: &Path, input: &Path, output: &Path) -> Result<Summary, De
             path: shown(keylog),
         });
     }
-    let mut keys = Keys {
-        by_client: entries
-            .into_iter()
-            .map(|e| {
-                let c2s = Direction::new(e.cipher, e.client_to_server);
-                let s2c = Direction::new(e.cipher, e.server_to_client);
-                (e.client_cid, (c2s, s2c))
-            })
-            .collect(),
-        client_of_server: HashMap::new(),
-    };
+    let mut keys = CaptureKeys::new();
+    for e in entries {
+        keys.insert(
+            ConnectionId(e.client_cid),
+            e.cipher,
+            e.client_to_server,
+            e.server_to_client,
+        );
+    }
     let file = std::fs::File::open(input).map_err(|source| DecryptError::Read {
         path: shown(input),
         source,
@@ -237,7 +154,7 @@ fn read_keylog(path: &Path) -> std::io::Result<String> {
 
 /// The IP packet `ip` with its rudp packet in clear, if it holds a
 /// version-3 sealed packet whose key is known.
-fn clear_packet(ip: &[u8], keys: &mut Keys, summary: &mut Summary) -> Option<Vec<u8>> {
+fn clear_packet(ip: &[u8], keys: &mut CaptureKeys, summary: &mut Summary) -> Option<Vec<u8>> {
     let sliced = SlicedPacket::from_ip(ip).ok()?;
     let (src, dst): (IpAddr, IpAddr) = match sliced.net.as_ref()? {
         NetSlice::Ipv4(v4) => (
@@ -253,37 +170,17 @@ fn clear_packet(ip: &[u8], keys: &mut Keys, summary: &mut Summary) -> Option<Vec
     let Some(TransportSlice::Udp(udp)) = sliced.transport else {
         return None;
     };
-    let datagram = udp.payload();
-    let Ok(Datagram::Packet { header, payload }) = decode(datagram) else {
-        return None;
+    let out = match keys.open(udp.payload()) {
+        Opened::NotSealed => return None,
+        Opened::NoKey => {
+            summary.sealed += 1;
+            return None;
+        }
+        Opened::Clear(out) => {
+            summary.sealed += 1;
+            out
+        }
     };
-    if header.version != rudp_core::wire::VERSION_3 || header.protection != Protection::Sealed {
-        return None;
-    }
-    summary.sealed += 1;
-    // An ACCEPT's NOISE frame is in clear and part of the associated data.
-    let mut r = rudp_core::wire::Reader::new(payload);
-    let clear = match (header.ty, rudp_core::wire::frame::decode_one(&mut r)) {
-        (PacketType::Accept, Ok(Frame::Noise(_))) => payload.len() - r.remaining(),
-        _ => 0,
-    };
-    let keys = keys.for_packet(&header)?;
-    let mut aad = Vec::with_capacity(28 + clear);
-    header.encode(&mut aad);
-    aad.extend_from_slice(&payload[..clear]);
-    let mut frames = Vec::new();
-    if !keys.open(header.pn, &aad, &payload[clear..], &mut frames) {
-        return None;
-    }
-    let mut out = Vec::with_capacity(datagram.len());
-    Header {
-        protection: Protection::Clear,
-        ..header
-    }
-    .encode(&mut out);
-    out.extend_from_slice(&payload[..clear]);
-    out.extend_from_slice(&frames);
-    append_checksum(&mut out);
     let builder = match (src, dst) {
         (IpAddr::V4(a), IpAddr::V4(b)) => PacketBuilder::ipv4(a.octets(), b.octets(), 64),
         (IpAddr::V6(a), IpAddr::V6(b)) => PacketBuilder::ipv6(a.octets(), b.octets(), 64),
@@ -294,43 +191,4 @@ fn clear_packet(ip: &[u8], keys: &mut Keys, summary: &mut Summary) -> Option<Vec
     builder.write(&mut packet, &out).ok()?;
     summary.decrypted += 1;
     Some(packet)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// §16.6: a direction's keys follow the sender's rekeys from the key
-    /// log's first key: late packets under the previous key still open,
-    /// and a key more than [`REKEYS_AHEAD`] moves away does not.
-    #[test]
-    fn a_direction_follows_rekeys_for_both_ciphers() {
-        for cipher in PacketCipher::ALL {
-            let mut raw = [9u8; 32];
-            let mut chain = vec![raw];
-            for _ in 0..8 {
-                raw = rudp_core::noise::rekey(cipher, &raw);
-                chain.push(raw);
-            }
-            let sealed = |generation: usize, pn: u64| {
-                let mut p = b"frames".to_vec();
-                PacketKey::from_raw(cipher, chain[generation]).seal(pn, 0, &mut p);
-                p
-            };
-            let mut d = Direction::new(cipher, chain[0]);
-            let mut plain = Vec::new();
-            // Generation 2's first packet arrives after generation 3's.
-            for (generation, pn) in [(0, 1), (1, 2), (0, 3), (3, 4), (2, 5), (3, 6)] {
-                assert!(
-                    d.open(pn, b"", &sealed(generation, pn), &mut plain),
-                    "{cipher}: generation {generation}, pn {pn}"
-                );
-                assert_eq!(plain, b"frames");
-            }
-            // Two keys back, or five ahead, is out of reach.
-            assert!(!d.open(7, b"", &sealed(0, 7), &mut plain));
-            assert!(!d.open(8, b"", &sealed(8, 8), &mut plain));
-            assert!(d.open(9, b"", &sealed(7, 9), &mut plain));
-        }
-    }
 }

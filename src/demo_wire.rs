@@ -8,7 +8,7 @@ use crate::keylog;
 use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
 use pcap_file::pcapng::{Block, PcapNgReader};
 use rudp::proto::cipher::PacketCipher;
-use rudp::proto::wire::{self, ConnectionId, Datagram, Frame, Protection};
+use rudp::proto::wire::{self, ConnectionId};
 use rudp::{KeyLog, TransportKeys};
 use std::io::Write;
 use std::path::Path;
@@ -106,7 +106,7 @@ fn read(path: &Path) -> Result<Vec<Line>, String> {
         };
         lines.push(Line {
             verdict: short_verdict(&verdict),
-            packet: describe(udp.payload()),
+            packet: wire::describe_brief(udp.payload()),
         });
     }
     Ok(lines)
@@ -117,27 +117,6 @@ fn short_verdict(comment: &str) -> String {
     let (way, what) = comment.split_once(": ").unwrap_or((comment, ""));
     let what = what.split(" after ").next().unwrap_or(what);
     format!("{way} {what}")
-}
-
-/// A packet as its type, packet number and frames; a stream's data by its
-/// offset and length only.
-fn describe(datagram: &[u8]) -> String {
-    let Ok(Datagram::Packet { header, payload }) = wire::packet::decode(datagram) else {
-        return wire::describe(datagram);
-    };
-    let frames = if header.protection == Protection::Sealed {
-        format!("sealed, {} bytes", payload.len())
-    } else {
-        match wire::frame::decode_all(payload) {
-            Ok(frames) => frames
-                .iter()
-                .map(Frame::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
-            Err(e) => format!("malformed: {e}"),
-        }
-    };
-    format!("{:?} pn={} [{frames}]", header.ty, header.pn)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@
 //! Lower layers never depend on upper ones:
 //!
 //! - [`wire`]: bytes on the wire: header, frames, checksum (PROTOCOL.md §3–§5).
-//! - [`ranges`]: the range set behind acknowledgements and reassembly.
+//! - `ranges`: the range set behind acknowledgements and reassembly.
 //! - [`conn`]: one connection's state machine: handshake, acks, RTT, loss
 //!   detection, retransmission, flow and congestion control (§6–§9).
 //! - [`endpoint`]: many connections behind one socket: routing by
@@ -23,7 +23,8 @@
 //! - [`psk`]: optional pre-shared-key sealing of packets (§3.7).
 //! - [`noise`], [`cipher`]: version 3's Noise handshake and the packet
 //!   cipher it negotiates (§16).
-//! - [`token`]: stateless address-validation tokens for RETRY (§6.8).
+//! - `token`: stateless address-validation tokens for RETRY (§6.8).
+//! - [`capture`]: one's own captures in clear, from a key log (§16.7).
 //! - [`config`], [`error`]: settings and failure reasons.
 //! - [`text`]: peer-supplied text made safe to print.
 //! - `impair`, `sim` (feature `sim`): a seeded, I/O-free model of a bad
@@ -32,6 +33,9 @@
 //! ## Features
 //!
 //! - `serde`: `Serialize` on statistics and summaries.
+//! - `fuzzing`: the codec (`wire::frame`, `wire::packet`) and the modules
+//!   named here without a link, public for the fuzz targets and the core's
+//!   own tests. Not an API: no semver.
 //! - `trace`: qlog-style JSON trace events from a connection (docs/trace.md).
 //! - `sim`: the impairment model and the simulator.
 //! - `log`: debug logs (state changes, losses, timers) through `tracing`.
@@ -40,6 +44,21 @@
 //! number crates the protocol needs, and nothing else.
 
 #![warn(missing_docs, unreachable_pub)]
+
+/// A module that is not part of the API: private, except with the
+/// `fuzzing` feature, which the fuzz targets (fuzz/) and the core's own
+/// integration tests turn on to reach the codec and the pieces they
+/// check one by one. Applications find what they need re-exported where
+/// it belongs; nothing here follows semver.
+macro_rules! internal_mod {
+    ($name:ident) => {
+        #[cfg(feature = "fuzzing")]
+        pub mod $name;
+        #[cfg(not(feature = "fuzzing"))]
+        #[allow(unreachable_pub)]
+        pub(crate) mod $name;
+    };
+}
 
 /// A debug log line through `tracing`, with the `log` feature; nothing
 /// without it.
@@ -102,6 +121,7 @@ macro_rules! counters {
     };
 }
 
+pub mod capture;
 pub mod cipher;
 pub mod config;
 pub mod congestion;
@@ -112,12 +132,12 @@ pub mod error;
 pub mod impair;
 pub mod noise;
 pub mod psk;
-pub mod ranges;
-pub mod rtt;
+internal_mod!(ranges);
+internal_mod!(rtt);
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod text;
-pub mod token;
+internal_mod!(token);
 pub mod wire;
 
 pub use config::Config;

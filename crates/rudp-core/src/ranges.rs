@@ -129,11 +129,6 @@ impl RangeSet {
         self.map.iter().next().map(|(&s, &e)| s..e)
     }
 
-    /// Highest range, if any.
-    pub fn last(&self) -> Option<Range<u64>> {
-        self.map.iter().next_back().map(|(&s, &e)| s..e)
-    }
-
     /// Removes and returns the lowest range.
     pub fn pop_first(&mut self) -> Option<Range<u64>> {
         self.map.pop_first().map(|(s, e)| s..e)

@@ -17,7 +17,7 @@
 //! `recovery` (loss detection), `timers`, `path` (RTT, controller, pacer),
 //! `transmit` and `receive` (packets out and in), `send_stream` and
 //! `recv_stream` (messages into bytes and back), [`stats`]; RTT estimation
-//! and congestion control are [`crate::rtt`] and [`crate::congestion`].
+//! and congestion control are `crate::rtt` and [`crate::congestion`].
 
 /// Compiles its statements only with the `trace` feature: without it, no
 /// trace code or JSON is built (docs/trace.md).

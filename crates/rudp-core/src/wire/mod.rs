@@ -2,122 +2,59 @@
 //!
 //! Nothing here knows about connections, timers or state. Every decoder takes
 //! untrusted bytes and either returns a fully checked value or a
-//! [`DecodeError`]; none of them can panic on any input (checked by the
-//! property tests at the bottom of [`packet`] and by `fuzz/`).
+//! `DecodeError`; none of them can panic on any input (checked by the
+//! property tests of `packet` and by `fuzz/`).
 //!
-//! - [`varint`]: the variable-length integer used inside frames (§4.1).
-//! - [`packet`]: the packet header, checksum and version negotiation (§3).
-//! - [`frame`]: the frames carried in a packet's payload (§5).
+//! What applications need is public: connection IDs, the version numbers
+//! and [`describe`]. The codec itself (`varint`, `reader`, `packet` for the
+//! header, checksum and version negotiation of §3, `frame` for the frames
+//! of §5) is public only with the `fuzzing` feature, for the fuzz targets
+//! and the core's own tests: it is not an API, and changes with the wire.
 
-pub mod frame;
-pub mod packet;
-pub mod varint;
+internal_mod!(frame);
+internal_mod!(packet);
+internal_mod!(reader);
+internal_mod!(varint);
 
-pub use frame::{AckFrame, CloseFrame, CloseKind, Frame, HandshakeParams, StreamFrame};
-pub use packet::{
-    ConnectionId, Datagram, Header, PacketType, Protection, VersionNegotiation, CHECKSUM_LEN,
-    MAGIC, SUPPORTED_VERSIONS, VERSION, VERSION_1, VERSION_2, VERSION_3,
-};
-
-/// Why a datagram could not be decoded. The receiver drops the datagram and
-/// counts it (PROTOCOL.md §10); connection state never changes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DecodeError {
-    /// Shorter than any header (its length).
-    TooShort(usize),
-    /// The magic bytes are missing: not rudp.
-    BadMagic,
-    /// The CRC32C does not match (§3.6).
-    BadChecksum,
-    /// A version this implementation does not speak.
-    UnsupportedVersion {
-        /// The version byte.
-        version: u8,
-        /// The sender's source connection ID, read from the version-independent
-        /// invariant positions (§3.4), so that a version negotiation reply can
-        /// be addressed.
-        scid: ConnectionId,
-    },
-    /// A packet type byte outside §3.3.
-    UnknownPacketType(u8),
-    /// A frame type byte outside §5.
-    UnknownFrameType(u8),
-    /// A frame or field runs past the end.
-    Truncated,
-    /// ACK ranges that overlap, underflow or are empty (§5.3).
-    InvalidAck,
-    /// A value beyond its limit.
-    OutOfRange,
-    /// A packet without frames.
-    Empty,
+pub use packet::{ConnectionId, SUPPORTED_VERSIONS, VERSION, VERSION_1, VERSION_2, VERSION_3};
+/// The codec's types, where the crate (and, with `fuzzing`, the tests)
+/// name them.
+macro_rules! codec_types {
+    ($vis:vis) => {
+        #[allow(unused_imports)]
+        $vis use frame::{AckFrame, CloseFrame, CloseKind, Frame, HandshakeParams, StreamFrame};
+        #[allow(unused_imports)]
+        $vis use packet::{
+            Datagram, Header, PacketType, Protection, VersionNegotiation, CHECKSUM_LEN, MAGIC,
+        };
+        $vis use reader::{DecodeError, Reader};
+    };
 }
-
-/// A cursor over untrusted bytes whose every read is bounds-checked.
-#[derive(Debug)]
-pub struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    /// A reader at the start of `buf`.
-    pub fn new(buf: &'a [u8]) -> Self {
-        Self { buf, pos: 0 }
-    }
-
-    /// Bytes not yet read.
-    pub fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-
-    /// Whether everything was read.
-    pub fn is_empty(&self) -> bool {
-        self.remaining() == 0
-    }
-
-    /// The next byte, without consuming it.
-    pub fn peek(&self) -> Option<u8> {
-        self.buf.get(self.pos).copied()
-    }
-
-    /// The next byte.
-    pub fn u8(&mut self) -> Result<u8, DecodeError> {
-        let b = *self.buf.get(self.pos).ok_or(DecodeError::Truncated)?;
-        self.pos += 1;
-        Ok(b)
-    }
-
-    /// The next `n` bytes.
-    pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        let end = self.pos.checked_add(n).ok_or(DecodeError::Truncated)?;
-        let out = self.buf.get(self.pos..end).ok_or(DecodeError::Truncated)?;
-        self.pos = end;
-        Ok(out)
-    }
-
-    /// The next 8 bytes as a big-endian integer.
-    pub fn u64_be(&mut self) -> Result<u64, DecodeError> {
-        let b = self.bytes(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(u64::from_be_bytes(a))
-    }
-
-    /// The next variable-length integer (§4.1).
-    pub fn varint(&mut self) -> Result<u64, DecodeError> {
-        varint::read(self)
-    }
-
-    /// A varint that must fit in `usize` (a length).
-    pub fn varint_len(&mut self) -> Result<usize, DecodeError> {
-        usize::try_from(self.varint()?).map_err(|_| DecodeError::OutOfRange)
-    }
-}
+#[cfg(feature = "fuzzing")]
+codec_types!(pub);
+#[cfg(not(feature = "fuzzing"))]
+codec_types!(pub(crate));
 
 /// A one-line human description of a datagram, for traces and debugging:
-/// `DATA dcid=… pn=7 [ACK 0..5 delay=120us, STREAM off=0 len=11 fin]`.
+/// `DATA dcid=… pn=7 len=60 [ACK 0..5 delay=120us, STREAM off=0 len=11 fin]`.
 pub fn describe(datagram: &[u8]) -> String {
+    describe_as(datagram, Detail::Full)
+}
+
+/// [`describe`] without the connection IDs and length, for a packet a
+/// line on screen: `DATA pn=7 [ACK 0..5 delay=120us, STREAM off=0 len=11 fin]`.
+pub fn describe_brief(datagram: &[u8]) -> String {
+    describe_as(datagram, Detail::Brief)
+}
+
+/// How much of a header [`describe_as`] shows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Detail {
+    Full,
+    Brief,
+}
+
+fn describe_as(datagram: &[u8], detail: Detail) -> String {
     use std::fmt::Write;
     let (header, payload) = match packet::decode(datagram) {
         Ok(Datagram::Packet { header, payload }) => (header, payload),
@@ -129,11 +66,18 @@ pub fn describe(datagram: &[u8]) -> String {
         }
         Err(e) => return format!("undecodable ({e}), {} bytes", datagram.len()),
     };
-    let mut s = format!("{:?} dcid={} ", header.ty, header.dcid);
-    if let Some(scid) = header.scid {
-        let _ = write!(s, "scid={scid} ");
+    let mut s = format!("{:?} ", header.ty);
+    if detail == Detail::Full {
+        let _ = write!(s, "dcid={} ", header.dcid);
+        if let Some(scid) = header.scid {
+            let _ = write!(s, "scid={scid} ");
+        }
     }
-    let _ = write!(s, "pn={} len={} [", header.pn, datagram.len());
+    let _ = write!(s, "pn={} ", header.pn);
+    if detail == Detail::Full {
+        let _ = write!(s, "len={} ", datagram.len());
+    }
+    s.push('[');
     if header.protection == Protection::Sealed {
         let _ = write!(s, "sealed {} bytes]", payload.len());
         return s;
@@ -150,22 +94,3 @@ pub fn describe(datagram: &[u8]) -> String {
     s.push(']');
     s
 }
-
-impl std::fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::TooShort(v0) => write!(f, "datagram too short ({v0} bytes)"),
-            Self::BadMagic => write!(f, "not an rudp datagram (bad magic)"),
-            Self::BadChecksum => write!(f, "checksum mismatch"),
-            Self::UnsupportedVersion { version, .. } => write!(f, "unsupported version {version}"),
-            Self::UnknownPacketType(v0) => write!(f, "unknown packet type {v0:#04x}"),
-            Self::UnknownFrameType(v0) => write!(f, "unknown frame type {v0:#04x}"),
-            Self::Truncated => write!(f, "frame truncated"),
-            Self::InvalidAck => write!(f, "invalid ack ranges"),
-            Self::OutOfRange => write!(f, "value out of range"),
-            Self::Empty => write!(f, "packet carries no frames"),
-        }
-    }
-}
-
-impl std::error::Error for DecodeError {}

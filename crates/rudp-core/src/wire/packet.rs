@@ -61,8 +61,10 @@ pub mod field {
     /// and at the same place in every version's INITIAL (§3.4).
     pub const SCID: Range<usize> = 12..20;
     /// The packet number of a long header.
+    #[cfg(test)]
     pub const LONG_PN: Range<usize> = 20..28;
     /// The packet number of a short header (DATA).
+    #[cfg(test)]
     pub const SHORT_PN: Range<usize> = 12..20;
 }
 
