@@ -190,6 +190,41 @@ impl Connection {
                 return;
             }
         };
+        self.on_frames(now, from, header, wire_len, &frames);
+    }
+
+    /// Server: the INITIAL that made this connection, whose frames the
+    /// endpoint opened and decoded to admit it (§6.2, §6.3; version 3: the
+    /// client's parameters from its first Noise message, §16.3). Handed
+    /// over once: they are not opened or decoded again.
+    pub(crate) fn handle_first_initial(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        header: &Header,
+        wire_len: usize,
+        frames: &[Frame<'_>],
+    ) {
+        if self.side != Side::Server || (self.version != 0 && self.version != header.version) {
+            self.stats.received.malformed_dropped += 1;
+            return;
+        }
+        self.version = header.version;
+        if self.amplification_limited() {
+            self.path.amplification.received += wire_len as u64;
+        }
+        self.on_frames(now, from, header, wire_len, frames);
+    }
+
+    /// Applies a packet's frames, checked whole first (§5, §10).
+    fn on_frames(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        header: &Header,
+        wire_len: usize,
+        frames: &[Frame<'_>],
+    ) {
         if matches!(self.state, State::Closed | State::Draining { .. }) {
             return;
         }
@@ -205,7 +240,7 @@ impl Connection {
         if v1_violation
             || v3_violation
             || !self.packet_type_allowed(header.ty)
-            || !initial_frames_allowed(header.ty, &frames)
+            || !initial_frames_allowed(header.ty, frames)
         {
             self.stats.received.malformed_dropped += 1;
             return;
@@ -229,7 +264,7 @@ impl Connection {
             }
             let newest = self.acks.largest().is_none_or(|l| header.pn > l);
             self.on_packet_from_new_address(now, from, wire_len, newest);
-            for f in &frames {
+            for f in frames {
                 match f {
                     Frame::PathChallenge(data) => self.migration.on_challenge(from, *data),
                     Frame::PathResponse(data) => self.on_path_response(now, *data),
@@ -274,7 +309,7 @@ impl Connection {
                     "transport:packet_received",
                     header,
                     wire_len,
-                    &frames,
+                    frames,
                     json!({}),
                 );
             }
@@ -304,7 +339,7 @@ impl Connection {
             _ => {}
         }
 
-        for f in &frames {
+        for f in frames {
             // §15.8.1: STREAM_PARAMETERS counts only with HANDSHAKE.
             if matches!(f, Frame::StreamParams(_)) && header.ty == PacketType::Data {
                 continue;

@@ -13,6 +13,8 @@
 //!    datagram to the address it returns;
 //! 3. `poll_event()` until `None`.
 
+mod admission;
+
 use crate::config::{Config, ConfigError, MIN_DATAGRAM_SIZE};
 #[cfg(feature = "trace")]
 use crate::conn::TraceEvent;
@@ -625,10 +627,9 @@ impl Endpoint {
                 let key = (from, header.scid.unwrap_or_default());
                 match self.by_initial.get(&key) {
                     Some(&h) => h,
-                    None => match self.accept(now, from, &header, payload) {
-                        Some(h) => h,
-                        None => return,
-                    },
+                    // A new connection takes the frames admission opened
+                    // and decoded: the INITIAL is not handled twice.
+                    None => return self.accept(now, from, &header, payload, data.len()),
                 }
             }
             PacketType::Accept | PacketType::Data | PacketType::Retry => {
@@ -665,34 +666,37 @@ impl Endpoint {
     }
 
     /// A new INITIAL: create a server connection, if we accept and may
-    /// (§6.2), after the checks of §6.3, §3.7 and §6.8 in that order.
+    /// (§6.2), after the checks of §6.3, §3.7 and §6.8 in that order. The
+    /// INITIAL is opened and decoded once, here; the new connection takes
+    /// its frames.
     fn accept(
         &mut self,
         now: Instant,
         from: SocketAddr,
         header: &Header,
         payload: &[u8],
-    ) -> Option<ConnectionHandle> {
+        wire_len: usize,
+    ) {
         if self.role != Role::Server {
             self.stats.dropped_unknown_connection += 1;
-            return None;
+            return;
         }
         let client_cid = header.scid.unwrap_or_default();
         if client_cid.0 == 0 {
             // §3.2: CIDs are non-zero.
             self.stats.dropped_malformed += 1;
-            return None;
+            return;
         }
         // §3.5: a version newer than this server is configured to speak is
         // answered like an unknown one, so the client can fall back.
         if header.version > self.config.connection.version {
             self.answer_unknown_version(from, MIN_DATAGRAM_SIZE, client_cid);
-            return None;
+            return;
         }
         // Stateless replies answer in the INITIAL's version.
         self.reply_version = header.version;
         if header.version == crate::wire::VERSION_3 {
-            return self.accept_secure(now, from, header, payload);
+            return self.accept_secure(now, from, header, payload, wire_len);
         }
         let security = &self.config.connection.security;
         if self.config.connection.version == crate::wire::VERSION_3 && !security.allow_insecure {
@@ -705,7 +709,7 @@ impl Endpoint {
                 "this server requires encryption: connect without --insecure (rudp's default), \
                  or ask its operator to allow clear clients (--allow-insecure)",
             );
-            return None;
+            return;
         }
         // §3.7: the INITIAL's protection must match ours. A mismatch is
         // answered in clear, so that the user learns why; a wrong key is not
@@ -749,37 +753,40 @@ impl Endpoint {
         };
         // §3.3: the INITIAL that opens a connection carries HANDSHAKE, and
         // only frames an INITIAL may carry.
-        let token = body.map(|b| match frame::decode_all(b) {
+        let frames = body.map(|b| match frame::decode_all(b) {
             Ok(frames)
                 if frames.iter().any(|f| matches!(f, Frame::Handshake(_)))
                     && conn::initial_frames_allowed(PacketType::Initial, &frames) =>
             {
-                Ok(frames.iter().find_map(|f| match f {
-                    Frame::Token(t) => Some(t.to_vec()),
-                    _ => None,
-                }))
+                Some(frames)
             }
-            _ => Err(()),
+            _ => None,
         });
-        self.plain_buf = plain;
-        let token = match token? {
-            Ok(t) => t,
-            Err(()) => {
-                self.stats.dropped_malformed += 1;
-                return None;
+        match &frames {
+            None => {}
+            Some(None) => self.stats.dropped_malformed += 1,
+            Some(Some(frames)) => {
+                let token = frames.iter().find_map(|f| match f {
+                    Frame::Token(t) => Some(*t),
+                    _ => None,
+                });
+                let verdict = self.admission(now, from, client_cid, token);
+                if let Some(address) = self.carry_out(now, from, client_cid, header, verdict) {
+                    let (cid, first_pn) = self.new_identity();
+                    let conn = Connection::server(
+                        now,
+                        self.config.connection.clone(),
+                        (cid, client_cid),
+                        first_pn,
+                        address,
+                        (from, self.path_secret()),
+                    );
+                    self.accepted(conn, (now, from, header, wire_len), frames, address);
+                }
             }
-        };
-        let address = self.admit(now, from, client_cid, header.protection, token)?;
-        let (cid, first_pn) = self.new_identity();
-        let conn = Connection::server(
-            now,
-            self.config.connection.clone(),
-            (cid, client_cid),
-            first_pn,
-            address,
-            (from, self.path_secret()),
-        );
-        Some(self.accepted(conn, from, client_cid, address))
+        }
+        drop(frames);
+        self.plain_buf = plain;
     }
 
     /// A new server connection's CID and first packet number (§3.2, §4.2).
@@ -788,20 +795,26 @@ impl Endpoint {
         (cid, self.rng.next_u64() % conn::FIRST_PN_RANGE)
     }
 
-    /// Keeps a server connection admission made, and counts it.
+    /// Keeps a server connection admission made, counts it, and hands it
+    /// the frames of the INITIAL that made it.
     fn accepted(
         &mut self,
         conn: Connection,
-        from: SocketAddr,
-        client_cid: ConnectionId,
+        (now, from, header, wire_len): (Instant, SocketAddr, &Header, usize),
+        frames: &[Frame<'_>],
         address: Address,
-    ) -> ConnectionHandle {
+    ) {
+        let client_cid = header.scid.unwrap_or_default();
         let h = self.insert(conn, Some((from, client_cid)), address);
         self.stats.connections_accepted += 1;
         if address == Address::Validated {
             self.stats.accepted_with_token += 1;
         }
-        h
+        if let Some(e) = self.conns.get_mut(&h) {
+            e.conn
+                .handle_first_initial(now, from, header, wire_len, frames);
+        }
+        self.touch(h);
     }
 
     /// A version-3 INITIAL (§16.4): in clear, carrying IK's first message
@@ -815,13 +828,14 @@ impl Endpoint {
         from: SocketAddr,
         header: &Header,
         payload: &[u8],
-    ) -> Option<ConnectionHandle> {
+        wire_len: usize,
+    ) {
         let client_cid = header.scid.unwrap_or_default();
         let frames = match frame::decode_all(payload) {
             Ok(f) if header.protection == Protection::Clear => f,
             _ => {
                 self.stats.dropped_malformed += 1;
-                return None;
+                return;
             }
         };
         // §16.3: only NOISE (at most one), TOKEN and PADDING in clear.
@@ -830,11 +844,11 @@ impl Endpoint {
         for f in &frames {
             match f {
                 Frame::Noise(m) if message.is_none() => message = Some(*m),
-                Frame::Token(t) if token.is_none() => token = Some(t.to_vec()),
+                Frame::Token(t) if token.is_none() => token = Some(*t),
                 Frame::Padding(_) => {}
                 _ => {
                     self.stats.dropped_malformed += 1;
-                    return None;
+                    return;
                 }
             }
         }
@@ -844,13 +858,16 @@ impl Endpoint {
                 client_cid,
                 "this server has no key: connect with --insecure",
             );
-            return None;
+            return;
         };
         let Some(message) = message else {
             self.send_key(from, client_cid, identity.public().0, None);
-            return None;
+            return;
         };
-        let address = self.admit(now, from, client_cid, Protection::Clear, token)?;
+        let verdict = self.admission(now, from, client_cid, token);
+        let Some(address) = self.carry_out(now, from, client_cid, header, verdict) else {
+            return;
+        };
         let prologue = crate::noise::prologue(
             crate::wire::VERSION_3,
             &[crate::wire::VERSION_3],
@@ -878,30 +895,30 @@ impl Endpoint {
             self.stats.dropped_unauthenticated += 1;
             let unread = message.get(..32).and_then(|e| e.try_into().ok());
             self.send_key(from, client_cid, identity.public().0, unread);
-            return None;
+            return;
         };
         if let Some(policy) = &self.config.connection.security.clients {
             if let Err(reason) = policy.admit(&responder.client()) {
                 self.stats.refused_client_key += 1;
                 self.refuse_handshake(from, client_cid, &reason);
-                return None;
+                return;
             }
         }
+        // The Noise payload holds the client's parameters: the frames of
+        // this INITIAL and of every INITIAL of the connection (§16.3),
+        // decoded here once and handed to the connection.
+        let payload = responder.payload().to_vec();
+        let Ok(params) = frame::decode_all(&payload) else {
+            self.stats.dropped_malformed += 1;
+            return;
+        };
         // §16.5: the client's first allowed packet cipher.
         let allowed = &self.config.connection.security.packet_ciphers;
-        let chosen = match frame::decode_all(responder.payload()) {
-            Ok(params) => {
-                let offered = params.iter().find_map(|f| match f {
-                    Frame::Ciphers(ids) => Some(*ids),
-                    _ => None,
-                });
-                crate::cipher::PacketCipher::choose(offered, allowed)
-            }
-            Err(_) => {
-                self.stats.dropped_malformed += 1;
-                return None;
-            }
-        };
+        let offered = params.iter().find_map(|f| match f {
+            Frame::Ciphers(ids) => Some(*ids),
+            _ => None,
+        });
+        let chosen = crate::cipher::PacketCipher::choose(offered, allowed);
         let Some(cipher) = chosen else {
             let names: Vec<String> = allowed.iter().map(|c| c.to_string()).collect();
             let reason = format!(
@@ -909,7 +926,7 @@ impl Endpoint {
                 names.join(", ")
             );
             self.refuse_handshake(from, client_cid, &reason);
-            return None;
+            return;
         };
         let (cid, first_pn) = self.new_identity();
         let conn = Connection::server_secure(
@@ -921,9 +938,10 @@ impl Endpoint {
             (from, self.path_secret()),
             responder,
             cipher,
-        )
-        .ok()?;
-        Some(self.accepted(conn, from, client_cid, address))
+        );
+        if let Ok(conn) = conn {
+            self.accepted(conn, (now, from, header, wire_len), &params, address);
+        }
     }
 
     /// §16.4: a version-3 handshake refused, in clear (CONNECTION_REFUSED
@@ -936,129 +954,6 @@ impl Endpoint {
             TransportCode::ConnectionRefused,
             reason,
         );
-    }
-
-    /// §6.3, §6.8: whether a new connection may be made for this INITIAL,
-    /// and with what address validation; answers it (RETRY or refusal)
-    /// when not. Decides before any per-connection work: a version-3
-    /// handshake's Diffie-Hellman comes only after this (§16.4).
-    fn admit(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        client_cid: ConnectionId,
-        protection: Protection,
-        token: Option<Vec<u8>>,
-    ) -> Option<Address> {
-        // §6.8: a token proves the address; without one, a busy server
-        // sends one and keeps nothing.
-        let address = match token {
-            Some(t) => match self.tokens.validate(now, from, client_cid, &t) {
-                Ok(()) => Address::Validated,
-                Err(e) => {
-                    self.stats.invalid_tokens += 1;
-                    self.refuse(
-                        from,
-                        client_cid,
-                        protection,
-                        TransportCode::InvalidToken,
-                        &e.to_string(),
-                    );
-                    return None;
-                }
-            },
-            None if self.retry_wanted() => {
-                self.send_retry(now, from, client_cid, protection);
-                return None;
-            }
-            None => Address::Unvalidated,
-        };
-        // §6.3: limits. Counting open connections only when the total could
-        // be at the limit keeps the common path O(1).
-        let at_limit = self.conns.len() >= self.config.max_connections
-            && self
-                .conns
-                .values()
-                .filter(|e| e.conn.outcome().is_none())
-                .count()
-                >= self.config.max_connections;
-        if at_limit {
-            self.refuse(
-                from,
-                client_cid,
-                protection,
-                TransportCode::ConnectionRefused,
-                "server at its connection limit",
-            );
-            return None;
-        }
-        if self.memory >= self.config.max_memory {
-            self.refuse(
-                from,
-                client_cid,
-                protection,
-                TransportCode::ConnectionRefused,
-                "server at its memory limit",
-            );
-            return None;
-        }
-        let established = self.established_by_source.get(&Source::of(from)).copied();
-        if established.unwrap_or(0) >= self.config.max_connections_per_source {
-            self.stats.refused_per_source += 1;
-            self.refuse(
-                from,
-                client_cid,
-                protection,
-                TransportCode::ConnectionRefused,
-                "server busy: too many connections from this address",
-            );
-            return None;
-        }
-        if self.pending >= self.config.max_pending_handshakes {
-            if address == Address::Unvalidated {
-                // Under pressure a RETRY costs nothing to keep, and lets a
-                // real client in as soon as a place frees up.
-                self.send_retry(now, from, client_cid, protection);
-            } else {
-                self.refuse(
-                    from,
-                    client_cid,
-                    protection,
-                    TransportCode::ConnectionRefused,
-                    "server busy: too many handshakes in progress",
-                );
-            }
-            return None;
-        }
-        let key = (Source::of(from), address);
-        let from_source = self.pending_by_source.get(&key).copied().unwrap_or(0);
-        if from_source >= self.config.max_pending_per_source {
-            if address == Address::Unvalidated {
-                // Possibly forged sources sharing an address: a RETRY
-                // keeps nothing, and a real client comes back with a token.
-                self.send_retry(now, from, client_cid, protection);
-                return None;
-            }
-            self.stats.refused_per_source += 1;
-            self.refuse(
-                from,
-                client_cid,
-                protection,
-                TransportCode::ConnectionRefused,
-                "server busy: too many handshakes in progress from this address",
-            );
-            return None;
-        }
-        Some(address)
-    }
-
-    /// Whether an INITIAL without a token gets a RETRY (§6.8).
-    fn retry_wanted(&self) -> bool {
-        match self.config.retry {
-            RetryPolicy::Never => false,
-            RetryPolicy::Always => true,
-            RetryPolicy::WhenBusy { pending_handshakes } => self.pending >= pending_handshakes,
-        }
     }
 
     /// §6.8: a stateless RETRY carrying a token bound to the client's
