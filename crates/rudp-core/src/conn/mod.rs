@@ -255,14 +255,15 @@ pub struct Connection {
     /// Server: the client has sent a DATA packet, so it has our ACCEPT.
     confirmed: bool,
     next_pn: u64,
-    sent: SentPackets,
-    largest_acked: Option<u64>,
+    /// Loss recovery: what we sent, what was acknowledged, loss detection
+    /// and the probe timeout (§9.2, §9.3).
+    recovery: recovery::Recovery,
     acks: AckTracker,
+    /// The deadlines of §6.2, §9.5 and §9.6 and what they count from.
+    timers: timers::Timers,
     /// The network path: RTT, congestion control, pacing, datagram size
     /// and the anti-amplification budget (§9, §6.7).
     path: Path,
-    /// Set when pacing held back a packet: when it may go (§9.6).
-    pacing_until: Option<Instant>,
     /// The protocol version of this connection's packets: the client's
     /// offer until a version negotiation says otherwise; a server takes
     /// the first INITIAL's (0 until then). §3.5.
@@ -273,10 +274,6 @@ pub struct Connection {
     datagrams: datagrams::Datagrams,
     /// The peer's version-2 limits, once known (§15.8.1).
     peer_streams: Option<frame::StreamParams>,
-    /// Time-threshold loss timer or probe timeout (RFC 9002 §6.2).
-    loss_timer: Option<Instant>,
-    pto_count: u32,
-    probes: u8,
     handshake_pending: bool,
     /// When the last new flow-control limit was sent (§8.3 auto-tuning).
     last_window_update: Option<Instant>,
@@ -291,30 +288,15 @@ pub struct Connection {
     /// which the next one is answered with CLOSE (§6.6 rate limit).
     closing_received: u64,
     closing_next_reply: u64,
-    /// Server: the handshake must be confirmed by then, however many
-    /// INITIALs keep arriving (§6.2; issue #12 item 5).
-    handshake_deadline: Option<Instant>,
-    /// When an ACK last acknowledged something new, or when ack-eliciting
-    /// packets went in flight with none before: a peer that leaves them
-    /// unacknowledged for an idle timeout is timed out (§9.5).
-    ack_progress: Instant,
     outcome: Option<Result<(), ConnectionError>>,
     events: VecDeque<Event>,
     stats: Stats,
-    idle_timeout: Duration,
-    idle_deadline: Instant,
-    /// When the peer's last packet that passed every check arrived.
-    last_received: Option<Instant>,
-    eliciting_since_recv: bool,
-    last_eliciting_sent: Option<Instant>,
     created: Instant,
     #[cfg(feature = "trace")]
     tracer: Option<Tracer>,
     /// Last values reported in a metrics event, to report only changes.
     #[cfg(feature = "trace")]
     last_metrics: (u64, u64, u64),
-    /// Loss detection's thresholds and its memory of recent losses (§9.2).
-    loss: recovery::LossDetector,
     address: Address,
     /// Our first packet number (§4.2): nothing below it can be acknowledged.
     first_pn: u64,
@@ -436,11 +418,10 @@ impl Connection {
             peer: None,
             confirmed: false,
             next_pn: first_pn,
-            sent: SentPackets::default(),
-            largest_acked: None,
+            recovery: recovery::Recovery::default(),
             acks: AckTracker::default(),
+            timers: timers::Timers::new(now, side, config.idle_timeout),
             path: Path::new(now, &config),
-            pacing_until: None,
             version: match side {
                 Side::Client => config.version,
                 Side::Server => 0,
@@ -448,9 +429,6 @@ impl Connection {
             streams: streams::Streams::new(side, &config),
             datagrams: datagrams::Datagrams::new(&config),
             peer_streams: None,
-            loss_timer: None,
-            pto_count: 0,
-            probes: 0,
             handshake_pending: true,
             last_window_update: None,
             ping_pending: false,
@@ -459,22 +437,14 @@ impl Connection {
             close_send_pending: false,
             closing_received: 0,
             closing_next_reply: 1,
-            handshake_deadline: (side == Side::Server).then(|| now + config.idle_timeout),
-            ack_progress: now,
             outcome: None,
             events: VecDeque::new(),
             stats: Stats::default(),
-            idle_timeout: config.idle_timeout,
-            idle_deadline: now + config.idle_timeout,
-            last_received: None,
-            eliciting_since_recv: false,
-            last_eliciting_sent: None,
             created: now,
             #[cfg(feature = "trace")]
             tracer: None,
             #[cfg(feature = "trace")]
             last_metrics: (0, 0, 0),
-            loss: recovery::LossDetector::default(),
             address,
             first_pn,
             keys,
@@ -563,14 +533,14 @@ impl Connection {
         s.path.congestion = self.path.congestion_name;
         s.path.congestion_window = self.path.cc.window();
         s.path.pacing_rate = self.path.cc.pacing_rate(&self.path.rtt);
-        s.path.bytes_in_flight = self.sent.bytes_in_flight();
+        s.path.bytes_in_flight = self.recovery.sent.bytes_in_flight();
         s.path.max_datagram_size = self.path.max_datagram() as u64;
         s.buffers.receive_buffered = self.streams.recv_buffered();
         s.buffers.send_buffered = self.streams.send_buffered();
         s.buffers.receive_window = self.streams.first().recv.window();
         s.buffers.receive_memory = self.receive_memory() as u64;
         s.buffers.datagrams_queued = self.datagrams.queued() as u64;
-        s.buffers.packets_tracked = self.sent.len() as u64;
+        s.buffers.packets_tracked = self.recovery.sent.len() as u64;
         s
     }
 
@@ -587,7 +557,7 @@ impl Connection {
                 // §3.5: the version-2 INITIALs in flight were answered, not
                 // lost: they leave flight without counting as losses or as
                 // congestion, and what they carried goes again in version 1.
-                for (_, answered) in self.sent.take_range(0..self.next_pn) {
+                for (_, answered) in self.recovery.sent.take_range(0..self.next_pn) {
                     self.requeue(&answered.frames);
                 }
                 return;
@@ -607,7 +577,7 @@ impl Connection {
     /// What tells a peer that answers from one that is gone, for a caller
     /// deciding how long to wait for a close (`rudp::Endpoint::shutdown`).
     pub fn last_received(&self) -> Option<Instant> {
-        self.last_received
+        self.timers.last_received
     }
 
     /// The current probe timeout, without backoff (§9.3). A process about to

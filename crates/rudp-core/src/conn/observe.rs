@@ -91,7 +91,7 @@ impl Connection {
         let m = (
             self.path.rtt.smoothed().as_micros() as u64,
             self.path.cc.window(),
-            self.sent.bytes_in_flight(),
+            self.recovery.sent.bytes_in_flight(),
         );
         if m == self.last_metrics {
             return;

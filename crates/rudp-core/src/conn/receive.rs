@@ -163,12 +163,9 @@ impl Connection {
         // The server kept nothing: our INITIALs so far will never be
         // acknowledged, and are not lost either. Start the handshake again
         // at once, with the token or the key.
-        let _ = self.sent.take_range(0..u64::MAX);
-        self.loss.time = None;
-        self.pto_count = 0;
-        self.probes = 0;
+        self.recovery.restart();
         self.handshake_pending = true;
-        self.idle_deadline = now + self.effective_idle_timeout();
+        self.timers.idle = now + self.effective_idle_timeout();
         self.set_loss_timer();
     }
 
@@ -316,9 +313,8 @@ impl Connection {
         }
         self.stats.received.packets += 1;
         self.stats.received.bytes += wire_len as u64;
-        self.idle_deadline = now + self.effective_idle_timeout();
-        self.last_received = Some(now);
-        self.eliciting_since_recv = false;
+        let idle = self.effective_idle_timeout();
+        self.timers.on_received(now, idle);
 
         // Handshake progress (§6.2). The client completes on an ACCEPT that
         // carries the server's parameters (every valid one does).
@@ -474,7 +470,8 @@ impl Connection {
         }
         self.peer = Some(*p);
         self.start_mtu_search();
-        self.idle_timeout = self
+        self.timers.idle_timeout = self
+            .timers
             .idle_timeout
             .min(Duration::from_millis(p.idle_timeout_millis));
         self.streams
@@ -508,6 +505,6 @@ impl Connection {
     /// The idle timeout, never shorter than three probe timeouts (§9.5), so
     /// that a slow path is not mistaken for a dead one.
     pub(super) fn effective_idle_timeout(&self) -> Duration {
-        self.idle_timeout.max(self.pto() * 3)
+        self.timers.idle_timeout.max(self.pto() * 3)
     }
 }

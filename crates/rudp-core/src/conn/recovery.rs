@@ -6,6 +6,65 @@ use super::mtu::SizeChange;
 use super::*;
 use crate::rtt::RttEstimator;
 
+/// Loss recovery's own state (§9.2, §9.3, RFC 9002 §6): the packets in
+/// flight, the largest acknowledged, loss detection, and the loss or probe
+/// timer with its backoff. The connection reaches it as one part; what it
+/// decides alone (arming the timer, a probe timeout, starting over after a
+/// RETRY) are its own methods, given only the durations they need.
+#[derive(Debug, Default)]
+pub(super) struct Recovery {
+    /// What we sent and is not yet acknowledged or lost.
+    pub(super) sent: SentPackets,
+    /// The largest packet number the peer acknowledged.
+    pub(super) largest_acked: Option<u64>,
+    /// Loss detection's thresholds and its memory of recent losses.
+    pub(super) loss: LossDetector,
+    /// Time-threshold loss timer or probe timeout (RFC 9002 §6.2).
+    pub(super) timer: Option<Instant>,
+    /// Probe timeouts in a row, without an ACK in between.
+    pub(super) pto_count: u32,
+    /// Probe packets still to send for the last probe timeout.
+    pub(super) probes: u8,
+}
+
+impl Recovery {
+    /// RFC 9002 §6.2.1 SetLossDetectionTimer: the time-threshold timer if
+    /// a packet waits on it, else the probe timeout after the last
+    /// ack-eliciting packet, backed off; `pto` as §9.3 computes it.
+    pub(super) fn arm_timer(&mut self, pto: Duration, idle_timeout: Duration) {
+        if let Some(t) = self.loss.time {
+            self.timer = Some(t);
+            return;
+        }
+        self.timer = self.sent.last_eliciting_sent().map(|last| {
+            let backed_off = pto * (1u32 << self.pto_count.min(MAX_PTO_BACKOFF));
+            // §9.3: backoff stops at a twentieth of the idle timeout, so a
+            // lossy but live path gets about twenty probes before the idle
+            // timeout declares it dead.
+            let cap = (idle_timeout / PROBES_PER_IDLE_TIMEOUT).max(pto);
+            last + backed_off.min(cap)
+        });
+    }
+
+    /// A probe timeout fired (§9.3): back off, owe [`PROBES_PER_PTO`]
+    /// probes, and return what the oldest unacknowledged ack-eliciting
+    /// packet carried, to send again.
+    pub(super) fn on_probe_timeout(&mut self) -> Option<SentFrames> {
+        self.pto_count += 1;
+        self.probes = PROBES_PER_PTO;
+        self.sent.oldest_eliciting().map(|p| p.frames.clone())
+    }
+
+    /// §6.8: the server kept nothing (a RETRY): what we sent will never be
+    /// acknowledged, and is not lost either. Starts over.
+    pub(super) fn restart(&mut self) {
+        let _ = self.sent.take_range(0..u64::MAX);
+        self.loss.time = None;
+        self.pto_count = 0;
+        self.probes = 0;
+    }
+}
+
 impl Connection {
     /// RFC 9002 §6 OnAckReceived.
     pub(super) fn on_ack(
@@ -23,15 +82,15 @@ impl Connection {
         }
         let mut newly = Vec::new();
         for r in &ack.ranges {
-            newly.extend(self.sent.take_range(r.clone()));
+            newly.extend(self.recovery.sent.take_range(r.clone()));
             self.detect_spurious(now, r.clone());
         }
         if newly.is_empty() {
             return Ok(());
         }
-        self.ack_progress = now;
-        if self.largest_acked.is_none_or(|l| largest > l) {
-            self.largest_acked = Some(largest);
+        self.timers.ack_progress = now;
+        if self.recovery.largest_acked.is_none_or(|l| largest > l) {
+            self.recovery.largest_acked = Some(largest);
         }
         // RTT sample: only from the largest acknowledged, if it is newly
         // acknowledged and ack-eliciting (RFC 9002 §5.1).
@@ -77,7 +136,7 @@ impl Connection {
         if let Some(sample) = self
             .path
             .delivery
-            .finish_ack(self.path.rtt.min(), self.sent.bytes_in_flight())
+            .finish_ack(self.path.rtt.min(), self.recovery.sent.bytes_in_flight())
         {
             self.path.cc.on_ack_event(now, &sample, &self.path.rtt);
         }
@@ -94,7 +153,7 @@ impl Connection {
             self.emit(Event::Writable);
         }
         self.detect_lost(now);
-        self.pto_count = 0;
+        self.recovery.pto_count = 0;
         self.set_loss_timer();
         self.trace_metrics(now);
         Ok(())
@@ -104,7 +163,7 @@ impl Connection {
     /// reorders: the detector widens its thresholds; count and trace each.
     #[cfg_attr(not(feature = "trace"), allow(unused_variables))]
     pub(super) fn detect_spurious(&mut self, now: Instant, acked: std::ops::Range<u64>) {
-        for s in self.loss.on_acked(acked) {
+        for s in self.recovery.loss.on_acked(acked) {
             self.stats.sent.spurious_losses += 1;
             debug_log!(cid = %self.local_cid, pn = s.pn, packet_threshold = s.packet_threshold, "spurious loss: the path reorders");
             traced! {
@@ -123,16 +182,21 @@ impl Connection {
     /// RFC 9002 §6.1 DetectAndRemoveLostPackets, then the congestion
     /// response (§7) and requeueing of what the lost packets carried.
     pub(super) fn detect_lost(&mut self, now: Instant) {
-        let Some(largest) = self.largest_acked else {
+        let Some(largest) = self.recovery.largest_acked else {
             return;
         };
         let pto = self.pto();
         // §9.7: a lost MTU probe says the path does not carry its size,
         // not that we sent too fast.
         let mtu_probe = self.path.mtu.probe_pn();
-        let outcome =
-            self.loss
-                .detect(now, &mut self.sent, largest, &self.path.rtt, pto, mtu_probe);
+        let outcome = self.recovery.loss.detect(
+            now,
+            &mut self.recovery.sent,
+            largest,
+            &self.path.rtt,
+            pto,
+            mtu_probe,
+        );
         if outcome.lost.is_empty() {
             return;
         }
@@ -164,7 +228,7 @@ impl Connection {
         traced! {
             if self.tracer.is_some() {
                 for (pn, _) in &outcome.lost {
-                    let (pn, by_number) = (*pn, largest - *pn >= self.loss.packet_threshold);
+                    let (pn, by_number) = (*pn, largest - *pn >= self.recovery.loss.packet_threshold);
                     self.trace(now, "recovery:packet_lost", || {
                         let trigger = if by_number {
                             "reordering_threshold"

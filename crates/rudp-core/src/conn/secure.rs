@@ -294,7 +294,7 @@ impl Connection {
     /// a packet sealed with it. Packet numbers go on rising across keys,
     /// so no (key, nonce) pair repeats, whatever is retransmitted.
     pub(super) fn maybe_rekey(&mut self, now: Instant) {
-        let acked = self.largest_acked;
+        let acked = self.recovery.largest_acked;
         let (Some(r), Some(keys)) = (self.ratchet.as_mut(), self.keys.as_mut()) else {
             return;
         };

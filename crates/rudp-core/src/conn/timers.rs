@@ -27,19 +27,102 @@ pub(super) enum Timer {
     Expiry,
 }
 
+/// The connection's deadlines and the instants they count from: one part,
+/// owned here, that the rest of the connection reads and moves through
+/// narrow methods.
+#[derive(Debug)]
+pub(super) struct Timers {
+    /// The idle timeout in force: ours, or the peer's if shorter (§9.5).
+    pub(super) idle_timeout: Duration,
+    /// When the connection ends if nothing is heard (§9.5).
+    pub(super) idle: Instant,
+    /// Server: the handshake must be confirmed by then, however many
+    /// INITIALs keep arriving (§6.2).
+    pub(super) handshake: Option<Instant>,
+    /// When an ACK last acknowledged something new, or when ack-eliciting
+    /// packets went in flight with none before: a peer that leaves them
+    /// unacknowledged for an idle timeout is timed out (§9.5).
+    pub(super) ack_progress: Instant,
+    /// When the peer's last packet that passed every check arrived.
+    pub(super) last_received: Option<Instant>,
+    /// Whether we sent something ack-eliciting since the peer's last
+    /// packet: the idle timer restarts only on the first (§9.5).
+    pub(super) eliciting_since_recv: bool,
+    /// When we last sent something ack-eliciting: keep-alives count from
+    /// it (§9.5).
+    pub(super) last_eliciting_sent: Option<Instant>,
+    /// Set when pacing held back a packet: when it may go (§9.6).
+    pub(super) pacing: Option<Instant>,
+}
+
+impl Timers {
+    pub(super) fn new(now: Instant, side: Side, idle_timeout: Duration) -> Self {
+        Self {
+            idle_timeout,
+            idle: now + idle_timeout,
+            handshake: (side == Side::Server).then(|| now + idle_timeout),
+            ack_progress: now,
+            last_received: None,
+            eliciting_since_recv: false,
+            last_eliciting_sent: None,
+            pacing: None,
+        }
+    }
+
+    /// A packet of the peer's passed every check: the idle timer restarts
+    /// (§9.5) with `idle`, the timeout in force.
+    pub(super) fn on_received(&mut self, now: Instant, idle: Duration) {
+        self.idle = now + idle;
+        self.last_received = Some(now);
+        self.eliciting_since_recv = false;
+    }
+
+    /// We sent an ack-eliciting packet: keep-alives count from it, and the
+    /// idle timer restarts on the first after a receipt (RFC 9000 §10.1).
+    pub(super) fn on_eliciting_sent(&mut self, now: Instant, idle: Duration) {
+        self.last_eliciting_sent = Some(now);
+        if !self.eliciting_since_recv {
+            self.eliciting_since_recv = true;
+            self.idle = self.idle.max(now + idle);
+        }
+    }
+
+    /// Server, before the client's first DATA packet: when the handshake
+    /// gives up (§6.2).
+    pub(super) fn unconfirmed(&self, confirmed: bool) -> Option<Instant> {
+        self.handshake.filter(|_| !confirmed)
+    }
+
+    /// With ack-eliciting packets outstanding: when the peer, having
+    /// acknowledged nothing new for `idle`, is declared gone even if it
+    /// keeps sending (§9.5).
+    pub(super) fn ack_progress_deadline(
+        &self,
+        eliciting_in_flight: bool,
+        idle: Duration,
+    ) -> Option<Instant> {
+        eliciting_in_flight.then(|| self.ack_progress + idle)
+    }
+
+    /// §9.5: a PING after `interval` without anything ack-eliciting sent.
+    pub(super) fn keep_alive(&self, interval: Duration) -> Option<Instant> {
+        Some(self.last_eliciting_sent? + interval)
+    }
+}
+
 impl Connection {
     /// Every timer and when it fires, if armed: the one table that both
     /// `poll_timeout` and `handle_timeout` read, so the deadline reported
     /// and the work done can never disagree.
     pub(super) fn timer_table(&self) -> [(Timer, Option<Instant>); 9] {
         [
-            (Timer::Idle, Some(self.idle_deadline)),
+            (Timer::Idle, Some(self.timers.idle)),
             (Timer::Handshake, self.unconfirmed_deadline()),
             (Timer::AckProgress, self.ack_progress_deadline()),
-            (Timer::Loss, self.loss_timer),
+            (Timer::Loss, self.recovery.timer),
             (Timer::Ack, self.acks.deadline()),
             (Timer::KeepAlive, self.keep_alive_deadline()),
-            (Timer::Pacing, self.pacing_until),
+            (Timer::Pacing, self.timers.pacing),
             (Timer::PathValidation, self.migration.deadline()),
             (Timer::Expiry, self.expiry_deadline()),
         ]
@@ -58,7 +141,7 @@ impl Connection {
             // Nothing can be sent until the client sends more (§6.7): only
             // its next packet or the idle timeout can change anything, and a
             // due ACK or probe must not keep waking us for nothing.
-            return Some(self.idle_deadline);
+            return Some(self.timers.idle);
         }
         match self.state {
             State::Closed => None,
@@ -74,16 +157,16 @@ impl Connection {
     /// Server, before the client's first DATA packet: when the handshake
     /// gives up (§6.2).
     pub(super) fn unconfirmed_deadline(&self) -> Option<Instant> {
-        self.handshake_deadline.filter(|_| !self.confirmed)
+        self.timers.unconfirmed(self.confirmed)
     }
 
     /// With ack-eliciting packets outstanding: when the peer, having
     /// acknowledged nothing new for an idle timeout, is declared gone even
     /// if it keeps sending (§9.5).
     pub(super) fn ack_progress_deadline(&self) -> Option<Instant> {
-        self.sent
-            .has_eliciting_in_flight()
-            .then(|| self.ack_progress + self.effective_idle_timeout())
+        let in_flight = self.recovery.sent.has_eliciting_in_flight();
+        self.timers
+            .ack_progress_deadline(in_flight, self.effective_idle_timeout())
     }
 
     /// §9.5: a PING after a keep-alive interval without anything
@@ -97,8 +180,8 @@ impl Connection {
         if self.state != State::Established || both_finished || self.ping_pending {
             return None;
         }
-        let interval = self.config.keep_alive?.min(self.idle_timeout / 2);
-        Some(self.last_eliciting_sent? + interval)
+        let interval = self.config.keep_alive?.min(self.timers.idle_timeout / 2);
+        self.timers.keep_alive(interval)
     }
 
     /// Runs every timer that has expired by `now`.
@@ -121,7 +204,7 @@ impl Connection {
             traced! {
                 self.trace(now, "connectivity:idle_timeout", || json!({}));
             }
-            self.finish(Err(ConnectionError::TimedOut(self.idle_timeout)));
+            self.finish(Err(ConnectionError::TimedOut(self.timers.idle_timeout)));
             self.set_state(now, State::Closed);
             return;
         }
@@ -133,7 +216,7 @@ impl Connection {
         }
         if fired(Timer::Pacing) {
             // The caller polls for transmits next; the pacer decides again.
-            self.pacing_until = None;
+            self.timers.pacing = None;
         }
         if fired(Timer::Expiry) {
             // §15.5: abandon now, so the SKIP goes out with the next packet.
@@ -157,36 +240,22 @@ impl Connection {
         self.path.rtt.pto_base() + ack_delay
     }
 
-    /// RFC 9002 §6.2.1 SetLossDetectionTimer.
+    /// RFC 9002 §6.2.1 SetLossDetectionTimer ([`recovery::Recovery::arm_timer`]).
     pub(super) fn set_loss_timer(&mut self) {
-        if let Some(t) = self.loss.time {
-            self.loss_timer = Some(t);
-            return;
-        }
-        match self.sent.last_eliciting_sent() {
-            Some(last) => {
-                let pto = self.pto();
-                let backed_off = pto * (1u32 << self.pto_count.min(MAX_PTO_BACKOFF));
-                // §9.3: backoff stops at a twentieth of the idle timeout, so a
-                // lossy but live path gets about twenty probes before the
-                // idle timeout declares it dead.
-                let cap = (self.effective_idle_timeout() / PROBES_PER_IDLE_TIMEOUT).max(pto);
-                self.loss_timer = Some(last + backed_off.min(cap));
-            }
-            None => self.loss_timer = None,
-        }
+        let (pto, idle) = (self.pto(), self.effective_idle_timeout());
+        self.recovery.arm_timer(pto, idle);
     }
 
     /// RFC 9002 §6.2.1 OnLossDetectionTimeout.
     pub(super) fn on_loss_timer(&mut self, now: Instant) {
         #[cfg(any(feature = "log", feature = "trace"))]
         let (timer, pto_count) = (
-            if self.loss.time.is_some() {
+            if self.recovery.loss.time.is_some() {
                 "time_threshold"
             } else {
                 "pto"
             },
-            self.pto_count,
+            self.recovery.pto_count,
         );
         debug_log!(cid = %self.local_cid, timer, pto_count, "loss timer fired");
         traced! {
@@ -196,19 +265,18 @@ impl Connection {
                 || json!({ "timer_type": timer, "pto_count": pto_count }),
             );
         }
-        if self.loss.time.is_some() {
+        if self.recovery.loss.time.is_some() {
             self.detect_lost(now);
         } else {
             // Probe timeout: resend the oldest unacknowledged content in up to
             // two new packets, outside the congestion window (§9.3).
             self.stats.sent.probe_timeouts += 1;
-            self.pto_count += 1;
-            if self.path.mtu.on_probe_timeout(self.pto_count) == mtu::SizeChange::BlackHole {
+            let oldest = self.recovery.on_probe_timeout();
+            if self.path.mtu.on_probe_timeout(self.recovery.pto_count) == mtu::SizeChange::BlackHole
+            {
                 self.on_black_hole(now);
             }
-            self.probes = PROBES_PER_PTO;
-            if let Some(p) = self.sent.oldest_eliciting() {
-                let frames = p.frames.clone();
+            if let Some(frames) = oldest {
                 self.requeue(&frames);
             }
         }

@@ -115,8 +115,8 @@ impl Connection {
         let others_open = !self.streams.all_sends_done();
         self.streams.first_mut().send.hold_fin(others_open);
         let ty = self.packet_type();
-        let probe = self.probes > 0;
-        let in_flight = self.sent.bytes_in_flight();
+        let probe = self.recovery.probes > 0;
+        let in_flight = self.recovery.sent.bytes_in_flight();
         let cwnd_open = in_flight + self.path.max_datagram() as u64 <= self.path.cc.window();
         let have_data = self.peer.is_some() && self.streams_want_to_send();
         let have_eliciting = (ty != PacketType::Data && self.handshake_pending)
@@ -133,8 +133,8 @@ impl Connection {
         if cwnd_open && have_eliciting && !probe {
             let rate = self.path.cc.pacing_rate(&self.path.rtt);
             let mss = self.path.max_datagram() as u64;
-            self.pacing_until = self.path.pacer.delay(now, mss, rate, mss);
-            paced_open = self.pacing_until.is_none();
+            self.timers.pacing = self.path.pacer.delay(now, mss, rate, mss);
+            paced_open = self.timers.pacing.is_none();
         }
         let may_elicit = probe || (cwnd_open && paced_open);
         let want_eliciting = may_elicit && (have_eliciting || probe);
@@ -245,7 +245,7 @@ impl Connection {
                 eliciting = true;
             }
             self.ping_pending = false;
-            self.probes = self.probes.saturating_sub(1);
+            self.recovery.probes = self.recovery.probes.saturating_sub(1);
         }
         if (ty == PacketType::Initial || mtu_probe.is_some()) && out.len() < limit {
             // §6.2: INITIALs fill the datagram, proving the path carries
@@ -258,14 +258,17 @@ impl Connection {
             self.stats.sent.packets_retransmitted += 1;
         }
         let in_flight = eliciting || ty == PacketType::Initial;
-        if eliciting && !self.sent.has_eliciting_in_flight() {
-            self.ack_progress = now;
+        if eliciting && !self.recovery.sent.has_eliciting_in_flight() {
+            self.timers.ack_progress = now;
         }
-        let delivery = self.path.delivery.on_sent(now, self.sent.bytes_in_flight());
+        let delivery = self
+            .path
+            .delivery
+            .on_sent(now, self.recovery.sent.bytes_in_flight());
         if in_flight {
             self.path.pacer.on_sent(out.len() as u64);
         }
-        self.sent.on_sent(
+        self.recovery.sent.on_sent(
             pn,
             SentPacket {
                 time_sent: now,
@@ -278,13 +281,8 @@ impl Connection {
         );
         self.trace_metrics(now);
         if eliciting {
-            self.last_eliciting_sent = Some(now);
-            if !self.eliciting_since_recv {
-                // RFC 9000 §10.1: the idle timer restarts on the first
-                // ack-eliciting packet sent after a receipt.
-                self.eliciting_since_recv = true;
-                self.idle_deadline = self.idle_deadline.max(now + self.effective_idle_timeout());
-            }
+            let idle = self.effective_idle_timeout();
+            self.timers.on_eliciting_sent(now, idle);
             self.set_loss_timer();
         }
         Some(self.remote)
