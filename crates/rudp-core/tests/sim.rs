@@ -26,7 +26,7 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rudp_core::congestion::Algorithm;
-use rudp_core::conn::{Event, Received, Reliability, SendError, StreamId, StreamOptions};
+use rudp_core::conn::{Delivery, Event, Received, Reliability, SendError, StreamId, StreamOptions};
 use rudp_core::endpoint::{ConnectionHandle, EndpointConfig, EndpointEvent, RetryPolicy};
 use rudp_core::impair::{Blackout, ImpairConfig};
 use rudp_core::psk::Psk;
@@ -68,6 +68,8 @@ struct App {
 /// One stream a side opens in a version-2 run, and its messages.
 struct StreamPlan {
     opts: StreamOptions,
+    /// How the peer receives the messages (what `opts` asks for).
+    delivery: Delivery,
     id: Option<StreamId>,
     /// Each message and how reliably it is sent (mixed on some streams).
     to_send: VecDeque<(Bytes, Reliability)>,
@@ -249,10 +251,13 @@ fn random_reliability(rng: &mut ChaCha8Rng) -> Reliability {
 fn random_plans(rng: &mut ChaCha8Rng, tag: u8) -> Vec<StreamPlan> {
     (0..rng.gen_range(1..=4))
         .map(|k| {
-            let mut opts = StreamOptions::new().priority(rng.gen_range(-2..=2));
-            if rng.gen_bool(0.5) {
-                opts = opts.unordered();
-            }
+            let priority = rng.gen_range(-2..=2);
+            let delivery = if rng.gen_bool(0.5) {
+                Delivery::Unordered
+            } else {
+                Delivery::Ordered
+            };
+            let opts = StreamOptions::new().priority(priority).delivery(delivery);
             let mixed = rng.gen_bool(0.25);
             let reliability = random_reliability(rng);
             let n = rng.gen_range(0..40);
@@ -271,6 +276,7 @@ fn random_plans(rng: &mut ChaCha8Rng, tag: u8) -> Vec<StreamPlan> {
                 .collect();
             StreamPlan {
                 opts,
+                delivery,
                 id: None,
                 to_send,
                 sent: Vec::new(),
@@ -310,7 +316,7 @@ fn check_streams(
         if unique.len() != indices.len() {
             return Err(format!("{name}: {id} delivered a message twice"));
         }
-        let ordered = plan.opts.delivery() == rudp_core::conn::Delivery::Ordered;
+        let ordered = plan.delivery == Delivery::Ordered;
         if ordered && indices.windows(2).any(|w| w[1] < w[0]) {
             return Err(format!("{name}: ordered {id} delivered out of order"));
         }

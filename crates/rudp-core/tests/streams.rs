@@ -7,7 +7,8 @@ mod common;
 
 use bytes::Bytes;
 use rudp_core::conn::{
-    DatagramError, OpenError, Received, RecvError, Reliability, SendError, StreamId, StreamOptions,
+    DatagramError, Delivery, OpenError, Received, RecvError, Reliability, SendError, StreamId,
+    StreamInfo, StreamOptions,
 };
 use rudp_core::endpoint::{ConnectionHandle, ConnectionMut, EndpointConfig};
 use rudp_core::error::{TransportCode, VarInt};
@@ -150,6 +151,45 @@ fn both_sides_speak_version_2_and_exchange_messages_on_several_streams() {
     }));
     assert_eq!(&replies[&a][..], b"reply");
     assert_eq!(&replies[&own][..], b"server's");
+}
+
+/// Issue #24 item 5: the side that accepts a stream sees how the peer
+/// sends on it (§15.3) from the first, and each side's priority is its
+/// own (§15.7).
+#[test]
+fn an_accepted_stream_shows_its_mode_and_each_side_its_own_priority() {
+    let (mut sim, c, s) = sim(3, link(0.1, 5));
+    let now = sim.now();
+    let opts = StreamOptions::new().unordered().priority(5);
+    let id = client(&mut sim, c).open_stream(opts).unwrap();
+    client(&mut sim, c)
+        .send_on(now, id, Bytes::from_static(b"tick"), Reliability::Reliable)
+        .unwrap();
+    let mut accepted = None;
+    assert!(run_until(&mut sim, Duration::from_secs(5), |sim| {
+        accepted = accepted.or_else(|| server(sim, s).accept_stream());
+        accepted.is_some()
+    }));
+    assert_eq!(accepted, Some(id));
+    let info = |i: StreamInfo| (i.sending, i.receiving, i.priority);
+    assert_eq!(
+        server(&mut sim, s).stream_info(id).map(info),
+        Some((Delivery::Ordered, Delivery::Unordered, 0))
+    );
+    assert_eq!(
+        client(&mut sim, c).stream_info(id).map(info),
+        Some((Delivery::Unordered, Delivery::Ordered, 5))
+    );
+    server(&mut sim, s).set_priority(id, -3).unwrap();
+    assert_eq!(
+        server(&mut sim, s).stream_info(id).map(|i| i.priority),
+        Some(-3)
+    );
+    assert_eq!(client(&mut sim, c).stream_info(StreamId(40)), None);
+    assert_eq!(
+        client(&mut sim, c).stream_info(StreamId::FIRST).map(info),
+        Some((Delivery::Ordered, Delivery::Ordered, 0))
+    );
 }
 
 /// Issue #24 item 2: the first stream is an ordinary stream, through 10%

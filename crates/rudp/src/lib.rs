@@ -117,6 +117,12 @@
 #[doc = include_str!("../../../docs/streams.md")]
 struct StreamsGuide;
 
+/// README.md's snippets, compiled with the doctests so that they cannot
+/// drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct Readme;
+
 mod connection;
 mod endpoint;
 mod error;
@@ -145,7 +151,9 @@ pub use rudp_core::congestion::Algorithm;
 pub use rudp_core::conn::stats::{
     BufferStats, MigrationStats, PathStats, ReceivedStats, SentStats, StreamStats,
 };
-pub use rudp_core::conn::{Delivery, Received, Reliability, Stats, StreamId, StreamOptions};
+pub use rudp_core::conn::{
+    Delivery, Received, Reliability, Stats, StreamId, StreamInfo, StreamOptions,
+};
 pub use rudp_core::endpoint::{EndpointConfig, EndpointConfigBuilder, EndpointStats, RetryPolicy};
 pub use rudp_core::error::{ConnectionError, TransportCode, VarInt, VarIntBoundsExceeded};
 pub use rudp_core::noise::{

@@ -12,7 +12,8 @@ use crate::connection::Connection;
 use crate::error::Error;
 use bytes::Bytes;
 use rudp_core::conn::{
-    DatagramError, OpenError, Received, RecvError, Reliability, SendError, StreamId, StreamOptions,
+    DatagramError, OpenError, Received, RecvError, Reliability, SendError, StreamId, StreamInfo,
+    StreamOptions,
 };
 use rudp_core::error::VarInt;
 use std::future::poll_fn;
@@ -443,6 +444,36 @@ impl Stream {
             Some(Ok(())) => Ok(()),
             Some(Err(RecvError::FirstStream)) => Err(Error::FirstStream),
             Some(Err(_)) => Err(Error::UnknownStream),
+            None => Err(Error::Closed),
+        }
+    }
+
+    /// What this side knows of the stream (§15.3, §15.7): how the peer
+    /// sends on it (an accepted stream shows its mode from the first), how
+    /// the peer receives what we send, and our priority on it. Fails with
+    /// [`Error::UnknownStream`] once the stream is over, or
+    /// [`Error::Closed`] once the connection is.
+    ///
+    /// ```no_run
+    /// # async fn f(conn: rudp::Connection) -> Result<(), rudp::Error> {
+    /// use rudp::Delivery;
+    /// while let Some(stream) = conn.accept_stream().await? {
+    ///     if stream.info()?.receiving == Delivery::Unordered {
+    ///         // readings that may arrive in any order, each whole
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn info(&self) -> Result<StreamInfo, Error> {
+        let r = self
+            .conn
+            .shared
+            .lock()
+            .ep
+            .with_connection(self.conn.handle, |c| c.stream_info(self.id));
+        match r {
+            Some(Some(info)) => Ok(info),
+            Some(None) => Err(Error::UnknownStream),
             None => Err(Error::Closed),
         }
     }

@@ -5,8 +5,8 @@
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use rudp::{
-    Config, Connection, Endpoint, EndpointConfig, Error, Received, Reliability, StreamOptions,
-    VarInt,
+    Config, Connection, Delivery, Endpoint, EndpointConfig, Error, Received, Reliability,
+    StreamOptions, VarInt,
 };
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -71,6 +71,30 @@ async fn streams_open_both_ways_and_adapt_to_stream_and_sink() {
         on_client.recv().await.unwrap(),
         Some(Received::Message(Bytes::from_static(b"from the server")))
     );
+}
+
+/// Issue #24 item 5: an accepted stream shows how the peer sends on it;
+/// priorities are each side's own.
+#[tokio::test]
+async fn an_accepted_stream_shows_its_mode() {
+    let (_ce, _se, c, s) = pair_with(Config::default()).await;
+    let ticks = c
+        .open_stream(StreamOptions::new().unordered().priority(7))
+        .await
+        .unwrap();
+    ticks.send(Bytes::from_static(b"tick")).await.unwrap();
+    let accepted = tokio::time::timeout(LIMIT, s.accept_stream())
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("a stream");
+    let info = accepted.info().unwrap();
+    assert_eq!(
+        (info.sending, info.receiving, info.priority),
+        (Delivery::Ordered, Delivery::Unordered, 0)
+    );
+    let mine = ticks.info().unwrap();
+    assert_eq!((mine.sending, mine.priority), (Delivery::Unordered, 7));
 }
 
 #[tokio::test]

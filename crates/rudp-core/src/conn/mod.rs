@@ -79,7 +79,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 pub use stream_api::{DatagramError, OpenError, RecvError};
-pub use streams::{Delivery, Reliability, StreamId, StreamOptions};
+pub use streams::{Delivery, Reliability, StreamId, StreamInfo, StreamOptions};
 #[cfg(feature = "trace")]
 pub use trace::TraceEvent;
 #[cfg(feature = "trace")]

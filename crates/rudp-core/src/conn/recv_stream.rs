@@ -25,6 +25,7 @@
 //! the application reads, and the peer's further skips wait as markers,
 //! which are capped like out-of-order pieces.
 
+use super::streams::Delivery;
 use crate::ranges::RangeSet;
 use crate::wire::{varint, Reader};
 use bytes::{Buf, Bytes, BytesMut};
@@ -140,7 +141,7 @@ pub(super) struct RecvStream {
     /// Ranges to step over, by start (§15.5, §15.3).
     markers: BTreeMap<u64, Marker>,
     /// Deliver each message as soon as it is whole (§15.3).
-    unordered: bool,
+    delivery: Delivery,
     /// Stream offset up to which the application has taken messages.
     consumed: u64,
     /// Stream offset just after the messages in `ready`.
@@ -168,7 +169,7 @@ impl RecvStream {
             cut_count: 0,
             failed: None,
             markers: BTreeMap::new(),
-            unordered: false,
+            delivery: Delivery::Ordered,
             consumed: 0,
             ready_end: 0,
             highest: 0,
@@ -180,8 +181,14 @@ impl RecvStream {
     }
 
     /// Delivers messages as soon as they are whole (§15.3).
+    /// How the peer sends these messages, as far as its frames told
+    /// (§15.3): unordered once a frame carried a message start.
+    pub(super) fn delivery(&self) -> Delivery {
+        self.delivery
+    }
+
     pub(super) fn set_unordered(&mut self) {
-        self.unordered = true;
+        self.delivery = Delivery::Unordered;
     }
 
     /// Takes one SKIP frame (§15.8.8): `offset..offset + len`, `messages`
@@ -316,7 +323,7 @@ impl RecvStream {
                 new += self.place_out_of_order(offset, data, start..end)?;
             }
             self.cut_messages()?;
-            if let (true, Some(m)) = (self.unordered, message_start) {
+            if let (true, Some(m)) = (self.delivery == Delivery::Unordered, message_start) {
                 self.deliver_early(m)?;
             }
         }

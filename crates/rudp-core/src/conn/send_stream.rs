@@ -9,6 +9,7 @@
 //! streams, whose frames never cross a message boundary and name the
 //! message they belong to (§15.3).
 
+use super::streams::Delivery;
 use crate::ranges::RangeSet;
 use crate::wire::varint;
 use bytes::Bytes;
@@ -102,7 +103,7 @@ pub(super) struct SendStream {
     records: VecDeque<Record>,
     /// Every message gets a record: frames stay within one message and say
     /// where it starts (§15.3).
-    unordered: bool,
+    delivery: Delivery,
     /// Abandoned messages not yet announced (or whose SKIP was lost).
     skips: VecDeque<Skip>,
     /// SKIPs sent and not yet acknowledged, by offset: the direction is
@@ -142,7 +143,7 @@ impl SendStream {
             max_data: 0,
             capacity,
             records: VecDeque::new(),
-            unordered: false,
+            delivery: Delivery::Ordered,
             skips: VecDeque::new(),
             skips_unacked: std::collections::BTreeMap::new(),
             abandoned: 0,
@@ -155,7 +156,7 @@ impl SendStream {
     /// reliable: only then may its bytes be sent again unasked (§8.4,
     /// §15.7), since no frame needs a message start and no budget counts.
     pub(super) fn is_simple(&self) -> bool {
-        !self.unordered && self.records.is_empty()
+        self.delivery == Delivery::Ordered && self.records.is_empty()
     }
 
     /// Holds the FIN back (or lets it go), whatever else is sent.
@@ -166,7 +167,12 @@ impl SendStream {
     /// Makes every frame carry its message's start (§15.3). Only before the
     /// first write.
     pub(super) fn set_unordered(&mut self) {
-        self.unordered = true;
+        self.delivery = Delivery::Unordered;
+    }
+
+    /// How the peer receives these messages (§15.3).
+    pub(super) fn delivery(&self) -> Delivery {
+        self.delivery
     }
 
     /// Queues one message. Fails with `Blocked` only when the buffer already
@@ -194,7 +200,7 @@ impl SendStream {
         if !msg.is_empty() {
             self.push(msg);
         }
-        if self.unordered || expiry != Expiry::default() {
+        if self.delivery == Delivery::Unordered || expiry != Expiry::default() {
             self.records.push_back(Record {
                 start,
                 end: self.end,
@@ -498,7 +504,7 @@ impl SendStream {
     /// On unordered streams, the message holding byte `at`: its start and
     /// end, so that a frame stays inside it (§15.3). Elsewhere, no bound.
     fn message_of(&self, at: u64) -> (Option<u64>, u64) {
-        if !self.unordered {
+        if self.delivery == Delivery::Ordered {
             return (None, u64::MAX);
         }
         let i = self.records.partition_point(|r| r.end <= at);

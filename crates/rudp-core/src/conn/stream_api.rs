@@ -283,6 +283,20 @@ impl Connection {
         Ok(())
     }
 
+    /// What this side knows of stream `id`: how each direction delivers
+    /// and our priority on it. `None` for a stream that never was, or is
+    /// over.
+    pub fn stream_info(&mut self, id: StreamId) -> Option<StreamInfo> {
+        match self.streams.lookup(id) {
+            Lookup::Live(s) => Some(StreamInfo {
+                sending: s.send.delivery(),
+                receiving: s.recv.delivery(),
+                priority: s.priority,
+            }),
+            Lookup::Over | Lookup::Never => None,
+        }
+    }
+
     /// Sets the priority of stream `id` (higher goes first, §15.7).
     pub fn set_priority(&mut self, id: StreamId, priority: i8) -> Result<(), SendError> {
         match self.streams.lookup(id) {

@@ -89,9 +89,15 @@ impl StreamOptions {
         Self::default()
     }
 
-    /// Delivers messages as soon as each is whole (§15.3).
-    pub fn unordered(mut self) -> Self {
-        self.delivery = Delivery::Unordered;
+    /// Delivers messages as soon as each is whole (§15.3): the same as
+    /// `delivery(Delivery::Unordered)`.
+    pub fn unordered(self) -> Self {
+        self.delivery(Delivery::Unordered)
+    }
+
+    /// How the peer's application receives our messages (§15.3).
+    pub fn delivery(mut self, delivery: Delivery) -> Self {
+        self.delivery = delivery;
         self
     }
 
@@ -101,16 +107,24 @@ impl StreamOptions {
         self.priority = priority;
         self
     }
+}
 
-    /// The delivery mode.
-    pub fn delivery(&self) -> Delivery {
-        self.delivery
-    }
-
-    /// The priority.
-    pub fn get_priority(&self) -> i8 {
-        self.priority
-    }
+/// What this side knows of a stream (§15.3, §15.7), from
+/// `Connection::stream_info`: for a stream it opened, what it asked for;
+/// for one it accepted, also how the peer sends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StreamInfo {
+    /// How the peer receives what we send: as opened; ordered on a
+    /// stream the peer opened.
+    pub sending: Delivery,
+    /// How the peer sends what we receive: unordered once one of its
+    /// frames said so (§15.3). Every frame of an unordered stream does, so
+    /// an accepted stream shows its mode from the first.
+    pub receiving: Delivery,
+    /// The priority of what we send on it (§15.7). The peer's priorities
+    /// are its own scheduling and never travel on the wire.
+    pub priority: i8,
 }
 
 /// The sending half's end (§15.8.6).
@@ -297,13 +311,13 @@ impl Streams {
     fn new_stream(&self, priority: i8, delivery: Delivery) -> Stream {
         let mut send = SendStream::new(self.send_buffer);
         send.set_max_data(self.peer_stream_window);
-        let mut recv = RecvStream::new(self.stream_window, self.max_message);
+        let recv = RecvStream::new(self.stream_window, self.max_message);
         if self.closing {
             send.finish();
         }
         if delivery == Delivery::Unordered {
+            // The receiving half follows the peer's frames (§15.3).
             send.set_unordered();
-            recv.set_unordered();
         }
         Stream::new(send, recv, Credit::Shared, priority)
     }
