@@ -31,6 +31,7 @@ macro_rules! traced {
 }
 
 mod ack;
+mod black_hole;
 mod datagrams;
 mod migration;
 mod mtu;

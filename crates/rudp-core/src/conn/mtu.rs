@@ -7,8 +7,10 @@
 //! acknowledged raises the size in use; one lost [`MAX_PROBES`] times caps
 //! the search below it. Probe losses are not congestion (their loss says
 //! "too big", not "too fast"), so the controller never hears of them. When
-//! full-size packets stop arriving (a black hole: the path's MTU dropped),
-//! the size falls back to 1200 and the search starts again.
+//! full-size packets stop arriving while small ones get through (a black
+//! hole: the path's MTU dropped; black_hole.rs tells it from loss), the size
+//! falls back to 1200, the search starts again below, and the failed size
+//! is tried again after [`BLACK_HOLE_RECHECK`].
 //!
 //! The search climbs a ladder of the sizes paths commonly carry (1472, the
 //! payload of a 1500-byte Ethernet frame; 8972, of a 9000-byte jumbo frame;
@@ -20,6 +22,7 @@
 //! [`SEARCH_GRANULARITY`]. A finished search starts again after
 //! [`RAISE_INTERVAL`], in case the path now carries more.
 
+use super::black_hole::BlackHoleDetector;
 use crate::config::{MAX_DATAGRAM_SIZE, MIN_DATAGRAM_SIZE};
 use std::time::{Duration, Instant};
 
@@ -37,15 +40,11 @@ pub(super) const MAX_PROBES: u8 = 3;
 pub(super) const SEARCH_GRANULARITY: usize = 20;
 /// A finished search starts again after this (RFC 8899 PMTU_RAISE_TIMER).
 pub(super) const RAISE_INTERVAL: Duration = Duration::from_secs(600);
-/// Packets larger than 1200, all sent after the last such packet that was
-/// acknowledged, declared lost with none acknowledged since, that mean a
-/// black hole. A congestion loss burst does not count: the ACK that reveals
-/// it acknowledges large packets sent after it.
-pub(super) const BLACK_HOLE_LOSSES: u32 = 10;
-/// Probe timeouts in a row, with packets larger than 1200 outstanding, that
-/// mean a black hole: when nothing at all is acknowledged, loss detection
-/// declares nothing, and only the probe timer notices.
-pub(super) const BLACK_HOLE_PTOS: u32 = 2;
+/// After a black hole, the size that failed is searched for again this
+/// soon: the detector asks for size-selective loss (black_hole.rs), but a
+/// path that dropped large packets for a while may carry them again, and
+/// trying costs at most [`MAX_PROBES`] probe packets.
+pub(super) const BLACK_HOLE_RECHECK: Duration = Duration::from_secs(30);
 
 /// Where the search is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,12 +92,11 @@ pub(super) struct MtuDiscovery {
     max: usize,
     phase: Phase,
     probe: Option<Probe>,
-    /// Packets larger than 1200 lost since one was last acknowledged,
-    /// counting only those sent after it.
-    large_lost: u32,
-    /// The newest packet larger than 1200 acknowledged: losses of packets
-    /// sent before it say nothing about the size.
-    largest_large_acked: Option<u64>,
+    /// Whether the size in use stopped passing (§9.7).
+    black_holes: BlackHoleDetector,
+    /// How long a finished search waits before it starts again:
+    /// [`RAISE_INTERVAL`], or [`BLACK_HOLE_RECHECK`] after a black hole.
+    recheck: Duration,
 }
 
 impl MtuDiscovery {
@@ -109,8 +107,8 @@ impl MtuDiscovery {
             max: MIN_DATAGRAM_SIZE,
             phase: Phase::Disabled,
             probe: None,
-            large_lost: 0,
-            largest_large_acked: None,
+            black_holes: BlackHoleDetector::default(),
+            recheck: RAISE_INTERVAL,
         }
     }
 
@@ -144,11 +142,12 @@ impl MtuDiscovery {
                 upper: self.max,
                 failures: 0,
             };
+            self.recheck = RAISE_INTERVAL;
         }
         let Some(c) = self.candidate() else {
             if let Phase::Searching { .. } = self.phase {
                 self.phase = Phase::Complete {
-                    again: now + RAISE_INTERVAL,
+                    again: now + self.recheck,
                 };
             }
             return None;
@@ -185,12 +184,10 @@ impl MtuDiscovery {
         self.probe = Some(Probe { pn, size });
     }
 
-    /// Packet `pn` of `size` bytes was acknowledged.
+    /// Packet `pn` of `size` bytes was acknowledged, by the ACK that
+    /// [`Self::on_ack_done`] finishes.
     pub(super) fn on_acked(&mut self, pn: u64, size: usize) -> SizeChange {
-        if size > MIN_DATAGRAM_SIZE {
-            self.large_lost = 0;
-            self.largest_large_acked = Some(self.largest_large_acked.map_or(pn, |l| l.max(pn)));
-        }
+        self.black_holes.on_acked(pn, size);
         match self.probe {
             Some(p) if p.pn == pn => {
                 self.probe = None;
@@ -208,8 +205,10 @@ impl MtuDiscovery {
     }
 
     /// Packet `pn` of `size` bytes was declared lost.
-    pub(super) fn on_lost(&mut self, pn: u64, size: usize) -> SizeChange {
+    pub(super) fn on_lost(&mut self, pn: u64, size: usize) {
         if let Some(p) = self.probe.filter(|p| p.pn == pn) {
+            // A lost probe says "too big" for its own size only; the
+            // black-hole detector never hears of it.
             self.probe = None;
             let give_up_after = self.candidate().map_or(1, |c| c.give_up_after);
             if let Phase::Searching { upper, failures } = self.phase {
@@ -224,33 +223,36 @@ impl MtuDiscovery {
                     Phase::Searching { upper, failures }
                 };
             }
-            return SizeChange::Same;
+            return;
         }
-        let after_last_acked = self.largest_large_acked.is_none_or(|l| pn > l);
-        if size > MIN_DATAGRAM_SIZE && after_last_acked {
-            self.large_lost += 1;
-            if self.large_lost >= BLACK_HOLE_LOSSES {
-                return self.black_hole();
-            }
-        }
-        SizeChange::Same
+        self.black_holes.on_lost(pn, size);
     }
 
-    /// The probe timer fired for the `pto_count`th time in a row.
-    pub(super) fn on_probe_timeout(&mut self, pto_count: u32) -> SizeChange {
-        if pto_count >= BLACK_HOLE_PTOS && self.current > MIN_DATAGRAM_SIZE {
+    /// An ACK and the losses it revealed are processed: whether the size
+    /// in use fell into a black hole (black_hole.rs).
+    pub(super) fn on_ack_done(&mut self) -> SizeChange {
+        if self.black_holes.on_ack_done() && self.current > MIN_DATAGRAM_SIZE {
             return self.black_hole();
         }
         SizeChange::Same
     }
 
-    /// The path stopped carrying the size in use: fall back to 1200 and
-    /// search again below the size that failed.
+    /// The most the last probe packet of a probe timeout may hold: 1200
+    /// while the size in use is larger, so that the detector can compare a
+    /// small packet with the large ones (§9.3, §9.7).
+    pub(super) fn small_probe_size(&self) -> Option<usize> {
+        (self.current > MIN_DATAGRAM_SIZE).then_some(MIN_DATAGRAM_SIZE)
+    }
+
+    /// The path stopped carrying the size in use: fall back to 1200,
+    /// search below the size that failed, and try it again after
+    /// [`BLACK_HOLE_RECHECK`].
     fn black_hole(&mut self) -> SizeChange {
         let failed = self.current;
         self.current = MIN_DATAGRAM_SIZE;
-        self.large_lost = 0;
+        self.black_holes.clear();
         self.probe = None;
+        self.recheck = BLACK_HOLE_RECHECK;
         self.phase = Phase::Searching {
             upper: failed - 1,
             failures: 0,
@@ -363,7 +365,7 @@ mod tests {
         for pn in 0..u64::from(MAX_PROBES) - 1 {
             assert_eq!(d.probe_size(now), Some(ETHERNET_PAYLOAD));
             d.on_probe_sent(pn, ETHERNET_PAYLOAD);
-            assert_eq!(d.on_lost(pn, ETHERNET_PAYLOAD), SizeChange::Same);
+            d.on_lost(pn, ETHERNET_PAYLOAD);
         }
         assert_eq!(d.probe_size(now), Some(ETHERNET_PAYLOAD));
         d.on_probe_sent(10, ETHERNET_PAYLOAD);
@@ -373,58 +375,69 @@ mod tests {
         assert_eq!(d.current(), 1200, "probe losses never lower the size");
     }
 
+    /// Large packets lost while the small probes of two PTOs get through:
+    /// back to 1200, a search below the size that failed, and that size
+    /// tried again after [`BLACK_HOLE_RECHECK`], not [`RAISE_INTERVAL`].
     #[test]
-    fn a_black_hole_falls_back_to_1200_and_searches_below() {
+    fn a_black_hole_falls_back_to_1200_and_tries_the_size_again_soon() {
         let now = Instant::now();
         let mut d = MtuDiscovery::new();
-        d.start(9000, 9000);
+        d.start(1472, 1472);
         d.on_probe_sent(1, ETHERNET_PAYLOAD);
-        d.on_acked(1, ETHERNET_PAYLOAD);
-        // Nine large losses, then an acknowledged large packet: not yet.
-        for pn in 10..10 + u64::from(BLACK_HOLE_LOSSES) - 1 {
-            assert_eq!(d.on_lost(pn, 1472), SizeChange::Same);
+        assert_eq!(d.on_acked(1, ETHERNET_PAYLOAD), SizeChange::Raised(1472));
+        assert_eq!(d.on_ack_done(), SizeChange::Same);
+        assert_eq!(d.small_probe_size(), Some(1200));
+        for (small, lost) in [(12, 2..=10), (14, 13..=13)] {
+            d.on_acked(small, 1200);
+            for pn in lost {
+                d.on_lost(pn, 1472);
+            }
+            let change = d.on_ack_done();
+            assert_eq!(
+                change == SizeChange::BlackHole,
+                small == 14,
+                "after {small}"
+            );
         }
-        d.on_acked(100, 1472);
-        for pn in 200..200 + u64::from(BLACK_HOLE_LOSSES) - 1 {
-            assert_eq!(d.on_lost(pn, 1472), SizeChange::Same);
-        }
-        // Small packets lost say nothing about the size.
-        assert_eq!(d.on_lost(300, 1200), SizeChange::Same);
-        assert_eq!(d.on_lost(301, 1472), SizeChange::BlackHole);
         assert_eq!(d.current(), 1200);
-        let next = d.probe_size(now).unwrap();
-        assert!(next < 1472, "the failed size is not tried again: {next}");
+        assert_eq!(d.small_probe_size(), None, "already small");
+        // The search below 1472 finds nothing worth a step (1200..1471 is
+        // searched by halving; every probe is lost here).
+        let mut pn = 100;
+        while let Some(size) = d.probe_size(now) {
+            assert!(size < 1472, "{size}");
+            pn += 1;
+            d.on_probe_sent(pn, size);
+            d.on_lost(pn, size);
+        }
+        let soon = now + BLACK_HOLE_RECHECK;
+        assert_eq!(d.probe_size(soon - Duration::from_millis(1)), None);
+        assert_eq!(d.probe_size(soon), Some(1472), "the failed size again");
     }
 
+    /// Probe losses never count towards a black hole, and a congestion
+    /// burst revealed by a later large packet's ACK is none either.
     #[test]
-    fn a_congestion_burst_revealed_by_later_acknowledgements_is_no_black_hole() {
+    fn probe_losses_and_congestion_bursts_are_no_black_hole() {
         let mut d = MtuDiscovery::new();
         d.start(9000, 9000);
         d.on_probe_sent(1, 1472);
         d.on_acked(1, 1472);
-        // One ACK acknowledges packet 100 and reveals 30 losses before it.
+        assert_eq!(d.on_ack_done(), SizeChange::Same);
+        for pn in 2..5 {
+            d.on_probe_sent(pn, 8972);
+            d.on_lost(pn, 8972);
+        }
         d.on_acked(100, 1472);
-        for pn in 60..90 {
-            assert_eq!(d.on_lost(pn, 1472), SizeChange::Same, "packet {pn}");
+        for pn in 5..90 {
+            d.on_lost(pn, 1472);
+        }
+        assert_eq!(d.on_ack_done(), SizeChange::Same);
+        for small in 101..110 {
+            d.on_acked(small, 1200);
+            assert_eq!(d.on_ack_done(), SizeChange::Same);
         }
         assert_eq!(d.current(), 1472);
-        // Losses of packets sent after the last acknowledged one do count.
-        for pn in 101..101 + u64::from(BLACK_HOLE_LOSSES) - 1 {
-            assert_eq!(d.on_lost(pn, 1472), SizeChange::Same);
-        }
-        assert_eq!(d.on_lost(200, 1472), SizeChange::BlackHole);
-    }
-
-    #[test]
-    fn repeated_probe_timeouts_with_large_packets_are_a_black_hole() {
-        let mut d = MtuDiscovery::new();
-        d.start(9000, 9000);
-        assert_eq!(d.on_probe_timeout(5), SizeChange::Same, "already 1200");
-        d.on_probe_sent(1, 1472);
-        d.on_acked(1, 1472);
-        assert_eq!(d.on_probe_timeout(1), SizeChange::Same);
-        assert_eq!(d.on_probe_timeout(2), SizeChange::BlackHole);
-        assert_eq!(d.current(), 1200);
     }
 
     #[test]

@@ -153,6 +153,11 @@ impl Connection {
             self.emit(Event::Writable);
         }
         self.detect_lost(now);
+        // §9.7: with what this ACK acknowledged and revealed lost, the
+        // black-hole detector decides.
+        if self.path.mtu.on_ack_done() == SizeChange::BlackHole {
+            self.on_black_hole(now);
+        }
         self.recovery.pto_count = 0;
         self.set_loss_timer();
         self.trace_metrics(now);
@@ -200,12 +205,8 @@ impl Connection {
         if outcome.lost.is_empty() {
             return;
         }
-        let mut black_hole = false;
         for (pn, p) in &outcome.lost {
-            black_hole |= self.path.mtu.on_lost(*pn, p.size) == SizeChange::BlackHole;
-        }
-        if black_hole {
-            self.on_black_hole(now);
+            self.path.mtu.on_lost(*pn, p.size);
         }
         let probes = outcome
             .lost
@@ -260,7 +261,8 @@ impl Connection {
         self.trace_mtu(now, size, false);
     }
 
-    /// §9.7: packets of the size in use stopped arriving: back to 1200.
+    /// §9.7: packets of the size in use stopped arriving while smaller
+    /// ones got through: back to 1200.
     pub(super) fn on_black_hole(&mut self, now: Instant) {
         debug_log!(cid = %self.local_cid, "path MTU black hole: back to 1200 bytes");
         self.stats.sent.mtu_black_holes += 1;

@@ -272,10 +272,6 @@ impl Connection {
             // two new packets, outside the congestion window (§9.3).
             self.stats.sent.probe_timeouts += 1;
             let oldest = self.recovery.on_probe_timeout();
-            if self.path.mtu.on_probe_timeout(self.recovery.pto_count) == mtu::SizeChange::BlackHole
-            {
-                self.on_black_hole(now);
-            }
             if let Some(frames) = oldest {
                 self.requeue(&frames);
             }

@@ -149,6 +149,14 @@ impl Connection {
         if self.amplification_limited() {
             max_len = max_len.min(self.amplification_budget() as usize);
         }
+        // §9.3, §9.7: the last probe of a probe timeout is small, so that
+        // the black-hole detector learns whether small packets get through
+        // where large ones do not.
+        if probe && self.recovery.probes == 1 {
+            if let Some(small) = self.path.mtu.small_probe_size() {
+                max_len = max_len.min(small);
+            }
+        }
         // §9.7: a path MTU probe, when one is due and the window has room.
         let mtu_probe = if want_eliciting && !probe {
             self.mtu_probe_due(now, in_flight)
