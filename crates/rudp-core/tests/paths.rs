@@ -302,6 +302,39 @@ fn bursts_of_loss_are_no_black_hole() {
     assert!(declared.is_empty(), "{declared:#?}");
 }
 
+/// Issue #25 item 1 (§9.6): at a 50 Mbit/s bottleneck on a path that
+/// carries 65,507-byte datagrams, a bulk sender's datagrams hold the
+/// bottleneck for about a millisecond each (6,250 bytes), not ten: a small
+/// message of another stream waits behind one at most that long. Measured
+/// once discovery has reached the path's maximum, in steady state.
+#[test]
+fn datagrams_are_sized_by_time_at_the_pacing_rate() {
+    let rate = 50_000_000 / 8;
+    let l = ImpairConfig {
+        delay: Duration::from_millis(10),
+        rate: Some(rate),
+        queue: 1000,
+        ..ImpairConfig::default()
+    };
+    let mut t = Transfer::new(25, Config::default(), l, 20_000, 10_000);
+    t.run(Duration::from_secs(3), |_| false);
+    let before = t.client_stats();
+    t.run(Duration::from_secs(4), |_| false);
+    let after = t.client_stats();
+    assert_eq!(after.path.max_datagram_size, 65_507, "{:?}", after.path);
+    let packets = after.sent.packets - before.sent.packets;
+    let mean = (after.sent.bytes - before.sent.bytes) / packets.max(1);
+    let at_bottleneck = Duration::from_secs_f64(mean as f64 / rate as f64);
+    println!(
+        "{packets} datagrams, {mean} bytes on average: {at_bottleneck:?} each at the bottleneck"
+    );
+    assert!(packets > 1_000, "the transfer ran: {packets} datagrams");
+    assert!(
+        at_bottleneck <= Duration::from_micros(1_500),
+        "{mean}-byte datagrams hold the bottleneck {at_bottleneck:?}"
+    );
+}
+
 // ---- Migration (§6.9) -----------------------------------------------------
 
 fn lossy(loss: f64, rate: Option<u64>) -> ImpairConfig {

@@ -5,13 +5,18 @@
 //! moves to a new path (the paths issue) can start a fresh one and keep
 //! the old until the new is proven.
 
-use super::mtu::MtuDiscovery;
+use super::mtu::{MtuDiscovery, ETHERNET_PAYLOAD};
 use super::pacing::Pacer;
 use crate::config::Config;
 use crate::congestion::delivery::DeliveryRate;
 use crate::congestion::Controller;
 use crate::rtt::RttEstimator;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long one datagram may hold the bottleneck at the pacing rate
+/// (§9.6): what a small message of another stream waits behind at most,
+/// the way Linux sizes TSO bursts to about a millisecond.
+pub(super) const DATAGRAM_TIME: Duration = Duration::from_millis(1);
 
 /// What an unvalidated address sent us and what we sent it (§6.7): we may
 /// send at most three times what we received.
@@ -65,8 +70,22 @@ impl Path {
         }
     }
 
-    /// The largest datagram to send now.
+    /// The largest datagram the path carries (§9.7).
     pub(super) fn max_datagram(&self) -> usize {
         self.mtu.current()
+    }
+
+    /// The largest datagram to send now (§9.6): what the path carries, but
+    /// no more than the pacing rate sends in [`DATAGRAM_TIME`], and never
+    /// less than 1472 bytes (a 1500-byte Ethernet frame) where the path
+    /// carries that. A fast path (loopback) keeps its large datagrams; at
+    /// 50 Mbit/s they shrink to about 6 KB, so no datagram holds the
+    /// bottleneck for more than about a millisecond.
+    pub(super) fn datagram_now(&self) -> usize {
+        let carried = self.mtu.current();
+        let rate = u128::from(self.cc.pacing_rate(&self.rtt));
+        let by_time = rate * DATAGRAM_TIME.as_micros() / 1_000_000;
+        let by_time = usize::try_from(by_time).unwrap_or(usize::MAX);
+        carried.min(by_time.max(ETHERNET_PAYLOAD))
     }
 }

@@ -117,7 +117,10 @@ impl Connection {
         let ty = self.packet_type();
         let probe = self.recovery.probes > 0;
         let in_flight = self.recovery.sent.bytes_in_flight();
-        let cwnd_open = in_flight + self.path.max_datagram() as u64 <= self.path.cc.window();
+        // §9.6: datagrams sized by time at the pacing rate, within what
+        // the path carries.
+        let datagram = self.path.datagram_now();
+        let cwnd_open = in_flight + datagram as u64 <= self.path.cc.window();
         let have_data = self.peer.is_some() && self.streams_want_to_send();
         let have_eliciting = (ty != PacketType::Data && self.handshake_pending)
             || have_data
@@ -132,7 +135,7 @@ impl Connection {
         let mut paced_open = true;
         if cwnd_open && have_eliciting && !probe {
             let rate = self.path.cc.pacing_rate(&self.path.rtt);
-            let mss = self.path.max_datagram() as u64;
+            let mss = datagram as u64;
             self.timers.pacing = self.path.pacer.delay(now, mss, rate, mss);
             paced_open = self.timers.pacing.is_none();
         }
@@ -142,7 +145,7 @@ impl Connection {
             return None;
         }
         // §6.7: an unvalidated client gets at most three times what it sent.
-        let mut max_len = self.path.max_datagram();
+        let mut max_len = datagram;
         if self.amplification_blocked() {
             return None;
         }
