@@ -143,7 +143,7 @@ const SPECS: &[Spec] = &[
     Spec {
         name: "mtu",
         value: "BYTES",
-        help: "drop datagrams (UDP payloads) larger than BYTES, as a path with a smaller MTU does, e.g. 1400",
+        help: "drop datagrams (UDP payloads) larger than BYTES, as a path with a smaller MTU does, e.g. 1400; default 1472 (a 1500-byte Ethernet MTU), 'none' for no limit",
         kind: Kind::Mtu,
     },
     Spec {
@@ -168,11 +168,19 @@ enum Direction {
     Down,
 }
 
+/// The proxy's default `--mtu`: the UDP payload of a 1500-byte Ethernet
+/// frame over IPv4. A proxy models a link, and real links carry 1500-byte
+/// packets: without it, path MTU discovery over loopback reaches 65,507
+/// bytes, which no real path carries (issue #25).
+pub const DEFAULT_MTU: usize = 1472;
+
 impl ImpairArgs {
-    /// No impairment in either direction (the queue at its default).
+    /// No impairment in either direction: the queue and the MTU at their
+    /// defaults.
     pub fn new() -> Self {
         let clean = ImpairConfig {
             queue: DEFAULT_QUEUE,
+            mtu: Some(DEFAULT_MTU),
             ..ImpairConfig::default()
         };
         Self {
@@ -512,7 +520,10 @@ fn arg(id: String, spec: &Spec, help: String) -> Arg {
         Kind::Duration => a.value_parser(|s: &str| parse_duration(s).map_err(|e| e.0)),
         Kind::Rate => a.value_parser(|s: &str| parse_rate(s).map_err(|e| e.0)),
         Kind::Queue => a.value_parser(check_queue),
-        Kind::Mtu => a.value_parser(check_mtu),
+        Kind::Mtu => a.value_parser(|s: &str| match s {
+            NONE => Ok(NONE.to_string()),
+            s => check_mtu(s).map(|_| s.to_string()),
+        }),
         Kind::Order => a.value_parser(|s: &str| s.parse::<JitterOrder>()),
         Kind::Blackout => a
             .value_parser(|s: &str| parse_blackout(s).map_err(|e| e.0))
@@ -627,6 +638,11 @@ mod tests {
         assert_eq!(a.down.delay, Duration::from_millis(20));
         assert_eq!(a.up.blackouts.len(), 2);
         assert_eq!(a.up.queue, DEFAULT_QUEUE);
+        assert_eq!((a.up.mtu, a.down.mtu), (Some(1472), Some(1472)));
+        let open = parse(&["--mtu", "none"]).unwrap();
+        assert_eq!((open.up.mtu, open.down.mtu), (None, None));
+        let one_way = parse(&["--up-mtu", "none"]).unwrap();
+        assert_eq!((one_way.up.mtu, one_way.down.mtu), (None, Some(1472)));
     }
 
     #[test]
