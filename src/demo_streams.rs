@@ -475,13 +475,16 @@ pub async fn run(
     let _ = writeln!(
         out,
         "rudp demo streams: a bulk transfer and an 8-byte message every {} ms on one \
-         connection,\nthrough a link with {:.0}% loss each way, {} ms delay and a {:.0} Mbit/s \
-         bottleneck\nwith a {}-datagram queue (seed {}, {} s a case).\n",
+         connection,\nthrough a link with {:.0}% loss each way, {} ms delay, a {:.0} Mbit/s \
+         bottleneck\nwith a {}-datagram queue and {}; seed {}, {} s a case.\n",
         demo.every.as_millis(),
         l.loss * 100.0,
         l.delay.as_millis(),
         l.rate.unwrap_or(0) as f64 * 8.0 / 1e6,
         l.queue,
+        l.mtu.map_or("no MTU".to_string(), |m| format!(
+            "{m}-byte datagrams at most (a 1500-byte MTU, rudp proxy's default)"
+        )),
         demo.seed,
         demo.duration.as_secs_f64()
     );

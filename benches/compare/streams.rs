@@ -189,10 +189,56 @@ pub async fn section(seed: u64, duration: Duration) -> Value {
             "bulk_mbit_s": r.bulk_goodput * 8.0 / 1e6,
         })
     };
+    let at_defaults = at_proxy_defaults(seed, duration).await;
     json!({
         "seed": seed,
         "bulk_noise": noise,
         "duration_s": duration.as_secs_f64(),
         "cases": results.iter().map(row).collect::<Vec<_>>(),
+        "at_proxy_defaults": at_defaults.iter().map(row).collect::<Vec<_>>(),
     })
+}
+
+/// Issue #25: the same small flow through a link as `rudp proxy --loss 5%
+/// --delay 10ms --rate 50mbit` sets it at its defaults (1000-datagram
+/// queue, 1472-byte datagrams), nothing set on the endpoints: what a user
+/// who sets nothing gets. Prints the table; returns its rows.
+async fn at_proxy_defaults(seed: u64, duration: Duration) -> Vec<CaseResult> {
+    let mut demo = StreamsDemo::new(seed, duration);
+    demo.link.queue = rudp_core::impair::DEFAULT_QUEUE;
+    demo.link.mtu = Some(rudp_cli::proxy::DEFAULT_MTU);
+    println!();
+    println!(
+        "At the proxy's defaults (`rudp proxy --loss 5% --delay 10ms --rate 50mbit`: {}-datagram \
+         queue, {}-byte datagrams; nothing set on the endpoints):",
+        demo.link.queue,
+        rudp_cli::proxy::DEFAULT_MTU
+    );
+    println!();
+    println!("| small messages | p50 ms | p99 ms | delivered | bulk Mbit/s |");
+    println!("|---|---|---|---|---|");
+    let mut rows = Vec::new();
+    for case in [
+        Case::Alone,
+        Case::OwnStream,
+        Case::Datagrams,
+        Case::BulkOnly,
+    ] {
+        match run_case(&demo, case).await {
+            Ok(r) => {
+                println!(
+                    "| {} | {:.1} | {:.1} | {}/{} | {:.1} |",
+                    r.case.label(),
+                    ms(r.percentile(50)),
+                    ms(r.percentile(99)),
+                    r.delivered,
+                    r.sent,
+                    r.bulk_goodput * 8.0 / 1e6
+                );
+                rows.push(r);
+            }
+            Err(e) => println!("{}: failed: {e}", case.label()),
+        }
+    }
+    rows
 }
