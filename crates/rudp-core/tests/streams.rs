@@ -153,6 +153,41 @@ fn both_sides_speak_version_2_and_exchange_messages_on_several_streams() {
     assert_eq!(&replies[&own][..], b"server's");
 }
 
+/// §15.9: once the peer's stream 0 FIN arrives, every stream it opened is
+/// known: `is_accept_done` turns true after the last is accepted, through
+/// 10% loss, while this side has not closed.
+#[test]
+fn the_peers_close_tells_that_no_more_streams_will_open() {
+    let (mut sim, c, s) = sim(4, link(0.1, 5));
+    let now = sim.now();
+    for _ in 0..3 {
+        let id = client(&mut sim, c)
+            .open_stream(StreamOptions::new())
+            .unwrap();
+        client(&mut sim, c)
+            .send_on(now, id, Bytes::from_static(b"x"), Reliability::Reliable)
+            .unwrap();
+        client(&mut sim, c).finish_stream(id).unwrap();
+    }
+    client(&mut sim, c).close();
+    let mut accepted = 0;
+    assert!(run_until(&mut sim, Duration::from_secs(10), |sim| {
+        let mut x = server(sim, s);
+        if x.is_accept_done() {
+            return true;
+        }
+        while x.accept_stream().is_some() {
+            accepted += 1;
+        }
+        false
+    }));
+    assert_eq!(accepted, 3, "every stream was accepted before the end");
+    assert!(
+        server(&mut sim, s).outcome().is_none(),
+        "this side has not closed"
+    );
+}
+
 /// Issue #24 item 5: the side that accepts a stream sees how the peer
 /// sends on it (§15.3) from the first, and each side's priority is its
 /// own (§15.7).

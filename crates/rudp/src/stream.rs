@@ -99,7 +99,9 @@ impl Connection {
     }
 
     /// The next stream the peer opened, in the order it opened them;
-    /// `Ok(None)` once the connection has ended gracefully. Cancel-safe.
+    /// `Ok(None)` once the peer will open no more: it closed gracefully
+    /// (its first stream's end arrived, §15.9, after every stream it
+    /// opened), or the connection ended gracefully. Cancel-safe.
     pub async fn accept_stream(&self) -> Result<Option<Stream>, Error> {
         let id = poll_fn(|cx| self.poll_accept_stream(cx)).await?;
         Ok(id.map(|id| Stream {
@@ -120,6 +122,14 @@ impl Connection {
                 .flatten()
             {
                 return Poll::Ready(Ok(Some(id)));
+            }
+            // The peer closed: every stream it opened was returned.
+            let peer_closed = st
+                .ep
+                .connection(self.handle)
+                .is_some_and(|c| c.outcome().is_none() && c.is_accept_done());
+            if slot.outcome.is_none() && peer_closed {
+                return Poll::Ready(Ok(None));
             }
             match &slot.outcome {
                 Some(Ok(())) => Poll::Ready(Ok(None)),

@@ -73,6 +73,36 @@ async fn streams_open_both_ways_and_adapt_to_stream_and_sink() {
     );
 }
 
+/// A side that waits for the peer's streams learns when there will be no
+/// more: the peer's graceful close (its first stream's end, §15.9) ends
+/// `accept_stream` with `None` after every stream it opened, without this
+/// side closing first.
+#[tokio::test]
+async fn accept_stream_ends_when_the_peer_closes() {
+    let (_ce, _se, c, s) = pair_with(Config::default()).await;
+    let opened = c.open_stream(StreamOptions::new()).await.unwrap();
+    opened
+        .send(Bytes::from_static(b"last words"))
+        .await
+        .unwrap();
+    opened.finish().unwrap();
+    let closing = tokio::spawn(async move { c.close().await });
+    let mut accepted = Vec::new();
+    let ended = tokio::time::timeout(LIMIT, async {
+        while let Some(stream) = s.accept_stream().await.unwrap() {
+            accepted.push(stream.recv().await.unwrap());
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "accept_stream waited for our own close");
+    assert_eq!(
+        accepted,
+        vec![Some(Received::Message(Bytes::from_static(b"last words")))]
+    );
+    s.close().await.unwrap();
+    closing.await.unwrap().unwrap();
+}
+
 /// Issue #24 item 5: an accepted stream shows how the peer sends on it;
 /// priorities are each side's own.
 #[tokio::test]

@@ -92,6 +92,17 @@ impl Connection {
         Some(id)
     }
 
+    /// Whether the peer will open no stream that [`Self::accept_stream`]
+    /// has not returned yet: none is waiting, and the peer's stream 0 FIN
+    /// has arrived (§15.9: it comes after every other stream's direction
+    /// is over, so every stream the peer sends on is known by then), or
+    /// the connection ended. An application waiting for streams stops
+    /// there, instead of waiting for its own close.
+    pub fn is_accept_done(&self) -> bool {
+        !self.streams.has_waiting_accept()
+            && (self.outcome.is_some() || self.streams.first().recv.is_fin_received())
+    }
+
     /// Queues one message on stream `id` with the given reliability
     /// (§15.5). On the first stream too, once version 2 is in use.
     pub fn send_on(

@@ -355,6 +355,11 @@ impl Streams {
         self.accept_queue.pop_first().map(StreamId)
     }
 
+    /// Whether a stream the peer opened waits for [`Self::accept`].
+    pub(super) fn has_waiting_accept(&self) -> bool {
+        !self.accept_queue.is_empty()
+    }
+
     /// The stream a frame from the peer names, opening the peer's streams
     /// up to it if it is new (§15.2). `Ok(None)`: a stream since forgotten,
     /// whose late frames are ignored. Stream 0 has ordinal 0: it is always
