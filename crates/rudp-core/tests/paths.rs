@@ -304,7 +304,7 @@ fn bursts_of_loss_are_no_black_hole() {
 
 /// Issue #25 item 1 (§9.6): at a 50 Mbit/s bottleneck on a path that
 /// carries 65,507-byte datagrams, a bulk sender's datagrams hold the
-/// bottleneck for about a millisecond each (6,250 bytes), not ten: a small
+/// bottleneck for about a millisecond each (5,888 bytes), not ten: a small
 /// message of another stream waits behind one at most that long. Measured
 /// once discovery has reached the path's maximum, in steady state.
 #[test]

@@ -75,17 +75,26 @@ impl Path {
         self.mtu.current()
     }
 
-    /// The largest datagram to send now (§9.6): what the path carries, but
-    /// no more than the pacing rate sends in [`DATAGRAM_TIME`], and never
-    /// less than 1472 bytes (a 1500-byte Ethernet frame) where the path
-    /// carries that. A fast path (loopback) keeps its large datagrams; at
-    /// 50 Mbit/s they shrink to about 6 KB, so no datagram holds the
-    /// bottleneck for more than about a millisecond.
+    /// The largest datagram to send now (§9.6): what the path carries, or,
+    /// if the pacing rate sends less than that in [`DATAGRAM_TIME`], the
+    /// largest 1472 × 2^k bytes it does send in that time (at least 1472, a
+    /// 1500-byte Ethernet frame, where the path carries that). A fast path
+    /// (loopback) keeps its large datagrams; at 50 Mbit/s they are 5,888
+    /// bytes, so no datagram holds the bottleneck for more than about a
+    /// millisecond. Steps of a power of two change the size seldom as the
+    /// rate moves, so runs of equal datagrams still leave as one GSO send.
     pub(super) fn datagram_now(&self) -> usize {
         let carried = self.mtu.current();
         let rate = u128::from(self.cc.pacing_rate(&self.rtt));
         let by_time = rate * DATAGRAM_TIME.as_micros() / 1_000_000;
         let by_time = usize::try_from(by_time).unwrap_or(usize::MAX);
-        carried.min(by_time.max(ETHERNET_PAYLOAD))
+        if by_time >= carried || carried <= ETHERNET_PAYLOAD {
+            return carried;
+        }
+        let mut size = ETHERNET_PAYLOAD;
+        while size * 2 <= by_time {
+            size *= 2;
+        }
+        size
     }
 }
