@@ -335,6 +335,52 @@ fn datagrams_are_sized_by_time_at_the_pacing_rate() {
     );
 }
 
+/// Issue #27 items 1 and 4 (§9.4.3): at a shallow bottleneck (100 Mbit/s, a
+/// 10-packet queue, 11.6 ms round trip) the controller fills the link
+/// without overflowing its queue much: a probe that overflowed it bounds
+/// what is in flight. Through 5% random loss at a deep one, the bound stays
+/// unset and the goodput where it was.
+#[test]
+fn a_shallow_bottleneck_is_filled_without_overflowing_and_random_loss_is_not_congestion() {
+    let config = Config::builder()
+        .max_datagram_size(1472)
+        .build()
+        .expect("valid settings");
+    let run = |rate: u64, queue: usize, loss: f64, delay_us: u64| {
+        let l = ImpairConfig {
+            delay: Duration::from_micros(delay_us),
+            rate: Some(rate),
+            queue,
+            loss,
+            ..ImpairConfig::default()
+        };
+        let mut t = Transfer::new(900, config.clone(), l, 6_000, 10_000);
+        let start = t.sim.elapsed();
+        t.run(Duration::from_secs(120), |_| false);
+        assert!(t.done(), "the transfer completed");
+        let took = t.sim.elapsed() - start;
+        let stats = t.client_stats();
+        let fill = 60_000_000.0 / took.as_secs_f64() / rate as f64;
+        let lost = stats.sent.packets_lost as f64 / stats.sent.packets as f64;
+        (fill, lost)
+    };
+    let (fill, lost) = run(100_000_000 / 8, 10, 0.0, 5_800);
+    println!(
+        "shallow: fill {:.1}%, lost {:.2}%",
+        fill * 100.0,
+        lost * 100.0
+    );
+    assert!(fill >= 0.85, "fill {fill:.3}");
+    assert!(lost <= 0.025, "lost {lost:.4}");
+    let (fill, lost) = run(50_000_000 / 8, 1000, 0.05, 10_000);
+    println!(
+        "5% random loss: fill {:.1}%, lost {:.2}%",
+        fill * 100.0,
+        lost * 100.0
+    );
+    assert!(fill >= 0.85, "fill {fill:.3}");
+}
+
 // ---- Migration (§6.9) -----------------------------------------------------
 
 fn lossy(loss: f64, rate: Option<u64>) -> ImpairConfig {

@@ -22,6 +22,7 @@
 //! for up to ten rounds, unless the loss ceiling trips first.
 
 use super::delivery::AckSample;
+use super::inflight::{InflightBound, Stretch};
 use super::{initial_window, Controller};
 use crate::rtt::RttEstimator;
 use std::time::{Duration, Instant};
@@ -84,6 +85,9 @@ pub struct Bbr {
     /// receives) that the window must absorb.
     extra_acked: [u64; 2],
     epoch: Option<(Instant, u64)>,
+    /// The bound on what is in flight that probes which overflowed the
+    /// bottleneck's queue taught (inflight.rs).
+    inflight: InflightBound,
 }
 
 impl Bbr {
@@ -105,6 +109,7 @@ impl Bbr {
             loss_epoch_rounds: 0,
             extra_acked: [0; 2],
             epoch: None,
+            inflight: InflightBound::default(),
         }
     }
 
@@ -132,6 +137,15 @@ impl Bbr {
             Mode::Startup => HIGH_GAIN,
             Mode::Drain => 1.0 / HIGH_GAIN,
             Mode::ProbeBw { phase, .. } => CYCLE[phase],
+        }
+    }
+
+    /// Which part of the PROBE_BW cycle this is, for the inflight bound.
+    fn stretch(&self) -> Stretch {
+        match self.mode {
+            Mode::ProbeBw { phase: 0 | 1, .. } => Stretch::Probe,
+            Mode::ProbeBw { .. } => Stretch::Cruise,
+            Mode::Startup | Mode::Drain => Stretch::Other,
         }
     }
 
@@ -260,8 +274,11 @@ impl Controller for Bbr {
             self.min_rtt = Some((latest, now));
         }
         self.update_ack_aggregation(now, s.newly_acked);
+        self.inflight
+            .on_acked(s.newly_acked, s.bytes_in_flight, self.stretch());
 
         let bdp = self.bdp(rtt);
+        let before = self.stretch();
         match self.mode {
             Mode::Startup if self.full_bw_rounds >= 3 => self.mode = Mode::Drain,
             Mode::Drain if s.bytes_in_flight <= bdp => {
@@ -279,6 +296,9 @@ impl Controller for Bbr {
                 };
             }
             _ => {}
+        }
+        if self.stretch() != before {
+            self.inflight.on_stretch_end(before, bdp, self.mss);
         }
 
         // The window: two BDPs plus what ACK aggregation needs. STARTUP
@@ -302,8 +322,13 @@ impl Controller for Bbr {
             self.window + s.newly_acked
         } else {
             self.window
+        };
+        // §9.4.3: no more in flight than a probe that overflowed the
+        // bottleneck's queue showed it holds.
+        if let (Mode::ProbeBw { .. }, Some(hi)) = (self.mode, self.inflight.bound()) {
+            self.window = self.window.min(hi);
         }
-        .max(self.min_window());
+        self.window = self.window.max(self.min_window());
     }
 
     fn on_congestion_event(
@@ -314,6 +339,7 @@ impl Controller for Bbr {
         persistent: bool,
     ) {
         self.round_lost += lost_bytes;
+        self.inflight.on_lost(lost_bytes);
         if persistent {
             // Everything in flight for three PTOs was lost: the model is
             // wrong. Start over from the minimum window.

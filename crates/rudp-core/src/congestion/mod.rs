@@ -16,6 +16,7 @@
 mod bbr;
 mod cubic;
 pub(crate) mod delivery;
+mod inflight;
 mod new_reno;
 
 pub use delivery::{AckSample, RateSample};
