@@ -96,8 +96,10 @@ pub enum Opened {
 pub struct CaptureKeys {
     /// By client CID: client to server, server to client.
     by_client: HashMap<u64, (Direction, Direction)>,
-    /// Server CID to client CID, learned from ACCEPTs of known connections.
+    /// Server CID to client CID, learned from ACCEPTs of known connections,
+    /// and back: one server CID per connection, the latest an ACCEPT named.
     client_of_server: HashMap<u64, u64>,
+    server_of_client: HashMap<u64, u64>,
 }
 
 impl CaptureKeys {
@@ -176,10 +178,15 @@ impl CaptureKeys {
     /// The direction whose keys open a packet with this header, if known.
     fn direction(&mut self, header: &Header) -> Option<&mut Direction> {
         if let (PacketType::Accept, Some(scid)) = (header.ty, header.scid) {
-            // Only for connections in the log: the map stays as small as
-            // the key log, whatever the capture holds.
-            if self.by_client.contains_key(&header.dcid.0) {
-                self.client_of_server.insert(scid.0, header.dcid.0);
+            // Only for connections in the log, and one server CID each: the
+            // maps stay as small as the key log, however many ACCEPTs (or
+            // forgeries of them) the capture holds.
+            let client = header.dcid.0;
+            if self.by_client.contains_key(&client) {
+                if let Some(old) = self.server_of_client.insert(client, scid.0) {
+                    self.client_of_server.remove(&old);
+                }
+                self.client_of_server.insert(scid.0, client);
             }
         }
         if self.by_client.contains_key(&header.dcid.0) {
@@ -274,5 +281,35 @@ mod tests {
         assert_eq!(keys.open(&clear), Opened::NotSealed);
         assert_eq!(keys.open(b"not rudp"), Opened::NotSealed);
         assert!(keys.client_of_server.is_empty());
+    }
+
+    /// However many ACCEPTs name a known connection, it keeps one server
+    /// CID (the latest), and ACCEPTs of unknown ones keep nothing.
+    #[test]
+    fn accepts_keep_one_server_cid_per_known_connection() {
+        let mut keys = CaptureKeys::new();
+        keys.insert(
+            ConnectionId(7),
+            PacketCipher::ChaCha20Poly1305,
+            [1; 32],
+            [2; 32],
+        );
+        for (client, server) in (1..=100)
+            .map(|s| (7, s))
+            .chain((1..=100).map(|s| (8, 1000 + s)))
+        {
+            let header = Header {
+                version: VERSION_3,
+                ty: PacketType::Accept,
+                protection: Protection::Sealed,
+                dcid: ConnectionId(client),
+                scid: Some(ConnectionId(server)),
+                pn: 1,
+            };
+            let _ = keys.direction(&header);
+        }
+        assert_eq!(keys.client_of_server.len(), 1);
+        assert_eq!(keys.client_of_server.get(&100), Some(&7));
+        assert_eq!(keys.server_of_client.len(), 1);
     }
 }

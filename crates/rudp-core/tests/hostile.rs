@@ -14,10 +14,9 @@ use rudp_core::impair::ImpairConfig;
 use rudp_core::psk::Psk;
 use rudp_core::sim::Sim;
 use rudp_core::wire::frame::decode_all;
+use rudp_core::wire::frame::StreamFrame;
 use rudp_core::wire::packet::decode;
-use rudp_core::wire::{
-    ConnectionId, Datagram, Frame, HandshakeParams, Header, PacketType, StreamFrame,
-};
+use rudp_core::wire::{ConnectionId, Datagram, Frame, HandshakeParams, Header, PacketType};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -15,9 +15,10 @@ use rudp_core::conn::Event;
 use rudp_core::endpoint::{ConnectionHandle, EndpointConfig, EndpointEvent};
 use rudp_core::impair::ImpairConfig;
 use rudp_core::sim::Sim;
+use rudp_core::wire::frame::StreamFrame;
 use rudp_core::wire::{
     varint, AckFrame, CloseFrame, CloseKind, ConnectionId, Frame, HandshakeParams, Header,
-    PacketType, StreamFrame,
+    PacketType,
 };
 use std::time::Duration;
 

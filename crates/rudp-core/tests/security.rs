@@ -380,7 +380,7 @@ fn replayed_and_out_of_window_packets_change_nothing() {
     };
     let forged = common::clear_packet(
         header,
-        &[Frame::Stream(rudp_core::wire::StreamFrame {
+        &[Frame::Stream(rudp_core::wire::frame::StreamFrame {
             offset: 100,
             data: b"\x06forged",
             fin: false,

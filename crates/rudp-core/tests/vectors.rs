@@ -11,11 +11,11 @@ mod common;
 use rudp_core::cipher::PacketCipher;
 use rudp_core::psk::{PacketKey, Psk};
 use rudp_core::wire::frame::decode_all;
-use rudp_core::wire::frame::{SkipFrame, StreamNFrame, StreamParams};
+use rudp_core::wire::frame::{SkipFrame, StreamFrame, StreamNFrame, StreamParams};
 use rudp_core::wire::packet::{append_checksum, decode};
 use rudp_core::wire::{
     AckFrame, CloseFrame, CloseKind, ConnectionId, Datagram, Frame, HandshakeParams, Header,
-    PacketType, Protection, StreamFrame, VersionNegotiation,
+    PacketType, Protection, VersionNegotiation,
 };
 
 const CLIENT_CID: ConnectionId = ConnectionId(0x1122_3344_5566_7788);

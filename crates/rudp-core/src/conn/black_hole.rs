@@ -68,7 +68,7 @@ impl BlackHoleDetector {
         if size > MIN_DATAGRAM_SIZE {
             if self.largest_large_acked.is_none_or(|l| pn > l) {
                 self.suspect_since = Some(self.suspect_since.map_or(pn, |s| s.min(pn)));
-                self.large_lost += 1;
+                self.large_lost = self.large_lost.saturating_add(1);
             }
         } else if self.suspect_since.is_some_and(|s| pn > s) {
             // Small packets go missing too: this loss does not choose by
@@ -91,7 +91,7 @@ impl BlackHoleDetector {
             return false;
         }
         if small.is_some_and(|s| s > since) {
-            self.evidence += 1;
+            self.evidence = self.evidence.saturating_add(1);
         }
         self.evidence >= BLACK_HOLE_EVIDENCE && self.large_lost >= BLACK_HOLE_LOSSES
     }

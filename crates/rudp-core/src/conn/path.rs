@@ -83,9 +83,10 @@ impl Path {
     /// bytes, so no datagram holds the bottleneck for more than about a
     /// millisecond. Steps of a power of two change the size seldom as the
     /// rate moves, so runs of equal datagrams still leave as one GSO send.
-    pub(super) fn datagram_now(&self) -> usize {
+    /// `pacing_rate` is the controller's, in bytes per second.
+    pub(super) fn datagram_at(&self, pacing_rate: u64) -> usize {
         let carried = self.mtu.current();
-        let rate = u128::from(self.cc.pacing_rate(&self.rtt));
+        let rate = u128::from(pacing_rate);
         let by_time = rate * DATAGRAM_TIME.as_micros() / 1_000_000;
         let by_time = usize::try_from(by_time).unwrap_or(usize::MAX);
         if by_time >= carried || carried <= ETHERNET_PAYLOAD {

@@ -119,7 +119,8 @@ impl Connection {
         let in_flight = self.recovery.sent.bytes_in_flight();
         // §9.6: datagrams sized by time at the pacing rate, within what
         // the path carries.
-        let datagram = self.path.datagram_now();
+        let rate = self.path.cc.pacing_rate(&self.path.rtt);
+        let datagram = self.path.datagram_at(rate);
         let cwnd_open = in_flight + datagram as u64 <= self.path.cc.window();
         let have_data = self.peer.is_some() && self.streams_want_to_send();
         let have_eliciting = (ty != PacketType::Data && self.handshake_pending)
@@ -134,7 +135,6 @@ impl Connection {
         // §9.6: pace what the window allows; probes are not paced.
         let mut paced_open = true;
         if cwnd_open && have_eliciting && !probe {
-            let rate = self.path.cc.pacing_rate(&self.path.rtt);
             let mss = datagram as u64;
             self.timers.pacing = self.path.pacer.delay(now, mss, rate, mss);
             paced_open = self.timers.pacing.is_none();

@@ -21,11 +21,9 @@ pub use packet::{ConnectionId, SUPPORTED_VERSIONS, VERSION, VERSION_1, VERSION_2
 /// name them.
 macro_rules! codec_types {
     ($vis:vis) => {
-        #[allow(unused_imports)]
-        $vis use frame::{AckFrame, CloseFrame, CloseKind, Frame, HandshakeParams, StreamFrame};
-        #[allow(unused_imports)]
+        $vis use frame::{AckFrame, CloseFrame, CloseKind, Frame, HandshakeParams};
         $vis use packet::{
-            Datagram, Header, PacketType, Protection, VersionNegotiation, CHECKSUM_LEN, MAGIC,
+            Datagram, Header, PacketType, Protection, VersionNegotiation, CHECKSUM_LEN,
         };
         $vis use reader::{DecodeError, Reader};
     };
