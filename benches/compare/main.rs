@@ -11,6 +11,7 @@
 //! cargo bench --bench compare -- --congestion cubic # rudp's controller
 //! cargo bench --bench compare -- --peers rudp,rudp-clear # encrypted and clear
 //! cargo bench --bench compare -- --datagram-size 1452 # rudp's datagrams
+//! cargo bench --bench compare -- --packet-cipher AES_256_GCM # version 3's cipher
 //! cargo bench --bench compare -- --only bulk --links clean,loss5
 //! cargo bench --bench compare -- --out docs/benchmarks   # refresh the docs
 //! ```
@@ -116,6 +117,16 @@ fn options() -> Result<Options, String> {
                     return Err("--datagram-size must be within 1200..=65507".into());
                 }
                 let _ = peers::RUDP_DATAGRAM.set(n);
+            }
+            "--packet-cipher" => {
+                let name = value("--packet-cipher")?;
+                let cipher = rudp::PacketCipher::from_name(&name).ok_or_else(|| {
+                    format!(
+                        "unknown packet cipher '{name}': use {}",
+                        rudp::PacketCipher::ALL.map(|c| c.name()).join(",")
+                    )
+                })?;
+                let _ = peers::RUDP_CIPHER.set(cipher);
             }
             "--congestion" => {
                 let a = value("--congestion")?.parse()?;

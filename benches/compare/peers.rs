@@ -55,6 +55,10 @@ pub static RUDP_CONGESTION: std::sync::OnceLock<rudp_core::congestion::Algorithm
 /// searches up to; default the configuration's (65507).
 pub static RUDP_DATAGRAM: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 
+/// The packet cipher both ends of [`Peer::Rudp`] use (`--packet-cipher`,
+/// PROTOCOL.md §16.5); default the library's negotiation.
+pub static RUDP_CIPHER: std::sync::OnceLock<rudp::PacketCipher> = std::sync::OnceLock::new();
+
 /// Which end a configuration is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -64,8 +68,8 @@ pub enum Side {
 
 /// rudp's endpoint configuration: the defaults, with `--congestion` and
 /// `--datagram-size`; for [`Peer::Rudp`] version 3 with a fixed server key,
-/// pinned by the client, and for [`Peer::RudpClear`] the library's clear
-/// default.
+/// pinned by the client, and `--packet-cipher`; for [`Peer::RudpClear`] the
+/// library's clear default.
 pub fn rudp_config(peer: Peer, side: Side) -> rudp_core::endpoint::EndpointConfig {
     let defaults = rudp::Config::default();
     let mut b = defaults
@@ -79,13 +83,18 @@ pub fn rudp_config(peer: Peer, side: Side) -> rudp_core::endpoint::EndpointConfi
         );
     if peer == Peer::Rudp {
         let key = rudp::Keypair::from_private([0x5e; 32]);
+        let ciphers = RUDP_CIPHER
+            .get()
+            .map_or_else(rudp::PacketCipher::preferred, |&c| vec![c]);
         let security = match side {
             Side::Server => rudp::Security {
                 identity: Some(key),
+                packet_ciphers: ciphers,
                 ..rudp::Security::default()
             },
             Side::Client => rudp::Security {
                 verifier: Some(Arc::new(rudp::PinnedKey(key.public()))),
+                packet_ciphers: ciphers,
                 ..rudp::Security::default()
             },
         };

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""Checks PROTOCOL.md's version-3 vectors (16 to 19) with an independent
-Noise implementation, as PROTOCOL.md §14 says was done:
+"""Checks PROTOCOL.md's version-3 vectors (16 to 19, and 21) with an
+independent Noise implementation, as PROTOCOL.md §14 says was done:
 
-    pip install noiseprotocol cryptography
+    pip install noiseprotocol cryptography pyaegis
     python3 contrib/vectors/check_v3.py
 
 It runs the IK handshake of §16.2 with the fixed keys of vector 16 through
 Python's `noiseprotocol`, seals with `cryptography`'s AES-256-GCM and
-ChaCha20-Poly1305 (§16.5), and compares every byte with the hex blocks of
+ChaCha20-Poly1305 and `pyaegis`'s AEGIS-256X2 (§16.5), and compares every byte with the hex blocks of
 PROTOCOL.md, except the CRC32Cs of the INITIAL and ACCEPT (the Rust tests
 check them; DATA packets of version 3 have none, §16.3). Exit status 0 when all match.
 """
@@ -18,6 +18,7 @@ import warnings
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from noise.connection import Keypair, NoiseConnection
+from pyaegis import Aegis256X2
 
 warnings.simplefilter("ignore")  # noiseprotocol warns about fixed ephemerals.
 NAME = b"Noise_IK_25519_ChaChaPoly_BLAKE2s"
@@ -89,6 +90,9 @@ def main():
         "version 3 DATA": header + AESGCM(c2s).encrypt(nonce(1), MARCH, header),
         "version 3 DATA with ChaCha20-Poly1305": header
         + ChaCha20Poly1305(c2s).encrypt(nonce(1), MARCH, header),
+        # AEGIS-256X2's nonce: 24 zero bytes, then the packet number.
+        "version 3 DATA with AEGIS-256X2": header
+        + Aegis256X2(tag_size=16).encrypt(c2s, bytes(24) + (1).to_bytes(8, "big"), MARCH, header),
     }
     ours = {"version 3 INITIAL": initial, "version 3 ACCEPT": accept, **data}
     failed = 0

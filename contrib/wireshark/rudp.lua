@@ -92,7 +92,7 @@ local f = {
   server_key = ProtoField.bytes("rudp1.server_key", "Server static public key"),
   unreadable = ProtoField.bytes("rudp1.unreadable", "Ephemeral key of an unread message"),
   cipher = ProtoField.uint8("rudp1.cipher", "Packet cipher", base.DEC,
-    { [1] = "ChaCha20-Poly1305", [2] = "AES-256-GCM" }),
+    { [1] = "ChaCha20-Poly1305", [2] = "AES-256-GCM", [3] = "AEGIS-256X2" }),
 }
 rudp.fields = f
 

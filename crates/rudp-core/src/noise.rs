@@ -182,7 +182,7 @@ pub struct Security {
     /// one's own captures (`RUDP_KEYLOG`, §16.7).
     pub key_log: Option<Arc<dyn KeyLog>>,
     /// Packet ciphers (§16.5): a client's offer, best first; the ciphers a
-    /// server allows. Default: [`PacketCipher::preferred`], AES-256-GCM
+    /// server allows. Default: [`PacketCipher::preferred`], AEGIS-256X2
     /// first where the processor has AES instructions. Must not be empty.
     pub packet_ciphers: Vec<PacketCipher>,
 }
@@ -251,25 +251,14 @@ impl std::error::Error for HandshakeError {}
 
 /// Noise's REKEY (revision 34, §4.2) for the packet cipher in use: the
 /// next key of a direction is the first 32 bytes of ENCRYPT(k, 2^64 - 1,
-/// empty, 32 zero bytes) with the cipher's own nonce encoding, which for
-/// both ChaChaPoly and AESGCM here is 32 zero bits and the 64-bit counter
-/// (§16.5, §16.6). A one-way step: the old key cannot be found from the new.
+/// empty, 32 zero bytes) with the cipher's own nonce encoding: zero bytes,
+/// then the 64-bit counter, as every packet's nonce (§16.5, §16.6). A
+/// one-way step: the old key cannot be found from the new.
 pub fn rekey(cipher: PacketCipher, key: &[u8; KEY_LEN]) -> [u8; KEY_LEN] {
-    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
-    let Ok(unbound) = UnboundKey::new(cipher.algorithm(), key) else {
-        unreachable!("a 32-byte key");
-    };
-    let mut nonce = [0xffu8; 12];
-    nonce[..4].fill(0);
+    let mut sealed = vec![0u8; KEY_LEN];
+    crate::psk::PacketKey::from_raw(cipher, *key).seal(u64::MAX, 0, &mut sealed);
     let mut next = [0u8; KEY_LEN];
-    let sealing = LessSafeKey::new(unbound).seal_in_place_separate_tag(
-        Nonce::assume_unique_for_key(nonce),
-        Aad::empty(),
-        &mut next,
-    );
-    if sealing.is_err() {
-        unreachable!("32 bytes are far below the AEAD's limit");
-    }
+    next.copy_from_slice(&sealed[..KEY_LEN]);
     next
 }
 
@@ -610,6 +599,24 @@ mod tests {
         let mut ours = b"hello".to_vec();
         crate::psk::PacketKey::from_raw(aes, rekey(aes, &send)).seal(0, 0, &mut ours);
         assert_eq!(&m[..n], &ours[..]);
+    }
+
+    /// Noise defines no AEGIS cipher, so snow cannot check this one: our
+    /// AEGIS-256X2 REKEY (§16.6) is the draft cipher's encryption of 32
+    /// zero bytes at the nonce of packet number 2^64 - 1 (24 zero bytes,
+    /// then eight `ff`), with no associated data, cut to 32 bytes.
+    #[test]
+    fn aegis_rekey_uses_the_maximal_nonce() {
+        let key = [0x5a; KEY_LEN];
+        let mut nonce = [0xff; 32];
+        nonce[..24].fill(0);
+        let mut expected = [0u8; KEY_LEN];
+        let _tag = aegis::aegis256x2::Aegis256X2::<16>::new(&key, &nonce)
+            .encrypt_in_place(&mut expected, &[]);
+        let next = rekey(PacketCipher::Aegis256X2, &key);
+        assert_eq!(next, expected);
+        assert_ne!(next, key);
+        assert_ne!(next, rekey(PacketCipher::Aes256Gcm, &key));
     }
 
     #[test]

@@ -161,13 +161,24 @@ impl Psk {
 }
 
 /// One direction's packet key: ChaCha20-Poly1305 (RFC 8439; versions 1
-/// and 2 with a pre-shared key, and version 3 by default) or AES-256-GCM
-/// (version 3 where negotiated, §16.5), through ring, whose assembly
-/// implementations seal about twice as fast as portable ones
-/// (docs/benchmarks.md), in place, without a copy.
+/// and 2 with a pre-shared key, and version 3 by default), AES-256-GCM or
+/// AEGIS-256X2 (version 3 where negotiated, §16.5). The first two through
+/// ring, AEGIS through the `aegis` crate (libaegis): assembly or
+/// intrinsics implementations that seal several times faster than portable
+/// ones (docs/benchmarks.md), in place, without a copy.
 #[derive(Clone)]
 pub struct PacketKey {
-    aead: std::sync::Arc<LessSafeKey>,
+    aead: Aead,
+}
+
+/// The sealing state behind a [`PacketKey`]. Cloned per connection path,
+/// so ring's expanded key schedule is shared rather than copied.
+#[derive(Clone)]
+enum Aead {
+    Ring(std::sync::Arc<LessSafeKey>),
+    /// AEGIS needs no expanded key: its state is built from the key and the
+    /// nonce for each packet.
+    Aegis256X2(std::sync::Arc<[u8; 32]>),
 }
 
 impl fmt::Debug for PacketKey {
@@ -176,27 +187,46 @@ impl fmt::Debug for PacketKey {
     }
 }
 
-/// The 96-bit nonce: 32 zero bits, then the packet number (§3.7). A
-/// sender never reuses a packet number with one key, which is what ring's
-/// `assume_unique_for_key` asks of us.
+/// ChaCha20-Poly1305's and AES-256-GCM's 96-bit nonce: 32 zero bits, then
+/// the packet number (§3.7). A sender never reuses a packet number with one
+/// key, which is what ring's `assume_unique_for_key` asks of us.
 fn nonce(pn: u64) -> Nonce {
     let mut n = [0u8; 12];
     n[4..].copy_from_slice(&pn.to_be_bytes());
     Nonce::assume_unique_for_key(n)
 }
 
+/// AEGIS-256X2's 256-bit nonce: 24 zero bytes, then the packet number
+/// (§16.5), the same rule with a longer nonce.
+fn aegis_nonce(pn: u64) -> [u8; 32] {
+    let mut n = [0u8; 32];
+    n[24..].copy_from_slice(&pn.to_be_bytes());
+    n
+}
+
+type Aegis = aegis::aegis256x2::Aegis256X2<TAG_LEN>;
+
 impl PacketKey {
     /// A key from 32 bytes for `cipher`: one of version 3's transport
     /// keys (§16.5), or a pre-shared key's derived key (§3.7).
     pub fn from_raw(cipher: PacketCipher, key: [u8; 32]) -> Self {
-        let unbound = match UnboundKey::new(cipher.algorithm(), &key) {
+        let algorithm = match cipher {
+            PacketCipher::ChaCha20Poly1305 => &ring::aead::CHACHA20_POLY1305,
+            PacketCipher::Aes256Gcm => &ring::aead::AES_256_GCM,
+            PacketCipher::Aegis256X2 => {
+                return Self {
+                    aead: Aead::Aegis256X2(std::sync::Arc::new(key)),
+                }
+            }
+        };
+        let unbound = match UnboundKey::new(algorithm, &key) {
             Ok(k) => k,
             // Only a key of the wrong length is refused; both ciphers
             // take 32 bytes.
             Err(_) => unreachable!("a 32-byte key"),
         };
         Self {
-            aead: std::sync::Arc::new(LessSafeKey::new(unbound)),
+            aead: Aead::Ring(std::sync::Arc::new(LessSafeKey::new(unbound))),
         }
     }
 
@@ -204,13 +234,18 @@ impl PacketKey {
     /// as associated data, and appends the tag. The checksum comes after.
     pub fn seal(&self, pn: u64, header_len: usize, out: &mut Vec<u8>) {
         let (header, body) = out.split_at_mut(header_len);
-        match self
-            .aead
-            .seal_in_place_separate_tag(nonce(pn), Aad::from(&*header), body)
-        {
-            Ok(tag) => out.extend_from_slice(tag.as_ref()),
-            // Only fails for plaintexts beyond 256 GiB.
-            Err(_) => unreachable!("a datagram is far below the AEAD's limit"),
+        match &self.aead {
+            Aead::Ring(key) => {
+                match key.seal_in_place_separate_tag(nonce(pn), Aad::from(&*header), body) {
+                    Ok(tag) => out.extend_from_slice(tag.as_ref()),
+                    // Only fails for plaintexts beyond 256 GiB.
+                    Err(_) => unreachable!("a datagram is far below the AEAD's limit"),
+                }
+            }
+            Aead::Aegis256X2(key) => {
+                let tag = Aegis::new(key, &aegis_nonce(pn)).encrypt_in_place(body, header);
+                out.extend_from_slice(&tag);
+            }
         }
     }
 
@@ -238,20 +273,30 @@ impl PacketKey {
     ) -> Result<(), AuthError> {
         let len = sealed.len().checked_sub(TAG_LEN).ok_or(AuthError)?;
         plain.clear();
-        plain.extend_from_slice(sealed);
-        let opened = self
-            .aead
-            .open_in_place(nonce(pn), Aad::from(header), plain)
-            .map(|p| p.len());
-        match opened {
-            Ok(n) if n == len => {
-                plain.truncate(len);
-                Ok(())
+        let opened = match &self.aead {
+            Aead::Ring(key) => {
+                plain.extend_from_slice(sealed);
+                key.open_in_place(nonce(pn), Aad::from(header), plain)
+                    .map(|p| p.len() == len)
+                    .unwrap_or(false)
             }
-            _ => {
-                plain.clear();
-                Err(AuthError)
+            Aead::Aegis256X2(key) => {
+                let (body, tag) = sealed.split_at(len);
+                let Ok(tag) = <&[u8; TAG_LEN]>::try_from(tag) else {
+                    unreachable!("the last TAG_LEN bytes");
+                };
+                plain.extend_from_slice(body);
+                Aegis::new(key, &aegis_nonce(pn))
+                    .decrypt_in_place(plain, tag, header)
+                    .is_ok()
             }
+        };
+        if opened {
+            plain.truncate(len);
+            Ok(())
+        } else {
+            plain.clear();
+            Err(AuthError)
         }
     }
 }
@@ -342,6 +387,74 @@ mod tests {
             assert_eq!(key.open(5, header, &bad[6..], &mut plain), Err(AuthError));
         }
         assert_eq!(key.open(5, header, &out[6..10], &mut plain), Err(AuthError));
+    }
+
+    /// Every packet cipher (§16.5) opens what it sealed, and nothing
+    /// altered: another packet number, header, key, or any flipped bit.
+    #[test]
+    fn every_packet_cipher_detects_tampering() {
+        let header = b"HEADER";
+        for cipher in PacketCipher::ALL {
+            let key = PacketKey::from_raw(cipher, [9; 32]);
+            let out = sealed(&key, 5, header, b"frames");
+            assert_eq!(out.len(), header.len() + 6 + TAG_LEN, "{cipher}");
+            assert_ne!(&out[6..12], b"frames", "{cipher} left the frames in clear");
+            let mut plain = Vec::new();
+            key.open(5, header, &out[6..], &mut plain).unwrap();
+            assert_eq!(plain, b"frames", "{cipher}");
+            assert_eq!(key.open(6, header, &out[6..], &mut plain), Err(AuthError));
+            assert!(plain.is_empty(), "{cipher} kept a failed opening");
+            assert_eq!(
+                key.open(5, b"HEADEr", &out[6..], &mut plain),
+                Err(AuthError)
+            );
+            let other = PacketKey::from_raw(cipher, [8; 32]);
+            assert_eq!(other.open(5, header, &out[6..], &mut plain), Err(AuthError));
+            for i in 6..out.len() {
+                let mut bad = out.clone();
+                bad[i] ^= 1;
+                assert_eq!(key.open(5, header, &bad[6..], &mut plain), Err(AuthError));
+            }
+            assert_eq!(key.open(5, header, &out[6..10], &mut plain), Err(AuthError));
+            // The same key and packet under another cipher gives other bytes.
+            for c in PacketCipher::ALL.into_iter().filter(|&c| c != cipher) {
+                assert_ne!(
+                    sealed(&PacketKey::from_raw(c, [9; 32]), 5, header, b"frames"),
+                    out
+                );
+            }
+        }
+    }
+
+    /// The `aegis` crate is the draft's AEGIS-256X2: test vector 2 of
+    /// draft-irtf-cfrg-aegis-aead (appendix A.5), with its 128-bit tag.
+    #[test]
+    fn aegis_256x2_matches_the_drafts_test_vector() {
+        let hex = |s: &str| -> Vec<u8> {
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect()
+        };
+        let key: [u8; 32] = hex("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
+            .try_into()
+            .unwrap();
+        let nonce: [u8; 32] =
+            hex("101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f")
+                .try_into()
+                .unwrap();
+        let mut msg = hex(&"04050607".repeat(30));
+        let tag = Aegis::new(&key, &nonce).encrypt_in_place(&mut msg, &hex("0102030401020304"));
+        assert_eq!(
+            msg,
+            hex(concat!(
+                "72120c2ea8236180d67859001f4729077b7064c414384fe3a7b52f1571f4f8a7",
+                "d0f01e18db4f3bc0adb150702e5d147a8d36522132761b994c1bd395589e2ccf",
+                "0790dfe2a3d12d61cd666b2859827739db4037dd3124c78424459376f6cac08e",
+                "1a7223a2a43e398ce6385cd654a19f481cba3b8f25910b42"
+            ))
+        );
+        assert_eq!(tag.to_vec(), hex("635d391828520bf1512763f0c8f5cdbd"));
     }
 
     #[test]

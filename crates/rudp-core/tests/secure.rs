@@ -169,8 +169,18 @@ fn a_pinned_key_connects_in_one_round_trip_and_both_sides_know_each_other() {
 /// `chosen_cipher`.
 #[test]
 fn the_packet_cipher_is_the_clients_first_that_the_server_allows() {
-    use PacketCipher::{Aes256Gcm, ChaCha20Poly1305};
+    use PacketCipher::{Aegis256X2, Aes256Gcm, ChaCha20Poly1305};
     let cases = [
+        (
+            vec![Aegis256X2, Aes256Gcm, ChaCha20Poly1305],
+            vec![ChaCha20Poly1305, Aes256Gcm, Aegis256X2],
+            Some(Aegis256X2),
+        ),
+        (
+            vec![Aegis256X2, Aes256Gcm, ChaCha20Poly1305],
+            vec![ChaCha20Poly1305, Aes256Gcm],
+            Some(Aes256Gcm),
+        ),
         (
             vec![Aes256Gcm, ChaCha20Poly1305],
             vec![ChaCha20Poly1305, Aes256Gcm],
@@ -633,7 +643,7 @@ impl rudp_core::noise::KeyLog for Recorded {
 /// message arrives, in order, and no (key, nonce) pair is ever used twice:
 /// each sealed packet's number is new for its sender, whatever was lost
 /// and sent again, and it opens with exactly one key of the chain. Even
-/// seeds run ChaCha20-Poly1305, odd ones AES-256-GCM (§16.5).
+/// seeds take ChaCha20-Poly1305, AES-256-GCM and AEGIS-256X2 in turn (§16.5).
 #[test]
 fn keys_move_on_without_stalling_data_and_never_repeat_a_nonce() {
     use rudp_core::psk::PacketKey;
@@ -646,11 +656,7 @@ fn keys_move_on_without_stalling_data_and_never_repeat_a_nonce() {
         .map_or(12, |n: u64| n / 10);
     for seed in 0..seeds {
         let log = Arc::new(Recorded::default());
-        let cipher = if seed % 2 == 0 {
-            PacketCipher::ChaCha20Poly1305
-        } else {
-            PacketCipher::Aes256Gcm
-        };
+        let cipher = PacketCipher::ALL[seed as usize % PacketCipher::ALL.len()];
         let rekeying = |security: Security| {
             Config::builder()
                 .version(3)

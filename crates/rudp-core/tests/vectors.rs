@@ -444,7 +444,8 @@ fn protocol_md_vectors_match_the_encoder_and_decoder() {
     {
         built.push((n.to_string(), packet(h, &f)));
     }
-    built.extend(version_3_vectors().packets);
+    let v3 = version_3_vectors();
+    built.extend(v3.packets);
     // §3.7: version 2 keeps version 1's key labels; only the header (the
     // associated data) differs.
     let (v2_header, frame) = sealed_data();
@@ -458,6 +459,7 @@ fn protocol_md_vectors_match_the_encoder_and_decoder() {
             &frame,
         ),
     ));
+    built.push(("version 3 DATA with AEGIS-256X2".to_string(), v3.aegis_data));
     if std::env::var("RUDP_PRINT_VECTORS").is_ok() {
         for (n, b) in &built {
             println!("### {n} ({} bytes)\n{}\n", b.len(), hex(b));
@@ -545,7 +547,10 @@ const CLIENT_EPHEMERAL: [u8; 32] = [0x33; 32];
 const SERVER_EPHEMERAL: [u8; 32] = [0x44; 32];
 
 struct Version3 {
+    /// Vectors 16 to 19.
     packets: Vec<(String, Vec<u8>)>,
+    /// Vector 21, which PROTOCOL.md lists after version 2's vector 20.
+    aegis_data: Vec<u8>,
     keys: rudp_core::noise::TransportKeys,
 }
 
@@ -654,9 +659,12 @@ fn version_3_vectors() -> Version3 {
     };
     // Vector 19: the same, had the server chosen ChaCha20-Poly1305 (the
     // payloads do not enter Noise's Split(), so the keys are the same).
-    let (data, chacha_data) = (
+    // Vector 21: and had it chosen AEGIS-256X2, whose nonce is 24 zero
+    // bytes and the packet number.
+    let (data, chacha_data, aegis_data) = (
         data_sealed_with(aes),
         data_sealed_with(PacketCipher::ChaCha20Poly1305),
+        data_sealed_with(PacketCipher::Aegis256X2),
     );
     if std::env::var("RUDP_PRINT_VECTORS").is_ok() {
         println!("server public {}", hex::encode(server.public().0));
@@ -689,6 +697,7 @@ fn version_3_vectors() -> Version3 {
                 chacha_data,
             ),
         ],
+        aegis_data,
         keys,
     }
 }
@@ -737,6 +746,11 @@ fn version_3_vectors_are_read_by_the_receive_path() {
         (
             "version 3 DATA with ChaCha20-Poly1305",
             chacha,
+            keys.client_to_server,
+        ),
+        (
+            "version 3 DATA with AEGIS-256X2",
+            PacketCipher::Aegis256X2,
             keys.client_to_server,
         ),
     ] {
