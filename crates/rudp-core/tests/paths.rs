@@ -335,6 +335,52 @@ fn datagrams_are_sized_by_time_at_the_pacing_rate() {
     );
 }
 
+/// Issue #25 (§9.4.3): at a deep bottleneck (50 Mbit/s, a 1000-packet
+/// queue, 20 ms round trip, `rudp proxy --delay 10ms --rate 50mbit` at its
+/// defaults), STARTUP ends when its RTT samples show the queue growing,
+/// instead of three rounds later: the queue it leaves, which every small
+/// message of the connection waits behind, stays near one round trip
+/// instead of about two and a half, and the link still fills.
+#[test]
+fn startup_stops_when_the_queue_starts_to_build() {
+    let config = Config::builder()
+        .max_datagram_size(1472)
+        .build()
+        .expect("valid settings");
+    let rate = 50_000_000 / 8;
+    let l = ImpairConfig {
+        delay: Duration::from_millis(10),
+        rate: Some(rate),
+        queue: 1000,
+        loss: 0.05,
+        ..ImpairConfig::default()
+    };
+    for seed in [2500, 2501, 2502, 2503, 2504, 2505] {
+        let mut t = Transfer::new(seed, config.clone(), l.clone(), 20_000, 10_000);
+        let mut worst = Duration::ZERO;
+        t.run(Duration::from_secs(2), |t| {
+            worst = worst.max(t.client_stats().path.smoothed_rtt);
+            false
+        });
+        let stats = t.client_stats();
+        let queue = worst.saturating_sub(stats.path.min_rtt);
+        let before = t.received;
+        t.run(Duration::from_secs(2), |_| false);
+        let fill = ((t.received - before) * 10_000) as f64 / 2.0 / rate as f64;
+        println!(
+            "seed {seed}: smoothed RTT at most {worst:?} (min {:?}): {queue:?} of queue; \
+             then {:.1}% of the link filled",
+            stats.path.min_rtt,
+            fill * 100.0
+        );
+        assert!(
+            queue <= Duration::from_millis(25),
+            "seed {seed}: STARTUP left {queue:?} of queue"
+        );
+        assert!(fill >= 0.85, "seed {seed}: fill {fill:.3}");
+    }
+}
+
 /// Issue #27 items 1 and 4 (§9.4.3): at a shallow bottleneck (100 Mbit/s, a
 /// 10-packet queue, 11.6 ms round trip) the controller fills the link
 /// without overflowing its queue much: a probe that overflowed it bounds

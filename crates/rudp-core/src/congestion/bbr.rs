@@ -10,7 +10,8 @@
 //! overflowing queue does.
 //!
 //! Modes, after BBR v1: STARTUP doubles the rate each round until the
-//! bandwidth stops growing (three rounds under +25%); DRAIN empties the
+//! bandwidth stops growing (three rounds under +25%) or, sooner, until the
+//! RTT shows a queue building (HyStart++'s delay test, RFC 9406); DRAIN empties the
 //! queue STARTUP built; PROBE_BW cycles its pacing gain through 1.25, 0.75,
 //! then six rounds at 1.0, so that it notices when more bandwidth appears.
 //! There is no PROBE_RTT mode: the minimum RTT is re-measured from ordinary
@@ -35,6 +36,11 @@ const LOSS_EPOCH_PACKETS: u64 = 200;
 const LOSS_EPOCH_ROUNDS: u32 = 16;
 /// STARTUP's gain, 2/ln 2: the smallest that doubles delivery per round.
 const HIGH_GAIN: f64 = 2.885;
+/// STARTUP's window, in estimated BDPs (BBRv3's `BBRStartupCwndGain`): the
+/// pacing rate doubles delivery each round, and a window of two BDPs lets it,
+/// while bounding the queue STARTUP can build before it notices to about one
+/// BDP of the estimate, which lags the true rate (§9.4.3).
+const STARTUP_CWND_GAIN: f64 = 2.0;
 /// PROBE_BW pacing gains, one phase per minimum RTT.
 const CYCLE: [f64; 8] = [1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
 /// PROBE_BW keeps this many bandwidth-delay products in flight.
@@ -47,6 +53,13 @@ const MIN_RTT_LIFETIME: Duration = Duration::from_secs(10);
 const MIN_WINDOW_PACKETS: u64 = 4;
 /// After a loss-ceiling round the bandwidth estimate is cut to this share.
 const LOSS_BACKOFF: f64 = 0.7;
+/// STARTUP's delay test (RFC 9406 §4.3, HyStart++'s `N_RTT_SAMPLE`): a
+/// round's minimum RTT counts once it holds this many samples...
+const DELAY_SAMPLES: u32 = 8;
+/// ...and shows a queue when it exceeds the path's minimum RTT by an
+/// eighth of it, within these bounds (`MIN_RTT_THRESH`, `MAX_RTT_THRESH`).
+const DELAY_THRESHOLD_MIN: Duration = Duration::from_millis(4);
+const DELAY_THRESHOLD_MAX: Duration = Duration::from_millis(16);
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Mode {
@@ -75,6 +88,10 @@ pub struct Bbr {
     /// STARTUP's check that the bandwidth still grows.
     full_bw: u64,
     full_bw_rounds: u32,
+    /// STARTUP's check that no queue builds: this round's smallest RTT
+    /// sample and how many samples it has seen.
+    round_rtt: Option<Duration>,
+    round_rtt_samples: u32,
     /// Bytes lost during the current loss epoch, `delivered` at its start,
     /// and its rounds so far.
     round_lost: u64,
@@ -104,6 +121,8 @@ impl Bbr {
             next_round_delivered: 0,
             full_bw: 0,
             full_bw_rounds: 0,
+            round_rtt: None,
+            round_rtt_samples: 0,
             round_lost: 0,
             round_delivered_start: 0,
             loss_epoch_rounds: 0,
@@ -196,6 +215,24 @@ impl Bbr {
         self.extra_acked[slot] = self.extra_acked[slot].max(extra);
     }
 
+    /// STARTUP's delay test (§9.4.3, after RFC 9406 §4.3): once a round
+    /// has [`DELAY_SAMPLES`] RTT samples, all above the path's minimum RTT
+    /// by `clamp(min_rtt / 8, 4 ms, 16 ms)`, the bottleneck's queue is
+    /// growing: the bandwidth has been found, and every further round at
+    /// STARTUP's gain would add almost two BDPs of queue (loss at a
+    /// shallow queue, delay at a deep one). Random loss does not trip it;
+    /// jitter would need every sample of the round to be late.
+    fn queue_is_building(&mut self, latest: Duration) -> bool {
+        let Some((min_rtt, _)) = self.min_rtt else {
+            return false;
+        };
+        self.round_rtt = Some(self.round_rtt.map_or(latest, |r| r.min(latest)));
+        self.round_rtt_samples += 1;
+        let threshold = (min_rtt / 8).clamp(DELAY_THRESHOLD_MIN, DELAY_THRESHOLD_MAX);
+        self.round_rtt_samples >= DELAY_SAMPLES
+            && self.round_rtt.is_some_and(|r| r > min_rtt + threshold)
+    }
+
     /// A round trip ended: check STARTUP's growth and the loss ceiling.
     fn on_round_end(&mut self, delivered: u64) {
         let bw = self.bandwidth();
@@ -248,6 +285,8 @@ impl Controller for Bbr {
             self.next_round_delivered = s.delivered;
             self.round += 1;
             self.on_round_end(s.delivered);
+            self.round_rtt = None;
+            self.round_rtt_samples = 0;
         }
         if let Some(rate) = s.rate {
             // A sample the application did not limit, above an estimate it
@@ -268,6 +307,9 @@ impl Controller for Bbr {
             }
         }
         let latest = rtt.latest();
+        if self.mode == Mode::Startup && self.queue_is_building(latest) {
+            self.full_bw_rounds = 3;
+        }
         if self.min_rtt.is_none_or(|(r, at)| {
             latest <= r || now.saturating_duration_since(at) > MIN_RTT_LIFETIME
         }) {
@@ -306,7 +348,7 @@ impl Controller for Bbr {
         // The aggregation allowance counts only once STARTUP is over: before
         // that the bandwidth estimate lags, and everything looks aggregated.
         let (gain, aggregation) = if self.mode == Mode::Startup {
-            (HIGH_GAIN, 0)
+            (STARTUP_CWND_GAIN, 0)
         } else {
             (
                 CWND_GAIN,
@@ -438,6 +480,62 @@ mod tests {
             cc.on_ack_event(t, &s, &rtt);
         }
         assert!(cc.bandwidth() <= 5_000_000, "{}", cc.bandwidth());
+    }
+
+    /// Feeds one STARTUP round of `acks` ACKs, each with the RTT sample
+    /// `rtt_of(i)`, while the bandwidth keeps doubling (so only the delay
+    /// test can end STARTUP); returns the mode after it.
+    fn startup_round(
+        cc: &mut Bbr,
+        t: &mut Instant,
+        delivered: &mut u64,
+        acks: u64,
+        rtt_of: impl Fn(u64) -> Duration,
+    ) -> Mode {
+        let mut rtt = RttEstimator::new(Duration::from_millis(20));
+        let round_start = *delivered;
+        let bw = 1_000_000 * (1 << cc.round.min(20));
+        for i in 0..acks {
+            *t += Duration::from_millis(1);
+            rtt.update(rtt_of(i), Duration::ZERO);
+            // Every ACK of the round acknowledges packets sent before the
+            // round began, except the first, which ends the last round.
+            let prior = if i == 0 {
+                *delivered
+            } else {
+                round_start.saturating_sub(1)
+            };
+            *delivered += 1200;
+            cc.on_ack_event(*t, &sample(*delivered, prior, 1200, bw), &rtt);
+        }
+        cc.mode
+    }
+
+    /// §9.4.3: STARTUP ends at the first round whose RTT samples (8 or
+    /// more) all exceed the minimum RTT by the delay threshold (here
+    /// 20 ms / 8, raised to 4 ms), though the bandwidth is still growing;
+    /// samples that jitter around the minimum, some of them late, do not.
+    #[test]
+    fn startup_ends_when_every_rtt_sample_of_a_round_shows_a_queue() {
+        let ms = Duration::from_millis;
+        let (mut t, mut delivered) = (Instant::now(), 0);
+        let mut cc = Bbr::new(1200);
+        for _ in 0..6 {
+            let jitter = |i: u64| if i % 4 == 0 { ms(20) } else { ms(20 + i % 7) };
+            let mode = startup_round(&mut cc, &mut t, &mut delivered, 12, jitter);
+            assert_eq!(mode, Mode::Startup);
+        }
+        // A round of only 7 late samples is too few to judge.
+        let mode = startup_round(&mut cc, &mut t, &mut delivered, 7, |_| ms(30));
+        assert_eq!(mode, Mode::Startup);
+        // 3.9 ms over the minimum is under the threshold.
+        let mode = startup_round(&mut cc, &mut t, &mut delivered, 12, |_| {
+            ms(20) + Duration::from_micros(3_900)
+        });
+        assert_eq!(mode, Mode::Startup);
+        // Nothing is in flight in these samples, so DRAIN is over at once.
+        let mode = startup_round(&mut cc, &mut t, &mut delivered, 12, |i| ms(25 + i));
+        assert!(matches!(mode, Mode::ProbeBw { .. }), "{mode:?}");
     }
 
     #[test]
