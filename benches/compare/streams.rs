@@ -200,18 +200,20 @@ pub async fn section(seed: u64, duration: Duration) -> Value {
 }
 
 /// Issue #25: the same small flow through a link as `rudp proxy --loss 5%
-/// --delay 10ms --rate 50mbit` sets it at its defaults (1000-datagram
-/// queue, 1472-byte datagrams), nothing set on the endpoints: what a user
+/// --delay 10ms --rate 50mbit` sets it at its defaults (a queue of 1000
+/// datagrams or 50 ms, 1472-byte datagrams), nothing set on the endpoints: what a user
 /// who sets nothing gets. Prints the table; returns its rows.
 async fn at_proxy_defaults(seed: u64, duration: Duration) -> Vec<CaseResult> {
     let mut demo = StreamsDemo::new(seed, duration);
     demo.link.queue = rudp_core::impair::DEFAULT_QUEUE;
+    demo.link.queue_delay = Some(rudp_cli::proxy::DEFAULT_QUEUE_DELAY);
     demo.link.mtu = Some(rudp_cli::proxy::DEFAULT_MTU);
     println!();
     println!(
-        "At the proxy's defaults (`rudp proxy --loss 5% --delay 10ms --rate 50mbit`: {}-datagram \
-         queue, {}-byte datagrams; nothing set on the endpoints):",
+        "At the proxy's defaults (`rudp proxy --loss 5% --delay 10ms --rate 50mbit`: a queue of \
+         {} datagrams or {:?}, {}-byte datagrams; nothing set on the endpoints):",
         demo.link.queue,
+        rudp_cli::proxy::DEFAULT_QUEUE_DELAY,
         rudp_cli::proxy::DEFAULT_MTU
     );
     println!();

@@ -32,6 +32,7 @@ enum Kind {
     Duration,
     Rate,
     Queue,
+    QueueDelay,
     Blackout,
     Order,
     Mtu,
@@ -123,6 +124,12 @@ const SPECS: &[Spec] = &[
         kind: Kind::Queue,
     },
     Spec {
+        name: "queue-delay",
+        value: "DURATION",
+        help: "bottleneck queue in time: a datagram that would wait longer than this for the rate is dropped, as at a real bottleneck (default 50ms; 'none' for --queue alone)",
+        kind: Kind::QueueDelay,
+    },
+    Spec {
         name: "slot",
         value: "MIN[..MAX]",
         help: "deliver in bursts: slots open every MIN to MAX (e.g. 10ms..30ms); datagrams wait for the next one",
@@ -174,12 +181,19 @@ enum Direction {
 /// bytes, which no real path carries (issue #25).
 pub const DEFAULT_MTU: usize = 1472;
 
+/// The proxy's default `--queue-delay`: its bottleneck queue holds what the
+/// rate sends in 50 ms, as a router's buffer is sized in time (Linux tbf's
+/// `latency`); the 1000 datagrams of `--queue` held 235 ms at 50 Mbit/s
+/// and 12 s at 1 Mbit/s, which no real link queues (issue #25).
+pub const DEFAULT_QUEUE_DELAY: Duration = Duration::from_millis(50);
+
 impl ImpairArgs {
     /// No impairment in either direction: the queue and the MTU at their
     /// defaults.
     pub fn new() -> Self {
         let clean = ImpairConfig {
             queue: DEFAULT_QUEUE,
+            queue_delay: Some(DEFAULT_QUEUE_DELAY),
             mtu: Some(DEFAULT_MTU),
             ..ImpairConfig::default()
         };
@@ -272,6 +286,7 @@ impl ImpairArgs {
                     // With its unit, as every rate is written (issue #26).
                     "rate" => json!(c.rate.map(crate::units::format_rate)),
                     "queue" => json!(c.queue),
+                    "queue-delay" => c.queue_delay.map_or(Value::Null, dur),
                     "mtu" => json!(c.mtu),
                     _ => Value::Array(
                         c.blackouts
@@ -424,6 +439,8 @@ fn set(c: &mut ImpairConfig, spec: &Spec, value: &str) -> Result<(), String> {
         Kind::Rate => c.rate = Some(parse_rate(value).map_err(|e| e.0)?),
         Kind::Order => c.jitter_order = value.parse::<JitterOrder>()?,
         Kind::Queue => c.queue = check_queue(value)?,
+        Kind::QueueDelay if value == NONE => c.queue_delay = None,
+        Kind::QueueDelay => c.queue_delay = Some(check_queue_delay(value)?),
         Kind::Mtu if value == NONE => c.mtu = None,
         Kind::Mtu => c.mtu = Some(check_mtu(value)?),
         Kind::Blackout if value == NONE => c.blackouts.clear(),
@@ -455,6 +472,18 @@ fn check_queue(s: &str) -> Result<usize, String> {
         _ => Err(format!(
             "'{s}' is not a queue length (1 to 1000000 datagrams)"
         )),
+    }
+}
+
+/// `--queue-delay`: more than zero (a bottleneck that queues nothing would
+/// drop every datagram that arrives while one is leaving).
+fn check_queue_delay(s: &str) -> Result<Duration, String> {
+    match parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err(format!(
+            "'{s}' is not a queue delay (more than 0, or 'none')"
+        )),
+        Err(e) => Err(e.0),
     }
 }
 
@@ -520,6 +549,10 @@ fn arg(id: String, spec: &Spec, help: String) -> Arg {
         Kind::Duration => a.value_parser(|s: &str| parse_duration(s).map_err(|e| e.0)),
         Kind::Rate => a.value_parser(|s: &str| parse_rate(s).map_err(|e| e.0)),
         Kind::Queue => a.value_parser(check_queue),
+        Kind::QueueDelay => a.value_parser(|s: &str| match s {
+            NONE => Ok(NONE.to_string()),
+            s => check_queue_delay(s).map(|_| s.to_string()),
+        }),
         Kind::Mtu => a.value_parser(|s: &str| match s {
             NONE => Ok(NONE.to_string()),
             s => check_mtu(s).map(|_| s.to_string()),
@@ -658,6 +691,8 @@ mod tests {
             (vec!["--loss-burst", "1"], "--loss-burst", "above 1"),
             (vec!["--rate", "fast"], "--rate", "10mbit"),
             (vec!["--queue", "0"], "--queue", "1 to 1000000"),
+            (vec!["--queue-delay", "0ms"], "--queue-delay", "more than 0"),
+            (vec!["--queue-delay", "5"], "--queue-delay", "with a unit"),
             (vec!["--blackout", "5s"], "--blackout", "AT+FOR"),
             (vec!["--mtu", "0"], "--mtu", "1 to 65535"),
             (vec!["--up-mtu", "70000"], "--up-mtu", "1 to 65535"),
@@ -731,6 +766,8 @@ mod tests {
             ("corrupt", "0.001"),
             ("rate", "10mbit"),
             ("queue", "500"),
+            ("up-queue-delay", "none"),
+            ("down-queue-delay", "120ms"),
             ("up-slot", "10ms..30ms"),
             ("up-slot-packets", "4"),
             ("up-slot-bytes", "15kB"),
@@ -744,6 +781,25 @@ mod tests {
         assert_eq!(a, b, "{json:?}");
         assert!(b.apply("slot-packets", "4").is_err(), "down has no slot");
         assert!(a.apply("up-slot", "none").is_ok() && a.up.slot.is_none());
+    }
+
+    /// Issue #25 item 2: the bottleneck queue is bounded in time by
+    /// default, per direction, and `none` leaves the datagram count alone.
+    #[test]
+    fn the_queue_is_bounded_in_time_by_default() {
+        let a = parse(&["--rate", "50mbit"]).unwrap();
+        assert_eq!(a.up.queue_delay, Some(DEFAULT_QUEUE_DELAY));
+        assert_eq!(a.down.queue_delay, Some(DEFAULT_QUEUE_DELAY));
+        assert_eq!(a.settings()["queue-delay"], serde_json::json!("50ms"));
+        let a = parse(&["--queue-delay", "none", "--down-queue-delay", "200ms"]).unwrap();
+        assert_eq!(a.up.queue_delay, None);
+        assert_eq!(a.down.queue_delay, Some(Duration::from_millis(200)));
+        assert_eq!(a.settings()["up-queue-delay"], serde_json::Value::Null);
+        let mut a = a;
+        a.apply("queue-delay", "none").unwrap();
+        assert_eq!((a.up.queue_delay, a.down.queue_delay), (None, None));
+        assert!(a.apply("queue-delay", "0s").is_err());
+        assert_eq!(a.down.queue_delay, None, "a bad value changes nothing");
     }
 
     #[test]

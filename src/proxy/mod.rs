@@ -17,7 +17,7 @@ pub mod delay_line;
 pub mod kernel_drops;
 pub mod schedule;
 
-pub use args::{ImpairArgs, DEFAULT_MTU, MAX_BLACKOUTS};
+pub use args::{ImpairArgs, DEFAULT_MTU, DEFAULT_QUEUE_DELAY, MAX_BLACKOUTS};
 
 use delay_line::{DelayLine, DelayLineStats, Way};
 use rudp_core::impair::{ImpairConfig, ImpairStats, Impairment};

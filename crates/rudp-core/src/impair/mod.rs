@@ -107,6 +107,10 @@ pub struct ImpairConfig {
     pub rate: Option<u64>,
     /// Datagrams the bottleneck queue holds; more are dropped.
     pub queue: usize,
+    /// The bottleneck queue bounded in time, as real bottlenecks are
+    /// sized: a datagram that would wait longer than this before the rate
+    /// lets it leave is dropped (tbf's `latency`). `None`: only `queue`.
+    pub queue_delay: Option<Duration>,
     /// Intervals, from the model's start, during which everything is dropped.
     pub blackouts: Vec<Blackout>,
     /// Largest datagram (UDP payload, bytes) the link carries: larger ones
@@ -139,6 +143,7 @@ impl ImpairConfig {
         *self
             == Self {
                 queue: self.queue,
+                queue_delay: self.queue_delay,
                 ..Self::default()
             }
     }
@@ -756,6 +761,13 @@ impl Impairment {
             return None;
         }
         let start = self.queue.back().copied().unwrap_or(now).max(now);
+        if self
+            .config
+            .queue_delay
+            .is_some_and(|limit| start.saturating_duration_since(now) > limit)
+        {
+            return None;
+        }
         let serialise = Duration::from_secs_f64(len as f64 / rate.max(1) as f64);
         let departure = start + serialise;
         self.queue.push_back(departure);

@@ -185,6 +185,52 @@ fn rate_limit_holds() {
     assert!(m.stats().dropped_queue > 15_000);
 }
 
+/// A queue bounded in time (the proxy's `--queue-delay`): no datagram
+/// waits longer than the bound for the rate, whatever the datagram count
+/// allows; one that would is dropped and counted as a queue drop.
+#[test]
+fn a_queue_bounded_in_time_holds_no_longer_than_its_delay() {
+    let t0 = Instant::now();
+    let config = ImpairConfig {
+        rate: Some(1_000_000),
+        queue: DEFAULT_QUEUE,
+        queue_delay: Some(Duration::from_millis(10)),
+        ..Default::default()
+    };
+    let mut m = Impairment::new(config, 5, t0);
+    let mut longest = Duration::ZERO;
+    let mut delivered = 0;
+    // A burst of 100 1000-byte datagrams at once: 1 ms each at 1 MB/s.
+    for _ in 0..100 {
+        for d in m.process(t0, vec![0; 1000]) {
+            longest = longest.max(d.at.duration_since(t0));
+            delivered += 1;
+        }
+    }
+    // Those that start leaving within 10 ms: 11 (the last leaves at 11 ms).
+    assert_eq!(delivered, 11);
+    assert_eq!(m.stats().dropped_queue, 89);
+    assert!(longest <= Duration::from_millis(11), "{longest:?}");
+    // Once the queue drains, the bound admits datagrams again.
+    assert_eq!(
+        m.process(t0 + Duration::from_millis(20), vec![0; 1000])
+            .len(),
+        1
+    );
+    // Without the bound the count alone decides: all 100 are queued.
+    let mut m = Impairment::new(
+        ImpairConfig {
+            rate: Some(1_000_000),
+            queue: DEFAULT_QUEUE,
+            ..Default::default()
+        },
+        5,
+        t0,
+    );
+    let all: usize = (0..100).map(|_| m.process(t0, vec![0; 1000]).len()).sum();
+    assert_eq!(all, 100);
+}
+
 #[test]
 fn blackout_drops_exactly_its_interval() {
     let t0 = Instant::now();
