@@ -21,6 +21,10 @@ pub enum Link {
     Rtt(Duration),
     /// Bursty loss: average share, mean burst length in datagrams.
     Burst(f64, f64),
+    /// `rudp proxy` with no impairment and no MTU limit (`--mtu none`): a
+    /// relay that is a CPU-bound bottleneck with ordinary socket buffers,
+    /// where the loss a sender sees is the loss it causes (issue #27).
+    Relay,
     /// KCP's latency test link: 5% loss each way, one-way delay uniform in
     /// 30..62 ms, delivered in order.
     Kcp,
@@ -31,6 +35,7 @@ impl Link {
     pub fn key(&self) -> &'static str {
         match *self {
             Link::Clean => "clean",
+            Link::Relay => "relay",
             Link::Loss(p) if p <= 0.01 => "loss1",
             Link::Loss(p) if p <= 0.05 => "loss5",
             Link::Loss(_) => "loss10",
@@ -44,6 +49,7 @@ impl Link {
     pub fn name(&self) -> String {
         match self {
             Link::Clean => "clean".into(),
+            Link::Relay => "relay (proxy, no impairment)".into(),
             Link::Loss(p) => format!("{}% loss", p * 100.0),
             Link::Rtt(d) => format!("{} ms RTT", d.as_millis()),
             Link::Burst(p, len) => format!("{}% burst loss (mean {len})", p * 100.0),
@@ -55,6 +61,7 @@ impl Link {
         let pct = |p: f64| format!("{}%", p * 100.0);
         match *self {
             Link::Clean => vec![],
+            Link::Relay => vec!["--mtu".into(), "none".into()],
             Link::Loss(p) => vec!["--loss".into(), pct(p)],
             Link::Rtt(d) => vec!["--delay".into(), format!("{}us", d.as_micros() / 2)],
             Link::Burst(p, len) => vec![

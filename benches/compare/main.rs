@@ -13,11 +13,13 @@
 //! cargo bench --bench compare -- --datagram-size 1452 # rudp's datagrams
 //! cargo bench --bench compare -- --packet-cipher AES_256_GCM # version 3's cipher
 //! cargo bench --bench compare -- --only bulk --links clean,loss5
+//! cargo bench --bench compare -- --only bulk --links relay # through the proxy, nothing set
 //! cargo bench --bench compare -- --out docs/benchmarks   # refresh the docs
 //! ```
 //!
 //! Sections: `udp` (raw UDP ceiling), `bulk` (goodput of one transfer per
-//! link and transport, with CPU seconds per GB), `rr` (request/response
+//! link and transport, with CPU seconds per GB and, on links that lose
+//! nothing themselves, the share of packets the sender lost), `rr` (request/response
 //! latency, 8-byte echo and the month service), `kcp` (KCP's own latency
 //! test), `scale` (1,000 and 10,000 concurrent month clients), `streams`
 //! (small messages next to a bulk transfer on one connection: one stream,
@@ -278,8 +280,9 @@ fn udp_ceiling() -> Value {
     Value::Array(rows)
 }
 
-const BULK_LINKS: [Link; 7] = [
+const BULK_LINKS: [Link; 8] = [
     Link::Clean,
+    Link::Relay,
     Link::Loss(0.01),
     Link::Loss(0.05),
     Link::Loss(0.10),
@@ -357,30 +360,42 @@ async fn bulk(o: &Options) -> Value {
                     *link,
                     li as u64 + 1,
                     limit,
-                    async |c: &mut peers::Client| c.bulk(bytes).await,
+                    async |c: &mut peers::Client| {
+                        let elapsed = c.bulk(bytes).await?;
+                        Ok((elapsed, c.lost_share()))
+                    },
                 )
                 .await;
                 let cpu = (cpu_time() - cpu0).as_secs_f64();
                 runs.push(r.map(|(elapsed, stats, via)| (elapsed, stats, via, cpu)));
             }
             let mut ok: Vec<_> = runs.iter().filter_map(|r| r.as_ref().ok()).collect();
-            ok.sort_by_key(|r| r.0);
+            ok.sort_by_key(|r| r.0 .0);
             let all_mbps: Vec<f64> = ok
                 .iter()
-                .map(|r| bytes as f64 / r.0.as_secs_f64() / 1e6)
+                .map(|r| bytes as f64 / r.0 .0.as_secs_f64() / 1e6)
                 .collect();
             let median = ok.get(ok.len() / 2).copied();
             let first_error = runs.iter().find_map(|r| r.as_ref().err()).cloned();
             let row = match (median, first_error) {
-                (Some((elapsed, stats, via, cpu)), _) => {
+                (Some(((elapsed, lost), stats, via, cpu)), _) => {
                     let mbps = bytes as f64 / elapsed.as_secs_f64() / 1e6;
                     let cpu_per_gb = cpu / (bytes as f64 / 1e9);
-                    cells.push(format!("{mbps:.1} ({cpu_per_gb:.1})"));
+                    // Issue #27: on links that lose nothing themselves, what
+                    // the sender lost is loss it caused.
+                    match lost.filter(|_| loss_of(link) == 0.0) {
+                        Some(l) => cells.push(format!(
+                            "{mbps:.1} ({cpu_per_gb:.1}; {:.2}% lost)",
+                            l * 100.0
+                        )),
+                        None => cells.push(format!("{mbps:.1} ({cpu_per_gb:.1})")),
+                    }
                     json!({
                         "link": link.name(), "peer": peer.name(), "via": via,
                         "seconds": elapsed.as_secs_f64(), "mb_per_second": mbps,
                         "runs_mb_per_second": all_mbps,
                         "cpu_seconds_per_gb": cpu_per_gb,
+                        "packets_lost_share": lost,
                         "loss_rate": loss_of(link),
                         "rudp_stats": stats,
                     })
@@ -408,7 +423,7 @@ fn names(peers: &[Peer]) -> String {
 
 fn loss_of(link: &Link) -> f64 {
     match link {
-        Link::Clean | Link::Rtt(_) => 0.0,
+        Link::Clean | Link::Relay | Link::Rtt(_) => 0.0,
         Link::Loss(p) | Link::Burst(p, _) => *p,
         Link::Kcp => 0.05,
     }

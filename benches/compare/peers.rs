@@ -511,6 +511,24 @@ impl Client {
     }
 
     /// The rudp connection's statistics, for rudp clients.
+    /// The share of the sender's packets that its loss detection declared
+    /// lost, for rudp and quinn (issue #27: loss one causes itself at a
+    /// bottleneck); `None` for TCP and KCP, which do not say.
+    pub fn lost_share(&self) -> Option<f64> {
+        let (lost, sent) = match self {
+            Client::Rudp(c, _) => {
+                let s = c.stats().sent;
+                (s.packets_lost, s.packets)
+            }
+            Client::Stream(_, _, Some((conn, _))) => {
+                let p = conn.stats().path;
+                (p.lost_packets, p.sent_packets)
+            }
+            Client::Stream(_, _, None) => return None,
+        };
+        Some(lost as f64 / sent.max(1) as f64)
+    }
+
     pub fn rudp_stats(&self) -> Option<rudp_core::conn::Stats> {
         match self {
             Client::Rudp(c, _) => Some(c.stats()),
