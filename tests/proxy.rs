@@ -1130,3 +1130,79 @@ async fn one_destination_flag_everywhere_and_the_old_names_still_work() {
     }
     server.stop().await;
 }
+
+/// The proxy reads many datagrams per system call (recvmmsg, GRO): every
+/// datagram still arrives on its own and whole, in both directions: an
+/// empty one, and a burst of 50 equal-size ones (which GRO may coalesce
+/// into one buffer that the proxy must cut apart by its stride).
+#[tokio::test]
+async fn batched_reads_keep_every_datagram_apart() {
+    let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let proxy = mapping_proxy(
+        server.local_addr().unwrap(),
+        Duration::from_secs(30),
+        rudp_cli::proxy::MAX_CLIENTS,
+    )
+    .await;
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let to = proxy.local_addr();
+    async fn recv(s: &tokio::net::UdpSocket) -> Vec<(Vec<u8>, std::net::SocketAddr)> {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 2048];
+        while got.len() < 51 {
+            let Ok(r) = tokio::time::timeout(Duration::from_secs(5), s.recv_from(&mut buf)).await
+            else {
+                panic!("{} of 51 datagrams through the proxy", got.len());
+            };
+            let (n, from) = r.unwrap();
+            got.push((buf[..n].to_vec(), from));
+        }
+        got
+    }
+    /// The empty datagram, then 50 of 1000 bytes in one GSO send where the
+    /// kernel has it (as rudp sends), so that a GRO reader gets them in
+    /// one buffer; one by one elsewhere.
+    async fn burst(s: &tokio::net::UdpSocket, to: std::net::SocketAddr) {
+        s.send_to(&[], to).await.unwrap();
+        let mut all = Vec::new();
+        // 50 kB: within every socket buffer on the way, so none is lost.
+        for i in 0..50u32 {
+            let mut d = vec![(i % 251) as u8; 1000];
+            d[..4].copy_from_slice(&i.to_be_bytes());
+            all.extend_from_slice(&d);
+        }
+        let state = quinn_udp::UdpSocketState::new(s.into()).unwrap();
+        if state.max_gso_segments() >= 50 {
+            let t = quinn_udp::Transmit {
+                destination: to,
+                ecn: None,
+                contents: &all,
+                segment_size: Some(1000),
+                src_ip: None,
+            };
+            s.writable().await.unwrap();
+            s.try_io(tokio::io::Interest::WRITABLE, || {
+                state.try_send(s.into(), &t)
+            })
+            .unwrap();
+        } else {
+            for d in all.chunks(1000) {
+                s.send_to(d, to).await.unwrap();
+            }
+        }
+    }
+    let check = |got: Vec<(Vec<u8>, std::net::SocketAddr)>| {
+        assert!(got[0].0.is_empty(), "the empty datagram first");
+        for (i, (d, _)) in got[1..].iter().enumerate() {
+            assert_eq!(d.len(), 1000, "datagram {i} whole");
+            assert_eq!(u32::from_be_bytes([d[0], d[1], d[2], d[3]]), i as u32);
+        }
+    };
+    // Up: client to server (the listening socket's reader).
+    let (got, ()) = tokio::join!(recv(&server), burst(&client, to));
+    let upstream = got[0].1;
+    check(got);
+    // Down: server to client (an upstream socket's reader).
+    let (got, ()) = tokio::join!(recv(&client), burst(&server, upstream));
+    check(got);
+}
