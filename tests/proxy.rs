@@ -1131,10 +1131,11 @@ async fn one_destination_flag_everywhere_and_the_old_names_still_work() {
     server.stop().await;
 }
 
-/// The proxy reads many datagrams per system call (recvmmsg, GRO): every
-/// datagram still arrives on its own and whole, in both directions: an
-/// empty one, and a burst of 50 equal-size ones (which GRO may coalesce
-/// into one buffer that the proxy must cut apart by its stride).
+/// The proxy reads many datagrams per system call (recvmmsg, GRO) and
+/// sends runs of them as one GSO send: every datagram still arrives on its
+/// own and whole, in order, in both directions: an empty one, and a burst
+/// of 50 equal-size ones (which GRO coalesces into one buffer that the
+/// proxy must cut apart by its stride, and which it sends on as a run).
 #[tokio::test]
 async fn batched_reads_keep_every_datagram_apart() {
     let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -1146,16 +1147,35 @@ async fn batched_reads_keep_every_datagram_apart() {
     .await;
     let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let to = proxy.local_addr();
+    /// Reads 51 datagrams, cutting GRO buffers apart by their stride: the
+    /// sockets that send GSO bursts below read with GRO on.
     async fn recv(s: &tokio::net::UdpSocket) -> Vec<(Vec<u8>, std::net::SocketAddr)> {
+        let state = quinn_udp::UdpSocketState::new(s.into()).unwrap();
         let mut got = Vec::new();
-        let mut buf = vec![0u8; 2048];
+        let mut buf = vec![0u8; 65_536];
+        let mut meta = [quinn_udp::RecvMeta::default()];
         while got.len() < 51 {
-            let Ok(r) = tokio::time::timeout(Duration::from_secs(5), s.recv_from(&mut buf)).await
-            else {
+            let waited = tokio::time::timeout(Duration::from_secs(5), s.readable()).await;
+            let Ok(ready) = waited else {
                 panic!("{} of 51 datagrams through the proxy", got.len());
             };
-            let (n, from) = r.unwrap();
-            got.push((buf[..n].to_vec(), from));
+            ready.unwrap();
+            let mut slices = [std::io::IoSliceMut::new(&mut buf)];
+            let Ok(n) = s.try_io(tokio::io::Interest::READABLE, || {
+                state.recv(s.into(), &mut slices, &mut meta)
+            }) else {
+                continue;
+            };
+            if n == 0 {
+                continue;
+            }
+            let data = &buf[..meta[0].len];
+            if data.is_empty() {
+                got.push((Vec::new(), meta[0].addr));
+            }
+            for d in data.chunks(meta[0].stride.max(1)) {
+                got.push((d.to_vec(), meta[0].addr));
+            }
         }
         got
     }

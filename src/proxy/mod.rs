@@ -158,6 +158,7 @@ impl Proxy {
         let (stop, stopped) = oneshot::channel();
         let start = Instant::now();
         let core = Core {
+            listen_batch: quinn_udp::UdpSocketState::new((&*listen).into()).ok(),
             listen: listen.clone(),
             upstream: config.upstream,
             up: Impairment::new(config.up, config.seed, start),
@@ -282,6 +283,9 @@ enum Input {
 struct Mapping {
     id: u64,
     socket: Arc<UdpSocket>,
+    /// For sending runs of datagrams to the server as one GSO batch;
+    /// `None`: one send each.
+    batch: Option<quinn_udp::UdpSocketState>,
     last_seen: Instant,
     /// When the upstream socket was opened (for `--rebind`).
     bound_at: Instant,
@@ -297,6 +301,8 @@ impl Mapping {
 
 struct Core {
     listen: Arc<UdpSocket>,
+    /// For sending runs of datagrams to one client as one GSO batch.
+    listen_batch: Option<quinn_udp::UdpSocketState>,
     upstream: SocketAddr,
     up: Impairment,
     down: Impairment,
@@ -479,6 +485,7 @@ impl Core {
             client,
             Mapping {
                 id,
+                batch: quinn_udp::UdpSocketState::new((&*socket).into()).ok(),
                 socket,
                 last_seen: now,
                 bound_at: now,
@@ -556,16 +563,58 @@ impl Core {
                 self.deliveries.push(d.at, way, d.tag, d.data);
             }
         }
-        while let Some((way, id, data)) = self.deliveries.pop_due(now) {
-            let Some(&client) = self.by_id.get(&id) else {
+        let mut due = Vec::new();
+        while let Some(d) = self.deliveries.pop_due(now) {
+            due.push(d);
+        }
+        let mut rest = &due[..];
+        while let Some((way, id, first)) = rest.first() {
+            // A run of datagrams due now for the same socket and peer, all
+            // of the first one's size but the last, which may be shorter:
+            // what one GSO send carries (the kernel cuts it back apart).
+            let size = first.len();
+            let mut run = 1;
+            let mut bytes = size;
+            while let Some((w, i, d)) = rest.get(run) {
+                let full = rest[run - 1].2.len() == size;
+                if w != way || i != id || !full || d.len() > size || d.is_empty() {
+                    break;
+                }
+                if run >= MAX_SEND_RUN || bytes + d.len() > MAX_SEND_BYTES {
+                    break;
+                }
+                bytes += d.len();
+                run += 1;
+            }
+            let (datagrams, next) = rest.split_at(run);
+            rest = next;
+            let Some(&client) = self.by_id.get(id) else {
                 continue; // The mapping expired meanwhile.
             };
-            let r = match way {
+            let (socket, batch, to) = match way {
                 Way::Up => match self.mappings.get(&client) {
-                    Some(m) => m.socket.send(&data).await,
+                    Some(m) => (&*m.socket, m.batch.as_ref(), self.upstream),
                     None => continue,
                 },
-                Way::Down => self.listen.send_to(&data, client).await,
+                Way::Down => (&*self.listen, self.listen_batch.as_ref(), client),
+            };
+            let r = match batch {
+                Some(state) if run > 1 && run <= state.max_gso_segments() => {
+                    let contents: Vec<u8> =
+                        datagrams.iter().flat_map(|d| d.2.iter().copied()).collect();
+                    send_batch(socket, state, to, &contents, size).await
+                }
+                _ => {
+                    let mut r = Ok(());
+                    for (_, _, data) in datagrams {
+                        let sent = match way {
+                            Way::Up => socket.send(data).await,
+                            Way::Down => socket.send_to(data, to).await,
+                        };
+                        r = r.and(sent.map(|_| ()));
+                    }
+                    r
+                }
             };
             if let Err(e) = r {
                 debug!(error = %e, ?way, "send failed");
@@ -599,6 +648,7 @@ impl Core {
                 m.reader.abort();
                 self.kernel_drops_closed += m.kernel_drops();
                 m.reader = tokio::spawn(read_server(socket.clone(), m.id, tx.clone()));
+                m.batch = quinn_udp::UdpSocketState::new((&*socket).into()).ok();
                 m.socket = socket;
                 m.bound_at = now;
                 self.rebinds += 1;
@@ -652,6 +702,38 @@ impl Core {
         if let Some(c) = &self.capture {
             s.pcap_recorded = c.recorded;
             s.pcap_left_out = c.left_out;
+        }
+    }
+}
+
+/// Datagrams and bytes one GSO send of the proxy carries at most.
+const MAX_SEND_RUN: usize = 64;
+const MAX_SEND_BYTES: usize = 64_000;
+
+/// Sends `contents`, datagrams of `size` bytes back to back (the last may
+/// be shorter), to `to` as one GSO send: one system call where there were
+/// as many as datagrams (issue #27).
+async fn send_batch(
+    socket: &UdpSocket,
+    state: &quinn_udp::UdpSocketState,
+    to: SocketAddr,
+    contents: &[u8],
+    size: usize,
+) -> std::io::Result<()> {
+    let t = quinn_udp::Transmit {
+        destination: to,
+        ecn: None,
+        contents,
+        segment_size: Some(size),
+        src_ip: None,
+    };
+    loop {
+        socket.writable().await?;
+        match socket.try_io(tokio::io::Interest::WRITABLE, || {
+            state.try_send(socket.into(), &t)
+        }) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            r => return r,
         }
     }
 }
