@@ -598,24 +598,25 @@ impl Core {
                 },
                 Way::Down => (&*self.listen, self.listen_batch.as_ref(), client),
             };
-            let r = match batch {
-                Some(state) if run > 1 && run <= state.max_gso_segments() => {
-                    let contents: Vec<u8> =
-                        datagrams.iter().flat_map(|d| d.2.iter().copied()).collect();
-                    send_batch(socket, state, to, &contents, size).await
+            if let Some(state) = batch.filter(|s| run > 1 && run <= s.max_gso_segments()) {
+                let contents: Vec<u8> =
+                    datagrams.iter().flat_map(|d| d.2.iter().copied()).collect();
+                match send_batch(socket, state, to, &contents, size).await {
+                    Ok(()) => continue,
+                    // A kernel or device that refuses GSO after all:
+                    // quinn-udp stops offering it, and this run goes one
+                    // by one below, so nothing is lost.
+                    Err(e) => debug!(error = %e, ?way, "GSO send failed; sending one by one"),
                 }
-                _ => {
-                    let mut r = Ok(());
-                    for (_, _, data) in datagrams {
-                        let sent = match way {
-                            Way::Up => socket.send(data).await,
-                            Way::Down => socket.send_to(data, to).await,
-                        };
-                        r = r.and(sent.map(|_| ()));
-                    }
-                    r
-                }
-            };
+            }
+            let mut r = Ok(());
+            for (_, _, data) in datagrams {
+                let sent = match way {
+                    Way::Up => socket.send(data).await,
+                    Way::Down => socket.send_to(data, to).await,
+                };
+                r = r.and(sent.map(|_| ()));
+            }
             if let Err(e) = r {
                 debug!(error = %e, ?way, "send failed");
             }
