@@ -137,6 +137,10 @@ impl Proxy {
             kernel_drops::bind(config.listen)
                 .map_err(context(format!("cannot listen on {}", config.listen)))?,
         );
+        let listen_batch = Arc::new(
+            quinn_udp::UdpSocketState::new((&*listen).into())
+                .map_err(context(format!("cannot set up {}", config.listen)))?,
+        );
         if let Some(got) = kernel_drops::capped_buffer(&listen) {
             warn!(
                 asked = kernel_drops::SOCKET_BUFFER,
@@ -158,7 +162,7 @@ impl Proxy {
         let (stop, stopped) = oneshot::channel();
         let start = Instant::now();
         let core = Core {
-            listen_batch: quinn_udp::UdpSocketState::new((&*listen).into()).ok(),
+            listen_batch,
             listen: listen.clone(),
             upstream: config.upstream,
             up: Impairment::new(config.up, config.seed, start),
@@ -283,9 +287,9 @@ enum Input {
 struct Mapping {
     id: u64,
     socket: Arc<UdpSocket>,
-    /// For sending runs of datagrams to the server as one GSO batch;
-    /// `None`: one send each.
-    batch: Option<quinn_udp::UdpSocketState>,
+    /// Batched I/O on `socket` (quinn-udp: GRO and recvmmsg for its
+    /// reader, GSO for runs sent to the server), shared with the reader.
+    batch: Arc<quinn_udp::UdpSocketState>,
     last_seen: Instant,
     /// When the upstream socket was opened (for `--rebind`).
     bound_at: Instant,
@@ -301,8 +305,8 @@ impl Mapping {
 
 struct Core {
     listen: Arc<UdpSocket>,
-    /// For sending runs of datagrams to one client as one GSO batch.
-    listen_batch: Option<quinn_udp::UdpSocketState>,
+    /// Batched I/O on `listen`, shared with its reader.
+    listen_batch: Arc<quinn_udp::UdpSocketState>,
     upstream: SocketAddr,
     up: Impairment,
     down: Impairment,
@@ -339,7 +343,11 @@ impl Core {
         mut control: mpsc::Receiver<ControlRequest>,
         mut stopped: oneshot::Receiver<()>,
     ) {
-        let listen_reader = tokio::spawn(read_clients(self.listen.clone(), tx.clone()));
+        let listen_reader = tokio::spawn(read_clients(
+            self.listen.clone(),
+            self.listen_batch.clone(),
+            tx.clone(),
+        ));
         let mut sweep =
             tokio::time::interval((self.mapping_idle / 4).max(Duration::from_millis(10)));
         // `--rebind`: checked a few times per period, so a mapping moves
@@ -469,23 +477,22 @@ impl Core {
         if self.mappings.len() >= self.max_clients {
             self.evict_idlest();
         }
-        let socket = match self.upstream_socket() {
+        let (socket, batch) = match self.upstream_socket() {
             // Out of file descriptors (or ports): make room once, and retry.
             Err(_) if self.evict_idlest() => self.upstream_socket(),
             r => r,
         }
         .map_err(|e| warn!(client = %client, error = %e, "cannot open an upstream socket"))
         .ok()?;
-        let socket = Arc::new(socket);
         let id = self.next_id;
         self.next_id += 1;
-        let reader = tokio::spawn(read_server(socket.clone(), id, tx.clone()));
+        let reader = tokio::spawn(read_server(socket.clone(), batch.clone(), id, tx.clone()));
         debug!(client = %client, id, "new client");
         self.mappings.insert(
             client,
             Mapping {
                 id,
-                batch: quinn_udp::UdpSocketState::new((&*socket).into()).ok(),
+                batch,
                 socket,
                 last_seen: now,
                 bound_at: now,
@@ -500,7 +507,7 @@ impl Core {
     /// server: the kernel then delivers only the server's datagrams on it,
     /// so a third party cannot inject traffic that reaches the client as if
     /// from the server.
-    fn upstream_socket(&self) -> std::io::Result<UdpSocket> {
+    fn upstream_socket(&self) -> std::io::Result<(Arc<UdpSocket>, Arc<quinn_udp::UdpSocketState>)> {
         let bind: SocketAddr = if self.upstream.is_ipv4() {
             ([0, 0, 0, 0], 0).into()
         } else {
@@ -508,7 +515,9 @@ impl Core {
         };
         let s = rudp::bind_udp(bind, rudp::PortSharing::Exclusive)?;
         s.connect(self.upstream)?;
-        UdpSocket::from_std(s)
+        let socket = UdpSocket::from_std(s)?;
+        let batch = quinn_udp::UdpSocketState::new((&socket).into())?;
+        Ok((Arc::new(socket), Arc::new(batch)))
     }
 
     fn impairments(&self) -> ImpairArgs {
@@ -593,15 +602,15 @@ impl Core {
             };
             let (socket, batch, to) = match way {
                 Way::Up => match self.mappings.get(&client) {
-                    Some(m) => (&*m.socket, m.batch.as_ref(), self.upstream),
+                    Some(m) => (&*m.socket, &*m.batch, self.upstream),
                     None => continue,
                 },
-                Way::Down => (&*self.listen, self.listen_batch.as_ref(), client),
+                Way::Down => (&*self.listen, &*self.listen_batch, client),
             };
-            if let Some(state) = batch.filter(|s| run > 1 && run <= s.max_gso_segments()) {
+            if run > 1 && run <= batch.max_gso_segments() {
                 let contents: Vec<u8> =
                     datagrams.iter().flat_map(|d| d.2.iter().copied()).collect();
-                match send_batch(socket, state, to, &contents, size).await {
+                match send_batch(socket, batch, to, &contents, size).await {
                     Ok(()) => continue,
                     // A kernel or device that refuses GSO after all:
                     // quinn-udp stops offering it, and this run goes one
@@ -638,8 +647,8 @@ impl Core {
             .map(|(a, _)| *a)
             .collect();
         for client in due {
-            let socket = match self.upstream_socket() {
-                Ok(s) => Arc::new(s),
+            let (socket, batch) = match self.upstream_socket() {
+                Ok(s) => s,
                 Err(e) => {
                     warn!(client = %client, error = %e, "cannot open a new upstream socket; the mapping stays");
                     continue;
@@ -648,8 +657,9 @@ impl Core {
             if let Some(m) = self.mappings.get_mut(&client) {
                 m.reader.abort();
                 self.kernel_drops_closed += m.kernel_drops();
-                m.reader = tokio::spawn(read_server(socket.clone(), m.id, tx.clone()));
-                m.batch = quinn_udp::UdpSocketState::new((&*socket).into()).ok();
+                m.reader =
+                    tokio::spawn(read_server(socket.clone(), batch.clone(), m.id, tx.clone()));
+                m.batch = batch;
                 m.socket = socket;
                 m.bound_at = now;
                 self.rebinds += 1;
@@ -739,24 +749,34 @@ async fn send_batch(
     }
 }
 
-async fn read_clients(socket: Arc<UdpSocket>, tx: mpsc::Sender<Input>) {
-    read_batches(&socket, "the listening socket", Input::FromClient, &tx).await;
+async fn read_clients(
+    socket: Arc<UdpSocket>,
+    batch: Arc<quinn_udp::UdpSocketState>,
+    tx: mpsc::Sender<Input>,
+) {
+    let (what, buffers) = ("the listening socket", LISTEN_RX_BUFFERS);
+    read_batches(&socket, &batch, buffers, what, Input::FromClient, &tx).await;
 }
 
-async fn read_server(socket: Arc<UdpSocket>, id: u64, tx: mpsc::Sender<Input>) {
+async fn read_server(
+    socket: Arc<UdpSocket>,
+    batch: Arc<quinn_udp::UdpSocketState>,
+    id: u64,
+    tx: mpsc::Sender<Input>,
+) {
     // Connected: only the server's datagrams arrive here.
-    read_batches(
-        &socket,
-        "an upstream socket",
-        |_, datagram| Input::FromServer(id, datagram),
-        &tx,
-    )
-    .await;
+    let input = |_, datagram| Input::FromServer(id, datagram);
+    read_batches(&socket, &batch, 1, "an upstream socket", input, &tx).await;
 }
 
-/// Receive buffers per system call, and the size of each: one GRO batch of
-/// full-size UDP payloads.
-const RX_BUFFERS: usize = 8;
+/// Receive buffers per system call on the listening socket, one for all
+/// clients. Each upstream socket (one per client, up to `max_clients`)
+/// reads into one buffer, which GRO still fills with many datagrams: as
+/// much memory per client as before reads were batched, so a thousand
+/// spoofed clients cost no more than they did.
+const LISTEN_RX_BUFFERS: usize = 8;
+/// The size of each receive buffer: one GRO batch of full-size UDP
+/// payloads.
 const RX_BUFFER_LEN: usize = 65_536;
 
 /// Reads `socket` until the proxy stops, many datagrams per system call
@@ -768,22 +788,17 @@ const RX_BUFFER_LEN: usize = 65_536;
 /// with 1472-byte datagrams).
 async fn read_batches(
     socket: &UdpSocket,
+    state: &quinn_udp::UdpSocketState,
+    buffers: usize,
     what: &'static str,
     input: impl Fn(SocketAddr, Vec<u8>) -> Input,
     tx: &mpsc::Sender<Input>,
 ) {
     use std::io::IoSliceMut;
-    let state = match quinn_udp::UdpSocketState::new(socket.into()) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!(error = %e, "cannot read {what} in batches");
-            return;
-        }
-    };
-    let mut bufs: Vec<Box<[u8]>> = (0..RX_BUFFERS)
+    let mut bufs: Vec<Box<[u8]>> = (0..buffers)
         .map(|_| vec![0u8; RX_BUFFER_LEN].into_boxed_slice())
         .collect();
-    let mut meta = vec![quinn_udp::RecvMeta::default(); RX_BUFFERS];
+    let mut meta = vec![quinn_udp::RecvMeta::default(); buffers];
     loop {
         if let Err(e) = socket.readable().await {
             debug!(error = %e, "cannot wait on {what}");
