@@ -16,11 +16,19 @@
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use rudp_core::config::Config;
+use rudp_core::conn::{Connection, Reliability, SendError, StreamId};
 use rudp_core::endpoint::EndpointConfig;
 use rudp_core::impair::ImpairConfig;
 use rudp_core::sim::Sim;
 use rudp_core::wire::packet::append_checksum;
 use rudp_core::wire::{ConnectionId, Header, PacketType, Protection};
+use std::time::Instant;
+
+/// Queues `msg` on the first stream (§8.1); a reliable message has no
+/// lifetime, so the time is not read.
+fn send(x: &mut Connection, msg: Bytes) -> Result<(), SendError> {
+    x.send_on(Instant::now(), StreamId::FIRST, msg, Reliability::Reliable)
+}
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, data)) = data.split_first() else {
@@ -53,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
             for _ in 0..10 {
                 let _ = sim
                     .server
-                    .with_connection(s, |x| x.send(Bytes::from(vec![b'a'; 100])));
+                    .with_connection(s, |x| send(x, Bytes::from(vec![b'a'; 100])));
             }
             let _ = sim.server.with_connection(s, |x| x.close());
         }
@@ -66,7 +74,7 @@ fuzz_target!(|data: &[u8]| {
         3 => {
             let _ = sim
                 .server
-                .with_connection(s, |x| x.send(Bytes::from(vec![b'b'; 50_000])));
+                .with_connection(s, |x| send(x, Bytes::from(vec![b'b'; 50_000])));
         }
         _ => {}
     }
@@ -129,15 +137,19 @@ fuzz_target!(|data: &[u8]| {
     // Real traffic afterwards, both ways.
     let _ = sim
         .client
-        .with_connection(c, |x| x.send(Bytes::from_static(b"after")));
+        .with_connection(c, |x| send(x, Bytes::from_static(b"after")));
     let _ = sim
         .server
-        .with_connection(s, |x| x.send(Bytes::from_static(b"reply")));
+        .with_connection(s, |x| send(x, Bytes::from_static(b"reply")));
     for _ in 0..500 {
         if !sim.step() {
             break;
         }
-        let _ = sim.server.with_connection(s, |x| x.recv());
-        let _ = sim.client.with_connection(c, |x| x.recv());
+        let _ = sim
+            .server
+            .with_connection(s, |x| x.recv_on(StreamId::FIRST));
+        let _ = sim
+            .client
+            .with_connection(c, |x| x.recv_on(StreamId::FIRST));
     }
 });

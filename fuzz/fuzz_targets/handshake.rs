@@ -14,7 +14,13 @@ use rudp_core::wire::{ConnectionId, Header, PacketType, Protection};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn packet(ty: PacketType, protection: Protection, dcid: u64, scid: Option<u64>, body: &[u8]) -> Vec<u8> {
+fn packet(
+    ty: PacketType,
+    protection: Protection,
+    dcid: u64,
+    scid: Option<u64>,
+    body: &[u8],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(1300);
     let header = Header {
         version: 3,
@@ -59,11 +65,21 @@ fuzz_target!(|data: &[u8]| {
             .unwrap();
         let cfg = EndpointConfig::builder()
             .connection_config(conn)
-            .retry(if mode % 4 == 0 { RetryPolicy::Never } else { RetryPolicy::Always })
+            .retry(if mode % 4 == 0 {
+                RetryPolicy::Never
+            } else {
+                RetryPolicy::Always
+            })
             .build()
             .unwrap();
         let mut server = Endpoint::server(cfg, [1; 32]);
-        let initial = packet(PacketType::Initial, Protection::Clear, 0, Some(0x1122), body);
+        let initial = packet(
+            PacketType::Initial,
+            Protection::Clear,
+            0,
+            Some(0x1122),
+            body,
+        );
         server.handle_datagram(now, peer, &initial);
         server.handle_datagram(now, peer, &initial);
         drain(&mut server, now);

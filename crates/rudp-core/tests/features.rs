@@ -2,7 +2,10 @@
 //! keepalive and idle timeout (with its boundary), abort codes, bounded
 //! memory with back-pressure, and large messages under loss.
 
+mod common;
+
 use bytes::Bytes;
+use common::FirstStream;
 use rudp_core::conn::{Event, SendError};
 use rudp_core::endpoint::{ConnectionHandle, EndpointConfig, EndpointEvent};
 use rudp_core::impair::{Blackout, ImpairConfig};

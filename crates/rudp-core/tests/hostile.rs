@@ -5,7 +5,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{forged_initial, replies, template_initial, token_of};
+use common::{forged_initial, replies, template_initial, token_of, FirstStream};
 use rudp_core::config::Config;
 use rudp_core::conn::Event;
 use rudp_core::endpoint::{ConnectionHandle, Endpoint, EndpointConfig, EndpointEvent, RetryPolicy};

@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::FirstStream;
 use rudp_core::config::Config;
 use rudp_core::endpoint::{ConnectionHandle, Endpoint, EndpointConfig, RetryPolicy};
 use rudp_core::error::ConnectionError;

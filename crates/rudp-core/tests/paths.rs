@@ -2,7 +2,10 @@
 //! §9.7) settles below the path's MTU and survives a black hole, and
 //! connections survive address changes (§6.9).
 
+mod common;
+
 use bytes::Bytes;
+use common::FirstStream;
 use rudp_core::conn::Stats;
 use rudp_core::conn::{Event, SendError};
 use rudp_core::endpoint::{ConnectionHandle, EndpointConfig, EndpointEvent};

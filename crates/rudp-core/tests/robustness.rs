@@ -10,6 +10,7 @@
 mod common;
 
 use bytes::Bytes;
+use common::FirstStream;
 use proptest::prelude::*;
 use rudp_core::conn::Event;
 use rudp_core::endpoint::{ConnectionHandle, EndpointConfig, EndpointEvent};

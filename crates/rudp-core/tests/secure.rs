@@ -3,7 +3,10 @@
 //! endpoints over the simulated network and checks one line of the threat
 //! model (§16.7, docs/security.md).
 
+mod common;
+
 use bytes::Bytes;
+use common::FirstStream;
 use rudp_core::cipher::PacketCipher;
 use rudp_core::config::Config;
 use rudp_core::endpoint::{EndpointConfig, RetryPolicy};

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{close_of, forged_initial, replies, template_initial, token_of};
+use common::{close_of, forged_initial, replies, template_initial, token_of, FirstStream};
 
 use bytes::Bytes;
 use rudp_core::config::Config;

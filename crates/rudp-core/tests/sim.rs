@@ -22,7 +22,10 @@
 //! - `RUDP_SIM_SEEDS=N`: how many seeds (default 10,000, split over shards).
 //! - `RUDP_SIM_SEED=S`: replay exactly seed S, with a trace of the run.
 
+mod common;
+
 use bytes::Bytes;
+use common::FirstStream;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rudp_core::congestion::Algorithm;

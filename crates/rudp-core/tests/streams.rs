@@ -6,6 +6,7 @@
 mod common;
 
 use bytes::Bytes;
+use common::FirstStream;
 use rudp_core::conn::{
     DatagramError, Delivery, OpenError, Received, RecvError, Reliability, SendError, StreamId,
     StreamInfo, StreamOptions,

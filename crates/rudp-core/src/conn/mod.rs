@@ -136,7 +136,7 @@ pub enum Event {
     /// [`Connection::accept_stream`] (§15.2).
     StreamOpened,
     /// A stream has a message, a skip or an end to read with
-    /// [`Connection::recv_on`] ([`Connection::recv`] on the first).
+    /// [`Connection::recv_on`].
     StreamReadable(StreamId),
     /// A datagram arrived: [`Connection::recv_datagram`] (§15.6).
     DatagramReceived,
@@ -144,7 +144,7 @@ pub enum Event {
     Closed(Result<(), ConnectionError>),
 }
 
-/// Why [`Connection::send`] refused a message.
+/// Why [`Connection::send_on`] refused a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SendError {
@@ -594,23 +594,6 @@ impl Connection {
 
     // ----- Application side ----------------------------------------------
 
-    /// Queues one message on the first stream (PROTOCOL.md §8.1): version
-    /// 1's only stream, and stream 0 of version 2 (§15.2).
-    pub fn send(&mut self, msg: Bytes) -> Result<(), SendError> {
-        self.write(StreamId::FIRST, msg, Expiry::default())
-    }
-
-    /// The next whole message on the first stream, if one has arrived;
-    /// messages the peer gave up (§15.5) are stepped over.
-    pub fn recv(&mut self) -> Option<Bytes> {
-        loop {
-            match self.recv_on(StreamId::FIRST).ok()?? {
-                Received::Message(m) => return Some(m),
-                Received::Skipped { .. } => continue,
-            }
-        }
-    }
-
     /// Bytes this connection holds for what the peer sent and the
     /// application has not read: every stream's reassembly and ready
     /// messages, entries charged at their cost, stream state, and received
@@ -665,12 +648,6 @@ impl Connection {
                 reason: reason.clone(),
             }),
         );
-    }
-
-    /// Whether the peer finished its stream and every message was read:
-    /// nothing more will arrive.
-    pub fn is_recv_finished(&self) -> bool {
-        self.is_stream_finished(StreamId::FIRST)
     }
 
     /// Graceful close (§6.5): everything queued is still delivered, then the

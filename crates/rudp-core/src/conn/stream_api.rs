@@ -2,10 +2,11 @@
 //! accepting, writing, reading, finishing, resetting and stopping
 //! streams, per-message reliability, priorities, and datagrams.
 //!
-//! Every stream, the first included, goes through the same calls; the
-//! first also keeps version 1's shorthands ([`Connection::send`],
-//! [`Connection::recv`]). What sets it apart is what it may do: its FIN is
-//! the graceful close, and it cannot be reset or stopped (§15.9).
+//! Every stream, the first included (version 1's only stream, §8.1), goes
+//! through the same calls, [`Connection::send_on`], [`Connection::recv_on`]
+//! and the rest, named by its [`StreamId`]. What sets the first apart is
+//! what it may do: its FIN is the graceful close, and it cannot be reset
+//! or stopped (§15.9).
 
 use super::streams::{Credit, Lookup, Reset};
 use super::*;

@@ -14,29 +14,46 @@ use crate::wire::frame::{
 /// Bytes a control frame or SKIP takes at most (type and four varints).
 const MAX_CONTROL_LEN: usize = 1 + 4 * 8;
 
-/// The largest header of a frame carrying stream `id`'s data.
-fn max_data_header_len(id: u64) -> usize {
-    if id == StreamId::FIRST.0 {
-        MAX_STREAM_HEADER_LEN
-    } else {
-        MAX_STREAM_N_HEADER_LEN
-    }
+/// The frame that carries a stream's data (§15.2): version 1's STREAM for
+/// stream 0 (§5.5), STREAM_N with the stream's id for every other
+/// (§15.8.2).
+#[derive(Clone, Copy)]
+enum DataFrame {
+    Stream,
+    StreamN(u64),
 }
 
-/// The header of a frame carrying stream `id`'s data: version 1's STREAM
-/// for stream 0 (§5.5, §15.2), STREAM_N for every other (§15.8.2).
-fn encode_data_header(
-    id: u64,
-    offset: u64,
-    message_start: Option<u64>,
-    len: usize,
-    fin: bool,
-    out: &mut Vec<u8>,
-) {
-    if id == StreamId::FIRST.0 {
-        encode_stream_header(offset, len, fin, out);
-    } else {
-        encode_stream_n_header(id, offset, message_start, len, fin, out);
+impl DataFrame {
+    fn of(id: u64) -> Self {
+        if id == StreamId::FIRST.0 {
+            Self::Stream
+        } else {
+            Self::StreamN(id)
+        }
+    }
+
+    /// The largest header this frame can have.
+    fn max_header_len(self) -> usize {
+        match self {
+            Self::Stream => MAX_STREAM_HEADER_LEN,
+            Self::StreamN(_) => MAX_STREAM_N_HEADER_LEN,
+        }
+    }
+
+    /// The header of a frame carrying `len` bytes at `offset`; version 1's
+    /// STREAM has no message start (§5.5).
+    fn encode_header(
+        self,
+        offset: u64,
+        message_start: Option<u64>,
+        len: usize,
+        fin: bool,
+        out: &mut Vec<u8>,
+    ) {
+        match self {
+            Self::Stream => encode_stream_header(offset, len, fin, out),
+            Self::StreamN(id) => encode_stream_n_header(id, offset, message_start, len, fin, out),
+        }
     }
 }
 
@@ -206,7 +223,8 @@ impl Connection {
             used = used.max(k.offset + k.len);
             wrote = true;
         }
-        let header_len = max_data_header_len(id);
+        let frame = DataFrame::of(id);
+        let header_len = frame.max_header_len();
         let frontier = s.send.sent_offset();
         let room_at_start = limit.saturating_sub(out.len());
         let mut resent = false;
@@ -215,14 +233,7 @@ impl Connection {
                 break;
             };
             let end = chunk.offset + chunk.len as u64;
-            encode_data_header(
-                id,
-                chunk.offset,
-                chunk.message_start,
-                chunk.len,
-                chunk.fin,
-                out,
-            );
+            frame.encode_header(chunk.offset, chunk.message_start, chunk.len, chunk.fin, out);
             s.send.copy_range(chunk.offset..end, out);
             s.send.on_chunk_sent(&chunk);
             if chunk.offset < frontier {
@@ -248,7 +259,7 @@ impl Connection {
             if let Some(ranges) = s.send.unacked_below(frontier, max, MAX_BUNDLED_RANGES) {
                 for r in ranges {
                     let len = (r.end - r.start) as usize;
-                    encode_data_header(id, r.start, None, len, false, out);
+                    frame.encode_header(r.start, None, len, false, out);
                     s.send.copy_range(r.clone(), out);
                     self.stats.sent.stream_bytes_bundled += len as u64;
                     frames.push_stream(id, r, false);

@@ -22,6 +22,27 @@ fn addr(a: &str) -> SocketAddr {
     a.parse().expect("a test address")
 }
 
+/// Version 1's view of the first stream (§8.1): reliable messages only.
+trait FirstStream {
+    fn send(&mut self, msg: Bytes) -> Result<(), SendError>;
+    fn recv(&mut self) -> Option<Bytes>;
+}
+
+impl FirstStream for Connection {
+    fn send(&mut self, msg: Bytes) -> Result<(), SendError> {
+        self.write(StreamId::FIRST, msg, Expiry::default())
+    }
+
+    fn recv(&mut self) -> Option<Bytes> {
+        loop {
+            match self.recv_on(StreamId::FIRST).ok()?? {
+                Received::Message(m) => return Some(m),
+                Received::Skipped { .. } => continue,
+            }
+        }
+    }
+}
+
 fn t0() -> Instant {
     // Any fixed origin: only differences matter.
     Instant::now()

@@ -1,5 +1,8 @@
 //! Helpers shared by rudp-core's integration tests.
-#![allow(dead_code)] // Each test file uses its own subset.
+// Each test file uses its own subset.
+#![allow(dead_code, unused_imports)]
 
+mod first_stream;
 mod forge;
+pub use first_stream::FirstStream;
 pub use forge::*;
