@@ -21,9 +21,13 @@
 //! budget when that is not the peer's address.
 
 use super::path::{Amplification, Path};
-use super::*;
+use super::{Connection, State};
+use crate::wire::{Frame, PacketType};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 /// Challenges sent to one new address before the validation is abandoned.
 pub(super) const MAX_CHALLENGES: u32 = 3;

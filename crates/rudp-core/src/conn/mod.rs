@@ -13,11 +13,16 @@
 //!    datagram it writes;
 //! 3. drain [`Connection::poll_event`], then sleep until `poll_timeout`.
 //!
-//! Parts, one file each: `ack` (what we received), `sent` (what we sent),
-//! `recovery` (loss detection), `timers`, `path` (RTT, controller, pacer),
-//! `transmit` and `receive` (packets out and in), `send_stream` and
-//! `recv_stream` (messages into bytes and back), [`stats`]; RTT estimation
-//! and congestion control are `crate::rtt` and [`crate::congestion`].
+//! Parts, one file each, each owning its fields: `ack` (what we received),
+//! `sent` (what we sent), `recovery` (loss detection), `timers`, `path`
+//! (RTT, controller, pacer), `migration` (path validation), `mtu` and
+//! `black_hole` (datagram size), `streams`, `send_stream` and
+//! `recv_stream` (messages into bytes and back), `datagrams`, `closing`
+//! (the CLOSE owed), `secure` (version 3's handshake and keys), [`stats`].
+//! `transmit`, `receive`, `stream_frames`, `stream_api` and `observe` hold
+//! the `Connection` methods that tie the parts together, and each names
+//! what it uses. RTT estimation and congestion control are `crate::rtt`
+//! and [`crate::congestion`].
 
 /// Compiles its statements only with the `trace` feature: without it, no
 /// trace code or JSON is built (docs/trace.md).
@@ -32,6 +37,7 @@ macro_rules! traced {
 
 mod ack;
 mod black_hole;
+mod closing;
 mod datagrams;
 mod migration;
 mod mtu;
@@ -54,26 +60,15 @@ pub mod trace;
 mod transmit;
 
 use crate::config::Config;
-use crate::congestion;
 use crate::error::{ConnectionError, TransportCode, VarInt};
-use crate::psk::{PacketKey, Psk, TAG_LEN};
-use crate::rtt;
-use crate::wire::frame::{self, encode_stream_header, MAX_STREAM_HEADER_LEN};
-use crate::wire::packet::append_checksum;
-use crate::wire::{
-    AckFrame, CloseFrame, CloseKind, ConnectionId, Frame, HandshakeParams, Header, PacketType,
-    Protection, CHECKSUM_LEN,
-};
-use ack::{AckTracker, Arrival};
-use bytes::Bytes;
+use crate::psk::{PacketKey, Psk};
+use crate::wire::frame;
+use crate::wire::{CloseKind, ConnectionId, Frame, HandshakeParams, PacketType};
+use ack::AckTracker;
 use path::Path;
 pub use recv_stream::Received;
 use recv_stream::StreamError;
-use send_stream::{Expiry, WriteError};
 pub use sent::MAX_ACK_ONLY_TRACKED;
-use sent::{SentFrames, SentPacket, SentPackets};
-#[cfg(feature = "trace")]
-use serde_json::json;
 pub use stats::Stats;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -221,14 +216,6 @@ enum Body {
     Opened,
 }
 
-/// A CLOSE frame we must (re)send while closing.
-#[derive(Debug, Clone)]
-struct PendingClose {
-    kind: CloseKind,
-    code: u64,
-    reason: Vec<u8>,
-}
-
 /// Probe packets sent when the probe timeout fires (RFC 9002 §6.2.4: "one or
 /// two"; two make tail loss on a lossy link far less likely to need a
 /// second, doubled timeout).
@@ -279,16 +266,12 @@ pub struct Connection {
     /// When the last new flow-control limit was sent (§8.3 auto-tuning).
     last_window_update: Option<Instant>,
     ping_pending: bool,
-    close: Option<PendingClose>,
+    /// The CLOSE we owe the peer while closing (§6.6).
+    closer: closing::Closer,
     /// A stream error found while the application read (a cut that had
     /// waited for entry budget, recv_stream.rs): the connection closes
     /// with it at the next `poll_transmit`, which knows the time.
     read_error: Option<StreamError>,
-    close_send_pending: bool,
-    /// CLOSING: packets received since we entered it, and the count at
-    /// which the next one is answered with CLOSE (§6.6 rate limit).
-    closing_received: u64,
-    closing_next_reply: u64,
     outcome: Option<Result<(), ConnectionError>>,
     events: VecDeque<Event>,
     stats: Stats,
@@ -433,11 +416,8 @@ impl Connection {
             handshake_pending: true,
             last_window_update: None,
             ping_pending: false,
-            close: None,
+            closer: closing::Closer::default(),
             read_error: None,
-            close_send_pending: false,
-            closing_received: 0,
-            closing_next_reply: 1,
             outcome: None,
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -716,12 +696,7 @@ impl Connection {
         reason: &str,
         outcome: Result<(), ConnectionError>,
     ) {
-        self.close = Some(PendingClose {
-            kind,
-            code,
-            reason: reason.as_bytes().iter().take(256).copied().collect(),
-        });
-        self.close_send_pending = true;
+        self.closer.start(kind, code, reason);
         let until = now + self.pto() * 3;
         self.set_state(now, State::Closing { until });
         self.finish(outcome);

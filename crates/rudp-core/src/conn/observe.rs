@@ -2,7 +2,17 @@
 //! metrics and the events of the other modules, recorded only with the
 //! `trace` feature and only once tracing is enabled.
 
-use super::*;
+#[cfg(feature = "trace")]
+use super::trace::Tracer;
+use super::Connection;
+#[cfg(feature = "trace")]
+use super::State;
+#[cfg(feature = "trace")]
+use super::TraceEvent;
+#[cfg(feature = "trace")]
+use serde_json::json;
+use std::net::SocketAddr;
+use std::time::Instant;
 
 impl Connection {
     #[cfg(feature = "trace")]

@@ -1,7 +1,19 @@
 //! Receiving (PROTOCOL.md §6, §7, §10): a checked packet is opened
 //! (pre-shared key), its frames decoded whole, then applied in order.
 
-use super::*;
+use super::ack::Arrival;
+use super::{
+    initial_frames_allowed, secure, Body, Connection, Event, Side, State, StreamId, PN_WINDOW,
+};
+use crate::error::{ConnectionError, TransportCode, VarInt};
+use crate::psk::PacketKey;
+use crate::wire::{
+    frame, CloseKind, Frame, HandshakeParams, Header, PacketType, Protection, CHECKSUM_LEN,
+};
+#[cfg(feature = "trace")]
+use serde_json::json;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 impl Connection {
     /// Whether a packet from `from` may be processed (§10 step 7): from the
@@ -289,14 +301,9 @@ impl Connection {
             return;
         }
         if let State::Closing { .. } = self.state {
-            // §6.6: answer new packets with our CLOSE again, but only the
-            // 1st, 2nd, 4th, 8th... since entering CLOSING (RFC 9000
-            // §10.2.1), so a peer cannot turn us into a reflector.
-            self.closing_received += 1;
-            if self.closing_received >= self.closing_next_reply {
-                self.closing_next_reply = self.closing_received.saturating_mul(2);
-                self.close_send_pending = true;
-            }
+            // §6.6: new packets are answered with our CLOSE, at a falling
+            // rate.
+            self.closer.on_packet();
             return;
         }
         traced! {

@@ -3,8 +3,18 @@
 //! detection, and requeueing what lost packets carried.
 
 use super::mtu::SizeChange;
-use super::*;
+use super::sent::{SentFrames, SentPacket, SentPackets};
+use super::{
+    sent, Connection, Event, MAX_PTO_BACKOFF, PROBES_PER_IDLE_TIMEOUT, PROBES_PER_PTO,
+    RECENTLY_LOST_KEPT,
+};
+use crate::error::TransportCode;
 use crate::rtt::RttEstimator;
+use crate::wire::AckFrame;
+use crate::{congestion, rtt};
+#[cfg(feature = "trace")]
+use serde_json::json;
+use std::time::{Duration, Instant};
 
 /// Loss recovery's own state (§9.2, §9.3, RFC 9002 §6): the packets in
 /// flight, the largest acknowledged, loss detection, and the loss or probe

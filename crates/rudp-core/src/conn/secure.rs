@@ -13,9 +13,16 @@
 //! - Both: from then on every packet is sealed as in §3.7, with the
 //!   handshake's two transport keys.
 
-use super::*;
+use super::{Address, Body, Connection, Keys, Side, State};
 use crate::cipher::PacketCipher;
+use crate::config::Config;
+use crate::error::{ConnectionError, TransportCode};
 use crate::noise::{HandshakeInputs, Initiator, Keypair, PublicKey, Responder, TransportKeys};
+use crate::psk::PacketKey;
+use crate::wire::{frame, CloseKind, ConnectionId, Frame, Header, PacketType, Protection};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
 
 /// Where a connection's Noise handshake stands.
 #[derive(Debug, Default)]

@@ -8,8 +8,13 @@
 //! what it may do: its FIN is the graceful close, and it cannot be reset
 //! or stopped (§15.9).
 
+use super::send_stream::{Expiry, WriteError};
 use super::streams::{Credit, Lookup, Reset};
-use super::*;
+use super::{Connection, Received, Reliability, SendError, StreamId, StreamInfo, StreamOptions};
+use crate::error::VarInt;
+use crate::wire::PacketType;
+use bytes::Bytes;
+use std::time::Instant;
 
 /// Why a stream could not be opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

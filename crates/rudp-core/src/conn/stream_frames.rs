@@ -4,12 +4,16 @@
 //! loss do to them. Every stream goes through the same paths; stream 0
 //! differs only in its encoding (STREAM and MAX_DATA frames, §15.2).
 
-use super::sent::Control;
+use super::sent::{Control, SentFrames};
 use super::streams::{Credit, Reset};
-use super::*;
+use super::{datagrams, stream_error, Connection, Event, StreamId, MAX_BUNDLED_RANGES};
+use crate::error::TransportCode;
 use crate::wire::frame::{
-    encode_stream_n_header, SkipFrame, StreamNFrame, StreamParams, MAX_STREAM_N_HEADER_LEN,
+    encode_stream_header, encode_stream_n_header, SkipFrame, StreamNFrame, StreamParams,
+    MAX_STREAM_HEADER_LEN, MAX_STREAM_N_HEADER_LEN,
 };
+use crate::wire::Frame;
+use std::time::Instant;
 
 /// Bytes a control frame or SKIP takes at most (type and four varints).
 const MAX_CONTROL_LEN: usize = 1 + 4 * 8;

@@ -3,8 +3,11 @@
 //! specific times and check the exact frames it emits (as `Frame`'s
 //! `Display` prints them), not just that things work out eventually.
 
+use super::send_stream::Expiry;
 use super::*;
-use crate::wire::packet::{self, Datagram};
+use crate::wire::packet::{self, append_checksum, Datagram};
+use crate::wire::{CloseFrame, Header, Protection};
+use bytes::Bytes;
 use std::time::Duration;
 
 const CLIENT_CID: ConnectionId = ConnectionId(0xC1C1_C1C1_C1C1_C1C1);

@@ -2,7 +2,11 @@
 //! acknowledgement progress, keep-alive, loss and probe timeouts; the
 //! earliest is what `poll_timeout` reports.
 
-use super::*;
+use super::{Connection, Side, State};
+use crate::error::ConnectionError;
+#[cfg(feature = "trace")]
+use serde_json::json;
+use std::time::{Duration, Instant};
 
 /// The connection's timers: what each does when it fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

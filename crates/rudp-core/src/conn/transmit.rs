@@ -3,7 +3,16 @@
 //! window, pacing and amplification limits, sealing, and the CLOSE of
 //! CLOSING.
 
-use super::*;
+use super::sent::{SentFrames, SentPacket};
+use super::{Address, Connection, Side, State, MIN_BUDGETED_PACKET};
+use crate::psk::TAG_LEN;
+use crate::wire::frame::MAX_STREAM_HEADER_LEN;
+use crate::wire::packet::append_checksum;
+use crate::wire::{CloseFrame, Frame, Header, PacketType, Protection, CHECKSUM_LEN};
+#[cfg(feature = "trace")]
+use serde_json::json;
+use std::net::SocketAddr;
+use std::time::Instant;
 
 impl Connection {
     /// Whether the §6.7 limit applies: a server that has not yet seen a DATA
@@ -317,13 +326,9 @@ impl Connection {
     /// INITIAL, §6.2), an ACCEPT, or DATA.
     #[cfg_attr(not(feature = "trace"), allow(unused_variables))]
     pub(super) fn write_close(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
-        if !self.close_send_pending {
-            return false;
-        }
-        let Some(close) = self.close.as_ref() else {
+        let Some(close) = self.closer.take_due() else {
             return false;
         };
-        self.close_send_pending = false;
         let ty = self.packet_type();
         let pn = self.next_pn;
         self.begin_packet(ty, pn, out);
