@@ -18,11 +18,13 @@
 //! (RTT, controller, pacer), `migration` (path validation), `mtu` and
 //! `black_hole` (datagram size), `streams`, `send_stream` and
 //! `recv_stream` (messages into bytes and back), `datagrams`, `closing`
-//! (the CLOSE owed), `secure` (version 3's handshake and keys), [`stats`].
+//! (the CLOSE owed), `keys` (packet keys and their ratchet), `secure`
+//! (version 3's handshake), [`stats`].
 //! `transmit`, `receive`, `stream_frames`, `stream_api` and `observe` hold
-//! the `Connection` methods that tie the parts together, and each names
-//! what it uses. RTT estimation and congestion control are `crate::rtt`
-//! and [`crate::congestion`].
+//! the `Connection` methods that tie the parts together; the files of
+//! `recovery`, `timers`, `migration` and `secure` end with such methods
+//! too. Every file names what it uses. RTT estimation and congestion
+//! control are `crate::rtt` and [`crate::congestion`].
 
 /// Compiles its statements only with the `trace` feature: without it, no
 /// trace code or JSON is built (docs/trace.md).
@@ -39,6 +41,7 @@ mod ack;
 mod black_hole;
 mod closing;
 mod datagrams;
+mod keys;
 mod migration;
 mod mtu;
 mod observe;
@@ -61,10 +64,10 @@ mod transmit;
 
 use crate::config::Config;
 use crate::error::{ConnectionError, TransportCode, VarInt};
-use crate::psk::{PacketKey, Psk};
 use crate::wire::frame;
 use crate::wire::{CloseKind, ConnectionId, Frame, HandshakeParams, PacketType};
 use ack::AckTracker;
+use keys::Keys;
 use path::Path;
 pub use recv_stream::Received;
 use recv_stream::StreamError;
@@ -194,20 +197,6 @@ pub const PN_WINDOW: u64 = 1 << 24;
 /// (§4.2).
 pub const FIRST_PN_RANGE: u64 = 1 << 48;
 
-/// The packet keys of one connection: from a pre-shared key (§3.7) or
-/// from version 3's handshake (§16.5).
-#[derive(Debug)]
-struct Keys {
-    /// The pre-shared key a client derives the server's key from, once it
-    /// learns the server's CID; `None` for version 3's fixed keys.
-    psk: Option<Psk>,
-    /// Key for the packets we send.
-    seal: PacketKey,
-    /// Key for the peer's packets, and the server CID it was derived for: a
-    /// client learns that CID from the ACCEPT it is about to open.
-    open: Option<(ConnectionId, PacketKey)>,
-}
-
 /// Where a packet's frames are, once its protection is checked.
 enum Body {
     /// In the payload as received.
@@ -287,8 +276,6 @@ pub struct Connection {
     keys: Option<Keys>,
     /// Version 3's Noise handshake (§16).
     handshake: secure::Handshake,
-    /// Version 3's key ratchet, once the handshake gave keys (§16.6).
-    ratchet: Option<Box<secure::Ratchet>>,
     /// Version 3: the peer's static key (a client's: the key it expects).
     peer_key: Option<crate::noise::PublicKey>,
     /// Server, version 3: the first INITIAL's Noise payload (the client's
@@ -332,11 +319,7 @@ impl Connection {
             .psk
             .as_ref()
             .filter(|_| config.version != crate::wire::VERSION_3)
-            .map(|psk| Keys {
-                seal: psk.client_key(local_cid),
-                open: None,
-                psk: Some(psk.clone()),
-            });
+            .map(|psk| Keys::client_psk(psk, local_cid));
         let mut c = Self::new(
             now,
             Side::Client,
@@ -364,11 +347,10 @@ impl Connection {
         address: Address,
         (remote, path_secret): (SocketAddr, [u8; 32]),
     ) -> Self {
-        let keys = config.psk.as_ref().map(|psk| Keys {
-            seal: psk.server_key(client_cid, local_cid),
-            open: Some((local_cid, psk.client_key(client_cid))),
-            psk: Some(psk.clone()),
-        });
+        let keys = config
+            .psk
+            .as_ref()
+            .map(|psk| Keys::server_psk(psk, client_cid, local_cid));
         Self::new(
             now,
             Side::Server,
@@ -430,7 +412,6 @@ impl Connection {
             first_pn,
             keys,
             handshake: secure::Handshake::default(),
-            ratchet: None,
             peer_key: None,
             initial_plain: None,
             retry_token: None,

@@ -108,16 +108,7 @@ impl Connection {
     /// The key that opens this packet of the peer's.
     pub(super) fn open_key(&mut self, header: &Header) -> Option<&PacketKey> {
         let (side, local, remote) = (self.side, self.local_cid, self.remote_cid);
-        let keys = self.keys.as_mut()?;
-        if let (Side::Client, Some(psk)) = (side, &keys.psk) {
-            // The server's key is bound to its CID: the source CID of an
-            // ACCEPT (zero in stateless replies), then the one we learned.
-            let server_cid = header.scid.unwrap_or(remote);
-            if keys.open.as_ref().is_none_or(|(c, _)| *c != server_cid) {
-                keys.open = Some((server_cid, psk.server_key(local, server_cid)));
-            }
-        }
-        keys.open.as_ref().map(|(_, k)| k)
+        self.keys.as_mut()?.open_key(side, local, remote, header)
     }
 
     /// A RETRY answering our INITIAL (§6.8): the server wants its token back

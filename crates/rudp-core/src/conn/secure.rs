@@ -13,12 +13,12 @@
 //! - Both: from then on every packet is sealed as in §3.7, with the
 //!   handshake's two transport keys.
 
-use super::{Address, Body, Connection, Keys, Side, State};
+use super::keys::{Keys, OtherKey};
+use super::{Address, Body, Connection, Side, State};
 use crate::cipher::PacketCipher;
 use crate::config::Config;
 use crate::error::{ConnectionError, TransportCode};
 use crate::noise::{HandshakeInputs, Initiator, Keypair, PublicKey, Responder, TransportKeys};
-use crate::psk::PacketKey;
 use crate::wire::{frame, CloseKind, ConnectionId, Frame, Header, PacketType, Protection};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,47 +43,11 @@ pub(super) enum Handshake {
     Answered { frame: Vec<u8> },
 }
 
-/// Version 3's key ratchet (§16.6): the packet cipher the handshake
-/// chose, the raw bytes of this side's sending key and of the peer's
-/// current one, from which each next key follows by Noise's REKEY, and the
-/// peer's previous key for packets that were on their way when it moved on.
-pub(super) struct Ratchet {
-    cipher: PacketCipher,
-    send: [u8; 32],
-    /// When our sending key was last moved on, and the first packet number
-    /// sealed with it: it moves on again only once the peer acknowledged
-    /// one of those, so the peer is never two keys behind.
-    send_since: Instant,
-    send_first_pn: u64,
-    open: [u8; 32],
-    /// The peer's previous key, and until when late packets may use it.
-    previous: Option<(PacketKey, Instant)>,
-}
-
-impl std::fmt::Debug for Ratchet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Ratchet(..)") // Never print key material.
-    }
-}
-
 /// The Noise message `m` as a NOISE frame.
 fn noise_frame(m: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(m.len() + 4);
     Frame::Noise(m).encode(&mut out);
     out
-}
-
-/// Keys a side seals and opens with, from a handshake's split (§16.5).
-fn keys_for(side: Side, local_cid: ConnectionId, cipher: PacketCipher, k: &TransportKeys) -> Keys {
-    let (seal, open) = match side {
-        Side::Client => (k.client_to_server, k.server_to_client),
-        Side::Server => (k.server_to_client, k.client_to_server),
-    };
-    Keys {
-        psk: None,
-        seal: PacketKey::from_raw(cipher, seal),
-        open: Some((local_cid, PacketKey::from_raw(cipher, open))),
-    }
 }
 
 /// The client's reading of the server's CIPHERS (§16.5): exactly one
@@ -281,45 +245,31 @@ impl Connection {
             };
             log.log(client_cid, cipher, keys);
         }
-        self.keys = Some(keys_for(self.side, self.local_cid, cipher, keys));
-        let (send, open) = match self.side {
-            Side::Client => (keys.client_to_server, keys.server_to_client),
-            Side::Server => (keys.server_to_client, keys.client_to_server),
-        };
-        self.ratchet = Some(Box::new(Ratchet {
+        self.keys = Some(Keys::from_handshake(
+            now,
+            self.side,
+            self.local_cid,
             cipher,
-            send,
-            send_since: now,
-            send_first_pn: self.next_pn,
-            open,
-            previous: None,
-        }));
+            keys,
+            self.next_pn,
+        ));
     }
 
-    /// §16.6: moves our sending key on once it has been in use for
-    /// `rekey_after`, the handshake is confirmed, and the peer acknowledged
-    /// a packet sealed with it. Packet numbers go on rising across keys,
-    /// so no (key, nonce) pair repeats, whatever is retransmitted.
+    /// §16.6: moves our sending key on once the handshake is confirmed
+    /// and the key is due ([`Keys::rekey_if_due`]).
     pub(super) fn maybe_rekey(&mut self, now: Instant) {
-        let acked = self.recovery.largest_acked;
-        let (Some(r), Some(keys)) = (self.ratchet.as_mut(), self.keys.as_mut()) else {
+        let (acked, next_pn) = (self.recovery.largest_acked, self.next_pn);
+        let Some(keys) = self.keys.as_mut().filter(|_| self.confirmed) else {
             return;
         };
-        let due = now.saturating_duration_since(r.send_since) >= self.config.rekey_after;
-        if !self.confirmed || !due || acked.is_none_or(|a| a < r.send_first_pn) {
-            return;
+        if keys.rekey_if_due(now, self.config.rekey_after, acked, next_pn) {
+            self.stats.sent.rekeys += 1;
         }
-        r.send = crate::noise::rekey(r.cipher, &r.send);
-        r.send_since = now;
-        r.send_first_pn = self.next_pn;
-        keys.seal = PacketKey::from_raw(r.cipher, r.send);
-        self.stats.sent.rekeys += 1;
     }
 
     /// §16.6: a DATA packet that the peer's current key does not open may
-    /// be sealed with its next key (it moved on) or its previous one (the
-    /// packet was on its way when it did). Only a packet that opens moves
-    /// our view on, so a forgery changes nothing.
+    /// be sealed with its next key or its previous one, which stays usable
+    /// for three probe timeouts after the peer moved on.
     fn open_with_other_keys(
         &mut self,
         now: Instant,
@@ -327,27 +277,18 @@ impl Connection {
         payload: &[u8],
         plain: &mut Vec<u8>,
     ) -> bool {
-        let pto = self.pto();
-        let (Some(r), Some(keys)) = (self.ratchet.as_mut(), self.keys.as_mut()) else {
+        let previous_for = self.pto() * 3;
+        let Some(keys) = self.keys.as_mut() else {
             return false;
         };
-        if let Some((previous, until)) = &r.previous {
-            if now < *until && previous.open_packet(header, payload, plain).is_ok() {
-                return true;
+        match keys.open_with_other_keys(now, previous_for, header, payload, plain) {
+            Some(OtherKey::Next) => {
+                self.stats.received.rekeys += 1;
+                true
             }
+            Some(OtherKey::Previous) => true,
+            None => false,
         }
-        let next_raw = crate::noise::rekey(r.cipher, &r.open);
-        let next = PacketKey::from_raw(r.cipher, next_raw);
-        if next.open_packet(header, payload, plain).is_err() {
-            return false;
-        }
-        if let Some((cid, current)) = keys.open.take() {
-            r.previous = Some((current, now + pto * 3));
-            keys.open = Some((cid, next));
-        }
-        r.open = next_raw;
-        self.stats.received.rekeys += 1;
-        true
     }
 
     /// The NOISE frame that starts an INITIAL or ACCEPT of ours, if any.
@@ -460,7 +401,7 @@ impl Connection {
     /// The packet cipher of a version-3 connection once its keys are made
     /// (§16.5); `None` before, and in versions 1 and 2.
     pub fn packet_cipher(&self) -> Option<PacketCipher> {
-        self.ratchet.as_ref().map(|r| r.cipher)
+        self.keys.as_ref().and_then(Keys::cipher)
     }
 
     /// The peer's static public key, once the version-3 handshake has

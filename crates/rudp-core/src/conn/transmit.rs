@@ -74,7 +74,7 @@ impl Connection {
     pub(super) fn finish_packet(&self, ty: PacketType, pn: u64, out: &mut Vec<u8>) {
         if let Some(keys) = &self.keys {
             let clear = ty.header_len() + self.clear_prefix(ty).map_or(0, <[u8]>::len);
-            keys.seal.seal(pn, clear, out);
+            keys.seal(pn, clear, out);
         }
         if self.header(ty, pn).has_checksum() {
             append_checksum(out);
