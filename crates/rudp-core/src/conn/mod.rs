@@ -41,6 +41,7 @@ mod ack;
 mod black_hole;
 mod closing;
 mod datagrams;
+mod envelope;
 mod keys;
 mod migration;
 mod mtu;
@@ -506,34 +507,6 @@ impl Connection {
         s
     }
 
-    /// The server answered our INITIAL with a version negotiation packet that
-    /// excludes our version (§3.5): the client falls back to version 1 if
-    /// the server speaks it and we offered 2; otherwise the connection
-    /// cannot be made.
-    pub fn on_version_negotiation(&mut self, theirs: Vec<u8>) {
-        if self.side == Side::Client && self.state == State::Handshake {
-            if self.version == crate::wire::VERSION_2 && theirs.contains(&crate::wire::VERSION_1) {
-                self.version = crate::wire::VERSION_1;
-                self.handshake_pending = true;
-                self.stats.streams.version_fallbacks += 1;
-                // §3.5: the version-2 INITIALs in flight were answered, not
-                // lost: they leave flight without counting as losses or as
-                // congestion, and what they carried goes again in version 1.
-                for (_, answered) in self.recovery.sent.take_range(0..self.next_pn) {
-                    self.requeue(&answered.frames);
-                }
-                return;
-            }
-            self.finish(Err(ConnectionError::VersionMismatch {
-                ours: self.version,
-                theirs,
-            }));
-            self.state = State::Closed;
-            let at = self.created;
-            self.trace_state(at);
-        }
-    }
-
     /// When the peer's last packet that passed every check (checksum,
     /// authentication, packet number) arrived; `None` before the first.
     /// What tells a peer that answers from one that is gone, for a caller
@@ -681,6 +654,37 @@ impl Connection {
         let until = now + self.pto() * 3;
         self.set_state(now, State::Closing { until });
         self.finish(outcome);
+    }
+
+    // ----- What both sides agreed, read by every part ------------------
+
+    /// The probe timeout without backoff (§9.3): the RTT's PTO base, plus
+    /// the peer's ACK delay once the handshake is confirmed.
+    pub(super) fn pto(&self) -> Duration {
+        // The peer delays ACKs only once the handshake is confirmed (§9.3).
+        let ack_delay = match self.peer {
+            Some(p) if self.confirmed => Duration::from_micros(p.max_ack_delay_micros),
+            _ => Duration::ZERO,
+        };
+        self.path.rtt.pto_base() + ack_delay
+    }
+
+    /// Our HANDSHAKE parameters (§5.4): what INITIAL and ACCEPT announce,
+    /// and version 3's Noise payload carries (§16.2).
+    pub(super) fn local_params(&self) -> HandshakeParams {
+        HandshakeParams {
+            max_ack_delay_micros: self.config.max_ack_delay.as_micros() as u64,
+            idle_timeout_millis: self.config.idle_timeout.as_millis() as u64,
+            initial_max_data: self.streams.first().recv.max_data(),
+            max_message_size: self.config.max_message_size as u64,
+            max_datagram_size: self.config.max_datagram_size as u64,
+        }
+    }
+
+    /// The idle timeout, never shorter than three probe timeouts (§9.5), so
+    /// that a slow path is not mistaken for a dead one.
+    pub(super) fn effective_idle_timeout(&self) -> Duration {
+        self.timers.idle_timeout.max(self.pto() * 3)
     }
 }
 

@@ -6,7 +6,6 @@ use super::{
     initial_frames_allowed, secure, Body, Connection, Event, Side, State, StreamId, PN_WINDOW,
 };
 use crate::error::{ConnectionError, TransportCode, VarInt};
-use crate::psk::PacketKey;
 use crate::wire::{
     frame, CloseKind, Frame, HandshakeParams, Header, PacketType, Protection, CHECKSUM_LEN,
 };
@@ -103,12 +102,6 @@ impl Connection {
                 refusal.then_some(Body::Clear)
             }
         }
-    }
-
-    /// The key that opens this packet of the peer's.
-    pub(super) fn open_key(&mut self, header: &Header) -> Option<&PacketKey> {
-        let (side, local, remote) = (self.side, self.local_cid, self.remote_cid);
-        self.keys.as_mut()?.open_key(side, local, remote, header)
     }
 
     /// A RETRY answering our INITIAL (§6.8): the server wants its token back
@@ -479,30 +472,31 @@ impl Connection {
         Ok(())
     }
 
-    /// §9.7: once the peer's parameters are known, and on a new path,
-    /// search up to what both sides accept.
-    pub(super) fn start_mtu_search(&mut self) {
-        if let Some(peer) = self.peer {
-            let peers = peer
-                .max_datagram_size
-                .min(crate::config::MAX_DATAGRAM_SIZE as u64) as usize;
-            self.path.mtu.start(self.config.max_datagram_size, peers);
+    /// The server answered our INITIAL with a version negotiation packet that
+    /// excludes our version (§3.5): the client falls back to version 1 if
+    /// the server speaks it and we offered 2; otherwise the connection
+    /// cannot be made.
+    pub fn on_version_negotiation(&mut self, theirs: Vec<u8>) {
+        if self.side == Side::Client && self.state == State::Handshake {
+            if self.version == crate::wire::VERSION_2 && theirs.contains(&crate::wire::VERSION_1) {
+                self.version = crate::wire::VERSION_1;
+                self.handshake_pending = true;
+                self.stats.streams.version_fallbacks += 1;
+                // §3.5: the version-2 INITIALs in flight were answered, not
+                // lost: they leave flight without counting as losses or as
+                // congestion, and what they carried goes again in version 1.
+                for (_, answered) in self.recovery.sent.take_range(0..self.next_pn) {
+                    self.requeue(&answered.frames);
+                }
+                return;
+            }
+            self.finish(Err(ConnectionError::VersionMismatch {
+                ours: self.version,
+                theirs,
+            }));
+            self.state = State::Closed;
+            let at = self.created;
+            self.trace_state(at);
         }
-    }
-
-    pub(super) fn local_params(&self) -> HandshakeParams {
-        HandshakeParams {
-            max_ack_delay_micros: self.config.max_ack_delay.as_micros() as u64,
-            idle_timeout_millis: self.config.idle_timeout.as_millis() as u64,
-            initial_max_data: self.streams.first().recv.max_data(),
-            max_message_size: self.config.max_message_size as u64,
-            max_datagram_size: self.config.max_datagram_size as u64,
-        }
-    }
-
-    /// The idle timeout, never shorter than three probe timeouts (§9.5), so
-    /// that a slow path is not mistaken for a dead one.
-    pub(super) fn effective_idle_timeout(&self) -> Duration {
-        self.timers.idle_timeout.max(self.pto() * 3)
     }
 }

@@ -1,6 +1,7 @@
 //! Loss recovery (PROTOCOL.md §9, RFC 9002): what an ACK acknowledges,
 //! RTT samples, spurious-loss detection and the thresholds it widens, loss
-//! detection, and requeueing what lost packets carried.
+//! detection, the loss timer, requeueing what lost packets carried, and
+//! what a change of datagram size (§9.7) does to the controller.
 
 use super::mtu::SizeChange;
 use super::sent::{SentFrames, SentPacket, SentPackets};
@@ -286,6 +287,56 @@ impl Connection {
         self.requeue_streams(frames);
         if frames.handshake && !self.confirmed {
             self.handshake_pending = true;
+        }
+    }
+
+    /// RFC 9002 §6.2.1 SetLossDetectionTimer ([`Recovery::arm_timer`]).
+    pub(super) fn set_loss_timer(&mut self) {
+        let (pto, idle) = (self.pto(), self.effective_idle_timeout());
+        self.recovery.arm_timer(pto, idle);
+    }
+
+    /// RFC 9002 §6.2.1 OnLossDetectionTimeout.
+    pub(super) fn on_loss_timer(&mut self, now: Instant) {
+        #[cfg(any(feature = "log", feature = "trace"))]
+        let (timer, pto_count) = (
+            if self.recovery.loss.time.is_some() {
+                "time_threshold"
+            } else {
+                "pto"
+            },
+            self.recovery.pto_count,
+        );
+        debug_log!(cid = %self.local_cid, timer, pto_count, "loss timer fired");
+        traced! {
+            self.trace(
+                now,
+                "recovery:loss_timer_expired",
+                || json!({ "timer_type": timer, "pto_count": pto_count }),
+            );
+        }
+        if self.recovery.loss.time.is_some() {
+            self.detect_lost(now);
+        } else {
+            // Probe timeout: resend the oldest unacknowledged content in up to
+            // two new packets, outside the congestion window (§9.3).
+            self.stats.sent.probe_timeouts += 1;
+            let oldest = self.recovery.on_probe_timeout();
+            if let Some(frames) = oldest {
+                self.requeue(&frames);
+            }
+        }
+        self.set_loss_timer();
+    }
+
+    /// §9.7: once the peer's parameters are known, and on a new path,
+    /// search up to what both sides accept.
+    pub(super) fn start_mtu_search(&mut self) {
+        if let Some(peer) = self.peer {
+            let peers = peer
+                .max_datagram_size
+                .min(crate::config::MAX_DATAGRAM_SIZE as u64) as usize;
+            self.path.mtu.start(self.config.max_datagram_size, peers);
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::cipher::PacketCipher;
 use crate::config::Config;
 use crate::error::{ConnectionError, TransportCode};
 use crate::noise::{HandshakeInputs, Initiator, Keypair, PublicKey, Responder, TransportKeys};
+use crate::psk::PacketKey;
 use crate::wire::{frame, CloseKind, ConnectionId, Frame, Header, PacketType, Protection};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -413,6 +414,12 @@ impl Connection {
         } else {
             None
         }
+    }
+
+    /// The key that opens this packet of the peer's.
+    pub(super) fn open_key(&mut self, header: &Header) -> Option<&PacketKey> {
+        let (side, local, remote) = (self.side, self.local_cid, self.remote_cid);
+        self.keys.as_mut()?.open_key(side, local, remote, header)
     }
 }
 
