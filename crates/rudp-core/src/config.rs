@@ -46,7 +46,8 @@ pub struct Config {
     pub(crate) idle_timeout: Duration,
     /// Send a PING after this long without sending anything ack-eliciting, so
     /// that a quiet but live connection does not hit the idle timeout
-    /// (default: a third of the idle timeout). `None` disables it.
+    /// (default 10 s; at most half the idle timeout is used, PROTOCOL.md
+    /// §9.5). `None` disables it.
     pub(crate) keep_alive: Option<Duration>,
     /// RTT assumed before the first sample (default 100 ms; RFC 9002 uses
     /// 333 ms, which makes handshake loss needlessly slow to repair).
@@ -161,7 +162,7 @@ settings!(Config, ConfigBuilder, {
     max_ack_delay: Duration,
     /// Silence after which the connection is declared dead (default 30 s), §9.5.
     idle_timeout: Duration,
-    /// PING after this long without sending (default 10 s); `None` never.
+    /// PING after this long without sending (default 10 s, at most half the idle timeout), §9.5; `None` never.
     keep_alive: Option<Duration>,
     /// RTT assumed before the first sample (default 100 ms), §9.1.
     initial_rtt: Duration,
