@@ -63,7 +63,9 @@ pub struct Config {
     pub(crate) psk: Option<crate::psk::Psk>,
     /// The newest protocol version offered (a client) or accepted (a
     /// server): 2 (default), which adds streams, per-message reliability
-    /// and datagrams (PROTOCOL.md §15), or 1, the first edition. A client
+    /// and datagrams (PROTOCOL.md §15); 3, version 2 authenticated and
+    /// encrypted by a Noise handshake (§16), which reads the `security`
+    /// settings (the `rudp` tools' default); or 1, the first edition. A client
     /// offering 2 to a server that speaks only 1 falls back to 1 on its
     /// version negotiation packet (§3.5), one round trip later.
     pub(crate) version: u8,
