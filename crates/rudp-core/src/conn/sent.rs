@@ -1,6 +1,7 @@
 //! Packets sent and not yet acknowledged or lost, and loss detection over
 //! them (PROTOCOL.md §9.2; RFC 9002 §6.1).
 
+use super::stream_frames::DataFrame;
 use smallvec::SmallVec;
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
@@ -49,17 +50,18 @@ impl SentFrames {
         self.v2.get_or_insert_with(Box::default)
     }
 
-    /// Records that stream `id`'s bytes `range` (and its FIN) went out:
-    /// stream 0's in the compact record every version-1 packet keeps,
-    /// other streams' in the version-2 one.
-    pub(super) fn push_stream(&mut self, id: u64, range: Range<u64>, fin: bool) {
-        if id == super::StreamId::FIRST.0 {
-            if !range.is_empty() {
-                self.stream.push(range);
+    /// Records that a stream's bytes `range` (and its FIN) went out in
+    /// `frame`: version 1's STREAM in the compact record every version-1
+    /// packet keeps, STREAM_N in the version-2 one.
+    pub(super) fn push_stream(&mut self, frame: DataFrame, range: Range<u64>, fin: bool) {
+        match frame {
+            DataFrame::Stream => {
+                if !range.is_empty() {
+                    self.stream.push(range);
+                }
+                self.fin |= fin;
             }
-            self.fin |= fin;
-        } else {
-            self.v2().streams.push(StreamSent { id, range, fin });
+            DataFrame::StreamN(id) => self.v2().streams.push(StreamSent { id, range, fin }),
         }
     }
 

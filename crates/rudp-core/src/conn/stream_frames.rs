@@ -20,14 +20,18 @@ const MAX_CONTROL_LEN: usize = 1 + 4 * 8;
 
 /// The frame that carries a stream's data (§15.2): version 1's STREAM for
 /// stream 0 (§5.5), STREAM_N with the stream's id for every other
-/// (§15.8.2).
-#[derive(Clone, Copy)]
-enum DataFrame {
+/// (§15.8.2). Decided once per stream written into a packet; the header
+/// and the packet's record (`SentFrames::push_stream`) follow from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum DataFrame {
+    /// Version 1's STREAM: stream 0, without an id.
     Stream,
+    /// STREAM_N, naming its stream.
     StreamN(u64),
 }
 
 impl DataFrame {
+    /// The frame for stream `id`'s data.
     fn of(id: u64) -> Self {
         if id == StreamId::FIRST.0 {
             Self::Stream
@@ -245,7 +249,7 @@ impl Connection {
                 resent = true;
                 self.stats.sent.stream_bytes_retransmitted += frontier.min(end) - chunk.offset;
             }
-            frames.push_stream(id, chunk.offset..end, chunk.fin);
+            frames.push_stream(frame, chunk.offset..end, chunk.fin);
             used = used.max(end);
             wrote = true;
             if chunk.len == 0 {
@@ -266,7 +270,7 @@ impl Connection {
                     frame.encode_header(r.start, None, len, false, out);
                     s.send.copy_range(r.clone(), out);
                     self.stats.sent.stream_bytes_bundled += len as u64;
-                    frames.push_stream(id, r, false);
+                    frames.push_stream(frame, r, false);
                 }
             }
         }
