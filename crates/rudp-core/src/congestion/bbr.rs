@@ -306,14 +306,17 @@ impl Controller for Bbr {
                 self.full_bw_rounds = 0;
             }
         }
-        let latest = rtt.latest();
-        if self.mode == Mode::Startup && self.queue_is_building(latest) {
-            self.full_bw_rounds = 3;
-        }
-        if self.min_rtt.is_none_or(|(r, at)| {
-            latest <= r || now.saturating_duration_since(at) > MIN_RTT_LIFETIME
-        }) {
-            self.min_rtt = Some((latest, now));
+        // Only an ACK that took an RTT sample counts in the delay test and
+        // the minimum: another would repeat the previous sample.
+        if let Some(latest) = s.rtt_sample {
+            if self.mode == Mode::Startup && self.queue_is_building(latest) {
+                self.full_bw_rounds = 3;
+            }
+            if self.min_rtt.is_none_or(|(r, at)| {
+                latest <= r || now.saturating_duration_since(at) > MIN_RTT_LIFETIME
+            }) {
+                self.min_rtt = Some((latest, now));
+            }
         }
         self.update_ack_aggregation(now, s.newly_acked);
         self.inflight
@@ -427,6 +430,7 @@ mod tests {
                 bytes_per_sec: bw,
                 app_limited: false,
             }),
+            rtt_sample: Some(Duration::from_millis(10)),
         }
     }
 
@@ -492,12 +496,26 @@ mod tests {
         acks: u64,
         rtt_of: impl Fn(u64) -> Duration,
     ) -> Mode {
+        startup_round_sampled(cc, t, delivered, acks, |i| Some(rtt_of(i)))
+    }
+
+    /// As [`startup_round`], where ACK `i` takes the RTT sample
+    /// `rtt_of(i)`, or none.
+    fn startup_round_sampled(
+        cc: &mut Bbr,
+        t: &mut Instant,
+        delivered: &mut u64,
+        acks: u64,
+        rtt_of: impl Fn(u64) -> Option<Duration>,
+    ) -> Mode {
         let mut rtt = RttEstimator::new(Duration::from_millis(20));
         let round_start = *delivered;
         let bw = 1_000_000 * (1 << cc.round.min(20));
         for i in 0..acks {
             *t += Duration::from_millis(1);
-            rtt.update(rtt_of(i), Duration::ZERO);
+            if let Some(sample) = rtt_of(i) {
+                rtt.update(sample, Duration::ZERO);
+            }
             // Every ACK of the round acknowledges packets sent before the
             // round began, except the first, which ends the last round.
             let prior = if i == 0 {
@@ -506,9 +524,24 @@ mod tests {
                 round_start.saturating_sub(1)
             };
             *delivered += 1200;
-            cc.on_ack_event(*t, &sample(*delivered, prior, 1200, bw), &rtt);
+            let mut s = sample(*delivered, prior, 1200, bw);
+            s.rtt_sample = rtt_of(i);
+            cc.on_ack_event(*t, &s, &rtt);
         }
         cc.mode
+    }
+
+    /// A controller after six rounds of STARTUP of 12 ACKs each, ACK `i`
+    /// of a round sampling `rtt_of(i)`: the minimum RTT is known, and the
+    /// bandwidth doubles each round, so only the delay test can end it.
+    fn six_startup_rounds(rtt_of: impl Fn(u64) -> Duration + Copy) -> (Bbr, Instant, u64) {
+        let (mut t, mut delivered) = (Instant::now(), 0);
+        let mut cc = Bbr::new(1200);
+        for _ in 0..6 {
+            let mode = startup_round(&mut cc, &mut t, &mut delivered, 12, rtt_of);
+            assert_eq!(mode, Mode::Startup);
+        }
+        (cc, t, delivered)
     }
 
     /// §9.4.3: STARTUP ends at the first round whose RTT samples (8 or
@@ -518,13 +551,8 @@ mod tests {
     #[test]
     fn startup_ends_when_every_rtt_sample_of_a_round_shows_a_queue() {
         let ms = Duration::from_millis;
-        let (mut t, mut delivered) = (Instant::now(), 0);
-        let mut cc = Bbr::new(1200);
-        for _ in 0..6 {
-            let jitter = |i: u64| if i % 4 == 0 { ms(20) } else { ms(20 + i % 7) };
-            let mode = startup_round(&mut cc, &mut t, &mut delivered, 12, jitter);
-            assert_eq!(mode, Mode::Startup);
-        }
+        let jitter = |i: u64| if i % 4 == 0 { ms(20) } else { ms(20 + i % 7) };
+        let (mut cc, mut t, mut delivered) = six_startup_rounds(jitter);
         // A round of only 7 late samples is too few to judge.
         let mode = startup_round(&mut cc, &mut t, &mut delivered, 7, |_| ms(30));
         assert_eq!(mode, Mode::Startup);
@@ -535,6 +563,21 @@ mod tests {
         assert_eq!(mode, Mode::Startup);
         // Nothing is in flight in these samples, so DRAIN is over at once.
         let mode = startup_round(&mut cc, &mut t, &mut delivered, 12, |i| ms(25 + i));
+        assert!(matches!(mode, Mode::ProbeBw { .. }), "{mode:?}");
+    }
+
+    #[test]
+    fn acks_without_an_rtt_sample_do_not_count_in_the_delay_test() {
+        let ms = Duration::from_millis;
+        let (mut cc, mut t, mut delivered) = six_startup_rounds(|_| ms(20));
+        // Twelve ACKs, each late sample followed by ACKs that took none
+        // (their largest packet was acknowledged before): 4 samples are
+        // too few to judge, however many ACKs repeat them.
+        let mode = startup_round_sampled(&mut cc, &mut t, &mut delivered, 12, |i| {
+            (i % 3 == 0).then_some(ms(30))
+        });
+        assert_eq!(mode, Mode::Startup);
+        let mode = startup_round_sampled(&mut cc, &mut t, &mut delivered, 12, |_| Some(ms(30)));
         assert!(matches!(mode, Mode::ProbeBw { .. }), "{mode:?}");
     }
 

@@ -47,6 +47,10 @@ pub struct AckSample {
     pub bytes_in_flight: u64,
     /// The rate sample this ACK gave, if any (§9.4.3).
     pub rate: Option<RateSample>,
+    /// The RTT sample this ACK gave, if any: only an ACK that newly
+    /// acknowledges its largest packet, an ack-eliciting one, gives one
+    /// (§9.1, RFC 9002 §5.1).
+    pub rtt_sample: Option<Duration>,
 }
 
 /// The connection's delivery counters.
@@ -136,12 +140,14 @@ impl DeliveryRate {
         }
     }
 
-    /// Ends the ACK frame: the sample it gave. Intervals shorter than
-    /// `min_rtt` are discarded, as they measure bursts, not the path.
+    /// Ends the ACK frame: the sample it gave, with its RTT sample if it
+    /// took one. Intervals shorter than `min_rtt` are discarded, as they
+    /// measure bursts, not the path.
     pub(crate) fn finish_ack(
         &mut self,
         min_rtt: Duration,
         bytes_in_flight: u64,
+        rtt_sample: Option<Duration>,
     ) -> Option<AckSample> {
         let b = self.current.take()?;
         let interval = b.send_elapsed.max(b.ack_elapsed);
@@ -156,6 +162,7 @@ impl DeliveryRate {
             newly_acked: b.newly_acked,
             bytes_in_flight,
             rate,
+            rtt_sample,
         })
     }
 }
@@ -178,7 +185,7 @@ mod tests {
             if i >= 10 {
                 let (t, p) = sent[(i - 10) as usize];
                 d.on_packet_acked(ms(i), t, 1000, &p);
-                last = d.finish_ack(Duration::from_millis(10), 10_000);
+                last = d.finish_ack(Duration::from_millis(10), 10_000, None);
             }
             let in_flight = 1000 * (i.min(10));
             sent.push((ms(i), d.on_sent(ms(i), in_flight)));
@@ -199,13 +206,13 @@ mod tests {
         let p = d.on_sent(t0, 0);
         let t1 = t0 + Duration::from_millis(10);
         d.on_packet_acked(t1, t0, 1000, &p);
-        let s = d.finish_ack(Duration::from_millis(1), 0).unwrap();
+        let s = d.finish_ack(Duration::from_millis(1), 0, None).unwrap();
         assert!(s.rate.unwrap().app_limited);
         assert_eq!(s.newly_acked, 1000);
         // Once that packet is delivered the app-limited stretch is over.
         let p = d.on_sent(t1, 0);
         d.on_packet_acked(t1 + Duration::from_millis(10), t1, 1000, &p);
-        let s = d.finish_ack(Duration::from_millis(1), 0).unwrap();
+        let s = d.finish_ack(Duration::from_millis(1), 0, None).unwrap();
         assert!(!s.rate.unwrap().app_limited);
     }
 }

@@ -105,6 +105,7 @@ impl Connection {
         }
         // RTT sample: only from the largest acknowledged, if it is newly
         // acknowledged and ack-eliciting (RFC 9002 §5.1).
+        let mut rtt_sample = None;
         if let Some((_, p)) = newly.iter().find(|(pn, _)| *pn == largest) {
             if p.ack_eliciting {
                 let peer_max =
@@ -113,6 +114,7 @@ impl Connection {
                 self.path
                     .rtt
                     .update(now.saturating_duration_since(p.time_sent), delay);
+                rtt_sample = Some(self.path.rtt.latest());
             }
         }
         // §8.3: the send buffer holds at least two congestion windows, so a
@@ -144,11 +146,11 @@ impl Connection {
             self.on_streams_acked(&p.frames);
         }
         self.streams.collect();
-        if let Some(sample) = self
-            .path
-            .delivery
-            .finish_ack(self.path.rtt.min(), self.recovery.sent.bytes_in_flight())
-        {
+        if let Some(sample) = self.path.delivery.finish_ack(
+            self.path.rtt.min(),
+            self.recovery.sent.bytes_in_flight(),
+            rtt_sample,
+        ) {
             self.path.cc.on_ack_event(now, &sample, &self.path.rtt);
         }
         // Writers wait for room; `is_stream_delivered` waiters also for a
