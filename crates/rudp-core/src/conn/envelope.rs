@@ -30,6 +30,9 @@ impl Connection {
         self.path.amplification.budget()
     }
 
+    /// The type of the next packet (§3.3, §6.2): INITIAL until a client
+    /// has the server's ACCEPT, ACCEPT until a server has the client's
+    /// first DATA packet, DATA after.
     pub(super) fn packet_type(&self) -> PacketType {
         match self.side {
             Side::Client if self.state == State::Handshake => PacketType::Initial,
@@ -38,6 +41,8 @@ impl Connection {
         }
     }
 
+    /// The header of our packet `pn` of type `ty` (§3.1): sealed once we
+    /// have keys, to the peer's CID, with ours where the type carries it.
     pub(super) fn header(&self, ty: PacketType, pn: u64) -> Header {
         Header {
             version: self.version,
