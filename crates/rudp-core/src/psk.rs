@@ -206,13 +206,15 @@ fn keep_copy_unaliased(plain: &mut Vec<u8>, sealed: &[u8]) {
         let d = (p.as_ptr() as usize).wrapping_sub(sealed.as_ptr() as usize) % 4096;
         d > 0 && d < ALIASING_DISTANCE
     };
-    if !stalls(plain) {
+    // A buffer too small is reallocated by the copy anyway (an empty one
+    // has no address at all): it is looked at from the next packet on.
+    if plain.capacity() < sealed.len() || !stalls(plain) {
         return;
     }
     // Each try is kept until the end, so the next lands elsewhere.
     let mut tries = Vec::new();
     for _ in 0..8 {
-        let candidate = Vec::with_capacity(plain.capacity().max(sealed.len()) + 64);
+        let candidate = Vec::with_capacity(plain.capacity() + 64);
         if !stalls(&candidate) {
             *plain = candidate;
             return;
