@@ -608,8 +608,10 @@ impl Core {
                 Way::Down => (&*self.listen, &*self.listen_batch, client),
             };
             if run > 1 && run <= batch.max_gso_segments() {
-                let contents: Vec<u8> =
-                    datagrams.iter().flat_map(|d| d.2.iter().copied()).collect();
+                let mut contents = Vec::with_capacity(bytes);
+                for (_, _, data) in datagrams {
+                    contents.extend_from_slice(data);
+                }
                 match send_batch(socket, batch, to, &contents, size).await {
                     Ok(()) => continue,
                     // A kernel or device that refuses GSO after all:
